@@ -1,0 +1,5 @@
+import sys
+
+from vsh.cli import main
+
+sys.exit(main())
