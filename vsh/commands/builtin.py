@@ -1,0 +1,196 @@
+"""vsh itself: help, quit, echo, cd, pwd, connect, uri, version, hostname, completion."""
+
+from __future__ import annotations
+
+import os
+
+from vsh.core.errors import InvalidArgument, VshError
+from vsh.core.output import Lines, Text
+from vsh.registry import Opt, command, help_command, help_group, help_overview, registry
+
+
+@command("help", group="virsh", summary="print help",
+         opts=[Opt("command", kind="command", positional=True, help="command or command group")],
+         description="Without an argument, list every command by group. With a group keyword, list that\n"
+                     "group; with a command name, show that command's synopsis and options.",
+         examples=("help", "help domain", "help dominfo"))
+def help_(ctx, command=None):
+    reg = registry()
+    if not command:
+        return Text(help_overview(reg), json_data=[{"name": n, "group": g, "summary": s}
+                                                  for n, g, s, _h in reg.summaries()])
+    cmd = reg.get(command)
+    if cmd is not None:
+        return Text(help_command(cmd), json_data={
+            "name": cmd.name, "group": cmd.group, "summary": cmd.summary, "synopsis": cmd.synopsis(),
+            "options": [{"name": o.name, "kind": o.kind, "required": o.required, "help": o.help}
+                        for o in cmd.opts]})
+    items = [(n, s) for n, g, s, _h in reg.summaries() if g == command]
+    if items:
+        return Text(help_group(command, items), json_data=[{"name": n, "summary": s} for n, s in items])
+    hint = reg.suggest(command)
+    raise InvalidArgument(f"command or command group '{command}' doesn't exist",
+                          hint=f"did you mean '{hint}'?" if hint else None)
+
+
+@command("quit", group="virsh", summary="quit this interactive terminal", aliases=("exit",))
+def quit_(ctx):
+    from vsh.shell import QuitShell
+
+    raise QuitShell()
+
+
+def _shell_quote(word: str) -> str:
+    if word == "":
+        return "''"
+    if all(c.isalnum() or c in "@%_-+=:,./" for c in word):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+@command("echo", group="virsh", summary="echo arguments",
+         opts=[Opt("shell", kind="bool", help="escape for shell use"),
+               Opt("xml", kind="bool", help="escape for XML use"),
+               Opt("split", kind="bool", help="split each argument on ','; ',,' is a literal ','"),
+               Opt("err", kind="bool", help="output to stderr"),
+               Opt("string", kind="argv", help="arguments to echo")],
+         description="Join the arguments with single spaces; no newline of its own (like virsh).")
+def echo(ctx, shell=False, xml=False, split=False, err=False, string=()):
+    words = list(string)
+    if xml:
+        words = [w.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for w in words]
+    if shell:
+        words = [_shell_quote(w) for w in words]
+    if split:
+        pieces = []
+        for word in words:
+            parts = word.replace(",,", "\x00").split(",")
+            pieces.extend(p.replace("\x00", ",") for p in parts)
+        text = "".join(f"{p}\n" for p in pieces)
+    else:
+        text = " ".join(words)
+    if err:
+        ctx.out.flush()
+        ctx.err.write(text + ("\n" if not text.endswith("\n") else ""))
+        return None
+    return Text(text, json_data={"text": text})
+
+
+@command("cd", group="virsh", summary="change the current directory",
+         opts=[Opt("dir", kind="dir", positional=True, help="directory to switch to (default: home)")])
+def cd(ctx, dir=None):
+    if not ctx.interactive:
+        raise VshError("cd: command valid only in interactive mode")
+    target = dir or os.path.expanduser("~")
+    try:
+        os.chdir(target)
+    except FileNotFoundError:
+        raise VshError(f"cd: No such file or directory: {target}") from None
+    except NotADirectoryError:
+        raise VshError(f"cd: Not a directory: {target}") from None
+    except PermissionError:
+        raise VshError(f"cd: Permission denied: {target}") from None
+    return None
+
+
+@command("pwd", group="virsh", summary="print the current directory")
+def pwd(ctx):
+    cwd = os.getcwd()
+    return Text(cwd + "\n", json_data={"cwd": cwd})
+
+
+@command("connect", group="virsh", summary="(re)connect to a store",
+         opts=[Opt("name", positional=True, help="connection URI (vsh:///session, vsh:///system, ...?root=DIR)"),
+               Opt("readonly", kind="bool", help="read-only connection")])
+def connect(ctx, name=None, readonly=False):
+    ctx.connect(name, readonly)
+    return None
+
+
+@command("uri", group="host", summary="print the connection URI")
+def uri(ctx):
+    text = ctx.store.uri
+    return Text(text + "\n", json_data={"uri": text})
+
+
+@command("hostname", group="host", summary="print the host name")
+def hostname(ctx):
+    name = os.uname().nodename
+    return Text(name + "\n", json_data={"hostname": name})
+
+
+def _qemu_version() -> str | None:
+    try:
+        from vsh.kvm.host import probe
+
+        info = probe()
+        return getattr(info, "qemu_version", None) and str(info.qemu_version)
+    except Exception:
+        return None
+
+
+@command("version", group="host", summary="show versions",
+         opts=[Opt("daemon", kind="bool", help="accepted for virsh compatibility (vsh has no daemon)")])
+def version(ctx, daemon=False):
+    from vsh import __version__
+
+    qemu = _qemu_version()
+    if isinstance(qemu, tuple):
+        qemu = ".".join(str(x) for x in qemu)
+    lines = [
+        f"Compiled against library: vsh {__version__}",
+        f"Using library: vsh {__version__}",
+        f"Using API: QEMU {__version__}",
+        f"Running hypervisor: QEMU {qemu or 'not found'}",
+    ]
+    return Text("".join(f"{line}\n" for line in lines),
+                json_data={"vsh": __version__, "hypervisor": "QEMU", "hypervisor_version": qemu})
+
+
+@command("complete", group="virsh", summary="internal command for autocompletion", hidden=True,
+         opts=[Opt("words", kind="argv", help="the words typed so far; an empty last word completes the next one")])
+def complete_cmd(ctx, words=()):
+    from vsh.shell import complete
+
+    return Lines(complete(ctx, list(words)))
+
+
+_BASH = r"""# bash completion for vsh (generated by `vsh completion bash`)
+_vsh_complete() {
+    local cur words cword
+    COMPREPLY=()
+    cur="${COMP_WORDS[COMP_CWORD]}"
+    local args=("${COMP_WORDS[@]:1:COMP_CWORD}")
+    local IFS=$'\n'
+    COMPREPLY=($(vsh -q complete -- "${args[@]}" 2>/dev/null))
+    return 0
+}
+complete -o default -o nospace -F _vsh_complete vsh
+"""
+
+_ZSH = r"""#compdef vsh
+# zsh completion for vsh (generated by `vsh completion zsh`)
+_vsh() {
+    local -a cands
+    cands=("${(@f)$(vsh -q complete -- "${(@)words[2,CURRENT]}" 2>/dev/null)}")
+    compadd -Q -S '' -a cands
+}
+compdef _vsh vsh
+"""
+
+_FISH = r"""# fish completion for vsh (generated by `vsh completion fish`)
+function __vsh_complete
+    set -l words (commandline -opc)
+    set -e words[1]
+    vsh -q complete -- $words (commandline -ct) 2>/dev/null
+end
+complete -c vsh -f -a '(__vsh_complete)'
+"""
+
+
+@command("completion", group="virsh", summary="print a shell completion script",
+         opts=[Opt("shell", kind="enum", positional=True, required=True, choices=("bash", "zsh", "fish"),
+                   help="the shell")],
+         examples=("vsh completion bash > /etc/bash_completion.d/vsh",))
+def completion(ctx, shell):
+    return Text({"bash": _BASH, "zsh": _ZSH, "fish": _FISH}[shell])

@@ -1,0 +1,657 @@
+"""A typed model over libvirt domain XML.
+
+Each class is a short list of declared properties; every property is an XPath
+relative to the object's element with a converter (virt-manager's xmlbuilder
+idea). The lxml tree stays the source of truth, so elements and attributes the
+model does not know survive define → dumpxml. ``node`` is the escape hatch.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as _uuid
+from typing import Any, Callable
+
+from vsh.core.errors import InvalidArgument, XMLError
+
+# -- units -------------------------------------------------------------------------
+
+
+def unit_scale(unit: str | None) -> int:
+    """Bytes per unit, libvirt's rules (KiB default for memory)."""
+    from vsh.registry import scale_for_unit
+
+    if unit is None or unit == "":
+        return 1024
+    scale = scale_for_unit(unit)
+    if scale is None:
+        raise XMLError(f"invalid unit '{unit}'")
+    return scale
+
+
+def to_kib(value: str, unit: str | None, what: str) -> int:
+    text = (value or "").strip()
+    if not re.fullmatch(r"\d+", text):
+        raise XMLError(f"invalid value '{value}' for {what}: expected a non-negative integer")
+    try:
+        scale = unit_scale(unit)
+    except XMLError:
+        raise XMLError(f"invalid unit '{unit}' for {what}") from None
+    total = int(text) * scale
+    return (total + 1023) // 1024
+
+
+# -- declared properties ---------------------------------------------------------
+
+
+def _split(path: str) -> tuple[str, str | None]:
+    """'./a/b/@c' → ('./a/b', 'c'); './a' → ('./a', None)."""
+    if "/@" in path:
+        el, attr = path.rsplit("/@", 1)
+        return el, attr
+    if path.startswith("@"):
+        return ".", path[1:]
+    return path, None
+
+
+# libvirt's element order, used when the model creates an element
+ORDER = {
+    "domain": ["name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory",
+               "currentMemory", "blkiotune", "memtune", "memoryBacking", "vcpu", "vcpus", "iothreads",
+               "cputune", "resource", "sysinfo", "bootloader", "os", "idmap", "features", "cpu", "clock",
+               "on_poweroff", "on_reboot", "on_crash", "on_lockfailure", "pm", "perf", "devices",
+               "seclabel", "keywrap", "launchSecurity"],
+    "os": ["type", "firmware", "loader", "nvram", "kernel", "initrd", "cmdline", "dtb", "boot", "bootmenu",
+           "smbios", "bios"],
+    "disk": ["driver", "source", "backingStore", "target", "iotune", "boot", "readonly", "shareable",
+             "serial", "wwn", "alias", "address"],
+    "interface": ["mac", "source", "target", "model", "driver", "alias", "address"],
+    "cpu": ["model", "vendor", "topology", "cache", "feature", "numa"],
+}
+
+
+def _insert_ordered(parent, child) -> None:
+    order = ORDER.get(parent.tag)
+    if not order or child.tag not in order:
+        parent.append(child)
+        return
+    rank = order.index(child.tag)
+    for existing in parent:
+        if isinstance(existing.tag, str) and existing.tag in order and order.index(existing.tag) > rank:
+            existing.addprevious(child)
+            return
+    parent.append(child)
+
+
+def ensure(node, path: str):
+    """Find or create the element at a simple relative path like ``./os/type``."""
+    from lxml import etree
+
+    if path in (".", ""):
+        return node
+    current = node
+    for step in path.split("/"):
+        if step in (".", ""):
+            continue
+        found = current.find(step)
+        if found is None:
+            tag = re.sub(r"\[.*\]$", "", step)
+            found = etree.Element(tag)
+            _insert_ordered(current, found)
+            for key, value in re.findall(r"\[@([\w-]+)='([^']*)'\]", step):
+                found.set(key, value)
+        current = found
+    return current
+
+
+class XProp:
+    """A property stored at an XPath: ``./name``, ``./target/@dev``."""
+
+    def __init__(self, path: str, conv: Callable | None = None, fmt: Callable | None = None,
+                 doc: str = ""):
+        self.path = path
+        self.el_path, self.attr = _split(path)
+        self.conv = conv
+        self.fmt = fmt or (lambda v: str(v))
+        self.__doc__ = doc
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        el = obj.node if self.el_path in (".", "") else obj.node.find(self.el_path)
+        if el is None:
+            return None
+        raw = el.get(self.attr) if self.attr else el.text
+        if raw is None:
+            return None
+        if self.conv is None:
+            return raw
+        try:
+            return self.conv(raw)
+        except (ValueError, TypeError):
+            raise XMLError(f"invalid value '{raw}' for {self.path.lstrip('./')}") from None
+
+    def __set__(self, obj, value):
+        if value is None:
+            el = obj.node if self.el_path in (".", "") else obj.node.find(self.el_path)
+            if el is None:
+                return
+            if self.attr:
+                el.attrib.pop(self.attr, None)
+            elif el is not obj.node:
+                el.getparent().remove(el)
+            return
+        el = ensure(obj.node, self.el_path)
+        if self.attr:
+            el.set(self.attr, self.fmt(value))
+        else:
+            el.text = self.fmt(value)
+
+
+class XFlag:
+    """Presence of an empty element (``<readonly/>``)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return obj.node.find(self.path) is not None
+
+    def __set__(self, obj, value):
+        el = obj.node.find(self.path)
+        if value and el is None:
+            ensure(obj.node, self.path)
+        elif not value and el is not None:
+            el.getparent().remove(el)
+
+
+def yesno(value: str) -> bool:
+    if value not in ("yes", "no", "on", "off"):
+        raise ValueError(value)
+    return value in ("yes", "on")
+
+
+class XMLObject:
+    """An object backed by one element."""
+
+    tag = ""
+
+    def __init__(self, node):
+        self.node = node
+
+    @classmethod
+    def new(cls, **props):
+        from lxml import etree
+
+        obj = cls(etree.Element(cls.tag))
+        for key, value in props.items():
+            setattr(obj, key, value)
+        return obj
+
+    @classmethod
+    def properties(cls) -> dict[str, Any]:
+        out = {}
+        for klass in reversed(cls.__mro__):
+            for key, value in vars(klass).items():
+                if isinstance(value, (XProp, XFlag)):
+                    out[key] = value
+        return out
+
+    def xml(self, depth: int = 0) -> str:
+        from vsh.core.xml import serialize_at
+
+        return serialize_at(self.node, depth)
+
+
+# -- devices -------------------------------------------------------------------------
+
+
+class Device(XMLObject):
+    alias = XProp("./alias/@name")
+    address_type = XProp("./address/@type")
+    boot_order = XProp("./boot/@order", int)
+
+
+class Disk(Device):
+    tag = "disk"
+    type = XProp("./@type")
+    device = XProp("./@device")
+    driver_name = XProp("./driver/@name")
+    driver_type = XProp("./driver/@type")
+    driver_cache = XProp("./driver/@cache")
+    driver_discard = XProp("./driver/@discard")
+    source_file = XProp("./source/@file")
+    source_dev = XProp("./source/@dev")
+    target_dev = XProp("./target/@dev")
+    target_bus = XProp("./target/@bus")
+    readonly = XFlag("./readonly")
+    shareable = XFlag("./shareable")
+    serial = XProp("./serial")
+
+    @property
+    def source(self) -> str | None:
+        src = self.node.find("./source")
+        if src is None:
+            return None
+        return src.get("file") or src.get("dev") or src.get("name") or src.get("dir") or src.get("volume")
+
+    def set_source(self, path: str | None) -> None:
+        src = self.node.find("./source")
+        if path is None:
+            if src is not None:
+                self.node.remove(src)
+            return
+        src = ensure(self.node, "./source")
+        src.attrib.clear()
+        src.set("dev" if self.type == "block" else "file", path)
+
+
+class Interface(Device):
+    tag = "interface"
+    type = XProp("./@type")
+    mac = XProp("./mac/@address")
+    model = XProp("./model/@type")
+    source_network = XProp("./source/@network")
+    source_bridge = XProp("./source/@bridge")
+    target_dev = XProp("./target/@dev")
+
+    @property
+    def source(self) -> str | None:
+        src = self.node.find("./source")
+        if src is None:
+            return None
+        for key in ("network", "bridge", "dev"):
+            if src.get(key):
+                return src.get(key)
+        return None
+
+
+class CharDevice(Device):
+    """serial, console, channel, parallel."""
+
+    type = XProp("./@type")
+    source_path = XProp("./source/@path")
+    source_mode = XProp("./source/@mode")
+    target_type = XProp("./target/@type")
+    target_name = XProp("./target/@name")
+    target_port = XProp("./target/@port", int)
+
+
+class Serial(CharDevice):
+    tag = "serial"
+
+
+class Console(CharDevice):
+    tag = "console"
+
+
+class Channel(CharDevice):
+    tag = "channel"
+
+
+class Rng(Device):
+    tag = "rng"
+    model = XProp("./@model")
+    backend_model = XProp("./backend/@model")
+    backend = XProp("./backend")
+
+
+class MemBalloon(Device):
+    tag = "memballoon"
+    model = XProp("./@model")
+
+
+class Controller(Device):
+    tag = "controller"
+    type = XProp("./@type")
+    index = XProp("./@index", int)
+    model = XProp("./@model")
+
+
+class HostDev(Device):
+    tag = "hostdev"
+    mode = XProp("./@mode")
+    type = XProp("./@type")
+    managed = XProp("./@managed", yesno, lambda v: "yes" if v else "no")
+    address_domain = XProp("./source/address/@domain")
+    address_bus = XProp("./source/address/@bus")
+    address_slot = XProp("./source/address/@slot")
+    address_function = XProp("./source/address/@function")
+
+
+class Filesystem(Device):
+    tag = "filesystem"
+    type = XProp("./@type")
+    accessmode = XProp("./@accessmode")
+    driver_type = XProp("./driver/@type")
+    source_dir = XProp("./source/@dir")
+    target_dir = XProp("./target/@dir")
+
+
+class Watchdog(Device):
+    tag = "watchdog"
+    model = XProp("./@model")
+    action = XProp("./@action")
+
+
+class Graphics(Device):
+    tag = "graphics"
+    type = XProp("./@type")
+    listen = XProp("./@listen")
+    port = XProp("./@port", int)
+
+
+class Video(Device):
+    tag = "video"
+    model = XProp("./model/@type")
+
+
+class Input(Device):
+    tag = "input"
+    type = XProp("./@type")
+    bus = XProp("./@bus")
+
+
+class Sound(Device):
+    tag = "sound"
+    model = XProp("./@model")
+
+
+DEVICE_CLASSES = {cls.tag: cls for cls in (Disk, Interface, Serial, Console, Channel, Rng, MemBalloon,
+                                           Controller, HostDev, Filesystem, Watchdog, Graphics, Video,
+                                           Input, Sound)}
+
+
+def device_for(node) -> Device:
+    return DEVICE_CLASSES.get(node.tag, Device)(node)
+
+
+# -- the domain --------------------------------------------------------------------
+
+
+def _mem_get(path: str):
+    def getter(self) -> int | None:
+        el = self.node.find(path)
+        if el is None:
+            return None
+        return to_kib(el.text or "", el.get("unit"), path.lstrip("./"))
+
+    def setter(self, kib: int | None) -> None:
+        el = self.node.find(path)
+        if kib is None:
+            if el is not None:
+                el.getparent().remove(el)
+            return
+        el = ensure(self.node, path)
+        el.set("unit", "KiB")
+        el.text = str(int(kib))
+
+    return property(getter, setter)
+
+
+class Domain(XMLObject):
+    tag = "domain"
+
+    type = XProp("./@type")
+    id = XProp("./@id", int)
+    name = XProp("./name")
+    uuid = XProp("./uuid")
+    title = XProp("./title")
+    description = XProp("./description")
+    memory = _mem_get("./memory")
+    current_memory = _mem_get("./currentMemory")
+    max_memory = _mem_get("./maxMemory")
+    max_memory_slots = XProp("./maxMemory/@slots", int)
+    vcpus = XProp("./vcpu", int)
+    vcpu_placement = XProp("./vcpu/@placement")
+    vcpu_current = XProp("./vcpu/@current", int)
+    cpu_mode = XProp("./cpu/@mode")
+    cpu_model = XProp("./cpu/model")
+    cpu_sockets = XProp("./cpu/topology/@sockets", int)
+    cpu_dies = XProp("./cpu/topology/@dies", int)
+    cpu_cores = XProp("./cpu/topology/@cores", int)
+    cpu_threads = XProp("./cpu/topology/@threads", int)
+    os_type = XProp("./os/type")
+    os_arch = XProp("./os/type/@arch")
+    os_machine = XProp("./os/type/@machine")
+    os_kernel = XProp("./os/kernel")
+    os_initrd = XProp("./os/initrd")
+    os_cmdline = XProp("./os/cmdline")
+    os_loader = XProp("./os/loader")
+    os_loader_readonly = XProp("./os/loader/@readonly")
+    os_loader_type = XProp("./os/loader/@type")
+    os_nvram = XProp("./os/nvram")
+    clock_offset = XProp("./clock/@offset")
+    on_poweroff = XProp("./on_poweroff")
+    on_reboot = XProp("./on_reboot")
+    on_crash = XProp("./on_crash")
+
+    LIFECYCLE_ACTIONS = ("destroy", "restart", "preserve", "rename-restart", "coredump-destroy",
+                         "coredump-restart")
+
+    @classmethod
+    def parse(cls, data: bytes | str, origin: str = "domain_definition") -> "Domain":
+        from vsh.core.xml import parse
+
+        return cls(parse(data, origin, "domain"))
+
+    def to_xml(self, inactive: bool = False) -> str:
+        from vsh.core.xml import serialize
+
+        if inactive and self.node.get("id") is not None:
+            import copy
+
+            node = copy.deepcopy(self.node)
+            node.attrib.pop("id", None)
+            return serialize(node)
+        return serialize(self.node)
+
+    def copy(self) -> "Domain":
+        import copy
+
+        return Domain(copy.deepcopy(self.node))
+
+    # devices
+    @property
+    def devices_node(self):
+        return ensure(self.node, "./devices")
+
+    def devices(self, tag: str | None = None) -> list[Device]:
+        devs = self.node.find("./devices")
+        if devs is None:
+            return []
+        return [device_for(el) for el in devs if isinstance(el.tag, str) and (tag is None or el.tag == tag)]
+
+    @property
+    def disks(self) -> list[Disk]:
+        return self.devices("disk")  # type: ignore[return-value]
+
+    @property
+    def interfaces(self) -> list[Interface]:
+        return self.devices("interface")  # type: ignore[return-value]
+
+    @property
+    def boot_devs(self) -> list[str]:
+        return [el.get("dev") for el in self.node.findall("./os/boot") if el.get("dev")]
+
+    @property
+    def features(self) -> list[str]:
+        feats = self.node.find("./features")
+        return [el.tag for el in feats] if feats is not None else []
+
+    @property
+    def metadata(self):
+        return self.node.find("./metadata")
+
+    def add_device(self, dev: Device) -> None:
+        devs = self.devices_node
+        # keep devices of one kind together, as libvirt does
+        same = [el for el in devs if el.tag == dev.node.tag]
+        if same:
+            same[-1].addnext(dev.node)
+        else:
+            devs.append(dev.node)
+
+    def remove_device(self, dev: Device) -> None:
+        dev.node.getparent().remove(dev.node)
+
+    @property
+    def effective_vcpus(self) -> int:
+        return self.vcpu_current or self.vcpus or 1
+
+    # -- defaults and validation -------------------------------------------------
+    def fill_defaults(self) -> None:
+        """What libvirt adds on define: uuid, KiB units, currentMemory, placement, actions, MACs."""
+        if not self.uuid:
+            self.uuid = str(_uuid.uuid4())
+        for prop in ("memory", "current_memory", "max_memory"):
+            value = getattr(self, prop)
+            if value is not None:
+                slots = self.max_memory_slots if prop == "max_memory" else None
+                setattr(self, prop, value)
+                if slots is not None:
+                    self.max_memory_slots = slots
+        if self.memory is not None and self.current_memory is None:
+            mem = self.node.find("./memory")
+            from lxml import etree
+
+            cur = etree.Element("currentMemory", unit="KiB")
+            cur.text = str(self.memory)
+            mem.addnext(cur)
+        if self.node.find("./vcpu") is None:
+            self.vcpus = 1
+        if self.vcpu_placement is None:
+            self.vcpu_placement = "static"
+        if self.os_type is None:
+            self.os_type = "hvm"
+        if self.os_arch is None:
+            self.os_arch = "x86_64"
+        for key, default in (("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")):
+            if getattr(self, key) is None:
+                setattr(self, key, default)
+        for disk in self.disks:
+            if disk.type is None:
+                disk.type = "file"
+            if disk.device is None:
+                disk.device = "disk"
+            if disk.target_dev and not disk.target_bus:
+                disk.target_bus = default_bus(disk.target_dev, disk.device)
+        for nic in self.interfaces:
+            if not nic.mac:
+                nic.mac = random_mac()
+        for el in self.node.findall("./devices/memballoon"):
+            pass
+
+    def validate(self) -> None:
+        """Semantic checks with precise messages."""
+        name = self.name
+        if name is None:
+            raise XMLError("missing name information")
+        check_name(name)
+        if self.uuid is not None:
+            try:
+                _uuid.UUID(self.uuid)
+            except ValueError:
+                raise XMLError(f"malformed uuid element: '{self.uuid}'") from None
+        if self.type is None:
+            raise XMLError("missing domain type attribute (expected type='kvm' or type='qemu')")
+        if self.type not in ("kvm", "qemu"):
+            raise XMLError(f"unsupported domain type '{self.type}': vsh runs type='kvm' and type='qemu'")
+        memory = self.memory
+        if memory is None:
+            raise XMLError("missing memory element: a domain needs <memory>")
+        if memory == 0:
+            raise XMLError("memory size must be greater than zero")
+        current = self.current_memory
+        if current is not None and current > memory:
+            raise XMLError(f"currentMemory ({current} KiB) cannot be larger than memory ({memory} KiB)")
+        maxmem = self.max_memory
+        if maxmem is not None and maxmem < memory:
+            raise XMLError(f"maxMemory ({maxmem} KiB) cannot be smaller than memory ({memory} KiB)")
+        vcpus = self.vcpus
+        if vcpus is not None and vcpus < 1:
+            raise XMLError("vcpu count must be at least 1")
+        cur = self.vcpu_current
+        if cur is not None and vcpus is not None and cur > vcpus:
+            raise XMLError(f"current vcpus ({cur}) cannot exceed maximum vcpus ({vcpus})")
+        if cur is not None and cur < 1:
+            raise XMLError("current vcpu count must be at least 1")
+        topo = [self.cpu_sockets, self.cpu_cores, self.cpu_threads]
+        if all(t is not None for t in topo) and vcpus is not None:
+            product = topo[0] * topo[1] * topo[2] * (self.cpu_dies or 1)
+            if product != vcpus:
+                raise XMLError(f"CPU topology doesn't match maximum vcpu count ({product} != {vcpus})")
+        for key in ("on_poweroff", "on_reboot", "on_crash"):
+            value = getattr(self, key)
+            if value is not None and value not in self.LIFECYCLE_ACTIONS:
+                raise XMLError(f"invalid {key} action '{value}'")
+        targets: dict[str, int] = {}
+        for disk in self.disks:
+            dev = disk.target_dev
+            if not dev:
+                raise XMLError("missing disk target (<target dev='...'/>)")
+            if dev in targets:
+                raise XMLError(f"target '{dev}' duplicated for disk sources")
+            targets[dev] = 1
+            if disk.device not in (None, "disk", "cdrom", "floppy", "lun"):
+                raise XMLError(f"unknown disk device '{disk.device}'")
+        macs: dict[str, int] = {}
+        for nic in self.interfaces:
+            mac = nic.mac
+            if mac:
+                if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", mac):
+                    raise XMLError(f"unable to parse mac address '{mac}'")
+                if int(mac.split(":")[0], 16) & 1:
+                    raise XMLError(f"expected unicast mac address, found multicast '{mac}'")
+                if mac.lower() in macs:
+                    raise XMLError(f"duplicate MAC address {mac}")
+                macs[mac.lower()] = 1
+
+
+def default_bus(target: str, device: str | None = None) -> str:
+    if target.startswith("vd"):
+        return "virtio"
+    if target.startswith("sd"):
+        return "scsi"
+    if target.startswith("hd"):
+        return "ide"
+    if target.startswith("fd"):
+        return "fdc"
+    if target.startswith("xvd"):
+        return "xen"
+    return "virtio"
+
+
+def random_mac() -> str:
+    import os
+
+    b = os.urandom(3)
+    return "52:54:00:%02x:%02x:%02x" % (b[0], b[1], b[2])
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_name(name: str) -> None:
+    """Domain names become paths: refuse what could escape or confuse."""
+    if name is None or name == "":
+        raise InvalidArgument("domain name must not be empty")
+    if "/" in name:
+        raise InvalidArgument(f"name '{name}' cannot contain '/'")
+    if name.startswith("."):
+        raise InvalidArgument(f"name '{name}' cannot start with '.'")
+    if _CONTROL.search(name):
+        raise InvalidArgument(f"name {name!r} cannot contain control characters")
+    if len(name.encode("utf-8")) > 255:
+        raise InvalidArgument(f"name is too long ({len(name.encode('utf-8'))} bytes; the limit is 255)")
+    if name.strip() != name and not name.strip():
+        raise InvalidArgument("domain name must not be blank")
+
+
+def is_uuid(text: str) -> bool:
+    return bool(re.fullmatch(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", text))

@@ -1,0 +1,190 @@
+"""What a command returns, and how it is printed.
+
+Handlers never print: they return one of the output objects below (or a list of
+them). The shell renders them for a person (virsh's exact text formats) or, with
+``--json``, as one JSON document for a script.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def display_width(text: str) -> int:
+    """Columns a string takes on a terminal (wide CJK characters count 2)."""
+    if text.isascii():
+        return len(text)
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - display_width(text))
+
+
+class Output:
+    """Base class: something a command produced."""
+
+    quiet_hidden = False  # removed entirely by -q (informational messages)
+
+    def text(self, quiet: bool) -> str:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def data(self) -> Any:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+@dataclass
+class Text(Output):
+    """Verbatim text; ``value`` says whether a newline ends it (virsh's echo and desc do not)."""
+
+    value: str
+    json_data: Any = None
+
+    def text(self, quiet: bool) -> str:
+        return self.value
+
+    def data(self) -> Any:
+        return self.json_data if self.json_data is not None else {"text": self.value}
+
+
+@dataclass
+class Lines(Output):
+    """One item a line (``list --name``, ``domname``)."""
+
+    items: list
+    json_data: Any = None
+
+    def text(self, quiet: bool) -> str:
+        return "".join(f"{item}\n" for item in self.items)
+
+    def data(self) -> Any:
+        return self.json_data if self.json_data is not None else list(self.items)
+
+
+@dataclass
+class Message(Output):
+    """An informational message (``Domain 'x' started``); ``-q`` removes it."""
+
+    value: str
+    newline: bool = True
+    json_data: Any = None
+    quiet_hidden = True
+
+    def text(self, quiet: bool) -> str:
+        if quiet:
+            return ""
+        return self.value + ("\n" if self.newline else "")
+
+    def data(self) -> Any:
+        return self.json_data if self.json_data is not None else {"message": self.value}
+
+
+@dataclass
+class Table(Output):
+    """A virsh table: header, dashed rule, left-aligned cells joined by three spaces."""
+
+    headers: list
+    rows: list
+    json_data: Any = None
+    json_keys: list | None = None
+
+    def text(self, quiet: bool) -> str:
+        rows = [[str(c) for c in row] for row in self.rows]
+        ncols = len(self.headers)
+        widths = [0] * ncols
+        sources = rows if quiet else [list(self.headers)] + rows
+        for row in sources:
+            for i, cell in enumerate(row):
+                widths[i] = max(widths[i], display_width(cell))
+        out = []
+
+        def render(row: list) -> str:
+            cells = [_pad(c, widths[i]) for i, c in enumerate(row[:-1])]
+            cells.append(row[-1])
+            return " " + "   ".join(cells) + "\n"
+
+        if not quiet:
+            out.append(render(list(self.headers)))
+            out.append("-" * (1 + sum(widths) + 3 * (ncols - 1) + 2) + "\n")
+        out.extend(render(row) for row in rows)
+        return "".join(out)
+
+    def data(self) -> Any:
+        if self.json_data is not None:
+            return self.json_data
+        keys = self.json_keys or [h.strip().lower().replace(" ", "_") for h in self.headers]
+        return [dict(zip(keys, row)) for row in self.rows]
+
+
+@dataclass
+class KeyValue(Output):
+    """virsh's ``%-15s %s`` key/value block (``dominfo``); ``width`` varies (nodeinfo: 20)."""
+
+    pairs: list
+    width: int = 15
+    json_data: Any = None
+
+    def text(self, quiet: bool) -> str:
+        return "".join(f"{key + ':':<{self.width}} {value}\n" for key, value in self.pairs)
+
+    def data(self) -> Any:
+        if self.json_data is not None:
+            return self.json_data
+        return {key: value for key, value in self.pairs}
+
+
+@dataclass
+class Many(Output):
+    """Several outputs from one command, printed one after the other."""
+
+    parts: list = field(default_factory=list)
+    json_data: Any = None
+
+    def text(self, quiet: bool) -> str:
+        return "".join(part.text(quiet) for part in self.parts)
+
+    def data(self) -> Any:
+        if self.json_data is not None:
+            return self.json_data
+        return [part.data() for part in self.parts]
+
+
+def to_json(output: Output | None) -> str:
+    import json as _json
+
+    data = None if output is None else output.data()
+    if data is None:
+        data = {"result": "ok"}
+    return _json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def escape_untrusted(text: str) -> str:
+    """Escape control characters in a string that came from a guest or a file."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in "\n\t":
+            out.append(ch)
+        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def human_size(nbytes: float, decimals: int = 2) -> str:
+    """virsh's ``1.00 GiB`` / ``0.00 B`` formatting."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    value = float(nbytes)
+    unit = 0
+    while value >= 1024 and unit < len(units) - 1:
+        value /= 1024
+        unit += 1
+    return f"{value:.{decimals}f} {units[unit]}"

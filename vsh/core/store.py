@@ -1,0 +1,533 @@
+"""The embedded store: persistent configs, data and runtime state of one connection.
+
+Layout (DESIGN.md): persistent domain configs in ``<config>/domains/NAME.xml``,
+autostart marks in ``<config>/autostart/NAME``, images and pools under
+``<data>``, and one runtime directory per running domain in
+``<runtime>/NAME/`` (state.json, sockets, logs, live.xml) written by the
+domain's supervisor.
+
+Everything is private to its user (directories 0700, files 0600). Config writes
+are atomic (temp file, fsync, rename, fsync of the directory) and happen under a
+per-domain lock, so a failed or interrupted define leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
+
+SCHEME = "vsh"
+
+
+def _xdg(var: str, default: str) -> Path:
+    value = os.environ.get(var)
+    if value and os.path.isabs(value):
+        return Path(value)
+    return Path(os.path.expanduser(default))
+
+
+@dataclass
+class Uri:
+    text: str
+    kind: str  # session | system
+    root: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Uri":
+        if not text:
+            text = os.environ.get("VSH_DEFAULT_URI") or os.environ.get("VSH_URI")
+        if not text:
+            text = "vsh:///system" if os.geteuid() == 0 else "vsh:///session"
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(text)
+        if parts.scheme != SCHEME or parts.netloc not in ("", "localhost"):
+            raise VshError("failed to connect to the hypervisor",
+                           f"unsupported connection URI '{text}': vsh knows vsh:///session and vsh:///system"
+                           " (with an optional ?root=DIR)")
+        path = parts.path.strip("/")
+        if path not in ("session", "system"):
+            raise VshError("failed to connect to the hypervisor",
+                           f"unknown connection path '/{path}' in '{text}': use /session or /system")
+        query = parse_qs(parts.query)
+        root = None
+        if "root" in query:
+            root_text = query["root"][-1]
+            if not os.path.isabs(root_text):
+                raise VshError("failed to connect to the hypervisor",
+                               f"root directory in '{text}' must be an absolute path")
+            root = Path(root_text)
+        return cls(text=text, kind=path, root=root)
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create a directory 0700 (and its parents); refuse one owned by someone else."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VshError(f"cannot create directory '{path}': {exc.strerror}") from None
+    st = path.stat()
+    if st.st_uid != os.geteuid():
+        raise VshError(f"directory '{path}' belongs to another user (uid {st.st_uid})")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+    """Write a file so that readers see the old or the new content, never a mix."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    directory = path.parent
+    tmp = directory / f".{path.name}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+_BOOT_ID: str | None = None
+
+
+def boot_id() -> str:
+    global _BOOT_ID
+    if _BOOT_ID is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as fh:
+                _BOOT_ID = fh.read().strip()
+        except OSError:
+            _BOOT_ID = ""
+    return _BOOT_ID
+
+
+def pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
+    except OSError:
+        return False
+
+
+ACTIVE_STATES = ("running", "paused", "starting", "shutdown", "pmsuspended", "blocked", "crashed-preserved")
+
+
+@dataclass
+class Runtime:
+    """What a domain's supervisor last wrote in ``state.json`` (checked for staleness)."""
+
+    data: dict = field(default_factory=dict)
+    rundir: Path | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def state(self) -> str:
+        return self.data.get("state", "shutoff")
+
+    @property
+    def reason(self) -> str:
+        return self.data.get("reason", "unknown")
+
+    @property
+    def id(self) -> int | None:
+        return self.data.get("id") if self.active else None
+
+    @property
+    def transient(self) -> bool:
+        return bool(self.data.get("transient"))
+
+
+def read_runtime(rundir: Path) -> Runtime | None:
+    """Read state.json without importing anything heavy; stale state reads as shut off."""
+    import json
+
+    try:
+        with open(rundir / "state.json", "rb") as fh:
+            data = json.loads(fh.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("state") in ACTIVE_STATES:
+        stale = data.get("boot_id") not in (None, "", boot_id())
+        if stale or not (pid_alive(data.get("qemu_pid")) or pid_alive(data.get("supervisor_pid"))):
+            data = dict(data)
+            data["state"] = "shutoff"
+            data["reason"] = "crashed" if not stale else "unknown"
+            data["stale"] = True
+    return Runtime(data=data, rundir=rundir)
+
+
+@dataclass
+class DomainRef:
+    """A domain found by name, id or UUID."""
+
+    name: str
+    persistent: bool
+    runtime: Runtime | None
+
+    @property
+    def active(self) -> bool:
+        return self.runtime is not None and self.runtime.active
+
+    @property
+    def id(self) -> int | None:
+        return self.runtime.id if self.runtime else None
+
+    @property
+    def state(self) -> str:
+        return self.runtime.state if self.runtime and self.active else "shutoff"
+
+    @property
+    def reason(self) -> str:
+        if self.runtime is None:
+            return "unknown"
+        return self.runtime.reason
+
+
+class Store:
+    """One connection's directories and the operations on them."""
+
+    def __init__(self, uri: Uri):
+        self.uri_info = uri
+        self.uri = uri.text
+        if uri.root is not None:
+            base = uri.root
+            self.config_dir = base / "config"
+            self.data_dir = base / "data"
+            self.runtime_root = base / "run"
+        elif uri.kind == "system":
+            self.config_dir = Path("/etc/vsh")
+            self.data_dir = Path("/var/lib/vsh")
+            self.runtime_root = Path("/run/vsh")
+        else:
+            self.config_dir = _xdg("XDG_CONFIG_HOME", "~/.config") / "vsh"
+            self.data_dir = _xdg("XDG_DATA_HOME", "~/.local/share") / "vsh"
+            runtime = os.environ.get("XDG_RUNTIME_DIR")
+            if runtime and os.path.isdir(runtime):
+                self.runtime_root = Path(runtime) / "vsh"
+            else:
+                self.runtime_root = Path(f"/tmp/vsh-{os.geteuid()}")
+        self.domains_dir = self.config_dir / "domains"
+        self.autostart_dir = self.config_dir / "autostart"
+        self.locks_dir = self.config_dir / ".locks"
+
+    @classmethod
+    def open(cls, uri: str | None = None) -> "Store":
+        return cls(Uri.parse(uri))
+
+    # -- paths ---------------------------------------------------------------------
+    def config_path(self, name: str) -> Path:
+        from vsh.core.domain import check_name
+
+        check_name(name)
+        return self.domains_dir / f"{name}.xml"
+
+    def runtime_dir(self, name: str, create: bool = False) -> Path:
+        from vsh.core.domain import check_name
+
+        check_name(name)
+        path = self.runtime_root / name
+        if create:
+            ensure_private_dir(self.runtime_root)
+            ensure_private_dir(path)
+        return path
+
+    def images_dir(self) -> Path:
+        return ensure_private_dir(self.data_dir / "images")
+
+    @contextlib.contextmanager
+    def lock(self, name: str, timeout: float = 30.0) -> Iterator[None]:
+        """An exclusive per-domain lock (flock); waits at most ``timeout`` seconds."""
+        import fcntl
+        import time
+
+        from vsh.core.domain import check_name
+
+        check_name(name)
+        ensure_private_dir(self.config_dir)
+        ensure_private_dir(self.locks_dir)
+        fd = os.open(self.locks_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            delay = 0.005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise OperationInvalid(
+                            f"domain '{name}' is locked by another vsh process (waited {timeout:.0f} s)") from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.1)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- listing and lookup ----------------------------------------------------------
+    def persistent_names(self) -> list[str]:
+        try:
+            return [entry[:-4] for entry in os.listdir(self.domains_dir)
+                    if entry.endswith(".xml") and not entry.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    def runtime_names(self) -> list[str]:
+        try:
+            return [entry for entry in os.listdir(self.runtime_root)
+                    if not entry.startswith(".") and os.path.isdir(self.runtime_root / entry)]
+        except FileNotFoundError:
+            return []
+
+    def runtime(self, name: str) -> Runtime | None:
+        return read_runtime(self.runtime_root / name)
+
+    def domain_names(self) -> list[str]:
+        names = set(self.persistent_names())
+        for name in self.runtime_names():
+            if name not in names:
+                rt = self.runtime(name)
+                if rt is not None and rt.active:
+                    names.add(name)
+        return sorted(names, key=str.lower)
+
+    def refs(self) -> list[DomainRef]:
+        """Every domain: persistent ones and running transient ones."""
+        persistent = set(self.persistent_names())
+        out = []
+        seen = set()
+        for name in self.runtime_names():
+            rt = self.runtime(name)
+            if name in persistent:
+                out.append(DomainRef(name, True, rt))
+                seen.add(name)
+            elif rt is not None and rt.active:
+                out.append(DomainRef(name, False, rt))
+                seen.add(name)
+        for name in persistent - seen:
+            out.append(DomainRef(name, True, None))
+        return out
+
+    def find(self, ident: str) -> DomainRef | None:
+        if ident is None or ident == "":
+            return None
+        from vsh.core.domain import is_uuid
+
+        if "/" not in ident and not ident.startswith(".") and "\x00" not in ident:
+            persistent = (self.domains_dir / f"{ident}.xml").is_file() if len(ident.encode()) <= 255 else False
+            rt = self.runtime(ident) if len(ident.encode()) <= 255 else None
+            if persistent or (rt is not None and rt.active):
+                return DomainRef(ident, persistent, rt)
+        if ident.isdigit():
+            wanted = int(ident)
+            for ref in self.refs():
+                if ref.active and ref.id == wanted:
+                    return ref
+        if is_uuid(ident):
+            wanted_uuid = ident.lower()
+            for ref in self.refs():
+                try:
+                    dom = self.load(ref)
+                except VshError:
+                    continue
+                if (dom.uuid or "").lower() == wanted_uuid:
+                    return ref
+        return None
+
+    def get(self, ident: str) -> DomainRef:
+        ref = self.find(ident)
+        if ref is None:
+            hint = None
+            if ident:
+                import difflib
+
+                close = difflib.get_close_matches(ident, self.domain_names(), n=1, cutoff=0.7)
+                hint = f"did you mean '{close[0]}'?" if close else None
+            raise NotFound(f"failed to get domain '{ident}'", hint=hint)
+        return ref
+
+    def load(self, ref: DomainRef, inactive: bool = False):
+        """The domain's XML: the live definition when running (unless inactive), else the config."""
+        from vsh.core.domain import Domain
+
+        if ref.active and ref.runtime is not None and ref.runtime.rundir is not None:
+            if not inactive or not ref.persistent:
+                live = ref.runtime.rundir / "live.xml"
+                try:
+                    data = live.read_bytes()
+                    dom = Domain.parse(data, "live.xml")
+                    if ref.id is not None:
+                        dom.id = ref.id
+                    return dom
+                except FileNotFoundError:
+                    pass
+        try:
+            data = (self.domains_dir / f"{ref.name}.xml").read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"failed to get domain '{ref.name}'") from None
+        return Domain.parse(data, f"{ref.name}.xml")
+
+    # -- changing configs ---------------------------------------------------------------
+    def write_config(self, dom) -> None:
+        ensure_private_dir(self.config_dir)
+        ensure_private_dir(self.domains_dir)
+        atomic_write(self.domains_dir / f"{dom.name}.xml", dom.to_xml(inactive=True))
+
+    def define(self, dom) -> bool:
+        """Validate and store a persistent definition; True when it is new."""
+        dom.fill_defaults()
+        dom.validate()
+        name = dom.name
+        self.config_path(name)
+        with self.lock(name):
+            existing = self.find(name)
+            uuid_owner = self._uuid_owner(dom.uuid)
+            if uuid_owner is not None and uuid_owner != name:
+                raise XMLError(f"domain '{uuid_owner}' is already defined with uuid {dom.uuid}")
+            if existing is not None:
+                old = self.load(existing, inactive=True)
+                if (old.uuid or "").lower() != (dom.uuid or "").lower():
+                    raise XMLError(f"domain '{name}' already exists with uuid {old.uuid}")
+            self.write_config(dom)
+            return existing is None or not existing.persistent
+
+    def _uuid_owner(self, uuid: str | None) -> str | None:
+        if not uuid:
+            return None
+        wanted = uuid.lower()
+        for ref in self.refs():
+            try:
+                other = self.load(ref, inactive=True)
+            except VshError:
+                continue
+            if (other.uuid or "").lower() == wanted:
+                return ref.name
+        return None
+
+    def undefine(self, ref: DomainRef) -> None:
+        if not ref.persistent:
+            raise OperationInvalid(f"Requested operation is not valid: cannot undefine transient domain")
+        with self.lock(ref.name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.domains_dir / f"{ref.name}.xml")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.autostart_dir / ref.name)
+            self._fsync_dir(self.domains_dir)
+
+    def rename(self, ref: DomainRef, new_name: str) -> None:
+        from vsh.core.domain import check_name
+
+        check_name(new_name)
+        if ref.active:
+            raise OperationInvalid("Requested operation is not valid: cannot rename active domain")
+        if self.find(new_name) is not None:
+            raise OperationInvalid(f"Requested operation is not valid: domain with name '{new_name}' already exists")
+        with self.lock(ref.name), self.lock(new_name):
+            dom = self.load(ref, inactive=True)
+            dom.name = new_name
+            self.write_config(dom)
+            os.unlink(self.domains_dir / f"{ref.name}.xml")
+            if self.autostart(ref.name):
+                self.set_autostart(ref.name, False)
+                self.set_autostart(new_name, True)
+            self._fsync_dir(self.domains_dir)
+
+    @staticmethod
+    def _fsync_dir(path: Path) -> None:
+        with contextlib.suppress(OSError):
+            dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    # -- autostart -------------------------------------------------------------------------
+    def autostart(self, name: str) -> bool:
+        return os.path.exists(self.autostart_dir / name)
+
+    def set_autostart(self, name: str, enabled: bool) -> None:
+        ensure_private_dir(self.config_dir)
+        ensure_private_dir(self.autostart_dir)
+        path = self.autostart_dir / name
+        if enabled:
+            atomic_write(path, b"")
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    # -- ids ---------------------------------------------------------------------------------
+    def next_id(self) -> int:
+        """Ids of running domains only ever increase (until the host reboots)."""
+        import fcntl
+
+        ensure_private_dir(self.runtime_root)
+        path = self.runtime_root / ".next-id"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.read(fd, 64).decode().strip()
+            value = int(raw) if raw.isdigit() else 1
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, str(value + 1).encode())
+            os.fsync(fd)
+            return value
+        finally:
+            os.close(fd)
+
+
+def read_input_file(path: str, what: str = "file", limit: int | None = None) -> bytes:
+    """Read a user-named file with virsh's error wording."""
+    from vsh.core.xml import MAX_XML_BYTES
+
+    limit = limit or MAX_XML_BYTES
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise InvalidArgument(f"Failed to open file '{path}': No such file or directory") from None
+    except IsADirectoryError:
+        raise InvalidArgument(f"Failed to open file '{path}': Is a directory") from None
+    except PermissionError:
+        raise InvalidArgument(f"Failed to open file '{path}': Permission denied") from None
+    if len(data) > limit:
+        raise InvalidArgument(f"file '{path}' is too large: the limit for an XML document is {limit} bytes")
+    return data

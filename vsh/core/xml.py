@@ -1,0 +1,153 @@
+"""Safe XML parsing and libvirt-style serialization.
+
+Parsing refuses DTDs (so no entity expansion and no external entities), never
+touches the network, caps the input size, insists on UTF-8 and reports errors
+with line and column, followed by the offending line and a caret (virsh's style).
+
+Serialization writes what libvirt writes: two-space indentation, single-quoted
+attributes, no XML declaration. Unknown elements and attributes are kept.
+"""
+
+from __future__ import annotations
+
+import re
+
+from vsh.core.errors import XMLError
+
+MAX_XML_BYTES = 10 * 1024 * 1024
+
+_DOCTYPE = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
+
+
+def _parser():
+    from lxml import etree
+
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                           dtd_validation=False, huge_tree=False, remove_blank_text=True,
+                           collect_ids=False)
+
+
+def _where(data: str, line: int, column: int, origin: str, message: str) -> XMLError:
+    lines = data.splitlines()
+    source = lines[line - 1] if 0 < line <= len(lines) else "(null)"
+    caret = "-" * max(column - 1, 0) + "^"
+    return XMLError(f"XML error: ({origin}):{line}:{column}: {message}", source, caret)
+
+
+def parse(data: bytes | str, origin: str = "domain_definition", root_tag: str | None = "domain"):
+    """Parse untrusted XML; return the root element."""
+    from lxml import etree
+
+    if isinstance(data, str):
+        raw = data.encode("utf-8")
+    else:
+        raw = bytes(data)
+    if len(raw) > MAX_XML_BYTES:
+        raise XMLError(f"XML error: ({origin}): document is too large ({len(raw)} bytes; the limit is {MAX_XML_BYTES})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise XMLError(f"XML error: ({origin}):{line}:{column}: input is not valid UTF-8 (byte 0x{raw[exc.start]:02x})")
+    match = _DOCTYPE.search(raw)
+    if match:
+        before = raw[: match.start()]
+        line = before.count(b"\n") + 1
+        column = match.start() - (before.rfind(b"\n") + 1) + 1
+        raise _where(text, line, column, origin,
+                     "DTDs and entity declarations are not allowed (entities are never expanded)")
+    if not text.strip():
+        raise XMLError(f"XML error: ({origin}):1: Document is empty", "(null)", "^")
+    try:
+        root = etree.fromstring(raw, _parser())
+    except etree.XMLSyntaxError as exc:
+        line, column = exc.position if exc.position else (exc.lineno or 1, 1)
+        msg = exc.msg or str(exc)
+        msg = re.sub(r", line \d+, column \d+$", "", msg)
+        raise _where(text, line or 1, column or 1, origin, msg) from None
+    if root_tag is not None and root.tag != root_tag:
+        raise XMLError(f"XML error: expecting root element of '{root_tag}', not '{root.tag}'")
+    return root
+
+
+def _escape_attr(value: str) -> str:
+    return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("'", "&apos;").replace('"', "&quot;").replace("\n", "&#10;")
+            .replace("\r", "&#13;").replace("\t", "&#9;"))
+
+
+def _escape_text(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _qname(el) -> str:
+    tag = el.tag
+    if tag.startswith("{"):
+        local = tag.split("}", 1)[1]
+        return f"{el.prefix}:{local}" if el.prefix else local
+    return tag
+
+
+def _attr_name(el, key: str) -> str:
+    if key.startswith("{"):
+        uri, local = key[1:].split("}", 1)
+        if uri == "http://www.w3.org/XML/1998/namespace":
+            return f"xml:{local}"
+        for prefix, ns in el.nsmap.items():
+            if ns == uri and prefix:
+                return f"{prefix}:{local}"
+        return local
+    return key
+
+
+def _write(el, depth: int, parent_nsmap: dict, out: list[str]) -> None:
+    from lxml import etree
+
+    pad = "  " * depth
+    if not isinstance(el.tag, str):
+        if isinstance(el, etree._Comment):
+            out.append(f"{pad}<!--{el.text or ''}-->\n")
+        elif isinstance(el, etree._ProcessingInstruction):
+            out.append(f"{pad}<?{el.target} {el.text or ''}?>\n")
+        return
+    parts = [f"{pad}<{_qname(el)}"]
+    nsmap = el.nsmap
+    for prefix, uri in nsmap.items():
+        if parent_nsmap.get(prefix) != uri:
+            parts.append(f" xmlns:{prefix}='{_escape_attr(uri)}'" if prefix else f" xmlns='{_escape_attr(uri)}'")
+    for key, value in el.attrib.items():
+        parts.append(f" {_attr_name(el, key)}='{_escape_attr(value)}'")
+    children = list(el)
+    text = el.text
+    if not children:
+        if text is None or text == "":
+            out.append("".join(parts) + "/>\n")
+        else:
+            out.append("".join(parts) + f">{_escape_text(text)}</{_qname(el)}>\n")
+        return
+    out.append("".join(parts) + ">")
+    if text and text.strip():
+        out.append(_escape_text(text))
+    out.append("\n")
+    for child in children:
+        _write(child, depth + 1, nsmap, out)
+        tail = child.tail
+        if tail and tail.strip():
+            out.append(_escape_text(tail) + "\n")
+    out.append(f"{pad}</{_qname(el)}>\n")
+
+
+def serialize(el) -> str:
+    """libvirt's layout: 2-space indent, single quotes, no declaration, ends in a newline."""
+    out: list[str] = []
+    _write(el, 0, {}, out)
+    return "".join(out)
+
+
+def serialize_at(el, depth: int) -> str:
+    """Serialize a subtree indented as if it stood at ``depth``."""
+    out: list[str] = []
+    _write(el, depth, {}, out)
+    return "".join(out)

@@ -1,0 +1,539 @@
+"""The command table.
+
+A command is declared once, with :func:`command`::
+
+    @command("dominfo", group="monitor", summary="domain information",
+             opts=[Opt("domain", kind="domain", required=True, positional=True,
+                       help="domain name, id or uuid")])
+    def dominfo(ctx, domain):
+        ...
+
+From that one declaration come dispatch in every mode, ``help``, ``CMD --help``,
+tab completion, the shell completion scripts and ``man/vsh.1``.
+
+Command modules are found through the ``vsh.commands`` entry-point group. To
+keep single-shot start-up cheap, a generated static index (``vsh/_index.py``)
+maps every built-in command name to its module, group and summary; a module is
+imported only when one of its commands runs. Entry points that the index does not
+know (third-party plug-ins) are loaded when a name is not in the index, or when
+everything is listed (``help``, completion). A plug-in that fails to import
+shows up as a broken command that reports why; it never takes the shell down.
+
+Option syntax is virsh's: ``--opt value`` or ``--opt=value``, boolean flags take
+no value, positional words fill the options declared ``positional`` in order,
+``--`` ends option parsing, and ``--help`` after any command shows its help.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from vsh.core.errors import InvalidArgument, ParseError, VshError
+
+GROUPS: list[tuple[str, str]] = [
+    ("domain", "Domain Management"),
+    ("monitor", "Domain Monitoring"),
+    ("host", "Host and Hypervisor"),
+    ("snapshot", "Snapshot"),
+    ("pool", "Storage Pool"),
+    ("volume", "Storage Volume"),
+    ("network", "Networking"),
+    ("guest", "Guest Disks (guestfish)"),
+    ("virsh", "vsh itself"),
+]
+
+# Argument kinds: they drive value conversion, validation and completion.
+KINDS = {
+    "bool": "flag",
+    "string": "string",
+    "int": "number",
+    "scaled": "size with units (default KiB)",
+    "bytes": "size with units (default bytes)",
+    "domain": "domain name, id or uuid",
+    "file": "host file path",
+    "dir": "host directory",
+    "enum": "one of a fixed set",
+    "xpath": "XPath expression",
+    "guestpath": "path inside the guest",
+    "snapshot": "snapshot name",
+    "device": "device target or guest device",
+    "argv": "remaining words",
+    "pool": "storage pool name",
+    "volume": "volume name or path",
+    "network": "network name",
+    "command": "command name",
+}
+
+
+@dataclass
+class Opt:
+    """One option of a command (virsh's ``vshCmdOptDef``)."""
+
+    name: str
+    kind: str = "string"
+    required: bool = False
+    positional: bool = False
+    help: str = ""
+    choices: tuple = ()
+    default: Any = None
+    short: str | None = None
+    metavar: str | None = None
+
+    @property
+    def is_flag(self) -> bool:
+        return self.kind == "bool"
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    def synopsis(self) -> str:
+        meta = self.metavar or ("string" if self.kind not in ("int", "scaled", "bytes") else "number")
+        if self.is_flag:
+            text = f"--{self.name}"
+        elif self.kind == "argv":
+            text = f"<{self.name}>..."
+        elif self.positional:
+            text = f"[--{self.name}] <{meta}>"
+        else:
+            text = f"--{self.name} <{meta}>"
+        return text if self.required else f"[{text}]"
+
+
+@dataclass
+class Command:
+    """One command, declared once."""
+
+    name: str
+    group: str
+    summary: str
+    handler: Callable | None = None
+    opts: list = field(default_factory=list)
+    description: str = ""
+    aliases: tuple = ()
+    examples: tuple = ()
+    mutating: bool = False
+    exclusive: tuple = ()  # pairs of option names that cannot be combined
+    hidden: bool = False
+    module: str = ""
+    broken: str | None = None  # why the plug-in could not be loaded
+
+    def opt(self, name: str) -> Opt | None:
+        for opt in self.opts:
+            if opt.name == name:
+                return opt
+        return None
+
+    def synopsis(self) -> str:
+        return " ".join([self.name] + [o.synopsis() for o in self.opts])
+
+
+_DECLARED: dict[str, list[Command]] = {}
+
+JSON_OPT = Opt("json", kind="bool", help="print one JSON document")
+
+
+def command(name: str, *, group: str, summary: str, opts: list | None = None,
+            description: str = "", aliases: tuple = (), examples: tuple = (),
+            mutating: bool = False, exclusive: tuple = (), hidden: bool = False):
+    """Declare a command; the decorated function is its handler."""
+
+    def wrap(fn: Callable) -> Callable:
+        declared = list(opts or [])
+        if not any(o.name == "json" for o in declared):
+            declared.append(JSON_OPT)
+        cmd = Command(name=name, group=group, summary=summary, handler=fn, opts=declared,
+                      description=description or (fn.__doc__ or "").strip(), aliases=tuple(aliases),
+                      examples=tuple(examples), mutating=mutating, exclusive=tuple(exclusive),
+                      hidden=hidden, module=fn.__module__)
+        _DECLARED.setdefault(fn.__module__, []).append(cmd)
+        fn.vsh_command = cmd
+        return fn
+
+    return wrap
+
+
+def _entry_points() -> list:
+    from importlib.metadata import entry_points
+
+    return list(entry_points(group="vsh.commands"))
+
+
+class Registry:
+    """Finds commands: the static index first, entry points when needed."""
+
+    def __init__(self, use_index: bool = True):
+        self._loaded: dict[str, list[Command]] = {}  # module -> commands
+        self._by_name: dict[str, Command] = {}
+        self._all_loaded = False
+        self._index: dict = {}
+        self._aliases: dict = {}
+        if use_index:
+            try:
+                from vsh import _index
+
+                self._index = _index.COMMANDS
+                self._aliases = _index.ALIASES
+            except ImportError:
+                self._index = {}
+
+    # -- loading -----------------------------------------------------------
+    def _load_module(self, module: str, ep_name: str | None = None) -> list[Command]:
+        if module in self._loaded:
+            return self._loaded[module]
+        import importlib
+
+        try:
+            importlib.import_module(module)
+            cmds = list(_DECLARED.get(module, []))
+        except Exception as exc:  # a broken plug-in must not take the shell down
+            reason = f"{type(exc).__name__}: {exc}"
+            cmds = []
+            for name, entry in self._index.items():
+                if entry[0] == module:
+                    cmds.append(Command(name=name, group=entry[1], summary=entry[2], module=module,
+                                        broken=reason))
+            if not cmds:
+                cmds = [Command(name=ep_name or module.rsplit(".", 1)[-1], group="virsh",
+                                summary=f"broken plug-in {module}", module=module, broken=reason)]
+        self._loaded[module] = cmds
+        for cmd in cmds:
+            self._by_name.setdefault(cmd.name, cmd)
+            for alias in cmd.aliases:
+                self._by_name.setdefault(alias, cmd)
+        return cmds
+
+    def load_all(self) -> None:
+        if self._all_loaded:
+            return
+        for ep in _entry_points():
+            self._load_module(ep.value.split(":")[0], ep.name)
+        self._all_loaded = True
+
+    def get(self, name: str) -> Command | None:
+        cmd = self._by_name.get(name)
+        if cmd is not None:
+            return cmd
+        target = self._aliases.get(name, name)
+        entry = self._index.get(target)
+        if entry is not None:
+            self._load_module(entry[0])
+            cmd = self._by_name.get(name)
+            if cmd is not None:
+                return cmd
+        if not self._all_loaded:
+            self.load_all()
+            return self._by_name.get(name)
+        return None
+
+    def commands(self) -> list[Command]:
+        """Every command (loads all modules)."""
+        self.load_all()
+        seen = {}
+        for cmds in self._loaded.values():
+            for cmd in cmds:
+                seen.setdefault(cmd.name, cmd)
+        return list(seen.values())
+
+    def names(self) -> list[str]:
+        """Visible command names, cheaply (index plus third-party plug-ins)."""
+        return [s[0] for s in self.summaries()]
+
+    def summaries(self) -> list[tuple[str, str, str, bool]]:
+        """(name, group, summary, hidden) for every command, without importing built-in modules."""
+        out: dict[str, tuple] = {}
+        indexed_modules = {entry[0] for entry in self._index.values()}
+        for name, entry in self._index.items():
+            if not entry[3]:
+                out[name] = (name, entry[1], entry[2], entry[3])
+        for ep in _entry_points():
+            module = ep.value.split(":")[0]
+            if module in indexed_modules:
+                continue
+            for cmd in self._load_module(module, ep.name):
+                if not cmd.hidden:
+                    out.setdefault(cmd.name, (cmd.name, cmd.group, cmd.summary, cmd.hidden))
+        for cmds in self._loaded.values():
+            for cmd in cmds:
+                if not cmd.hidden:
+                    out.setdefault(cmd.name, (cmd.name, cmd.group, cmd.summary, cmd.hidden))
+        return list(out.values())
+
+    def suggest(self, name: str) -> str | None:
+        import difflib
+
+        names = [s[0] for s in self.summaries()] + list(self._aliases)
+        match = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+        return match[0] if match else None
+
+
+_REGISTRY: Registry | None = None
+
+
+def registry() -> Registry:
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = Registry()
+    return _REGISTRY
+
+
+# -- argument parsing (virsh's grammar) -------------------------------------------
+def parse_args(cmd: Command, words: list[str]) -> dict[str, Any]:
+    """Turn the words after the command name into ``{dest: raw value}``.
+
+    Raises :class:`ParseError` for what virsh rejects before running anything.
+    Values stay strings here; :func:`convert` checks them when the command runs.
+    """
+    values: dict[str, Any] = {}
+    positional = [o for o in cmd.opts if o.positional or o.kind == "argv"]
+    options_done = False
+    i = 0
+    n = len(words)
+    while i < n:
+        word = words[i]
+        i += 1
+        if not options_done and word == "--":
+            options_done = True
+            continue
+        if not options_done and word.startswith("--") and len(word) > 2:
+            name, eq, inline = word[2:].partition("=")
+            opt = cmd.opt(name)
+            if opt is None:
+                raise ParseError(f"command '{cmd.name}' doesn't support option --{name}")
+            if opt.dest in values:
+                raise ParseError(f"option --{name} already seen")
+            if opt.is_flag:
+                if eq:
+                    raise ParseError(f"invalid '=' after option --{name}")
+                values[opt.dest] = True
+                continue
+            if eq:
+                value = inline
+            else:
+                if i >= n:
+                    raise ParseError(f"expected syntax: --{name} <{opt.metavar or 'string'}>")
+                value = words[i]
+                i += 1
+            if opt.kind == "argv":
+                values.setdefault(opt.dest, []).append(value)
+            else:
+                values[opt.dest] = value
+            continue
+        if not options_done and word.startswith("-") and len(word) == 2 and word[1].isalpha():
+            opt = next((o for o in cmd.opts if o.short == word[1]), None)
+            if opt is not None:
+                if opt.dest in values:
+                    raise ParseError(f"option -{word[1]} already seen")
+                if opt.is_flag:
+                    values[opt.dest] = True
+                else:
+                    if i >= n:
+                        raise ParseError(f"expected syntax: -{word[1]} <{opt.metavar or 'string'}>")
+                    values[opt.dest] = words[i]
+                    i += 1
+                continue
+        # a positional word fills the next unset positional option
+        target = next((o for o in positional if o.dest not in values or o.kind == "argv"), None)
+        if target is None:
+            raise ParseError(f"unexpected data '{word}'")
+        if target.kind == "argv":
+            values.setdefault(target.dest, []).append(word)
+        else:
+            values[target.dest] = word
+    for opt in cmd.opts:
+        if opt.required and opt.dest not in values:
+            raise ParseError(f"command '{cmd.name}' requires <{opt.name}> option")
+    return values
+
+
+UNITS = {
+    "": 1, "b": 1, "byte": 1, "bytes": 1,
+}
+
+
+def parse_scaled(text: str, default_unit: int = 1024, what: str = "size") -> int:
+    """A size with an optional libvirt unit suffix, in bytes."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text or "")
+    if not match:
+        raise InvalidArgument(f"Scaled numeric value '{text}' for <{what}> option is malformed or out of range")
+    number = int(match.group(1))
+    suffix = match.group(2)
+    if not suffix:
+        return number * default_unit
+    scale = scale_for_unit(suffix)
+    if scale is None:
+        raise InvalidArgument(f"Scaled numeric value '{text}' for <{what}> option is malformed or out of range")
+    return number * scale
+
+
+def scale_for_unit(unit: str) -> int | None:
+    """libvirt's unit rules: k/K/KiB = 1024, KB = 1000, b/bytes = 1."""
+    low = unit.lower()
+    if low in ("b", "byte", "bytes"):
+        return 1
+    powers = "kmgtpe"
+    if not low or low[0] not in powers:
+        return None
+    power = powers.index(low[0]) + 1
+    rest = unit[1:]
+    if rest in ("", "iB", "ib"):
+        return 1024 ** power
+    if rest in ("B", "b"):
+        return 1000 ** power
+    return None
+
+
+def convert(cmd: Command, opt: Opt, raw: Any) -> Any:
+    """Check and convert one raw option value (run-time errors, like virsh)."""
+    if opt.is_flag:
+        return bool(raw)
+    if opt.kind == "argv":
+        return list(raw)
+    if raw == "" and opt.kind not in ("string", "argv", "file"):
+        raise InvalidArgument(f"Failed to get option '{opt.name}': Option argument is empty")
+    if raw == "" and opt.required:
+        raise InvalidArgument(f"Failed to get option '{opt.name}': Option argument is empty")
+    if opt.kind == "int":
+        try:
+            value = int(raw, 10)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise InvalidArgument(f"Numeric value '{raw}' for <{opt.name}> option is malformed or out of range")
+        return value
+    if opt.kind == "scaled":
+        return parse_scaled(raw, 1024, opt.name) // 1024  # KiB
+    if opt.kind == "bytes":
+        return parse_scaled(raw, 1, opt.name)
+    if opt.kind == "enum" and opt.choices and raw not in opt.choices:
+        raise InvalidArgument(f"invalid value '{raw}' for --{opt.name}; expected one of: {', '.join(opt.choices)}")
+    return raw
+
+
+def bind(cmd: Command, raw: dict[str, Any]) -> dict[str, Any]:
+    """Convert every value, fill defaults and check exclusive option pairs."""
+    for a, b in cmd.exclusive:
+        if raw.get(a.replace("-", "_")) is not None and raw.get(b.replace("-", "_")) is not None:
+            raise InvalidArgument(f"Options --{a} and --{b} are mutually exclusive")
+    kwargs = {}
+    for opt in cmd.opts:
+        if opt.dest in raw:
+            kwargs[opt.dest] = convert(cmd, opt, raw[opt.dest])
+        elif opt.is_flag:
+            kwargs[opt.dest] = False
+        elif opt.kind == "argv":
+            kwargs[opt.dest] = []
+        else:
+            kwargs[opt.dest] = opt.default
+    return kwargs
+
+
+# -- help ------------------------------------------------------------------------
+def group_title(keyword: str) -> str:
+    return dict(GROUPS).get(keyword, keyword)
+
+
+def help_overview(reg: Registry) -> str:
+    groups: dict[str, list] = {}
+    for name, group, summary, _hidden in reg.summaries():
+        groups.setdefault(group, []).append((name, summary))
+    out = ["Grouped commands:\n\n"]
+    order = [g for g, _ in GROUPS] + sorted(set(groups) - {g for g, _ in GROUPS})
+    for keyword in order:
+        if keyword not in groups:
+            continue
+        out.append(help_group(keyword, groups[keyword]))
+    return "".join(out)
+
+
+def help_group(keyword: str, items: list) -> str:
+    lines = [f" {group_title(keyword)} (help keyword '{keyword}'):\n"]
+    for name, summary in items:
+        lines.append(f"    {name:<31}{summary}\n")
+    lines.append("\n")
+    return "".join(lines)
+
+
+def help_command(cmd: Command) -> str:
+    out = ["  NAME\n", f"    {cmd.name} - {cmd.summary}\n"]
+    if cmd.aliases:
+        out.append(f"    (aliases: {', '.join(cmd.aliases)})\n")
+    out += ["\n", "  SYNOPSIS\n", f"    {cmd.synopsis()}\n"]
+    if cmd.description:
+        out += ["\n", "  DESCRIPTION\n"]
+        out += [f"    {line}\n" if line else "\n" for line in cmd.description.splitlines()]
+    if cmd.opts:
+        out += ["\n", "  OPTIONS\n"]
+        for opt in cmd.opts:
+            if opt.is_flag:
+                left = f"--{opt.name}"
+            elif opt.positional:
+                left = f"[--{opt.name}] <{opt.metavar or 'string'}>"
+            else:
+                left = f"--{opt.name} <{opt.metavar or 'string'}>"
+            if opt.short:
+                left = f"-{opt.short}, {left}"
+            text = opt.help or KINDS.get(opt.kind, "")
+            if opt.choices:
+                text += f" ({'|'.join(opt.choices)})"
+            out.append(f"    {left:<16}  {text}\n")
+    if cmd.examples:
+        out += ["\n", "  EXAMPLES\n"]
+        out += [f"    {ex}\n" for ex in cmd.examples]
+    out.append("\n")
+    return "".join(out)
+
+
+def write_index(reg: Registry | None = None) -> str:
+    """Source of ``vsh/_index.py`` for the built-in modules."""
+    reg = reg or Registry(use_index=False)
+    commands = sorted(reg.commands(), key=lambda c: (c.module, c.name))
+    lines = ['"""Generated by `python -m vsh.registry --write-index`; do not edit."""', "",
+             "# name: (module, group, summary, hidden)", "COMMANDS = {"]
+    aliases = {}
+    for cmd in commands:
+        if cmd.broken or not cmd.module.startswith("vsh."):
+            continue
+        lines.append(f"    {cmd.name!r}: ({cmd.module!r}, {cmd.group!r}, {cmd.summary!r}, {cmd.hidden!r}),")
+        for alias in cmd.aliases:
+            aliases[alias] = cmd.name
+    lines.append("}")
+    lines.append("")
+    lines.append("ALIASES = {")
+    for alias, name in sorted(aliases.items()):
+        lines.append(f"    {alias!r}: {name!r},")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent
+    if argv[:1] == ["--write-index"]:
+        (root / "_index.py").write_text(write_index())
+        return 0
+    if argv[:1] == ["--write-man"]:
+        from vsh.manpage import render_man
+
+        (root.parent / "man" / "vsh.1").write_text(render_man(Registry(use_index=False)))
+        return 0
+    if argv[:1] == ["--write-all"]:
+        from vsh.manpage import render_man
+
+        (root / "_index.py").write_text(write_index())
+        (root.parent / "man" / "vsh.1").write_text(render_man(Registry(use_index=False)))
+        return 0
+    print("usage: python -m vsh.registry --write-index | --write-man", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    # run through the real module so that declarations land in one registry
+    from vsh import registry as _real
+
+    sys.exit(_real.main(sys.argv[1:]))

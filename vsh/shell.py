@@ -1,0 +1,379 @@
+"""Line splitting and the one dispatcher behind all three modes.
+
+The tokenizer follows virsh (reference §4): spaces and tabs separate words,
+``;`` and newline end a command, ``#`` at the start of a word starts a comment,
+``'...'`` is literal, ``"..."`` and bare words take ``\\`` escapes, quotes join the
+text next to them, an unterminated ``"`` or a trailing ``\\`` is an error and an
+unterminated ``'`` is accepted.
+
+Three modes share :meth:`Shell.execute`:
+- a command string (one argument, ``vsh 'a; b'``): everything is parsed first;
+  a parse error runs nothing; all commands run; the status is the last one's;
+- argv (``vsh cmd arg...``): one command, words taken literally;
+- batch (``-f FILE`` or stdin that is not a terminal): line by line, stopping at
+  the first failure unless ``--keep-going``; a command written ``-cmd`` may fail.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from vsh.core.errors import ParseError, VshError
+from vsh.registry import Command, Registry, bind, help_command, parse_args, registry
+
+
+class QuitShell(Exception):
+    """``quit``/``exit``: stop reading commands."""
+
+
+def tokenize(text: str) -> list[list[str]]:
+    """Split a command string into commands, each a list of words."""
+    commands: list[list[str]] = []
+    words: list[str] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch in " \t\r":
+            i += 1
+            continue
+        if ch in ";\n":
+            if words:
+                commands.append(words)
+                words = []
+            i += 1
+            continue
+        if ch == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        # one word, made of quoted and unquoted pieces
+        buf: list[str] = []
+        while i < n and text[i] not in " \t\r;\n":
+            ch = text[i]
+            if ch == "'":
+                end = text.find("'", i + 1)
+                if end < 0:
+                    buf.append(text[i + 1:])
+                    i = n
+                else:
+                    buf.append(text[i + 1:end])
+                    i = end + 1
+            elif ch == '"':
+                i += 1
+                while True:
+                    if i >= n:
+                        raise ParseError('missing "')
+                    ch = text[i]
+                    if ch == '"':
+                        i += 1
+                        break
+                    if ch == "\\":
+                        if i + 1 >= n:
+                            raise ParseError('missing "')
+                        buf.append(text[i + 1])
+                        i += 2
+                        continue
+                    buf.append(ch)
+                    i += 1
+            elif ch == "\\":
+                if i + 1 >= n:
+                    raise ParseError("dangling \\")
+                if text[i + 1] != "\n":
+                    buf.append(text[i + 1])
+                i += 2
+            else:
+                buf.append(ch)
+                i += 1
+        words.append("".join(buf))
+    if words:
+        commands.append(words)
+    return commands
+
+
+@dataclass
+class Context:
+    """What a command handler gets: the connection, the options, shared state."""
+
+    uri: str | None = None
+    readonly: bool = False
+    quiet: bool = False
+    debug: int | None = None
+    timing: bool = False
+    json: bool = False
+    interactive: bool = False
+    escape: str = "^]"
+    out: Any = None
+    err: Any = None
+    state: dict = field(default_factory=dict)  # per-shell state for plug-ins
+    _store: Any = None
+
+    @property
+    def store(self):
+        """The store of the current connection (opened on first use)."""
+        if self._store is None:
+            from vsh.core.store import Store
+
+            self._store = Store.open(self.uri)
+        return self._store
+
+    def connect(self, uri: str | None, readonly: bool = False) -> None:
+        from vsh.core.store import Store
+
+        store = Store.open(uri)
+        self._store = store
+        self.uri = store.uri
+        self.readonly = readonly
+
+    def debug_log(self, text: str) -> None:
+        if self.debug is not None:
+            self.out.write(f"{text}\n")
+
+
+@dataclass
+class Prepared:
+    cmd: Command
+    raw: dict
+    words: list
+    ignore_failure: bool = False
+    show_help: bool = False
+
+
+class Shell:
+    """Runs parsed commands against a context and renders what they return."""
+
+    def __init__(self, ctx: Context, reg: Registry | None = None):
+        self.ctx = ctx
+        self.reg = reg or registry()
+        if ctx.out is None:
+            ctx.out = sys.stdout
+        if ctx.err is None:
+            ctx.err = sys.stderr
+
+    # -- preparing ------------------------------------------------------------
+    def prepare(self, words: list[str]) -> Prepared:
+        name = words[0]
+        ignore = False
+        if name.startswith("-") and len(name) > 1 and self.reg.get(name[1:]) is not None:
+            ignore = True
+            name = name[1:]
+        cmd = self.reg.get(name)
+        if cmd is None:
+            hint = self.reg.suggest(name)
+            raise ParseError(f"unknown command: '{name}'",
+                             hint=f"did you mean '{hint}'?" if hint else None)
+        rest = words[1:]
+        if "--help" in rest[: rest.index("--") if "--" in rest else len(rest)]:
+            return Prepared(cmd, {}, words, ignore, show_help=True)
+        raw = parse_args(cmd, rest) if not cmd.broken else {}
+        return Prepared(cmd, raw, words, ignore)
+
+    # -- running --------------------------------------------------------------
+    def report(self, err: VshError) -> None:
+        self.ctx.out.flush()
+        for line in err.lines:
+            self.ctx.err.write(f"error: {line}\n")
+        if err.hint:
+            self.ctx.err.write(f"hint: {err.hint}\n")
+        self.ctx.err.flush()
+
+    def run_prepared(self, prep: Prepared) -> int:
+        ctx = self.ctx
+        cmd = prep.cmd
+        out = ctx.out
+        if prep.show_help:
+            out.write(help_command(cmd))
+            return 0
+        started = time.perf_counter() if ctx.timing else 0.0
+        status = 0
+        as_json = ctx.json or bool(prep.raw.get("json"))
+        try:
+            if cmd.broken:
+                raise VshError(f"command '{cmd.name}' is unavailable: plug-in {cmd.module} failed to load: {cmd.broken}")
+            if ctx.readonly and cmd.mutating:
+                raise VshError(f"operation forbidden: read only access prevents {cmd.name}")
+            kwargs = bind(cmd, prep.raw)
+            kwargs.pop("json", None)
+            result = cmd.handler(ctx, **kwargs)
+            if as_json:
+                from vsh.core.output import to_json
+
+                out.write(to_json(result))
+            elif result is not None:
+                out.write(result.text(ctx.quiet))
+        except QuitShell:
+            raise
+        except VshError as err:
+            self.report(err)
+            status = err.status
+        except KeyboardInterrupt:
+            self.report(VshError("interrupted"))
+            status = 130
+        except BrokenPipeError:
+            raise
+        except Exception as exc:  # a bug: say so plainly, keep the shell alive
+            if ctx.debug is not None:
+                import traceback
+
+                traceback.print_exc(file=ctx.err)
+            self.report(VshError(f"internal error: {type(exc).__name__}: {exc}"))
+            status = 1
+        if as_json:
+            pass
+        elif ctx.timing:
+            out.write(f"\n(Time: {(time.perf_counter() - started) * 1000:.3f} ms)\n\n")
+        elif not ctx.quiet:
+            out.write("\n")
+        if prep.ignore_failure:
+            return 0
+        return status
+
+    def execute(self, words: list[str]) -> int:
+        """Parse and run one command given as words (argv mode)."""
+        try:
+            prep = self.prepare(words)
+        except VshError as err:
+            self.report(err)
+            return 1
+        try:
+            return self.run_prepared(prep)
+        except QuitShell:
+            return 0
+
+    def run_string(self, text: str) -> int:
+        """virsh's command-string mode: parse everything, then run everything."""
+        try:
+            preps = [self.prepare(words) for words in tokenize(text)]
+        except VshError as err:
+            self.report(err)
+            return 1
+        if not preps:
+            return 1 if text == "" else 0
+        status = 0
+        try:
+            for prep in preps:
+                status = self.run_prepared(prep)
+        except QuitShell:
+            pass
+        return status
+
+    def run_batch(self, lines: Iterable[str], keep_going: bool = False) -> int:
+        """One command per line; stop at the first failure unless keep_going."""
+        failed = False
+        for line in lines:
+            try:
+                preps = [self.prepare(words) for words in tokenize(line)]
+            except VshError as err:
+                self.report(err)
+                if not keep_going:
+                    return 1
+                failed = True
+                continue
+            for prep in preps:
+                try:
+                    status = self.run_prepared(prep)
+                except QuitShell:
+                    return 1 if failed else 0
+                if status != 0:
+                    if not keep_going:
+                        return status
+                    failed = True
+        return 1 if failed else 0
+
+
+# -- completion (shared by the REPL and `vsh complete`) -------------------------
+_COMPLETERS: dict[str, Any] = {}
+
+
+def completer(kind: str):
+    """Register a value completer for an argument kind: fn(ctx, prefix) -> list[str]."""
+
+    def wrap(fn):
+        _COMPLETERS[kind] = fn
+        return fn
+
+    return wrap
+
+
+def _complete_files(ctx: Context, prefix: str) -> list[str]:
+    import glob
+    import os
+
+    out = []
+    for path in sorted(glob.glob(glob.escape(os.path.expanduser(prefix)) + "*")):
+        out.append(path + ("/" if os.path.isdir(path) else ""))
+    return out
+
+
+def _complete_domains(ctx: Context, prefix: str) -> list[str]:
+    try:
+        return [name for name in ctx.store.domain_names() if name.startswith(prefix)]
+    except VshError:
+        return []
+
+
+_COMPLETERS["file"] = _complete_files
+_COMPLETERS["dir"] = _complete_files
+_COMPLETERS["domain"] = _complete_domains
+
+
+def complete(ctx: Context, words: list[str], reg: Registry | None = None) -> list[str]:
+    """Candidates for the last word of ``words`` (an empty last word: the next one)."""
+    reg = reg or registry()
+    if not words:
+        words = [""]
+    if len(words) == 1:
+        prefix = words[0]
+        return [name for name, *_ in reg.summaries() if name.startswith(prefix)]
+    cmd = reg.get(words[0].lstrip("-") or words[0])
+    if cmd is None or cmd.broken:
+        return []
+    prefix = words[-1]
+    before = words[1:-1]
+    if cmd.name == "help":
+        return [name for name, *_ in reg.summaries() if name.startswith(prefix)]
+    # value of an option given by name?
+    if before and before[-1].startswith("--"):
+        opt = cmd.opt(before[-1][2:])
+        if opt is not None and not opt.is_flag:
+            return _complete_value(ctx, opt, prefix)
+    seen = {w[2:].split("=")[0] for w in before if w.startswith("--")}
+    if prefix.startswith("-"):
+        return [f"--{o.name}" for o in cmd.opts if f"--{o.name}".startswith(prefix) and o.name not in seen]
+    # positional value: which positional option is next?
+    filled = 0
+    skip = False
+    for w in before:
+        if skip:
+            skip = False
+            continue
+        if w.startswith("--"):
+            opt = cmd.opt(w[2:].split("=")[0])
+            if opt is not None and not opt.is_flag and "=" not in w:
+                skip = True
+            continue
+        filled += 1
+    positional = [o for o in cmd.opts if (o.positional or o.kind == "argv") and o.name not in seen]
+    candidates: list[str] = []
+    if filled < len(positional):
+        candidates = _complete_value(ctx, positional[filled], prefix)
+    elif positional and positional[-1].kind == "argv":
+        candidates = _complete_value(ctx, positional[-1], prefix)
+    if not candidates and prefix == "":
+        candidates = [f"--{o.name}" for o in cmd.opts if o.name not in seen]
+    return candidates
+
+
+def _complete_value(ctx: Context, opt, prefix: str) -> list[str]:
+    if opt.choices:
+        return [c for c in opt.choices if c.startswith(prefix)]
+    fn = _COMPLETERS.get(opt.kind)
+    if fn is None:
+        return []
+    try:
+        return list(fn(ctx, prefix))
+    except Exception:
+        return []
