@@ -27,8 +27,6 @@ no value, positional words fill the options declared ``positional`` in order,
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
-from typing import Any, Callable
 
 from vsh.core.errors import InvalidArgument, ParseError, VshError
 
@@ -67,19 +65,24 @@ KINDS = {
 }
 
 
-@dataclass
 class Opt:
     """One option of a command (virsh's ``vshCmdOptDef``)."""
 
-    name: str
-    kind: str = "string"
-    required: bool = False
-    positional: bool = False
-    help: str = ""
-    choices: tuple = ()
-    default: Any = None
-    short: str | None = None
-    metavar: str | None = None
+    def __init__(self, name: str, kind: str = "string", required: bool = False, positional: bool = False,
+                 help: str = "", choices: tuple = (), default=None, short: str | None = None,
+                 metavar: str | None = None):
+        self.name = name
+        self.kind = kind
+        self.required = required
+        self.positional = positional
+        self.help = help
+        self.choices = tuple(choices)
+        self.default = default
+        self.short = short
+        self.metavar = metavar
+
+    def __repr__(self) -> str:
+        return f"Opt({self.name!r}, kind={self.kind!r})"
 
     @property
     def is_flag(self) -> bool:
@@ -102,23 +105,28 @@ class Opt:
         return text if self.required else f"[{text}]"
 
 
-@dataclass
 class Command:
     """One command, declared once."""
 
-    name: str
-    group: str
-    summary: str
-    handler: Callable | None = None
-    opts: list = field(default_factory=list)
-    description: str = ""
-    aliases: tuple = ()
-    examples: tuple = ()
-    mutating: bool = False
-    exclusive: tuple = ()  # pairs of option names that cannot be combined
-    hidden: bool = False
-    module: str = ""
-    broken: str | None = None  # why the plug-in could not be loaded
+    def __init__(self, name: str, group: str, summary: str, handler=None, opts: list | None = None,
+                 description: str = "", aliases: tuple = (), examples: tuple = (), mutating: bool = False,
+                 exclusive: tuple = (), hidden: bool = False, module: str = "", broken: str | None = None):
+        self.name = name
+        self.group = group
+        self.summary = summary
+        self.handler = handler
+        self.opts = list(opts or [])
+        self.description = description
+        self.aliases = tuple(aliases)
+        self.examples = tuple(examples)
+        self.mutating = mutating
+        self.exclusive = tuple(exclusive)  # pairs of option names that cannot be combined
+        self.hidden = hidden
+        self.module = module
+        self.broken = broken  # why the plug-in could not be loaded
+
+    def __repr__(self) -> str:
+        return f"Command({self.name!r})"
 
     def opt(self, name: str) -> Opt | None:
         for opt in self.opts:
@@ -140,7 +148,7 @@ def command(name: str, *, group: str, summary: str, opts: list | None = None,
             mutating: bool = False, exclusive: tuple = (), hidden: bool = False):
     """Declare a command; the decorated function is its handler."""
 
-    def wrap(fn: Callable) -> Callable:
+    def wrap(fn):
         declared = list(opts or [])
         if not any(o.name == "json" for o in declared):
             declared.append(JSON_OPT)
@@ -280,13 +288,13 @@ def registry() -> Registry:
 
 
 # -- argument parsing (virsh's grammar) -------------------------------------------
-def parse_args(cmd: Command, words: list[str]) -> dict[str, Any]:
+def parse_args(cmd: Command, words: list[str]) -> dict:
     """Turn the words after the command name into ``{dest: raw value}``.
 
     Raises :class:`ParseError` for what virsh rejects before running anything.
     Values stay strings here; :func:`convert` checks them when the command runs.
     """
-    values: dict[str, Any] = {}
+    values: dict = {}
     positional = [o for o in cmd.opts if o.positional or o.kind == "argv"]
     options_done = False
     i = 0
@@ -387,7 +395,7 @@ def scale_for_unit(unit: str) -> int | None:
     return None
 
 
-def convert(cmd: Command, opt: Opt, raw: Any) -> Any:
+def convert(cmd: Command, opt: Opt, raw):
     """Check and convert one raw option value (run-time errors, like virsh)."""
     if opt.is_flag:
         return bool(raw)
@@ -414,7 +422,7 @@ def convert(cmd: Command, opt: Opt, raw: Any) -> Any:
     return raw
 
 
-def bind(cmd: Command, raw: dict[str, Any]) -> dict[str, Any]:
+def bind(cmd: Command, raw: dict) -> dict:
     """Convert every value, fill defaults and check exclusive option pairs."""
     for a, b in cmd.exclusive:
         if raw.get(a.replace("-", "_")) is not None and raw.get(b.replace("-", "_")) is not None:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable
 
 from vsh.core.errors import ParseError, VshError
 from vsh.registry import Command, Registry, bind, help_command, parse_args, registry
@@ -94,22 +92,24 @@ def tokenize(text: str) -> list[list[str]]:
     return commands
 
 
-@dataclass
 class Context:
     """What a command handler gets: the connection, the options, shared state."""
 
-    uri: str | None = None
-    readonly: bool = False
-    quiet: bool = False
-    debug: int | None = None
-    timing: bool = False
-    json: bool = False
-    interactive: bool = False
-    escape: str = "^]"
-    out: Any = None
-    err: Any = None
-    state: dict = field(default_factory=dict)  # per-shell state for plug-ins
-    _store: Any = None
+    def __init__(self, uri: str | None = None, readonly: bool = False, quiet: bool = False,
+                 debug: int | None = None, timing: bool = False, json: bool = False,
+                 interactive: bool = False, escape: str = "^]", out=None, err=None):
+        self.uri = uri
+        self.readonly = readonly
+        self.quiet = quiet
+        self.debug = debug
+        self.timing = timing
+        self.json = json
+        self.interactive = interactive
+        self.escape = escape
+        self.out = out
+        self.err = err
+        self.state: dict = {}  # per-shell state for plug-ins (e.g. the guest-disk session)
+        self._store = None
 
     @property
     def store(self):
@@ -133,13 +133,18 @@ class Context:
             self.out.write(f"{text}\n")
 
 
-@dataclass
 class Prepared:
-    cmd: Command
-    raw: dict
-    words: list
-    ignore_failure: bool = False
-    show_help: bool = False
+    """A parsed command, ready to run."""
+
+    __slots__ = ("cmd", "raw", "words", "ignore_failure", "show_help")
+
+    def __init__(self, cmd: Command, raw: dict, words: list, ignore_failure: bool = False,
+                 show_help: bool = False):
+        self.cmd = cmd
+        self.raw = raw
+        self.words = words
+        self.ignore_failure = ignore_failure
+        self.show_help = show_help
 
 
 class Shell:
@@ -260,7 +265,7 @@ class Shell:
             pass
         return status
 
-    def run_batch(self, lines: Iterable[str], keep_going: bool = False) -> int:
+    def run_batch(self, lines, keep_going: bool = False) -> int:
         """One command per line; stop at the first failure unless keep_going."""
         failed = False
         for line in lines:
@@ -285,7 +290,7 @@ class Shell:
 
 
 # -- completion (shared by the REPL and `vsh complete`) -------------------------
-_COMPLETERS: dict[str, Any] = {}
+_COMPLETERS: dict = {}
 
 
 def completer(kind: str):

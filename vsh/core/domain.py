@@ -9,8 +9,6 @@ model does not know survive define → dumpxml. ``node`` is the escape hatch.
 from __future__ import annotations
 
 import re
-import uuid as _uuid
-from typing import Any, Callable
 
 from vsh.core.errors import InvalidArgument, XMLError
 
@@ -107,7 +105,7 @@ def ensure(node, path: str):
 class XProp:
     """A property stored at an XPath: ``./name``, ``./target/@dev``."""
 
-    def __init__(self, path: str, conv: Callable | None = None, fmt: Callable | None = None,
+    def __init__(self, path: str, conv=None, fmt=None,
                  doc: str = ""):
         self.path = path
         self.el_path, self.attr = _split(path)
@@ -194,7 +192,7 @@ class XMLObject:
         return obj
 
     @classmethod
-    def properties(cls) -> dict[str, Any]:
+    def properties(cls) -> dict:
         out = {}
         for klass in reversed(cls.__mro__):
             for key, value in vars(klass).items():
@@ -508,6 +506,8 @@ class Domain(XMLObject):
     def fill_defaults(self) -> None:
         """What libvirt adds on define: uuid, KiB units, currentMemory, placement, actions, MACs."""
         if not self.uuid:
+            import uuid as _uuid
+
             self.uuid = str(_uuid.uuid4())
         for prop in ("memory", "current_memory", "max_memory"):
             value = getattr(self, prop)
@@ -554,6 +554,8 @@ class Domain(XMLObject):
             raise XMLError("missing name information")
         check_name(name)
         if self.uuid is not None:
+            import uuid as _uuid
+
             try:
                 _uuid.UUID(self.uuid)
             except ValueError:

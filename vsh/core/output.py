@@ -8,8 +8,6 @@ them). The shell renders them for a person (virsh's exact text formats) or, with
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass, field
-from typing import Any
 
 
 def display_width(text: str) -> int:
@@ -36,64 +34,65 @@ class Output:
     def text(self, quiet: bool) -> str:
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def data(self) -> Any:
+    def data(self):
         raise NotImplementedError  # pragma: no cover - abstract
 
 
-@dataclass
 class Text(Output):
-    """Verbatim text; ``value`` says whether a newline ends it (virsh's echo and desc do not)."""
+    """Verbatim text, printed as is (virsh's echo and desc end without a newline)."""
 
-    value: str
-    json_data: Any = None
+    def __init__(self, value: str, json_data=None):
+        self.value = value
+        self.json_data = json_data
 
     def text(self, quiet: bool) -> str:
         return self.value
 
-    def data(self) -> Any:
+    def data(self):
         return self.json_data if self.json_data is not None else {"text": self.value}
 
 
-@dataclass
 class Lines(Output):
     """One item a line (``list --name``, ``domname``)."""
 
-    items: list
-    json_data: Any = None
+    def __init__(self, items: list, json_data=None):
+        self.items = items
+        self.json_data = json_data
 
     def text(self, quiet: bool) -> str:
         return "".join(f"{item}\n" for item in self.items)
 
-    def data(self) -> Any:
+    def data(self):
         return self.json_data if self.json_data is not None else list(self.items)
 
 
-@dataclass
 class Message(Output):
     """An informational message (``Domain 'x' started``); ``-q`` removes it."""
 
-    value: str
-    newline: bool = True
-    json_data: Any = None
     quiet_hidden = True
+
+    def __init__(self, value: str, newline: bool = True, json_data=None):
+        self.value = value
+        self.newline = newline
+        self.json_data = json_data
 
     def text(self, quiet: bool) -> str:
         if quiet:
             return ""
         return self.value + ("\n" if self.newline else "")
 
-    def data(self) -> Any:
+    def data(self):
         return self.json_data if self.json_data is not None else {"message": self.value}
 
 
-@dataclass
 class Table(Output):
     """A virsh table: header, dashed rule, left-aligned cells joined by three spaces."""
 
-    headers: list
-    rows: list
-    json_data: Any = None
-    json_keys: list | None = None
+    def __init__(self, headers: list, rows: list, json_data=None, json_keys: list | None = None):
+        self.headers = headers
+        self.rows = rows
+        self.json_data = json_data
+        self.json_keys = json_keys
 
     def text(self, quiet: bool) -> str:
         rows = [[str(c) for c in row] for row in self.rows]
@@ -116,41 +115,41 @@ class Table(Output):
         out.extend(render(row) for row in rows)
         return "".join(out)
 
-    def data(self) -> Any:
+    def data(self):
         if self.json_data is not None:
             return self.json_data
         keys = self.json_keys or [h.strip().lower().replace(" ", "_") for h in self.headers]
         return [dict(zip(keys, row)) for row in self.rows]
 
 
-@dataclass
 class KeyValue(Output):
     """virsh's ``%-15s %s`` key/value block (``dominfo``); ``width`` varies (nodeinfo: 20)."""
 
-    pairs: list
-    width: int = 15
-    json_data: Any = None
+    def __init__(self, pairs: list, width: int = 15, json_data=None):
+        self.pairs = pairs
+        self.width = width
+        self.json_data = json_data
 
     def text(self, quiet: bool) -> str:
         return "".join(f"{key + ':':<{self.width}} {value}\n" for key, value in self.pairs)
 
-    def data(self) -> Any:
+    def data(self):
         if self.json_data is not None:
             return self.json_data
         return {key: value for key, value in self.pairs}
 
 
-@dataclass
 class Many(Output):
     """Several outputs from one command, printed one after the other."""
 
-    parts: list = field(default_factory=list)
-    json_data: Any = None
+    def __init__(self, parts: list | None = None, json_data=None):
+        self.parts = parts or []
+        self.json_data = json_data
 
     def text(self, quiet: bool) -> str:
         return "".join(part.text(quiet) for part in self.parts)
 
-    def data(self) -> Any:
+    def data(self):
         if self.json_data is not None:
             return self.json_data
         return [part.data() for part in self.parts]

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
 
@@ -31,11 +29,13 @@ def _xdg(var: str, default: str) -> Path:
     return Path(os.path.expanduser(default))
 
 
-@dataclass
 class Uri:
-    text: str
-    kind: str  # session | system
-    root: Path | None = None
+    """A parsed connection URI: ``vsh:///session`` or ``vsh:///system``, optionally ``?root=DIR``."""
+
+    def __init__(self, text: str, kind: str, root: Path | None = None):
+        self.text = text
+        self.kind = kind  # session | system
+        self.root = root
 
     @classmethod
     def parse(cls, text: str | None) -> "Uri":
@@ -43,21 +43,27 @@ class Uri:
             text = os.environ.get("VSH_DEFAULT_URI") or os.environ.get("VSH_URI")
         if not text:
             text = "vsh:///system" if os.geteuid() == 0 else "vsh:///session"
-        from urllib.parse import parse_qs, urlsplit
-
-        parts = urlsplit(text)
-        if parts.scheme != SCHEME or parts.netloc not in ("", "localhost"):
+        scheme, sep, rest = text.partition("://")
+        netloc, _slash, path_query = rest.partition("/")
+        path, _q, query_text = path_query.partition("?")
+        if not sep or scheme != SCHEME or netloc not in ("", "localhost"):
             raise VshError("failed to connect to the hypervisor",
                            f"unsupported connection URI '{text}': vsh knows vsh:///session and vsh:///system"
                            " (with an optional ?root=DIR)")
-        path = parts.path.strip("/")
+        path = path.strip("/")
         if path not in ("session", "system"):
             raise VshError("failed to connect to the hypervisor",
                            f"unknown connection path '/{path}' in '{text}': use /session or /system")
-        query = parse_qs(parts.query)
+        query = {}
+        for item in query_text.split("&"):
+            key, _eq, value = item.partition("=")
+            if key:
+                from urllib.parse import unquote
+
+                query[key] = unquote(value)
         root = None
         if "root" in query:
-            root_text = query["root"][-1]
+            root_text = query["root"]
             if not os.path.isabs(root_text):
                 raise VshError("failed to connect to the hypervisor",
                                f"root directory in '{text}' must be an absolute path")
@@ -146,12 +152,12 @@ def pid_alive(pid) -> bool:
 ACTIVE_STATES = ("running", "paused", "starting", "shutdown", "pmsuspended", "blocked", "crashed-preserved")
 
 
-@dataclass
 class Runtime:
     """What a domain's supervisor last wrote in ``state.json`` (checked for staleness)."""
 
-    data: dict = field(default_factory=dict)
-    rundir: Path | None = None
+    def __init__(self, data: dict | None = None, rundir: Path | None = None):
+        self.data = data or {}
+        self.rundir = rundir
 
     @property
     def active(self) -> bool:
@@ -195,13 +201,16 @@ def read_runtime(rundir: Path) -> Runtime | None:
     return Runtime(data=data, rundir=rundir)
 
 
-@dataclass
 class DomainRef:
     """A domain found by name, id or UUID."""
 
-    name: str
-    persistent: bool
-    runtime: Runtime | None
+    def __init__(self, name: str, persistent: bool, runtime: Runtime | None):
+        self.name = name
+        self.persistent = persistent
+        self.runtime = runtime
+
+    def __repr__(self) -> str:
+        return f"DomainRef({self.name!r}, persistent={self.persistent})"
 
     @property
     def active(self) -> bool:
@@ -274,7 +283,7 @@ class Store:
         return ensure_private_dir(self.data_dir / "images")
 
     @contextlib.contextmanager
-    def lock(self, name: str, timeout: float = 30.0) -> Iterator[None]:
+    def lock(self, name: str, timeout: float = 30.0):
         """An exclusive per-domain lock (flock); waits at most ``timeout`` seconds."""
         import fcntl
         import time
