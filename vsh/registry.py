@@ -92,17 +92,31 @@ class Opt:
     def dest(self) -> str:
         return self.name.replace("-", "_")
 
+    @property
+    def meta(self) -> str:
+        """What the value looks like in help: ``<string>`` or ``<number>``."""
+        return self.metavar or ("number" if self.kind in ("int", "scaled", "bytes") else "string")
+
     def synopsis(self) -> str:
-        meta = self.metavar or ("string" if self.kind not in ("int", "scaled", "bytes") else "number")
+        """virsh's synopsis style: ``<domain>``, ``[--flag]``, ``[--opt <string>]``, ``[<string>]...``."""
         if self.is_flag:
-            text = f"--{self.name}"
-        elif self.kind == "argv":
-            text = f"<{self.name}>..."
-        elif self.positional:
-            text = f"[--{self.name}] <{meta}>"
-        else:
-            text = f"--{self.name} <{meta}>"
+            return f"[--{self.name}]"
+        if self.kind == "argv":
+            return f"<{self.name}>..." if self.required else f"[<{self.name}>]..."
+        if self.positional and self.required:
+            return f"<{self.name}>"
+        text = f"--{self.name} <{self.meta}>"
         return text if self.required else f"[{text}]"
+
+    def help_label(self) -> str:
+        """The left column of ``help CMD``'s OPTIONS."""
+        if self.is_flag:
+            left = f"--{self.name}"
+        elif self.positional or self.kind == "argv":
+            left = f"[--{self.name}] <{self.meta}>"
+        else:
+            left = f"--{self.name} <{self.meta}>"
+        return f"-{self.short}, {left}" if self.short else left
 
 
 class Command:
@@ -205,7 +219,7 @@ class Registry:
                                         broken=reason))
             if not cmds:
                 cmds = [Command(name=ep_name or module.rsplit(".", 1)[-1], group="virsh",
-                                summary=f"broken plug-in {module}", module=module, broken=reason)]
+                                summary=f"(broken plug-in {module}: {reason})", module=module, broken=reason)]
         self._loaded[module] = cmds
         for cmd in cmds:
             self._by_name.setdefault(cmd.name, cmd)
@@ -273,8 +287,11 @@ class Registry:
         import difflib
 
         names = [s[0] for s in self.summaries()] + list(self._aliases)
-        match = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
-        return match[0] if match else None
+        lowered = {n.lower(): n for n in names}
+        if name.lower() in lowered:  # commands are case-sensitive: DOMSTATE → domstate
+            return lowered[name.lower()]
+        match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.75)
+        return lowered[match[0]] if match else None
 
 
 _REGISTRY: Registry | None = None
@@ -310,7 +327,7 @@ def parse_args(cmd: Command, words: list[str]) -> dict:
             opt = cmd.opt(name)
             if opt is None:
                 raise ParseError(f"command '{cmd.name}' doesn't support option --{name}")
-            if opt.dest in values:
+            if opt.dest in values and opt.kind != "argv":
                 raise ParseError(f"option --{name} already seen")
             if opt.is_flag:
                 if eq:
@@ -477,18 +494,10 @@ def help_command(cmd: Command) -> str:
     if cmd.opts:
         out += ["\n", "  OPTIONS\n"]
         for opt in cmd.opts:
-            if opt.is_flag:
-                left = f"--{opt.name}"
-            elif opt.positional:
-                left = f"[--{opt.name}] <{opt.metavar or 'string'}>"
-            else:
-                left = f"--{opt.name} <{opt.metavar or 'string'}>"
-            if opt.short:
-                left = f"-{opt.short}, {left}"
             text = opt.help or KINDS.get(opt.kind, "")
             if opt.choices:
                 text += f" ({'|'.join(opt.choices)})"
-            out.append(f"    {left:<16}  {text}\n")
+            out.append(f"    {opt.help_label():<15}  {text}\n")
     if cmd.examples:
         out += ["\n", "  EXAMPLES\n"]
         out += [f"    {ex}\n" for ex in cmd.examples]

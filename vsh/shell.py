@@ -189,13 +189,36 @@ class Shell:
         ctx = self.ctx
         cmd = prep.cmd
         out = ctx.out
-        if prep.show_help:
-            out.write(help_command(cmd))
-            return 0
         started = time.perf_counter() if ctx.timing else 0.0
         status = 0
-        as_json = ctx.json or bool(prep.raw.get("json"))
+        as_json = (ctx.json or bool(prep.raw.get("json"))) and not prep.show_help
+        saved_json = ctx.json
         try:
+            if prep.show_help:
+                out.write(help_command(cmd))
+            else:
+                status = self._call(prep, as_json)
+        finally:
+            ctx.json = saved_json
+        if as_json:
+            pass
+        elif ctx.timing:
+            out.write(f"\n(Time: {(time.perf_counter() - started) * 1000:.3f} ms)\n\n")
+        elif not ctx.quiet:
+            out.write("\n")
+        if prep.ignore_failure:
+            return 0
+        return status
+
+    def _call(self, prep: Prepared, as_json: bool) -> int:
+        """Run the handler and render its result; errors are reported here."""
+        ctx = self.ctx
+        cmd = prep.cmd
+        out = ctx.out
+        status = 0
+        try:
+            if as_json:
+                ctx.json = True  # `CMD --json` behaves like `vsh --json CMD` for the handler
             if cmd.broken:
                 raise VshError(f"command '{cmd.name}' is unavailable: plug-in {cmd.module} failed to load: {cmd.broken}")
             if ctx.readonly and cmd.mutating:
@@ -226,14 +249,6 @@ class Shell:
                 traceback.print_exc(file=ctx.err)
             self.report(VshError(f"internal error: {type(exc).__name__}: {exc}"))
             status = 1
-        if as_json:
-            pass
-        elif ctx.timing:
-            out.write(f"\n(Time: {(time.perf_counter() - started) * 1000:.3f} ms)\n\n")
-        elif not ctx.quiet:
-            out.write("\n")
-        if prep.ignore_failure:
-            return 0
         return status
 
     def execute(self, words: list[str]) -> int:

@@ -54,7 +54,10 @@ def _shell_quote(word: str) -> str:
                Opt("split", kind="bool", help="split each argument on ','; ',,' is a literal ','"),
                Opt("err", kind="bool", help="output to stderr"),
                Opt("string", kind="argv", help="arguments to echo")],
-         description="Join the arguments with single spaces; no newline of its own (like virsh).")
+         exclusive=(("shell", "xml"), ("shell", "split"), ("xml", "split")),
+         description="Join the arguments with single spaces; no newline of its own (like virsh).\n"
+                     "With --split, every comma-separated piece is printed on a line of its own.",
+         examples=("echo --shell \"it's\" 'a b'",))
 def echo(ctx, shell=False, xml=False, split=False, err=False, string=()):
     words = list(string)
     if xml:
@@ -62,16 +65,18 @@ def echo(ctx, shell=False, xml=False, split=False, err=False, string=()):
     if shell:
         words = [_shell_quote(w) for w in words]
     if split:
-        pieces = []
+        # virsh: every piece ends with a newline; the arguments are still joined by a space
+        texts = []
         for word in words:
             parts = word.replace(",,", "\x00").split(",")
-            pieces.extend(p.replace("\x00", ",") for p in parts)
-        text = "".join(f"{p}\n" for p in pieces)
+            texts.append("".join(p.replace("\x00", ",") + "\n" for p in parts))
+        text = " ".join(texts)
     else:
         text = " ".join(words)
     if err:
         ctx.out.flush()
-        ctx.err.write(text + ("\n" if not text.endswith("\n") else ""))
+        ctx.err.write(f"error: {text}\n")
+        ctx.err.flush()
         return None
     return Text(text, json_data={"text": text})
 
