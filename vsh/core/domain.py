@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from vsh.core.errors import InvalidArgument, XMLError
+from vsh.core.errors import InvalidArgument, OperationInvalid, XMLError
 
 # -- units -------------------------------------------------------------------------
 
@@ -63,9 +63,56 @@ ORDER = {
            "smbios", "bios"],
     "disk": ["driver", "source", "backingStore", "target", "iotune", "boot", "readonly", "shareable",
              "serial", "wwn", "alias", "address"],
-    "interface": ["mac", "source", "target", "model", "driver", "alias", "address"],
+    "interface": ["mac", "source", "virtualport", "ip", "route", "script", "target", "guest", "model",
+                  "driver", "backend", "link", "mtu", "bandwidth", "boot", "rom", "alias", "address"],
     "cpu": ["model", "vendor", "topology", "cache", "feature", "numa"],
+    "hostdev": ["driver", "source", "boot", "rom", "readonly", "shareable", "alias", "address"],
+    "filesystem": ["driver", "binary", "source", "target", "readonly", "alias", "address"],
+    "devices": ["emulator", "disk", "controller", "lease", "filesystem", "interface", "smartcard", "serial",
+                "parallel", "console", "channel", "input", "tpm", "graphics", "sound", "audio", "video",
+                "hostdev", "redirdev", "redirfilter", "hub", "watchdog", "memballoon", "rng", "panic",
+                "shmem", "memory", "iommu", "vsock", "crypto"],
 }
+
+# every element libvirt accepts inside <devices> (attach-device / detach-device)
+DEVICE_TAGS = frozenset(ORDER["devices"]) - {"emulator", "redirfilter"}
+
+
+def normalize_order(node) -> None:
+    """Sort the children of ``node`` into libvirt's order (stable; unknown elements go last)."""
+    order = ORDER.get(node.tag)
+    if not order:
+        return
+    children = list(node)
+    rank = {tag: i for i, tag in enumerate(order)}
+    ordered = sorted(children, key=lambda el: rank.get(el.tag, len(order)) if isinstance(el.tag, str)
+                     else len(order))
+    for el in children:
+        node.remove(el)
+    for el in ordered:
+        node.append(el)
+
+
+def subset_match(given, candidate) -> bool:
+    """True when every attribute, text and child of ``given`` is also in ``candidate``.
+
+    detach-device uses it: the XML a user gives may leave out what libvirt added
+    (addresses, aliases, defaults) and still name one device.
+    """
+    if given.tag != candidate.tag:
+        return False
+    for key, value in given.attrib.items():
+        if candidate.get(key) != value:
+            return False
+    text = (given.text or "").strip()
+    if text and text != (candidate.text or "").strip():
+        return False
+    for child in given:
+        if not isinstance(child.tag, str):
+            continue
+        if not any(subset_match(child, other) for other in candidate if other.tag == child.tag):
+            return False
+    return True
 
 
 def _insert_ordered(parent, child) -> None:
@@ -227,9 +274,11 @@ class Disk(Device):
     source_dev = XProp("./source/@dev")
     target_dev = XProp("./target/@dev")
     target_bus = XProp("./target/@bus")
+    driver_io = XProp("./driver/@io")
     readonly = XFlag("./readonly")
     shareable = XFlag("./shareable")
     serial = XProp("./serial")
+    wwn = XProp("./wwn")
 
     @property
     def source(self) -> str | None:
@@ -256,7 +305,29 @@ class Interface(Device):
     model = XProp("./model/@type")
     source_network = XProp("./source/@network")
     source_bridge = XProp("./source/@bridge")
+    source_dev = XProp("./source/@dev")
+    source_mode = XProp("./source/@mode")
     target_dev = XProp("./target/@dev")
+    script_path = XProp("./script/@path")
+    driver_name = XProp("./driver/@name")
+    link_state = XProp("./link/@state")
+
+    # interface type -> attribute of <source> that names what it connects to
+    SOURCE_ATTR = {"network": "network", "bridge": "bridge", "direct": "dev", "ethernet": None,
+                   "user": None}
+
+    def set_source(self, value: str | None, mode: str | None = None) -> None:
+        """Point the interface at ``value`` (network name, bridge, host device) for its type."""
+        src = self.node.find("./source")
+        if src is not None:
+            self.node.remove(src)
+        attr = self.SOURCE_ATTR.get(self.type or "")
+        if value is None or attr is None:
+            return
+        src = ensure(self.node, "./source")
+        src.set(attr, value)
+        if mode is not None:
+            src.set("mode", mode)
 
     @property
     def source(self) -> str | None:
@@ -428,6 +499,13 @@ class Domain(XMLObject):
     on_poweroff = XProp("./on_poweroff")
     on_reboot = XProp("./on_reboot")
     on_crash = XProp("./on_crash")
+    os_firmware = XProp("./os/@firmware")
+    os_bootmenu = XProp("./os/bootmenu/@enable", yesno, lambda v: "yes" if v else "no")
+    clock_timezone = XProp("./clock/@timezone")
+    clock_adjustment = XProp("./clock/@adjustment")
+    feature_acpi = XFlag("./features/acpi")
+    feature_apic = XFlag("./features/apic")
+    feature_pae = XFlag("./features/pae")
 
     LIFECYCLE_ACTIONS = ("destroy", "restart", "preserve", "rename-restart", "coredump-destroy",
                          "coredump-restart")
@@ -477,10 +555,33 @@ class Domain(XMLObject):
     def boot_devs(self) -> list[str]:
         return [el.get("dev") for el in self.node.findall("./os/boot") if el.get("dev")]
 
+    @boot_devs.setter
+    def boot_devs(self, devs) -> None:
+        from lxml import etree
+
+        for el in self.node.findall("./os/boot"):
+            el.getparent().remove(el)
+        if not devs:
+            return
+        os_el = ensure(self.node, "./os")
+        for dev in devs:
+            _insert_ordered(os_el, etree.Element("boot", dev=dev))
+
     @property
     def features(self) -> list[str]:
         feats = self.node.find("./features")
-        return [el.tag for el in feats] if feats is not None else []
+        return [el.tag for el in feats if isinstance(el.tag, str)] if feats is not None else []
+
+    def set_feature(self, name: str, enabled: bool = True) -> None:
+        """Add or remove an empty feature element (``<acpi/>``, ``<apic/>``, ``<pae/>``...)."""
+        feats = self.node.find("./features")
+        el = feats.find(name) if feats is not None else None
+        if enabled and el is None:
+            ensure(self.node, f"./features/{name}")
+        elif not enabled and el is not None:
+            feats.remove(el)
+            if len(feats) == 0:
+                self.node.remove(feats)
 
     @property
     def metadata(self):
@@ -493,7 +594,7 @@ class Domain(XMLObject):
         if same:
             same[-1].addnext(dev.node)
         else:
-            devs.append(dev.node)
+            _insert_ordered(devs, dev.node)
 
     def remove_device(self, dev: Device) -> None:
         dev.node.getparent().remove(dev.node)
@@ -501,6 +602,174 @@ class Domain(XMLObject):
     @property
     def effective_vcpus(self) -> int:
         return self.vcpu_current or self.vcpus or 1
+
+    # -- changes of the persistent configuration (setmem, setmaxmem, setvcpus --config) ----------
+    # The checks and messages are libvirt's (qemuDomainSetMemoryFlags, qemuDomainSetVcpusFlags).
+
+    def set_current_memory_config(self, kib: int) -> None:
+        """``setmem --config``: the balloon target, at most <memory>."""
+        if kib <= 0:
+            raise InvalidArgument("invalid argument: memory size must not be zero")
+        if kib > (self.memory or 0):
+            raise InvalidArgument("invalid argument: cannot set memory higher than max memory")
+        self.current_memory = kib
+
+    def set_memory_config(self, kib: int) -> None:
+        """``setmaxmem --config``: <memory>; a larger <currentMemory> comes down with it."""
+        if kib <= 0:
+            raise InvalidArgument("invalid argument: memory size must not be zero")
+        if self.node.find("./cpu/numa/cell") is not None:
+            raise OperationInvalid("Requested operation is not valid: initial memory size of a domain "
+                                   "with NUMA nodes cannot be modified with this API")
+        maxmem = self.max_memory
+        if maxmem is not None and kib > maxmem:
+            raise InvalidArgument("invalid argument: cannot set initial memory size greater than the "
+                                  "maximum memory size")
+        self.memory = kib
+        current = self.current_memory
+        if current is not None and current > kib:
+            self.current_memory = kib
+
+    def set_vcpus_config(self, count: int, maximum: bool = False, hotpluggable: bool = False) -> None:
+        """``setvcpus --config`` (``--maximum``: the <vcpu> count; else its ``current``)."""
+        if count < 1:
+            raise InvalidArgument("invalid argument: vcpu count must not be zero")
+        top = self.vcpus or 1
+        current = self.effective_vcpus
+        if maximum:
+            topo = (self.cpu_sockets, self.cpu_cores, self.cpu_threads)
+            if all(t is not None for t in topo):
+                product = topo[0] * topo[1] * topo[2] * (self.cpu_dies or 1)
+                if product != count:
+                    raise InvalidArgument("invalid argument: CPU topology doesn't match the desired vcpu count")
+            numa_cpus = 0
+            for cell in self.node.findall("./cpu/numa/cell"):
+                numa_cpus += len(parse_cpuset(cell.get("cpus") or ""))
+            if numa_cpus > count:
+                raise InvalidArgument("invalid argument: Number of CPUs in <numa> exceeds the desired "
+                                      "maximum vcpu count")
+            top = count
+            current = min(current, count)
+        else:
+            if count > top:
+                raise InvalidArgument(f"invalid argument: requested cpu amount exceeds maximum ({count} > {top})")
+            current = count
+        self.vcpus = top
+        self.vcpu_current = current if current < top else None
+        self._sync_vcpu_list(hotpluggable)
+
+    def _sync_vcpu_list(self, hotpluggable: bool) -> None:
+        """Keep an explicit <vcpus> list consistent with <vcpu> (ids, enabled count)."""
+        from lxml import etree
+
+        vlist = self.node.find("./vcpus")
+        if vlist is None:
+            return
+        top, current = self.vcpus or 1, self.effective_vcpus
+        by_id = {}
+        for el in vlist.findall("vcpu"):
+            try:
+                by_id[int(el.get("id", ""))] = el
+            except ValueError:
+                continue
+        for vid, el in list(by_id.items()):
+            if vid >= top:
+                vlist.remove(el)
+                del by_id[vid]
+        for vid in range(top):
+            if vid not in by_id:
+                el = etree.SubElement(vlist, "vcpu", id=str(vid), enabled="no", hotpluggable="yes")
+                by_id[vid] = el
+        for vid in sorted(by_id):
+            el = by_id[vid]
+            was = el.get("enabled") == "yes"
+            now = vid < current
+            el.set("enabled", "yes" if now else "no")
+            if now and not was and hotpluggable:
+                el.set("hotpluggable", "yes")
+            el.attrib.pop("order", None)
+        # ids in order, as libvirt writes them
+        for vid in sorted(by_id):
+            vlist.append(by_id[vid])
+
+    # -- device lookup for attach / detach ------------------------------------------------------
+
+    def find_disk(self, ident: str) -> Disk | None:
+        """The disk whose target or source path is ``ident`` (virsh's detach-disk lookup)."""
+        for disk in self.disks:
+            if disk.target_dev == ident:
+                return disk
+        for disk in self.disks:
+            src = disk.node.find("./source")
+            if src is not None and ident in (src.get("file"), src.get("dev"), src.get("dir"), src.get("name")):
+                return disk
+        return None
+
+    def matching_devices(self, node) -> list[Device]:
+        """Devices of this domain that the device element ``node`` describes (detach-device).
+
+        A disk is named by its target, an interface by its MAC address when the
+        XML has one; anything else (and an interface without a MAC) matches when
+        every attribute, text and child given is present in the domain's device.
+        """
+        found = []
+        for dev in self.devices(node.tag):
+            if node.tag == "disk":
+                target = node.find("./target")
+                want = target.get("dev") if target is not None else None
+                if want is not None and dev.node.find("./target") is not None \
+                        and dev.node.find("./target").get("dev") == want:
+                    found.append(dev)
+                continue
+            if node.tag == "interface":
+                mac_el = node.find("./mac")
+                mac = mac_el.get("address") if mac_el is not None else None
+                if mac:
+                    if (getattr(dev, "mac", None) or "").lower() == mac.lower():
+                        found.append(dev)
+                    continue
+            if subset_match(node, dev.node):
+                found.append(dev)
+        return found
+
+    def check_attach(self, dev: Device) -> None:
+        """Refuse a device that would collide with one already there (libvirt's checks)."""
+        tag = dev.node.tag
+        if tag == "disk":
+            target = dev.node.find("./target")
+            dst = target.get("dev") if target is not None else None
+            if not dst:
+                raise XMLError("missing disk target (<target dev='...'/>)")
+            if any(d.target_dev == dst for d in self.disks):
+                raise OperationInvalid(f"Requested operation is not valid: target {dst} already exists")
+        elif tag == "interface":
+            mac = dev.node.find("./mac")
+            mac = mac.get("address") if mac is not None else None
+            if mac and any((n.mac or "").lower() == mac.lower() for n in self.interfaces):
+                raise OperationInvalid(f"Requested operation is not valid: an interface with MAC address "
+                                       f"{mac} already exists")
+        elif tag == "controller":
+            ctype, index = dev.node.get("type"), dev.node.get("index")
+            if index is not None and any(c.node.get("type") == ctype and c.node.get("index") == index
+                                         for c in self.devices("controller")):
+                raise OperationInvalid(f"Requested operation is not valid: controller type='{ctype}' "
+                                       f"index='{index}' already exists")
+        elif tag == "filesystem":
+            target = dev.node.find("./target")
+            dst = target.get("dir") if target is not None else None
+            if dst and any((f.node.find("./target") is not None and f.node.find("./target").get("dir") == dst)
+                           for f in self.devices("filesystem")):
+                raise OperationInvalid(f"Requested operation is not valid: a filesystem with target '{dst}' "
+                                       "already exists")
+        elif tag == "hostdev":
+            if any(subset_match(dev.node.find("./source"), h.node.find("./source"))
+                   for h in self.devices("hostdev")
+                   if dev.node.find("./source") is not None and h.node.find("./source") is not None):
+                raise OperationInvalid("Requested operation is not valid: device is already in the domain "
+                                       "configuration")
+        elif tag in ("memballoon", "watchdog"):
+            if self.devices(tag):
+                raise OperationInvalid(f"Requested operation is not valid: domain already has a {tag} device")
 
     # -- defaults and validation -------------------------------------------------
     def fill_defaults(self) -> None:
@@ -653,6 +922,25 @@ def check_name(name: str) -> None:
         raise InvalidArgument(f"name is too long ({len(name.encode('utf-8'))} bytes; the limit is 255)")
     if name.strip() != name and not name.strip():
         raise InvalidArgument("domain name must not be blank")
+
+
+def parse_cpuset(text: str) -> set[int]:
+    """libvirt's cpuset syntax: ``0-3,^2,8``."""
+    cpus: set[int] = set()
+    excluded: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        target = cpus
+        if part.startswith("^"):
+            target, part = excluded, part[1:]
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            target.update(range(int(lo), int(hi) + 1))
+        else:
+            target.add(int(part))
+    return cpus - excluded
 
 
 def is_uuid(text: str) -> bool:
