@@ -114,7 +114,7 @@ def define(vsh, vsh_env):
     """Define a domain from XML text (or keyword arguments for :func:`domain_xml`); returns the name."""
 
     def run(name: str = "vm1", xml: str | None = None, **kw) -> str:
-        path = vsh_env.tmp / f"def-{name}.xml".replace("/", "_")
+        path = vsh_env.tmp / f"def-{hashlib.sha1(name.encode()).hexdigest()[:12]}.xml"
         path.write_text(xml if xml is not None else domain_xml(name, **kw))
         res = vsh("define", str(path))
         assert res.status == 0, res

@@ -20,23 +20,19 @@ def history_path() -> Path:
 def make_completer(shell):
     from prompt_toolkit.completion import Completer, Completion
 
-    from vsh.shell import complete, tokenize
+    from vsh.shell import complete, quote_word, split_partial
 
     class VshCompleter(Completer):
         def get_completions(self, document, complete_event):
-            text = document.text_before_cursor
-            # complete within the last command of the line
-            last = text.rsplit(";", 1)[-1]
-            try:
-                commands = tokenize(last + ("x" if last.endswith((" ", "\t")) or not last else ""))
-            except Exception:
+            parsed = split_partial(document.text_before_cursor)
+            if parsed is None:
                 return
-            words = commands[-1] if commands else ["x"]
-            if last.endswith((" ", "\t")) or not last:
-                words[-1] = ""
-            prefix = words[-1]
+            words, raw = parsed
             for cand in complete(shell.ctx, words, shell.reg):
-                yield Completion(cand, start_position=-len(prefix))
+                text = quote_word(cand)
+                if text != cand and cand.endswith("/"):
+                    text = text[:-1]  # leave a directory's quote open for the next component
+                yield Completion(text, start_position=-len(raw), display=cand)
 
     return VshCompleter()
 

@@ -305,6 +305,78 @@ class Shell:
 
 
 # -- completion (shared by the REPL and `vsh complete`) -------------------------
+
+
+def split_partial(text: str) -> tuple[list[str], str] | None:
+    """The words of the last, unfinished command of ``text`` and the raw text of its last word.
+
+    Unlike :func:`tokenize` this never fails: an open quote or a trailing backslash is
+    what a person is typing. An empty last word means the cursor follows a blank.
+    Returns None inside a comment (nothing to complete there).
+    """
+    words: list[str] = []
+    buf: list[str] = []
+    in_word = False
+    start = 0
+    quote = None
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if quote == "'":
+            if ch == "'":
+                quote = None
+            else:
+                buf.append(ch)
+            i += 1
+            continue
+        if quote == '"':
+            if ch == '"':
+                quote = None
+            elif ch == "\\" and i + 1 < n:
+                buf.append(text[i + 1])
+                i += 1
+            else:
+                buf.append(ch)
+            i += 1
+            continue
+        if ch in " \t\r;\n":
+            if in_word:
+                words.append("".join(buf))
+                buf, in_word = [], False
+            if ch in ";\n":
+                words = []
+            i += 1
+            continue
+        if ch == "#" and not in_word:
+            end = text.find("\n", i)
+            if end < 0:
+                return None
+            i = end
+            continue
+        if not in_word:
+            in_word, start = True, i
+        if ch in "'\"":
+            quote = ch
+        elif ch == "\\":
+            if i + 1 < n:
+                buf.append(text[i + 1])
+                i += 1
+        else:
+            buf.append(ch)
+        i += 1
+    if in_word:
+        words.append("".join(buf))
+        return words, text[start:]
+    words.append("")
+    return words, ""
+
+
+def quote_word(word: str) -> str:
+    """``word`` as the tokenizer reads it back: bare when safe, else in single quotes."""
+    if word and not word.startswith("#") and not any(c in word for c in " \t\r\n;'\"\\"):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"
+
 _COMPLETERS: dict = {}
 
 
@@ -346,15 +418,19 @@ def complete(ctx: Context, words: list[str], reg: Registry | None = None) -> lis
     if not words:
         words = [""]
     if len(words) == 1:
-        prefix = words[0]
-        return [name for name, *_ in reg.summaries() if name.startswith(prefix)]
+        return _command_names(reg, words[0])
     cmd = reg.get(words[0].lstrip("-") or words[0])
     if cmd is None or cmd.broken:
         return []
     prefix = words[-1]
     before = words[1:-1]
-    if cmd.name == "help":
-        return [name for name, *_ in reg.summaries() if name.startswith(prefix)]
+    if cmd.name == "help" and not prefix.startswith("-"):
+        if before:
+            return []
+        from vsh.registry import GROUPS
+
+        groups = {group for _name, group, _summary, _hidden in reg.summaries()}
+        return _command_names(reg, prefix) + [g for g, _title in GROUPS if g in groups and g.startswith(prefix)]
     # value of an option given by name?
     if before and before[-1].startswith("--"):
         opt = cmd.opt(before[-1][2:])
@@ -377,14 +453,22 @@ def complete(ctx: Context, words: list[str], reg: Registry | None = None) -> lis
             continue
         filled += 1
     positional = [o for o in cmd.opts if (o.positional or o.kind == "argv") and o.name not in seen]
+    seen.update(o.name for o in positional[:filled] if o.kind != "argv")
     candidates: list[str] = []
     if filled < len(positional):
         candidates = _complete_value(ctx, positional[filled], prefix)
     elif positional and positional[-1].kind == "argv":
         candidates = _complete_value(ctx, positional[-1], prefix)
-    if not candidates and prefix == "":
-        candidates = [f"--{o.name}" for o in cmd.opts if o.name not in seen]
+    if prefix == "":
+        # values of the next argument first, then the options not given yet (virsh lists only these)
+        candidates += [f"--{o.name}" for o in cmd.opts if o.name not in seen]
     return candidates
+
+
+def _command_names(reg: Registry, prefix: str) -> list[str]:
+    names = [name for name, *_ in reg.summaries() if name.startswith(prefix)]
+    names += sorted(alias for alias in getattr(reg, "_aliases", {}) if alias.startswith(prefix))
+    return names
 
 
 def _complete_value(ctx: Context, opt, prefix: str) -> list[str]:

@@ -90,7 +90,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
     if isinstance(data, str):
         data = data.encode("utf-8")
     directory = path.parent
-    tmp = directory / f".{path.name}.tmp-{os.getpid()}"
+    # a short hidden temp name: listings skip it, and it fits however long path.name is
+    tmp = directory / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
@@ -231,6 +232,22 @@ class DomainRef:
         return self.runtime.reason
 
 
+# The longest suffix the store adds to a domain name on disk is ".lock"; a file name
+# may have at most 255 bytes.
+MAX_STORED_NAME = 255 - len(".lock")
+
+
+def check_store_name(name: str) -> None:
+    """A name that is valid (core.domain.check_name) and fits in the store's file names."""
+    from vsh.core.domain import check_name
+
+    check_name(name)
+    size = len(name.encode("utf-8"))
+    if size > MAX_STORED_NAME:
+        raise InvalidArgument(f"name is too long ({size} bytes): the store keeps it in file names, "
+                              f"which allows at most {MAX_STORED_NAME} bytes")
+
+
 class Store:
     """One connection's directories and the operations on them."""
 
@@ -264,15 +281,11 @@ class Store:
 
     # -- paths ---------------------------------------------------------------------
     def config_path(self, name: str) -> Path:
-        from vsh.core.domain import check_name
-
-        check_name(name)
+        check_store_name(name)
         return self.domains_dir / f"{name}.xml"
 
     def runtime_dir(self, name: str, create: bool = False) -> Path:
-        from vsh.core.domain import check_name
-
-        check_name(name)
+        check_store_name(name)
         path = self.runtime_root / name
         if create:
             ensure_private_dir(self.runtime_root)
@@ -288,9 +301,7 @@ class Store:
         import fcntl
         import time
 
-        from vsh.core.domain import check_name
-
-        check_name(name)
+        check_store_name(name)
         ensure_private_dir(self.config_dir)
         ensure_private_dir(self.locks_dir)
         fd = os.open(self.locks_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -462,9 +473,7 @@ class Store:
             self._fsync_dir(self.domains_dir)
 
     def rename(self, ref: DomainRef, new_name: str) -> None:
-        from vsh.core.domain import check_name
-
-        check_name(new_name)
+        check_store_name(new_name)
         if ref.active:
             raise OperationInvalid("Requested operation is not valid: cannot rename active domain")
         if self.find(new_name) is not None:

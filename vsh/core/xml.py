@@ -28,10 +28,21 @@ def _parser():
 
 
 def _where(data: str, line: int, column: int, origin: str, message: str) -> XMLError:
+    """libxml2's report as virsh prints it: the message, the offending line, a caret under the column.
+
+    The three parts are one error line with embedded newlines, so that only the first gets
+    the ``error:`` prefix. A very long line is cut to a window around the column.
+    """
     lines = data.splitlines()
     source = lines[line - 1] if 0 < line <= len(lines) else "(null)"
-    caret = "-" * max(column - 1, 0) + "^"
-    return XMLError(f"XML error: ({origin}):{line}:{column}: {message}", source, caret)
+    col = max(column - 1, 0)
+    if len(source) > 160:
+        start = max(0, min(col - 80, len(source) - 160))
+        source = ("..." if start else "") + source[start:start + 160] + ("..." if start + 160 < len(source) else "")
+        col = col - start + (3 if start else 0)
+    source = "".join(c if c == "\t" or c >= " " and c != "\x7f" else "?" for c in source)
+    caret = "-" * col + "^"
+    return XMLError(f"XML error: ({origin}):{line}:{column}: {message}\n{source}\n{caret}")
 
 
 def parse(data: bytes | str, origin: str = "domain_definition", root_tag: str | None = "domain"):
@@ -59,7 +70,7 @@ def parse(data: bytes | str, origin: str = "domain_definition", root_tag: str | 
         raise _where(text, line, column, origin,
                      "DTDs and entity declarations are not allowed (entities are never expanded)")
     if not text.strip():
-        raise XMLError(f"XML error: ({origin}):1: Document is empty", "(null)", "^")
+        raise XMLError(f"XML error: ({origin}):1: Document is empty\n(null)\n^")
     try:
         root = etree.fromstring(raw, _parser())
     except etree.XMLSyntaxError as exc:
@@ -114,11 +125,11 @@ def _write(el, depth: int, parent_nsmap: dict, out: list[str]) -> None:
         return
     parts = [f"{pad}<{_qname(el)}"]
     nsmap = el.nsmap
-    for prefix, uri in nsmap.items():
-        if parent_nsmap.get(prefix) != uri:
-            parts.append(f" xmlns:{prefix}='{_escape_attr(uri)}'" if prefix else f" xmlns='{_escape_attr(uri)}'")
-    for key, value in el.attrib.items():
-        parts.append(f" {_attr_name(el, key)}='{_escape_attr(value)}'")
+    decls = [f" xmlns:{prefix}='{_escape_attr(uri)}'" if prefix else f" xmlns='{_escape_attr(uri)}'"
+             for prefix, uri in nsmap.items() if parent_nsmap.get(prefix) != uri]
+    attrs = [f" {_attr_name(el, key)}='{_escape_attr(value)}'" for key, value in el.attrib.items()]
+    # libvirt writes <domain type='kvm' xmlns:qemu='...'>, but libxml2 (metadata) puts xmlns first
+    parts += attrs + decls if el.tag == "domain" else decls + attrs
     children = list(el)
     text = el.text
     if not children:
