@@ -87,8 +87,11 @@ def client_calls(monkeypatch):
     from vsh.kvm import client
 
     calls = []
-    monkeypatch.setattr(client, "set_balloon", lambda rundir, kib: calls.append(("set_balloon", Path(rundir).name, kib)) or {})
-    monkeypatch.setattr(client, "set_vcpus", lambda rundir, n: calls.append(("set_vcpus", Path(rundir).name, n)) or {})
+    def recorder(op):
+        return lambda rundir, value: calls.append((op, Path(rundir).name, value)) or {}
+
+    monkeypatch.setattr(client, "set_balloon", recorder("set_balloon"))
+    monkeypatch.setattr(client, "set_vcpus", recorder("set_vcpus"))
     return calls
 
 
@@ -242,7 +245,8 @@ def test_setvcpus_config(vsh, vm):
 
 def test_setvcpus_above_maximum(vsh, vm, store_tree):
     before = store_tree()
-    fails(vsh("setvcpus", "vm1", "8", "--config"), "error: invalid argument: requested cpu amount exceeds maximum (8 > 4)\n")
+    fails(vsh("setvcpus", "vm1", "8", "--config"),
+          "error: invalid argument: requested cpu amount exceeds maximum (8 > 4)\n")
     assert store_tree() == before
 
 
@@ -589,7 +593,8 @@ def test_attach_disk_quiet_json_readonly(vsh, vm, store_tree):
     ok(vsh("-r", "attach-disk", "vm1", "/var/tmp/r.img", "vdr", "--print-xml"),
        "<disk type='file'>\n  <source file='/var/tmp/r.img'/>\n  <target dev='vdr'/>\n</disk>\n\n")
     res = vsh("attach-disk", "x", "/a.img", "vdc", "--print-xml", "--json")
-    assert json.loads(res.out) == {"xml": "<disk type='file'>\n  <source file='/a.img'/>\n  <target dev='vdc'/>\n</disk>\n"}
+    assert json.loads(res.out) == {
+        "xml": "<disk type='file'>\n  <source file='/a.img'/>\n  <target dev='vdc'/>\n</disk>\n"}
 
 
 def test_disk_source_type():
@@ -751,7 +756,8 @@ def test_attach_and_detach_device(vsh, vm, devfile):
 
 
 def test_attach_device_disk_and_interface(vsh, vm, devfile):
-    disk = devfile("<disk type='file' device='disk'>\n  <source file='/var/tmp/d.img'/>\n  <target dev='vdd'/>\n</disk>\n")
+    disk = devfile("<disk type='file' device='disk'>\n  <source file='/var/tmp/d.img'/>\n"
+                   "  <target dev='vdd'/>\n</disk>\n")
     ok(vsh("attach-device", "vm1", disk, "--persistent"), "Device attached successfully\n\n")
     assert config(vm).disks[-1].target_bus == "virtio"
     nic = devfile("<interface type='user'><model type='virtio'/></interface>", "nic.xml")
@@ -770,7 +776,8 @@ def test_attach_device_errors(vsh, vm, devfile, vsh_env, store_tree):
     before = store_tree()
     dup = devfile("<disk type='file'><source file='/x.img'/><target dev='vda'/></disk>")
     fails(vsh("attach-device", "vm1", dup, "--config"),
-          f"error: Failed to attach device from {dup}\nerror: Requested operation is not valid: target vda already exists\n")
+          f"error: Failed to attach device from {dup}\n"
+          "error: Requested operation is not valid: target vda already exists\n")
     bad = devfile("<foo/>", "foo.xml")
     fails(vsh("attach-device", "vm1", bad, "--config"),
           f"error: Failed to attach device from {bad}\nerror: XML error: unknown device type 'foo'\n")
@@ -803,7 +810,8 @@ def test_detach_device_errors(vsh, vm, devfile, store_tree):
     generic = devfile("<serial type='pty'/>", "s.xml")
     res = vsh("detach-device", "vm1", generic, "--config")
     assert res.status == 1
-    assert res.err.startswith(f"error: Failed to detach device from {generic}\nerror: operation failed: 2 <serial> devices")
+    assert res.err.startswith(f"error: Failed to detach device from {generic}\n"
+                              "error: operation failed: 2 <serial> devices")
     none = devfile("<watchdog model='i6300esb'/>", "w.xml")
     res = vsh("detach-device", "vm1", none, "--config")
     assert res.status == 1 and "device not found" in res.err
