@@ -282,6 +282,55 @@ def test_console_in_a_pipe(shared):
     assert b"vsh-42-ok" in out, out[-500:]
 
 
+CONSOLE_DRIVER = """
+import sys
+from vsh.kvm import client, console
+rd = sys.argv[1]
+reason = console.attach(client.read_state(rd), rd, force=len(sys.argv) > 2)
+print("LEFT:" + reason)
+"""
+
+
+def _console_session(rd: Path, force: bool = False):
+    pexpect = pytest.importorskip("pexpect")
+    args = ["-c", CONSOLE_DRIVER, str(rd)] + (["force"] if force else [])
+    child = pexpect.spawn(sys.executable, args, timeout=30, dimensions=(24, 80),
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    child.expect_exact("Escape character is ^] (Ctrl + ])")
+    return child, pexpect
+
+
+def test_console_on_a_terminal_both_escapes_and_force(shared):
+    rd = shared["rundir"]
+    child, pexpect = _console_session(rd)
+    child.send("echo pex-$((20+3))\r")
+    child.expect_exact("pex-23")
+    child.send("\x1d")                          # ^]
+    child.expect_exact("LEFT:escape")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    # keyboard-independent escape: "~." right after a newline
+    child, pexpect = _console_session(rd)
+    child.send("echo tilde-$((2*3))\r")
+    child.expect_exact("tilde-6")
+    child.send("~.")
+    child.expect_exact("LEFT:escape")
+    child.expect(pexpect.EOF)
+    # one session at a time; --force takes over
+    first, pexpect = _console_session(rd)
+    with pytest.raises(OperationInvalid, match="Active console session"):
+        console.attach(client.read_state(rd), rd, stdin_fd=os.open(os.devnull, os.O_RDONLY))
+    second, _ = _console_session(rd, force=True)
+    first.expect_exact("LEFT:taken over")
+    first.expect(pexpect.EOF)
+    second.send("echo second-$((1+1))\r")
+    second.expect_exact("second-2")
+    second.send("\x1d")
+    second.expect_exact("LEFT:escape")
+    second.expect(pexpect.EOF)
+
+
 def test_kill_supervisor_then_reattach(shared):
     rd = shared["rundir"]
     before = client.read_state(rd)

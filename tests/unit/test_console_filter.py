@@ -83,6 +83,13 @@ def test_text_after_string_terminator_survives():
     assert filt(b"x" + ESC + b"]0;t" + ESC + b"[1my") == b"x" + ESC + b"[1my"
 
 
+def test_queries_pass_live_but_not_in_logs():
+    data = b"$ " + ESC + b"[6n" + ESC + b"[c" + ESC + b"[>q" + ESC + b"[?25$p" + ESC + b"[1mx"
+    assert filt(data) == data                       # live: the guest asked its terminal
+    f = OutputFilter(drop_queries=True)             # a log: answers would go to the host shell
+    assert f.feed(data) == b"$ " + ESC + b"[1mx"
+
+
 def test_long_binary_noise_never_raises():
     data = bytes(range(256)) * 50
     out = filt(data)

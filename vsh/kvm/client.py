@@ -666,6 +666,11 @@ def qmp(rundir, cmd: str, args: dict | None = None, timeout: float = 30.0):
     return call(rundir, "qmp", timeout=timeout, command=cmd, arguments=args or {})
 
 
+def qmp_raw(rundir, cmd: str, args: dict | None = None, timeout: float = 30.0) -> dict:
+    """Run one QMP command; return QEMU's reply as is: ``{"return": ...}`` or ``{"error": ...}``."""
+    return call(rundir, "qmp", timeout=timeout, command=cmd, arguments=args or {}, raw=True)
+
+
 def hmp(rundir, line: str, timeout: float = 30.0) -> str:
     """Run one human-monitor (HMP) command; return its text output."""
     return call(rundir, "hmp", timeout=timeout, line=line)
@@ -682,10 +687,25 @@ def set_vcpus(rundir, count: int) -> dict:
 
 
 def events(rundir, names=None, timeout: float | None = None):
-    """Yield QMP events of a running domain (``names`` filters) until it stops or timeout."""
+    """Subscribe to a running domain's events now; return an iterator over them.
+
+    Yields QMP events (``{"event", "data", "timestamp"}``) and the supervisor's own
+    ``VSH_LIFECYCLE`` events (``data``: state, reason, previous), filtered by
+    ``names``, until the domain stops or ``timeout`` seconds have passed.  Every
+    subscriber gets every event; none takes events from another.
+    """
     rundir = RunDir(rundir)
-    with connect(rundir) as conn:
+    conn = connect(rundir)
+    try:
         conn.call("subscribe", timeout=5.0, events=list(names) if names else None)
+    except BaseException:
+        conn.close()
+        raise
+    return _event_stream(conn, timeout)
+
+
+def _event_stream(conn: Connection, timeout: float | None):
+    with conn:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -727,6 +747,6 @@ def cleanup_stale(rundir) -> bool:
 
 __all__ = [
     "ACTIVE_STATES", "read_state", "start", "status", "wait_state", "shutdown", "reboot",
-    "reset", "destroy", "suspend", "resume", "qmp", "hmp", "set_balloon", "set_vcpus",
+    "reset", "destroy", "suspend", "resume", "qmp", "qmp_raw", "hmp", "set_balloon", "set_vcpus",
     "events", "connect", "call", "cleanup_stale",
 ]

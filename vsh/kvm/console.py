@@ -104,6 +104,8 @@ _GROUND, _ESC, _CSI, _CSI_SKIP, _STRING, _STRING_ESC, _C2, _STRING_C2 = range(8)
 _SPECIAL = re.compile(rb"[\x1b\xc2]")
 #: CSI final bytes that are dropped: window manipulation/reports (t), media copy (i).
 _BAD_CSI_FINALS = frozenset(b"ti")
+#: CSI final bytes of terminal queries (device status/attributes, mode and version reports).
+_QUERY_CSI_FINALS = frozenset(b"ncpqx")
 _MAX_CSI = 64
 
 
@@ -115,13 +117,19 @@ class OutputFilter:
     SOS (``ESC X``), PM (``ESC ^``), APC (``ESC _``) up to their terminator, their
     UTF-8-encoded C1 forms (U+0090, U+0098, U+009D-9F), all other C1 code points,
     and CSI sequences ending in ``t`` (window ops, title reports) or ``i`` (media
-    copy), or longer than 64 bytes.
+    copy), or longer than 64 bytes.  With ``drop_queries``, also CSI sequences
+    ending in ``n c p q x`` (status, attribute, mode and version requests; this drops
+    the rarely used DECSCUSR/DECSTR/DECLL too).
     """
 
-    def __init__(self):
+    def __init__(self, drop_queries: bool = False):
         self.state = _GROUND
         self.buf = bytearray()
         self.osc = False
+        # For output that is not a live session (console-log): also drop the queries a
+        # terminal answers by typing into its input (DSR, DA, DECRQM, XTVERSION...) -
+        # there the answer would land in the user's shell, not in the guest.
+        self.bad_finals = _BAD_CSI_FINALS | (_QUERY_CSI_FINALS if drop_queries else frozenset())
 
     def feed(self, data: bytes) -> bytes:
         out = bytearray()
@@ -175,7 +183,7 @@ class OutputFilter:
                 i += 1
                 if 0x40 <= b <= 0x7E:
                     self.buf.append(b)
-                    if b not in _BAD_CSI_FINALS:
+                    if b not in self.bad_finals:
                         out += self.buf
                     self.state = _GROUND
                 elif 0x20 <= b <= 0x3F:
@@ -487,7 +495,7 @@ def console_log(rundir, follow: bool = False, out_fd: int = 1, timeout: float | 
     from vsh.kvm import client as rt
     rundir = os.fspath(rundir)
     path = os.path.join(rundir, rt.CONSOLE_LOG)
-    filt = None if raw else OutputFilter()
+    filt = None if raw else OutputFilter(drop_queries=True)
     pos = 0
     watcher = _Inotify(rundir) if follow else None
     deadline = None if timeout is None else time.monotonic() + timeout

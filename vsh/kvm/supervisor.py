@@ -869,8 +869,20 @@ class Supervisor:
 
     async def op_qmp(self, req):
         self._require("running", "paused", "shutdown", "crashed")
-        return await self._exec(str(req.get("command")), req.get("arguments") or None,
-                                timeout=float(req.get("timeout_s") or 30.0))
+        cmd, args = str(req.get("command")), req.get("arguments") or None
+        timeout = float(req.get("timeout_s") or 30.0)
+        if not req.get("raw"):
+            return await self._exec(cmd, args, timeout=timeout)
+        # passthrough: QEMU's reply as it is, errors included (qemu-monitor-command)
+        try:
+            return {"return": await asyncio.wait_for(self._qmp.execute(cmd, args), timeout)}
+        except _qmplib.ExecuteError as exc:
+            return {"error": {"class": exc.error_class, "desc": str(exc)}}
+        except asyncio.TimeoutError:
+            raise Timeout(f"QEMU did not answer the QMP command '{cmd}' within {timeout:g} s") from None
+        except _qmplib.QMPError as exc:
+            raise OperationInvalid(f"internal error: QMP connection lost during '{cmd}': "
+                                   f"{exc or type(exc).__name__}") from None
 
     async def op_hmp(self, req):
         self._require("running", "paused", "shutdown", "crashed")
