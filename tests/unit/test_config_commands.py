@@ -849,3 +849,43 @@ def test_subprocess_single_shot(vsh_proc, vm):
     assert (res.status, res.out) == (0, "\n\n")
     assert res.err == "error: invalid argument: requested cpu amount exceeds maximum (8 > 4)\n"
     assert config(vm).current_memory == 131072
+
+
+def test_edit_retry_on_a_real_terminal(vm, vsh_env):
+    """The retry question on a pseudo-terminal: one key, no Enter; '?' lists the choices."""
+    pexpect = pytest.importorskip("pexpect")
+    import sys
+
+    count = vsh_env.tmp / "count"
+    script = vsh_env.tmp / "ed.sh"
+    script.write_text("#!/bin/sh\n"
+                      f"if [ -e {count} ]; then sed -i 's/>oops</>524288</' \"$1\"; "
+                      f"else touch {count}; sed -i 's/>1048576</>oops</g' \"$1\"; fi\n")
+    script.chmod(0o755)
+    env = dict(os.environ, EDITOR=str(script), TERM="dumb")
+    child = pexpect.spawn(sys.executable, ["-m", "vsh", "edit", "vm1"], env=env, encoding="utf-8", timeout=30)
+    try:
+        child.expect_exact("Failed. Try again? [y,n,i,f,?]: ")
+        assert "error: " in child.before
+        child.send("?")
+        child.expect_exact("? - print this help")
+        child.expect_exact("Failed. Try again? [y,n,i,f,?]: ")
+        child.send("y")
+        child.expect_exact("Domain 'vm1' XML configuration edited.")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    assert config(vm).memory == 524288
+
+
+def test_live_and_config_change_checks_config_first(vsh, vm, vsh_env, client_calls, define, make_xml):
+    """--live --config: when the persistent definition refuses, the live domain is not touched."""
+    make_running(vsh_env)
+    ok(vsh("setmaxmem", "vm1", "256M", "--config"))  # the config is now smaller than the live domain
+    fails(vsh("setmem", "vm1", "512M", "--live", "--config"),
+          "error: invalid argument: cannot set memory higher than max memory\n")
+    ok(vsh("setvcpus", "vm1", "1", "--config", "--maximum"))
+    fails(vsh("setvcpus", "vm1", "2", "--live", "--config"),
+          "error: invalid argument: requested cpu amount exceeds maximum (2 > 1)\n")
+    assert client_calls == []

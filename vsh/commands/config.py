@@ -81,6 +81,18 @@ def check_readonly(ctx, name: str) -> None:
         raise VshError(f"operation forbidden: read only access prevents {name}")
 
 
+def check_config_change(store, ref, change) -> None:
+    """Apply ``change`` to a copy of the persistent definition and check it, writing nothing.
+
+    Called before a live change so that a change of both definitions does not stop
+    half-way because the persistent one refuses it.
+    """
+    cfg = store.load(ref, inactive=True)
+    change(cfg)
+    cfg.fill_defaults()
+    cfg.validate()
+
+
 def change_config(store, ref, change):
     """Load the persistent definition, apply ``change``, check it, write it atomically.
 
@@ -115,7 +127,13 @@ def setmem(ctx, domain, size, config=False, live=False, current=False):
     do_live, do_config = impact(ref, live=live, config=config, current=current)
     if size <= 0:
         raise InvalidArgument("invalid argument: memory size must not be zero")
+
+    def change(cfg):
+        cfg.set_current_memory_config(size)
+
     if do_live:
+        if do_config:
+            check_config_change(store, ref, change)
         livedom = store.load(ref)
         if size > (livedom.memory or 0):
             raise InvalidArgument("invalid argument: cannot set memory higher than max memory")
@@ -125,7 +143,7 @@ def setmem(ctx, domain, size, config=False, live=False, current=False):
                                    "without the balloon device and guest OS balloon driver")
         supervisor_call(ctx, ref, "set_balloon", size)
     if do_config:
-        change_config(store, ref, lambda cfg: cfg.set_current_memory_config(size))
+        change_config(store, ref, change)
     return Text("", json_data={"domain": ref.name, "memory_kib": size, "live": do_live, "config": do_config})
 
 
@@ -173,17 +191,21 @@ def setvcpus(ctx, domain, count, maximum=False, config=False, live=False, curren
     do_live, do_config = impact(ref, live=live, config=config, current=current)
     if count < 1:
         raise InvalidArgument("invalid argument: vcpu count must not be zero")
+    def change(cfg):
+        cfg.set_vcpus_config(count, maximum=maximum, hotpluggable=hotpluggable)
+
     if do_live:
         if maximum:
             raise InvalidArgument("invalid argument: maximum vcpu count of a live domain can't be modified")
+        if do_config:
+            check_config_change(store, ref, change)
         top = store.load(ref).vcpus or 1
         if count > top:
             raise InvalidArgument("invalid argument: requested vcpus is greater than max allowable vcpus for "
                                   f"the live domain: {count} > {top}")
         supervisor_call(ctx, ref, "set_vcpus", count)
     if do_config:
-        change_config(store, ref, lambda cfg: cfg.set_vcpus_config(count, maximum=maximum,
-                                                                    hotpluggable=hotpluggable))
+        change_config(store, ref, change)
     return Text("", json_data={"domain": ref.name, "count": count, "maximum": maximum,
                                "live": do_live, "config": do_config})
 

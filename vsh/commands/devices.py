@@ -16,7 +16,8 @@ from __future__ import annotations
 import copy
 import os
 
-from vsh.commands.config import CONFIG, CURRENT, DOMAIN, LIVE, change_config, check_readonly, impact
+from vsh.commands.config import (CONFIG, CURRENT, DOMAIN, LIVE, change_config, check_config_change, check_readonly,
+                                 impact)
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
 from vsh.core.output import Message, Text
 from vsh.registry import Opt, command
@@ -56,31 +57,35 @@ def _attach(ctx, ref, node, flags: dict, command_name: str) -> tuple[bool, bool]
     """Attach the device element ``node``; returns (live, config)."""
     from vsh.core.domain import device_for
 
+    def change(cfg):
+        dev = device_for(copy.deepcopy(node))
+        cfg.check_attach(dev)
+        cfg.add_device(dev)
+
     do_live, do_config = impact(ref, **flags)
     if do_live:
+        if do_config:
+            check_config_change(ctx.store, ref, change)
         livedom = ctx.store.load(ref)
         livedom.check_attach(device_for(copy.deepcopy(node)))
         hotplug(ctx, ref, "attach_device", _serialize(node), command_name)
     if do_config:
-        def change(cfg):
-            dev = device_for(copy.deepcopy(node))
-            cfg.check_attach(dev)
-            cfg.add_device(dev)
-
         change_config(ctx.store, ref, change)
     return do_live, do_config
 
 
 def _detach(ctx, ref, find, flags: dict, command_name: str) -> tuple[bool, bool]:
     """Detach the device that ``find(domain)`` returns (or raises for); returns (live, config)."""
+    def change(cfg):
+        cfg.remove_device(find(cfg))
+
     do_live, do_config = impact(ref, **flags)
     if do_live:
+        if do_config:
+            check_config_change(ctx.store, ref, change)
         dev = find(ctx.store.load(ref))
         hotplug(ctx, ref, "detach_device", _serialize(dev.node), command_name)
     if do_config:
-        def change(cfg):
-            cfg.remove_device(find(cfg))
-
         change_config(ctx.store, ref, change)
     return do_live, do_config
 
