@@ -342,6 +342,9 @@ _ADAPTERS = {"ext2": ExtFilesystem, "ext3": ExtFilesystem, "ext4": ExtFilesystem
 
 def open_filesystem(device) -> Filesystem:
     """Open the filesystem on *device* (a volumes.Device) read-only."""
+    if getattr(device.block, "beyond_end", False):
+        raise VshError(f"{device.name}: the partition extends past the end of the disk "
+                       f"(a truncated image or a damaged partition table)")
     t = device.vfs_type
     cls = _ADAPTERS.get(t)
     if cls is None:

@@ -522,11 +522,11 @@ def _open_vhdi(path: str, fmt: str) -> Image:
     except (OSError, IOError) as e:
         raise VshError(f"{path}: not a usable {fmt} image: {lib_message(e)}") from None
     try:
-        version = f.get_format_version()
-        major = int(str(version).split(".")[0]) if version is not None else 0
-        if fmt == "vhdx" and major != 2:
+        with open(path, "rb") as fh:
+            is_vhdx = fh.read(8) == b"vhdxfile"
+        if fmt == "vhdx" and not is_vhdx:
             raise InvalidArgument(f"{path}: is a VHD (vpc) image, not vhdx")
-        if fmt == "vpc" and major != 1:
+        if fmt == "vpc" and is_vhdx:
             raise InvalidArgument(f"{path}: is a VHDX image, not VHD (vpc)")
         if f.get_parent_filename():
             raise Unsupported(f"{path}: differencing {fmt} images are not supported")

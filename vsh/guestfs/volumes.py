@@ -66,7 +66,11 @@ class Device:
 
     @property
     def label(self) -> str:
-        return (self.probe.values.get("LABEL") if self.probe else None) or ""
+        if not self.probe:
+            return ""
+        # A FAT label lives in the root directory, which a probe of a non-raw
+        # device does not see (blkid.HEAD); the boot-sector copy is the fallback.
+        return self.probe.values.get("LABEL") or self.probe.values.get("LABEL_FATBOOT") or ""
 
     @property
     def uuid(self) -> str:
