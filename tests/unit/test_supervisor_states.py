@@ -156,6 +156,16 @@ def test_qmp_argv_rewrites_the_monitor():
         qmp_argv(["qemu", "-daemonize"], "/r/qmp.sock", 5)
 
 
+def test_qmp_socket_path_follows_the_control_monitor():
+    from vsh.kvm.qmp import qmp_socket_path
+    argv = ["qemu", "-chardev", "socket,id=other,path=/r/x.sock,server=on",
+            "-chardev", "socket,id=charmonitor,path=/r/monitor.sock,server=on,wait=off",
+            "-mon", "chardev=charmonitor,id=monitor,mode=control"]
+    assert qmp_socket_path(argv, "/r/qmp.sock") == "/r/monitor.sock"
+    assert qmp_socket_path(["qemu", "-qmp", "unix:/r/q.sock,server,nowait"], "/d") == "/r/q.sock"
+    assert qmp_socket_path(["qemu", "-chardev", "socket,id=c,path=/r/c.sock"], "/d") == "/d"
+
+
 def test_parse_chardevs():
     from vsh.kvm.qmp import parse_chardevs
     devs = [{"label": "vsh-qmp", "filename": "unix:/r/qmp.sock,server=on"},
@@ -178,6 +188,7 @@ class FakeQemu:
         self.proc = proc
         self.commands: list[str] = []
         self.status = "prelaunch"
+        self.shutdown_action = "poweroff"
         self.writer = None
 
     async def serve(self):
@@ -196,6 +207,8 @@ class FakeQemu:
                 self.status = "running"
             elif cmd == "stop":
                 self.status = "paused"
+            elif cmd == "set-action":
+                self.shutdown_action = msg["arguments"].get("shutdown", self.shutdown_action)
             self._send({"return": reply, **({"id": msg["id"]} if "id" in msg else {})})
             if cmd == "cont":
                 self.emit("RESUME")
@@ -222,6 +235,15 @@ class FakeQemu:
                     break
                 buf = buf.lstrip()[end:]
                 yield msg
+
+    def guest_poweroff(self):
+        """The guest powers off: SHUTDOWN, then QEMU exits or pauses (its shutdown action)."""
+        self.emit("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"})
+        if self.shutdown_action == "poweroff":
+            self.proc.send_signal(signal.SIGTERM)
+        else:
+            self.status = "shutdown"
+            self.emit("STOP")
 
     def _send(self, obj):
         self.writer.write(json.dumps(obj).encode() + b"\r\n")
@@ -255,8 +277,8 @@ async def _until(sup, *states, timeout=5.0):
 
 
 def _tail(commands):
-    """The last commands, without the query-status calls that STOP/RESUME events cause."""
-    return [c for c in commands if c != "query-status"][-2:]
+    """The last commands, without query-status (after STOP/RESUME) and set-action."""
+    return [c for c in commands if c not in ("query-status", "set-action")][-2:]
 
 
 def _run(coro):
@@ -267,7 +289,7 @@ def test_fake_boot_and_guest_poweroff(tmp_path):
     async def main():
         sup, fake, proc, serve = await _boot(tmp_path)
         assert (sup.lc.state, sup.lc.reason) == ("running", "booted")
-        assert fake.commands[:3] == ["qmp_capabilities", "set-action", "query-chardev"]
+        assert fake.commands[:3] == ["qmp_capabilities", "set-action", "query-chardev"], fake.commands
         assert sup.console["console_pty"] == "/dev/pts/99"
         on_disk = client.load_json(sup.rundir / "state.json")
         assert on_disk["state"] == "running" and on_disk["id"] == 3
@@ -282,10 +304,11 @@ def test_fake_boot_and_guest_poweroff(tmp_path):
         fake.emit("RESUME")
         await _until(sup, "running")
         assert sup.lc.reason == "unpaused"
-        fake.emit("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"})
+        assert fake.shutdown_action == "poweroff"       # on_poweroff=destroy: QEMU exits alone
+        fake.guest_poweroff()
         await _until(sup, "shutoff")
         assert sup.lc.reason == "shutdown"
-        assert "quit" in fake.commands
+        assert "quit" not in fake.commands
         assert sup._final.is_set()
         assert client.load_json(sup.rundir / "state.json")["reason"] == "shutdown"
         await serve
@@ -295,18 +318,29 @@ def test_fake_boot_and_guest_poweroff(tmp_path):
 def test_fake_poweroff_with_restart_and_fake_reboot(tmp_path):
     async def main():
         sup, fake, proc, serve = await _boot(tmp_path, on_poweroff="restart")
-        fake.emit("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"})
+        assert fake.shutdown_action == "pause"
+        fake.guest_poweroff()
         await asyncio.sleep(0.2)
         assert sup.lc.state == "running"
         assert _tail(fake.commands) == ["system_reset", "cont"]
-        # a reboot request (ACPI): the next power-off becomes a reset even with on_poweroff=destroy
-        sup.lifecycle["on_poweroff"] = "destroy"
+        serve.cancel()
+        proc.kill()
+
+    _run(main())
+
+
+def test_fake_acpi_reboot_is_a_reset_even_with_on_poweroff_destroy(tmp_path):
+    async def main():
+        sup, fake, proc, serve = await _boot(tmp_path)
+        assert fake.shutdown_action == "poweroff"
         await sup.op_reboot({})
         assert fake.commands[-1] == "system_powerdown"
-        fake.emit("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"})
+        assert fake.shutdown_action == "pause"          # the power-off must not end QEMU
+        fake.guest_poweroff()
         await asyncio.sleep(0.2)
         assert (sup.lc.state, sup.lc.reason) == ("running", "booted")
         assert _tail(fake.commands) == ["system_reset", "cont"]
+        assert fake.shutdown_action == "poweroff"       # back to normal afterwards
         await sup.op_destroy({})
         assert (sup.lc.state, sup.lc.reason) == ("shutoff", "destroyed")
         serve.cancel()

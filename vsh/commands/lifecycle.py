@@ -53,17 +53,23 @@ def _launch(ctx, dom, *, transient: bool, paused: bool) -> dict:
     """Build QEMU's argv for ``dom`` and start it under a supervisor; the runtime state."""
     store = ctx.store
     rundir = store.runtime_dir(dom.name, create=True)
-    try:
-        from vsh.commands.host import native_argv
-
-        argv = native_argv(ctx, dom, dom.name)
-    except ImportError as exc:
-        raise VshError(f"internal error: the QEMU command-line builder is unavailable: {exc}") from None
+    argv = build_argv(dom, rundir)
     domid = store.next_id()
     live = dom.copy()
     live.id = domid
     return _client().start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=_lifecycle(dom),
                            transient=transient, paused=paused, uuid=dom.uuid)
+
+
+def build_argv(dom, rundir) -> list[str]:
+    """QEMU's argv for ``dom`` with its runtime files in ``rundir`` (the host probe is cached)."""
+    try:
+        from vsh.kvm.argv import RuntimePaths, build_argv as build
+        from vsh.kvm.host import probe
+    except ImportError as exc:
+        raise VshError(f"internal error: the QEMU command-line builder is unavailable: {exc}") from None
+    make_paths = getattr(RuntimePaths, "in_dir", None) or RuntimePaths.for_rundir
+    return build(dom.node, probe(), make_paths(str(rundir)))
 
 
 def _escape(ctx, escape: str | None) -> str:

@@ -91,6 +91,32 @@ def _join_opts(parts: list[str]) -> str:
     return ",".join(p.replace(",", ",,") for p in parts)
 
 
+def qmp_socket_path(argv: list[str], default) -> str:
+    """The unix socket path of the argv's first QMP (control) monitor; ``default`` if none.
+
+    Understands ``-qmp unix:PATH[,...]`` and ``-chardev socket,id=ID,path=PATH,...``
+    used by ``-mon chardev=ID,mode=control``.
+    """
+    chardev_paths: dict[str, str] = {}
+    control_ids: list[str] = []
+    for i, arg in enumerate(argv[:-1]):
+        nxt = argv[i + 1]
+        if arg in ("-qmp", "--qmp") and nxt.startswith("unix:"):
+            return _split_opts(nxt[5:])[0]
+        if arg in ("-chardev", "--chardev") and nxt.startswith("socket,"):
+            opts = dict(p.split("=", 1) for p in _split_opts(nxt)[1:] if "=" in p)
+            if "id" in opts and "path" in opts:
+                chardev_paths[opts["id"]] = opts["path"]
+        if arg in ("-mon", "--mon"):
+            opts = dict(p.split("=", 1) for p in _split_opts(nxt) if "=" in p)
+            if opts.get("mode") == "control" and "chardev" in opts:
+                control_ids.append(opts["chardev"])
+    for cid in control_ids:
+        if cid in chardev_paths:
+            return chardev_paths[cid]
+    return os.fspath(default)
+
+
 def qmp_argv(argv: list[str], qmp_path, fd: int) -> list[str]:
     """Rewrite ``argv`` so QEMU's QMP monitor listens on the inherited socket ``fd``.
 

@@ -206,8 +206,10 @@ class Supervisor:
                         "console_socket": self.prev.get("console_socket")}
         self.balloon_kib = self.prev.get("balloon_kib")
         self.restarts: list[float] = []
+        self._qmp_path: str | None = None
         self._qmp_sock = None
         self._qmp = None
+        self._shutdown_action = "pause"
         self._events_task = None
         self._exit_fut = None
         self._stop_reason: str | None = None
@@ -227,7 +229,13 @@ class Supervisor:
 
     @property
     def qmp_path(self) -> str:
-        return self.rundir / rt.QMP_SOCKET
+        """QEMU's QMP socket: the argv's control monitor (bound by us), or RUNDIR/qmp.sock."""
+        if self._qmp_path is None:
+            self._qmp_path = self.prev.get("qmp_socket") if self.attach else None
+            if not self._qmp_path:
+                self._qmp_path = _qmp_helpers().qmp_socket_path(self.spec["argv"],
+                                                                self.rundir / rt.QMP_SOCKET)
+        return self._qmp_path
 
     def state_dict(self) -> dict:
         active = self.lc.state in rt.ACTIVE_STATES
@@ -298,6 +306,9 @@ class Supervisor:
             os.set_inheritable(listener.fileno(), True)
             flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if first else os.O_APPEND)
             log_fd = os.open(self.rundir / rt.QEMU_LOG, flags, 0o600)
+            if first:   # console.log holds the current run (QEMU may be told to append)
+                os.close(os.open(self.rundir / rt.CONSOLE_LOG,
+                                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
             try:
                 pid = os.posix_spawnp(self.argv[0], self.argv, os.environ, setpgroup=0,
                                       file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
@@ -444,15 +455,24 @@ class Supervisor:
                 self._spawn_task(self._after_exit(self._exit_fut.result()))
 
     async def _setup_qemu(self) -> None:
+        # on_poweroff=destroy: QEMU exits on guest power-off by itself (even if we are
+        # gone); otherwise it pauses and we apply the action.  Panics always pause.
         reboot = "reset" if ACTION_KIND.get(self.lifecycle["on_reboot"]) == "restart" else "shutdown"
+        shutdown = "poweroff" if ACTION_KIND.get(self.lifecycle["on_poweroff"]) == "destroy" else "pause"
         try:
-            await self._exec("set-action", {"shutdown": "pause", "reboot": reboot, "panic": "pause"})
+            await self._exec("set-action", {"shutdown": shutdown, "reboot": reboot, "panic": "pause"})
+            self._shutdown_action = shutdown
         except VshError as exc:
             log(f"warning: set-action failed, lifecycle actions limited: {exc}")
         try:
             self.console = _qmp.parse_chardevs(await self._exec("query-chardev"))
         except VshError as exc:
             log(f"warning: query-chardev failed: {exc}")
+
+    async def _set_shutdown_action(self, action: str) -> None:
+        if action != self._shutdown_action:
+            await self._exec("set-action", {"shutdown": action})
+            self._shutdown_action = action
 
     def _launch_failed(self, code) -> VshError:
         out = self._qemu_output()
@@ -633,6 +653,11 @@ class Supervisor:
         else:
             action = self.lifecycle["on_poweroff"]
         self._shutdown_requested = False
+        if self._shutdown_action == "poweroff":
+            # QEMU exits by itself (on_poweroff=destroy, or on_reboot=destroy)
+            self._stop_reason = "shutdown"
+            log(f"{reason or 'shutdown'}: QEMU powers off")
+            return
         log(f"{reason or 'shutdown'}: applying '{action}'")
         await self._apply(action, stop_reason="shutdown", restart_reason="booted",
                           preserve=("paused", "shutdown"))
@@ -653,6 +678,8 @@ class Supervisor:
             await self._exec("cont")
             self._shutdown_event = None         # the shutdown is over: a later exit is new
             self.lc.move("running", restart_reason)
+            if ACTION_KIND.get(self.lifecycle["on_poweroff"]) == "destroy":
+                await self._set_shutdown_action("poweroff")     # after a fake reboot
         else:
             self.lc.move(*preserve)
 
@@ -818,6 +845,7 @@ class Supervisor:
         if mode == "reset":
             await self._exec("system_reset")
         elif mode == "acpi":
+            await self._set_shutdown_action("pause")    # the power-off must not end QEMU
             self._reboot_requested = True
             await self._exec("system_powerdown")
         else:
