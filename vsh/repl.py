@@ -10,11 +10,41 @@ BANNER = ("Welcome to vsh, the virtualization interactive terminal.\n\n"
           "       'quit' to quit\n\n")
 
 
+HISTORY_LIMIT = 1000  # entries kept in the history file
+
+
 def history_path() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     path = Path(base) / "vsh"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path / "history"
+
+
+def open_history():
+    """The persistent history (private, trimmed to HISTORY_LIMIT), or an in-memory one if it cannot be."""
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    try:
+        path = history_path()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)
+        os.close(fd)
+        _trim_history(path)
+        return FileHistory(str(path))
+    except OSError:
+        return InMemoryHistory()
+
+
+def _trim_history(path: Path) -> None:
+    """Keep the last HISTORY_LIMIT entries (prompt_toolkit's file format: a '# date' line, then '+' lines)."""
+    data = path.read_bytes()
+    if data.count(b"\n# ") < HISTORY_LIMIT + 100:
+        return
+    entries = data.split(b"\n# ")
+    kept = b"\n# ".join(entries[-HISTORY_LIMIT:])
+    from vsh.core.store import atomic_write
+
+    atomic_write(path, b"\n# " + kept if not kept.startswith(b"#") else kept)
 
 
 def make_completer(shell):
@@ -39,7 +69,6 @@ def make_completer(shell):
 
 def run_interactive(shell) -> int:
     from prompt_toolkit import PromptSession
-    from prompt_toolkit.history import FileHistory
 
     from vsh.core.errors import VshError
     from vsh.shell import QuitShell, tokenize
@@ -49,12 +78,8 @@ def run_interactive(shell) -> int:
     if not ctx.quiet:
         ctx.out.write(BANNER)
         ctx.out.flush()
-    session = PromptSession(history=FileHistory(str(history_path())),
-                            completer=make_completer(shell), complete_while_typing=False)
-    try:
-        os.chmod(history_path(), 0o600)
-    except OSError:
-        pass
+    session = PromptSession(history=open_history(), completer=make_completer(shell),
+                            complete_while_typing=False)
     while True:
         prompt = "vsh > " if ctx.readonly else "vsh # "
         try:
@@ -75,4 +100,7 @@ def run_interactive(shell) -> int:
         except QuitShell:
             ctx.out.write("\n")
             return 0
+        except KeyboardInterrupt:
+            # Ctrl-C outside a handler (which reports it itself): back to the prompt
+            ctx.out.write("\n")
         ctx.out.flush()
