@@ -35,7 +35,8 @@ def escape(text, keep_newlines: bool = False, unambiguous: bool = False) -> str:
     """Make a guest string safe to print: control characters become \\xNN (or \\n, \\t ...).
 
     Terminal escape sequences, bidirectional overrides and C1 controls are all
-    neutralised.  With *unambiguous*, backslashes are doubled too, so the
+    neutralised.  *keep_newlines* keeps newlines and tabs (file contents).
+    With *unambiguous*, backslashes are doubled too, so the
     original can be recovered.
     Bytes are decoded as UTF-8 with invalid bytes shown as \\xNN.
     """
@@ -47,7 +48,7 @@ def escape(text, keep_newlines: bool = False, unambiguous: bool = False) -> str:
 
     def sub(m):
         c = m.group(0)
-        if keep_newlines and c == "\n":
+        if keep_newlines and c in "\n\t":
             return c
         if c in _NAMED:
             return _NAMED[c]

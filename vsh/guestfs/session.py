@@ -400,6 +400,30 @@ class GuestSession:
     def du(self, path: str) -> int:
         return self.tree.du(path)
 
+    def complete_path(self, prefix: str, limit: int = 500) -> list[str]:
+        """Guest paths starting with *prefix* (directories end in ``/``), for tab completion.
+
+        Never raises: nothing mounted, an unreadable directory or a bad prefix
+        gives an empty list.
+        """
+        if not prefix.startswith("/") or () not in self.tree.mounts:
+            return []
+        head, _, stem = prefix.rpartition("/")
+        directory = head or "/"
+        try:
+            names = self.tree.listdir(directory)
+        except VshError:
+            return []
+        out = []
+        for name in names:
+            if not name.startswith(stem):
+                continue
+            full = f"{head}/{name}"
+            out.append(full + "/" if self.tree.is_kind(full, "d") else full)
+            if len(out) >= limit:
+                break
+        return out
+
     def df(self) -> list[dict]:
         """One row per mounted filesystem: sizes in bytes from its superblock (or estimated)."""
         rows = []
