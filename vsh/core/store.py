@@ -9,33 +9,41 @@ domain's supervisor.
 Everything is private to its user (directories 0700, files 0600). Config writes
 are atomic (temp file, fsync, rename, fsync of the directory) and happen under a
 per-domain lock, so a failed or interrupted define leaves nothing behind.
+
+Start-up cost matters here (every single-shot command opens the store): the
+listing and lookup paths work on plain strings with ``os``; the ``Path``
+attributes (``config_dir``, ``runtime_root``, ...) import pathlib on first use.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from pathlib import Path
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
 
 SCHEME = "vsh"
 
 
-def _xdg(var: str, default: str) -> Path:
+def _xdg(var: str, default: str) -> str:
     value = os.environ.get(var)
     if value and os.path.isabs(value):
-        return Path(value)
-    return Path(os.path.expanduser(default))
+        return value
+    return os.path.expanduser(default)
+
+
+def _path(text: str):
+    from pathlib import Path
+
+    return Path(text)
 
 
 class Uri:
     """A parsed connection URI: ``vsh:///session`` or ``vsh:///system``, optionally ``?root=DIR``."""
 
-    def __init__(self, text: str, kind: str, root: Path | None = None):
+    def __init__(self, text: str, kind: str, root: str | None = None):
         self.text = text
         self.kind = kind  # session | system
-        self.root = root
+        self.root = root  # a directory that holds the whole store, or None
 
     @classmethod
     def parse(cls, text: str | None) -> "Uri":
@@ -58,26 +66,31 @@ class Uri:
         for item in query_text.split("&"):
             key, _eq, value = item.partition("=")
             if key:
-                from urllib.parse import unquote
+                if "%" in value:
+                    from urllib.parse import unquote
 
-                query[key] = unquote(value)
+                    value = unquote(value)
+                query[key] = value
         root = None
         if "root" in query:
             root_text = query["root"]
             if not os.path.isabs(root_text):
                 raise VshError("failed to connect to the hypervisor",
                                f"root directory in '{text}' must be an absolute path")
-            root = Path(root_text)
+            root = os.path.normpath(root_text)
         return cls(text=text, kind=path, root=root)
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create a directory 0700 (and its parents); refuse one owned by someone else."""
+def ensure_private_dir(path):
+    """Create a directory 0700 (and its parents); refuse one owned by someone else.
+
+    Takes and returns a str or a Path.
+    """
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise VshError(f"cannot create directory '{path}': {exc.strerror}") from None
-    st = path.stat()
+    st = os.stat(path)
     if st.st_uid != os.geteuid():
         raise VshError(f"directory '{path}' belongs to another user (uid {st.st_uid})")
     if st.st_mode & 0o077:
@@ -85,13 +98,13 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
-    """Write a file so that readers see the old or the new content, never a mix."""
+def atomic_write(path, data: bytes | str, mode: int = 0o600) -> None:
+    """Write a file so that readers see the old or the new content, never a mix (str or Path)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    directory = path.parent
-    # a short hidden temp name: listings skip it, and it fits however long path.name is
-    tmp = directory / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    directory = os.path.dirname(os.fspath(path)) or "."
+    # a short hidden temp name: listings skip it, and it fits however long the final name is
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
@@ -101,21 +114,30 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
         os.fsync(fd)
     except BaseException:
         os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _unlink(tmp)
         raise
     os.close(fd)
     try:
         os.rename(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _unlink(tmp)
         raise
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def _unlink(path) -> bool:
+    """Remove a file if it is there; True when it was."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False
 
 
 _BOOT_ID: str | None = None
@@ -156,9 +178,18 @@ ACTIVE_STATES = ("running", "paused", "starting", "shutdown", "pmsuspended", "bl
 class Runtime:
     """What a domain's supervisor last wrote in ``state.json`` (checked for staleness)."""
 
-    def __init__(self, data: dict | None = None, rundir: Path | None = None):
+    def __init__(self, data: dict | None = None, rundir=None):
         self.data = data or {}
-        self.rundir = rundir
+        self._rundir = None if rundir is None else os.fspath(rundir)
+
+    @property
+    def rundir(self):
+        """The runtime directory as a Path (or None)."""
+        return None if self._rundir is None else _path(self._rundir)
+
+    @rundir.setter
+    def rundir(self, value) -> None:
+        self._rundir = None if value is None else os.fspath(value)
 
     @property
     def active(self) -> bool:
@@ -181,12 +212,12 @@ class Runtime:
         return bool(self.data.get("transient"))
 
 
-def read_runtime(rundir: Path) -> Runtime | None:
+def read_runtime(rundir) -> Runtime | None:
     """Read state.json without importing anything heavy; stale state reads as shut off."""
     import json
 
     try:
-        with open(rundir / "state.json", "rb") as fh:
+        with open(os.path.join(rundir, "state.json"), "rb") as fh:
             data = json.loads(fh.read())
     except (OSError, ValueError):
         return None
@@ -255,90 +286,76 @@ class Store:
         self.uri_info = uri
         self.uri = uri.text
         if uri.root is not None:
-            base = uri.root
-            self.config_dir = base / "config"
-            self.data_dir = base / "data"
-            self.runtime_root = base / "run"
+            base = os.fspath(uri.root)
+            config, data, run = (os.path.join(base, "config"), os.path.join(base, "data"),
+                                 os.path.join(base, "run"))
         elif uri.kind == "system":
-            self.config_dir = Path("/etc/vsh")
-            self.data_dir = Path("/var/lib/vsh")
-            self.runtime_root = Path("/run/vsh")
+            config, data, run = "/etc/vsh", "/var/lib/vsh", "/run/vsh"
         else:
-            self.config_dir = _xdg("XDG_CONFIG_HOME", "~/.config") / "vsh"
-            self.data_dir = _xdg("XDG_DATA_HOME", "~/.local/share") / "vsh"
+            config = os.path.join(_xdg("XDG_CONFIG_HOME", "~/.config"), "vsh")
+            data = os.path.join(_xdg("XDG_DATA_HOME", "~/.local/share"), "vsh")
             runtime = os.environ.get("XDG_RUNTIME_DIR")
             if runtime and os.path.isdir(runtime):
-                self.runtime_root = Path(runtime) / "vsh"
+                run = os.path.join(runtime, "vsh")
             else:
-                self.runtime_root = Path(f"/tmp/vsh-{os.geteuid()}")
-        self.domains_dir = self.config_dir / "domains"
-        self.autostart_dir = self.config_dir / "autostart"
-        self.locks_dir = self.config_dir / ".locks"
+                run = f"/tmp/vsh-{os.geteuid()}"
+        # plain strings for the hot paths; the Path properties below are for everyone else
+        self._config = config
+        self._data = data
+        self._run = run
+        self._domains = os.path.join(config, "domains")
+        self._autostart = os.path.join(config, "autostart")
+        self._locks = os.path.join(config, ".locks")
+
+    config_dir = property(lambda self: _path(self._config), doc="persistent configuration (Path)")
+    data_dir = property(lambda self: _path(self._data), doc="images, snapshots, pools (Path)")
+    runtime_root = property(lambda self: _path(self._run), doc="one directory per running domain (Path)")
+    domains_dir = property(lambda self: _path(self._domains), doc="persistent domain configs (Path)")
+    autostart_dir = property(lambda self: _path(self._autostart), doc="autostart marks (Path)")
+    locks_dir = property(lambda self: _path(self._locks), doc="per-domain lock files (Path)")
 
     @classmethod
     def open(cls, uri: str | None = None) -> "Store":
         return cls(Uri.parse(uri))
 
     # -- paths ---------------------------------------------------------------------
-    def config_path(self, name: str) -> Path:
+    def config_path(self, name: str):
         check_store_name(name)
-        return self.domains_dir / f"{name}.xml"
+        return _path(os.path.join(self._domains, f"{name}.xml"))
 
-    def runtime_dir(self, name: str, create: bool = False) -> Path:
+    def runtime_dir(self, name: str, create: bool = False):
         check_store_name(name)
-        path = self.runtime_root / name
+        path = os.path.join(self._run, name)
         if create:
-            ensure_private_dir(self.runtime_root)
+            ensure_private_dir(self._run)
             ensure_private_dir(path)
-        return path
+        return _path(path)
 
     def images_dir(self) -> Path:
         return ensure_private_dir(self.data_dir / "images")
 
-    @contextlib.contextmanager
-    def lock(self, name: str, timeout: float = 30.0):
-        """An exclusive per-domain lock (flock); waits at most ``timeout`` seconds."""
-        import fcntl
-        import time
-
+    def lock(self, name: str, timeout: float = 30.0) -> "_Lock":
+        """An exclusive per-domain lock (flock), as a context manager; waits at most ``timeout`` seconds."""
         check_store_name(name)
-        ensure_private_dir(self.config_dir)
-        ensure_private_dir(self.locks_dir)
-        fd = os.open(self.locks_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            deadline = time.monotonic() + timeout
-            delay = 0.005
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise OperationInvalid(
-                            f"domain '{name}' is locked by another vsh process (waited {timeout:.0f} s)") from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.1)
-            yield
-        finally:
-            os.close(fd)
+        return _Lock(self, name, timeout)
 
     # -- listing and lookup ----------------------------------------------------------
     def persistent_names(self) -> list[str]:
         try:
-            return [entry[:-4] for entry in os.listdir(self.domains_dir)
+            return [entry[:-4] for entry in os.listdir(self._domains)
                     if entry.endswith(".xml") and not entry.startswith(".")]
         except FileNotFoundError:
             return []
 
     def runtime_names(self) -> list[str]:
         try:
-            return [entry for entry in os.listdir(self.runtime_root)
-                    if not entry.startswith(".") and os.path.isdir(self.runtime_root / entry)]
+            return [entry for entry in os.listdir(self._run)
+                    if not entry.startswith(".") and os.path.isdir(os.path.join(self._run, entry))]
         except FileNotFoundError:
             return []
 
     def runtime(self, name: str) -> Runtime | None:
-        return read_runtime(self.runtime_root / name)
+        return read_runtime(os.path.join(self._run, name))
 
     def domain_names(self) -> list[str]:
         names = set(self.persistent_names())
@@ -372,7 +389,8 @@ class Store:
         from vsh.core.domain import is_uuid
 
         if "/" not in ident and not ident.startswith(".") and "\x00" not in ident:
-            persistent = (self.domains_dir / f"{ident}.xml").is_file() if len(ident.encode()) <= 255 else False
+            persistent = (os.path.isfile(os.path.join(self._domains, f"{ident}.xml"))
+                          if len(ident.encode()) <= MAX_STORED_NAME else False)
             rt = self.runtime(ident) if len(ident.encode()) <= 255 else None
             if persistent or (rt is not None and rt.active):
                 return DomainRef(ident, persistent, rt)
@@ -408,11 +426,11 @@ class Store:
         """The domain's XML: the live definition when running (unless inactive), else the config."""
         from vsh.core.domain import Domain
 
-        if ref.active and ref.runtime is not None and ref.runtime.rundir is not None:
+        if ref.active and ref.runtime is not None and ref.runtime._rundir is not None:
             if not inactive or not ref.persistent:
-                live = ref.runtime.rundir / "live.xml"
                 try:
-                    data = live.read_bytes()
+                    with open(os.path.join(ref.runtime._rundir, "live.xml"), "rb") as fh:
+                        data = fh.read()
                     dom = Domain.parse(data, "live.xml")
                     if ref.id is not None:
                         dom.id = ref.id
@@ -420,16 +438,17 @@ class Store:
                 except FileNotFoundError:
                     pass
         try:
-            data = (self.domains_dir / f"{ref.name}.xml").read_bytes()
+            with open(os.path.join(self._domains, f"{ref.name}.xml"), "rb") as fh:
+                data = fh.read()
         except FileNotFoundError:
             raise NotFound(f"failed to get domain '{ref.name}'") from None
         return Domain.parse(data, f"{ref.name}.xml")
 
     # -- changing configs ---------------------------------------------------------------
     def write_config(self, dom) -> None:
-        ensure_private_dir(self.config_dir)
-        ensure_private_dir(self.domains_dir)
-        atomic_write(self.domains_dir / f"{dom.name}.xml", dom.to_xml(inactive=True))
+        ensure_private_dir(self._config)
+        ensure_private_dir(self._domains)
+        atomic_write(os.path.join(self._domains, f"{dom.name}.xml"), dom.to_xml(inactive=True))
 
     def define(self, dom) -> bool:
         """Validate and store a persistent definition; True when it is new."""
@@ -466,11 +485,9 @@ class Store:
         if not ref.persistent:
             raise OperationInvalid(f"Requested operation is not valid: cannot undefine transient domain")
         with self.lock(ref.name):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.domains_dir / f"{ref.name}.xml")
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.autostart_dir / ref.name)
-            self._fsync_dir(self.domains_dir)
+            _unlink(os.path.join(self._domains, f"{ref.name}.xml"))
+            _unlink(os.path.join(self._autostart, ref.name))
+            self._fsync_dir(self._domains)
 
     def rename(self, ref: DomainRef, new_name: str) -> None:
         check_store_name(new_name)
@@ -482,42 +499,45 @@ class Store:
             dom = self.load(ref, inactive=True)
             dom.name = new_name
             self.write_config(dom)
-            os.unlink(self.domains_dir / f"{ref.name}.xml")
+            os.unlink(os.path.join(self._domains, f"{ref.name}.xml"))
             if self.autostart(ref.name):
                 self.set_autostart(ref.name, False)
                 self.set_autostart(new_name, True)
-            self._fsync_dir(self.domains_dir)
+            self._fsync_dir(self._domains)
 
     @staticmethod
-    def _fsync_dir(path: Path) -> None:
-        with contextlib.suppress(OSError):
+    def _fsync_dir(path) -> None:
+        try:
             dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
 
     # -- autostart -------------------------------------------------------------------------
     def autostart(self, name: str) -> bool:
-        return os.path.exists(self.autostart_dir / name)
+        return os.path.exists(os.path.join(self._autostart, name))
 
     def set_autostart(self, name: str, enabled: bool) -> None:
-        ensure_private_dir(self.config_dir)
-        ensure_private_dir(self.autostart_dir)
-        path = self.autostart_dir / name
+        ensure_private_dir(self._config)
+        ensure_private_dir(self._autostart)
+        path = os.path.join(self._autostart, name)
         if enabled:
             atomic_write(path, b"")
         else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            _unlink(path)
 
     # -- ids ---------------------------------------------------------------------------------
     def next_id(self) -> int:
         """Ids of running domains only ever increase (until the host reboots)."""
         import fcntl
 
-        ensure_private_dir(self.runtime_root)
-        path = self.runtime_root / ".next-id"
+        ensure_private_dir(self._run)
+        path = os.path.join(self._run, ".next-id")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -530,6 +550,47 @@ class Store:
             return value
         finally:
             os.close(fd)
+
+
+class _Lock:
+    """``with store.lock(name):`` an exclusive flock on ``<config>/.locks/NAME.lock``."""
+
+    def __init__(self, store: Store, name: str, timeout: float):
+        self.store = store
+        self.name = name
+        self.timeout = timeout
+        self.fd: int | None = None
+
+    def __enter__(self) -> None:
+        import fcntl
+        import time
+
+        store = self.store
+        ensure_private_dir(store._config)
+        ensure_private_dir(store._locks)
+        fd = os.open(os.path.join(store._locks, f"{self.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            deadline = time.monotonic() + self.timeout
+            delay = 0.005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise OperationInvalid(f"domain '{self.name}' is locked by another vsh process "
+                                               f"(waited {self.timeout:.0f} s)") from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.1)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
 
 
 def read_input_file(path: str, what: str = "file", limit: int | None = None) -> bytes:
