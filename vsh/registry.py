@@ -80,6 +80,7 @@ class Opt:
         self.default = default
         self.short = short
         self.metavar = metavar
+        self.dest = name.replace("-", "_")  # the handler's keyword argument
 
     def __repr__(self) -> str:
         return f"Opt({self.name!r}, kind={self.kind!r})"
@@ -87,10 +88,6 @@ class Opt:
     @property
     def is_flag(self) -> bool:
         return self.kind == "bool"
-
-    @property
-    def dest(self) -> str:
-        return self.name.replace("-", "_")
 
     @property
     def meta(self) -> str:

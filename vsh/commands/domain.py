@@ -26,7 +26,7 @@ def managed_save_path(store, name: str):
 
 
 def has_managed_save(store, name: str) -> bool:
-    return managed_save_path(store, name).exists()
+    return os.path.exists(store.data_file("managedsave", f"{name}.save"))  # no pathlib on the query path
 
 
 def load_domain(ctx, ident: str, inactive: bool = False):

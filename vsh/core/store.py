@@ -319,6 +319,10 @@ class Store:
         return cls(Uri.parse(uri))
 
     # -- paths ---------------------------------------------------------------------
+    def data_file(self, *parts: str) -> str:
+        """A path under the data directory, as a string (cheap: no pathlib)."""
+        return os.path.join(self._data, *parts)
+
     def config_path(self, name: str):
         check_store_name(name)
         return _path(os.path.join(self._domains, f"{name}.xml"))
