@@ -281,3 +281,26 @@ def test_random_garbage_inside_a_filesystem(tmp_path, run_isolated):
     res = run_isolated(op_find, str(img), "raw", "/dev/sda")
     if res[0] == "error":
         error_of(res)
+
+
+def op_luks(path, key):
+    g = GuestSession()
+    g.add_drive(path, "raw")
+    g.launch()
+    assert g.vfs_type("/dev/sda") == "crypto_LUKS"
+    roots = g.inspect_os()
+    assert roots == [] and any("LUKS" in w for w in g.warnings), g.warnings
+    return g.luks_open("/dev/sda", key, "x")
+
+
+@pytest.mark.skipif(shutil.which("cryptsetup") is None, reason="needs cryptsetup")
+def test_luks2_is_refused_cleanly(tmp_path, run_isolated):
+    p = tmp_path / "luks2.img"
+    with open(p, "wb") as f:
+        f.truncate(16 * MiB)
+    keyfile = tmp_path / "key"
+    keyfile.write_text("k")
+    sh("cryptsetup", "luksFormat", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+       "--batch-mode", "--key-file", keyfile, p)
+    msg = error_of(run_isolated(op_luks, str(p), "k"))
+    assert "LUKS2" in msg and "appliance" in msg

@@ -25,7 +25,7 @@ from collections import OrderedDict
 
 from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError
 
-from .image import lib_message
+from .image import LIB_ERRORS, lib_message
 
 CHUNK = 1 << 20
 MAX_LINKS = 40
@@ -123,13 +123,13 @@ class Filesystem:
             return None
         try:
             entry = self._entry_by_path(parts)
-        except (OSError, IOError) as e:
+        except LIB_ERRORS as e:
             self._fail("look up", parts, e)
         if entry is None:
             return None
         try:
             node = self._node(entry, parts)
-        except (OSError, IOError) as e:
+        except LIB_ERRORS as e:
             self._fail("read the inode of", parts, e)
         self._cache[parts] = node
         if len(self._cache) > 4096:
@@ -139,14 +139,14 @@ class Filesystem:
     def children(self, node: Node) -> list[str]:
         try:
             names = self._names(node.entry)
-        except (OSError, IOError) as e:
+        except LIB_ERRORS as e:
             self._fail("list", node.parts, e)
         return [n for n in names if n is not None and n not in (".", "..")]
 
     def readlink(self, node: Node) -> str:
         try:
             t = node.entry.get_symbolic_link_target()
-        except (OSError, IOError) as e:
+        except LIB_ERRORS as e:
             self._fail("read the link", node.parts, e)
         return t or ""
 
@@ -156,7 +156,7 @@ class Filesystem:
     def size(self, node: Node) -> int:
         try:
             return node.entry.get_size() or 0
-        except (OSError, IOError) as e:
+        except LIB_ERRORS as e:
             self._fail("read the size of", node.parts, e)
 
     def stat(self, node: Node) -> dict:
@@ -174,7 +174,7 @@ class Filesystem:
                 "st_rdev": os.makedev(*dev) if dev else 0, "st_size": size,
                 "st_blksize": 4096, "st_blocks": (self.allocated(node) + 511) // 512,
             }
-        except (OSError, IOError) as ex:
+        except LIB_ERRORS as ex:
             self._fail("stat", node.parts, ex)
         for src, dst in (("access_time", "st_atime"), ("modification_time", "st_mtime"),
                          ("inode_change_time", "st_ctime")):
@@ -186,7 +186,7 @@ class Filesystem:
     def _time(getter) -> int:
         try:
             v = getter()
-        except (OSError, IOError):
+        except LIB_ERRORS:
             return 0
         return int(v or 0)
 
@@ -196,7 +196,7 @@ class Filesystem:
         try:
             n = e.get_number_of_extents()
             return [e.get_extent(i) for i in range(n)]
-        except (OSError, IOError):
+        except LIB_ERRORS:
             return None
 
     def allocated(self, node: Node) -> int:
@@ -210,7 +210,7 @@ class Filesystem:
     def read_lib(self, node: Node, offset: int, length: int) -> bytes:
         try:
             return node.entry.read_buffer_at_offset(length, offset)
-        except (OSError, IOError, MemoryError) as e:
+        except LIB_ERRORS as e:
             self._fail("read", node.parts, e)
 
     def close(self):
@@ -281,7 +281,7 @@ class FatFilesystem(Filesystem):
                 dt = getattr(e, f"get_{src}")()
                 secs = int(dt.replace(tzinfo=__import__("datetime").timezone.utc).timestamp()) if dt else 0
                 ns = dt.microsecond * 1000 if dt else 0
-            except (OSError, IOError, ValueError, AttributeError):
+            except (*LIB_ERRORS, AttributeError):
                 secs, ns = 0, 0
             out[dst + "_sec"], out[dst + "_nsec"] = secs, ns
         return out
@@ -304,7 +304,7 @@ class NtfsFilesystem(Filesystem):
         try:
             if entry.get_symbolic_link_target():
                 return "l"
-        except (OSError, IOError):
+        except LIB_ERRORS:
             pass
         return "d" if entry.has_directory_entries_index() else "f"
 
@@ -330,7 +330,7 @@ class NtfsFilesystem(Filesystem):
                 v = int(getattr(e, f"get_{src}_as_integer")() or 0)  # FILETIME, 100 ns since 1601
                 secs, rem = divmod(v - 116444736000000000, 10_000_000)
                 out[dst + "_sec"], out[dst + "_nsec"] = (secs, rem * 100) if v else (0, 0)
-            except (OSError, IOError):
+            except LIB_ERRORS:
                 out[dst + "_sec"], out[dst + "_nsec"] = 0, 0
         return out
 
@@ -355,7 +355,7 @@ def open_filesystem(device) -> Filesystem:
         raise Unsupported(f"{device.name}: {t} filesystems need the appliance backend (not readable in-process)")
     try:
         fs = cls(device)
-    except (OSError, IOError) as e:
+    except LIB_ERRORS as e:
         raise FsError(f"{device.name}: cannot open the {t} filesystem: {lib_message(e)}") from None
     fs.vfs_type = t
     return fs

@@ -32,6 +32,8 @@ from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError
 FORMATS = ("raw", "qcow2", "vmdk", "vhdx", "vpc")
 MAX_CHAIN_DEPTH = 16
 SECTOR = 512
+# What a libyal binding raises on damaged input (IOError is OSError).
+LIB_ERRORS = (OSError, ValueError, MemoryError, OverflowError, SystemError, TypeError)
 _PROTOCOL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
@@ -170,7 +172,7 @@ class LibBlock(Block):
     def pread(self, length: int, offset: int) -> bytes:
         try:
             return self.obj.read_buffer_at_offset(length, offset)
-        except (OSError, IOError, ValueError, MemoryError) as e:
+        except LIB_ERRORS as e:
             raise VshError(f"{self.name}: cannot read at offset {offset}: {lib_message(e)}") from None
 
     def close(self) -> None:
@@ -384,7 +386,7 @@ def _open_qcow2(path: str, probed: bool, seen: set, depth: int) -> Image:
     q = pyqcow.file()
     try:
         q.open(path)
-    except (OSError, IOError) as e:
+    except LIB_ERRORS as e:
         raise VshError(f"{path}: not a usable qcow2 image: {lib_message(e)}") from None
     try:
         if q.is_locked():
@@ -392,7 +394,7 @@ def _open_qcow2(path: str, probed: bool, seen: set, depth: int) -> Image:
             raise Unsupported(f"{path}: encrypted qcow2 images are not supported")
         size = q.get_media_size()
         backing_name = q.get_backing_filename()
-    except (OSError, IOError) as e:
+    except LIB_ERRORS as e:
         q.close()
         raise VshError(f"{path}: not a usable qcow2 image: {lib_message(e)}") from None
     if not backing_name:
@@ -430,7 +432,7 @@ def _open_qcow2(path: str, probed: bool, seen: set, depth: int) -> Image:
         try:
             q.open(path)
             q.set_parent(backing.handle)
-        except (OSError, IOError) as e:
+        except LIB_ERRORS as e:
             backing.close()
             raise VshError(f"{path}: cannot attach backing file {bpath}: {lib_message(e)}") from None
         return Image(path, "qcow2", LibBlock(q, size, path), backing=backing, handle=q)
@@ -485,7 +487,7 @@ def _open_vmdk(path: str, probed: bool) -> Image:
     h = pyvmdk.handle()
     try:
         h.open(path)
-    except (OSError, IOError) as e:
+    except LIB_ERRORS as e:
         raise VshError(f"{path}: not a usable vmdk image: {lib_message(e)}") from None
     try:
         parent = h.get_parent_content_identifier()
@@ -507,7 +509,7 @@ def _open_vmdk(path: str, probed: bool) -> Image:
             _stat_disk(os.path.join(base, name), "raw" if name != own else "vmdk", None)
         h.open_extent_data_files()
         size = h.get_media_size()
-    except (OSError, IOError) as e:
+    except LIB_ERRORS as e:
         h.close()
         raise VshError(f"{path}: not a usable vmdk image: {lib_message(e)}") from None
     return Image(path, "vmdk", LibBlock(h, size, path), probed=probed)
@@ -519,7 +521,7 @@ def _open_vhdi(path: str, fmt: str) -> Image:
     f = pyvhdi.file()
     try:
         f.open(path)
-    except (OSError, IOError) as e:
+    except LIB_ERRORS as e:
         raise VshError(f"{path}: not a usable {fmt} image: {lib_message(e)}") from None
     try:
         with open(path, "rb") as fh:
@@ -531,7 +533,7 @@ def _open_vhdi(path: str, fmt: str) -> Image:
         if f.get_parent_filename():
             raise Unsupported(f"{path}: differencing {fmt} images are not supported")
         size = f.get_media_size()
-    except (OSError, IOError) as e:
+    except LIB_ERRORS as e:
         f.close()
         raise VshError(f"{path}: not a usable {fmt} image: {lib_message(e)}") from None
     except VshError:

@@ -233,7 +233,11 @@ class Inspector:
     def inspect_os(self) -> list[str]:
         """Roots of the operating systems found (sorted device names)."""
         self.oses = {}
+        opened = {d.extra.get("luks_device") for d in self.volumes.devices.values() if d.kind == "luks"}
         for dev, vtype in self.volumes.list_filesystems().items():
+            if vtype == "crypto_LUKS" and dev not in opened:
+                self._warn(f"{dev}: encrypted (LUKS) and not unlocked; give a key to inspect inside it")
+                continue
             if vtype not in fsmod.SUPPORTED:
                 if vtype not in ("swap", "unknown", "crypto_LUKS"):
                     self._warn(f"{dev}: {vtype} is not readable in-process; not inspected")
@@ -245,6 +249,9 @@ class Inspector:
                 info = self._inspect_root(dev, fs)
             except VshError as e:
                 self._warn(f"{dev}: inspection failed: {e}")
+                continue
+            except Exception as e:  # noqa: BLE001 - a damaged filesystem must not abort the others
+                self._warn(f"{dev}: inspection failed: {type(e).__name__}: {e}")
                 continue
             if info is not None:
                 self.oses[dev] = info

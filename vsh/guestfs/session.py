@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import stat as st
 import subprocess
 
 from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError
 
 from . import blkid
-from .image import Block, LibBlock, SliceBlock, lib_message
+from .image import LIB_ERRORS, Block, LibBlock, SliceBlock, lib_message
 
 _ALIAS_RE = re.compile(r"^/dev/(?:[hv]d|xvd)([a-z]+)(\d*)$")
 EXTENDED_IDS = (0x05, 0x0F, 0x85)
@@ -149,7 +149,7 @@ class Volumes:
                     partno=5 + len(found), start=start, size=size, mbr_id=ptype, type_guid=None,
                     uuid=None, name=None, extended=False, logical=True))
             return found
-        except (OSError, IOError) as e:
+        except LIB_ERRORS as e:
             self._warn(f"{disk.name}: cannot read the logical partitions: {lib_message(e)}")
             return []
         finally:
@@ -178,7 +178,7 @@ class Volumes:
                 g["devs"][dev.uuid] = dev
                 if g["handle"] is not h:
                     h.close()
-            except (OSError, IOError) as e:
+            except LIB_ERRORS as e:
                 self._warn(f"{dev.name}: unreadable LVM physical volume: {lib_message(e)}")
         for key, g in groups.items():
             name = g["name"]
@@ -201,7 +201,7 @@ class Volumes:
                     devname = f"/dev/{name}/{lvname}"
                     try:
                         size = lv.get_size()
-                    except (OSError, IOError) as e:
+                    except LIB_ERRORS as e:
                         self._warn(f"{devname}: unsupported logical volume: {lib_message(e)}")
                         continue
                     dev = Device(devname, "lv", LibBlock(lv, size, devname, keep=[]),
@@ -209,7 +209,7 @@ class Volumes:
                     self.devices[devname] = dev
                     self._probe(dev)
                     lvs.append(devname)
-            except (OSError, IOError) as e:
+            except LIB_ERRORS as e:
                 self._warn(f"volume group {name}: cannot be read: {lib_message(e)}")
                 continue
             self._lvm_handles.append((h, files))
@@ -240,7 +240,7 @@ class Volumes:
                 v.close()
                 raise VshError(f"{dev.name}: cannot unlock the LUKS volume: wrong key")
             size = v.get_size()
-        except (OSError, IOError) as e:
+        except LIB_ERRORS as e:
             raise VshError(f"{dev.name}: cannot open the LUKS volume: {lib_message(e)}") from None
         new = Device(out, "luks", LibBlock(v, size, out, keep=[fobj]), extra={"luks_device": dev.name})
         self.devices[out] = new
