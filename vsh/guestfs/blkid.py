@@ -126,6 +126,9 @@ class _Source:
             if block.size > HEAD:
                 tail = max(HEAD, block.size - TAIL)
                 os.pwrite(self.fd, block.read_exact(block.size - tail, tail), tail)
+        except OSError as e:
+            self.close()
+            raise VshError(f"{block.name}: cannot prepare a probe: {e.strerror or e}") from None
         except BaseException:
             self.close()
             raise
