@@ -20,6 +20,19 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILDER = ROOT / "scripts" / "build-test-images"
 _ENV = dict(os.environ)
 _built: dict = {}
+LIBS = ("pyqcow", "pyvmdk", "pyvhdi", "pyvsmbr", "pyvslvm", "pyluksde", "pyfsext", "pyfsxfs", "pyfsfat", "pyfsntfs")
+
+
+def _missing_libs() -> list[str]:
+    import importlib.util
+
+    return [m for m in LIBS if importlib.util.find_spec(m) is None]
+
+
+def _skip_without_libs():
+    missing = _missing_libs()
+    if missing:
+        pytest.skip("the libyal Python bindings are not installed: " + ", ".join(missing))
 
 
 def _build() -> dict:
@@ -59,6 +72,7 @@ class Images:
 
 @pytest.fixture(scope="session")
 def images() -> Images:
+    _skip_without_libs()
     res = _build()
     if "skip" in res:
         pytest.skip(res["skip"])
@@ -104,4 +118,5 @@ def isolated(fn, *args, timeout: float = 10.0):
 
 @pytest.fixture
 def run_isolated():
+    _skip_without_libs()
     return isolated
