@@ -560,8 +560,10 @@ def report_xml(report: dict) -> str:
             for key in ("type", "label", "uuid"):
                 if f.get(key):
                     text(el, key, f[key])
+        if "applications" not in os_:
+            continue
         apps = ET.SubElement(o, "applications")
-        for a in os_.get("applications", []):
+        for a in os_["applications"]:
             el = ET.SubElement(apps, "application")
             text(el, "name", a["name"])
             if a.get("epoch"):
