@@ -15,7 +15,7 @@ apt-get and unpacked (never installed) into <cache>/libguestfs-kernel/<version>/
 to supermin through SUPERMIN_KERNEL / SUPERMIN_MODULES / SUPERMIN_KERNEL_VERSION.
 
 Environment knobs: VSH_BENCH_GUESTFS_IMAGES (manifest keys, default "gpt,lvm"),
-VSH_BENCH_PEER_RUNS (libguestfs runs per command, default 3).
+VSH_BENCH_PEER_RUNS (libguestfs runs per command, default 3; 0 skips libguestfs).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def text(b: bytes) -> str:
 def last_err(p) -> str:
     """The last line the command printed (stderr first), for a one-line failure report."""
     lines = text(p.stderr or p.stdout or b"").strip().splitlines()
-    errors = [ln for ln in lines if "error" in ln.lower()]
+    errors = [ln for ln in lines if "error:" in ln.lower()]
     return (errors or lines or [f"exit status {p.returncode}"])[-1].strip()[:200]
 
 
@@ -473,7 +473,9 @@ def run() -> None:
             log(f"vsh has no {', '.join(missing)} command yet: those vsh figures are skipped")
         manifest = test_images()
         peer_env = None
-        if ensure_libguestfs():
+        if PEER_RUNS <= 0:
+            log("VSH_BENCH_PEER_RUNS=0: libguestfs figures skipped")
+        elif ensure_libguestfs():
             kenv = supermin_kernel_env()
             if kenv is not None:
                 peer_env = dict(os.environ, LIBGUESTFS_BACKEND="direct",

@@ -203,7 +203,8 @@ def test_guest() -> dict | None:
         log("waiting for scripts/build-test-guest to appear")
         time.sleep(15)
     try:
-        p = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        argv = [str(script)] if os.access(script, os.X_OK) else [sys.executable, str(script)]
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, timeout=3600)
     except subprocess.TimeoutExpired:
         log("build-test-guest timed out")
