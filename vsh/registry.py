@@ -428,7 +428,7 @@ def convert(cmd: Command, opt: Opt, raw):
             raise InvalidArgument(f"Numeric value '{raw}' for <{opt.name}> option is malformed or out of range")
         return value
     if opt.kind == "scaled":
-        return parse_scaled(raw, 1024, opt.name) // 1024  # KiB
+        return -(-parse_scaled(raw, 1024, opt.name) // 1024)  # KiB, rounded up as virsh does
     if opt.kind == "bytes":
         return parse_scaled(raw, 1, opt.name)
     if opt.kind == "enum" and opt.choices and raw not in opt.choices:

@@ -23,6 +23,10 @@ from vsh.core.errors import ParseError, VshError
 from vsh.registry import Command, Registry, bind, help_command, parse_args, registry
 
 
+# guestfish's commands print exactly their data: no virsh-style blank line after them
+NO_BLANK_LINE_GROUPS = frozenset({"guest"})
+
+
 class QuitShell(Exception):
     """``quit``/``exit``: stop reading commands."""
 
@@ -204,7 +208,7 @@ class Shell:
             pass
         elif ctx.timing:
             out.write(f"\n(Time: {(time.perf_counter() - started) * 1000:.3f} ms)\n\n")
-        elif not ctx.quiet:
+        elif not ctx.quiet and cmd.group not in NO_BLANK_LINE_GROUPS:
             out.write("\n")
         if prep.ignore_failure:
             return 0

@@ -478,8 +478,6 @@ def test_unknown_content_survives_define_and_dumpxml(vsh):
         assert piece in out
 
 
-@pytest.mark.xfail(reason="vsh/core/xml.py indents mixed content (text next to elements), "
-                          "so the text grows on every round trip")
 def test_mixed_content_round_trip():
     text = ("<domain type='qemu'><name>a</name><metadata><v:n xmlns:v='urn:x'>kept <v:b>as</v:b> tail</v:n>"
             "</metadata><memory>1</memory></domain>")

@@ -19,6 +19,12 @@ def help_(ctx, command=None):
     if not command:
         return Text(help_overview(reg), json_data=[{"name": n, "group": g, "summary": s}
                                                   for n, g, s, _h in reg.summaries()])
+    from vsh.registry import GROUPS
+
+    # a group keyword wins over a command alias of the same name (guestfish's `domain`)
+    items = [(n, s) for n, g, s, _h in reg.summaries() if g == command] if command in dict(GROUPS) else []
+    if items:
+        return Text(help_group(command, items), json_data=[{"name": n, "summary": s} for n, s in items])
     cmd = reg.get(command)
     if cmd is not None:
         return Text(help_command(cmd), json_data={

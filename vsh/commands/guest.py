@@ -558,3 +558,13 @@ def complete_guest_device(ctx, prefix: str) -> list[str]:
     names = list(g.volumes.devices)
     return [n for n in names if n.startswith(prefix)]
 
+
+
+def _register_completers() -> None:
+    # guest paths complete once a filesystem is mounted (the module is loaded by then)
+    from vsh.shell import completer
+
+    completer("guestpath")(complete_guest_path)
+
+
+_register_completers()

@@ -46,7 +46,7 @@ def capabilities(ctx, xpath=None, wrap=False):
 
 
 @command("domcapabilities", group="host", summary="domain capabilities",
-         opts=[Opt("virttype", help="virtualization type (kvm or qemu)", choices=("kvm", "qemu")),
+         opts=[Opt("virttype", kind="enum", help="virtualization type", choices=("kvm", "qemu")),
                Opt("emulatorbin", kind="file", help="path to emulator binary"),
                Opt("arch", help="domain architecture (x86_64)"),
                Opt("machine", help="machine type"),
@@ -95,7 +95,7 @@ def host_validate(ctx, refresh=False):
 
 
 @command("domxml-to-native", group="domain", summary="convert domain XML to a native QEMU command line",
-         opts=[Opt("format", required=True, positional=True, choices=("qemu-argv",), help="target config data type format"),
+         opts=[Opt("format", kind="enum", required=True, positional=True, choices=("qemu-argv",), help="target config data type format"),
                Opt("domain", kind="domain", help="domain name, id or uuid"),
                Opt("xml", kind="file", positional=True, help="XML file with domain data")],
          examples=("domxml-to-native qemu-argv --domain vm1", "domxml-to-native qemu-argv vm1.xml"))

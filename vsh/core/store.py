@@ -172,7 +172,8 @@ def pid_alive(pid) -> bool:
         return False
 
 
-ACTIVE_STATES = ("running", "paused", "starting", "shutdown", "pmsuspended", "blocked", "crashed-preserved")
+ACTIVE_STATES = ("running", "paused", "starting", "shutdown", "pmsuspended", "blocked", "crashed",
+                 "crashed-preserved")
 
 
 class Runtime:

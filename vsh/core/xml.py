@@ -138,9 +138,13 @@ def _write(el, depth: int, parent_nsmap: dict, out: list[str]) -> None:
         else:
             out.append("".join(parts) + f">{_escape_text(text)}</{_qname(el)}>\n")
         return
+    if (text and text.strip()) or any(c.tail and c.tail.strip() for c in children):
+        # mixed content: keep it exactly as it is (libxml2 stops formatting here too)
+        inner: list[str] = []
+        _inline_children(el, nsmap, inner)
+        out.append("".join(parts) + ">" + "".join(inner) + f"</{_qname(el)}>\n")
+        return
     out.append("".join(parts) + ">")
-    if text and text.strip():
-        out.append(_escape_text(text))
     out.append("\n")
     for child in children:
         _write(child, depth + 1, nsmap, out)
@@ -148,6 +152,24 @@ def _write(el, depth: int, parent_nsmap: dict, out: list[str]) -> None:
         if tail and tail.strip():
             out.append(_escape_text(tail) + "\n")
     out.append(f"{pad}</{_qname(el)}>\n")
+
+
+def _inline_children(el, nsmap: dict, out: list[str]) -> None:
+    if el.text:
+        out.append(_escape_text(el.text))
+    for child in el:
+        if isinstance(child.tag, str):
+            inner: list[str] = []
+            _inline_children(child, child.nsmap, inner)
+            decls = [f" xmlns:{p}='{_escape_attr(u)}'" if p else f" xmlns='{_escape_attr(u)}'"
+                     for p, u in child.nsmap.items() if nsmap.get(p) != u]
+            attrs = [f" {_attr_name(child, k)}='{_escape_attr(v)}'" for k, v in child.attrib.items()]
+            head = f"<{_qname(child)}" + "".join(decls + attrs)
+            out.append(head + (">" + "".join(inner) + f"</{_qname(child)}>" if inner else "/>"))
+        else:
+            out.append(f"<!--{child.text or ''}-->")
+        if child.tail:
+            out.append(_escape_text(child.tail))
 
 
 def serialize(el) -> str:
