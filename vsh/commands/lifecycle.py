@@ -200,6 +200,7 @@ def _state_json(st: dict | None) -> dict:
                      "domain stops once it powers off (see domstate, or use destroy).")
 def shutdown(ctx, domain, mode=None):
     _check_mode(mode, "shutdown")
+    _check_acpi(ctx, domain, "shutdown")
     ref, st = _act(ctx, domain, "shutdown", lambda rd: _client().shutdown(rd))
     return Message(f"Domain '{ref.name}' is being shutdown", json_data=_state_json(st))
 
@@ -214,8 +215,30 @@ def shutdown(ctx, domain, mode=None):
 def reboot(ctx, domain, mode=None):
     if mode not in (None, "acpi", "reset"):
         _check_mode(mode, "reboot")
+    if mode in (None, "acpi"):
+        _check_acpi(ctx, domain, "reboot")
     ref, st = _act(ctx, domain, "reboot", lambda rd: _client().reboot(rd, mode=mode or "acpi"))
     return Message(f"Domain '{ref.name}' is being rebooted", json_data=_state_json(st))
+
+
+def _check_acpi(ctx, domain: str, verb: str) -> None:
+    """A guest without <features><acpi/> has no power button to press: say so instead of waiting."""
+    store = ctx.store
+    ref = store.find(domain)
+    if ref is None or not ref.active:
+        return  # the action reports the usual error
+    try:
+        dom = store.load(ref)
+    except VshError:
+        return
+    if "acpi" not in dom.features:
+        from vsh.core.errors import OperationInvalid
+
+        raise OperationInvalid(f"Failed to {verb} domain '{ref.name}'",
+                               "Requested operation is not valid: ACPI is not enabled for this domain, "
+                               "so the guest has no power button to press",
+                               hint=f"add <features><acpi/></features> to its XML, or use "
+                                    f"{'destroy' if verb == 'shutdown' else 'reboot --mode reset'}")
 
 
 def _check_mode(mode, verb: str) -> None:
