@@ -334,16 +334,17 @@ def xpath_select(node, expr: str, wrap: bool) -> str:
 @command("dominfo", group="monitor", summary="domain information", opts=[DOMAIN])
 def dominfo(ctx, domain):
     store = ctx.store
-    ref, dom = load_domain(ctx, domain)
+    ref = store.get(domain)
+    facts = store.facts(ref)
     active = ref.active
-    vcpus = dom.effective_vcpus
-    maxmem = dom.memory or 0
-    used = dom.current_memory if dom.current_memory is not None else maxmem
+    vcpus = facts["vcpus_current"]
+    maxmem = facts["memory_kib"]
+    used = facts["current_memory_kib"] if facts["current_memory_kib"] is not None else maxmem
     if active and ref.runtime is not None:
         used = ref.runtime.data.get("balloon_kib") or used
         vcpus = ref.runtime.data.get("vcpus") or vcpus
-    pairs = [("Id", str(ref.id) if active else "-"), ("Name", ref.name), ("UUID", dom.uuid or ""),
-             ("OS Type", dom.os_type or "hvm"), ("State", state_text(ref)), ("CPU(s)", str(vcpus))]
+    pairs = [("Id", str(ref.id) if active else "-"), ("Name", ref.name), ("UUID", facts["uuid"] or ""),
+             ("OS Type", facts["os_type"]), ("State", state_text(ref)), ("CPU(s)", str(vcpus))]
     cpu = None
     if active:
         cpu = cpu_time_seconds(ref.runtime)
@@ -353,7 +354,7 @@ def dominfo(ctx, domain):
               ("Autostart", "enable" if store.autostart(ref.name) else "disable"),
               ("Managed save", "yes" if has_managed_save(store, ref.name) else "no"),
               ("Security model", "none"), ("Security DOI", "0")]
-    data = {"id": ref.id, "name": ref.name, "uuid": dom.uuid, "os_type": dom.os_type or "hvm",
+    data = {"id": ref.id, "name": ref.name, "uuid": facts["uuid"], "os_type": facts["os_type"],
             "state": state_text(ref), "cpus": vcpus, "cpu_time": cpu, "max_memory_kib": maxmem,
             "used_memory_kib": used, "persistent": ref.persistent, "autostart": store.autostart(ref.name),
             "managed_save": has_managed_save(store, ref.name)}
@@ -406,8 +407,9 @@ def domname(ctx, domain):
 @command("domuuid", group="domain", summary="convert a domain name or id to domain UUID",
          opts=[Opt("domain", kind="domain", required=True, positional=True, help="domain id or name")])
 def domuuid(ctx, domain):
-    ref, dom = load_domain(ctx, domain)
-    return Text(f"{dom.uuid}\n", json_data={"uuid": dom.uuid})
+    ref = ctx.store.get(domain)
+    uuid = ctx.store.facts(ref)["uuid"]
+    return Text(f"{uuid}\n", json_data={"uuid": uuid})
 
 
 @command("autostart", group="domain", summary="autostart a domain",

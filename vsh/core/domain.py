@@ -17,7 +17,7 @@ from vsh.core.errors import InvalidArgument, OperationInvalid, XMLError
 
 def unit_scale(unit: str | None) -> int:
     """Bytes per unit, libvirt's rules (KiB default for memory)."""
-    from vsh.registry import scale_for_unit
+    from vsh.core.units import scale_for_unit
 
     if unit is None or unit == "":
         return 1024

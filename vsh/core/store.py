@@ -427,27 +427,48 @@ class Store:
             raise NotFound(f"failed to get domain '{ident}'", hint=hint)
         return ref
 
-    def load(self, ref: DomainRef, inactive: bool = False):
-        """The domain's XML: the live definition when running (unless inactive), else the config."""
-        from vsh.core.domain import Domain
-
+    def _read_xml(self, ref: DomainRef, inactive: bool) -> tuple[bytes, str, bool]:
+        """(bytes, origin, is_live) of the XML that describes the domain now."""
         if ref.active and ref.runtime is not None and ref.runtime._rundir is not None:
             if not inactive or not ref.persistent:
                 try:
                     with open(os.path.join(ref.runtime._rundir, "live.xml"), "rb") as fh:
-                        data = fh.read()
-                    dom = Domain.parse(data, "live.xml")
-                    if ref.id is not None:
-                        dom.id = ref.id
-                    return dom
+                        return fh.read(), "live.xml", True
                 except FileNotFoundError:
                     pass
         try:
             with open(os.path.join(self._domains, f"{ref.name}.xml"), "rb") as fh:
-                data = fh.read()
+                return fh.read(), f"{ref.name}.xml", False
         except FileNotFoundError:
             raise NotFound(f"failed to get domain '{ref.name}'") from None
-        return Domain.parse(data, f"{ref.name}.xml")
+
+    def load(self, ref: DomainRef, inactive: bool = False):
+        """The domain's XML: the live definition when running (unless inactive), else the config."""
+        from vsh.core.domain import Domain
+
+        data, origin, live = self._read_xml(ref, inactive)
+        dom = Domain.parse(data, origin)
+        if live and ref.id is not None:
+            dom.id = ref.id
+        return dom
+
+    def facts(self, ref: DomainRef, inactive: bool = False) -> dict:
+        """uuid, title, os_type, vcpus, vcpus_current, memory_kib, current_memory_kib.
+
+        Read without lxml when the XML is plain (see vsh.core.facts); otherwise from the model.
+        """
+        from vsh.core.facts import quick_facts
+
+        data, origin, _live = self._read_xml(ref, inactive)
+        facts = quick_facts(data)
+        if facts is not None:
+            return facts
+        from vsh.core.domain import Domain
+
+        dom = Domain.parse(data, origin)
+        return {"uuid": dom.uuid, "title": dom.title, "os_type": dom.os_type or "hvm",
+                "vcpus": dom.vcpus or 1, "vcpus_current": dom.effective_vcpus,
+                "memory_kib": dom.memory or 0, "current_memory_kib": dom.current_memory}
 
     # -- changing configs ---------------------------------------------------------------
     def write_config(self, dom) -> None:
