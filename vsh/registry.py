@@ -71,7 +71,7 @@ class Opt:
 
     def __init__(self, name: str, kind: str = "string", required: bool = False, positional: bool = False,
                  help: str = "", choices: tuple = (), default=None, short: str | None = None,
-                 metavar: str | None = None):
+                 metavar: str | None = None, repeat: bool = False):
         self.name = name
         self.kind = kind
         self.required = required
@@ -81,6 +81,7 @@ class Opt:
         self.default = default
         self.short = short
         self.metavar = metavar
+        self.repeat = repeat  # may be given more than once: the handler gets a list of values
         self.dest = name.replace("-", "_")  # the handler's keyword argument
 
     def __repr__(self) -> str:
@@ -104,6 +105,8 @@ class Opt:
         if self.positional and self.required:
             return f"<{self.name}>"
         text = f"--{self.name} <{self.meta}>"
+        if self.repeat:
+            return f"{text}..." if self.required else f"[{text}]..."
         return text if self.required else f"[{text}]"
 
     def help_label(self) -> str:
@@ -325,7 +328,7 @@ def parse_args(cmd: Command, words: list[str]) -> dict:
             opt = cmd.opt(name)
             if opt is None:
                 raise ParseError(f"command '{cmd.name}' doesn't support option --{name}")
-            if opt.dest in values and opt.kind != "argv":
+            if opt.dest in values and opt.kind != "argv" and not opt.repeat:
                 raise ParseError(f"option --{name} already seen")
             if opt.is_flag:
                 if eq:
@@ -339,7 +342,7 @@ def parse_args(cmd: Command, words: list[str]) -> dict:
                     raise ParseError(f"expected syntax: --{name} <{opt.metavar or 'string'}>")
                 value = words[i]
                 i += 1
-            if opt.kind == "argv":
+            if opt.kind == "argv" or opt.repeat:
                 values.setdefault(opt.dest, []).append(value)
             else:
                 values[opt.dest] = value
@@ -405,8 +408,12 @@ def bind(cmd: Command, raw: dict) -> dict:
             raise InvalidArgument(f"Options --{a} and --{b} are mutually exclusive")
     kwargs = {}
     for opt in cmd.opts:
-        if opt.dest in raw:
+        if opt.dest in raw and opt.repeat and isinstance(raw[opt.dest], list):
+            kwargs[opt.dest] = [convert(cmd, opt, value) for value in raw[opt.dest]]
+        elif opt.dest in raw:
             kwargs[opt.dest] = convert(cmd, opt, raw[opt.dest])
+        elif opt.repeat:
+            kwargs[opt.dest] = []
         elif opt.is_flag:
             kwargs[opt.dest] = False
         elif opt.kind == "argv":
