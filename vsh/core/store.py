@@ -286,6 +286,7 @@ class Store:
     def __init__(self, uri: Uri):
         self.uri_info = uri
         self.uri = uri.text
+        self._facts_cache: dict = {}  # path -> ((inode, size, mtime_ns), facts)
         if uri.root is not None:
             base = os.fspath(uri.root)
             config, data, run = (os.path.join(base, "config"), os.path.join(base, "data"),
@@ -408,10 +409,10 @@ class Store:
             wanted_uuid = ident.lower()
             for ref in self.refs():
                 try:
-                    dom = self.load(ref)
+                    uuid = self.facts(ref)["uuid"]
                 except VshError:
                     continue
-                if (dom.uuid or "").lower() == wanted_uuid:
+                if (uuid or "").lower() == wanted_uuid:
                     return ref
         return None
 
@@ -427,18 +428,20 @@ class Store:
             raise NotFound(f"failed to get domain '{ident}'", hint=hint)
         return ref
 
-    def _read_xml(self, ref: DomainRef, inactive: bool) -> tuple[bytes, str, bool]:
-        """(bytes, origin, is_live) of the XML that describes the domain now."""
+    def _xml_path(self, ref: DomainRef, inactive: bool) -> tuple[str, str, bool]:
+        """(path, origin, is_live) of the XML that describes the domain now."""
         if ref.active and ref.runtime is not None and ref.runtime._rundir is not None:
             if not inactive or not ref.persistent:
-                try:
-                    with open(os.path.join(ref.runtime._rundir, "live.xml"), "rb") as fh:
-                        return fh.read(), "live.xml", True
-                except FileNotFoundError:
-                    pass
+                live = os.path.join(ref.runtime._rundir, "live.xml")
+                if os.path.exists(live):
+                    return live, "live.xml", True
+        return os.path.join(self._domains, f"{ref.name}.xml"), f"{ref.name}.xml", False
+
+    def _read_xml(self, ref: DomainRef, inactive: bool) -> tuple[bytes, str, bool]:
+        path, origin, live = self._xml_path(ref, inactive)
         try:
-            with open(os.path.join(self._domains, f"{ref.name}.xml"), "rb") as fh:
-                return fh.read(), f"{ref.name}.xml", False
+            with open(path, "rb") as fh:
+                return fh.read(), origin, live
         except FileNotFoundError:
             raise NotFound(f"failed to get domain '{ref.name}'") from None
 
@@ -455,20 +458,33 @@ class Store:
     def facts(self, ref: DomainRef, inactive: bool = False) -> dict:
         """uuid, title, os_type, vcpus, vcpus_current, memory_kib, current_memory_kib.
 
-        Read without lxml when the XML is plain (see vsh.core.facts); otherwise from the model.
+        Read without lxml when the XML is plain (see vsh.core.facts), otherwise from the
+        model; remembered per file while its inode, size and mtime stay the same (a batch
+        of defines then scans the other configs cheaply).
         """
         from vsh.core.facts import quick_facts
 
-        data, origin, _live = self._read_xml(ref, inactive)
+        path, origin, _live = self._xml_path(ref, inactive)
+        try:
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                key = (st.st_ino, st.st_size, st.st_mtime_ns)
+                cached = self._facts_cache.get(path)
+                if cached is not None and cached[0] == key:
+                    return cached[1]
+                data = fh.read()
+        except FileNotFoundError:
+            raise NotFound(f"failed to get domain '{ref.name}'") from None
         facts = quick_facts(data)
-        if facts is not None:
-            return facts
-        from vsh.core.domain import Domain
+        if facts is None:
+            from vsh.core.domain import Domain
 
-        dom = Domain.parse(data, origin)
-        return {"uuid": dom.uuid, "title": dom.title, "os_type": dom.os_type or "hvm",
-                "vcpus": dom.vcpus or 1, "vcpus_current": dom.effective_vcpus,
-                "memory_kib": dom.memory or 0, "current_memory_kib": dom.current_memory}
+            dom = Domain.parse(data, origin)
+            facts = {"uuid": dom.uuid, "title": dom.title, "os_type": dom.os_type or "hvm",
+                     "vcpus": dom.vcpus or 1, "vcpus_current": dom.effective_vcpus,
+                     "memory_kib": dom.memory or 0, "current_memory_kib": dom.current_memory}
+        self._facts_cache[path] = (key, facts)
+        return facts
 
     # -- changing configs ---------------------------------------------------------------
     def write_config(self, dom) -> None:
@@ -500,10 +516,10 @@ class Store:
         wanted = uuid.lower()
         for ref in self.refs():
             try:
-                other = self.load(ref, inactive=True)
+                other = self.facts(ref, inactive=True)["uuid"]
             except VshError:
                 continue
-            if (other.uuid or "").lower() == wanted:
+            if (other or "").lower() == wanted:
                 return ref.name
         return None
 
