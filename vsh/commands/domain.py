@@ -108,48 +108,71 @@ def undefine(ctx, domain, managed_save=False, snapshots_metadata=False, nvram=Fa
         raise OperationInvalid(f"Failed to undefine domain '{ref.name}'",
                                "Requested operation is not valid: cannot undefine transient domain")
     dom = store.load(ref, inactive=True)
-    removable = []
+    removable, kept = [], []
     if remove_all_storage:
-        removable = _unshared_storage(store, ref.name, dom)
+        if ref.active:
+            raise OperationInvalid("Storage volume deletion is supported only on stopped domains")
+        removable, kept = _unshared_storage(store, ref.name, dom)
         if dry_run:
-            return Lines(removable, json_data={"would_remove": removable})
+            _unmanaged_errors(ctx, kept)
+            return Lines([path for _t, path, _v in removable],
+                         json_data={"would_remove": [path for _t, path, _v in removable],
+                                    "kept": [{"target": t, "path": p, "reason": why} for t, p, why in kept]})
     msave = managed_save_path(store, ref.name)
     if msave.exists() and not managed_save:
         raise OperationInvalid(f"Failed to undefine domain '{ref.name}'",
                                "Requested operation is not valid: Refusing to undefine while domain managed save image exists",
                                hint="add --managed-save to remove it too")
+    _unmanaged_errors(ctx, kept)
     store.undefine(ref)
     if managed_save and msave.exists():
         msave.unlink()
-    parts = []
-    for path in removable:
+    parts = [Message(f"Volume '{target}'({path}) kept: {why}.") for target, path, why in kept if why != "unmanaged"]
+    removed = []
+    for target, path, vol in removable:
         try:
-            os.unlink(path)
-            parts.append(Message(f"Volume '{path}' removed."))
-        except OSError as exc:
-            parts.append(Message(f"Volume '{path}' could not be removed: {exc.strerror}"))
-    msg = Message(f"Domain '{ref.name}' has been undefined", json_data={"name": ref.name, "removed": removable})
+            from vsh.core.pools import Pools
+
+            Pools(store, init=False).delete(vol)
+            removed.append(path)
+            parts.append(Message(f"Volume '{target}'({path}) removed."))
+        except VshError as err:
+            _storage_error(ctx, f"Failed to remove storage volume '{target}'({path}): {err.lines[-1]}")
+    data = {"name": ref.name, "removed": removed}
+    if remove_all_storage:
+        data["kept"] = [{"target": t, "path": p, "reason": why} for t, p, why in kept]
+    msg = Message(f"Domain '{ref.name}' has been undefined", json_data=data)
     if parts:
         from vsh.core.output import Many
 
-        return Many([msg] + parts, json_data={"name": ref.name, "removed": removable})
+        return Many([msg] + parts, json_data=data)
     return msg
 
 
-def _unshared_storage(store, name: str, dom) -> list[str]:
-    mine = [d.source_file for d in dom.disks if d.source_file and d.device != "cdrom" and not d.readonly]
-    used_elsewhere = set()
-    for ref in store.refs():
-        if ref.name == name:
-            continue
-        try:
-            other = store.load(ref, inactive=True)
-        except VshError:
-            continue
-        for disk in other.disks:
-            if disk.source_file:
-                used_elsewhere.add(os.path.realpath(disk.source_file))
-    return [p for p in mine if os.path.realpath(p) not in used_elsewhere and os.path.exists(p)]
+def _unshared_storage(store, name: str, dom) -> tuple[list, list]:
+    """(remove, keep) for --remove-all-storage: pool volumes of ``dom`` that no other domain uses
+    (see vsh.core.pools.removable_storage); ``keep`` says why the others stay."""
+    from vsh.core.pools import removable_storage
+
+    return removable_storage(store, name, dom)
+
+
+def _unmanaged_errors(ctx, kept: list) -> None:
+    for target, path, why in kept:
+        if why == "unmanaged":
+            _storage_error(ctx, f"Storage volume '{target}'({path}) is not managed by vsh. Remove it manually.")
+
+
+def _storage_error(ctx, line: str) -> None:
+    """virsh reports storage it leaves behind as an error line, and the undefine still succeeds."""
+    import sys
+
+    out, err = ctx.out or sys.stdout, ctx.err or sys.stderr
+    out.flush()
+    err.write(f"error: {line}\n")
+    err.flush()
+
+
 
 
 # -- list ----------------------------------------------------------------------------------------

@@ -1,0 +1,678 @@
+"""Storage pools and volumes (virsh's "pool" and "volume" groups) over vsh.core.pools.
+
+Every connection has a directory pool ``default`` on ``<data>/images``, defined,
+marked autostart and made the first time its pools are used. Volumes are named
+by name with ``--pool`` (or as the first argument of vol-list/vol-create-as), or
+by key or path, which are the same thing for directory pools.
+
+Long operations (vol-upload, vol-download, vol-wipe, vol-clone) draw a progress
+bar on stderr when stderr is a terminal, and stay quiet otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError
+from vsh.core.output import KeyValue, Message, Table, Text, escape_untrusted, human_size
+from vsh.registry import Opt, command
+from vsh.shell import completer
+
+POOL = Opt("pool", kind="pool", required=True, positional=True, help="pool name or uuid")
+VOL = Opt("vol", kind="volume", required=True, positional=True, help="vol name, key or path")
+VOL_POOL = Opt("pool", kind="pool", help="pool name or uuid")
+
+
+def _pools(ctx, init: bool = True):
+    from vsh.core.pools import Pools
+
+    return Pools(ctx.store, init=init)
+
+
+def _err_stream(ctx):
+    return getattr(ctx, "err", None) or sys.stderr
+
+
+def _on_terminal(ctx) -> bool:
+    stream = _err_stream(ctx)
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class ProgressBar:
+    """``label [#####.....]  45%  230.0 MiB/512.0 MiB`` redrawn at most ten times a second."""
+
+    def __init__(self, stream, label: str):
+        self.stream = stream
+        self.label = label
+        self.total = None
+        self.last = 0.0
+        self.done = 0
+        self.started = time.monotonic()
+
+    def start(self, total) -> None:
+        self.total = total
+        self.started = time.monotonic()
+        self._draw(0)
+
+    def update(self, done: int) -> None:
+        self.done = done
+        now = time.monotonic()
+        if now - self.last >= 0.1:
+            self.last = now
+            self._draw(done)
+
+    def finish(self) -> None:
+        self._draw(self.total if self.total is not None else self.done)
+        self.stream.write("\n")
+        self.stream.flush()
+
+    def _draw(self, done: int) -> None:
+        try:
+            width = os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, AttributeError, ValueError):
+            width = 0
+        if width <= 20:
+            width = 80
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = f"{human_size(done / elapsed, 1)}/s"
+        if self.total:
+            frac = min(done / self.total, 1.0)
+            tail = f" {frac * 100:3.0f}% {human_size(done, 1):>10}/{human_size(self.total, 1)} {rate:>12}"
+            bar_width = max(width - len(self.label) - len(tail) - 4, 10)
+            filled = int(bar_width * frac)
+            line = f"{self.label} [{'#' * filled}{'.' * (bar_width - filled)}]{tail}"
+        else:
+            line = f"{self.label} {human_size(done, 1)} {rate}"
+        self.stream.write("\r" + line[:max(width - 1, 20)])
+        self.stream.flush()
+
+
+def _progress(ctx, label: str):
+    return ProgressBar(_err_stream(ctx), label) if _on_terminal(ctx) else None
+
+
+def _progress_fd(ctx):
+    if not _on_terminal(ctx):
+        return None
+    try:
+        stream = _err_stream(ctx)
+        stream.flush()
+        return stream.fileno()
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_not_in_use(ctx, pools, vol, what: str) -> None:
+    """Refuse to change a volume that a running domain uses (directly or as a backing file)."""
+    from vsh.core.pools import paths_in_use
+
+    users = paths_in_use(ctx.store, pools, active_only=True)
+    user = users.get(os.path.realpath(vol.path))
+    if user is not None:
+        raise OperationInvalid(f"Requested operation is not valid: cannot {what} volume '{vol.name}': "
+                               f"it is in use by running domain '{user}'")
+
+
+# -- pools -----------------------------------------------------------------------------------------
+
+
+def _pool_json(pools, pool, sizes=None) -> dict:
+    data = {"name": pool.name, "uuid": pool.uuid, "type": pool.type, "target": pool.target,
+            "state": pool.state, "active": pool.active, "persistent": pool.persistent,
+            "autostart": pool.autostart}
+    if sizes is not None:
+        data.update(capacity=sizes[0], allocation=sizes[1], available=sizes[2])
+    return data
+
+
+@command("pool-define-as", group="pool", summary="define a pool from a set of args",
+         opts=[Opt("name", required=True, positional=True, help="name of the pool"),
+               Opt("type", required=True, positional=True, help="type of the pool (vsh has 'dir' pools)"),
+               Opt("source-host", positional=True, help="source-host for underlying storage ('-' or empty for dir pools)"),
+               Opt("source-path", positional=True, help="source path for underlying storage ('-' or empty for dir pools)"),
+               Opt("source-dev", positional=True, help="source device for underlying storage ('-' or empty for dir pools)"),
+               Opt("source-name", positional=True, help="source name for underlying storage ('-' or empty for dir pools)"),
+               Opt("target", kind="dir", positional=True, help="target for underlying storage (the pool's directory)"),
+               Opt("source-format", help="format for underlying storage (not used by dir pools)"),
+               Opt("print-xml", kind="bool", help="print XML document, but don't define/create")],
+         mutating=True, examples=("pool-define-as images dir --target /srv/images",
+                                  "pool-define-as images dir - - - - /srv/images"))
+def pool_define_as(ctx, name, type, source_host=None, source_path=None, source_dev=None, source_name=None,
+                   target=None, source_format=None, print_xml=False):
+    """Define a directory pool; it is not built or started (see pool-build, pool-start)."""
+    from vsh.core.pools import pool_from_args
+
+    for opt, value in (("source-host", source_host), ("source-path", source_path), ("source-dev", source_dev),
+                       ("source-name", source_name), ("source-format", source_format)):
+        if value not in (None, "", "-"):
+            raise InvalidArgument(f"Failed to define pool {name}",
+                                  f"unsupported configuration: --{opt} is not used by '{type}' pools")
+    try:
+        pool = pool_from_args(name, type, target)
+    except VshError as err:
+        raise err.with_context(f"Failed to define pool {name}") from None
+    if print_xml:
+        from vsh.core.pools import _esc, _esc_attr
+
+        text = (f"<pool type='{_esc_attr(pool.type)}'>\n  <name>{_esc(pool.name)}</name>\n  <target>\n"
+                f"    <path>{_esc(pool.target)}</path>\n  </target>\n</pool>\n")
+        return Text(text, json_data={"xml": text})
+    pools = _pools(ctx)
+    try:
+        pools.define(pool)
+    except VshError as err:
+        raise err.with_context(f"Failed to define pool {name}") from None
+    return Message(f"Pool {name} defined", json_data=_pool_json(pools, pool))
+
+
+@command("pool-define", group="pool", summary="define (but don't start) a pool from an XML file",
+         opts=[Opt("file", kind="file", required=True, positional=True, help="file containing an XML pool description")],
+         mutating=True)
+def pool_define(ctx, file):
+    """Define a pool from libvirt's <pool> XML (type 'dir'); the same name and UUID redefine it."""
+    from vsh.core.pools import parse_pool_xml
+    from vsh.core.store import read_input_file
+
+    data = read_input_file(file)
+    pools = _pools(ctx)
+    try:
+        pool = parse_pool_xml(data)
+        pools.define(pool)
+    except VshError as err:
+        raise err.with_context(f"Failed to define pool from {file}") from None
+    return Message(f"Pool {pool.name} defined from {file}", json_data=_pool_json(pools, pool))
+
+
+@command("pool-build", group="pool", summary="build a pool",
+         opts=[POOL], mutating=True)
+def pool_build(ctx, pool):
+    """Create the pool's directory (0700 unless its definition gives permissions)."""
+    pools = _pools(ctx)
+    obj = pools.get(pool)
+    try:
+        pools.build(obj)
+    except VshError as err:
+        raise err.with_context(f"Failed to build pool {pool}") from None
+    return Message(f"Pool {pool} built")
+
+
+@command("pool-start", group="pool", summary="start a (previously defined) inactive pool",
+         opts=[POOL, Opt("build", kind="bool", help="build the pool as normal")], mutating=True)
+def pool_start(ctx, pool, build=False):
+    pools = _pools(ctx)
+    obj = pools.get(pool)
+    try:
+        pools.start(obj, build=build)
+    except VshError as err:
+        raise err.with_context(f"Failed to start pool {pool}") from None
+    return Message(f"Pool {pool} started")
+
+
+@command("pool-destroy", group="pool", summary="destroy (stop) a pool", opts=[POOL], mutating=True)
+def pool_destroy(ctx, pool):
+    """Stop a pool; its directory and volumes are untouched."""
+    pools = _pools(ctx)
+    obj = pools.get(pool)
+    try:
+        pools.destroy(obj)
+    except VshError as err:
+        raise err.with_context(f"Failed to destroy pool {pool}") from None
+    return Message(f"Pool {pool} destroyed")
+
+
+@command("pool-undefine", group="pool", summary="undefine an inactive pool", opts=[POOL], mutating=True)
+def pool_undefine(ctx, pool):
+    """Remove an inactive pool's definition; its directory and volumes stay on disk."""
+    pools = _pools(ctx)
+    obj = pools.get(pool)
+    try:
+        pools.undefine(obj)
+    except VshError as err:
+        raise err.with_context(f"Failed to undefine pool {pool}") from None
+    return Message(f"Pool {pool} has been undefined")
+
+
+@command("pool-refresh", group="pool", summary="refresh a pool", opts=[POOL], mutating=True)
+def pool_refresh(ctx, pool):
+    """vsh reads volumes live: this checks the pool's directory and removes leftovers of interrupted creates."""
+    pools = _pools(ctx)
+    obj = pools.get(pool)
+    try:
+        pools.refresh(obj)
+    except VshError as err:
+        raise err.with_context(f"Failed to refresh pool {pool}") from None
+    return Message(f"Pool {pool} refreshed")
+
+
+@command("pool-autostart", group="pool", summary="autostart a pool",
+         opts=[POOL, Opt("disable", kind="bool", help="disable autostarting")], mutating=True)
+def pool_autostart(ctx, pool, disable=False):
+    """Mark a pool to be active after the host boots (vsh starts it on first use after a boot)."""
+    pools = _pools(ctx)
+    obj = pools.get(pool)
+    try:
+        pools.set_autostart(obj, not disable)
+    except VshError as err:
+        raise err.with_context(f"failed to {'unmark' if disable else 'mark'} pool {pool} as autostarted") from None
+    if disable:
+        return Message(f"Pool {pool} unmarked as autostarted")
+    return Message(f"Pool {pool} marked as autostarted")
+
+
+@command("pool-list", group="pool", summary="list pools",
+         opts=[Opt("inactive", kind="bool", help="list inactive pools"),
+               Opt("all", kind="bool", help="list inactive & active pools"),
+               Opt("transient", kind="bool", help="list transient pools"),
+               Opt("persistent", kind="bool", help="list persistent pools"),
+               Opt("autostart", kind="bool", help="list pools with autostart enabled"),
+               Opt("no-autostart", kind="bool", help="list pools with autostart disabled"),
+               Opt("type", help="only list pool of specified type(s) (comma-separated)"),
+               Opt("details", kind="bool", help="display extended details for pools"),
+               Opt("uuid", kind="bool", help="list UUID of active pools only"),
+               Opt("name", kind="bool", help="list name of active pools only")],
+         exclusive=(("all", "inactive"), ("details", "uuid"), ("details", "name")))
+def pool_list(ctx, inactive=False, all=False, transient=False, persistent=False, autostart=False,
+              no_autostart=False, type=None, details=False, uuid=False, name=False):
+    from vsh.core.pools import POOL_TYPES
+
+    types = None
+    if type is not None:
+        types = [t for t in type.split(",") if t]
+        for t in types:
+            if t not in POOL_TYPES:
+                raise InvalidArgument(f"Invalid pool type '{t}'")
+    pools = _pools(ctx)
+    rows = []
+    for pool in pools.list():
+        if not all and (pool.active == inactive):
+            continue
+        if persistent != transient and pool.persistent != persistent:
+            continue
+        if autostart != no_autostart and pool.autostart != autostart:
+            continue
+        if types is not None and pool.type not in types:
+            continue
+        rows.append(pool)
+    json_rows = []
+    sizes = {}
+    for pool in rows:
+        if pool.active and (details or ctx.json):
+            try:
+                sizes[pool.name] = pools.sizes(pool)
+            except VshError:
+                sizes[pool.name] = None
+        json_rows.append(_pool_json(pools, pool, sizes.get(pool.name)))
+    if uuid or name:
+        lines = []
+        for pool in rows:
+            if uuid and name:
+                lines.append(f"{pool.uuid:<36} {escape_untrusted(pool.name):<20}\n")
+            elif uuid:
+                lines.append(f"{pool.uuid:<36}\n")
+            else:
+                lines.append(f"{escape_untrusted(pool.name):<20}\n")
+        return Text("".join(lines), json_data=json_rows)
+    yes_no = {True: "yes", False: "no"}
+    if not details:
+        table = [[escape_untrusted(p.name), "active" if p.active else "inactive", yes_no[p.autostart]] for p in rows]
+        return Table(["Name", "State", "Autostart"], table, json_data=json_rows)
+    table = []
+    for pool in rows:
+        row = [escape_untrusted(pool.name), pool.state, yes_no[pool.autostart], yes_no[pool.persistent]]
+        size = sizes.get(pool.name)
+        if pool.active and size is not None:
+            row += [human_size(v) for v in size]
+        elif pool.active:
+            row += ["unknown"] * 3
+        else:
+            row += ["-", "-", "-"]
+        table.append(row)
+    return Table(["Name", "State", "Autostart", "Persistent", "Capacity", "Allocation", "Available"], table,
+                 json_data=json_rows)
+
+
+@command("pool-info", group="pool", summary="storage pool information",
+         opts=[POOL, Opt("bytes", kind="bool", help="Return pool info in bytes")])
+def pool_info(ctx, pool, bytes=False):
+    pools = _pools(ctx)
+    obj = pools.get(pool)
+    yes_no = {True: "yes", False: "no"}
+    pairs = [("Name", escape_untrusted(obj.name)), ("UUID", obj.uuid), ("State", obj.state),
+             ("Persistent", yes_no[obj.persistent]), ("Autostart", yes_no[obj.autostart])]
+    sizes = None
+    if obj.active:
+        sizes = pools.sizes(obj)
+        for key, value in zip(("Capacity", "Allocation", "Available"), sizes):
+            pairs.append((key, str(value) if bytes else human_size(value)))
+    return KeyValue(pairs, json_data=_pool_json(pools, obj, sizes))
+
+
+def _xml_output(text: str, xpath: str | None, wrap: bool, root_tag: str) -> Text:
+    if xpath is None:
+        return Text(text, json_data={"xml": text})
+    from vsh.commands.domain import xpath_select
+    from vsh.core.xml import parse
+
+    return Text(xpath_select(parse(text, root_tag, root_tag), xpath, wrap))
+
+
+@command("pool-dumpxml", group="pool", summary="pool information in XML",
+         opts=[POOL, Opt("inactive", kind="bool", help="show inactive defined XML"),
+               Opt("xpath", kind="xpath", help="xpath expression to filter the XML document"),
+               Opt("wrap", kind="bool", help="wrap xpath results in an common root element")])
+def pool_dumpxml(ctx, pool, inactive=False, xpath=None, wrap=False):
+    pools = _pools(ctx)
+    obj = pools.get(pool)
+    if obj.active and not inactive:
+        text = obj.xml(pools.sizes(obj), pools.target_perms(obj))
+    else:
+        text = obj.xml()
+    return _xml_output(text, xpath, wrap, "pool")
+
+
+@command("pool-uuid", group="pool", summary="convert a pool name to pool UUID",
+         opts=[Opt("pool", kind="pool", required=True, positional=True, help="pool name")])
+def pool_uuid(ctx, pool):
+    obj = _pools(ctx).by_name(pool)
+    return Text(f"{obj.uuid}\n", json_data={"uuid": obj.uuid})
+
+
+@command("pool-name", group="pool", summary="convert a pool UUID to pool name",
+         opts=[Opt("pool", kind="pool", required=True, positional=True, help="pool uuid")])
+def pool_name(ctx, pool):
+    from vsh.core.pools import is_pool_uuid
+
+    if not is_pool_uuid(pool):
+        raise NotFound(f"failed to get pool '{pool}'")
+    obj = _pools(ctx).get(pool)
+    return Text(f"{obj.name}\n", json_data={"name": obj.name})
+
+
+# -- volumes ---------------------------------------------------------------------------------------
+
+
+def _vol_json(vol, details: bool = True) -> dict:
+    data = {"name": vol.name, "path": vol.path, "key": vol.key, "pool": vol.pool.name}
+    if details:
+        data.update(type=vol.type, format=vol.format, capacity=vol.capacity, allocation=vol.allocation,
+                    physical=vol.physical, backing=vol.backing, backing_format=vol.backing_format)
+    return data
+
+
+def _lookup(ctx, vol, pool=None, pools=None):
+    pools = pools or _pools(ctx)
+    return pools, pools.lookup(vol, pool)
+
+
+@command("vol-create-as", group="volume", summary="create a volume from a set of args",
+         opts=[Opt("pool", kind="pool", required=True, positional=True, help="pool name"),
+               Opt("name", required=True, positional=True, help="name of the volume"),
+               Opt("capacity", required=True, positional=True,
+                   help="size of the vol, as scaled integer (default bytes)"),
+               Opt("allocation", help="initial allocation size, as scaled integer (default bytes); "
+                                      "raw volumes default to their capacity"),
+               Opt("format", kind="enum", choices=("raw", "qcow2"), help="file format type"),
+               Opt("backing-vol", kind="volume", help="the backing volume (name in the pool, key or path)"),
+               Opt("backing-vol-format", kind="enum", choices=("raw", "qcow2"),
+                   help="format of the backing volume (required with --backing-vol; never probed)"),
+               Opt("prealloc-metadata", kind="bool", help="preallocate metadata (for qcow2 instead of full allocation)"),
+               Opt("print-xml", kind="bool", help="print XML document, but don't define/create")],
+         mutating=True,
+         examples=("vol-create-as default vm1.img 10G --allocation 0",
+                   "vol-create-as default overlay.qcow2 10G --format qcow2 --backing-vol base.qcow2 "
+                   "--backing-vol-format qcow2"))
+def vol_create_as(ctx, pool, name, capacity, allocation=None, format=None, backing_vol=None,
+                  backing_vol_format=None, prealloc_metadata=False, print_xml=False):
+    """Create a volume: raw (fully allocated unless --allocation says less) or qcow2 (qemu-img)."""
+    from vsh.core.pools import VolumeSpec, parse_size, volume_spec_xml
+
+    pools = _pools(ctx)
+    obj = pools.get(pool)
+    size = parse_size(capacity)
+    alloc = parse_size(allocation) if allocation is not None else None
+    backing_path = None
+    if backing_vol is not None:
+        bvol = pools.volume(obj, backing_vol) or pools.volume_by_path(backing_vol)
+        if bvol is None:
+            raise NotFound(f"failed to get vol '{backing_vol}'")
+        backing_path = bvol.path
+    spec = VolumeSpec(name, size, alloc, format, backing_path, backing_vol_format)
+    if print_xml:
+        spec.format = format
+        text = volume_spec_xml(spec)
+        return Text(text, json_data={"xml": text})
+    try:
+        vol = pools.create(obj, spec, prealloc_metadata=prealloc_metadata, progress_fd=_progress_fd(ctx))
+    except VshError as err:
+        raise err.with_context(f"Failed to create vol {name}") from None
+    return Message(f"Vol {name} created", json_data=_vol_json(vol))
+
+
+@command("vol-create", group="volume", summary="create a vol from an XML file",
+         opts=[Opt("pool", kind="pool", required=True, positional=True, help="pool name"),
+               Opt("file", kind="file", required=True, positional=True, help="file containing an XML vol description"),
+               Opt("prealloc-metadata", kind="bool", help="preallocate metadata (for qcow2 instead of full allocation)")],
+         mutating=True)
+def vol_create(ctx, pool, file, prealloc_metadata=False):
+    """Create a volume from libvirt's <volume> XML (formats raw and qcow2; a <backingStore> needs its <format>)."""
+    from vsh.core.pools import parse_volume_xml
+    from vsh.core.store import read_input_file
+
+    pools = _pools(ctx)
+    obj = pools.get(pool)
+    data = read_input_file(file)
+    try:
+        spec = parse_volume_xml(data)
+        vol = pools.create(obj, spec, prealloc_metadata=prealloc_metadata, progress_fd=_progress_fd(ctx))
+    except VshError as err:
+        raise err.with_context(f"Failed to create vol from {file}") from None
+    return Message(f"Vol {vol.name} created from {file}", json_data=_vol_json(vol))
+
+
+@command("vol-clone", group="volume", summary="clone a volume",
+         opts=[VOL, Opt("newname", required=True, positional=True, help="clone name"), VOL_POOL,
+               Opt("prealloc-metadata", kind="bool", help="preallocate metadata (for qcow2 instead of full allocation)")],
+         mutating=True)
+def vol_clone(ctx, vol, newname, pool=None, prealloc_metadata=False):
+    """Copy a volume within its pool with qemu-img convert (explicit formats; an overlay keeps its backing file)."""
+    pools, obj = _lookup(ctx, vol, pool)
+    try:
+        new = pools.clone(obj, newname, prealloc_metadata=prealloc_metadata, progress_fd=_progress_fd(ctx))
+    except VshError as err:
+        raise err.with_context(f"Failed to clone vol from {obj.name}") from None
+    return Message(f"Vol {new.name} cloned from {obj.name}", json_data=_vol_json(new))
+
+
+@command("vol-delete", group="volume", summary="delete a vol", opts=[VOL, VOL_POOL], mutating=True)
+def vol_delete(ctx, vol, pool=None):
+    """Delete a volume; a volume that a running domain uses is refused."""
+    pools, obj = _lookup(ctx, vol, pool)
+    try:
+        _check_not_in_use(ctx, pools, obj, "delete")
+        pools.delete(obj)
+    except VshError as err:
+        raise err.with_context(f"Failed to delete vol {vol}") from None
+    return Message(f"Vol {vol} deleted", json_data={"name": obj.name, "path": obj.path})
+
+
+@command("vol-list", group="volume", summary="list vols",
+         opts=[Opt("pool", kind="pool", required=True, positional=True, help="pool name or uuid"),
+               Opt("details", kind="bool", help="display extended details for volumes")])
+def vol_list(ctx, pool, details=False):
+    pools = _pools(ctx)
+    obj = pools.get(pool)
+    try:
+        vols = pools.volumes(obj)
+    except VshError as err:
+        raise err.with_context("Failed to list volumes") from None
+    if not details:
+        rows = [[v.name, v.path] for v in vols]
+        return Table(["Name", "Path"], rows, json_data=[_vol_json(v, False) for v in vols])
+    rows = [[v.name, v.path, v.type, human_size(v.capacity), human_size(v.allocation)] for v in vols]
+    return Table(["Name", "Path", "Type", "Capacity", "Allocation"], rows, json_data=[_vol_json(v) for v in vols])
+
+
+@command("vol-info", group="volume", summary="storage vol information",
+         opts=[VOL, VOL_POOL, Opt("bytes", kind="bool", help="sizes are represented in bytes rather than pretty units"),
+               Opt("physical", kind="bool", help="return the physical size of the volume in allocation field")])
+def vol_info(ctx, vol, pool=None, bytes=False, physical=False):
+    _pools_, obj = _lookup(ctx, vol, pool)
+    second = obj.physical if physical else obj.allocation
+    label = "Physical" if physical else "Allocation"
+    if bytes:
+        sizes = [("Capacity", f"{obj.capacity} bytes"), (label, f"{second} bytes")]
+    else:
+        sizes = [("Capacity", human_size(obj.capacity)), (label, human_size(second))]
+    return KeyValue([("Name", obj.name), ("Type", obj.type)] + sizes, json_data=_vol_json(obj))
+
+
+@command("vol-path", group="volume", summary="returns the volume path for a given volume name or key",
+         opts=[Opt("vol", kind="volume", required=True, positional=True, help="volume name or key"), VOL_POOL])
+def vol_path(ctx, vol, pool=None):
+    _p, obj = _lookup(ctx, vol, pool)
+    return Text(f"{obj.path}\n", json_data={"path": obj.path})
+
+
+@command("vol-key", group="volume", summary="returns the volume key for a given volume name or path",
+         opts=[Opt("vol", kind="volume", required=True, positional=True, help="volume name or path"), VOL_POOL])
+def vol_key(ctx, vol, pool=None):
+    _p, obj = _lookup(ctx, vol, pool)
+    return Text(f"{obj.key}\n", json_data={"key": obj.key})
+
+
+@command("vol-name", group="volume", summary="returns the volume name for a given volume key or path",
+         opts=[Opt("vol", kind="volume", required=True, positional=True, help="volume key or path")])
+def vol_name(ctx, vol):
+    obj = _pools(ctx).lookup(vol, None, pool_option=None)
+    return Text(f"{obj.name}\n", json_data={"name": obj.name})
+
+
+@command("vol-pool", group="volume", summary="returns the storage pool for a given volume key or path",
+         opts=[Opt("vol", kind="volume", required=True, positional=True, help="volume key or path"),
+               Opt("uuid", kind="bool", help="return the pool uuid rather than pool name")])
+def vol_pool(ctx, vol, uuid=False):
+    obj = _pools(ctx).lookup(vol, None, pool_option=None)
+    value = obj.pool.uuid if uuid else obj.pool.name
+    return Text(f"{value}\n", json_data={"pool": obj.pool.name, "uuid": obj.pool.uuid})
+
+
+@command("vol-dumpxml", group="volume", summary="vol information in XML",
+         opts=[VOL, VOL_POOL,
+               Opt("xpath", kind="xpath", help="xpath expression to filter the XML document"),
+               Opt("wrap", kind="bool", help="wrap xpath results in an common root element")])
+def vol_dumpxml(ctx, vol, pool=None, xpath=None, wrap=False):
+    _p, obj = _lookup(ctx, vol, pool)
+    return _xml_output(obj.xml(), xpath, wrap, "volume")
+
+
+@command("vol-resize", group="volume", summary="resize a vol",
+         opts=[VOL, Opt("capacity", required=True, positional=True,
+                        help="new capacity for the vol, as scaled integer (default bytes)"),
+               VOL_POOL,
+               Opt("allocate", kind="bool", help="allocate the new capacity, rather than leaving it sparse"),
+               Opt("delta", kind="bool", help="use capacity as a delta to current size, rather than the new size"),
+               Opt("shrink", kind="bool", help="allow the resize to shrink the volume")],
+         mutating=True, examples=("vol-resize vm1.img 20G --pool default", "vol-resize vm1.img +1G --pool default --delta"))
+def vol_resize(ctx, vol, capacity, pool=None, allocate=False, delta=False, shrink=False):
+    """Resize with qemu-img resize -f FORMAT; safe only for volumes no running guest uses (refused otherwise)."""
+    from vsh.core.pools import parse_size
+
+    pools, obj = _lookup(ctx, vol, pool)
+    text = capacity.strip()
+    if text.startswith("-"):
+        if not shrink:
+            raise InvalidArgument("negative size requires --shrink")
+        text = text[1:]
+        delta = True
+    elif text.startswith("+"):
+        text = text[1:]
+        delta = True
+    size = parse_size(text)
+    word = "by" if delta else "to"
+    try:
+        _check_not_in_use(ctx, pools, obj, "resize")
+        current = obj.capacity
+        if delta:
+            new = current - size if shrink else current + size
+            if new < 0:
+                raise InvalidArgument(f"invalid argument: can't shrink capacity below zero (it is {current} bytes)")
+        else:
+            new = size
+        pools.resize(obj, new, shrink=shrink, allocate=allocate)
+    except VshError as err:
+        raise err.with_context(f"Failed to change size of volume '{obj.name}' {word} {text}") from None
+    return Message(f"Size of volume '{obj.name}' successfully changed {word} {text}",
+                   json_data={"name": obj.name, "capacity": new})
+
+
+@command("vol-wipe", group="volume", summary="wipe a vol",
+         opts=[VOL, VOL_POOL, Opt("algorithm", kind="enum", choices=("zero",), help="perform selected wiping algorithm")],
+         mutating=True)
+def vol_wipe(ctx, vol, pool=None, algorithm=None):
+    """Zero a volume: raw data is overwritten with zeroes (holes stay holes); a qcow2 volume is made empty."""
+    pools, obj = _lookup(ctx, vol, pool)
+    try:
+        _check_not_in_use(ctx, pools, obj, "wipe")
+        pools.wipe(obj, progress=_progress(ctx, f"wipe {obj.name}"))
+    except VshError as err:
+        raise err.with_context(f"Failed to wipe vol {vol}") from None
+    return Message(f"Vol {vol} wiped", json_data={"name": obj.name, "path": obj.path})
+
+
+_TRANSFER = [Opt("offset", kind="int", help="volume offset in bytes"),
+             Opt("length", kind="int", help="amount of data in bytes (0 or none: to the end)"),
+             Opt("sparse", kind="bool", help="preserve sparseness of volume")]
+
+
+@command("vol-upload", group="volume", summary="upload file contents to a volume",
+         opts=[VOL, Opt("file", kind="file", required=True, positional=True, help="file"), VOL_POOL] + _TRANSFER,
+         mutating=True)
+def vol_upload(ctx, vol, file, pool=None, offset=None, length=None, sparse=False):
+    """Write a file's bytes into a volume at --offset (the volume is not truncated); --sparse punches holes."""
+    pools, obj = _lookup(ctx, vol, pool)
+    _check_not_in_use(ctx, pools, obj, "upload to")
+    done = pools.upload(obj, file, offset or 0, length or None, sparse=sparse,
+                        progress=_progress(ctx, f"upload {obj.name}"))
+    return Text("", json_data={"name": obj.name, "bytes": done})
+
+
+@command("vol-download", group="volume", summary="download volume contents to a file",
+         opts=[VOL, Opt("file", kind="file", required=True, positional=True, help="file"), VOL_POOL] + _TRANSFER,
+         mutating=True)
+def vol_download(ctx, vol, file, pool=None, offset=None, length=None, sparse=False):
+    """Copy a volume's bytes into a file (made 0600 if new, truncated if it exists); --sparse keeps holes."""
+    pools, obj = _lookup(ctx, vol, pool)
+    done = pools.download(obj, file, offset or 0, length or None, sparse=sparse,
+                          progress=_progress(ctx, f"download {obj.name}"))
+    return Text("", json_data={"name": obj.name, "bytes": done})
+
+
+# -- completion ------------------------------------------------------------------------------------
+
+
+@completer("pool")
+def _complete_pools(ctx, prefix: str) -> list[str]:
+    return [name for name in _pools(ctx, init=False).names() if name.startswith(prefix)]
+
+
+@completer("volume")
+def _complete_volumes(ctx, prefix: str) -> list[str]:
+    pools = _pools(ctx, init=False)
+    out = []
+    for pool in pools.list():
+        if not pool.active:
+            continue
+        try:
+            vols = pools.volumes(pool)
+        except VshError:
+            continue
+        for vol in vols:
+            word = vol.path if prefix.startswith("/") else vol.name
+            if word.startswith(prefix) and word not in out:
+                out.append(word)
+    return out
