@@ -2,9 +2,10 @@
 
 Imported by scripts/bench.py, which calls run().
 
-A 512 MiB file of random bytes is copied into a raw volume (vol-upload) and out of it
-(vol-download), and the same bytes are copied with `cp` between two files on the same
-filesystem. vsh and cp runs alternate, each after a sync, and the medians are compared
+A 512 MiB file of random bytes is copied into a raw volume (vol-upload: over the volume's
+existing data, and into a new sparse volume) and out of it (vol-download), and the same
+bytes are copied with `cp` between two files on the same filesystem (cp truncates its
+destination; here it writes a new file each time, like the upload into a new volume). vsh and cp runs alternate, each after a sync, and the medians are compared
 (goal: vsh throughput >= 0.8x cp). The vsh figures include its start-up (one single-shot
 process per copy), as cp's include its own.
 
@@ -66,21 +67,34 @@ def run() -> None:
         down = [VSH, "-q", "vol-download", "bench.img", str(tmp / "down.bin"), "--pool", "default"]
         cp_in = ["cp", str(src), str(tmp / "cp-in.bin")]
         cp_out = ["cp", str(vol), str(tmp / "cp-out.bin")]
-        times: dict[str, list[float]] = {"up": [], "cp_in": [], "down": [], "cp_out": []}
-        for argv, key in ((up, "up"), (cp_in, "cp_in"), (down, "down"), (cp_out, "cp_out")):
+        fresh = [VSH, "-q", "vol-upload", "fresh.img", str(src), "--pool", "default"]
+        recreate = [[VSH, "-q", "vol-delete", "fresh.img", "--pool", "default"],
+                    [VSH, "-q", "vol-create-as", "default", "fresh.img", str(size), "--allocation", "0"]]
+        subprocess.run(recreate[1], env=env, check=True)
+        steps = (("up", up), ("fresh", fresh), ("cp_in", cp_in), ("down", down), ("cp_out", cp_out))
+        times: dict[str, list[float]] = {key: [] for key, _argv in steps}
+        for key, argv in steps:
             _once(argv, env)  # warm-up: page cache, allocation of the destination
         for _ in range(RUNS):
-            for argv, key in ((up, "up"), (cp_in, "cp_in"), (down, "down"), (cp_out, "cp_out")):
+            for key, argv in steps:
+                if key == "fresh":  # a new, empty volume each time: the upload allocates as cp does
+                    for step in recreate:
+                        subprocess.run(step, env=env, check=True)
+                elif key == "cp_in":  # and cp writes a new file each time
+                    (tmp / "cp-in.bin").unlink(missing_ok=True)
                 times[key].append(_once(argv, env))
         if not (_same(src, vol) and _same(src, tmp / "down.bin")):
             report("storage section", "FAILED: the copies differ from the source")
             return
         med = {k: statistics.median(v) for k, v in times.items()}
         mib = size / (1 << 20)
-        for key, label in (("up", "vsh vol-upload"), ("cp_in", "cp file -> file (upload peer)"),
+        for key, label in (("up", "vsh vol-upload (over the volume's data)"),
+                           ("fresh", "vsh vol-upload (into a new sparse volume)"),
+                           ("cp_in", "cp file -> new file (upload peer)"),
                            ("down", "vsh vol-download"), ("cp_out", "cp volume -> file (download peer)")):
             report(f"{label}, {SIZE_MIB} MiB (median of {RUNS})", f"{med[key] * 1000:.0f} ms ({mib / med[key]:,.0f} MiB/s)")
-        report("throughput vol-upload / cp (goal >= 0.8x)", ratio(med["cp_in"], med["up"]))
+        report("throughput vol-upload into a new volume / cp (goal >= 0.8x)", ratio(med["cp_in"], med["fresh"]))
+        report("throughput vol-upload over old data / cp", ratio(med["cp_in"], med["up"]))
         report("throughput vol-download / cp (goal >= 0.8x)", ratio(med["cp_out"], med["down"]))
         listing = timed([VSH, "vol-list", "default", "--details"], runs=10, env=env)
         report("vsh vol-list default --details (single-shot)", f"{listing * 1000:.1f} ms")

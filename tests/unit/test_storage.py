@@ -236,6 +236,23 @@ def test_pool_define_from_xml(vsh, vsh_env):
     assert res.out == "\n"
 
 
+def test_stored_definitions_read_without_lxml_agree(vsh, vsh_env):
+    from vsh.core.pools import _quick_pool, parse_pool_xml
+
+    xml = vsh_env.tmp / "pool.xml"
+    xml.write_text(f"<pool type='dir'><name>q&amp;p</name><target><path>{vsh_env.tmp / 'q'}</path>"
+                   "<permissions><mode>0750</mode><owner>0</owner></permissions></target></pool>")
+    ok(vsh("-q", "pool-define", str(xml)))
+    stored = (vsh_env.store / "config" / "storage" / "q&p.xml").read_bytes()
+    quick, full = _quick_pool(stored), parse_pool_xml(stored)
+    assert quick is not None
+    assert vars(quick) == vars(full) and quick.name == "q&p" and quick.mode == 0o750 and quick.owner == 0
+    for odd in (stored.replace(b"<source>", b"<source><extra/>"), b"<!DOCTYPE pool>" + stored,
+                stored.replace(b"type='dir'", b"type='logical'"), stored.replace(b"<name>", b"<name>a/")):
+        assert _quick_pool(odd) is None  # the full parser decides
+    assert ok(vsh("pool-info", "q&p")).startswith("Name:           q&p\n")
+
+
 @pytest.mark.parametrize("content, message", [
     ("<pool type='logical'><name>x</name><target><path>/x</path></target></pool>",
      "unsupported configuration: storage pool type 'logical' is not supported by vsh (only 'dir' pools)"),

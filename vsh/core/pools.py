@@ -220,6 +220,81 @@ def parse_pool_xml(data, origin: str = "pool_definition") -> Pool:
                 group=None if group is None or group < 0 else group)
 
 
+def _quick_pool(data: bytes) -> Pool | None:
+    """A stored definition read with expat (no lxml on the query path); None: use parse_pool_xml.
+
+    The files are vsh's own, but still treated as untrusted: anything unusual (a DTD, an
+    entity, a repeated or unknown element) returns None and the full parser decides.
+    """
+    import pyexpat
+
+    if b"<!" in data:
+        return None
+    wanted = {("pool", "name"): "name", ("pool", "uuid"): "uuid", ("pool", "target", "path"): "path",
+              ("pool", "target", "permissions", "mode"): "mode", ("pool", "target", "permissions", "owner"): "owner",
+              ("pool", "target", "permissions", "group"): "group"}
+    known = {("pool",), ("pool", "capacity"), ("pool", "allocation"), ("pool", "available"), ("pool", "source"),
+             ("pool", "target"), ("pool", "target", "permissions")}
+    path: list[str] = []
+    texts: dict[str, list[str]] = {}
+    root: dict = {}
+    current: list = [None]
+
+    class Refuse(Exception):
+        pass
+
+    def start(name, attributes):
+        path.append(name)
+        key = wanted.get(tuple(path))
+        if key is None and tuple(path) not in known:
+            raise Refuse()
+        if len(path) == 1:
+            root.update(attributes)
+        current[0] = key
+        if key is not None:
+            if key in texts:
+                raise Refuse()
+            texts[key] = []
+
+    def end(name):
+        path.pop()
+        current[0] = None
+
+    def chars(text):
+        if current[0] is not None:
+            texts[current[0]].append(text)
+
+    def refuse(*_args):
+        raise Refuse()
+
+    parser = pyexpat.ParserCreate()
+    parser.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = chars
+    parser.EntityDeclHandler = refuse
+    parser.StartDoctypeDeclHandler = refuse
+    try:
+        parser.Parse(data, True)
+    except (Refuse, pyexpat.ExpatError, ValueError):
+        return None
+    values = {key: "".join(parts) for key, parts in texts.items()}
+    name, uuid, target = values.get("name"), values.get("uuid", "").strip(), values.get("path", "").strip()
+    if root.get("type") != "dir" or not name or not is_pool_uuid(uuid) or not os.path.isabs(target):
+        return None
+    if not _valid(check_pool_name, name):
+        return None
+    try:
+        mode = int(values["mode"].strip(), 8) if "mode" in values else None
+        owner = int(values["owner"].strip()) if "owner" in values else None
+        group = int(values["group"].strip()) if "group" in values else None
+    except ValueError:
+        return None
+    return Pool(name=name, uuid=_normal_uuid(uuid), target=os.path.normpath(target), mode=mode,
+                owner=None if owner is None or owner < 0 else owner,
+                group=None if group is None or group < 0 else group)
+
+
 def pool_from_args(name: str, ptype: str, target: str | None) -> Pool:
     """pool-define-as NAME TYPE --target PATH (a relative target is taken from the current directory)."""
     if ptype not in POOL_TYPES:
@@ -609,10 +684,12 @@ class Pools:
                 data = fh.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
-        try:
-            pool = parse_pool_xml(data, f"{name}.xml")
-        except VshError:
-            return None
+        pool = _quick_pool(data)
+        if pool is None:
+            try:
+                pool = parse_pool_xml(data, f"{name}.xml")
+            except VshError:
+                return None
         if pool.name != name:
             return None
         self._fill_state(pool)
