@@ -5,8 +5,10 @@ Imported by scripts/bench.py, which calls run().
 A 512 MiB file of random bytes is copied into a raw volume (vol-upload: over the volume's
 existing data, and into a new sparse volume) and out of it (vol-download), and the same
 bytes are copied with `cp` between two files on the same filesystem (cp truncates its
-destination; here it writes a new file each time, like the upload into a new volume). vsh and cp runs alternate, each after a sync, and the medians are compared
-(goal: vsh throughput >= 0.8x cp). The vsh figures include its start-up (one single-shot
+destination; here it writes a new file each time, like the upload into a new volume).
+vsh and cp runs alternate, each after a sync, and the medians are compared (goal: vsh
+throughput >= 0.8x cp); on a shared, busy machine single runs vary a lot, so raise
+VSH_BENCH_STORAGE_RUNS for steadier medians. The vsh figures include its start-up (one single-shot
 process per copy), as cp's include its own.
 
 Environment knobs: VSH_BENCH_STORAGE_MIB (file size, default 512), VSH_BENCH_STORAGE_RUNS

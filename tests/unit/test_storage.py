@@ -820,6 +820,17 @@ def test_shared_volume_survives_remove_all_storage(vsh, define, images, vsh_env)
     assert os.listdir(images) == []
 
 
+def test_disk_in_the_images_directory_is_a_default_pool_volume(vsh, define, vsh_env):
+    """A disk made in <data>/images before any pool command ran (vsh install does that) is managed."""
+    images = vsh_env.store / "data" / "images"
+    images.mkdir(parents=True, mode=0o700)
+    (images / "vm1.img").write_bytes(b"")
+    define("vm1", devices=disk(images / "vm1.img"))
+    res = vsh("undefine", "vm1", "--remove-all-storage")
+    assert (res.status, res.err) == (0, "")
+    assert res.out == f"Domain 'vm1' has been undefined\nVolume 'vda'({images / 'vm1.img'}) removed.\n\n"
+
+
 def test_backing_volume_of_another_domain_survives(vsh, define, images):
     ok(vsh("-q", "vol-create-as", "default", "base.img", "1M"))
     ok(vsh("-q", "vol-create-as", "default", "top.qcow2", "1M", "--format", "qcow2", "--backing-vol", "base.img",

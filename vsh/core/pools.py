@@ -1328,9 +1328,10 @@ def removable_storage(store, name: str, dom) -> tuple[list, list]:
     Returns (remove, keep): ``remove`` holds (target, path, Volume) for pool volumes that no other
     domain uses (through its disks or their backing chains); ``keep`` holds (target, path, reason)
     with reason ``'unmanaged'`` (not a volume of an active pool) or ``"used by domain 'X'"``.
-    CD-ROMs, read-only and shareable disks are never removed.
+    CD-ROMs, read-only and shareable disks are never removed. The default pool is set up
+    first if it never was (a disk made in <data>/images is one of its volumes).
     """
-    pools = Pools(store, init=False)
+    pools = Pools(store)
     users = None
     remove, keep = [], []
     seen = set()
