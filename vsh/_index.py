@@ -105,6 +105,7 @@ COMMANDS = {
     'domxml-to-native': ('vsh.commands.host', 'domain', 'convert domain XML to a native QEMU command line', False),
     'host-validate': ('vsh.commands.host', 'host', 'validate the host for running QEMU guests', False),
     'nodeinfo': ('vsh.commands.host', 'host', 'node information', False),
+    'install': ('vsh.commands.install', 'domain', 'create a domain from options, its disks too, and start it', False),
     'console': ('vsh.commands.lifecycle', 'domain', 'connect to the guest console', False),
     'console-log': ('vsh.commands.lifecycle', 'domain', 'print the serial console log of a domain', False),
     'create': ('vsh.commands.lifecycle', 'domain', 'create a domain from an XML file', False),
@@ -160,4 +161,5 @@ ALIASES = {
     'statns': 'stat',
     'unmount': 'umount',
     'unmount-all': 'umount-all',
+    'virt-install': 'install',
 }

@@ -69,7 +69,11 @@ def build_argv(dom, rundir) -> list[str]:
     except ImportError as exc:
         raise VshError(f"internal error: the QEMU command-line builder is unavailable: {exc}") from None
     make_paths = getattr(RuntimePaths, "in_dir", None) or RuntimePaths.for_rundir
-    return build(dom.node, probe(), make_paths(str(rundir)))
+    argv = build(dom.node, probe(), make_paths(str(rundir)))
+    from vsh.kvm.argv import check_host_ports
+
+    check_host_ports(dom.node)  # user-mode port forwards: a taken host port fails here, clearly
+    return argv
 
 
 def _escape(ctx, escape: str | None) -> str:

@@ -882,6 +882,10 @@ class Domain(XMLObject):
                 if mac.lower() in macs:
                     raise XMLError(f"duplicate MAC address {mac}")
                 macs[mac.lower()] = 1
+        if self.node.find("./metadata") is not None:
+            from vsh.core.portfwd import forwards
+
+            forwards(self.node)  # vsh's user-mode port forwards, if any, must be well-formed
 
 
 def default_bus(target: str, device: str | None = None) -> str:

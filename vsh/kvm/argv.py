@@ -348,6 +348,7 @@ class _Builder:
         self.reserve_pci()
         self.controllers()
         self.walk_devices()
+        self.unused_forwards()
         self.add("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
         self.add("-msg", "timestamp=on")
         return self.argv
@@ -432,6 +433,10 @@ class _Builder:
         for t in self.root.findall("clock/timer[@name='hpet']"):
             if t.get("present") == "no" and not self.microvm:
                 pairs.append(("hpet", False))
+        if self.root.find("os/loader[@type='pflash']") is not None and not self.microvm:
+            pairs.append(("pflash0", "libvirt-pflash0-format"))  # blockdevs: see pflash()
+            if self.root.find("os/nvram") is not None:
+                pairs.append(("pflash1", "libvirt-pflash1-format"))
         return _opts(self.machine, *pairs)
 
     def cpu(self) -> None:
@@ -482,6 +487,9 @@ class _Builder:
         if os_.get("firmware"):
             raise Unsupported("firmware='%s' (UEFI) is not supported yet" % os_.get("firmware"))
         loader = os_.find("loader")
+        if loader is not None and loader.get("type") == "pflash":
+            self.pflash(os_, loader)
+            return
         if loader is not None:
             if loader.get("type", "rom") != "rom":
                 raise Unsupported("<loader type='%s'> (pflash/UEFI) is not supported yet; type='rom' is"
@@ -489,6 +497,38 @@ class _Builder:
             self.add("-bios", _need_file((loader.text or "").strip(), "<os><loader>"))
         if os_.find("nvram") is not None:
             raise Unsupported("<os><nvram> (UEFI variables) is not supported yet")
+
+    def pflash(self, os_, loader) -> None:
+        """UEFI: the firmware code on pflash0, the domain's variable store (<nvram>) on pflash1."""
+        what = "<os><loader type='pflash'>"
+        if self.microvm:
+            raise Unsupported("%s: machine 'microvm' has no flash firmware; it boots <os><kernel>" % what)
+        if loader.get("secure") == "yes":
+            raise Unsupported("%s: Secure Boot (secure='yes') is not supported yet" % what)
+        if loader.get("format", "raw") != "raw":
+            raise Unsupported("%s: firmware format '%s' is not supported (raw)" % (what, loader.get("format")))
+        readonly = loader.get("readonly", "yes") != "no"
+        code = _need_file((loader.text or "").strip(), what)
+        nvram = os_.find("nvram")
+        if nvram is None and readonly:
+            raise InvalidArgument("%s with readonly='yes' needs <os><nvram> (the domain's own copy of the "
+                                  "firmware's variable store template)" % what)
+        units = [(0, code, readonly)]
+        if nvram is not None:
+            if nvram.get("type") not in (None, "file"):
+                raise Unsupported("<os><nvram type='%s'> is not supported (a file)" % nvram.get("type"))
+            path = (nvram.text or "").strip()
+            if not path:
+                raise InvalidArgument("<os><nvram> names no file (vsh does not create variable stores at "
+                                      "start; copy the template%s there)"
+                                      % (" " + nvram.get("template") if nvram.get("template") else ""))
+            units.append((1, _need_file(path, "<os><nvram>"), False))
+        for unit, path, ro in units:
+            node = "libvirt-pflash%d" % unit
+            self.add("-blockdev", json.dumps({"driver": "file", "filename": path, "node-name": node + "-storage",
+                                              "read-only": ro}, separators=(",", ":")))
+            self.add("-blockdev", json.dumps({"node-name": node + "-format", "read-only": ro, "driver": "raw",
+                                              "file": node + "-storage"}, separators=(",", ":")))
 
     def memory(self) -> None:
         mem = self.root.find("memory")
@@ -1070,6 +1110,8 @@ class _Builder:
                 netdev.append(("net", "%s/%s" % (a, prefix or 24)))
             elif fam == "ipv6":
                 netdev.append(("ipv6-net", "%s/%s" % (a, prefix or 64)))
+        for fw in self.port_forwards(n, addr):
+            netdev.append(("hostfwd", fw.hostfwd()))
         self.add("-netdev", _opts("user", *netdev))
         model = el.find("model").get("type") if el.find("model") is not None else "virtio"
         if model == "virtio":
@@ -1084,6 +1126,34 @@ class _Builder:
         pairs.append(self.rom(el, what))
         pairs.append(self.bootprop(el))
         self.add("-device", _opts(qdev, *pairs))
+
+    def port_forwards(self, n: int, mac: str) -> list:
+        """The vsh port forwards (domain metadata, vsh.core.portfwd) of user interface number ``n``."""
+        from vsh.core import portfwd
+
+        if not hasattr(self, "forwards"):
+            self.forwards = portfwd.forwards(self.root)
+            self.forwards_used: set[int] = set()
+        mine = []
+        for i, fw in enumerate(self.forwards):
+            if fw.matches(n, mac):
+                mine.append(fw)
+                self.forwards_used.add(i)
+        return mine
+
+    def unused_forwards(self) -> None:
+        """A port forward must name a user-mode interface of the domain."""
+        from vsh.core import portfwd
+
+        fws = getattr(self, "forwards", None)
+        if fws is None:
+            fws = portfwd.forwards(self.root)
+        used = getattr(self, "forwards_used", set())
+        for i, fw in enumerate(fws):
+            if i not in used:
+                which = "MAC %s" % fw.mac if fw.mac is not None else "number %d" % (fw.interface or 0)
+                raise InvalidArgument("port forward #%d (%s) names interface %s, which is not an "
+                                      "<interface type='user'> of this domain" % (i, fw.describe(), which))
 
     def rom(self, el, what: str) -> tuple[str, object] | None:
         rom = el.find("rom")
@@ -1361,6 +1431,14 @@ class _Builder:
 def build_argv(root, host, paths: RuntimePaths) -> list[str]:
     """The qemu-system-x86_64 argv for the libvirt domain XML ``root`` (see module docstring)."""
     return _Builder(root, host, paths).build()
+
+
+def check_host_ports(root) -> None:
+    """Before a start: refuse port forwards whose host port is taken (vsh.core.portfwd)."""
+    from vsh.core import portfwd
+
+    for i, fw in enumerate(portfwd.forwards(root)):
+        portfwd.check_free(fw, "port forward #%d (%s)" % (i, fw.describe()))
 
 
 def console_chardev(root) -> str | None:

@@ -1,0 +1,127 @@
+"""cloud-init NoCloud seed images.
+
+A NoCloud seed is an ISO 9660 image whose volume id is ``cidata`` and whose root
+holds ``user-data``, ``meta-data`` and, optionally, ``network-config``
+(cloud-init's documented layout, what ``cloud-localds`` writes). The names have
+dashes and lower case, which plain ISO 9660 cannot hold, so the image carries
+Rock Ridge and Joliet names as well; Linux's isofs reads the Rock Ridge ones.
+
+The image is built in memory with pycdlib (pure Python, LGPL-2.1); the caller
+writes it where it belongs.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+
+from vsh.core.errors import InvalidArgument
+
+VOLUME_ID = "cidata"
+# (ISO 9660 level-1 name, the real name)
+_FILES = (("USERDATA.;1", "user-data"), ("METADATA.;1", "meta-data"), ("NETWORKC.;1", "network-config"),
+          ("VENDORDA.;1", "vendor-data"))
+
+
+def hostname_for(name: str) -> str:
+    """A valid host name (RFC 1123 label) made from a domain name."""
+    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
+    return label or "localhost"
+
+
+def meta_data(instance_id: str, hostname: str) -> bytes:
+    return f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n".encode()
+
+
+def generate_password(length: int = 16) -> str:
+    alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def user_data(root_ssh_keys: list[str] | None = None, root_password: str | None = None) -> bytes:
+    """A ``#cloud-config`` document: authorized keys and/or a password for root (expired at first login)."""
+    lines = ["#cloud-config"]
+    if root_ssh_keys:
+        lines += ["disable_root: false", "users:", "  - name: root", "    lock_passwd: false" if root_password
+                  else "    lock_passwd: true", "    ssh_authorized_keys:"]
+        for key in root_ssh_keys:
+            lines.append("      - " + _yaml_str(key))
+    if root_password:
+        lines += ["chpasswd:", "  expire: true", "  users:", "    - name: root",
+                  "      password: " + _yaml_str(root_password), "      type: text"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _yaml_str(text: str) -> str:
+    """A YAML double-quoted scalar (keys and passwords may hold anything printable)."""
+    out = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + out + '"'
+
+
+def ssh_keys_from(data: bytes, path: str) -> list[str]:
+    """The public keys in an authorized_keys-style file; refuses what is not one."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"'{path}' is not a text file of SSH public keys") from None
+    keys = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not keys:
+        raise InvalidArgument(f"'{path}' holds no SSH public key")
+    for key in keys:
+        if "PRIVATE KEY" in key:
+            raise InvalidArgument(f"'{path}' is a private key; give the public one (.pub)")
+        if not re.match(r"(ssh-|ecdsa-|sk-)[\w@.-]+ [A-Za-z0-9+/=]+", key) and " ssh-" not in key \
+                and " ecdsa-" not in key and " sk-" not in key:
+            raise InvalidArgument(f"'{path}': '{key[:40]}' does not look like an SSH public key")
+    return keys
+
+
+def build_seed(files: dict[str, bytes]) -> bytes:
+    """The seed ISO holding ``files`` (keys among user-data, meta-data, network-config, vendor-data)."""
+    import pycdlib
+
+    known = {real: iso for iso, real in _FILES}
+    unknown = set(files) - set(known)
+    if unknown:
+        raise InvalidArgument(f"a NoCloud seed has no file {sorted(unknown)[0]!r}")
+    for required in ("user-data", "meta-data"):
+        if required not in files:
+            raise InvalidArgument(f"a NoCloud seed needs {required}")
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=1, vol_ident=VOLUME_ID, sys_ident="LINUX", joliet=3, rock_ridge="1.09",
+            app_ident_str="vsh")
+    try:
+        for iso_name, real in _FILES:
+            if real not in files:
+                continue
+            data = files[real]
+            iso.add_fp(io.BytesIO(data), len(data), "/" + iso_name, rr_name=real, joliet_path="/" + real,
+                       file_mode=0o100444)
+        out = io.BytesIO()
+        iso.write_fp(out)
+    finally:
+        iso.close()
+    return out.getvalue()
+
+
+def read_seed(data: bytes) -> tuple[str, dict[str, bytes]]:
+    """(volume id, {Rock Ridge name: content}) of a seed image (for checks and tests)."""
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.open_fp(io.BytesIO(data))
+    try:
+        volid = iso.pvd.volume_identifier.decode().strip()
+        out = {}
+        for child in iso.list_children(iso_path="/"):
+            if child.is_dot() or child.is_dotdot():
+                continue
+            name = child.rock_ridge.name().decode() if child.rock_ridge is not None else \
+                child.file_identifier().decode()
+            buf = io.BytesIO()
+            iso.get_file_from_iso_fp(buf, rr_path="/" + name)
+            out[name] = buf.getvalue()
+        return volid, out
+    finally:
+        iso.close()
