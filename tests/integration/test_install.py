@@ -191,3 +191,26 @@ def test_uefi_install_boots(vsh, vsh_env, guest, cleanup):
     cleanup.append("u1")
     assert (vsh_env.store / "data" / "nvram" / "u1_VARS.fd").exists()
     wait_ready(vsh_env, "u1", guest["ready_line"], timeout=240.0)
+
+
+def test_install_attaches_the_console_on_a_terminal(vsh, vsh_env, guest, cleanup):
+    """Without --noautoconsole, on a terminal: install ends attached to the guest's console."""
+    pexpect = pytest.importorskip("pexpect")
+    env = dict(os.environ, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
+    child = pexpect.spawn(sys.executable, ["-m", "vsh", "install", "--name", "a1", "--memory", "256",
+                                           *kernel_words(guest), "--disk", "none"],
+                          env=env, dimensions=(24, 100), encoding="utf-8", timeout=BOOT_TIMEOUT,
+                          codec_errors="replace")
+    cleanup.append("a1")
+    try:
+        child.expect("Domain 'a1' started")
+        child.expect("Connected to domain 'a1'")
+        child.expect(guest["ready_line"])
+        child.send("echo vsh-$((6*7))\r")
+        child.expect("vsh-42")
+        child.send("\x1d")  # ^] leaves the console; the command ends
+        child.expect(pexpect.EOF, timeout=30)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, child.before
+    assert vsh("domstate", "a1").out.strip() == "running"
