@@ -123,8 +123,18 @@ def undefine(ctx, domain, managed_save=False, snapshots_metadata=False, nvram=Fa
         raise OperationInvalid(f"Failed to undefine domain '{ref.name}'",
                                "Requested operation is not valid: Refusing to undefine while domain managed save image exists",
                                hint="add --managed-save to remove it too")
+    from vsh.core.snapshots import SnapshotStore
+
+    snaps = SnapshotStore(store, ref.name)
+    if snaps.names() and not snapshots_metadata:
+        raise OperationInvalid(f"Failed to undefine domain '{ref.name}'",
+                               f"Requested operation is not valid: cannot delete inactive domain with "
+                               f"{len(snaps.names())} snapshots",
+                               hint="add --snapshots-metadata to forget them (their images stay)")
     _unmanaged_errors(ctx, kept)
     store.undefine(ref)
+    if snapshots_metadata:
+        snaps.remove_all()
     if managed_save and msave.exists():
         msave.unlink()
     parts = [Message(f"Volume '{target}'({path}) kept: {why}.") for target, path, why in kept if why != "unmanaged"]

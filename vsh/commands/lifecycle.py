@@ -105,7 +105,7 @@ def _attach_console(ctx, ref, escape: str | None, force: bool = False, raw: bool
                Opt("console", kind="bool", help="attach to console after creation"),
                Opt("paused", kind="bool", help="leave the guest paused after creation"),
                Opt("autodestroy", kind="bool", help="(accepted for virsh compatibility; ignored)"),
-               Opt("bypass-cache", kind="bool", help="(accepted for virsh compatibility; ignored)"),
+               Opt("bypass-cache", kind="bool", help="drop a managed save image from the host page cache as it is read"),
                Opt("force-boot", kind="bool", help="force fresh boot by discarding any managed save"),
                Opt("reset-nvram", kind="bool", help="(accepted for virsh compatibility; ignored)")],
          mutating=True, examples=("start vm1", "start vm1 --paused", "start vm1 --console"),
@@ -120,15 +120,21 @@ def start(ctx, domain, console=False, paused=False, autodestroy=False, bypass_ca
     if ref.active:
         raise OperationInvalid("Domain is already active")
     try:
+        from vsh.commands.snapshot import recover_pending
+
+        recover_pending(ctx, ref.name)      # an interrupted snapshot operation first
+        st = None
         if has_managed_save(store, ref.name):
-            if not force_boot:
-                raise OperationInvalid(
-                    "Requested operation is not valid: restoring a managed save image is not supported",
-                    hint="use --force-boot to discard the saved state and boot afresh")
-            managed_save_path(store, ref.name).unlink()
-        dom = store.load(ref, inactive=True)
-        dom.fill_defaults()
-        st = _launch(ctx, dom, transient=not ref.persistent, paused=paused)
+            if force_boot:
+                managed_save_path(store, ref.name).unlink()
+            else:   # resume the saved guest (running (restored)); the image goes once it runs
+                from vsh.commands.snapshot import start_from_managed_save
+
+                st = start_from_managed_save(ctx, ref, paused=paused, bypass_cache=bypass_cache)
+        if st is None:
+            dom = store.load(ref, inactive=True)
+            dom.fill_defaults()
+            st = _launch(ctx, dom, transient=not ref.persistent, paused=paused)
     except VshError as err:
         if err.lines == ("Domain is already active",):
             raise

@@ -329,7 +329,7 @@ def _clean_sockets(rundir: RunDir) -> None:
 
 def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
           lifecycle: dict | None = None, transient: bool = False, paused: bool = False,
-          timeout: float = 30.0, uuid: str | None = None) -> dict:
+          timeout: float = 30.0, uuid: str | None = None, first_run: dict | None = None) -> dict:
     """Launch QEMU under a new supervisor; return the state once the guest runs (or is paused).
 
     ``argv`` is QEMU's full command line; its QMP socket must be ``RUNDIR/qmp.sock``
@@ -337,6 +337,12 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
     QMP socket one is added).  Raises ``OperationInvalid`` if the domain is already
     active or being started by another process, and ``VshError`` with QEMU's argv,
     exit status and last output if QEMU fails to start.
+
+    ``first_run`` applies to this launch only (not to a crash restart):
+    ``incoming`` ({"path", "offset", "drop_cache", "timeout"}: load the guest from a
+    save image; the argv must hold ``-incoming defer``), ``running_reason`` /
+    ``paused_reason`` (the state's reason once started) and ``drop_argv`` (argv
+    items to remove afterwards, e.g. ``["-incoming", "defer"]``).
     """
     rundir = RunDir(rundir)
     os.makedirs(rundir, mode=0o700, exist_ok=True)
@@ -370,6 +376,7 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
             "name": name, "uuid": uuid, "id": int(domid), "argv": [str(a) for a in argv],
             "lifecycle": lc, "transient": bool(transient), "paused": bool(paused),
             "timeout": float(timeout),
+            **({"first_run": first_run} if first_run else {}),
         })
         return _spawn_supervisor(rundir, lock_fd, attach=False, timeout=timeout + _SLACK)
     finally:
@@ -676,6 +683,24 @@ def hmp(rundir, line: str, timeout: float = 30.0) -> str:
     return call(rundir, "hmp", timeout=timeout, line=line)
 
 
+def save(rundir, tmp: str, final: str, offset: int, bypass_cache: bool = False,
+         timeout: float = 600.0) -> dict:
+    """Save the guest into ``tmp`` (a save image header of ``offset`` bytes written by the
+    caller), rename it to ``final`` once complete and stop the domain (``shut off (saved)``)."""
+    return call(rundir, "save", timeout=timeout, tmp=str(tmp), final=str(final), offset=int(offset),
+                bypass_cache=bool(bypass_cache))
+
+
+def job(rundir, command: str | None, arguments: dict | None = None, job_id: str | None = None,
+        existing: bool = False, stop: bool = False, stop_reason: str | None = None,
+        complete: bool = False, after: dict | None = None, what: str | None = None,
+        timeout: float = 600.0) -> dict:
+    """Run a QMP job to its end through the supervisor (see ``op_job``); its error is raised."""
+    return call(rundir, "job", timeout=timeout, command=command, arguments=arguments or {},
+                job_id=job_id, existing=existing, stop=stop, stop_reason=stop_reason,
+                complete=complete, after=after, what=what)
+
+
 def set_balloon(rundir, kib: int) -> dict:
     """Ask the balloon driver for ``kib`` KiB of guest memory."""
     return call(rundir, "balloon", timeout=10.0, kib=int(kib))
@@ -747,6 +772,6 @@ def cleanup_stale(rundir) -> bool:
 
 __all__ = [
     "ACTIVE_STATES", "read_state", "start", "status", "wait_state", "shutdown", "reboot",
-    "reset", "destroy", "suspend", "resume", "qmp", "qmp_raw", "hmp", "set_balloon", "set_vcpus",
+    "reset", "destroy", "suspend", "resume", "qmp", "qmp_raw", "hmp", "save", "job", "set_balloon", "set_vcpus",
     "events", "connect", "call", "cleanup_stale",
 ]
