@@ -23,8 +23,8 @@ def _client():
     return client
 
 
-def _rundir(ctx, ref):
-    return ctx.store.runtime_dir(ref.name)
+def _rundir(ctx, ref) -> str:
+    return ctx.store.runtime_path(ref.name)       # a str: no pathlib on the command path
 
 
 def _running_ref(ctx, domain: str, verb: str, message: str | None = None):
@@ -52,8 +52,9 @@ def _lifecycle(dom) -> dict:
 def _launch(ctx, dom, *, transient: bool, paused: bool) -> dict:
     """Build QEMU's argv for ``dom`` and start it under a supervisor; the runtime state."""
     store = ctx.store
-    rundir = store.runtime_dir(dom.name, create=True)
-    argv = build_argv(dom, rundir)
+    rundir = store.runtime_path(dom.name)
+    argv = build_argv(dom, rundir)      # a missing disk or kernel fails before anything is created
+    store.runtime_path(dom.name, create=True)
     domid = store.next_id()
     live = dom.copy()
     live.id = domid
@@ -343,7 +344,7 @@ def console_log(ctx, domain, follow=False, raw=False):
     from vsh.kvm import console as con
 
     ref = ctx.store.get(domain)
-    rundir = _rundir(ctx, ref)
+    rundir = ctx.store.runtime_dir(ref.name)
     path = rundir / _client().CONSOLE_LOG
     if not path.exists():
         raise OperationInvalid(f"Requested operation is not valid: domain '{ref.name}' has no console log yet")

@@ -154,22 +154,28 @@ def boot_id() -> str:
     return _BOOT_ID
 
 
-def pid_alive(pid) -> bool:
+def pid_alive(pid, starttime: int | None = None) -> bool:
+    """True if ``pid`` runs (a zombie does not) and, when ``starttime`` is given, is the
+    process that started then (``/proc/PID/stat`` field 22): a reused pid is not alive."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is not alive
-    try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
-        return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
-    except OSError:
+    except FileNotFoundError:
         return False
+    except OSError:         # /proc hides other users' processes (hidepid): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return starttime is None
+    rest = stat[stat.rfind(b")") + 2:].split()
+    if not rest or rest[0] in (b"Z", b"X", b"x"):
+        return False
+    return starttime is None or (len(rest) > 19 and rest[19] == str(starttime).encode())
 
 
 ACTIVE_STATES = ("running", "paused", "starting", "shutdown", "pmsuspended", "blocked", "crashed",
@@ -226,7 +232,8 @@ def read_runtime(rundir) -> Runtime | None:
         return None
     if data.get("state") in ACTIVE_STATES:
         stale = data.get("boot_id") not in (None, "", boot_id())
-        if stale or not (pid_alive(data.get("qemu_pid")) or pid_alive(data.get("supervisor_pid"))):
+        if stale or not (pid_alive(data.get("qemu_pid"), data.get("qemu_starttime"))
+                         or pid_alive(data.get("supervisor_pid"), data.get("supervisor_starttime"))):
             data = dict(data)
             data["state"] = "shutoff"
             data["reason"] = "crashed" if not stale else "unknown"
@@ -330,12 +337,16 @@ class Store:
         return _path(os.path.join(self._domains, f"{name}.xml"))
 
     def runtime_dir(self, name: str, create: bool = False):
+        return _path(self.runtime_path(name, create))
+
+    def runtime_path(self, name: str, create: bool = False) -> str:
+        """The domain's runtime directory as a string (``runtime_dir`` without pathlib)."""
         check_store_name(name)
         path = os.path.join(self._run, name)
         if create:
             ensure_private_dir(self._run)
             ensure_private_dir(path)
-        return _path(path)
+        return path
 
     def images_dir(self) -> Path:
         return ensure_private_dir(self.data_dir / "images")

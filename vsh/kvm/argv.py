@@ -196,6 +196,38 @@ def qcow2_backing_file(path: str) -> str | None:
         raise InvalidArgument("cannot read '%s': %s" % (path, e.strerror)) from None
 
 
+_QCOW2_EXT_DATA_FILE = 0x44415441          # header extension: external data file name
+_QCOW2_INCOMPAT_DATA_FILE = 1 << 2          # incompatible feature bit: data in an external file
+
+
+def qcow2_data_file(path: str) -> str | None:
+    """The external data file a qcow2 (v3) image keeps its guest data in, or None.
+
+    QEMU opens the file the header names (read-write) unless told another one, so an
+    image can point a guest at any host file: vsh refuses such images.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(104)
+            if len(head) < 104 or head[:4] != b"QFI\xfb" or struct.unpack(">I", head[4:8])[0] < 3:
+                return None
+            if not struct.unpack(">Q", head[72:80])[0] & _QCOW2_INCOMPAT_DATA_FILE:
+                return None
+            f.seek(struct.unpack(">I", head[100:104])[0])
+            exts = f.read(65536)
+    except OSError as e:
+        raise InvalidArgument("cannot read '%s': %s" % (path, e.strerror)) from None
+    off = 0
+    while off + 8 <= len(exts):
+        etype, elen = struct.unpack(">II", exts[off:off + 8])
+        if etype == 0:
+            break
+        if etype == _QCOW2_EXT_DATA_FILE:
+            return exts[off + 8:off + 8 + elen].decode("utf-8", "replace")
+        off += 8 + ((elen + 7) & ~7)
+    return ""
+
+
 # --------------------------------------------------------------------------
 # PCI address book
 
@@ -1050,6 +1082,12 @@ class _Builder:
             if dz and prefix == "disk%d" % n:
                 fmtnode["detect-zeroes"] = dz
             if fmt == "qcow2":
+                data_file = qcow2_data_file(path)
+                if data_file is not None:
+                    raise Unsupported(
+                        "%s: qcow2 image '%s' keeps its data in an external file%s; vsh does not open "
+                        "files that an image names (external data files are not supported)"
+                        % (level_what, path, " '%s'" % data_file if data_file else ""))
                 if bs is None:
                     named = qcow2_backing_file(path)
                     if named:

@@ -235,6 +235,11 @@ def _wait_pid_exit(pid: int, starttime, timeout: float) -> bool:
         os.close(pfd)
 
 
+_PATH_VAR = "VSH_SUPERVISOR_PATH"
+_SUPERVISOR_MAIN = ("import json, os, sys; sys.path[:0] = json.loads(os.environ.pop('%s')); "
+                    "from vsh.kvm.supervisor import main; sys.exit(main())" % _PATH_VAR)
+
+
 def _package_root() -> str:
     import vsh
     return os.path.dirname(os.path.dirname(os.path.realpath(vsh.__file__)))
@@ -251,11 +256,15 @@ def _spawn_supervisor(rundir: RunDir, lock_fd: int, attach: bool, timeout: float
     log_fd = os.open(RunDir(rundir) / SUPERVISOR_LOG,
                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     env = dict(os.environ)
-    root = _package_root()
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("PYTHONSTARTUP", None)
-    argv = [sys.executable, "-m", "vsh.kvm.supervisor", "--rundir", str(rundir),
-            "--notify-fd", str(w), "--lock-fd", str(lock_fd)]
+    # The supervisor imports from exactly the path this vsh imports from, and nothing
+    # else: -I ignores PYTHON* variables (no PYTHONASYNCIODEBUG or PYTHONDEVMODE in a
+    # long-lived process) and the user's site-packages, -S skips site's start-up hooks
+    # (~0.1 MB of its RSS).  The path travels in the environment; the supervisor drops it.
+    path = [_package_root()] + [p for p in sys.path if p and os.path.isabs(p)]
+    env[_PATH_VAR] = json.dumps(list(dict.fromkeys(path)))
+    argv = [sys.executable, "-I", "-S"] + (["-B"] if sys.dont_write_bytecode else []) + [
+        "-c", _SUPERVISOR_MAIN, "--rundir", str(rundir), "--notify-fd", str(w), "--lock-fd", str(lock_fd)]
     if attach:
         argv.append("--attach")
     os.set_inheritable(w, True)
@@ -323,6 +332,31 @@ def _clean_sockets(rundir: RunDir) -> None:
             pass
 
 
+def _clear_previous_run(rundir: RunDir, st: dict | None) -> None:
+    """Remove what an earlier run left in ``rundir`` (the caller holds the lock; no QEMU runs).
+
+    Everything from an earlier host boot goes, as a reboot empties /run; from this
+    boot, the sockets and half-written temporary files go, and the logs stay until
+    the new run replaces them.
+    """
+    other_boot = bool(st) and st.get("boot_id") not in (None, "", boot_id())
+    try:
+        entries = os.listdir(rundir)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry == LOCK_FILE:
+            continue
+        if other_boot or entry.endswith(".sock") or (entry.startswith(".") and entry.endswith(".tmp")):
+            path = RunDir(rundir) / entry
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    continue        # vsh makes no directories here; leave what it did not make
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
 # --------------------------------------------------------------------------------------
 # start
 # --------------------------------------------------------------------------------------
@@ -370,7 +404,7 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
                 if value not in LIFECYCLE_ACTIONS:
                     raise _errors.InvalidArgument(f"unknown lifecycle action '{value}' for {key}")
                 lc[key] = value
-        _clean_sockets(rundir)
+        _clear_previous_run(rundir, st)
         write_text_atomic(rundir / LIVE_XML, live_xml_str)
         write_json_atomic(rundir / LAUNCH_FILE, {
             "name": name, "uuid": uuid, "id": int(domid), "argv": [str(a) for a in argv],

@@ -5,9 +5,10 @@ dies with the supervisor), holds the QMP connection (``qemu.qmp``), writes
 ``state.json`` on every transition, applies on_poweroff / on_reboot / on_crash,
 and serves the control socket described in :mod:`vsh.kvm.client`.
 
-Started by :func:`vsh.kvm.client.start` as ``python -m vsh.kvm.supervisor --rundir
-DIR --notify-fd N --lock-fd N [--attach]``; it forks once more (so the starting
-vsh never has to reap it), keeps the flock on ``supervisor.lock`` for its whole
+Started by :func:`vsh.kvm.client.start` as ``python -I -S -c '...main()' --rundir
+DIR --notify-fd N --lock-fd N [--attach]`` (``python -m vsh.kvm.supervisor`` takes the
+same arguments); it forks once more (so the starting vsh never has to reap it),
+keeps the flock on ``supervisor.lock`` for its whole
 life, and reports ``{"ok": true, "state": ...}`` or ``{"ok": false, "error": ...}``
 on the notify fd once the guest runs (or failed to).
 

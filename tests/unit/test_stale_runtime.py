@@ -1,0 +1,101 @@
+"""Runtime state that no longer describes a live domain (no QEMU needed).
+
+A state.json from an earlier host boot, or naming processes that are gone or whose
+pids now belong to other processes, reads as shut off in every query command; the
+next start cleans the directory (tests/integration/test_runtime_state.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from vsh.core import store as store_mod
+from vsh.kvm import client
+
+
+def _starttime(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        return int(fh.read().rsplit(b")", 1)[1].split()[19])
+
+
+def _write_state(vsh_env, name: str, **over) -> None:
+    rd = vsh_env.store / "run" / name
+    rd.mkdir(parents=True, exist_ok=True, mode=0o700)
+    me = os.getpid()
+    data = {"name": name, "state": "running", "reason": "booted", "id": 7,
+            "boot_id": store_mod.boot_id(), "qemu_pid": me, "qemu_starttime": _starttime(me),
+            "supervisor_pid": me, "supervisor_starttime": _starttime(me), "transient": False}
+    data.update(over)
+    client.write_json_atomic(rd / "state.json", data)
+
+
+def test_pid_alive_checks_the_start_time():
+    me = os.getpid()
+    assert store_mod.pid_alive(me) and store_mod.pid_alive(me, _starttime(me))
+    assert not store_mod.pid_alive(me, _starttime(me) + 1)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert not store_mod.pid_alive(dead.pid)
+    assert not store_mod.pid_alive(None) and not store_mod.pid_alive(0)
+    zombie = subprocess.Popen(["true"])
+    try:
+        os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)    # exited, not reaped
+        assert not store_mod.pid_alive(zombie.pid)
+    finally:
+        zombie.wait()
+
+
+def test_live_looking_state_reads_running(vsh, define, vsh_env):
+    define("d1")
+    _write_state(vsh_env, "d1")
+    assert vsh("domstate", "d1", "--reason").out.strip() == "running (booted)"
+
+
+def test_state_from_an_earlier_boot_reads_shut_off(vsh, define, vsh_env):
+    define("d1")
+    # the pids are alive (ours) and even match: only the boot differs
+    _write_state(vsh_env, "d1", boot_id="00000000-0000-4000-8000-000000000000")
+    assert vsh("domstate", "d1", "--reason").out.strip() == "shut off (unknown)"
+    listing = vsh("list", "--all").out
+    assert " -    d1     shut off" in listing, listing
+    assert "d1" not in vsh("list").out
+    info = vsh("dominfo", "d1").out
+    assert "State:          shut off" in info and "CPU time" not in info and "Id:             -" in info
+    res = vsh("destroy", "d1")
+    assert res.status == 1 and "domain is not running" in res.err
+    assert client.read_state(vsh_env.store / "run" / "d1")["state"] == "shutoff"
+
+
+def test_reused_pids_read_shut_off(vsh, define, vsh_env):
+    """Same boot, both pids alive but started at other times: other processes now."""
+    define("d1")
+    me = os.getpid()
+    _write_state(vsh_env, "d1", qemu_pid=me, qemu_starttime=_starttime(me) + 1,
+                 supervisor_pid=1, supervisor_starttime=_starttime(1) + 1)
+    assert vsh("domstate", "d1").out.strip() == "shut off"
+    assert "d1" not in vsh("list").out
+    assert client.read_state(vsh_env.store / "run" / "d1")["state"] == "shutoff"
+
+
+def test_stale_transient_domain_is_gone(vsh, vsh_env):
+    _write_state(vsh_env, "t1", transient=True, boot_id="00000000-0000-4000-8000-000000000000")
+    assert "t1" not in vsh("list", "--all").out
+    res = vsh("domstate", "t1")
+    assert res.status == 1 and "failed to get domain 't1'" in res.err
+
+
+def test_clear_previous_run(tmp_path):
+    rd = tmp_path / "d1"
+    rd.mkdir()
+    for name in ("control.sock", "qmp.sock", "vnc.sock", ".state.json.77.tmp", "supervisor.log",
+                 "console.log", "serial1.log", "state.json", "supervisor.lock"):
+        (rd / name).write_text("old\n")
+    (rd / "keep-dir").mkdir()
+    same_boot = {"state": "shutoff", "boot_id": client.boot_id()}
+    client._clear_previous_run(client.RunDir(rd), same_boot)
+    assert sorted(p.name for p in rd.iterdir()) == [
+        "console.log", "keep-dir", "serial1.log", "state.json", "supervisor.lock", "supervisor.log"]
+    client._clear_previous_run(client.RunDir(rd), dict(same_boot, boot_id="another-boot"))
+    assert sorted(p.name for p in rd.iterdir()) == ["keep-dir", "supervisor.lock"]
+    client._clear_previous_run(client.RunDir(tmp_path / "missing"), None)      # no directory: nothing to do
