@@ -26,7 +26,7 @@ def test_command_names(vsh):
     got = lines(vsh("complete", "--", "dom"))
     assert {"dominfo", "domstate", "domid", "domname", "domuuid"} <= set(got)
     assert all(name.startswith("dom") for name in got)
-    assert lines(vsh("complete", "--", "domst")) == ["domstate"]
+    assert lines(vsh("complete", "--", "domst")) == ["domstate", "domstats"]   # as virsh
 
 
 def test_all_visible_commands(vsh):
@@ -215,7 +215,8 @@ def test_bash_script_completes(doms):
     """
     proc = _bash(script)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["[vm-alpha ][vm-beta ]", "[domstate ]", "[--state-running ]", "[web1 ]"]
+    assert proc.stdout.splitlines() == ["[vm-alpha ][vm-beta ]", "[domstate ][domstats ]", "[--state-running ]",
+                                       "[web1 ]"]
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")

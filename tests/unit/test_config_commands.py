@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -551,17 +552,57 @@ def test_attach_disk_without_flags_on_shut_off_domain(vsh, vm, store_tree):
     assert store_tree() == before
 
 
-def test_attach_disk_running_domain(vsh, vm, vsh_env, store_tree):
+def fake_hotplug(monkeypatch, fail: Exception | None = None) -> list:
+    """Stand in for the supervisor's hot-plug operations (tests/integration has the real ones)."""
+    from vsh.kvm import client
+
+    calls: list = []
+
+    def op(name):
+        def run(rundir, *args, **kw):
+            calls.append((name, *args))
+            if fail is not None:
+                raise fail
+            return {}
+        return run
+
+    for name in ("attach_device", "detach_device", "change_media"):
+        monkeypatch.setattr(client, name, op(name))
+    return calls
+
+
+def test_attach_disk_running_domain(vsh, vm, vsh_env, store_tree, monkeypatch):
+    from vsh.core.errors import VshError
+
     make_running(vsh_env)
     before = store_tree()
+    calls = fake_hotplug(monkeypatch, VshError("internal error: unable to execute QEMU command 'device_add': no"))
     for flags in ((), ("--live",), ("--persistent",), ("--current",)):
         res = vsh("attach-disk", "vm1", "/var/tmp/x.img", "vdb", *flags)
         assert res.status == 1
-        assert res.err.startswith("error: Failed to attach disk\nerror: Requested operation is not valid: attach-disk "
-                                  "needs --config while the domain is running; live hotplug is not supported yet\n")
-    assert store_tree() == before
-    ok(vsh("attach-disk", "vm1", "/var/tmp/x.img", "vdb", "--config"), "Disk attached successfully\n\n")
+        assert res.err == ("error: Failed to attach disk\nerror: internal error: unable to execute QEMU command "
+                           "'device_add': no\n")
+    assert len(calls) == 4 and all(c[0] == "attach_device" for c in calls)
+    assert store_tree() == before                   # a failed hot-plug changes neither definition
+    calls = fake_hotplug(monkeypatch)
+    ok(vsh("attach-disk", "vm1", "/var/tmp/x.img", "vdb", "--subdriver", "raw", "--live"),
+       "Disk attached successfully\n\n")
+    assert calls[-1][0] == "attach_device" and "<target dev='vdb' bus='virtio'/>" in calls[-1][1]
+    assert store_tree() == before                   # --live: the persistent definition stays
+    ok(vsh("attach-disk", "vm1", "/var/tmp/x.img", "vdb", "--subdriver", "raw", "--persistent"),
+       "Disk attached successfully\n\n")
+    assert len(calls) == 2 and calls[1][1] == calls[0][1]
     assert [d.target_dev for d in config(vm).disks] == ["vda", "vdb"]
+    ok(vsh("attach-disk", "vm1", "/var/tmp/y.img", "vdc", "--config"), "Disk attached successfully\n\n")
+    assert len(calls) == 2 and [d.target_dev for d in config(vm).disks] == ["vda", "vdb", "vdc"]
+
+
+def test_attach_interface_running_domain_one_mac(vsh, vm, vsh_env, monkeypatch):
+    make_running(vsh_env)
+    calls = fake_hotplug(monkeypatch)
+    ok(vsh("attach-interface", "vm1", "user", "--persistent"), "Interface attached successfully\n\n")
+    mac = re.search(r"<mac address='([0-9a-f:]+)'/>", calls[0][1]).group(1)
+    assert [n.mac for n in config(vm).interfaces][-1] == mac      # the live and the stored NIC agree
 
 
 def test_attach_disk_bad_option_values(vsh, vm, store_tree):
@@ -585,7 +626,7 @@ def test_attach_disk_quiet_json_readonly(vsh, vm, store_tree):
     res = vsh("attach-disk", "vm1", "/var/tmp/j.img", "vdj", "--config", "--json")
     data = json.loads(res.out)
     assert data["domain"] == "vm1" and data["config"] is True and data["live"] is False
-    assert "<target dev='vdj'/>" in data["xml"]
+    assert "<target dev='vdj' bus='virtio'/>" in data["xml"]
     before = store_tree()
     res = vsh("-r", "attach-disk", "vm1", "/var/tmp/r.img", "vdr", "--config")
     assert res.status == 1 and "read only" in res.err
@@ -626,7 +667,7 @@ def test_detach_disk_not_found(vsh, vm, store_tree):
     assert store_tree() == before
 
 
-def test_detach_disk_print_xml_and_flags(vsh, vm, vsh_env, store_tree):
+def test_detach_disk_print_xml_and_flags(vsh, vm, vsh_env, store_tree, monkeypatch):
     ok(vsh("detach-disk", "vm1", "vda", "--print-xml"),
        "<disk type='file' device='disk'>\n  <source file='/var/tmp/vm1.img'/>\n  <target dev='vda' bus='virtio'/>\n"
        "</disk>\n\n")
@@ -637,9 +678,10 @@ def test_detach_disk_print_xml_and_flags(vsh, vm, vsh_env, store_tree):
     assert store_tree() == before
     make_running(vsh_env)
     before = store_tree()
-    res = vsh("detach-disk", "vm1", "vda")
-    assert res.status == 1 and "live hotplug is not supported yet" in res.err
-    assert store_tree() == before
+    calls = fake_hotplug(monkeypatch)
+    ok(vsh("detach-disk", "vm1", "vda"), "Disk detached successfully\n\n")
+    assert calls and calls[0][0] == "detach_device" and "<target dev='vda' bus='virtio'/>" in calls[0][1]
+    assert store_tree() == before                   # live only: the persistent definition stays
     ok(vsh("detach-disk", "vm1", "vda", "--config"), "Disk detached successfully\n\n")
 
 
@@ -719,13 +761,16 @@ def test_detach_interface(vsh, vm, store_tree):
     assert_schema_valid(vm.read_text())
 
 
-def test_detach_interface_running(vsh, vm, vsh_env, store_tree):
+def test_detach_interface_running(vsh, vm, vsh_env, store_tree, monkeypatch):
+    from vsh.core.errors import Timeout
+
     make_running(vsh_env)
     before = store_tree()
-    res = vsh("detach-interface", "vm1", "network")
+    fake_hotplug(monkeypatch, Timeout("the guest did not release device 'net0' within 20 s"))
+    res = vsh("detach-interface", "vm1", "network", "--persistent")
     assert res.status == 1
-    assert res.err.startswith("error: Failed to detach interface\nerror: Requested operation is not valid: "
-                              "detach-interface needs --config")
+    assert res.err == ("error: Failed to detach interface\nerror: the guest did not release device 'net0' "
+                       "within 20 s\n")
     assert store_tree() == before
 
 

@@ -61,9 +61,9 @@ def test_parse_error_in_string_runs_nothing(vsh, test_dom, argv):
 
 
 def test_did_you_mean_command(vsh):
-    res = vsh("domstat", "x")
+    res = vsh("domstae", "x")
     assert res.status == 1
-    assert res.err == "error: unknown command: 'domstat'\nhint: did you mean 'domstate'?\n"
+    assert res.err == "error: unknown command: 'domstae'\nhint: did you mean 'domstate'?\n"
 
 
 def test_did_you_mean_ignores_case(vsh):
@@ -77,8 +77,8 @@ def test_did_you_mean_domain(vsh, test_dom):
 
 
 def test_did_you_mean_help(vsh):
-    res = vsh("help", "domstat")
-    assert res.err.startswith("error: command or command group 'domstat' doesn't exist\n")
+    res = vsh("help", "domstae")
+    assert res.err.startswith("error: command or command group 'domstae' doesn't exist\n")
     assert "hint: did you mean 'domstate'?" in res.err
 
 

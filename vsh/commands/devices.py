@@ -1,14 +1,18 @@
-"""Adding and removing devices: attach-disk, detach-disk, attach-interface, detach-interface,
-attach-device, detach-device.
+"""Adding, removing and changing devices: attach-disk, detach-disk, attach-interface,
+detach-interface, attach-device, detach-device, update-device, change-media.
 
 The device XML is built the way virsh builds it (``--print-xml`` prints exactly
 that), then checked against the domain (duplicate targets and MACs, ...) and
 stored with the domain's defaults filled in, atomically and under the domain's
 lock. A failure leaves the stored configuration as it was.
 
-Changing a running domain's devices (hotplug) goes through :func:`hotplug`,
-which uses ``vsh.kvm.client.attach_device`` / ``detach_device`` when the
-client offers them; until then it is a clear error that points to ``--config``.
+``--live``, ``--config``, ``--persistent`` and ``--current`` mean what they mean
+for virsh (:func:`vsh.commands.config.impact`). A running domain's devices change
+through its supervisor (:func:`hotplug`: ``vsh.kvm.client.attach_device`` /
+``detach_device`` / ``change_media``, QMP underneath, see ``vsh.kvm.hotplug``).
+The live change comes first and the persistent one only after it worked, with
+the same device XML (defaults such as a NIC's MAC address filled in once), so a
+failed hot-plug leaves both definitions as they were.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import os
 
 from vsh.commands.config import (CONFIG, CURRENT, DOMAIN, LIVE, change_config, check_config_change, check_readonly,
                                  impact)
-from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
+from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError, XMLError
 from vsh.core.output import Message, Text
 from vsh.registry import Opt, command
 
@@ -36,9 +40,8 @@ def _serialize(node) -> str:
 def hotplug(ctx, ref, op: str, xml: str, command_name: str):
     """Plug a device into (or out of) a running domain through its supervisor.
 
-    The call site for live hotplug: ``vsh.kvm.client.<op>(rundir, device_xml)``
-    with ``op`` ``attach_device`` or ``detach_device``. While the client has no
-    such operation, say plainly what works instead.
+    ``vsh.kvm.client.<op>(rundir, device_xml)`` with ``op`` ``attach_device`` or
+    ``detach_device``. A vsh without such an operation says plainly what works instead.
     """
     try:
         from vsh.kvm import client
@@ -53,6 +56,30 @@ def hotplug(ctx, ref, op: str, xml: str, command_name: str):
     return fn(ctx.store.runtime_dir(ref.name), xml)
 
 
+def complete_device(node) -> None:
+    """Fill in, once, the defaults the live and the persistent definition must share
+    (a NIC's MAC address; a disk's type, device and bus), as libvirt's define does."""
+    from lxml import etree
+
+    from vsh.core.domain import default_bus, normalize_order, random_mac
+
+    if node.tag == "interface":
+        mac = node.find("mac")
+        if mac is None or not mac.get("address"):
+            if mac is not None:
+                node.remove(mac)
+            node.append(etree.Element("mac", address=random_mac()))
+            normalize_order(node)
+    elif node.tag == "disk":
+        if node.get("type") is None:
+            node.set("type", "file")
+        if node.get("device") is None:
+            node.set("device", "disk")
+        target = node.find("target")
+        if target is not None and target.get("dev") and not target.get("bus"):
+            target.set("bus", default_bus(target.get("dev"), node.get("device")))
+
+
 def _attach(ctx, ref, node, flags: dict, command_name: str) -> tuple[bool, bool]:
     """Attach the device element ``node``; returns (live, config)."""
     from vsh.core.domain import device_for
@@ -63,6 +90,7 @@ def _attach(ctx, ref, node, flags: dict, command_name: str) -> tuple[bool, bool]
         cfg.add_device(dev)
 
     do_live, do_config = impact(ref, **flags)
+    complete_device(node)
     if do_live:
         if do_config:
             check_config_change(ctx.store, ref, change)
@@ -70,7 +98,15 @@ def _attach(ctx, ref, node, flags: dict, command_name: str) -> tuple[bool, bool]
         livedom.check_attach(device_for(copy.deepcopy(node)))
         hotplug(ctx, ref, "attach_device", _serialize(node), command_name)
     if do_config:
-        change_config(ctx.store, ref, change)
+        try:
+            change_config(ctx.store, ref, change)
+        except VshError:
+            if do_live:     # keep both definitions as they were: unplug what was just plugged
+                try:
+                    hotplug(ctx, ref, "detach_device", _serialize(node), command_name)
+                except VshError:
+                    pass
+            raise
     return do_live, do_config
 
 
@@ -166,9 +202,12 @@ def build_disk(source: str, target: str, targetbus=None, driver=None, subdriver=
                Opt("print-xml", kind="bool", help="print XML document rather than attach the disk"),
                *FLAG_OPTS],
          exclusive=EXCLUSIVE,
-         description="Add a disk to the domain. With --config (or --persistent on a shut-off domain)\n"
-                     "the persistent configuration gets it; a running domain cannot get disks\n"
-                     "hot-plugged yet.",
+         description="Add a disk to the domain. --live hot-plugs it into the running domain (through\n"
+                     "QMP: blockdev-add with the format --subdriver names, never probed, then\n"
+                     "device_add), --config adds it to the configuration used at the next boot,\n"
+                     "--persistent does both (only --config on a shut-off domain), --current the one\n"
+                     "that applies. Without a flag a running domain is changed, as virsh does.\n"
+                     "Machine pc hot-plugs on its root bus; q35 needs an empty pcie-root-port.",
          examples=("attach-disk vm1 /var/lib/images/data.qcow2 vdb --subdriver qcow2 --config",
                    "attach-disk vm1 /tmp/x.img vdc --print-xml"))
 def attach_disk(ctx, domain, source, target, targetbus=None, driver=None, subdriver=None, cache=None,
@@ -419,3 +458,200 @@ def detach_device(ctx, domain, file, persistent=False, config=False, live=False,
     except VshError as err:
         raise err.with_context(f"Failed to detach device from {file}") from None
     return _done("Device detached successfully", ref, node, *done)
+
+
+# -- update-device / change-media (cdrom and floppy media) -------------------------------------------
+
+
+REMOVABLE = ("cdrom", "floppy")
+
+
+def set_media(disk_node, new_node) -> None:
+    """Give ``disk_node`` the medium of ``new_node`` (its type, <driver> and <source>), or none."""
+    from vsh.core.domain import normalize_order
+
+    src = disk_node.find("source")
+    if src is not None:
+        disk_node.remove(src)
+    for bs in disk_node.findall("backingStore"):
+        disk_node.remove(bs)
+    if new_node is None:
+        return
+    disk_node.set("type", new_node.get("type", "file"))
+    new_src = new_node.find("source")
+    if new_src is not None:
+        disk_node.append(copy.deepcopy(new_src))
+    new_drv = new_node.find("driver")
+    if new_drv is not None:
+        old = disk_node.find("driver")
+        if old is not None:
+            disk_node.remove(old)
+        disk_node.append(copy.deepcopy(new_drv))
+    normalize_order(disk_node)
+
+
+def _media_change(ctx, ref, target: str, new_node, do_live: bool, do_config: bool, force: bool) -> None:
+    """Put the medium of ``new_node`` (None: eject) into the removable disk ``target``,
+    live first, then in the persistent definition."""
+
+    def change(cfg):
+        disk = next((d for d in cfg.disks if d.target_dev == target), None)
+        if disk is None:
+            raise NotFound(f"No disk found whose source path or target is {target}")
+        if disk.device not in REMOVABLE:
+            raise OperationInvalid(f"The disk device '{target}' is not removable")
+        set_media(disk.node, new_node)
+
+    if do_live:
+        if do_config:
+            check_config_change(ctx.store, ref, change)
+        try:
+            from vsh.kvm import client
+        except ImportError:
+            client = None
+        fn = getattr(client, "change_media", None)
+        if fn is None:
+            raise OperationInvalid("Requested operation is not valid: changing the media of a running domain "
+                                   "is not supported by this vsh", hint="use --config")
+        fn(ctx.store.runtime_dir(ref.name), target, _serialize(new_node) if new_node is not None else None,
+           force=force)
+    if do_config:
+        change_config(ctx.store, ref, change)
+
+
+@command("update-device", group="domain", summary="update device from an XML file",
+         opts=[DOMAIN, Opt("file", kind="file", required=True, positional=True, help="XML file"), *FLAG_OPTS,
+               Opt("force", kind="bool", help="force device update (open a tray the guest has locked)")],
+         exclusive=EXCLUSIVE, mutating=True,
+         description="Change a device as the XML file describes it. vsh can change the medium of a cdrom\n"
+                     "or floppy disk: the file is the <disk> element (found by its <target dev>) with the\n"
+                     "new <source> (and <driver type>), or without <source> to eject. Other changes are\n"
+                     "refused: detach the device and attach the new one.",
+         examples=("update-device vm1 cdrom.xml --live", "update-device vm1 cdrom.xml --persistent"))
+def update_device(ctx, domain, file, persistent=False, config=False, live=False, current=False, force=False):
+    parsed = read_device(file)
+    ref = ctx.store.get(domain)
+    context = f"Failed to update device from {file}"
+    try:
+        node = parsed()
+        if node.tag != "disk" or node.get("device") not in REMOVABLE:
+            raise Unsupported("operation not supported: update-device can change only the medium (<source>) "
+                              "of a cdrom or floppy <disk>; detach other devices and attach the new ones")
+        target = node.find("target").get("dev") if node.find("target") is not None else None
+        if not target:
+            raise XMLError("missing disk target (<target dev='...'/>)")
+        do_live, do_config = impact(ref, live=live, config=config, current=current, persistent=persistent,
+                                    default="current")
+        for flag, dom in ((do_live, ctx.store.load(ref) if do_live else None),
+                          (do_config, ctx.store.load(ref, inactive=True) if do_config else None)):
+            if not flag:
+                continue
+            disk = next((d for d in dom.disks if d.target_dev == target), None)
+            if disk is None:
+                raise NotFound(f"device not found: no disk with target '{target}'")
+            if disk.device != node.get("device"):
+                raise Unsupported(f"operation not supported: disk '{target}' is a {disk.device}, the XML "
+                                  f"describes a {node.get('device')}")
+        src = node.find("source")
+        if src is not None:
+            for key in ("file", "dev"):
+                if src.get(key) and not os.path.isabs(src.get(key)):
+                    src.set(key, os.path.abspath(src.get(key)))
+        new_node = node if src is not None and (src.get("file") or src.get("dev")) else None
+        _media_change(ctx, ref, target, new_node, do_live, do_config, force)
+    except VshError as err:
+        raise err.with_context(context) from None
+    return Message("Device updated successfully", json_data={"domain": ref.name, "target": target,
+                                                             "live": do_live, "config": do_config})
+
+
+def media_disk_xml(disk_node, source: str | None, block: bool, path: str, action: str):
+    """virsh's virshUpdateDiskXML: the disk element with its medium ejected, inserted or updated."""
+    from lxml import etree
+
+    node = copy.deepcopy(disk_node)
+    for bs in node.findall("backingStore"):
+        node.remove(bs)
+    if node.get("device") not in REMOVABLE:
+        raise OperationInvalid(f"The disk device '{path}' is not removable")
+    src = node.find("source")
+    if action == "eject":
+        if src is None:
+            raise OperationInvalid(f"The disk device '{path}' doesn't have media")
+        source, block = None, False
+    elif not source:
+        raise InvalidArgument("New disk media source was not specified")
+    policy = None
+    if src is not None:
+        if action == "insert" and (src.get("file") or src.get("dev") or src.get("name")):
+            raise OperationInvalid(f"The disk device '{path}' already has media")
+        policy = src.get("startupPolicy")
+        node.remove(src)
+    node.set("type", "block" if block else "file")
+    if source:
+        new = etree.Element("source", {"dev" if block else "file": os.path.abspath(source)})
+        if policy:
+            new.set("startupPolicy", policy)
+        target = node.find("target")
+        if target is not None:
+            target.addprevious(new)
+        else:
+            node.append(new)
+    return node
+
+
+@command("change-media", group="domain", summary="Change media of CD or floppy drive",
+         opts=[DOMAIN,
+               Opt("path", kind="device", required=True, positional=True,
+                   help="Fully-qualified path or target of disk device"),
+               Opt("source", kind="file", positional=True, help="source of the media"),
+               Opt("eject", kind="bool", help="Eject the media"),
+               Opt("insert", kind="bool", help="Insert the media"),
+               Opt("update", kind="bool", help="Update the media"),
+               Opt("current", kind="bool", help="can be either or both of --live and --config, depends on "
+                                                "implementation hypervisor driver"),
+               Opt("live", kind="bool", help="alter live configuration of running domain"),
+               Opt("config", kind="bool", help="alter persistent configuration, effect observed on next boot"),
+               Opt("force", kind="bool", help="force media changing"),
+               Opt("print-xml", kind="bool", help="print XML document rather than change media"),
+               Opt("block", kind="bool", help="source media is a block device")],
+         exclusive=(("eject", "insert"), ("eject", "update"), ("insert", "update"), ("eject", "block"),
+                    ("current", "live"), ("current", "config")),
+         description="Eject, insert or replace the medium of a cdrom or floppy disk (found by target\n"
+                     "or by its current source path). Without --eject or --insert the medium is\n"
+                     "updated (--update with no source ejects). On a running domain the tray is opened\n"
+                     "first; a guest that locked it keeps it closed unless --force is given.",
+         examples=("change-media vm1 sda --eject", "change-media vm1 sda /isos/new.iso --insert",
+                   "change-media vm1 sda /isos/other.iso --update --config"))
+def change_media(ctx, domain, path, source=None, eject=False, insert=False, update=False, current=False,
+                 live=False, config=False, force=False, print_xml=False, block=False):
+    if update and not source:
+        update, eject = False, True
+    if eject:
+        action, msg = "eject", "Successfully ejected media."
+    elif insert:
+        action, msg = "insert", "Successfully inserted media."
+    else:
+        action, msg = "update", "Successfully updated media."
+    ref = ctx.store.get(domain)
+    doc = ctx.store.load(ref, inactive=True) if config else ctx.store.load(ref)
+    disk = next((d for d in doc.disks if d.device in REMOVABLE and (d.target_dev == path or (
+        d.node.find("source") is not None and path in (d.node.find("source").get("file"),
+                                                       d.node.find("source").get("dev"))))), None)
+    if disk is None:
+        raise NotFound(f"No disk found whose source path or target is {path}")
+    node = media_disk_xml(disk.node, source, block, path, action)
+    if print_xml:
+        text = _serialize(node)
+        return Text(text, json_data={"xml": text})
+    check_readonly(ctx, "change-media")
+    target = disk.target_dev
+    try:
+        do_live, do_config = impact(ref, live=live, config=config, current=current, default="current")
+        new_node = node if node.find("source") is not None else None
+        _media_change(ctx, ref, target, new_node, do_live, do_config, force)
+    except VshError as err:
+        raise err.with_context(f"Failed to complete action {action} on media") from None
+    return Text(msg, json_data={"domain": ref.name, "target": target, "action": action,
+                                "source": os.path.abspath(source) if source else None,
+                                "live": do_live, "config": do_config})

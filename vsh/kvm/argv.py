@@ -1471,6 +1471,63 @@ def build_argv(root, host, paths: RuntimePaths) -> list[str]:
     return _Builder(root, host, paths).build()
 
 
+def split_opts(text: str) -> list[str]:
+    """QEMU's ``a=b,c=d`` option syntax split at single commas (``,,`` is a literal comma)."""
+    parts, cur, i = [], [], 0
+    while i < len(text):
+        if text[i] == ",":
+            if text[i + 1:i + 2] == ",":
+                cur.append(",")
+                i += 2
+                continue
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(text[i])
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def device_options(root, el, host=None, paths: RuntimePaths | None = None, index: int = 0) -> dict:
+    """The QEMU objects for ONE device element ``el`` of the domain ``root`` (for hot-plug).
+
+    The mapping is the builder's own (the same code builds the boot command line):
+    ``{"family": "pc"|"q35"|"microvm", "blockdev": [blockdev-add arguments, bottom-up],
+    "netdev": "-netdev option text" or None, "device": {"driver": ..., "id": ..., ...}}``,
+    the ``-device`` properties as the strings QEMU's option parser takes.  ``index``
+    numbers node, netdev and device names as the ``index``-th element of its kind
+    would be numbered at boot.  Without an ``<address type='pci'>`` the ``bus`` and
+    ``addr`` given are only the builder's first free root-bus slot: a caller that
+    plugs into a running machine chooses the slot itself.
+    """
+    b = _Builder(root, host, paths or RuntimePaths.for_rundir("/nonexistent"))
+    b.machine_type()
+    b.iothread_objects()
+    b.reserve_pci()
+    b.serials = b.serial_plan()
+    tag = el.tag if isinstance(el.tag, str) else ""
+    handler = getattr(b, "dev_" + tag.replace("-", "_"), None)
+    if handler is None:
+        raise Unsupported("<devices><%s> is not supported yet" % tag)
+    b.argv = []
+    handler(el, index)
+    out: dict = {"family": b.family, "blockdev": [], "netdev": None, "device": None}
+    for opt, value in zip(b.argv[::2], b.argv[1::2]):
+        if opt == "-blockdev":
+            out["blockdev"].append(json.loads(value))
+        elif opt == "-netdev":
+            out["netdev"] = value
+        elif opt == "-device":
+            parts = split_opts(value)
+            dev = {"driver": parts[0]}
+            for part in parts[1:]:
+                key, _eq, val = part.partition("=")
+                dev[key] = val
+            out["device"] = dev
+    return out
+
+
 def check_host_ports(root) -> None:
     """Before a start: refuse port forwards whose host port is taken (vsh.core.portfwd)."""
     from vsh.core import portfwd

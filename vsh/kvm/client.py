@@ -735,6 +735,30 @@ def job(rundir, command: str | None, arguments: dict | None = None, job_id: str 
                 complete=complete, after=after, what=what)
 
 
+def attach_device(rundir, device_xml: str, timeout: float = 60.0) -> dict:
+    """Hot-plug the device element ``device_xml`` into the running domain (``vsh.kvm.hotplug``).
+
+    On success the live XML holds the device (with its ``<alias>`` and ``<address>``);
+    on failure QEMU and the live XML are as they were.
+    """
+    return call(rundir, "attach_device", timeout=timeout, xml=str(device_xml))
+
+
+def detach_device(rundir, device_xml: str, timeout: float = 20.0) -> dict:
+    """Unplug the device ``device_xml`` names (a disk by target, a NIC by MAC): ``device_del``,
+    then wait up to ``timeout`` s for the guest to release it (QEMU's DEVICE_DELETED)."""
+    return call(rundir, "detach_device", timeout=timeout + 30.0, xml=str(device_xml), wait_s=float(timeout))
+
+
+def change_media(rundir, target: str, disk_xml: str | None, force: bool = False,
+                 timeout: float = 5.0) -> dict:
+    """Eject the medium of the cdrom ``target`` (``disk_xml`` None) or put in the one
+    ``disk_xml`` (a ``<disk>`` with the new ``<source>``) describes; ``force`` opens a
+    tray the guest has locked."""
+    return call(rundir, "change_media", timeout=timeout + 30.0, target=str(target),
+                xml=str(disk_xml) if disk_xml else None, force=bool(force), wait_s=float(timeout))
+
+
 def set_balloon(rundir, kib: int) -> dict:
     """Ask the balloon driver for ``kib`` KiB of guest memory."""
     return call(rundir, "balloon", timeout=10.0, kib=int(kib))
@@ -807,5 +831,6 @@ def cleanup_stale(rundir) -> bool:
 __all__ = [
     "ACTIVE_STATES", "read_state", "start", "status", "wait_state", "shutdown", "reboot",
     "reset", "destroy", "suspend", "resume", "qmp", "qmp_raw", "hmp", "save", "job", "set_balloon", "set_vcpus",
+    "attach_device", "detach_device", "change_media",
     "events", "connect", "call", "cleanup_stale",
 ]

@@ -474,6 +474,11 @@ class Supervisor:
             self.console = _qmp.parse_chardevs(await self._exec("query-chardev"))
         except VshError as exc:
             log(f"warning: query-chardev failed: {exc}")
+        try:
+            from vsh.kvm import netacct     # traffic of user-mode NICs (domifstat, domifaddr)
+            await netacct.setup(self)
+        except Exception as exc:   # noqa: BLE001 - accounting must never stop a start
+            log(f"warning: traffic accounting unavailable: {exc}")
 
     async def _set_shutdown_action(self, action: str) -> None:
         if action != self._shutdown_action:
@@ -1135,6 +1140,26 @@ class Supervisor:
             self._settle(after["state"], str(after.get("reason") or
                                             ("unpaused" if after["state"] == "running" else "user")))
         return {"status": "concluded", "state": self.state_dict()}
+
+    # ---- devices of the running domain (vsh.kvm.hotplug) --------------------------------
+
+    async def op_attach_device(self, req):
+        self._require("running", "paused")
+        from vsh.kvm import hotplug
+        return await hotplug.attach(self, str(req.get("xml") or ""))
+
+    async def op_detach_device(self, req):
+        self._require("running", "paused")
+        from vsh.kvm import hotplug
+        return await hotplug.detach(self, str(req.get("xml") or ""),
+                                    float(req.get("wait_s") or hotplug.DETACH_TIMEOUT))
+
+    async def op_change_media(self, req):
+        self._require("running", "paused")
+        from vsh.kvm import hotplug
+        return await hotplug.change_media(self, str(req.get("target") or ""), req.get("xml") or None,
+                                          force=bool(req.get("force")),
+                                          timeout=float(req.get("wait_s") or hotplug.TRAY_TIMEOUT))
 
     # ---- ending -------------------------------------------------------------------------
 

@@ -1,0 +1,676 @@
+"""Devices of a running domain: hot-plug, unplug and cdrom media, through QMP.
+
+This runs inside the domain's supervisor (:mod:`vsh.kvm.supervisor`), which calls
+:func:`attach`, :func:`detach` and :func:`change_media` for the control operations
+``attach_device``, ``detach_device`` and ``change_media`` (:mod:`vsh.kvm.client`).
+Doing the whole sequence there, not in the vsh command, means that a killed
+command never leaves a half-plugged device: the supervisor finishes or rolls back.
+
+What QEMU gets comes from the command-line builder (:func:`vsh.kvm.argv.device_options`),
+so a hot-plugged device is the device the same XML gives at boot:
+
+* disks: ``blockdev-add`` of the file and format nodes (the format from
+  ``<driver type>``, never probed; qcow2 backing files only as declared), then
+  ``device_add``; a failure deletes the nodes again.
+* user-mode NICs: ``netdev_add`` (through the human monitor, which parses the
+  ``-netdev`` text exactly as the command line does), the traffic accounting filter
+  (:mod:`vsh.kvm.netacct`), then ``device_add``; a failure removes the netdev.
+* unplug: ``device_del``, then wait for QEMU's ``DEVICE_DELETED`` event (the guest has
+  to let the device go: ACPI/PCIe hot-plug); then ``blockdev-del`` / ``netdev_del``.
+  When the guest does not answer in time the command fails with a message saying so;
+  the supervisor still finishes the removal if the guest lets go later.
+* cdrom media: ``blockdev-open-tray`` (``force`` only when asked: a guest may lock its
+  tray), ``blockdev-remove-medium``, ``blockdev-add`` + ``blockdev-insert-medium``,
+  ``blockdev-close-tray``.  The new medium's nodes are opened first, so a bad file
+  changes nothing.
+
+PCI placement: machine ``pc`` takes hot-plugged devices on its root bus (QEMU picks
+the slot); ``q35`` needs an empty ``pcie-root-port`` (or a ``pci-bridge``) declared in
+the domain, as libvirt does; ``microvm`` has no PCI and no hot-plug.  The live XML
+(``live.xml``) records the device with the ``<alias>`` (QEMU id) and ``<address>``
+QEMU really used, so a command line rebuilt from it places the device the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Timeout, Unsupported, VshError
+
+#: How long ``detach`` waits for the guest to release a device, by default.
+DETACH_TIMEOUT = 20.0
+#: How long a media change waits for a guest to open its (unlocked) tray.
+TRAY_TIMEOUT = 5.0
+
+NIC_DRIVERS = ("virtio-net-pci", "virtio-net-device", "e1000", "e1000e", "rtl8139")
+
+
+def _log(msg: str) -> None:
+    from vsh.kvm.netacct import log
+
+    log(msg)
+
+
+def _lock(sup):
+    import asyncio
+
+    lock = getattr(sup, "_hotplug_lock", None)
+    if lock is None:
+        lock = sup._hotplug_lock = asyncio.Lock()
+    return lock
+
+
+# -- the live XML ------------------------------------------------------------------------------
+
+
+def read_live(sup):
+    from vsh.core.domain import Domain
+    from vsh.kvm import client as rt
+
+    try:
+        with open(sup.rundir / rt.LIVE_XML, "rb") as fh:
+            return Domain.parse(fh.read(), "live.xml")
+    except FileNotFoundError:
+        raise VshError(f"internal error: domain '{sup.name}' has no live XML "
+                       f"({sup.rundir / rt.LIVE_XML})") from None
+
+
+def write_live(sup, dom) -> None:
+    from vsh.kvm import client as rt
+
+    rt.write_text_atomic(sup.rundir / rt.LIVE_XML, dom.to_xml())
+
+
+def parse_device(xml: str):
+    from vsh.core.domain import DEVICE_TAGS
+    from vsh.core.xml import parse
+
+    node = parse(xml, "device_definition", root_tag=None)
+    if not isinstance(node.tag, str) or node.tag not in DEVICE_TAGS:
+        raise InvalidArgument(f"XML error: unknown device type '{node.tag}'")
+    return node
+
+
+def _set_child(node, tag: str, attrs: dict) -> None:
+    from lxml import etree
+
+    from vsh.core.domain import normalize_order
+
+    old = node.find(tag)
+    if old is not None:
+        node.remove(old)
+    node.append(etree.Element(tag, {k: str(v) for k, v in attrs.items()}))
+    normalize_order(node)
+
+
+def find_live_device(dom, node):
+    """The device of the live XML that ``node`` names: a disk by target, a NIC by MAC."""
+    if node.tag == "disk":
+        tgt = node.find("target")
+        dev = tgt.get("dev") if tgt is not None else None
+        for disk in dom.disks:
+            if dev and disk.target_dev == dev:
+                return disk
+        raise NotFound(f"device not found: no disk with target '{dev}' in the running domain")
+    if node.tag == "interface":
+        mac_el = node.find("mac")
+        mac = (mac_el.get("address") if mac_el is not None else "") or ""
+        for nic in dom.interfaces:
+            if mac and (nic.mac or "").lower() == mac.lower():
+                return nic
+        raise NotFound(f"device not found: no interface with MAC address {mac or '(none given)'} "
+                       "in the running domain")
+    raise Unsupported(f"operation not supported: live detach of <{node.tag}> devices is not supported; "
+                      "use --config to change the configuration used at the next boot")
+
+
+# -- QEMU state helpers -------------------------------------------------------------------------
+
+
+async def _node_names(sup) -> set[str]:
+    nodes = await sup._exec("query-named-block-nodes", {"flat": True})
+    return {n.get("node-name") for n in nodes if n.get("node-name")}
+
+
+async def _peripherals(sup) -> dict[str, str]:
+    """QEMU device id -> type name, for every device that has an id."""
+    items = await sup._exec("qom-list", {"path": "/machine/peripheral"})
+    out = {}
+    for item in items:
+        t = item.get("type", "")
+        if t.startswith("child<"):
+            out[item["name"]] = t[6:-1]
+    return out
+
+
+async def network_clients(sup) -> list[dict]:
+    """The NICs and their netdevs, from ``info network``: [{id, mac, model, netdev, type}]."""
+    text = await sup._exec("human-monitor-command", {"command-line": "info network"})
+    out: list[dict] = []
+    current = None
+    for raw in text.replace("\r", "").splitlines():
+        line = raw.strip()
+        peer = line.startswith("\\")
+        if peer:
+            line = line.lstrip("\\ ").strip()
+        name, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        props = {}
+        for part in rest.strip().split(","):
+            k, _eq, v = part.partition("=")
+            props[k.strip()] = v.strip()
+        if not peer:
+            current = {"id": name.strip(), "type": props.get("type"), "mac": props.get("macaddr"),
+                       "model": props.get("model"), "netdev": None, "netdev_type": None}
+            out.append(current)
+        elif current is not None:
+            current["netdev"] = name.strip()
+            current["netdev_type"] = props.get("type")
+    return out
+
+
+async def _netdev_ids(sup) -> set[str]:
+    ids = set()
+    for c in await network_clients(sup):
+        ids.add(c["id"])
+        if c.get("netdev"):
+            ids.add(c["netdev"])
+    return ids
+
+
+def _find_pci(buses, qdev_id: str, parent: str | None = None):
+    for bus in buses:
+        for dev in bus.get("devices") or []:
+            if dev.get("qdev_id") == qdev_id:
+                return dev, parent
+            bridge = dev.get("pci_bridge")
+            if bridge:
+                found = _find_pci([{"devices": bridge.get("devices") or []}], qdev_id,
+                                  dev.get("qdev_id") or parent)
+                if found[0] is not None:
+                    return found
+    return None, None
+
+
+async def _pci_address(sup, qdev_id: str) -> dict | None:
+    """libvirt's <address type='pci'> attributes of the device QEMU placed as ``qdev_id``."""
+    dev, parent = _find_pci(await sup._exec("query-pci"), qdev_id)
+    if dev is None:
+        return None
+    bus = 0
+    if parent and parent.startswith("pci."):
+        try:
+            bus = int(parent[4:])
+        except ValueError:
+            bus = 0
+    return {"type": "pci", "domain": "0x0000", "bus": f"0x{bus:02x}", "slot": f"0x{dev['slot']:02x}",
+            "function": f"0x{dev['function']:x}"}
+
+
+async def _pci_placement(sup, dom, family: str, what: str) -> dict:
+    """bus (and addr) for a hot-plugged PCI device without an <address>."""
+    if family == "microvm":
+        raise Unsupported(f"operation not supported: machine 'microvm' has no PCI bus and no hot-plug; "
+                          f"{what} can only be added with --config (at the next start)")
+    if family == "pc":
+        return {"bus": "pci.0"}
+    # q35: an empty pcie-root-port, else a pci-bridge (QEMU picks the slot there)
+    buses = await sup._exec("query-pci")
+    ports, bridges = [], []
+    for ctrl in dom.devices("controller"):
+        node = ctrl.node
+        if node.get("type") != "pci" or not node.get("index"):
+            continue
+        qid = f"pci.{int(node.get('index'), 0)}"
+        if node.get("model") == "pcie-root-port":
+            ports.append(qid)
+        elif node.get("model") == "pci-bridge":
+            bridges.append(qid)
+    for qid in ports:
+        dev, _parent = _find_pci(buses, qid)
+        if dev is not None and not (dev.get("pci_bridge") or {}).get("devices"):
+            return {"bus": qid, "addr": "0x0"}
+    if bridges:
+        return {"bus": bridges[0]}
+    raise OperationInvalid(
+        f"Requested operation is not valid: no free PCI hot-plug slot for {what}: machine q35 takes "
+        "hot-plugged devices in empty pcie-root-port controllers, and this domain has none left",
+        "add <controller type='pci' model='pcie-root-port'/> elements to the domain (they take effect at "
+        "its next start), or use --config")
+
+
+async def _block_graph(sup) -> tuple[dict, dict]:
+    graph = await sup._exec("x-debug-query-block-graph")
+    nodes = {n["id"]: n for n in graph.get("nodes", [])}
+    children: dict = {}
+    for e in graph.get("edges", []):
+        children.setdefault(e["parent"], []).append(e["child"])
+    return nodes, children
+
+
+async def delete_nodes(sup, top: str) -> None:
+    """``blockdev-del`` the node ``top`` and then the nodes below it that nothing else uses."""
+    try:
+        nodes, children = await _block_graph(sup)
+    except VshError:
+        nodes, children = {}, {}
+    by_name = {n.get("name"): i for i, n in nodes.items() if n.get("type") == "block-driver"}
+    order, queue = [], [top]
+    while queue:
+        name = queue.pop(0)
+        if name in order:
+            continue
+        order.append(name)
+        for child in children.get(by_name.get(name), []):
+            node = nodes.get(child) or {}
+            if node.get("type") == "block-driver" and node.get("name"):
+                queue.append(node["name"])
+    for name in order:
+        try:
+            await sup._exec("blockdev-del", {"node-name": name})
+        except VshError as exc:
+            if name == top:
+                _log(f"blockdev-del {name}: " + " | ".join(exc.lines))
+
+
+async def _free_index(sup, prefix_fmt: str, used: set[str]) -> int:
+    n = 0
+    while any(u == prefix_fmt % n or u.startswith(prefix_fmt % n + "-") for u in used):
+        n += 1
+    return n
+
+
+def _qdev_of_block(entry: dict) -> str:
+    """The QEMU device id a query-block entry belongs to ('' if none)."""
+    qdev = entry.get("qdev") or ""
+    if qdev.startswith("/machine/peripheral/"):
+        return qdev[len("/machine/peripheral/"):].split("/", 1)[0]
+    return qdev
+
+
+async def _block_entry(sup, qid: str) -> dict | None:
+    for entry in await sup._exec("query-block"):
+        if _qdev_of_block(entry) == qid:
+            return entry
+    return None
+
+
+def device_id(dom, dev_node, rundir=None) -> str:
+    """The QEMU id of a device of the live XML: its <alias>, else what the builder names it."""
+    alias = dev_node.find("alias")
+    if alias is not None and alias.get("name"):
+        return alias.get("name")
+    from vsh.kvm.argv import RuntimePaths, device_options
+
+    paths = RuntimePaths.for_rundir(str(rundir or "/nonexistent"))
+    try:
+        opts = device_options(dom.node, copy.deepcopy(dev_node), paths=paths)
+    except VshError:
+        # only the id matters here: its medium may be gone since; name one that exists
+        from lxml import etree
+
+        node = copy.deepcopy(dev_node)
+        for tag in ("source", "backingStore", "driver"):
+            for el in node.findall(tag):
+                node.remove(el)
+        node.set("type", "file")
+        node.append(etree.Element("driver", name="qemu", type="raw"))
+        node.append(etree.Element("source", file="/dev/null"))
+        opts = device_options(dom.node, node, paths=paths)
+    return (opts.get("device") or {}).get("id") or ""
+
+
+async def _nic_id(sup, dom, nic) -> tuple[str, str | None]:
+    """(QEMU device id, netdev id) of a live NIC, found by its MAC address."""
+    mac = (nic.mac or "").lower()
+    for c in await network_clients(sup):
+        if (c.get("mac") or "").lower() == mac:
+            return c["id"], c.get("netdev")
+    alias = nic.node.find("alias")
+    if alias is not None and alias.get("name"):
+        return alias.get("name"), None
+    raise NotFound(f"device not found: QEMU has no network device with MAC address {nic.mac}")
+
+
+# -- events -------------------------------------------------------------------------------------
+
+
+class _Events:
+    """A QMP event listener for some event names, opened before the command that causes them."""
+
+    def __init__(self, sup, names):
+        from vsh.kvm import qmp
+
+        self.listener = qmp.load().EventListener(tuple(names))
+        self.sup = sup
+        self._ctx = None
+
+    def __enter__(self):
+        self._ctx = self.sup._qmp.listen(self.listener)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+
+    async def wait(self, match, timeout: float) -> dict | None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            try:
+                event = await asyncio.wait_for(self.listener.get(), left)
+            except asyncio.TimeoutError:
+                return None
+            if match(event.get("data") or {}):
+                return dict(event)
+
+
+def _deleted(qid: str):
+    return lambda data: data.get("device") == qid or data.get("path") == f"/machine/peripheral/{qid}"
+
+
+# -- attach -------------------------------------------------------------------------------------
+
+
+async def attach(sup, device_xml: str) -> dict:
+    async with _lock(sup):
+        from vsh.core.domain import device_for
+
+        dom = read_live(sup)
+        node = parse_device(device_xml)
+        dom.check_attach(device_for(copy.deepcopy(node)))
+        if node.tag == "disk":
+            info = await _attach_disk(sup, dom, node)
+        elif node.tag == "interface":
+            info = await _attach_nic(sup, dom, node)
+        else:
+            raise Unsupported(f"operation not supported: live attach of <{node.tag}> devices is not supported; "
+                              "use --config to change the configuration used at the next boot")
+        dom.add_device(device_for(node))
+        write_live(sup, dom)
+        return info
+
+
+def _paths(sup):
+    from vsh.kvm.argv import RuntimePaths
+
+    return RuntimePaths.for_rundir(str(sup.rundir))
+
+
+async def _attach_disk(sup, dom, node) -> dict:
+    from vsh.kvm.argv import device_options
+
+    if node.get("device", "disk") not in ("disk", "cdrom"):
+        raise Unsupported(f"operation not supported: live attach of a {node.get('device')} disk is not "
+                          "supported (disk or cdrom)")
+    n = await _free_index(sup, "disk%d", await _node_names(sup))
+    opts = device_options(dom.node, node, paths=_paths(sup), index=n)
+    dev = dict(opts["device"])
+    what = f"disk '{node.find('target').get('dev')}'"
+    has_pci_addr = node.find("address") is not None and node.find("address").get("type") == "pci"
+    pci = dev["driver"].startswith("virtio-blk") and dev["driver"].endswith("-pci")
+    if dev["driver"].endswith("-device"):
+        raise Unsupported(f"operation not supported: machine 'microvm' has no hot-plug; {what} can only be "
+                          "added with --config (at the next start)")
+    if pci and not has_pci_addr:
+        dev.pop("bus", None)
+        dev.pop("addr", None)
+        dev.update(await _pci_placement(sup, dom, opts["family"], what))
+    added: list[str] = []
+    try:
+        for args in opts["blockdev"]:
+            await sup._exec("blockdev-add", args)
+            added.append(args["node-name"])
+        await sup._exec("device_add", dev)
+    except BaseException:
+        for name in reversed(added):
+            try:
+                await sup._exec("blockdev-del", {"node-name": name})
+            except VshError as exc:
+                _log(f"rollback: blockdev-del {name}: " + " | ".join(exc.lines))
+        raise
+    _set_child(node, "alias", {"name": dev["id"]})
+    if pci:
+        addr = await _pci_address(sup, dev["id"])
+        if addr:
+            _set_child(node, "address", addr)
+    _log(f"hot-plugged disk {dev['id']} ({dev['driver']}, nodes {', '.join(added)})")
+    return {"alias": dev["id"], "driver": dev["driver"], "nodes": added}
+
+
+async def _attach_nic(sup, dom, node) -> dict:
+    from vsh.kvm import netacct
+    from vsh.kvm.argv import device_options
+
+    used = await _netdev_ids(sup) | set(await _peripherals(sup))
+    n = 0
+    while f"net{n}" in used or f"hostnet{n}" in used:
+        n += 1
+    opts = device_options(dom.node, node, paths=_paths(sup), index=n)
+    dev = dict(opts["device"])
+    what = f"interface {dev.get('mac')}"
+    if dev["driver"].endswith("-device"):
+        raise Unsupported(f"operation not supported: machine 'microvm' has no hot-plug; {what} can only be "
+                          "added with --config (at the next start)")
+    has_pci_addr = node.find("address") is not None and node.find("address").get("type") == "pci"
+    if not has_pci_addr:
+        dev.pop("bus", None)
+        dev.pop("addr", None)
+        dev.update(await _pci_placement(sup, dom, opts["family"], what))
+    netdev_id = dev["netdev"]
+    out = await sup._exec("human-monitor-command", {"command-line": "netdev_add " + opts["netdev"]})
+    if out.strip():
+        raise VshError(f"internal error: unable to execute QEMU command 'netdev_add': "
+                       f"{out.strip().removeprefix('Error: ')}")
+    try:
+        await netacct.add_filter(sup, netdev_id, dev["mac"], dev["id"])
+        await sup._exec("device_add", dev)
+    except BaseException:
+        await netacct.remove_filter(sup, netdev_id, dev["mac"])
+        try:
+            await sup._exec("netdev_del", {"id": netdev_id})
+        except VshError as exc:
+            _log(f"rollback: netdev_del {netdev_id}: " + " | ".join(exc.lines))
+        raise
+    _set_child(node, "alias", {"name": dev["id"]})
+    addr = await _pci_address(sup, dev["id"])
+    if addr:
+        _set_child(node, "address", addr)
+    _log(f"hot-plugged interface {dev['id']} ({dev['driver']}, netdev {netdev_id})")
+    return {"alias": dev["id"], "driver": dev["driver"], "netdev": netdev_id}
+
+
+# -- detach -------------------------------------------------------------------------------------
+
+
+async def detach(sup, device_xml: str, timeout: float = DETACH_TIMEOUT) -> dict:
+    async with _lock(sup):
+        dom = read_live(sup)
+        node = parse_device(device_xml)
+        dev = find_live_device(dom, node)
+        if dev.node.tag == "disk":
+            qid = device_id(dom, dev.node, sup.rundir)
+            entry = await _block_entry(sup, qid)
+            top = ((entry or {}).get("inserted") or {}).get("node-name")
+            netdev = None
+        else:
+            qid, netdev = await _nic_id(sup, dom, dev)
+            top = None
+        mac = getattr(dev, "mac", None) if dev.node.tag == "interface" else None
+        target = dev.node.find("target").get("dev") if dev.node.tag == "disk" else None
+
+        async def finish():
+            if top:
+                await delete_nodes(sup, top)
+            if netdev:
+                from vsh.kvm import netacct
+
+                await netacct.remove_filter(sup, netdev, mac)
+                try:
+                    await sup._exec("netdev_del", {"id": netdev})
+                except VshError as exc:
+                    _log(f"netdev_del {netdev}: " + " | ".join(exc.lines))
+            live = read_live(sup)
+            for d in live.devices(dev.node.tag):
+                if (target and d.node.find("target") is not None and d.node.find("target").get("dev") == target) \
+                        or (mac and (getattr(d, "mac", "") or "").lower() == mac.lower()):
+                    live.remove_device(d)
+                    break
+            write_live(sup, live)
+            _log(f"device {qid} removed")
+
+        events = _Events(sup, ("DEVICE_DELETED",))
+        events.__enter__()
+        handed_over = False
+        try:
+            await sup._exec("device_del", {"id": qid})
+            got = await events.wait(_deleted(qid), timeout)
+            if got is None:
+                handed_over = True
+                sup._spawn_task(_finish_later(sup, events, qid, finish))
+                raise Timeout(
+                    f"the guest did not release device '{qid}' within {timeout:g} s; it is still "
+                    "attached to the running domain and will be removed if the guest lets it go later",
+                    "check that the guest is running and handles PCI hot-unplug (ACPI or PCIe native "
+                    "hot-plug), then look at 'dumpxml' or detach again; the persistent configuration "
+                    "was not changed")
+        finally:
+            if not handed_over:
+                events.__exit__(None, None, None)
+        await finish()
+        return {"alias": qid}
+
+
+async def _finish_later(sup, events, qid: str, finish) -> None:
+    """Complete a removal the guest acknowledges after ``detach`` gave up waiting."""
+    import asyncio
+
+    try:
+        while True:
+            got = await events.wait(_deleted(qid), 3600.0)
+            if got is not None:
+                async with _lock(sup):
+                    await finish()
+                return
+    except asyncio.CancelledError:
+        raise
+    except VshError as exc:
+        _log(f"late removal of {qid}: " + " | ".join(exc.lines))
+    finally:
+        events.__exit__(None, None, None)
+
+
+# -- cdrom media --------------------------------------------------------------------------------
+
+
+async def change_media(sup, target: str, disk_xml: str | None, force: bool = False,
+                       timeout: float = TRAY_TIMEOUT) -> dict:
+    """Eject (``disk_xml`` None) or insert/replace the medium of the removable disk ``target``.
+
+    ``disk_xml`` is the disk element with its new ``<source>`` (and ``<driver type>``).
+    """
+    from vsh.kvm.argv import device_options
+
+    async with _lock(sup):
+        dom = read_live(sup)
+        disk = next((d for d in dom.disks if d.target_dev == target), None)
+        if disk is None:
+            raise NotFound(f"No disk found whose source path or target is {target}")
+        if disk.device not in ("cdrom", "floppy"):
+            raise OperationInvalid(f"The disk device '{target}' is not removable")
+        qid = device_id(dom, disk.node, sup.rundir)
+        new_node = parse_device(disk_xml) if disk_xml else None
+        added: list[str] = []
+        top_new = None
+        if new_node is not None:
+            n = await _free_index(sup, "disk%d", await _node_names(sup))
+            opts = device_options(dom.node, new_node, paths=_paths(sup), index=n)
+            try:
+                for args in opts["blockdev"]:
+                    await sup._exec("blockdev-add", args)
+                    added.append(args["node-name"])
+            except BaseException:
+                for name in reversed(added):
+                    try:
+                        await sup._exec("blockdev-del", {"node-name": name})
+                    except VshError:
+                        pass
+                raise
+            top_new = added[-1] if added else None
+
+        async def drop_new():
+            if top_new:
+                await delete_nodes(sup, top_new)
+
+        try:
+            entry = await _block_entry(sup, qid)
+            if entry is None:
+                raise VshError(f"internal error: QEMU has no block device for '{target}' ({qid})")
+            top_old = (entry.get("inserted") or {}).get("node-name")
+            await _open_tray(sup, qid, target, entry, force, timeout)
+            if top_old:
+                await sup._exec("blockdev-remove-medium", {"id": qid})
+            try:
+                if top_new:
+                    await sup._exec("blockdev-insert-medium", {"id": qid, "node-name": top_new})
+            except BaseException:
+                if top_old:
+                    await sup._exec("blockdev-insert-medium", {"id": qid, "node-name": top_old})
+                raise
+            try:
+                await sup._exec("blockdev-close-tray", {"id": qid})
+            except VshError as exc:
+                _log(f"blockdev-close-tray {qid}: " + " | ".join(exc.lines))
+        except BaseException:
+            await drop_new()
+            raise
+        if top_old:
+            await delete_nodes(sup, top_old)
+        live = read_live(sup)
+        for d in live.disks:
+            if d.target_dev == target:
+                src = d.node.find("source")
+                if src is not None:
+                    d.node.remove(src)
+                if new_node is not None:
+                    new_src = new_node.find("source")
+                    if new_src is not None:
+                        d.node.append(copy.deepcopy(new_src))
+                    d.node.set("type", new_node.get("type", "file"))
+                    new_drv = new_node.find("driver")
+                    if new_drv is not None:
+                        old_drv = d.node.find("driver")
+                        if old_drv is not None:
+                            d.node.remove(old_drv)
+                        d.node.append(copy.deepcopy(new_drv))
+                from vsh.core.domain import normalize_order
+
+                normalize_order(d.node)
+                break
+        write_live(sup, live)
+        _log(f"media of {qid} ({target}): {'ejected' if new_node is None else 'changed'}")
+        return {"alias": qid, "inserted": top_new is not None}
+
+
+async def _open_tray(sup, qid: str, target: str, entry: dict, force: bool, timeout: float) -> None:
+    if entry.get("tray_open"):
+        return
+    with _Events(sup, ("DEVICE_TRAY_MOVED",)) as events:
+        await sup._exec("blockdev-open-tray", {"id": qid, "force": bool(force)})
+        now = await _block_entry(sup, qid)
+        if now is not None and now.get("tray_open"):
+            return
+        got = await events.wait(lambda d: d.get("id") == qid and d.get("tray-open"), timeout)
+        if got is None:
+            raise OperationInvalid(
+                f"Requested operation is not valid: the guest keeps the tray of disk '{target}' locked "
+                f"(it did not open within {timeout:g} s); use --force to open it anyway")
+
+
+__all__ = ["attach", "detach", "change_media", "network_clients", "delete_nodes", "DETACH_TIMEOUT"]
