@@ -237,3 +237,38 @@ def test_start_console_shutdown_as_an_unprivileged_user(uenv, guest):
             _private(entry, uid, 0o600)
     finally:
         uenv.vsh("destroy", NAME)
+
+
+def test_runtime_fallback_in_tmp_is_private(uenv):
+    """Without XDG_RUNTIME_DIR the runtime directory is /tmp/vsh-UID: made 0700 by vsh, and
+    refused when another user planted it first (here: a symbolic link owned by nobody)."""
+    uid = uenv.pw.pw_uid
+    fallback = Path(f"/tmp/vsh-{uid}")
+    if os.path.lexists(fallback):
+        pytest.skip(f"{fallback} exists already (another run of this user's vsh)")
+    env = {k: v for k, v in uenv.env().items() if k != "XDG_RUNTIME_DIR"}
+    run = lambda *a: subprocess.run(uenv.argv(*a), capture_output=True, text=True, env=env,  # noqa: E731
+                                    cwd=uenv.base, timeout=120)
+    assert run("define", uenv.base / f"{NAME}.xml").returncode == 0
+    target = uenv.base / "planted"
+    target.mkdir(mode=0o755)
+    os.chown(target, uid, uenv.pw.pw_gid)
+    os.symlink(target, fallback)
+    try:
+        os.chown(fallback, 65534, -1, follow_symlinks=False)         # nobody
+        res = run("start", NAME, "--paused")
+        assert res.returncode == 1 and f"symbolic link '{fallback}' belongs to another user" in res.stderr, res
+        assert stat.S_IMODE(os.stat(target).st_mode) == 0o755 and list(target.iterdir()) == []
+    finally:
+        os.unlink(fallback)
+    try:
+        res = run("start", NAME, "--paused")
+        assert res.returncode == 0, res
+        _private(fallback, uid, 0o700)
+        _private(fallback / NAME, uid, 0o700)
+        _private(fallback / NAME / "control.sock", uid, 0o600)
+        assert run("domstate", NAME, "--reason").stdout.strip() == "paused (user)"
+        assert run("destroy", NAME).returncode == 0
+    finally:
+        run("destroy", NAME)
+        shutil.rmtree(fallback, ignore_errors=True)

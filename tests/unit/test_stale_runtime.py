@@ -99,3 +99,25 @@ def test_clear_previous_run(tmp_path):
     client._clear_previous_run(client.RunDir(rd), dict(same_boot, boot_id="another-boot"))
     assert sorted(p.name for p in rd.iterdir()) == ["keep-dir", "supervisor.lock"]
     client._clear_previous_run(client.RunDir(tmp_path / "missing"), None)      # no directory: nothing to do
+
+
+def test_private_dir_refuses_another_users_link(tmp_path):
+    target = tmp_path / "mine"
+    target.mkdir(mode=0o755)
+    own_link = tmp_path / "own-link"
+    own_link.symlink_to(target)
+    assert store_mod.ensure_private_dir(str(own_link)) == str(own_link)        # the user's own link
+    assert oct(os.stat(target).st_mode & 0o777) == "0o700"
+    if os.geteuid() != 0:
+        return                  # only root can make a link that belongs to someone else
+    target.chmod(0o755)
+    planted = tmp_path / "planted"
+    planted.symlink_to(target)
+    os.chown(planted, 65534, -1, follow_symlinks=False)
+    try:
+        store_mod.ensure_private_dir(str(planted))
+    except store_mod.VshError as exc:
+        assert "symbolic link" in str(exc) and "belongs to another user (uid 65534)" in str(exc)
+    else:
+        raise AssertionError("a link owned by another user was accepted")
+    assert oct(os.stat(target).st_mode & 0o777) == "0o755"

@@ -84,12 +84,18 @@ class Uri:
 def ensure_private_dir(path):
     """Create a directory 0700 (and its parents); refuse one owned by someone else.
 
+    A symbolic link there counts as someone else's unless this user owns the link
+    too (another user's link in /tmp could point vsh anywhere, and swap its target).
     Takes and returns a str or a Path.
     """
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise VshError(f"cannot create directory '{path}': {exc.strerror}") from None
+    link = os.lstat(path)
+    if link.st_uid != os.geteuid():
+        raise VshError(f"{'symbolic link' if os.path.islink(path) else 'directory'} '{path}' belongs "
+                       f"to another user (uid {link.st_uid})")
     st = os.stat(path)
     if st.st_uid != os.geteuid():
         raise VshError(f"directory '{path}' belongs to another user (uid {st.st_uid})")
