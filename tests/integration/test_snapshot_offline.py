@@ -489,3 +489,26 @@ def test_start_finishes_an_interrupted_operation(tmp_path, vsh, monkeypatch):
     vsh("start", "vm1")            # fails later (the kernel does not exist), after the recovery
     assert world.engine().meta.intent() is None
     check_consistent(world)
+
+
+def test_missing_data_is_refused_before_anything_changes(tmp_path, vsh, monkeypatch):
+    world = World(tmp_path)
+    monkeypatch.setenv("VSH_DEFAULT_URI", world.uri)
+    assert vsh("snapshot-create-as", "vm1", "s1").status == 0
+    assert vsh("snapshot-create-as", "vm1", "s2").status == 0
+    subprocess.run(["qemu-img", "snapshot", "-d", "s1", world.top()], check=True)   # behind vsh's back
+    res = vsh("snapshot-revert", "vm1", "s1", "--force")
+    assert res.status == 1
+    assert f"image '{world.top()}' does not hold internal snapshot 's1'" in res.err
+    assert world.engine().meta.intent() is None and world.engine().meta.current() == "s2"
+    # an interrupted operation that cannot be finished says so, and how to get out
+    meta = world.engine().meta
+    meta.write_intent({"op": "revert", "name": "s2", "phase": "commit", "tags": [["/nonexistent.qcow2", "s2"]],
+                       "config": world.config().to_xml(inactive=True), "new_files": []})
+    res = vsh("snapshot-create-as", "vm1", "s3")
+    assert res.status == 1
+    assert res.err.startswith("error: cannot finish an interrupted snapshot operation (revert of 's2') of "
+                              "domain 'vm1'\n")
+    assert f"delete {meta.dir}/.intent.json to abandon" in res.err
+    os.unlink(os.path.join(meta.dir, ".intent.json"))
+    assert vsh("snapshot-create-as", "vm1", "s3").status == 0

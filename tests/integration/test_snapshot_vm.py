@@ -113,9 +113,14 @@ class Box:
                 if m:
                     return m.group(1).replace("\r\n", "\n")
                 left = deadline - time.monotonic()
-                assert left > 0, f"no answer from the guest to {cmd!r}: {text[-300:]!r}"
-                if select.select([fd], [], [], left)[0]:
+                if left <= 0:
+                    log = (self.rundir / "console.log").read_bytes()[-600:]
+                    raise AssertionError(f"no answer from the guest to {cmd!r}: read {text[-300:]!r}; "
+                                         f"console.log ends with {log!r}")
+                if select.select([fd], [], [], min(left, 5.0))[0]:
                     buf += os.read(fd, 65536)
+                elif begin not in text:
+                    os.write(fd, b"\n")        # nothing at all for 5 s: nudge the shell
         finally:
             os.close(fd)
 
@@ -204,11 +209,22 @@ def test_managedsave_and_start(vm):
     assert vm.state() == "running (restored)"
     assert vm.marker() == "managed-1"
     assert "Managed save:   no" in vm.ok("dominfo", NAME)
+    # --verbose shows virsh's progress on stderr; start --force-boot discards the image
+    vm.set_marker("managed-2")
+    res = vm("managedsave", NAME, "--verbose")
+    assert res.status == 0 and res.err.endswith("Save: [100 %]\n"), res
+    (vm.rundir / "console.log").unlink()
+    assert vm("start", NAME, "--force-boot").status == 0
+    assert vm.state() == "running (booted)"
+    assert not (vm.root / "store" / "data" / "managedsave" / f"{NAME}.save").exists()
+    vm.wait_ready()
+    assert vm.marker() == "none"
     # managedsave-remove: the next start boots afresh
     assert vm("managedsave", NAME).status == 0
     res = vm("managedsave-remove", NAME)
     assert (res.status, res.out) == (0, f"Removed managedsave image for domain '{NAME}'\n\n")
     assert vm.state() == "shut off (saved)" or vm.state().startswith("shut off")
+    (vm.rundir / "console.log").unlink()
     vm.ok("start", NAME)
     assert vm.state() == "running (booted)"
     vm.wait_ready()

@@ -368,7 +368,14 @@ class Engine:
         if handler is None:
             raise VshError(f"internal error: unknown interrupted snapshot operation '{op}' in "
                            f"{os.path.join(self.meta.dir, SnapshotStore.INTENT)}")
-        handler(intent)
+        try:
+            handler(intent)
+        except VshError as err:
+            path = os.path.join(self.meta.dir, SnapshotStore.INTENT)
+            raise type(err)(f"cannot finish an interrupted snapshot operation ({op} of '{intent.get('name')}') "
+                             f"of domain '{self.name}'", *err.lines,
+                             hint=f"remove the cause and run the command again, or delete {path} to "
+                                  "abandon the operation (images may then keep unreferenced data)") from None
         self.meta.clear_intent()
         return True
 
@@ -786,6 +793,7 @@ class Engine:
                 raise OperationInvalid(f"Requested operation is not valid: reverting to snapshot '{name}' "
                                        f"would discard the domain's current state ({why})",
                                        hint="add --force to discard it")
+        self._check_images(target)
         with_memory = target.memory == "internal" and target.state in ("running", "paused")
         if running or paused:
             final = "paused" if paused else "running"
@@ -826,6 +834,21 @@ class Engine:
                 first_run={"running_reason": "from snapshot", "paused_reason": "from snapshot",
                            "drop_argv": extra})
         return result
+
+    def _check_images(self, target: SnapshotDef) -> None:
+        """Every image the snapshot needs is there (checked before anything is changed)."""
+        for el in disk_elements(target.domain):
+            spec = target.disk(_disk_target(el))
+            if not is_writable(el) or spec is None or spec.snapshot == "no":
+                continue
+            for path, _fmt in chain(el):
+                if not os.path.exists(path):
+                    raise OperationInvalid(f"Requested operation is not valid: snapshot '{target.name}' "
+                                           f"needs image '{path}', which does not exist")
+            top = chain(el)[0][0]
+            if spec.snapshot == "internal" and target.name not in tags_of(top):
+                raise OperationInvalid(f"Requested operation is not valid: image '{top}' does not hold "
+                                       f"internal snapshot '{target.name}'")
 
     def _inplace_ok(self, target: SnapshotDef, defs: dict, ref) -> bool:
         """Can a running domain load the snapshot without a restart (same images, same XML)?"""

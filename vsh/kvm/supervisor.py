@@ -987,16 +987,21 @@ class Supervisor:
             status = None
             while status not in ("completed", "failed", "cancelled"):
                 left = deadline - loop.time()
-                try:
-                    if left <= 0:
-                        raise asyncio.TimeoutError
-                    event = await asyncio.wait_for(listener.get(), left)
-                except asyncio.TimeoutError:
+                getter = asyncio.ensure_future(listener.get())
+                waits = {getter} | ({self._exit_fut} if self._exit_fut is not None else set())
+                done, _ = await asyncio.wait(waits, timeout=max(left, 0),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    if self._exit_fut is not None and self._exit_fut.done():
+                        raise VshError(f"operation failed: {what} of domain '{self.name}' failed: QEMU "
+                                       f"exited ({_describe_exit(self._exit_fut.result())})",
+                                       *self._qemu_output())
                     if outgoing:
                         await self._exec("migrate_cancel")
                     raise Timeout(f"the {what} of domain '{self.name}' did not finish within "
-                                  f"{timeout:g} s") from None
-                status = (event.get("data") or {}).get("status")
+                                  f"{timeout:g} s")
+                status = (getter.result().get("data") or {}).get("status")
         if status != "completed":
             info = await self._exec("query-migrate")
             raise VshError(f"operation failed: {what} of domain '{self.name}' failed: "
