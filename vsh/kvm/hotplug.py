@@ -147,6 +147,8 @@ async def network_clients(sup) -> list[dict]:
     """The NICs and their netdevs, from ``info network``: [{id, mac, model, netdev, type}]."""
     text = await sup._exec("human-monitor-command", {"command-line": "info network"})
     out: list[dict] = []
+    if not isinstance(text, str):
+        return out
     current = None
     for raw in text.replace("\r", "").splitlines():
         line = raw.strip()
