@@ -296,3 +296,39 @@ def test_raw_image_with_a_qcow2_header_is_opened_raw(vsh, vsh_env, guest, tmp_pa
         assert "SECTOR: 51 46 49 fb" in out, out
     finally:
         vsh("destroy", "h-raw")
+
+
+# --------------------------------------------------------------------------------------
+# runtime paths: too long for a socket; a control socket the supervisor cannot serve
+# --------------------------------------------------------------------------------------
+
+def test_name_too_long_for_the_sockets(vsh, vsh_env, guest, tmp_path):
+    """The QMP and control sockets live in the runtime directory; a name that makes their
+    paths longer than a unix socket allows is refused before anything is created."""
+    base = len(os.fsencode(rundir(vsh_env, "")))
+    for size, which in ((108 - base - len("/qmp.sock") + 1, "QMP monitor"),
+                        (108 - base - len("/control.sock") + 1, "control socket")):
+        name = "n" * size
+        define(vsh, tmp_path, name, domain_xml(name, guest))
+        res = vsh("start", name)
+        assert_not_started(vsh, vsh_env, name, res, which, "the limit is 107")
+        assert processes_using(rundir(vsh_env, name)) == []
+
+
+def test_control_socket_that_cannot_be_served_leaves_no_qemu(vsh, vsh_env, guest, tmp_path):
+    """The supervisor starts QEMU before it serves its control socket; when serving fails
+    (here a directory sits where the socket goes), QEMU must not outlive the failure."""
+    define(vsh, tmp_path, "h-ctl", domain_xml("h-ctl", guest))
+    rd = rundir(vsh_env, "h-ctl")
+    (rd / "control.sock").mkdir(parents=True)
+    res = vsh("start", "h-ctl", "--paused")
+    assert res.status == 1 and res.err.startswith("error: Failed to start domain 'h-ctl'\n"), res
+    assert "control.sock" in res.err, res.err
+    qemus = [p for p in processes_using(rd) if b"qemu-system" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert qemus == [], "QEMU outlived the failed start"
+    wait_until(lambda: processes_using(rd) == [], 10, "the supervisor to exit")
+    assert vsh("domstate", "h-ctl", "--reason").out.strip() == "shut off (failed)"
+    (rd / "control.sock").rmdir()
+    res = vsh("start", "h-ctl", "--paused")
+    assert res.status == 0, res
+    vsh("destroy", "h-ctl")

@@ -8,6 +8,7 @@ virsh's first line (``Failed to suspend domain 'vm1'``).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from vsh.core.errors import InvalidArgument, OperationInvalid, VshError
@@ -54,12 +55,21 @@ def _launch(ctx, dom, *, transient: bool, paused: bool) -> dict:
     store = ctx.store
     rundir = store.runtime_path(dom.name)
     argv = build_argv(dom, rundir)      # a missing disk or kernel fails before anything is created
+    created = not os.path.isdir(rundir)
     store.runtime_path(dom.name, create=True)
     domid = store.next_id()
     live = dom.copy()
     live.id = domid
-    return _client().start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=_lifecycle(dom),
-                           transient=transient, paused=paused, uuid=dom.uuid)
+    try:
+        return _client().start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=_lifecycle(dom),
+                               transient=transient, paused=paused, uuid=dom.uuid)
+    except VshError:
+        if created:
+            try:
+                os.rmdir(rundir)        # refused before anything was written: leave nothing
+            except OSError:
+                pass
+        raise
 
 
 def build_argv(dom, rundir) -> list[str]:

@@ -67,6 +67,9 @@ class RunDir(str):
         return os.path.basename(self.rstrip("/"))
 
 
+#: The longest path a unix socket can have (sockaddr_un.sun_path, less the final NUL).
+_SUN_PATH_MAX = 107
+
 #: How long a control request may take on top of the operation's own timeout.
 _SLACK = 5.0
 
@@ -379,6 +382,11 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
     items to remove afterwards, e.g. ``["-incoming", "defer"]``).
     """
     rundir = RunDir(rundir)
+    control = os.fsencode(rundir / CONTROL_SOCKET)
+    if len(control) > _SUN_PATH_MAX:
+        raise _errors.InvalidArgument(
+            f"the supervisor's control socket would be {len(control)} bytes long, the limit is "
+            f"{_SUN_PATH_MAX}: {rundir / CONTROL_SOCKET} (use a shorter domain name or store path)")
     os.makedirs(rundir, mode=0o700, exist_ok=True)
     lock_fd = _try_lock(rundir)
     if lock_fd is None:

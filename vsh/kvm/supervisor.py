@@ -354,12 +354,14 @@ class Supervisor:
                 await self._finish_launch()
         except VshError as exc:
             log("start failed: " + " | ".join(exc.lines))
+            await self._abandon_launch()
             self.report(exc)
             await self._cleanup()
             return 1
         except Exception as exc:   # noqa: BLE001 - report anything rather than die silently
             import traceback
             log("start failed:\n" + traceback.format_exc())
+            await self._abandon_launch()
             self.report(VshError(f"internal error: supervisor failed: {exc}"))
             await self._cleanup()
             return 1
@@ -367,6 +369,22 @@ class Supervisor:
         await self._final.wait()
         await self._cleanup()
         return 0
+
+    async def _abandon_launch(self) -> None:
+        """A launch that failed before _finish_launch() took QEMU over (e.g. the control
+        socket could not be served): QEMU goes too, nothing is left running."""
+        if self.attach or self.pidfd is None or self._exit_fut is not None:
+            return      # re-attached QEMU stays; _finish_launch() cleans up after itself
+        self._launching = True
+        try:
+            self._watch_qemu()
+            log(f"killing QEMU pid {self.qemu_pid}: the launch failed")
+            await self._kill_qemu(signal.SIGKILL)
+        finally:
+            self._launching = False
+        await self._drop_qmp()
+        if self.lc.state != "shutoff":
+            self.lc.transition("shutoff", "failed")
 
     def _detach(self, sig) -> None:
         """SIGTERM/SIGINT: the supervisor leaves; QEMU keeps running (a later vsh re-attaches)."""
@@ -738,17 +756,20 @@ class Supervisor:
 
     async def _serve_control(self) -> None:
         path = self.rundir / rt.CONTROL_SOCKET
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
         old = os.umask(0o177)
         try:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
             self._server = await asyncio.start_unix_server(self._handle, path=str(path),
                                                            limit=1 << 20)
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            raise VshError(f"internal error: cannot serve the control socket {path}: "
+                           f"{exc.strerror or exc}") from None
         finally:
             os.umask(old)
-        os.chmod(path, 0o600)
 
     async def _handle(self, reader, writer) -> None:
         try:
@@ -1197,8 +1218,8 @@ class Supervisor:
                     pass
         try:
             os.unlink(self.rundir / rt.CONTROL_SOCKET)
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass        # gone already (or never ours: a start that could not serve it)
         log("supervisor exits" + (" (QEMU left running)" if self._detaching else ""))
 
 
