@@ -102,9 +102,11 @@ def uenv(user, guest):
     shutil.copy(guest.get("vmlinux") or guest["kernel"], files / "vmlinux")
     shutil.copy(guest["initrd"], files / "initrd.img")
     cmdline = f"{guest['cmdline']} {guest.get('microvm_cmdline_extra', '')}".strip()
-    for name, dtype in ((NAME, "qemu"), ("u-kvm", "kvm")):
+    for name, dtype, uuid in ((NAME, "qemu", "5f0a2c1e-7d4b-4e6a-9c3f-2b8d1e0a7c41"),
+                              ("u-kvm", "kvm", "5f0a2c1e-7d4b-4e6a-9c3f-2b8d1e0a7c42")):
         (base / f"{name}.xml").write_text(f"""<domain type='{dtype}'>
   <name>{name}</name>
+  <uuid>{uuid}</uuid>
   <memory unit='MiB'>256</memory>
   <vcpu>1</vcpu>
   <os>
