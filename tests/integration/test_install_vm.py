@@ -5,7 +5,7 @@ restart, and UEFI boots where OVMF is installed.
 
 The test guest (scripts/build-test-guest) does not run cloud-init: these tests show the
 seed is attached and the domain boots with it, not that cloud-init consumed it.
-Run serialized: flock /tmp/vsh-vm-tests.lock .venv/bin/python -m pytest tests/integration/test_install.py
+Run serialized: flock /tmp/vsh-vm-tests.lock .venv/bin/python -m pytest tests/integration/test_install_vm.py
 """
 
 from __future__ import annotations
