@@ -231,7 +231,7 @@ def test_attach_disk_live_while_the_guest_reads(vm, env_store):
     assert "data1.img" not in vm.xml("--inactive")          # --live only
     assert str(images / "data1.img") in vm.open_files()
     deadline = time.monotonic() + 30
-    while "PRESENT" not in vm.sh("[ -e /sys/block/vdb ] && echo PRESENT") and time.monotonic() < deadline:
+    while "PRESENT" not in vm.sh("[ -e /sys/block/vdb ] && echo PRE''SENT") and time.monotonic() < deadline:
         time.sleep(0.5)
     assert "HOTPLUG-MARKER-ONE" in vm.sh("dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -c 18; echo")
     out = vm.vsh("domblkstat", "hp1", "vdb").stdout
@@ -264,7 +264,7 @@ def test_detach_disk_waits_for_the_guest(vm, env_store):
     assert str(images / "data1.img") not in vm.open_files()
     nodes_after = {n["node-name"] for n in vm.qmp("query-named-block-nodes", {"flat": True})}
     assert len(nodes_after) == len(nodes_before) - 2
-    assert "ABSENT" in vm.sh("[ -e /sys/block/vdb ] || echo ABSENT")
+    assert "ABSENT" in vm.sh("[ -e /sys/block/vdb ] || echo AB''SENT")
 
 
 def test_detach_timeout_says_what_to_do_and_finishes_later(vm, env_store):
@@ -276,7 +276,7 @@ def test_detach_timeout_says_what_to_do_and_finishes_later(vm, env_store):
     images = env_store[2]
     vm.vsh("attach-disk", "hp1", images / "data1.img", "vdb", "--subdriver", "raw", "--live")
     deadline = time.monotonic() + 30
-    while "PRESENT" not in vm.sh("[ -e /sys/block/vdb ] && echo PRESENT") and time.monotonic() < deadline:
+    while "PRESENT" not in vm.sh("[ -e /sys/block/vdb ] && echo PRE''SENT") and time.monotonic() < deadline:
         time.sleep(0.5)
     disk = re.search(r"<disk type='file' device='disk'>(?:(?!</disk>).)*data1\.img.*?</disk>", vm.xml(), re.S).group(0)
     vm.vsh("suspend", "hp1")
@@ -308,9 +308,9 @@ def test_persistent_attach_and_detach_keep_live_and_config_together(vm, env_stor
     macs_config = re.findall(r"<mac address='([0-9a-f:]+)'/>", vm.xml("--inactive"))
     assert len(macs_live) == 2 and macs_live == macs_config           # one MAC, chosen once
     deadline = time.monotonic() + 30
-    while "PRESENT" not in vm.sh("[ -e /sys/class/net/eth1 ] && echo PRESENT") and time.monotonic() < deadline:
+    while "PRESENT" not in vm.sh("[ -e /sys/class/net/eth1 ] && echo PRE''SENT") and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert "PRESENT" in vm.sh("[ -e /sys/class/net/eth1 ] && echo PRESENT")
+    assert "PRESENT" in vm.sh("[ -e /sys/class/net/eth1 ] && echo PRE''SENT")
     out = vm.vsh("domiflist", "hp1").stdout
     assert macs_live[1] in out
     res = vm.vsh("detach-interface", "hp1", "user", "--mac", macs_live[1], "--persistent")
