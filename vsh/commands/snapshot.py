@@ -37,13 +37,23 @@ def launch_domain(ctx, dom, *, paused: bool, extra_argv=(), first_run: dict | No
     from vsh.commands.lifecycle import _lifecycle, build_argv
 
     store = ctx.store
-    rundir = store.runtime_dir(dom.name, create=True)
-    argv = build_argv(dom, rundir) + list(extra_argv)
+    rundir = store.runtime_path(dom.name)
+    argv = build_argv(dom, rundir) + list(extra_argv)    # fails before anything is created
+    created = not os.path.isdir(rundir)
+    store.runtime_path(dom.name, create=True)
     domid = store.next_id()
     live = dom.copy()
     live.id = domid
-    return _client().start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=_lifecycle(dom),
-                           transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None)
+    try:
+        return _client().start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=_lifecycle(dom),
+                               transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None)
+    except VshError:
+        if created:
+            try:
+                os.rmdir(rundir)        # refused before anything was written: leave nothing
+            except OSError:
+                pass
+        raise
 
 
 class _Runner:

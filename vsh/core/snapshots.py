@@ -293,11 +293,24 @@ class SnapshotStore:
                            "is damaged") from None
         return data if isinstance(data, dict) else None
 
-    def _write_json(self, name: str, data: dict) -> None:
+    def _write_json(self, name: str, data: dict, durable: bool = True) -> None:
+        """Atomic replace; ``durable`` also fsyncs (what must survive a power loss before the
+        next step; a killed vsh never loses a renamed file either way)."""
         from vsh.core.store import atomic_write
 
         self._ensure_dir()
-        atomic_write(os.path.join(self.dir, name), json.dumps(data, indent=1, sort_keys=True) + "\n")
+        text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+        path = os.path.join(self.dir, name)
+        if durable:
+            atomic_write(path, text)
+            return
+        tmp = os.path.join(self.dir, f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
 
     def state(self) -> dict:
         data = self._read_json(self.STATE) or {}
@@ -305,9 +318,11 @@ class SnapshotStore:
                 "garbage": [list(g) for g in data.get("garbage") or []]}
 
     def write_state(self, state: dict) -> None:
+        # not fsynced: after a power loss an image vsh made may stay unowned (kept, never lost)
         self._write_json(self.STATE, {"current": state.get("current"),
                                       "owned": sorted(set(state.get("owned") or [])),
-                                      "garbage": [list(g) for g in state.get("garbage") or []]})
+                                      "garbage": [list(g) for g in state.get("garbage") or []]},
+                         durable=False)
 
     def current(self) -> str | None:
         cur = self.state().get("current")
@@ -317,15 +332,14 @@ class SnapshotStore:
     def intent(self) -> dict | None:
         return self._read_json(self.INTENT)
 
-    def write_intent(self, intent: dict) -> None:
-        self._write_json(self.INTENT, intent)
+    def write_intent(self, intent: dict, durable: bool = True) -> None:
+        self._write_json(self.INTENT, intent, durable)
 
     def clear_intent(self) -> None:
         try:
-            os.unlink(os.path.join(self.dir, self.INTENT))
+            os.unlink(os.path.join(self.dir, self.INTENT))      # recovery is idempotent: no fsync
         except FileNotFoundError:
             return
-        _fsync_dir(self.dir)
 
 
 def _fsync_dir(path: str) -> None:

@@ -498,7 +498,7 @@ class Engine:
             plan = self._plan_internal(defn, dom, state_now)
         intent = dict(plan, op="create", name=name, live=active, no_metadata=bool(no_metadata),
                       snapshot_xml=defn.to_xml())
-        self.meta.write_intent(intent)
+        self.meta.write_intent(intent, durable=False)     # lost on a power cut: unnamed data, at worst
         self.hook("create:intent")
         if disk_only:
             self._act_external(intent)
@@ -807,7 +807,7 @@ class Engine:
         plan = self._plan_revert(target, defs, config)
         intent = dict(plan, op="revert", name=name, phase="prepare", final=final,
                       with_memory=with_memory, drop_managed_save=bool(force))
-        self.meta.write_intent(intent)
+        self.meta.write_intent(intent, durable=False)     # only new files follow
         self.hook("revert:intent")
         for src, dst in plan["copies"]:
             copy_image(src, dst)
