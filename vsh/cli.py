@@ -39,6 +39,7 @@ vsh - manage QEMU/KVM virtual machines and look inside their disks
          --format=FMT       format of the following -a images (raw, qcow2, vmdk, vhdx)
          --domain=NAME      add the disks of a domain (also -d NAME when NAME is not 0-4)
     -i | --inspector        inspect the disks and mount the filesystems found
+    -m | --mount=DEV[:MP]   mount a guest device read-only at MP (default /)
          --ro               read-only access (the only mode without the appliance)
 
   commands (non interactive mode): see `vsh help`
@@ -60,11 +61,12 @@ def parse_global(argv: list[str]):
 
     ctx = Context()
     opts = {"file": None, "keep_going": False, "version": None, "help": False}
-    guest = {"add": [], "domains": [], "inspector": False, "ro": False}
+    guest = {"add": [], "domains": [], "inspector": False, "ro": False, "mounts": []}
     fmt = None
     i = 0
     long_with_value = {"--connect": "c", "--debug": "d", "--escape": "e", "--file": "f",
-                       "--add": "a", "--format": "format", "--domain": "domain", "--log": "l"}
+                       "--add": "a", "--format": "format", "--domain": "domain", "--log": "l",
+                       "--mount": "m"}
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
@@ -96,11 +98,11 @@ def parse_global(argv: list[str]):
                 raise UsageError(f"unsupported option '{name}'. See --help.")
         else:
             key = arg[1]
-            if len(arg) > 2 and key in "cdefal":
+            if len(arg) > 2 and key in "cdefalm":
                 value = arg[2:]
                 i += 1
-            elif key in "cdefal":
-                value, i = _take(argv, i, f"-{key}'/'--{ {'c': 'connect', 'd': 'debug', 'e': 'escape', 'f': 'file', 'a': 'add', 'l': 'log'}[key]}")
+            elif key in "cdefalm":
+                value, i = _take(argv, i, f"-{key}'/'--{ {'c': 'connect', 'd': 'debug', 'e': 'escape', 'f': 'file', 'a': 'add', 'l': 'log', 'm': 'mount'}[key]}")
             elif len(arg) == 2 and key in "qrthvVik":
                 value = None
                 i += 1
@@ -129,6 +131,11 @@ def parse_global(argv: list[str]):
             pass  # accepted for virsh compatibility; vsh logs per domain
         elif key == "a":
             guest["add"].append((value, fmt))
+        elif key == "m":
+            device, _sep, mountpoint = value.partition(":")
+            if not device.startswith("/dev/"):
+                raise UsageError(f"-m expects DEVICE[:MOUNTPOINT] with a /dev/ device, not '{value}'")
+            guest["mounts"].append((device, mountpoint or "/"))
         elif key == "format":
             fmt = None if value in ("", "auto") else value
         elif key == "q":
@@ -151,7 +158,7 @@ def parse_global(argv: list[str]):
             guest["inspector"] = True
         elif key == "ro":
             guest["ro"] = True
-    if guest["add"] or guest["domains"] or guest["inspector"]:
+    if guest["add"] or guest["domains"] or guest["inspector"] or guest["mounts"]:
         ctx.state["guest.options"] = guest
     return ctx, opts, argv[i:]
 

@@ -156,3 +156,24 @@ def test_cli_single_shot(images):
                         "-i", "cat", "/etc/hostname"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(images["gpt_qcow2"]["os"]["hostname"] + "\n")
+
+
+def _vsh(*args):
+    return subprocess.run([sys.executable, "-m", "vsh", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_cli_mount_options_like_guestfish(images):
+    """-m DEV[:MOUNTPOINT] mounts read-only, parents first, as guestfish -m does."""
+    img = images.path("gpt_qcow2")
+    r = _vsh("-a", img, "--format", "qcow2", "-m", "/dev/sda1:/boot/efi", "-m", "/dev/sda2",
+             "cat /etc/hostname; mountpoints")
+    assert r.returncode == 0, r.stderr
+    host = images["gpt_qcow2"]["os"]["hostname"]
+    assert r.stdout.startswith(host + "\n")  # guestfish prints no blank line after a command
+    assert "/dev/sda1: /boot/efi" in r.stdout and "/dev/sda2: /" in r.stdout
+
+
+@pytest.mark.parametrize("mount,message", [("sda2", "with a /dev/ device"), ("/dev/sdz9", "no such device")])
+def test_cli_mount_errors(images, mount, message):
+    r = _vsh("-a", images.path("gpt_qcow2"), "--format", "qcow2", "-m", mount, "ls", "/")
+    assert r.returncode == 1 and message in r.stderr and r.stdout == ""

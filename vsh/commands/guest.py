@@ -64,12 +64,16 @@ def session(ctx, launch: bool = True):
         for name in opts.get("domains", []):
             g.add_domain_disks(_disks_of_domain(ctx, name))
         ctx.state["guest.inspector"] = bool(opts.get("inspector"))
+        ctx.state["guest.mounts"] = list(opts.get("mounts", []))
     if launch and not g.launched:
         if not g.drives:
             raise InvalidArgument("no disk has been added", hint="use -a IMAGE, -d DOMAIN or the add command")
         g.launch()
         if ctx.state.pop("guest.inspector", False):
             g.mount_inspected()
+        # guestfish -m DEV[:MOUNTPOINT], parents before children
+        for device, mountpoint in sorted(ctx.state.pop("guest.mounts", []), key=lambda m: len(m[1])):
+            g.mount_ro(device, mountpoint)
     return g
 
 
