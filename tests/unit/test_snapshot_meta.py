@@ -196,3 +196,21 @@ def test_undefine_with_snapshots(vsh, define, vsh_env):
     res = vsh("undefine", "vm1", "--snapshots-metadata")
     assert (res.status, res.out) == (0, "Domain 'vm1' has been undefined\n\n")
     assert meta.names() == [] and not os.path.exists(meta.dir)
+
+
+def test_restore_refuses_a_uuid_that_another_domain_has(vsh, define, tmp_path):
+    from vsh.kvm import saveimage
+
+    uuid = "3c7f1a52-93b6-4c44-8f6b-0d3d2a9f5e11"
+    define("vm1", uuid=uuid)
+    path = str(tmp_path / "other.save")
+    saveimage.create(path, f"<domain type='qemu'><name>other</name><uuid>{uuid}</uuid></domain>", running=True)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        saveimage.complete(fd)
+    finally:
+        os.close(fd)
+    res = vsh("restore", path)
+    assert res.err.splitlines() == [f"error: Failed to restore domain from {path}",
+                                    f"error: operation failed: domain 'vm1' already exists with uuid {uuid}"]
+    assert "other" not in vsh("list", "--all").out

@@ -134,8 +134,6 @@ def _progress_thread(ctx, rundir, label: str):
 
 def _save(ctx, ref, final: str, running: bool, paused: bool, bypass_cache: bool, verbose: bool,
           xml: str | None = None) -> dict:
-    from vsh.kvm import saveimage
-
     store = ctx.store
     rundir = store.runtime_dir(ref.name)
     st = _client().read_state(rundir) or {}
@@ -146,6 +144,15 @@ def _save(ctx, ref, final: str, running: bool, paused: bool, bypass_cache: bool,
         raise InvalidArgument(f"Failed to create file '{final}': No such file or directory")
     if os.path.isdir(final):
         raise InvalidArgument(f"Failed to create file '{final}': Is a directory")
+    with store.lock(ref.name, timeout=600.0):     # not while a snapshot operation runs
+        return _save_locked(ctx, ref, final, st, running, paused, bypass_cache, verbose, xml)
+
+
+def _save_locked(ctx, ref, final, st, running, paused, bypass_cache, verbose, xml) -> dict:
+    from vsh.kvm import saveimage
+
+    store = ctx.store
+    rundir = store.runtime_dir(ref.name)
     dom = store.load(ref)
     resume = running or (st.get("state") == "running" and not paused)
     tmp = saveimage.tmp_path_for(final)
@@ -219,6 +226,9 @@ def restore_image(ctx, path: str, *, xml: str | None = None, running: bool = Fal
     if expect_name is not None and dom.name != expect_name:
         raise OperationInvalid(f"operation failed: the save image holds domain '{dom.name}', "
                                f"not '{expect_name}'")
+    owner = store._uuid_owner(dom.uuid)
+    if owner is not None and owner != dom.name:
+        raise OperationInvalid(f"operation failed: domain '{owner}' already exists with uuid {dom.uuid}")
     existing = store.find(dom.name)
     persistent = False
     if existing is not None:

@@ -41,7 +41,7 @@ import os
 import subprocess
 import time
 
-from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError
+from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
 from vsh.core.snapshots import SnapshotDef, SnapshotStore, DiskSpec, check_name, children_of, not_found
 
 QEMU_IMG = "qemu-img"
@@ -1215,4 +1215,4 @@ def _short_id() -> str:
     return os.urandom(2).hex()
 
 
-__all__ = ["Engine", "Runner", "DiskRequest", "NotFound"]
+__all__ = ["Engine", "Runner", "DiskRequest"]
