@@ -50,11 +50,15 @@ def _lifecycle(dom) -> dict:
             "on_crash": dom.on_crash or "destroy"}
 
 
-def _launch(ctx, dom, *, transient: bool, paused: bool) -> dict:
-    """Build QEMU's argv for ``dom`` and start it under a supervisor; the runtime state."""
+def _launch(ctx, dom, *, transient: bool, paused: bool, extra_argv=(), first_run: dict | None = None) -> dict:
+    """Build QEMU's argv for ``dom`` and start it under a supervisor; the runtime state.
+
+    ``extra_argv`` and ``first_run`` serve restore and snapshot revert (arguments for this
+    first run only, e.g. ``-incoming defer``).
+    """
     store = ctx.store
     rundir = store.runtime_path(dom.name)
-    argv = build_argv(dom, rundir)      # a missing disk or kernel fails before anything is created
+    argv = build_argv(dom, rundir) + list(extra_argv)   # a missing disk or kernel fails before anything is created
     created = not os.path.isdir(rundir)
     store.runtime_path(dom.name, create=True)
     domid = store.next_id()
@@ -62,7 +66,7 @@ def _launch(ctx, dom, *, transient: bool, paused: bool) -> dict:
     live.id = domid
     try:
         return _client().start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=_lifecycle(dom),
-                               transient=transient, paused=paused, uuid=dom.uuid)
+                               transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None)
     except VshError:
         if created:
             try:

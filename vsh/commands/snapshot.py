@@ -34,26 +34,9 @@ def _client():
 def launch_domain(ctx, dom, *, paused: bool, extra_argv=(), first_run: dict | None = None,
                   transient: bool = False) -> dict:
     """Start ``dom`` under a supervisor with extra QEMU arguments for this first run."""
-    from vsh.commands.lifecycle import _lifecycle, build_argv
+    from vsh.commands.lifecycle import _launch
 
-    store = ctx.store
-    rundir = store.runtime_path(dom.name)
-    argv = build_argv(dom, rundir) + list(extra_argv)    # fails before anything is created
-    created = not os.path.isdir(rundir)
-    store.runtime_path(dom.name, create=True)
-    domid = store.next_id()
-    live = dom.copy()
-    live.id = domid
-    try:
-        return _client().start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=_lifecycle(dom),
-                               transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None)
-    except VshError:
-        if created:
-            try:
-                os.rmdir(rundir)        # refused before anything was written: leave nothing
-            except OSError:
-                pass
-        raise
+    return _launch(ctx, dom, transient=transient, paused=paused, extra_argv=extra_argv, first_run=first_run)
 
 
 class _Runner:
