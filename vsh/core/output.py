@@ -7,6 +7,8 @@ them). The shell renders them for a person (virsh's exact text formats) or, with
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import unicodedata
 
 
@@ -26,16 +28,18 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - display_width(text))
 
 
-class Output:
+class Output(ABC):
     """Base class: something a command produced."""
 
     quiet_hidden = False  # removed entirely by -q (informational messages)
 
+    @abstractmethod
     def text(self, quiet: bool) -> str:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The text a person sees."""
 
+    @abstractmethod
     def data(self):
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The data ``--json`` prints."""
 
 
 class Text(Output):

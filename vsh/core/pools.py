@@ -41,6 +41,7 @@ import re
 import stat as _stat
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError, XMLError
+from vsh.core.store import fsync_dir
 
 POOL_TYPES = ("dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct", "scsi", "mpath", "rbd",
               "sheepdog", "gluster", "zfs", "vstorage")
@@ -1029,7 +1030,7 @@ class Pools:
                 raise OperationInvalid(f"operation failed: storage vol '{name}' already exists") from None
             os.rename(tmp, final)
         _unlink(tmp)
-        _fsync_dir(os.path.dirname(final))
+        fsync_dir(os.path.dirname(final))
 
     def create(self, pool: Pool, spec: VolumeSpec, prealloc_metadata: bool = False,
                progress_fd: int | None = None) -> Volume:
@@ -1119,7 +1120,7 @@ class Pools:
                 os.unlink(vol.path)
         except OSError as exc:
             raise VshError(f"cannot remove '{vol.path}': {exc.strerror}") from None
-        _fsync_dir(vol.pool.target)
+        fsync_dir(vol.pool.target)
 
     def resize(self, vol: Volume, capacity: int, shrink: bool = False, allocate: bool = False) -> None:
         """``qemu-img resize -f FMT`` to ``capacity`` bytes."""
@@ -1156,7 +1157,7 @@ class Pools:
                 qemu_img(args + [tmp, str(hdr.size)])
                 os.chmod(tmp, _stat.S_IMODE(vol.st.st_mode))
                 os.rename(tmp, vol.path)
-                _fsync_dir(vol.pool.target)
+                fsync_dir(vol.pool.target)
             finally:
                 _unlink(tmp)
             return
@@ -1570,17 +1571,6 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class _DirLock:

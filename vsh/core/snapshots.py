@@ -21,6 +21,7 @@ import os
 import time
 
 from vsh.core.errors import InvalidArgument, NotFound, XMLError
+from vsh.core.store import fsync_dir
 
 STATES = ("running", "paused", "shutoff", "disk-snapshot")
 MAX_NAME_BYTES = 200
@@ -264,7 +265,7 @@ class SnapshotStore:
             os.unlink(self.path(name))
         except FileNotFoundError:
             return False
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         return True
 
     def remove_all(self) -> None:
@@ -342,14 +343,3 @@ class SnapshotStore:
             return
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -146,6 +146,20 @@ def _unlink(path) -> bool:
         return False
 
 
+def fsync_dir(path) -> None:
+    """Make a rename or unlink in ``path`` durable (best effort: errors are ignored)."""
+    try:
+        fd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 _BOOT_ID: str | None = None
 
 
@@ -566,16 +580,7 @@ class Store:
 
     @staticmethod
     def _fsync_dir(path) -> None:
-        try:
-            dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
+        fsync_dir(path)
 
     # -- autostart -------------------------------------------------------------------------
     def autostart(self, name: str) -> bool:

@@ -19,6 +19,8 @@ The heavy libraries are imported inside the functions that need them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import bisect
 import json
 import os
@@ -50,14 +52,15 @@ def lib_message(exc: BaseException) -> str:
 # --- blocks -----------------------------------------------------------------
 
 
-class Block:
+class Block(ABC):
     """Read-only bytes of a known size."""
 
     size: int = 0
     name: str = "block"
 
-    def pread(self, length: int, offset: int) -> bytes:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def pread(self, length: int, offset: int) -> bytes:
+        """Up to ``length`` bytes at ``offset``."""
 
     def read_exact(self, length: int, offset: int) -> bytes:
         """Read exactly *length* bytes (less only at the end of the block)."""

@@ -42,6 +42,7 @@ import subprocess
 import time
 
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
+from vsh.core.store import fsync_dir
 from vsh.core.snapshots import SnapshotDef, SnapshotStore, DiskSpec, check_name, children_of, not_found
 
 QEMU_IMG = "qemu-img"
@@ -195,7 +196,7 @@ def create_overlay(path: str, base: str, base_fmt: str, size: int) -> None:
         os.link(tmp, path)          # fails if path exists: never overwrite
     finally:
         _unlink(tmp)
-    _fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(path))
 
 
 def copy_image(src: str, dst: str) -> None:
@@ -212,26 +213,13 @@ def copy_image(src: str, dst: str) -> None:
         os.link(tmp, dst)
     finally:
         _unlink(tmp)
-    _fsync_dir(os.path.dirname(dst))
+    fsync_dir(os.path.dirname(dst))
 
 
 def _fsync(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
 
