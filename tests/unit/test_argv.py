@@ -331,12 +331,47 @@ def test_missing_kernel(tmp_path):
     assert isinstance(e, NotFound) and str(tmp_path / "vmlinuz") in str(e) and "<os><kernel>" in str(e)
 
 
-@pytest.mark.parametrize("itype", ["network", "bridge", "direct", "ethernet"])
-def test_network_interfaces_not_supported_yet(tmp_path, itype):
+@pytest.mark.parametrize("itype", ["direct", "ethernet", "vhostuser"])
+def test_other_interface_types_not_supported_yet(tmp_path, itype):
     root = edit(tmp_path)
     root.find("devices/interface").set("type", itype)
     e = err(root)
-    assert isinstance(e, Unsupported) and str(e) == "interface type '%s' is not supported yet" % itype
+    assert isinstance(e, Unsupported)
+    assert str(e) == "interface type '%s' is not supported yet (user, network, bridge)" % itype
+
+
+def _tap_interface(root, itype: str, target: str | None):
+    nic = root.find("devices/interface")
+    nic.set("type", itype)
+    for ip in nic.findall("ip"):
+        nic.remove(ip)
+    src = etree.SubElement(nic, "source")
+    src.set("network" if itype == "network" else "bridge", "net1" if itype == "network" else "br0")
+    if target:
+        etree.SubElement(nic, "target").set("dev", target)
+    return nic
+
+
+@pytest.mark.parametrize("itype", ["network", "bridge"])
+def test_tap_interfaces_become_tap_netdevs(tmp_path, itype):
+    root = edit(tmp_path)
+    _tap_interface(root, itype, "vnet7")
+    argv = argv_of(root)
+    assert opt_values(argv, "-netdev") == ["tap,id=hostnet0,ifname=vnet7,script=no,downscript=no"]
+    assert any(d.startswith("virtio-net-pci,netdev=hostnet0,id=net0,mac=") for d in devices(argv))
+
+
+def test_tap_interface_vhost_on_request_and_refusals(tmp_path):
+    root = edit(tmp_path)
+    nic = _tap_interface(root, "network", "vnet0")
+    etree.SubElement(nic, "driver").set("name", "vhost")
+    assert opt_values(argv_of(root), "-netdev")[0].endswith(",vhost=on")
+    nic.find("driver").set("name", "vfio")
+    assert "driver name='vfio'" in str(err(root))
+    nic.remove(nic.find("driver"))
+    etree.SubElement(nic, "ip").set("address", "10.0.0.5")
+    e = err(root)
+    assert isinstance(e, Unsupported) and "<ip> is not supported" in str(e)
 
 
 def test_hostdev_without_iommu(tmp_path):

@@ -550,6 +550,18 @@ def _pool_dir(store, pool: str | None) -> str:
     return found.target
 
 
+def _check_network(store, name: str) -> None:
+    from vsh.core.networks import DEFAULT_NETWORK, Networks
+
+    try:
+        Networks(store, init=False).get(name)
+    except NotFound:
+        if name != DEFAULT_NETWORK:
+            raise NotFound(f"--network: Network not found: no network with matching name '{name}'",
+                           hint="vsh net-list --all shows the networks") from None
+        Networks(store).get(name)       # defines 'default' on first use, as every connection has one
+
+
 def make_plan(store, opts: dict, host=None) -> Plan:
     """The domain and the files that the options describe (nothing is created)."""
     import uuid as _uuid
@@ -789,8 +801,10 @@ def make_plan(store, opts: dict, host=None) -> Plan:
     # network
     macs = set()
     for index, spec in enumerate(nets):
-        # network=NAME / bridge=NAME are written as libvirt has them; whether this host can run them
-        # is the argv builder's call (precheck), so they work here as soon as vsh's QEMU layer does
+        # network=NAME must be a network of this connection (virt-install checks the same);
+        # whether it is active is the business of 'start' (an autostart network is started then)
+        if spec.type == "network":
+            _check_network(store, spec.source or "default")
         nic = etree.SubElement(devices, "interface", type=spec.type)
         mac = spec.mac or random_mac()
         if mac in macs:

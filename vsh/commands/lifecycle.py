@@ -58,15 +58,17 @@ def _launch(ctx, dom, *, transient: bool, paused: bool, extra_argv=(), first_run
     """
     store = ctx.store
     rundir = store.runtime_path(dom.name)
-    argv = build_argv(dom, rundir) + list(extra_argv)   # a missing disk or kernel fails before anything is created
+    live = dom.copy()
+    taps = _plan_taps(store, live)       # network/bridge NICs: bridge and tap names in the live XML
+    argv = build_argv(live, rundir) + list(extra_argv)  # a missing disk or kernel fails before anything is created
     created = not os.path.isdir(rundir)
     store.runtime_path(dom.name, create=True)
     domid = store.next_id()
-    live = dom.copy()
     live.id = domid
     try:
         return _client().start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=_lifecycle(dom),
-                               transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None)
+                               transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
+                               taps=taps)
     except VshError:
         if created:
             try:
@@ -74,6 +76,14 @@ def _launch(ctx, dom, *, transient: bool, paused: bool, extra_argv=(), first_run
             except OSError:
                 pass
         raise
+
+
+def _plan_taps(store, live) -> list[dict]:
+    if not any(nic.type in ("network", "bridge") for nic in live.interfaces):
+        return []
+    from vsh.kvm import hostnet
+
+    return hostnet.plan_taps(store, live, hostnet.running_taps(store))
 
 
 def build_argv(dom, rundir) -> list[str]:

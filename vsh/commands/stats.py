@@ -17,6 +17,9 @@ Where the numbers come from (nothing is estimated):
   lease QEMU's DHCP server gave (``domifaddr --source lease``, the default) and the
   addresses the guest used as sources (``--source arp``).  A guest that never did DHCP
   has no lease; a guest that never sent a frame has no address seen.
+* Network and bridge NICs (a tap): the kernel's counters (``/proc/net/dev``), the
+  lease the network's dnsmasq gave the MAC, and the host's neighbour table
+  (``/proc/net/arp``) for ``--source arp``.
 
 Text formats are virsh's: ``Domain: 'NAME'`` + ``  key=value`` records, ``vda rd_req N``,
 ``%-15s %s`` blocks, the ``domifaddr`` columns.  Every command takes ``--json``.
@@ -25,6 +28,7 @@ Text formats are virsh's: ``Domain: 'NAME'`` + ``  key=value`` records, ``vda rd
 from __future__ import annotations
 
 import os
+import time
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError
 from vsh.core.output import KeyValue, Table, Text
@@ -313,11 +317,57 @@ def nic_name(entry: dict | None, nic) -> str:
 
 
 def nic_counters(ctx, ref, nic) -> dict | None:
-    from vsh.kvm import netacct
-
+    """Traffic (and what is known of the guest's addresses) of one NIC of a running domain."""
     if not nic.mac:
         return None
+    if nic.type in ("network", "bridge"):
+        return tap_counters(ctx, nic)
+    from vsh.kvm import netacct
+
     return netacct.read(_rundir(ctx, ref), nic.mac)
+
+
+#: /proc/net/dev columns (host view) -> the guest's view libvirt reports for a tap
+_TAP_FIELDS = {"rx_bytes": 8, "rx_packets": 9, "rx_errs": 10, "rx_drop": 11,
+               "tx_bytes": 0, "tx_packets": 1, "tx_errs": 2, "tx_drop": 3}
+
+
+def tap_counters(ctx, nic) -> dict | None:
+    """A tap's counters from the kernel (/proc/net/dev, this network namespace's), turned
+    round to the guest's view; the address its network's dnsmasq leased to the NIC's MAC;
+    the addresses the host's neighbour table saw with that MAC."""
+    dev = nic.target_dev
+    text = _read("/proc/net/dev") or ""
+    counters = None
+    for line in text.splitlines()[2:]:
+        name, _sep, rest = line.partition(":")
+        if dev and name.strip() == dev:
+            values = [int(v) for v in rest.split()]
+            counters = {key: values[i] for key, i in _TAP_FIELDS.items()}
+            break
+    if counters is None:
+        return None
+    acct = {"id": dev, **counters, "lease": None, "seen": []}
+    mac = nic.mac.lower()
+    if nic.type == "network" and nic.source_network:
+        from vsh.core.networks import Networks
+
+        try:
+            networks = Networks(ctx.store, init=False)
+            net = networks.get(nic.source_network)
+            if net.ipv4 is not None:
+                acct["subnet"] = str(net.ipv4.network)
+            now = time.time()
+            for lease in networks.leases(net):
+                if lease["mac"] == mac and (not lease["expiry"] or lease["expiry"] >= now):
+                    acct["lease"] = {"address": lease["ip"]}
+        except VshError:
+            pass
+    for line in (_read("/proc/net/arp") or "").splitlines()[1:]:
+        words = line.split()
+        if len(words) >= 6 and words[3].lower() == mac and words[2] != "0x0":
+            acct["seen"].append((words[0], "ipv4", 0))
+    return acct
 
 
 # -- domstats ---------------------------------------------------------------------------------------
@@ -368,8 +418,12 @@ def domain_stats(ctx, ref, groups: list[str]) -> list[tuple[str, object]]:
             acct = nic_counters(ctx, ref, nic)
             out.append((f"net.{i}.name", nic_name(acct, nic)))
             if acct:
-                out += [(f"net.{i}.rx.bytes", acct["rx_bytes"]), (f"net.{i}.rx.pkts", acct["rx_packets"]),
-                        (f"net.{i}.tx.bytes", acct["tx_bytes"]), (f"net.{i}.tx.pkts", acct["tx_packets"])]
+                out += [(f"net.{i}.rx.bytes", acct["rx_bytes"]), (f"net.{i}.rx.pkts", acct["rx_packets"])]
+                if "rx_errs" in acct:
+                    out += [(f"net.{i}.rx.errs", acct["rx_errs"]), (f"net.{i}.rx.drop", acct["rx_drop"])]
+                out += [(f"net.{i}.tx.bytes", acct["tx_bytes"]), (f"net.{i}.tx.pkts", acct["tx_packets"])]
+                if "tx_errs" in acct:
+                    out += [(f"net.{i}.tx.errs", acct["tx_errs"]), (f"net.{i}.tx.drop", acct["tx_drop"])]
     if "block" in groups:
         disks = dom.disks
         stats = block_stats(ctx, ref, dom) if active else {}
@@ -563,10 +617,11 @@ def _find_nic(ctx, ref, dom, ident: str):
 
 @command("domifstat", group="monitor", summary="get network interface stats for a domain",
          opts=[DOMAIN, Opt("interface", required=True, positional=True,
-                           help="interface device specified by name (QEMU id, e.g. net0) or MAC Address")],
-         description="Traffic of a user-mode interface of a running domain since its QEMU started, as\n"
-                     "QEMU passed it (frames and bytes; rx is what the guest received). QEMU counts no\n"
-                     "errors or drops for user-mode networking, so those lines are not printed.",
+                           help="interface device specified by name (tap name e.g. vnet0, QEMU id e.g. net0) or MAC Address")],
+         description="Traffic of an interface of a running domain since its QEMU started (rx is what\n"
+                     "the guest received). User-mode interfaces: frames and bytes as QEMU passed them\n"
+                     "(QEMU counts no errors or drops there, so those lines are not printed). Network\n"
+                     "and bridge interfaces: the kernel's counters of the tap (vnetN), errors and drops too.",
          examples=("domifstat vm1 net0", "domifstat vm1 52:54:00:12:34:56"))
 def domifstat(ctx, domain, interface):
     ref = ctx.store.get(domain)
@@ -584,7 +639,8 @@ def domifstat(ctx, domain, interface):
                               "traffic counters: vsh counts the traffic of user-mode interfaces")
     except VshError as err:
         raise err.with_context(context) from None
-    keys = ("rx_bytes", "rx_packets", "tx_bytes", "tx_packets")
+    keys = [k for k in ("rx_bytes", "rx_packets", "rx_errs", "rx_drop", "tx_bytes", "tx_packets", "tx_errs",
+                        "tx_drop") if k in acct]
     return Text("".join(f"{interface} {k} {acct[k]}\n" for k in keys),
                 json_data={"interface": interface, **{k: acct[k] for k in keys}})
 
@@ -603,10 +659,16 @@ def _prefix_v6(nic) -> tuple[str, int]:
     return "fec0::", 64
 
 
-def address_prefix(nic, address: str, family: str) -> int:
+def address_prefix(nic, address: str, family: str, subnet: str | None = None) -> int:
     import ipaddress
 
     addr = ipaddress.ip_address(address)
+    if subnet is not None:
+        net = ipaddress.ip_network(subnet)
+        if addr.version == net.version and addr in net:
+            return net.prefixlen
+    if nic.type in ("network", "bridge"):
+        return 32 if family == "ipv4" else 128
     if family == "ipv4":
         net, prefix = _prefix_v4(nic)
         return prefix if addr in ipaddress.ip_network(f"{net}/{prefix}", strict=False) else 32
@@ -621,11 +683,12 @@ def address_prefix(nic, address: str, family: str) -> int:
                Opt("full", kind="bool", help="always display names and MACs of interfaces"),
                Opt("source", help="address source: 'lease' (what QEMU's DHCP server gave) or 'arp' "
                                   "(addresses the guest used)")],
-         description="Addresses of the user-mode interfaces of a running domain, from the frames QEMU\n"
-                     "passed since it started. --source lease (the default): the address QEMU's DHCP\n"
-                     "server gave the interface's MAC, so the guest must have asked for one by DHCP.\n"
-                     "--source arp: the IPv4 and IPv6 addresses the guest itself used as the source of\n"
-                     "a frame. An interface with nothing to show is left out.",
+         description="Addresses of the interfaces of a running domain. --source lease (the default):\n"
+                     "the address the DHCP server gave the interface's MAC (QEMU's for user-mode\n"
+                     "interfaces, the network's dnsmasq for type 'network'), so the guest must have\n"
+                     "asked for one by DHCP. --source arp: the addresses the guest itself used as the\n"
+                     "source of a frame (user-mode: IPv4 and IPv6 from the frames QEMU passed; network\n"
+                     "and bridge: the host's neighbour table). An interface with nothing to show is left out.",
          examples=("domifaddr vm1", "domifaddr vm1 --source arp --full"))
 def domifaddr(ctx, domain, interface=None, full=False, source=None):
     if source not in (None, "lease", "arp", "agent"):
@@ -650,10 +713,10 @@ def domifaddr(ctx, domain, interface=None, full=False, source=None):
             if source in (None, "lease"):
                 if acct.get("lease"):
                     a = acct["lease"]["address"]
-                    addrs.append(("ipv4", a, address_prefix(nic, a, "ipv4")))
+                    addrs.append(("ipv4", a, address_prefix(nic, a, "ipv4", acct.get("subnet"))))
             else:
                 for a, family, _ts in sorted(acct.get("seen") or [], key=lambda s: (s[1] != "ipv4", s[2])):
-                    addrs.append((family, a, address_prefix(nic, a, family)))
+                    addrs.append((family, a, address_prefix(nic, a, family, acct.get("subnet"))))
             if addrs:
                 rows.append((name, nic.mac, addrs))
     except VshError as err:

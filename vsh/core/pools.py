@@ -1576,9 +1576,10 @@ def _unlink(path: str) -> None:
 class _DirLock:
     """An flock on ``<dir>/.lock`` (the directory is made private first)."""
 
-    def __init__(self, directory: str, timeout: float):
+    def __init__(self, directory: str, timeout: float, what: str = "storage pool definitions"):
         self.directory = directory
         self.timeout = timeout
+        self.what = what
         self.fd = None
 
     def __enter__(self):
@@ -1599,7 +1600,7 @@ class _DirLock:
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise OperationInvalid("storage pool definitions are locked by another vsh process "
+                        raise OperationInvalid(f"{self.what} are locked by another vsh process "
                                                f"(waited {self.timeout:.0f} s)") from None
                     time.sleep(delay)
                     delay = min(delay * 2, 0.1)

@@ -1124,9 +1124,9 @@ class _Builder:
 
     def dev_interface(self, el, n: int) -> None:
         t = el.get("type")
-        if t != "user":
-            raise Unsupported("interface type '%s' is not supported yet" % t)
-        what = "<interface type='user'> #%d" % n
+        if t not in ("user", "network", "bridge"):
+            raise Unsupported("interface type '%s' is not supported yet (user, network, bridge)" % t)
+        what = "<interface type='%s'> #%d" % (t, n)
         if el.find("backend") is not None and el.find("backend").get("type") not in (None, "default"):
             raise Unsupported("%s: backend '%s' is not supported" % (what, el.find("backend").get("type")))
         if el.find("portForward") is not None:
@@ -1139,18 +1139,10 @@ class _Builder:
             raise InvalidArgument("%s: '%s' is not a MAC address" % (what, mac.get("address")))
         if int(addr[:2], 16) & 1:
             raise InvalidArgument("%s: MAC %s is a multicast address" % (what, addr))
-        netdev: list[tuple[str, object]] = [("id", "hostnet%d" % n)]
-        for ip in el.findall("ip"):
-            fam = ip.get("family", "ipv4")
-            prefix = ip.get("prefix")
-            a = ip.get("address")
-            if fam == "ipv4":
-                netdev.append(("net", "%s/%s" % (a, prefix or 24)))
-            elif fam == "ipv6":
-                netdev.append(("ipv6-net", "%s/%s" % (a, prefix or 64)))
-        for fw in self.port_forwards(n, addr):
-            netdev.append(("hostfwd", fw.hostfwd()))
-        self.add("-netdev", _opts("user", *netdev))
+        if t != "user":
+            self.add("-netdev", _opts("tap", *self.tap_netdev(el, n, what)))
+        else:
+            self.add("-netdev", _opts("user", *self.user_netdev(el, n, addr)))
         model = el.find("model").get("type") if el.find("model") is not None else "virtio"
         if model == "virtio":
             qdev = self.virtio("net")
@@ -1164,6 +1156,39 @@ class _Builder:
         pairs.append(self.rom(el, what))
         pairs.append(self.bootprop(el))
         self.add("-device", _opts(qdev, *pairs))
+
+    def user_netdev(self, el, n: int, mac: str) -> list:
+        netdev: list[tuple[str, object]] = [("id", "hostnet%d" % n)]
+        for ip in el.findall("ip"):
+            fam = ip.get("family", "ipv4")
+            prefix = ip.get("prefix")
+            a = ip.get("address")
+            if fam == "ipv4":
+                netdev.append(("net", "%s/%s" % (a, prefix or 24)))
+            elif fam == "ipv6":
+                netdev.append(("ipv6-net", "%s/%s" % (a, prefix or 64)))
+        for fw in self.port_forwards(n, mac):
+            netdev.append(("hostfwd", fw.hostfwd()))
+        return netdev
+
+    def tap_netdev(self, el, n: int, what: str) -> list:
+        """A tap QEMU creates by name; vsh's supervisor plugs it into the bridge
+        (vsh.kvm.hostnet) before the guest runs.  vhost-net when KVM runs the guest."""
+        for tag in ("ip", "route", "script", "downscript", "bandwidth", "vlan", "virtualport", "filterref"):
+            if el.find(tag) is not None:
+                raise Unsupported("%s: <%s> is not supported" % (what, tag))
+        netdev: list[tuple[str, object]] = [("id", "hostnet%d" % n)]
+        target = el.find("target")
+        if target is not None and target.get("dev"):
+            netdev.append(("ifname", target.get("dev")))
+        netdev += [("script", "no"), ("downscript", "no")]
+        driver = el.find("driver")
+        name = driver.get("name") if driver is not None else None
+        if name not in (None, "qemu", "vhost"):
+            raise Unsupported("%s: <driver name='%s'> is not supported (qemu, vhost)" % (what, name))
+        if name == "vhost" or (name is None and self.kvm and os.access("/dev/vhost-net", os.R_OK | os.W_OK)):
+            netdev.append(("vhost", "on"))
+        return netdev
 
     def port_forwards(self, n: int, mac: str) -> list:
         """The vsh port forwards (domain metadata, vsh.core.portfwd) of user interface number ``n``."""

@@ -366,7 +366,8 @@ def _clear_previous_run(rundir: RunDir, st: dict | None) -> None:
 
 def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
           lifecycle: dict | None = None, transient: bool = False, paused: bool = False,
-          timeout: float = 30.0, uuid: str | None = None, first_run: dict | None = None) -> dict:
+          timeout: float = 30.0, uuid: str | None = None, first_run: dict | None = None,
+          taps: list | None = None) -> dict:
     """Launch QEMU under a new supervisor; return the state once the guest runs (or is paused).
 
     ``argv`` is QEMU's full command line; its QMP socket must be ``RUNDIR/qmp.sock``
@@ -380,6 +381,9 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
     save image; the argv must hold ``-incoming defer``), ``running_reason`` /
     ``paused_reason`` (the state's reason once started) and ``drop_argv`` (argv
     items to remove afterwards, e.g. ``["-incoming", "defer"]``).
+
+    ``taps`` (``[{"dev", "bridge", "mtu"}]``, see :func:`vsh.kvm.hostnet.plan_taps`)
+    are plugged into their bridges while QEMU is still stopped, on every launch.
     """
     rundir = RunDir(rundir)
     control = os.fsencode(rundir / CONTROL_SOCKET)
@@ -419,6 +423,7 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
             "lifecycle": lc, "transient": bool(transient), "paused": bool(paused),
             "timeout": float(timeout),
             **({"first_run": first_run} if first_run else {}),
+            **({"taps": list(taps)} if taps else {}),
         })
         return _spawn_supervisor(rundir, lock_fd, attach=False, timeout=timeout + _SLACK)
     finally:

@@ -450,6 +450,7 @@ class Supervisor:
                                f"command: {_shell_join(self.argv)}") from None
             self._events_task = self._spawn_task(self._pump_events(self._qmp))
             await self._setup_qemu()
+            self._plug_taps()
             first = self.spec.get("first_run") or {}      # restore / revert: once only
             if first.get("incoming"):
                 await self._incoming(first["incoming"])
@@ -497,6 +498,17 @@ class Supervisor:
             await netacct.setup(self)
         except Exception as exc:   # noqa: BLE001 - accounting must never stop a start
             log(f"warning: traffic accounting unavailable: {exc}")
+
+    def _plug_taps(self) -> None:
+        """Plug the taps QEMU made into their bridges before the guest runs (a failure fails the start)."""
+        taps = self.spec.get("taps") or []
+        if not taps:
+            return
+        from vsh.kvm import hostnet
+
+        for tap in taps:
+            hostnet.attach_tap(tap["dev"], tap["bridge"], tap.get("mtu"))
+            log(f"tap {tap['dev']} plugged into bridge {tap['bridge']}")
 
     async def _set_shutdown_action(self, action: str) -> None:
         if action != self._shutdown_action:

@@ -1,0 +1,302 @@
+"""Virtual networks (virsh's "network" group) over vsh.core.networks and vsh.kvm.hostnet.
+
+Every connection has a network ``default`` (NAT, DHCP, marked autostart), defined
+the first time its networks are used, on the first free 192.168.x.0/24 from 122 up.
+Starting a network creates a Linux bridge, its nftables rules and a dnsmasq for
+DHCP and DNS; that needs root (CAP_NET_ADMIN). Domains join a network with
+``<interface type='network'><source network='NAME'/></interface>``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from vsh.core.errors import InvalidArgument, VshError
+from vsh.core.output import KeyValue, Message, Table, Text, escape_untrusted
+from vsh.registry import Opt, command
+from vsh.shell import completer
+
+NETWORK = Opt("network", kind="network", required=True, positional=True, help="network name or uuid")
+_YES_NO = {True: "yes", False: "no"}
+
+
+def _networks(ctx, init: bool = True):
+    from vsh.core.networks import Networks
+
+    return Networks(ctx.store, init=init)
+
+
+def _json(net) -> dict:
+    return {"name": net.name, "uuid": net.uuid, "active": net.active, "persistent": net.persistent,
+            "autostart": net.autostart, "bridge": net.bridge, "forward": net.forward_mode or "isolated",
+            "ip": str(net.ipv4) if net.ipv4 is not None else None}
+
+
+def _read_definition(file: str):
+    from vsh.core.networks import parse_network_xml
+    from vsh.core.store import read_input_file
+
+    return parse_network_xml(read_input_file(file))
+
+
+@command("net-define", group="network", summary="define an inactive persistent virtual network from an XML file",
+         opts=[Opt("file", kind="file", required=True, positional=True,
+                   help="file containing an XML network description"),
+               Opt("validate", kind="bool", help="validate the XML (vsh always checks it)")],
+         mutating=True, examples=("net-define net1.xml",),
+         description="Define a network from libvirt's <network> XML. vsh fills in what libvirt\n"
+                     "fills in (a UUID, a virbrN bridge name, a bridge MAC) and refuses elements it\n"
+                     "would not honour. The same name and UUID redefine a network; a running network\n"
+                     "keeps its old configuration until it is restarted.")
+def net_define(ctx, file, validate=False):
+    networks = _networks(ctx)
+    try:
+        net, _new = networks.define(_read_definition(file))
+    except VshError as err:
+        raise err.with_context(f"Failed to define network from {file}") from None
+    return Message(f"Network {net.name} defined from {file}", json_data=_json(net))
+
+
+@command("net-create", group="network", summary="create a network from an XML file",
+         opts=[Opt("file", kind="file", required=True, positional=True,
+                   help="file containing an XML network description"),
+               Opt("validate", kind="bool", help="validate the XML (vsh always checks it)")],
+         mutating=True, examples=("net-create net1.xml",),
+         description="Start a transient network: it is gone once destroyed.")
+def net_create(ctx, file, validate=False):
+    from vsh.kvm import hostnet
+
+    networks = _networks(ctx)
+    try:
+        net = _read_definition(file)
+        with networks.lock():
+            others = networks._load_all()
+            if any(n.name == net.name for n in others):
+                raise VshError(f"operation failed: network '{net.name}' already exists")
+            networks._fill_in(net, others)
+            networks._check_conflicts(net, others)
+        net.persistent = False
+        hostnet.start(networks, net)
+    except VshError as err:
+        raise err.with_context(f"Failed to create network from {file}") from None
+    return Message(f"Network {net.name} created from {file}", json_data=_json(net))
+
+
+@command("net-start", group="network", summary="start a (previously defined) inactive network",
+         opts=[NETWORK], mutating=True, examples=("net-start default",),
+         description="Create the network's bridge, firewall rules and dnsmasq (needs root).")
+def net_start(ctx, network):
+    from vsh.kvm import hostnet
+
+    networks = _networks(ctx)
+    net = networks.get(network)
+    try:
+        hostnet.start(networks, net)
+    except VshError as err:
+        raise err.with_context(f"Failed to start network {net.name}") from None
+    return Message(f"Network {net.name} started", json_data=_json(net))
+
+
+@command("net-destroy", group="network", summary="destroy (stop) a network",
+         opts=[NETWORK], mutating=True, examples=("net-destroy default",),
+         description="Stop dnsmasq and remove the network's firewall rules and bridge. Running\n"
+                     "domains keep their taps but lose the network until it is started again and\n"
+                     "they are restarted. A transient network is gone afterwards.")
+def net_destroy(ctx, network):
+    from vsh.kvm import hostnet
+
+    networks = _networks(ctx)
+    net = networks.get(network)
+    try:
+        hostnet.stop(networks, net)
+    except VshError as err:
+        raise err.with_context(f"Failed to destroy network {net.name}") from None
+    return Message(f"Network {net.name} destroyed", json_data=_json(net))
+
+
+@command("net-undefine", group="network", summary="undefine a persistent network",
+         opts=[NETWORK], mutating=True, examples=("net-undefine net1",),
+         description="Remove a network's definition. A running network keeps running, as a\n"
+                     "transient one, until it is destroyed.")
+def net_undefine(ctx, network):
+    networks = _networks(ctx)
+    net = networks.get(network)
+    try:
+        networks.undefine(net)
+    except VshError as err:
+        raise err.with_context(f"Failed to undefine network {net.name}") from None
+    return Message(f"Network {net.name} has been undefined")
+
+
+@command("net-autostart", group="network", summary="autostart a network",
+         opts=[NETWORK, Opt("disable", kind="bool", help="disable autostarting")], mutating=True,
+         examples=("net-autostart default", "net-autostart default --disable"),
+         description="There is no daemon: a network marked autostart is started by the first\n"
+                     "'vsh start' of a domain that uses it after the host boots.")
+def net_autostart(ctx, network, disable=False):
+    networks = _networks(ctx)
+    net = networks.get(network)
+    try:
+        networks.set_autostart(net, not disable)
+    except VshError as err:
+        verb = "unmark" if disable else "mark"
+        raise err.with_context(f"failed to {verb} network {net.name} as autostarted") from None
+    if disable:
+        return Message(f"Network {net.name} unmarked as autostarted")
+    return Message(f"Network {net.name} marked as autostarted")
+
+
+@command("net-list", group="network", summary="list networks",
+         opts=[Opt("inactive", kind="bool", help="list inactive networks"),
+               Opt("all", kind="bool", help="list inactive & active networks"),
+               Opt("persistent", kind="bool", help="list persistent networks"),
+               Opt("transient", kind="bool", help="list transient networks"),
+               Opt("autostart", kind="bool", help="list networks with autostart enabled"),
+               Opt("no-autostart", kind="bool", help="list networks with autostart disabled"),
+               Opt("uuid", kind="bool", help="list uuid's only"),
+               Opt("name", kind="bool", help="list network names only"),
+               Opt("table", kind="bool", help="list table (default)")],
+         exclusive=(("all", "inactive"), ("table", "name"), ("table", "uuid")),
+         examples=("net-list", "net-list --all", "net-list --name"))
+def net_list(ctx, inactive=False, all=False, persistent=False, transient=False, autostart=False,
+             no_autostart=False, uuid=False, name=False, table=False):
+    rows = []
+    for net in _networks(ctx).list():
+        if not all and net.active == inactive:
+            continue
+        if persistent != transient and net.persistent != persistent:
+            continue
+        if autostart != no_autostart and net.autostart != autostart:
+            continue
+        rows.append(net)
+    data = [_json(n) for n in rows]
+    if uuid or name:
+        lines = []
+        for net in rows:
+            if uuid and name:
+                lines.append(f"{net.uuid}  {escape_untrusted(net.name)}\n")
+            else:
+                lines.append(f"{net.uuid if uuid else escape_untrusted(net.name)}\n")
+        return Text("".join(lines), json_data=data)
+    cells = [[escape_untrusted(n.name), "active" if n.active else "inactive", _YES_NO[n.autostart],
+              _YES_NO[n.persistent]] for n in rows]
+    return Table(["Name", "State", "Autostart", "Persistent"], cells, json_data=data)
+
+
+@command("net-info", group="network", summary="network information", opts=[NETWORK],
+         examples=("net-info default",))
+def net_info(ctx, network):
+    net = _networks(ctx).get(network)
+    pairs = [("Name", escape_untrusted(net.name)), ("UUID", net.uuid), ("Active", _YES_NO[net.active]),
+             ("Persistent", _YES_NO[net.persistent]), ("Autostart", _YES_NO[net.autostart])]
+    if net.bridge:
+        pairs.append(("Bridge", net.bridge))
+    return KeyValue(pairs, json_data=_json(net))
+
+
+@command("net-dumpxml", group="network", summary="network information in XML",
+         opts=[NETWORK, Opt("inactive", kind="bool", help="show inactive defined XML"),
+               Opt("xpath", kind="xpath", help="xpath expression to filter the XML document"),
+               Opt("wrap", kind="bool", help="wrap xpath results in an common root element")],
+         examples=("net-dumpxml default", "net-dumpxml default --xpath //ip/@address"))
+def net_dumpxml(ctx, network, inactive=False, xpath=None, wrap=False):
+    from vsh.commands.storage import _xml_output
+
+    networks = _networks(ctx)
+    net = networks.get(network)
+    text = net.xml() if inactive and net.persistent else networks.live_xml(net)
+    return _xml_output(text, xpath, wrap, "network")
+
+
+@command("net-uuid", group="network", summary="convert a network name to network UUID",
+         opts=[Opt("network", kind="network", required=True, positional=True, help="network name")])
+def net_uuid(ctx, network):
+    net = _networks(ctx).by_name(network)
+    return Text(f"{net.uuid}\n", json_data={"uuid": net.uuid})
+
+
+@command("net-name", group="network", summary="convert a network UUID to network name",
+         opts=[Opt("network", kind="network", required=True, positional=True, help="network uuid")])
+def net_name(ctx, network):
+    from vsh.core.errors import NotFound
+    from vsh.core.networks import is_uuid
+
+    if not is_uuid(network):
+        raise NotFound(f"Network not found: no network with matching uuid '{network}'")
+    net = _networks(ctx).get(network)
+    return Text(f"{net.name}\n", json_data={"name": net.name})
+
+
+@command("net-edit", group="network", summary="edit XML configuration for a network", opts=[NETWORK],
+         mutating=True, examples=("net-edit default", "EDITOR=nano vsh net-edit default"),
+         description="Open the network's persistent XML in $VISUAL or $EDITOR (default vi) and define\n"
+                     "the result. An invalid result leaves the definition unchanged.")
+def net_edit(ctx, network):
+    import tempfile
+
+    from vsh.commands.config import _run_editor
+    from vsh.core.networks import parse_network_xml
+
+    networks = _networks(ctx)
+    net = networks.get(network)
+    if not net.persistent:
+        raise VshError(f"Requested operation is not valid: network '{net.name}' is transient")
+    before = net.xml()
+    fd, path = tempfile.mkstemp(prefix="vsh", suffix=".xml")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(before)
+        _run_editor(path)
+        with open(path, "rb") as fh:
+            data = fh.read()
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    if data == before.encode("utf-8"):
+        return Message(f"Network {net.name} XML configuration not changed.")
+    try:
+        new = parse_network_xml(data)
+        if new.name != net.name:
+            raise InvalidArgument(f"the network name cannot change from '{net.name}' to '{new.name}' "
+                                  "(define a new network instead)")
+        networks.define(new)
+    except VshError as err:
+        failed = err.with_context("Failed.")
+        failed.hint = err.hint or f"the configuration of network '{net.name}' is unchanged"
+        raise failed from None
+    return Message(f"Network {net.name} XML configuration edited.")
+
+
+@command("net-dhcp-leases", group="network", summary="print lease info for a given network",
+         opts=[NETWORK, Opt("mac", help="MAC address")],
+         examples=("net-dhcp-leases default", "net-dhcp-leases default --mac 52:54:00:12:34:56"),
+         description="The leases dnsmasq handed out on an active network (expired ones are left out).")
+def net_dhcp_leases(ctx, network, mac=None):
+    import re
+
+    networks = _networks(ctx)
+    net = networks.get(network)
+    if mac is not None and not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
+        raise InvalidArgument(f"invalid MAC address '{mac}'")
+    prefix = net.ipv4.network.prefixlen if net.ipv4 is not None else 24
+    now = time.time()
+    rows, data = [], []
+    for lease in sorted(networks.leases(net), key=lambda x: (x["mac"], x["ip"])):
+        if lease["expiry"] and lease["expiry"] < now:
+            continue
+        if mac is not None and lease["mac"] != mac.lower():
+            continue
+        expiry = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lease["expiry"])) if lease["expiry"] else "-"
+        rows.append([expiry, lease["mac"], lease["type"], f"{lease['ip']}/{prefix}",
+                     escape_untrusted(lease["hostname"] or "-"), escape_untrusted(lease["clientid"] or "-")])
+        data.append({**lease, "prefix": prefix})
+    return Table(["Expiry Time", "MAC address", "Protocol", "IP address", "Hostname", "Client ID or DUID"],
+                 rows, json_data=data)
+
+
+@completer("network")
+def _complete_networks(ctx, prefix: str) -> list[str]:
+    return [name for name in _networks(ctx, init=False).names() if name.startswith(prefix)]
