@@ -171,7 +171,14 @@ def running_taps(store) -> set[str]:
         entries = os.listdir(root)
     except OSError:
         return names
+    from vsh.kvm.client import ACTIVE_STATES, read_state
+
     for entry in entries:
+        if entry.startswith("."):
+            continue
+        st = read_state(os.path.join(root, entry))
+        if not st or st.get("state") not in ACTIVE_STATES:
+            continue
         try:
             with open(os.path.join(root, entry, "live.xml"), "rb") as fh:
                 text = fh.read(1 << 20).decode("utf-8", "replace")

@@ -1,0 +1,128 @@
+"""A running test guest driven through its serial console (shared by the VM test modules).
+
+Load it the way the tests load argv_materials::
+
+    _spec = importlib.util.spec_from_file_location("vmguest", Path(__file__).resolve().parents[1] / "vmguest.py")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_ENV = dict(os.environ)          # before conftest points HOME/XDG into tmp dirs
+
+
+def manifest() -> dict | None:
+    script = ROOT / "scripts" / "build-test-guest"
+    if not script.exists():
+        return None
+    try:
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              env=REAL_ENV, timeout=900)
+    except subprocess.TimeoutExpired:
+        return None
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return None
+    path = Path(proc.stdout.strip().splitlines()[-1]) / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+class Guest:
+    """A running domain of the module's store, and its shell on the serial console."""
+
+    def __init__(self, store: Path, name: str, env: dict, prefix: tuple = ()):
+        self.store, self.name, self.env = store, name, env
+        self.prefix = list(prefix)          # e.g. ["ip", "netns", "exec", NS]
+        self.rundir = store / "run" / name
+        self.n = 0
+        self.pty = None
+        self._stop = threading.Event()
+
+    def open_console(self) -> None:
+        """Hold the console pty open (QEMU reads it only while someone does) and drain it."""
+        self.pty = os.open(self.state()["console_pty"], os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+
+        def drain():
+            while not self._stop.is_set():
+                if select.select([self.pty], [], [], 0.2)[0]:
+                    try:
+                        os.read(self.pty, 65536)
+                    except OSError:
+                        return
+        threading.Thread(target=drain, daemon=True).start()
+
+    def close_console(self) -> None:
+        self._stop.set()
+        if self.pty is not None:
+            time.sleep(0.3)
+            os.close(self.pty)
+            self.pty = None
+
+    def vsh(self, *args, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*self.prefix, sys.executable, "-m", "vsh", *map(str, args)], env=self.env,
+                              capture_output=True, text=True, timeout=120)
+        if check:
+            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+    def state(self) -> dict:
+        return json.loads((self.rundir / "state.json").read_text())
+
+    def log(self) -> str:
+        return (self.rundir / "console.log").read_bytes().decode(errors="replace")
+
+    def wait_log(self, text: str, count: int = 1, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log().count(text) >= count:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not seen on the console of {self.name}:\n{self.log()[-2000:]}")
+
+    def sh(self, cmd: str, timeout: float = 60.0) -> str:
+        """Run ``cmd`` in the guest shell; its output (from the console log)."""
+        self.n += 1
+        tag = f"M{5000 + self.n}E"
+        before = len(self.log())
+        if self.pty is None:
+            self.open_console()
+        begin = f"B{5000 + self.n}B"
+        data = f"echo B$((5000+{self.n}))B\n{cmd}\necho M$((5000+{self.n}))E\n".encode()
+        while data:
+            select.select([], [self.pty], [], 5.0)
+            data = data[os.write(self.pty, data):]
+        self.wait_log(tag, timeout=timeout)
+        out = self.log()[before:]
+        return out[out.index(begin) + len(begin):out.index(tag)]
+
+    def qmp(self, cmd: str, args: dict | None = None):
+        from vsh.kvm import client
+
+        return client.qmp(str(self.rundir), cmd, args)
+
+    def xml(self, *flags) -> str:
+        return self.vsh("dumpxml", self.name, *flags).stdout
+
+    def config_bytes(self) -> bytes:
+        return (self.store / "config" / "domains" / f"{self.name}.xml").read_bytes()
+
+    def live_bytes(self) -> bytes:
+        return (self.rundir / "live.xml").read_bytes()
+
+    def open_files(self) -> set[str]:
+        fds = Path(f"/proc/{self.state()['qemu_pid']}/fd")
+        out = set()
+        for fd in fds.iterdir():
+            try:
+                out.add(os.readlink(fd))
+            except OSError:
+                pass
+        return out
