@@ -58,6 +58,7 @@ def guest_xml(name: str, m: dict, nic: str) -> str:
     <initrd>{m['initrd']}</initrd>
     <cmdline>{m['cmdline']}</cmdline>
   </os>
+  <features><acpi/></features>
   <devices>
     {nic}
     <serial type='pty'><target port='0'/></serial>
@@ -286,6 +287,26 @@ def test_bridge_interface_gets_an_address_from_the_dynamic_range(world):
         g2.close_console()
         vsh(world, "destroy", "g2")
     assert "g2tap" not in links(world)
+
+
+def test_live_attach_and_detach_of_a_network_interface(world, g1):
+    mac = "52:54:00:aa:bb:44"
+    res = vsh(world, "attach-interface", "g1", "network", "n1", "--mac", mac, "--live")
+    assert res.stdout == "Interface attached successfully\n\n", res
+    rows = [line.split() for line in vsh(world, "domiflist", "g1").stdout.splitlines()[2:] if line.strip()]
+    assert rows[1][:3] == ["vnet1", "network", "n1"] and rows[1][-1] == mac
+    assert links(world)["vnet1"]["master"] == "vshtbr1"
+    assert mac not in g1.xml("--inactive")
+    out = g1.sh(f"for i in 1 2 3 4 5 6 7 8 9 10; do ip -o link | grep -q {mac} && break; sleep 0.5; done; "
+                f"dev=$(ip -o link | grep {mac} | cut -d: -f2 | tr -d ' '); ip link set $dev up; "
+                f"udhcpc -i $dev -n -q -t 5 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1; ip -4 -o addr show $dev")
+    lease = wait_lease(world, mac, timeout=30)
+    assert f"inet {lease['ip']}/24" in out, out
+    res = vsh(world, "detach-interface", "g1", "network", "--mac", mac, "--live")
+    assert res.stdout == "Interface detached successfully\n\n", res
+    assert "vnet1" not in links(world)
+    assert [line.split()[0] for line in vsh(world, "domiflist", "g1").stdout.splitlines()[2:]
+            if line.strip()] == ["vnet0"]
 
 
 def test_destroying_the_domain_removes_its_tap(world, g1):

@@ -80,6 +80,20 @@ def complete_device(node) -> None:
             target.set("bus", default_bus(target.get("dev"), node.get("device")))
 
 
+def _live_node(ctx, node):
+    """The element as the running domain gets it: a network or bridge NIC gets its bridge
+    and a free tap name (vsh.kvm.hostnet), which the configuration never keeps."""
+    if node.tag != "interface" or node.get("type") not in ("network", "bridge"):
+        return node
+    from vsh.core.domain import Interface
+    from vsh.core.networks import host_interfaces
+    from vsh.kvm import hostnet
+
+    live = copy.deepcopy(node)
+    hostnet.plan_tap(ctx.store, Interface(live), host_interfaces() | hostnet.running_taps(ctx.store))
+    return live
+
+
 def _attach(ctx, ref, node, flags: dict, command_name: str) -> tuple[bool, bool]:
     """Attach the device element ``node``; returns (live, config)."""
     from vsh.core.domain import device_for
@@ -96,7 +110,7 @@ def _attach(ctx, ref, node, flags: dict, command_name: str) -> tuple[bool, bool]
             check_config_change(ctx.store, ref, change)
         livedom = ctx.store.load(ref)
         livedom.check_attach(device_for(copy.deepcopy(node)))
-        hotplug(ctx, ref, "attach_device", _serialize(node), command_name)
+        hotplug(ctx, ref, "attach_device", _serialize(_live_node(ctx, node)), command_name)
     if do_config:
         try:
             change_config(ctx.store, ref, change)

@@ -96,61 +96,62 @@ def plan_taps(store, live, running_names=()) -> list[dict]:
     The live XML gets ``<source ... bridge='...'/>`` and ``<target dev='vnetN'/>``.
     Returns ``[{"dev", "bridge", "mtu", "mac"}]`` for the supervisor.
     """
-    from vsh.core.networks import Networks, check_ifname, host_interfaces, interface_exists
+    from vsh.core.networks import host_interfaces
 
     nics = [n for n in live.interfaces if n.type in ("network", "bridge")]
     if not nics:
         return []
     require_net_admin(f"<interface type='{nics[0].type}'>")
     taken = host_interfaces() | set(running_names)
-    networks = None
-    taps = []
-    n = 0
-    for nic in nics:
-        mtu = None
-        if nic.type == "network":
-            if not nic.source_network:
-                raise InvalidArgument("an <interface type='network'> needs <source network='NAME'/>")
-            networks = networks or Networks(store)
-            try:
-                net = networks.get(nic.source_network)
-            except NotFound:
-                raise NotFound(f"Network not found: no network with matching name "
-                               f"'{nic.source_network}'") from None
-            if not net.active:
-                if not net.autostart:
-                    raise OperationInvalid(f"Requested operation is not valid: network '{net.name}' is not active",
-                                           hint=f"start it with: vsh net-start {net.name}")
-                start(networks, net)
-            bridge = net.bridge
-            mtu = net.mtu
-            nic.node.find("source").set("bridge", bridge)
-        else:
-            bridge = nic.source_bridge
-            if not bridge:
-                raise InvalidArgument("an <interface type='bridge'> needs <source bridge='NAME'/>")
-            check_ifname(bridge, "bridge")
-            if not interface_exists(bridge):
-                raise NotFound(f"bridge '{bridge}' does not exist on this host (ip link show {bridge})")
-        dev = nic.target_dev
-        if dev and not dev.startswith("vnet"):
-            check_ifname(dev, "interface target dev")
-            if interface_exists(dev):
-                raise OperationInvalid(f"interface target dev '{dev}' already exists on this host")
-        else:
-            while f"vnet{n}" in taken:
-                n += 1
-            dev = f"vnet{n}"
-        taken.add(dev)
-        target = nic.node.find("target")
-        if target is None:
-            from lxml import etree
+    return [plan_tap(store, nic, taken) for nic in nics]
 
-            target = etree.SubElement(nic.node, "target")
-            _move_after(nic.node, target, ("source", "mac"))
-        target.set("dev", dev)
-        taps.append({"dev": dev, "bridge": bridge, "mtu": mtu, "mac": nic.mac})
-    return taps
+
+def plan_tap(store, nic, taken: set) -> dict:
+    """One NIC (a vsh.core.domain.Interface, changed in place) of :func:`plan_taps`;
+    its tap name joins ``taken``."""
+    from vsh.core.networks import Networks, check_ifname, interface_exists
+
+    require_net_admin(f"<interface type='{nic.type}'>")
+    mtu = None
+    if nic.type == "network":
+        if not nic.source_network:
+            raise InvalidArgument("an <interface type='network'> needs <source network='NAME'/>")
+        networks = Networks(store)
+        net = networks.get(nic.source_network)
+        if not net.active:
+            if not net.autostart:
+                raise OperationInvalid(f"Requested operation is not valid: network '{net.name}' is not active",
+                                       hint=f"start it with: vsh net-start {net.name}")
+            start(networks, net)
+        bridge = net.bridge
+        mtu = net.mtu
+        nic.node.find("source").set("bridge", bridge)
+    else:
+        bridge = nic.source_bridge
+        if not bridge:
+            raise InvalidArgument("an <interface type='bridge'> needs <source bridge='NAME'/>")
+        check_ifname(bridge, "bridge")
+        if not interface_exists(bridge):
+            raise NotFound(f"bridge '{bridge}' does not exist on this host (ip link show {bridge})")
+    dev = nic.target_dev
+    if dev and not dev.startswith("vnet"):
+        check_ifname(dev, "interface target dev")
+        if interface_exists(dev):
+            raise OperationInvalid(f"interface target dev '{dev}' already exists on this host")
+    else:
+        n = 0
+        while f"vnet{n}" in taken:
+            n += 1
+        dev = f"vnet{n}"
+    taken.add(dev)
+    target = nic.node.find("target")
+    if target is None:
+        from lxml import etree
+
+        target = etree.SubElement(nic.node, "target")
+        _move_after(nic.node, target, ("source", "mac"))
+    target.set("dev", dev)
+    return {"dev": dev, "bridge": bridge, "mtu": mtu, "mac": nic.mac}
 
 
 def _move_after(parent, el, tags) -> None:

@@ -15,6 +15,10 @@ so a hot-plugged device is the device the same XML gives at boot:
 * user-mode NICs: ``netdev_add`` (through the human monitor, which parses the
   ``-netdev`` text exactly as the command line does), the traffic accounting filter
   (:mod:`vsh.kvm.netacct`), then ``device_add``; a failure removes the netdev.
+* network and bridge NICs: the caller names the tap and the bridge in the element
+  (:func:`vsh.kvm.hostnet.plan_tap`); ``netdev_add`` makes QEMU create the tap, it
+  is plugged into the bridge, then ``device_add``; a failure removes the netdev
+  (and with it the tap).
 * unplug: ``device_del``, then wait for QEMU's ``DEVICE_DELETED`` event (the guest has
   to let the device go: ACPI/PCIe hot-plug); then ``blockdev-del`` / ``netdev_del``.
   When the guest does not answer in time the command fails with a message saying so;
@@ -466,15 +470,22 @@ async def _attach_nic(sup, dom, node) -> dict:
         dev.pop("addr", None)
         dev.update(await _pci_placement(sup, dom, opts["family"], what))
     netdev_id = dev["netdev"]
+    tap = node.get("type") in ("network", "bridge")
     out = await sup._exec("human-monitor-command", {"command-line": "netdev_add " + opts["netdev"]})
     if out.strip():
         raise VshError(f"internal error: unable to execute QEMU command 'netdev_add': "
                        f"{out.strip().removeprefix('Error: ')}")
     try:
-        await netacct.add_filter(sup, netdev_id, dev["mac"], dev["id"])
+        if tap:     # QEMU made the tap; into the bridge before the guest sees the NIC
+            from vsh.kvm import hostnet
+
+            hostnet.attach_tap(node.find("target").get("dev"), node.find("source").get("bridge"))
+        else:
+            await netacct.add_filter(sup, netdev_id, dev["mac"], dev["id"])
         await sup._exec("device_add", dev)
     except BaseException:
-        await netacct.remove_filter(sup, netdev_id, dev["mac"])
+        if not tap:
+            await netacct.remove_filter(sup, netdev_id, dev["mac"])
         try:
             await sup._exec("netdev_del", {"id": netdev_id})
         except VshError as exc:
