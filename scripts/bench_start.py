@@ -264,14 +264,15 @@ def ensure_libvirt() -> bool:
 
 
 class LibvirtPeer:
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, prefix: tuple = ()):
         self.base = base
+        self.prefix = list(prefix)      # e.g. ["ip", "netns", "exec", NS]: libvirtd in that netns
         self.proc = None
         self.uri = None
 
     def start(self) -> bool:
         self.base.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([sys.executable, str(PEER), "--stdin-eof", str(self.base)],
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, str(PEER), "--stdin-eof", str(self.base)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=open(self.base / "peer.err", "wb"), text=True)
         line = self.proc.stdout.readline()  # "READY <socket>" or EOF on failure

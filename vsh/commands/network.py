@@ -30,7 +30,7 @@ def _networks(ctx, init: bool = True):
 def _json(net) -> dict:
     return {"name": net.name, "uuid": net.uuid, "active": net.active, "persistent": net.persistent,
             "autostart": net.autostart, "bridge": net.bridge, "forward": net.forward_mode or "isolated",
-            "ip": str(net.ipv4) if net.ipv4 is not None else None}
+            "ip": net.ipv4_text}
 
 
 def _read_definition(file: str):

@@ -33,11 +33,9 @@ deleted it, or vsh runs in another network namespace) is inactive.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
-import socket
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError, XMLError
 
@@ -96,6 +94,8 @@ def random_mac() -> str:
 
 def interface_exists(name: str) -> bool:
     """Whether a network interface of that name exists in this process's network namespace."""
+    import socket
+
     try:
         socket.if_nametoindex(name)
         return True
@@ -112,6 +112,8 @@ def current_netns() -> int | None:
 
 
 def host_interfaces() -> set[str]:
+    import socket
+
     try:
         return {name for _i, name in socket.if_nameindex()}
     except OSError:
@@ -124,14 +126,26 @@ def host_interfaces() -> set[str]:
 class Network:
     """A network definition: the parsed XML tree plus the facts vsh uses."""
 
-    def __init__(self, root):
-        self.root = root
+    def __init__(self, root=None, data: bytes | None = None, facts: dict | None = None, origin: str = ""):
+        self._root = root
+        self._data = data           # a stored definition, parsed (and checked) on first use
+        self._facts = facts         # what listings need, read without lxml (quick_facts)
+        self._origin = origin
         self.active = False
         self.autostart = False
         self.persistent = True
         self.state: dict | None = None
 
+    @property
+    def root(self):
+        if self._root is None:
+            self._root = parse_network_xml(self._data, self._origin).root
+            self._facts = None
+        return self._root
+
     def _text(self, tag: str) -> str | None:
+        if self._facts is not None:
+            return self._facts.get(tag)
         el = self.root.find(tag)
         return el.text.strip() if el is not None and el.text is not None else None
 
@@ -140,6 +154,8 @@ class Network:
 
     @property
     def forward_mode(self) -> str | None:
+        if self._facts is not None:
+            return self._facts.get("forward")
         fwd = self.root.find("forward")
         if fwd is None:
             return None
@@ -152,6 +168,8 @@ class Network:
 
     @property
     def bridge(self) -> str | None:
+        if self._facts is not None:
+            return self._facts.get("bridge")
         br = self.root.find("bridge")
         return br.get("name") if br is not None else None
 
@@ -180,6 +198,22 @@ class Network:
         """The network's IPv4 interface (an ``ipaddress.IPv4Interface``) or None."""
         el = self._ip_el()
         return _ip_interface(el) if el is not None else None
+
+    @property
+    def ipv4_text(self) -> str | None:
+        """``ADDRESS/PREFIX`` of the network's IPv4 interface (cheap: for listings)."""
+        if self._facts is not None:
+            ip = self._facts.get("ip")
+            if ip is None:
+                return None
+            if ip.get("prefix"):
+                return f"{ip.get('address')}/{ip['prefix']}"
+            if ip.get("netmask"):
+                bits = sum(bin(int(part)).count("1") for part in ip["netmask"].split(".") if part.isdigit())
+                return f"{ip.get('address')}/{bits}"
+            return f"{ip.get('address')}/24"
+        iface = self.ipv4
+        return str(iface) if iface is not None else None
 
     def _ip_el(self):
         for el in self.root.findall("ip"):
@@ -242,7 +276,52 @@ class Network:
         return f"<Network {self.name!r} {self.forward_mode or 'isolated'} {self.bridge!r}>"
 
 
+def quick_facts(data: bytes) -> dict | None:
+    """name, uuid, forward mode, bridge name and the first IPv4 <ip> of a stored definition,
+    read with expat (no lxml); None when the document is not what vsh writes."""
+    from xml.parsers import expat
+
+    facts: dict = {"forward": None}
+    path: list[str] = []
+    text: list[str] = []
+
+    def start(tag, attrs):
+        path.append(tag)
+        text.clear()
+        depth = len(path)
+        if depth == 2 and tag == "forward":
+            facts["forward"] = attrs.get("mode") or "nat"
+        elif depth == 2 and tag == "bridge":
+            facts["bridge"] = attrs.get("name")
+        elif depth == 2 and tag == "ip" and "ip" not in facts and attrs.get("family", "ipv4") == "ipv4":
+            facts["ip"] = dict(attrs)
+
+    def end(tag):
+        if len(path) == 2 and tag in ("name", "uuid"):
+            facts[tag] = "".join(text).strip()
+        path.pop()
+
+    def chars(data_):
+        text.append(data_)
+
+    def refuse(*_args):
+        raise ValueError("not a plain document")
+
+    parser = expat.ParserCreate()
+    parser.StartElementHandler, parser.EndElementHandler, parser.CharacterDataHandler = start, end, chars
+    parser.StartDoctypeDeclHandler = parser.EntityDeclHandler = refuse
+    try:
+        parser.Parse(data, True)
+    except (ValueError, expat.ExpatError):
+        return None
+    if not facts.get("name") or not facts.get("uuid"):
+        return None
+    return facts
+
+
 def _ip_interface(el):
+    import ipaddress
+
     addr = el.get("address")
     prefix = el.get("prefix")
     netmask = el.get("netmask")
@@ -279,6 +358,8 @@ def _element(tag: str, **attrs):
 
 def parse_network_xml(data, origin: str = "network_definition") -> Network:
     """Parse and check a network definition (untrusted input); nothing is filled in yet."""
+    import ipaddress
+
     from vsh.core.xml import parse
 
     root = parse(data, origin, "network")
@@ -380,6 +461,8 @@ def _check_hostname(name: str) -> None:
 
 
 def _check_ips(net: Network) -> None:
+    import ipaddress
+
     seen_v4 = False
     for el in net.root.findall("ip"):
         family = el.get("family", "ipv4")
@@ -436,6 +519,8 @@ def _check_ips(net: Network) -> None:
 
 def read_leases(path: str) -> list[dict]:
     """dnsmasq's lease file: ``EXPIRY MAC IP HOSTNAME CLIENTID`` per line (``*`` = none)."""
+    import ipaddress
+
     try:
         with open(path, "rb") as fh:
             data = fh.read(1 << 20)
@@ -468,9 +553,9 @@ class Networks:
 
     def __init__(self, store, init: bool = True):
         self.store = store
-        self.dir = os.path.join(os.fspath(store.config_dir), "networks")
+        self.dir = os.path.join(store._config, "networks")
         self.autostart_dir = os.path.join(self.dir, "autostart")
-        self.run_root = os.fspath(store.runtime_root)
+        self.run_root = store._run
         self.state_root = os.path.join(self.run_root, ".networks")
         if init:
             self.ensure_default()
@@ -487,6 +572,8 @@ class Networks:
         marker = os.path.join(self.dir, ".initialized")
         if os.path.exists(marker):
             return
+        import ipaddress
+
         from vsh.core.store import atomic_write
 
         with self.lock():
@@ -541,10 +628,14 @@ class Networks:
         except OSError:
             data = None
         if data is not None:
-            try:
-                net = parse_network_xml(data, f"{name}.xml")
-            except VshError:
-                return None
+            facts = quick_facts(data)
+            if facts is not None:
+                net = Network(data=data, facts=facts, origin=f"{name}.xml")
+            else:
+                try:
+                    net = parse_network_xml(data, f"{name}.xml")
+                except VshError:
+                    return None
             if net.name != name:
                 return None
         st = self._read_state(name)
@@ -634,7 +725,7 @@ class Networks:
     def _write(self, net: Network) -> None:
         from vsh.core.store import atomic_write, ensure_private_dir
 
-        ensure_private_dir(os.fspath(self.store.config_dir))
+        ensure_private_dir(self.store._config)
         ensure_private_dir(self.dir)
         atomic_write(self._path(net.name), net.xml())
 
@@ -769,6 +860,9 @@ class Networks:
 
 def host_subnets() -> list:
     """IPv4 networks of this host's routes (to keep a new default network off them)."""
+    import ipaddress
+    import socket
+
     nets = []
     try:
         with open("/proc/net/route") as fh:
