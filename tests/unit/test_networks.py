@@ -215,3 +215,20 @@ def test_taps_need_cap_net_admin(monkeypatch, vsh_env):
     with pytest.raises(Unsupported) as ei:
         hostnet.plan_taps(Store.open(vsh_env.uri), dom)
     assert "needs CAP_NET_ADMIN" in str(ei.value)
+
+
+def test_net_edit_defines_the_edited_xml_and_refuses_bad_edits(vsh, tmp_path, monkeypatch):
+    path = tmp_path / "n.xml"
+    path.write_text(net_xml("<bridge name='vbr4' stp='on'/>", name="n4"))
+    vsh("net-define", path)
+    monkeypatch.setenv("EDITOR", "sed -i s/stp=.on./stp=\\'off\\'/")
+    res = vsh("net-edit", "n4")
+    assert res.status == 0 and res.out == "Network n4 XML configuration edited.\n\n", res
+    assert "<bridge name='vbr4' stp='off' delay='0'/>" in vsh("net-dumpxml", "n4").out
+    monkeypatch.setenv("EDITOR", "sed -i s/vbr4/bad.name.far.too.long/")
+    res = vsh("net-edit", "n4")
+    assert res.status == 1 and "not a valid interface name" in res.err
+    assert "network 'n4' is unchanged" in res.err
+    assert "vbr4" in vsh("net-dumpxml", "n4").out
+    monkeypatch.setenv("EDITOR", "true")
+    assert vsh("net-edit", "n4").out == "Network n4 XML configuration not changed.\n\n"

@@ -247,7 +247,11 @@ def net_edit(ctx, network):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(before)
-        _run_editor(path)
+        try:
+            _run_editor(path)
+        except VshError as err:
+            err.hint = f"the configuration of network '{net.name}' is unchanged"
+            raise
         with open(path, "rb") as fh:
             data = fh.read()
     finally:
