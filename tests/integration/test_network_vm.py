@@ -309,6 +309,14 @@ def test_live_attach_and_detach_of_a_network_interface(world, g1):
             if line.strip()] == ["vnet0"]
 
 
+def test_restarting_the_network_plugs_running_guests_back_in(world, g1):
+    vsh(world, "net-destroy", "n1")
+    assert "vnet0" in links(world) and "master" not in links(world)["vnet0"]
+    vsh(world, "net-start", "n1")
+    assert links(world)["vnet0"]["master"] == "vshtbr1"
+    assert sh("busybox", "ping", "-c", "1", "-W", "10", f"{SUBNET}.10", ns=world["inner"], check=False).returncode == 0
+
+
 def test_destroying_the_domain_removes_its_tap(world, g1):
     g1.close_console()
     vsh(world, "destroy", "g1")

@@ -85,7 +85,8 @@ def net_create(ctx, file, validate=False):
 
 @command("net-start", group="network", summary="start a (previously defined) inactive network",
          opts=[NETWORK], mutating=True, examples=("net-start default",),
-         description="Create the network's bridge, firewall rules and dnsmasq (needs root).")
+         description="Create the network's bridge, firewall rules and dnsmasq (needs root), and\n"
+                     "plug the taps of running domains on this network into the bridge.")
 def net_start(ctx, network):
     from vsh.kvm import hostnet
 
@@ -101,8 +102,8 @@ def net_start(ctx, network):
 @command("net-destroy", group="network", summary="destroy (stop) a network",
          opts=[NETWORK], mutating=True, examples=("net-destroy default",),
          description="Stop dnsmasq and remove the network's firewall rules and bridge. Running\n"
-                     "domains keep their taps but lose the network until it is started again and\n"
-                     "they are restarted. A transient network is gone afterwards.")
+                     "domains keep their taps but lose the network until it is started again\n"
+                     "(net-start plugs them back in). A transient network is gone afterwards.")
 def net_destroy(ctx, network):
     from vsh.kvm import hostnet
 

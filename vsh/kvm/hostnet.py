@@ -333,6 +333,43 @@ def start(networks, net) -> None:
             raise
         net.state = state
         net.active = True
+    replug(networks.store, net)
+
+
+def replug(store, net) -> list[str]:
+    """Plug the taps of running domains on ``net`` back into its (new) bridge: a network
+    restarted under running guests gives them their network back.  Returns the taps."""
+    from vsh.core.domain import Domain
+    from vsh.core.networks import interface_exists
+    from vsh.kvm.client import ACTIVE_STATES, read_state
+
+    plugged = []
+    root = store._run
+    try:
+        entries = os.listdir(root)
+    except OSError:
+        return plugged
+    for entry in entries:
+        rundir = os.path.join(root, entry)
+        if entry.startswith(".") or not os.path.isfile(os.path.join(rundir, "live.xml")):
+            continue
+        st = read_state(rundir)
+        if not st or st.get("state") not in ACTIVE_STATES:
+            continue
+        try:
+            with open(os.path.join(rundir, "live.xml"), "rb") as fh:
+                dom = Domain.parse(fh.read(), "live.xml")
+        except (OSError, VshError):
+            continue
+        for nic in dom.interfaces:
+            if nic.type == "network" and nic.source_network == net.name and nic.target_dev \
+                    and interface_exists(nic.target_dev):
+                try:
+                    attach_tap(nic.target_dev, net.bridge, net.mtu)
+                    plugged.append(nic.target_dev)
+                except VshError:
+                    pass
+    return plugged
 
 
 def _make_bridge(net) -> None:
