@@ -73,11 +73,14 @@ class Node:
 
 
 class Filesystem:
-    """Base adapter.  *device* is a volumes.Device."""
+    """Base adapter.  *device* is a volumes.Device; ``library`` names the libyal binding
+    (a module with a ``volume()`` that opens a file object) that reads the filesystem."""
 
     vfs_type = ""
+    library = ""
     sep = "/"
     fast_read = True
+    root_by_path = False        # the library's root entry is the entry of "/"
 
     def __init__(self, device):
         self.device = device
@@ -87,11 +90,15 @@ class Filesystem:
         self._open()
         self.root_node = self._node(self._root_entry(), ())
 
-    # subclasses
-    def _open(self):  # pragma: no cover
-        raise NotImplementedError
+    def _open(self):
+        import importlib
+
+        self.vol = importlib.import_module(self.library).volume()
+        self.vol.open_file_object(self.block.fileobj())
 
     def _root_entry(self):
+        if self.root_by_path:
+            return self.vol.get_file_entry_by_path("/")
         return self.vol.get_root_directory()
 
     def _entry_by_path(self, parts):
@@ -225,39 +232,20 @@ class Filesystem:
 
 class ExtFilesystem(Filesystem):
     vfs_type = "ext4"
-
-    def _open(self):
-        import pyfsext
-
-        self.vol = pyfsext.volume()
-        self.vol.open_file_object(self.block.fileobj())
-
-    def _root_entry(self):
-        return self.vol.get_file_entry_by_path("/")
+    library = "pyfsext"
+    root_by_path = True
 
 
 class XfsFilesystem(Filesystem):
     vfs_type = "xfs"
-
-    def _open(self):
-        import pyfsxfs
-
-        self.vol = pyfsxfs.volume()
-        self.vol.open_file_object(self.block.fileobj())
-
-    def _root_entry(self):
-        return self.vol.get_file_entry_by_path("/")
+    library = "pyfsxfs"
+    root_by_path = True
 
 
 class FatFilesystem(Filesystem):
     vfs_type = "vfat"
+    library = "pyfsfat"
     sep = "\\"
-
-    def _open(self):
-        import pyfsfat
-
-        self.vol = pyfsfat.volume()
-        self.vol.open_file_object(self.block.fileobj())
 
     def _kind(self, entry) -> str:
         return "d" if (entry.get_file_attribute_flags() or 0) & 0x10 or not entry.get_name() else "f"
@@ -289,16 +277,11 @@ class FatFilesystem(Filesystem):
 
 class NtfsFilesystem(Filesystem):
     vfs_type = "ntfs"
+    library = "pyfsntfs"
     sep = "\\"
     fast_read = False
     _HIDDEN = {"$MFT", "$MFTMirr", "$LogFile", "$Volume", "$AttrDef", "$Bitmap", "$Boot",
                "$BadClus", "$Secure", "$UpCase", "$Extend"}
-
-    def _open(self):
-        import pyfsntfs
-
-        self.vol = pyfsntfs.volume()
-        self.vol.open_file_object(self.block.fileobj())
 
     def _kind(self, entry) -> str:
         try:
