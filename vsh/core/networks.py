@@ -38,14 +38,13 @@ import os
 import re
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError, XMLError
+from vsh.core.names import check_file_name, is_uuid, normal_uuid
 
 DEFAULT_NETWORK = "default"
 FORWARD_MODES = ("nat", "route", "open", "bridge")
 LIBVIRT_ONLY_MODES = ("passthrough", "private", "vepa", "hostdev")
 MAX_NAME_BYTES = 255 - len(".xml")
 IFNAMSIZ = 15
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 _MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
 _IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 #: top-level elements vsh honours; anything else is refused rather than ignored
@@ -62,29 +61,13 @@ LEASES_FILE = "leases"
 
 def check_network_name(name: str) -> None:
     """A network name becomes a file name in the store: refuse what could escape it."""
-    if not name:
-        raise InvalidArgument("network name must not be empty")
-    if "/" in name or "\x00" in name or _CONTROL.search(name):
-        raise InvalidArgument(f"network name {name!r} cannot contain '/' or control characters")
-    if name.startswith("."):
-        raise InvalidArgument(f"network name '{name}' cannot start with '.'")
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        raise InvalidArgument(f"network name is too long (the limit is {MAX_NAME_BYTES} bytes)")
+    check_file_name(name, "network", MAX_NAME_BYTES)
 
 
 def check_ifname(name: str, what: str) -> None:
     if not _IFNAME.fullmatch(name or "") or name in (".", ".."):
         raise InvalidArgument(f"{what} '{name}' is not a valid interface name (1-{IFNAMSIZ} characters of "
                               "letters, digits, '_', '.', '-')")
-
-
-def is_uuid(text: str) -> bool:
-    return bool(text) and bool(_UUID.fullmatch(text))
-
-
-def normal_uuid(text: str) -> str:
-    h = text.replace("-", "").lower()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def random_mac() -> str:

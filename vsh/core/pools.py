@@ -37,10 +37,13 @@ Safety:
 from __future__ import annotations
 
 import os
-import re
 import stat as _stat
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError, XMLError
+from vsh.core.names import CONTROL as _CONTROL
+from vsh.core.names import check_file_name as _check_file_name
+from vsh.core.names import is_uuid as is_pool_uuid
+from vsh.core.names import normal_uuid as _normal_uuid
 from vsh.core.store import fsync_dir
 
 POOL_TYPES = ("dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct", "scsi", "mpath", "rbd",
@@ -51,32 +54,9 @@ MAX_NAME_BYTES = 255
 MAX_POOL_NAME_BYTES = 255 - len(".xml")
 MAX_CHAIN = 16
 QCOW2_MAGIC = b"QFI\xfb"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 
 
 # -- names ---------------------------------------------------------------------------------------
-
-
-def _check_file_name(name: str, what: str, limit: int) -> None:
-    if name is None or name == "":
-        raise InvalidArgument(f"{what} name must not be empty")
-    if "\x00" in name:
-        raise InvalidArgument(f"{what} name {name!r} cannot contain a NUL character")
-    if "/" in name:
-        raise InvalidArgument(f"{what} name '{name}' cannot contain '/'")
-    if name in (".", ".."):
-        raise InvalidArgument(f"{what} name '{name}' is not allowed")
-    if name.startswith("."):
-        raise InvalidArgument(f"{what} name '{name}' cannot start with '.'")
-    if _CONTROL.search(name):
-        raise InvalidArgument(f"{what} name {name!r} cannot contain control characters")
-    try:
-        size = len(name.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidArgument(f"{what} name {name!r} is not valid UTF-8") from None
-    if size > limit:
-        raise InvalidArgument(f"{what} name is too long ({size} bytes; the limit is {limit})")
 
 
 def check_volume_name(name: str) -> None:
@@ -108,15 +88,6 @@ def _new_uuid() -> str:
     import uuid
 
     return str(uuid.uuid4())
-
-
-def _normal_uuid(text: str) -> str:
-    hexdigits = text.replace("-", "").lower()
-    return f"{hexdigits[:8]}-{hexdigits[8:12]}-{hexdigits[12:16]}-{hexdigits[16:20]}-{hexdigits[20:]}"
-
-
-def is_pool_uuid(text: str) -> bool:
-    return bool(text) and bool(_UUID.fullmatch(text))
 
 
 # -- pools -----------------------------------------------------------------------------------------
