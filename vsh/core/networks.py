@@ -843,6 +843,11 @@ class Networks:
 
 def host_subnets() -> list:
     """IPv4 networks of this host's routes (to keep a new default network off them)."""
+    return [subnet for subnet, _iface in host_routes()]
+
+
+def host_routes() -> list:
+    """(IPv4 network, interface) of each of this network namespace's routes but the default."""
     import ipaddress
     import socket
 
@@ -857,7 +862,7 @@ def host_subnets() -> list:
                 dest = socket.inet_ntoa(int(words[1], 16).to_bytes(4, "little"))
                 mask = socket.inet_ntoa(int(words[7], 16).to_bytes(4, "little"))
                 try:
-                    nets.append(ipaddress.IPv4Network(f"{dest}/{mask}", strict=False))
+                    nets.append((ipaddress.IPv4Network(f"{dest}/{mask}", strict=False), words[0]))
                 except ValueError:
                     continue
     except OSError:

@@ -257,24 +257,11 @@ def dnsmasq_conf(net, state_dir: str) -> str:
 
 def _subnet_in_use(net) -> str | None:
     """The host interface whose route overlaps the network's subnet, if any."""
+    from vsh.core.networks import host_routes
+
     if net.ipv4 is None:
         return None
-    try:
-        with open("/proc/net/route") as fh:
-            next(fh, None)
-            for line in fh:
-                words = line.split()
-                if len(words) < 8 or words[1] == "00000000":
-                    continue
-                import socket
-
-                dest = socket.inet_ntoa(int(words[1], 16).to_bytes(4, "little"))
-                mask = socket.inet_ntoa(int(words[7], 16).to_bytes(4, "little"))
-                if ipaddress.IPv4Network(f"{dest}/{mask}", strict=False).overlaps(net.ipv4.network):
-                    return words[0]
-    except (OSError, ValueError):
-        pass
-    return None
+    return next((iface for subnet, iface in host_routes() if subnet.overlaps(net.ipv4.network)), None)
 
 
 def start(networks, net) -> None:
