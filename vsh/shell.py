@@ -113,23 +113,30 @@ class Context:
         self.out = out
         self.err = err
         self.state: dict = {}  # per-shell state for plug-ins (e.g. the guest-disk session)
-        self._store = None
+        self._conn = None
+
+    @property
+    def conn(self):
+        """The connection (:class:`vsh.api.base.Connection`), opened on first use."""
+        if self._conn is None:
+            from vsh import api
+
+            self._conn = api.connect(self.uri, readonly=self.readonly)
+        return self._conn
 
     @property
     def store(self):
-        """The store of the current connection (opened on first use)."""
-        if self._store is None:
-            from vsh.core.store import Store
-
-            self._store = Store.open(self.uri)
-        return self._store
+        """The embedded store behind a local connection (for commands not yet on the API)."""
+        return self.conn.store
 
     def connect(self, uri: str | None, readonly: bool = False) -> None:
-        from vsh.core.store import Store
+        from vsh import api
 
-        store = Store.open(uri)
-        self._store = store
-        self.uri = store.uri
+        conn = api.connect(uri, readonly=readonly)
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = conn
+        self.uri = conn.uri
         self.readonly = readonly
 
     def debug_log(self, text: str) -> None:

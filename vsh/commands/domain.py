@@ -366,32 +366,18 @@ def xpath_select(node, expr: str, wrap: bool) -> str:
 
 @command("dominfo", group="monitor", summary="domain information", opts=[DOMAIN])
 def dominfo(ctx, domain):
-    store = ctx.store
-    ref = store.get(domain)
-    facts = store.facts(ref)
-    active = ref.active
-    vcpus = facts["vcpus_current"]
-    maxmem = facts["memory_kib"]
-    used = facts["current_memory_kib"] if facts["current_memory_kib"] is not None else maxmem
-    if active and ref.runtime is not None:
-        used = ref.runtime.data.get("balloon_kib") or used
-        vcpus = ref.runtime.data.get("vcpus") or vcpus
-    pairs = [("Id", str(ref.id) if active else "-"), ("Name", ref.name), ("UUID", facts["uuid"] or ""),
-             ("OS Type", facts["os_type"]), ("State", state_text(ref)), ("CPU(s)", str(vcpus))]
-    cpu = None
-    if active:
-        cpu = cpu_time_seconds(ref.runtime)
-        pairs.append(("CPU time", f"{cpu:.1f}s"))
-    pairs += [("Max memory", f"{maxmem} KiB"), ("Used memory", f"{used} KiB"),
-              ("Persistent", "yes" if ref.persistent else "no"),
-              ("Autostart", "enable" if store.autostart(ref.name) else "disable"),
-              ("Managed save", "yes" if has_managed_save(store, ref.name) else "no"),
+    info = ctx.conn.lookup_domain(domain).info()
+    pairs = [("Id", str(info["id"]) if info["id"] is not None else "-"), ("Name", info["name"]),
+             ("UUID", info["uuid"] or ""), ("OS Type", info["os_type"]), ("State", info["state"]),
+             ("CPU(s)", str(info["cpus"]))]
+    if info["cpu_time"] is not None:
+        pairs.append(("CPU time", f"{info['cpu_time']:.1f}s"))
+    pairs += [("Max memory", f"{info['max_memory_kib']} KiB"), ("Used memory", f"{info['used_memory_kib']} KiB"),
+              ("Persistent", "yes" if info["persistent"] else "no"),
+              ("Autostart", "enable" if info["autostart"] else "disable"),
+              ("Managed save", "yes" if info["managed_save"] else "no"),
               ("Security model", "none"), ("Security DOI", "0")]
-    data = {"id": ref.id, "name": ref.name, "uuid": facts["uuid"], "os_type": facts["os_type"],
-            "state": state_text(ref), "cpus": vcpus, "cpu_time": cpu, "max_memory_kib": maxmem,
-            "used_memory_kib": used, "persistent": ref.persistent, "autostart": store.autostart(ref.name),
-            "managed_save": has_managed_save(store, ref.name)}
-    return KeyValue(pairs, json_data=data)
+    return KeyValue(pairs, json_data=info)
 
 
 @command("domstate", group="monitor", summary="domain state",

@@ -47,33 +47,25 @@ class Uri:
 
     @classmethod
     def parse(cls, text: str | None) -> "Uri":
-        if not text:
-            text = os.environ.get("VSH_DEFAULT_URI") or os.environ.get("VSH_URI")
-        if not text:
-            text = "vsh:///system" if os.geteuid() == 0 else "vsh:///session"
-        scheme, sep, rest = text.partition("://")
-        netloc, _slash, path_query = rest.partition("/")
-        path, _q, query_text = path_query.partition("?")
-        if not sep or scheme != SCHEME or netloc not in ("", "localhost"):
-            raise VshError("failed to connect to the hypervisor",
-                           f"unsupported connection URI '{text}': vsh knows vsh:///session and vsh:///system"
-                           " (with an optional ?root=DIR)")
-        path = path.strip("/")
+        from vsh.core.uri import Uri as Generic
+
+        return cls.from_uri(Generic.parse(text))
+
+    @classmethod
+    def from_uri(cls, uri) -> "Uri":
+        """The store a parsed ``vsh:`` URI (:class:`vsh.core.uri.Uri`) names."""
+        from vsh.core.uri import unsupported
+
+        text = uri.text
+        if uri.scheme != SCHEME or uri.transport or uri.user or uri.port or uri.host not in ("", "localhost"):
+            raise unsupported(text)
+        path = uri.path.strip("/")
         if path not in ("session", "system"):
             raise VshError("failed to connect to the hypervisor",
                            f"unknown connection path '/{path}' in '{text}': use /session or /system")
-        query = {}
-        for item in query_text.split("&"):
-            key, _eq, value = item.partition("=")
-            if key:
-                if "%" in value:
-                    from urllib.parse import unquote
-
-                    value = unquote(value)
-                query[key] = value
         root = None
-        if "root" in query:
-            root_text = query["root"]
+        if "root" in uri.query:
+            root_text = uri.query["root"]
             if not os.path.isabs(root_text):
                 raise VshError("failed to connect to the hypervisor",
                                f"root directory in '{text}' must be an absolute path")

@@ -1,0 +1,96 @@
+"""The two handles every driver provides: :class:`Connection` and :class:`Domain`.
+
+Each is assembled from the abstract classes of one concern each (definitions in
+:mod:`vsh.api.domains`, running domains in :mod:`vsh.api.lifecycle`); the rarer
+families hang off them as sub-handles, imported only when used:
+
+=====================  ==========================================
+``conn.storage``       pools and volumes (:mod:`vsh.api.storage`)
+``conn.networks``      virtual networks (:mod:`vsh.api.networks`)
+``conn.host``          host facts and capabilities (:mod:`vsh.api.host`)
+``conn.installer``     the install planner (:mod:`vsh.api.install`)
+``conn.guest_disks()`` a guest-disk session (:mod:`vsh.api.guestdisks`)
+``dom.devices``        live and persistent devices (:mod:`vsh.api.devices`)
+``dom.stats``          statistics (:mod:`vsh.api.stats`)
+``dom.snapshots``      snapshots (:mod:`vsh.api.snapshots`)
+=====================  ==========================================
+
+A driver subclasses these and implements every abstract method; Python refuses to
+instantiate a handle that misses one, and ``tests/unit/test_api.py`` checks every
+driver the same way. Methods take plain arguments (str, int, bool, lists, dicts) and
+return plain data (the same, or small read-only handles); they raise
+:class:`vsh.core.errors.VshError` with libvirt's wording, never print, and never
+read a terminal.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+from vsh.api.domains import ConnectionDomains, DomainConfig
+from vsh.api.lifecycle import ConnectionLifecycle, DomainLifecycle
+
+
+class Connection(ConnectionDomains, ConnectionLifecycle):
+    """One open connection (``virConnectPtr``)."""
+
+    uri: str            # the URI it was opened with (or the default one)
+    readonly: bool      # opened read-only: every operation that changes something is refused
+
+    def close(self) -> None:
+        """Release what the connection holds (sessions, channels); idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    @abstractmethod
+    def storage(self):
+        """Storage pools and volumes: a :class:`vsh.api.storage.Storage`."""
+
+    @property
+    @abstractmethod
+    def networks(self):
+        """Virtual networks: a :class:`vsh.api.networks.Networks`."""
+
+    @property
+    @abstractmethod
+    def host(self):
+        """Host facts: a :class:`vsh.api.host.Host`."""
+
+    @property
+    @abstractmethod
+    def installer(self):
+        """Creating domains from media: a :class:`vsh.api.install.Installer`."""
+
+    @abstractmethod
+    def guest_disks(self, readonly: bool = True):
+        """A new guest-disk session (:class:`vsh.api.guestdisks.GuestDisks`); add drives to it."""
+
+
+class Domain(DomainConfig, DomainLifecycle):
+    """One domain, looked up by name, id or UUID (``virDomainPtr``).
+
+    A handle names the domain; its facts (state, XML) are read when asked for, so a
+    handle stays valid while the domain changes.
+    """
+
+    name: str
+
+    @property
+    @abstractmethod
+    def devices(self):
+        """Devices: a :class:`vsh.api.devices.DomainDevices`."""
+
+    @property
+    @abstractmethod
+    def stats(self):
+        """Statistics: a :class:`vsh.api.stats.DomainStats`."""
+
+    @property
+    @abstractmethod
+    def snapshots(self):
+        """Snapshots: a :class:`vsh.api.snapshots.DomainSnapshots`."""

@@ -1,0 +1,50 @@
+"""The local driver's :class:`~vsh.api.base.Domain`: a domain of the store."""
+
+from __future__ import annotations
+
+from vsh.api.base import Domain
+from vsh.api.local.domains import LocalDomainConfig
+from vsh.api.local.lifecycle import LocalDomainLifecycle
+
+
+class LocalDomain(LocalDomainConfig, LocalDomainLifecycle, Domain):
+    """A domain of ``conn``'s store; ``ref`` is its :class:`vsh.core.store.DomainRef` as last read."""
+
+    def __init__(self, conn, ref):
+        self.conn = conn
+        self.store = conn.store
+        self.ref = ref
+        self.name = ref.name
+
+    def __repr__(self) -> str:
+        return f"<LocalDomain {self.name!r}>"
+
+    @property
+    def id(self) -> int | None:
+        return self.ref.id
+
+    def refresh(self):
+        """Read the domain's runtime state again (after an operation changed it)."""
+        self.ref = self.store.get(self.name)
+        return self.ref
+
+    def _sub(self, key: str, module: str, cls: str):
+        cache = self.__dict__.setdefault("_subs", {})
+        handle = cache.get(key)
+        if handle is None:
+            from importlib import import_module
+
+            handle = cache[key] = getattr(import_module(module), cls)(self)
+        return handle
+
+    @property
+    def devices(self):
+        return self._sub("devices", "vsh.api.local.devices", "LocalDomainDevices")
+
+    @property
+    def stats(self):
+        return self._sub("stats", "vsh.api.local.stats", "LocalDomainStats")
+
+    @property
+    def snapshots(self):
+        return self._sub("snapshots", "vsh.api.local.snapshots", "LocalDomainSnapshots")
