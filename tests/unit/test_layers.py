@@ -27,6 +27,7 @@ LAYERS = [
 FORBIDDEN = {
     "vsh.kvm": ("vsh.guestfs",),                  # kvm and guestfs are siblings; guestfs may use kvm
     "vsh.commands": ("vsh.kvm", "vsh.guestfs", "vsh.api.local", "vsh.core.store"),   # commands use the API
+    "vsh.ui": ("vsh.kvm", "vsh.guestfs", "vsh.api.local", "vsh.core.store"),
     "vsh.api.base": ("vsh.kvm", "vsh.guestfs"),
 }
 
@@ -34,15 +35,11 @@ FORBIDDEN = {
 KNOWN: set[tuple[str, str]] = {
     ('command-to-command', 'vsh.commands.config -> vsh.commands.domain'),
     ('command-to-command', 'vsh.commands.devices -> vsh.commands.config'),
-    ('command-to-command', 'vsh.commands.host -> vsh.commands.domain'),
     ('command-to-command', 'vsh.commands.install -> vsh.commands.lifecycle'),
     ('command-to-command', 'vsh.commands.lifecycle -> vsh.commands.domain'),
     ('command-to-command', 'vsh.commands.lifecycle -> vsh.commands.snapshot'),
-    ('command-to-command', 'vsh.commands.network -> vsh.commands.config'),
-    ('command-to-command', 'vsh.commands.network -> vsh.commands.storage'),
     ('command-to-command', 'vsh.commands.snapshot -> vsh.commands.lifecycle'),
     ('command-to-command', 'vsh.commands.stats -> vsh.commands.config'),
-    ('command-to-command', 'vsh.commands.storage -> vsh.commands.domain'),
     ('cycle', 'vsh.cli vsh.manpage vsh.registry vsh.repl vsh.shell'),
     ('cycle', 'vsh.commands.lifecycle vsh.commands.snapshot'),
     ('cycle', 'vsh.core.domain vsh.core.portfwd'),
@@ -78,8 +75,6 @@ KNOWN: set[tuple[str, str]] = {
     ('forbidden', 'vsh.commands.stats -> vsh.kvm.netacct'),
     ('forbidden', 'vsh.commands.storage -> vsh.core.store'),
     ('private', 'vsh.commands.install -> vsh.commands.lifecycle._attach_console'),
-    ('private', 'vsh.commands.network -> vsh.commands.config._run_editor'),
-    ('private', 'vsh.commands.network -> vsh.commands.storage._xml_output'),
     ('private', 'vsh.commands.snapshot -> vsh.commands.lifecycle._launch'),
     ('private', 'vsh.commands.storage -> vsh.core.pools._esc'),
     ('private', 'vsh.commands.storage -> vsh.core.pools._esc_attr'),
@@ -94,7 +89,6 @@ KNOWN: set[tuple[str, str]] = {
 }
 KNOWN_LARGE: set[str] = {
     'vsh.commands.devices',
-    'vsh.commands.domain',
     'vsh.commands.install',
     'vsh.commands.snapshot',
     'vsh.commands.stats',

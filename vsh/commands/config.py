@@ -18,6 +18,7 @@ import os
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
 from vsh.core.output import Message, Text
 from vsh.registry import Opt, command
+from vsh.ui.editor import run_editor
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
 CONFIG = Opt("config", kind="bool", help="affect next boot")
@@ -250,24 +251,6 @@ def _read_key() -> str | None:
     return data.decode("latin-1")
 
 
-def _editor() -> str:
-    return os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-
-
-def _run_editor(path: str) -> None:
-    """Run $VISUAL / $EDITOR (default vi) on ``path`` through ``sh -c``, like virsh."""
-    import subprocess
-
-    editor = _editor()
-    try:
-        proc = subprocess.run(["sh", "-c", f'{editor} "$1"', "sh", path], check=False)
-    except OSError as exc:
-        raise VshError(f"cannot run the editor '{editor}': {exc.strerror}") from None
-    if proc.returncode != 0:
-        raise VshError(f"the editor '{editor}' exited with status {proc.returncode}",
-                       hint="the domain's configuration is unchanged")
-
-
 def _report(ctx, err: VshError) -> None:
     ctx.out.flush()
     for line in err.lines:
@@ -346,7 +329,7 @@ def edit(ctx, domain, skip_validate=False):
         edit_again = True
         while True:
             if edit_again:
-                _run_editor(path)
+                run_editor(path)
                 with open(path, "rb") as fh:
                     data = fh.read()
                 try:

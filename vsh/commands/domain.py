@@ -323,42 +323,9 @@ def dumpxml(ctx, domain, inactive=False, security_info=False, update_cpu=False, 
     if xpath is None:
         text = dom.to_xml(inactive=inactive or not ref.active)
         return Text(text, json_data={"xml": text})
+    from vsh.ui.xmlout import xpath_select
+
     return Text(xpath_select(dom.node, xpath, wrap))
-
-
-def xpath_select(node, expr: str, wrap: bool) -> str:
-    from lxml import etree
-
-    from vsh.core.xml import serialize
-
-    try:
-        result = node.xpath(expr)
-    except etree.XPathError as exc:
-        raise InvalidArgument(f"XPath evaluation failed: {exc} in '{expr}'") from None
-    if not isinstance(result, list):
-        if isinstance(result, float) and result.is_integer():
-            result = int(result)
-        if isinstance(result, bool):
-            result = "true" if result else "false"
-        return f"{result}\n"
-    if wrap:
-        root = etree.Element("nodes")
-        for item in result:
-            if isinstance(item, etree._Element):
-                import copy
-
-                root.append(copy.deepcopy(item))
-            else:
-                sub = etree.SubElement(root, "node")
-                sub.text = str(item)
-        return serialize(root)
-    out = []
-    for item in result:
-        if isinstance(item, etree._Element):
-            out.append(serialize(item))
-        else:
-            out.append(f"{item}\n")
-    return "".join(out)
 
 
 # -- dominfo and small queries -------------------------------------------------------------------

@@ -38,7 +38,7 @@ def capabilities(ctx, xpath=None, wrap=False):
 
     text = capabilities_xml(_host())
     if xpath:
-        from vsh.commands.domain import xpath_select
+        from vsh.ui.xmlout import xpath_select
         from vsh.core.xml import parse
 
         return Text(xpath_select(parse(text, "capabilities", None), xpath, wrap))
@@ -62,7 +62,7 @@ def domcapabilities(ctx, virttype=None, emulatorbin=None, arch=None, machine=Non
         raise InvalidArgument(f"unknown virttype '{virttype}': use kvm or qemu")
     text = domcapabilities_xml(_host(), machine=machine, domtype=virttype)
     if xpath:
-        from vsh.commands.domain import xpath_select
+        from vsh.ui.xmlout import xpath_select
         from vsh.core.xml import parse
 
         return Text(xpath_select(parse(text, "domcapabilities", None), xpath, wrap))

@@ -202,12 +202,12 @@ def net_info(ctx, network):
                Opt("wrap", kind="bool", help="wrap xpath results in an common root element")],
          examples=("net-dumpxml default", "net-dumpxml default --xpath //ip/@address"))
 def net_dumpxml(ctx, network, inactive=False, xpath=None, wrap=False):
-    from vsh.commands.storage import _xml_output
+    from vsh.ui.xmlout import xml_output
 
     networks = _networks(ctx)
     net = networks.get(network)
     text = net.xml() if inactive and net.persistent else networks.live_xml(net)
-    return _xml_output(text, xpath, wrap, "network")
+    return xml_output(text, xpath, wrap, "network")
 
 
 @command("net-uuid", group="network", summary="convert a network name to network UUID",
@@ -236,8 +236,8 @@ def net_name(ctx, network):
 def net_edit(ctx, network):
     import tempfile
 
-    from vsh.commands.config import _run_editor
     from vsh.core.networks import parse_network_xml
+    from vsh.ui.editor import run_editor
 
     networks = _networks(ctx)
     net = networks.get(network)
@@ -248,11 +248,7 @@ def net_edit(ctx, network):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(before)
-        try:
-            _run_editor(path)
-        except VshError as err:
-            err.hint = f"the configuration of network '{net.name}' is unchanged"
-            raise
+        run_editor(path, unchanged=f"the configuration of network '{net.name}'")
         with open(path, "rb") as fh:
             data = fh.read()
     finally:

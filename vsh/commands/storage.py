@@ -19,6 +19,7 @@ from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshErro
 from vsh.core.output import KeyValue, Message, Table, Text, escape_untrusted, human_size
 from vsh.registry import Opt, command
 from vsh.shell import completer
+from vsh.ui.xmlout import xml_output
 
 POOL = Opt("pool", kind="pool", required=True, positional=True, help="pool name or uuid")
 VOL = Opt("vol", kind="volume", required=True, positional=True, help="vol name, key or path")
@@ -352,15 +353,6 @@ def pool_info(ctx, pool, bytes=False):
     return KeyValue(pairs, json_data=_pool_json(pools, obj, sizes))
 
 
-def _xml_output(text: str, xpath: str | None, wrap: bool, root_tag: str) -> Text:
-    if xpath is None:
-        return Text(text, json_data={"xml": text})
-    from vsh.commands.domain import xpath_select
-    from vsh.core.xml import parse
-
-    return Text(xpath_select(parse(text, root_tag, root_tag), xpath, wrap))
-
-
 @command("pool-dumpxml", group="pool", summary="pool information in XML",
          opts=[POOL, Opt("inactive", kind="bool", help="show inactive defined XML"),
                Opt("xpath", kind="xpath", help="xpath expression to filter the XML document"),
@@ -372,7 +364,7 @@ def pool_dumpxml(ctx, pool, inactive=False, xpath=None, wrap=False):
         text = obj.xml(pools.sizes(obj), pools.target_perms(obj))
     else:
         text = obj.xml()
-    return _xml_output(text, xpath, wrap, "pool")
+    return xml_output(text, xpath, wrap, "pool")
 
 
 @command("pool-uuid", group="pool", summary="convert a pool name to pool UUID",
@@ -567,7 +559,7 @@ def vol_pool(ctx, vol, uuid=False):
                Opt("wrap", kind="bool", help="wrap xpath results in an common root element")])
 def vol_dumpxml(ctx, vol, pool=None, xpath=None, wrap=False):
     _p, obj = _lookup(ctx, vol, pool)
-    return _xml_output(obj.xml(), xpath, wrap, "volume")
+    return xml_output(obj.xml(), xpath, wrap, "volume")
 
 
 @command("vol-resize", group="volume", summary="resize a vol",

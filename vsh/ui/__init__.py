@@ -1,0 +1,1 @@
+"""What the commands share for talking to a person: the editor, XML output, the console."""
