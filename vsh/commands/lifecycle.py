@@ -138,7 +138,7 @@ def _attach_console(ctx, ref, escape: str | None, force: bool = False, raw: bool
                      "as soon as the guest's CPUs run (or, with --paused, once QEMU is ready).")
 def start(ctx, domain, console=False, paused=False, autodestroy=False, bypass_cache=False,
           force_boot=False, reset_nvram=False):
-    from vsh.commands.domain import has_managed_save, managed_save_path
+    from vsh.api.local.domains import has_managed_save, managed_save_path
 
     store = ctx.store
     ref = store.get(domain)
@@ -192,7 +192,7 @@ def create(ctx, file, console=False, paused=False, autodestroy=False, validate=F
         dom.fill_defaults()
         dom.validate()
         if validate:
-            from vsh.commands.domain import check_schema
+            from vsh.api.local.domains import check_schema
 
             check_schema(dom)
         existing = store.find(dom.name)

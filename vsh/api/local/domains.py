@@ -18,6 +18,10 @@ def state_text(ref) -> str:
     return STATE_NAMES.get(ref.state, ref.state)
 
 
+def managed_save_path(store, name: str):
+    return store.data_dir / "managedsave" / f"{name}.save"
+
+
 def has_managed_save(store, name: str) -> bool:
     return os.path.exists(store.data_file("managedsave", f"{name}.save"))  # no pathlib on the query path
 
@@ -35,6 +39,22 @@ def cpu_time_seconds(runtime) -> float:
     fields = stat[stat.rfind(b")") + 2:].split()
     ticks = int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def check_schema(dom) -> None:
+    """Validate ``dom`` against libvirt's RelaxNG schema (Debian's libvirt0 installs it)."""
+    from vsh.core.errors import Unsupported, XMLError
+
+    schema_path = "/usr/share/libvirt/schemas/domain.rng"
+    if not os.path.exists(schema_path):
+        raise Unsupported("libvirt's RelaxNG schema is not installed (Debian package libvirt0)")
+    from lxml import etree
+
+    schema = etree.RelaxNG(etree.parse(schema_path))
+    doc = etree.fromstring(dom.to_xml(inactive=True).encode())
+    if not schema.validate(doc):
+        err = schema.error_log.last_error
+        raise XMLError(f"XML document failed to validate against schema: {err.message} (line {err.line})")
 
 
 class LocalConnectionDomains(ConnectionDomains):
