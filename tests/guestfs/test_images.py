@@ -8,7 +8,8 @@ import os
 import pytest
 
 from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError
-from vsh.guestfs.session import GuestSession, report_xml
+from vsh.guestfs.inspect import report_xml
+from vsh.guestfs.session import GuestSession
 
 GPT_KEYS = ["gpt", "gpt_qcow2", "gpt_overlay", "gpt_rawbase"]
 MBR_KEYS = ["mbr", "mbr_vmdk", "mbr_vhdx"]
@@ -242,7 +243,7 @@ def test_download_and_copy_out(images, tmp_path):
 
 def test_extent_reads_match_library_reads(images):
     """The fast path (extents read off the device) gives the library's bytes."""
-    from vsh.guestfs import fs as fsmod
+    from vsh.guestfs.fs.data import FAST_MIN
 
     with session(images, "gpt_qcow2") as g:
         g.mount_inspected()
@@ -264,7 +265,7 @@ def test_extent_reads_match_library_reads(images):
         f, node, _ = g.tree.resolve("/random.bin")
         assert g.tree._mapping(f, node, f.size(node)) is not None
         assert b"".join(g.iter_read("/random.bin", 12345, 100000)) == f.read_lib(node, 12345, 100000)
-        assert fsmod.FAST_MIN < f.size(node)
+        assert FAST_MIN < f.size(node)
 
 
 def test_xfs(images):

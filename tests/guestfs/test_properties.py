@@ -8,10 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as S
 
 from vsh.core.errors import VshError
-from vsh.guestfs import fs as fsmod
+from vsh.core.escape import escape
+from vsh.guestfs.fs.base import Filesystem, Node
+from vsh.guestfs.fs.paths import join_path, split_path
+from vsh.guestfs.fs.tree import MountTree
 from vsh.guestfs.image import FORMATS, detect_format
-from vsh.guestfs.inspect import (Inspector, elf_arch, escape, parse_dpkg_status, parse_os_release,
-                                 split_deb_version)
+from vsh.guestfs.inspect import Inspector, elf_arch, parse_dpkg_status, parse_os_release, split_deb_version
 from vsh.guestfs.volumes import canonical_device, disk_name
 
 NAMES = S.sampled_from(["a", "b", "c", "..", ".", "etc", "x y", "ü"])
@@ -33,7 +35,7 @@ class FakeDevice:
         self.block = FakeBlock()
 
 
-class FakeFs(fsmod.Filesystem):
+class FakeFs(Filesystem):
     """An in-memory filesystem: {parts: ("d",) | ("f", data) | ("l", target)}."""
 
     vfs_type = "fake"
@@ -43,12 +45,12 @@ class FakeFs(fsmod.Filesystem):
         self.device = FakeDevice(name)
         self.block = self.device.block
         self._cache = {}
-        self.root_node = fsmod.Node(("d",), (), "d")
+        self.root_node = Node(("d",), (), "d")
 
     def lookup(self, parent, name):
         parts = parent.parts + (name,)
         e = self.entries.get(parts)
-        return None if e is None else fsmod.Node(e, parts, e[0])
+        return None if e is None else Node(e, parts, e[0])
 
     def children(self, node):
         n = len(node.parts)
@@ -87,7 +89,7 @@ def fake_trees(draw):
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(fake_trees(), S.lists(NAMES, max_size=8), S.booleans())
 def test_resolution_stays_inside_the_guest(entries, comps, follow):
-    tree = fsmod.MountTree()
+    tree = MountTree()
     tree.mounts[()] = FakeFs(entries)
     path = "/" + "/".join(comps)
     try:
@@ -101,13 +103,13 @@ def test_resolution_stays_inside_the_guest(entries, comps, follow):
         if follow:
             assert node.kind != "l"
     # resolving the canonical path again gives the same node
-    assert tree.resolve(fsmod.join_path(gparts), follow=follow)[2] == gparts
+    assert tree.resolve(join_path(gparts), follow=follow)[2] == gparts
 
 
 @settings(max_examples=200, deadline=None)
 @given(fake_trees())
 def test_walk_terminates_and_lists_each_entry_once(entries):
-    tree = fsmod.MountTree()
+    tree = MountTree()
     tree.mounts[()] = FakeFs(entries)
     found = tree.find("/")
     assert len(found) == len(set(found))
@@ -119,13 +121,13 @@ def test_split_path(text):
     path = "/" + text
     if "\0" in text:
         try:
-            fsmod.split_path(path)
+            split_path(path)
         except VshError:
             return
         raise AssertionError("NUL accepted")
-    parts = fsmod.split_path(path)
+    parts = split_path(path)
     assert all(p and p != "." and "/" not in p for p in parts)
-    assert fsmod.split_path(fsmod.join_path(parts)) == parts
+    assert split_path(join_path(parts)) == parts
 
 
 @given(S.text(max_size=30))
@@ -133,7 +135,7 @@ def test_relative_paths_are_refused(text):
     if text.startswith("/"):
         return
     try:
-        fsmod.split_path(text)
+        split_path(text)
     except VshError:
         return
     raise AssertionError("relative path accepted")
@@ -214,7 +216,7 @@ class FakeVolumes:
 def test_fstab_parsing_is_fault_tolerant(lines):
     text = "\n".join(lines)
     entries = {("etc",): ("d",), ("etc", "fstab"): ("f", text.encode())}
-    tree = fsmod.MountTree()
+    tree = MountTree()
     tree.mounts[()] = FakeFs(entries)
     insp = Inspector(FakeVolumes())
     info = {"mountpoints": {"/": "/dev/fake"}, "filesystems": ["/dev/fake"], "warnings": []}

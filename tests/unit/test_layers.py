@@ -98,8 +98,6 @@ KNOWN_LARGE: set[str] = {
     'vsh.core.networks',
     'vsh.core.pools',
     'vsh.core.store',
-    'vsh.guestfs.fs',
-    'vsh.guestfs.session',
     'vsh.kvm.argv',
     'vsh.kvm.client',
     'vsh.kvm.host',

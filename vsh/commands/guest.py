@@ -80,13 +80,13 @@ def session(ctx, launch: bool = True):
 def esc(ctx, value, raw: bool = False) -> str:
     if raw:
         return value if isinstance(value, str) else value.decode("utf-8", "surrogateescape")
-    from vsh.guestfs.inspect import escape
+    from vsh.core.escape import escape
 
     return escape(value)
 
 
 def _esc_lines(items, raw=False):
-    from vsh.guestfs.inspect import escape
+    from vsh.core.escape import escape
 
     return [it if raw else escape(it) for it in items]
 
@@ -295,7 +295,7 @@ def _text(ctx, data: bytes, raw: bool):
             buf.flush()
             return None
         return Text(data.decode("utf-8", "surrogateescape"))
-    from vsh.guestfs.inspect import escape
+    from vsh.core.escape import escape
 
     return Text(escape(data, keep_newlines=True), json_data={"content": data.decode("utf-8", "replace")})
 
@@ -512,7 +512,8 @@ def inspect_list_applications(ctx, root):
          examples=("inspect disk.qcow2 --format qcow2", "inspect --domain vm1 --json"))
 def inspect(ctx, disk=(), domain=None, format=None, key=None, no_applications=False):
     """Prints virt-inspector's XML (or, with --json, the same data as JSON)."""
-    from vsh.guestfs.session import GuestSession, report_xml
+    from vsh.guestfs.inspect import report_xml
+    from vsh.guestfs.session import GuestSession
 
     if disk or domain:
         g = GuestSession()

@@ -10,7 +10,7 @@ installed applications (dpkg status; the rpm database through the host's
 Inspection tolerates faults: a bad fstab line, an unreadable file or a
 filesystem that cannot be opened adds a message to ``warnings`` and the
 rest goes on.  Everything read from the guest is untrusted text: pass it
-through :func:`escape` before printing it to a terminal.
+through :func:`vsh.core.escape.escape` before printing it to a terminal.
 """
 
 from __future__ import annotations
@@ -22,43 +22,11 @@ import subprocess
 import tempfile
 
 from vsh.core.errors import VshError
+from vsh.core.escape import escape
 
-from . import fs as fsmod
-
-# --- untrusted strings ---------------------------------------------------------
-
-_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def escape(text, keep_newlines: bool = False, unambiguous: bool = False) -> str:
-    """Make a guest string safe to print: control characters become \\xNN (or \\n, \\t ...).
-
-    Terminal escape sequences, bidirectional overrides and C1 controls are all
-    neutralised.  *keep_newlines* keeps newlines and tabs (file contents).
-    With *unambiguous*, backslashes are doubled too, so the
-    original can be recovered.
-    Bytes are decoded as UTF-8 with invalid bytes shown as \\xNN.
-    """
-    if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode("utf-8", "surrogateescape")
-    text = str(text)
-    if unambiguous:
-        text = text.replace("\\", "\\\\")
-
-    def sub(m):
-        c = m.group(0)
-        if keep_newlines and c in "\n\t":
-            return c
-        if c in _NAMED:
-            return _NAMED[c]
-        o = ord(c)
-        if 0xDC80 <= o <= 0xDCFF:  # an undecodable byte
-            return f"\\x{o - 0xDC00:02x}"
-        return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
-
-    return _CTRL.sub(sub, text)
-
+from .fs import SUPPORTED, open_filesystem
+from .fs.paths import safe_name
+from .fs.tree import MountTree
 
 # --- small parsers of guest text files -------------------------------------------
 
@@ -200,7 +168,7 @@ class Inspector:
         if devname in self._failed:
             return None
         try:
-            fs = fsmod.open_filesystem(self.volumes.get(devname))
+            fs = open_filesystem(self.volumes.get(devname))
         except VshError as e:
             self._warn(f"{devname}: {e}")
             self._failed.add(devname)
@@ -215,8 +183,8 @@ class Inspector:
             self._fs_cache.clear()
 
     # per-file helpers (one filesystem mounted at /)
-    def _tree(self, fs) -> fsmod.MountTree:
-        t = fsmod.MountTree()
+    def _tree(self, fs) -> MountTree:
+        t = MountTree()
         t.mounts[()] = fs
         return t
 
@@ -238,7 +206,7 @@ class Inspector:
             if vtype == "crypto_LUKS" and dev not in opened:
                 self._warn(f"{dev}: encrypted (LUKS) and not unlocked; give a key to inspect inside it")
                 continue
-            if vtype not in fsmod.SUPPORTED:
+            if vtype not in SUPPORTED:
                 if vtype not in ("swap", "unknown", "crypto_LUKS"):
                     self._warn(f"{dev}: {vtype} is not readable in-process; not inspected")
                 continue
@@ -463,10 +431,10 @@ class Inspector:
         info["filesystems"] = fss
 
     # applications
-    def mount_os(self, root: str) -> fsmod.MountTree:
+    def mount_os(self, root: str) -> MountTree:
         """A tree with the OS's filesystems at their mountpoints (best effort)."""
         info = self.oses[root]
-        tree = fsmod.MountTree()
+        tree = MountTree()
         for mp, dev in sorted(info["mountpoints"].items(), key=lambda kv: (len(kv[0]), kv[0])):
             fs = self.open_fs(dev)
             if fs is None:
@@ -501,7 +469,7 @@ class Inspector:
             try:
                 for name in tree.listdir(dbdir):
                     p = f"{dbdir}/{name}"
-                    if tree.is_kind(p, "f", follow=False) and fsmod.safe_name(name):
+                    if tree.is_kind(p, "f", follow=False) and safe_name(name):
                         with open(os.path.join(tmp, name), "wb") as out:
                             tree.copy_to_fd(p, out.fileno())
                 fmt = "%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\t%{SUMMARY}\\n"

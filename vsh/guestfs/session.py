@@ -6,7 +6,11 @@ the operating systems.  Method names follow guestfish's commands with ``_``
 for ``-``.  Methods return plain data (lists, dicts, bytes, ints, strings)
 and never print; failures raise :class:`VshError` subclasses whose lines are
 user-facing messages.  Strings from the guest are returned as they are:
-escape them (:func:`vsh.guestfs.inspect.escape`) before showing them.
+escape them (:func:`vsh.core.escape.escape`) before showing them.
+
+This module holds the session's state (drives, launch, keys), its devices,
+its mounts and its inspection; the file commands on the mounted tree are
+:class:`~.files.SessionFiles`, mixed in.
 
 Nothing is ever mounted on the host kernel and nothing is written to the
 images.  Writing (a read-write ``mount``) needs the appliance backend.
@@ -15,21 +19,22 @@ images.  Writing (a read-write ``mount``) needs the appliance backend.
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import subprocess
 
 from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError
 
-from . import fs as fsmod
-from .inspect import Inspector, report_xml, sorted_mountpoints
+from .files import SessionFiles
+from .fs import open_filesystem
+from .fs.base import Filesystem
+from .fs.tree import MountTree
+from .inspect import Inspector, sorted_mountpoints
 
-__all__ = ["GuestSession", "report_xml"]
+__all__ = ["GuestSession"]
+
 
 _APPLIANCE = "needs the appliance backend, which this build does not have yet"
 
 
-class GuestSession:
+class GuestSession(SessionFiles):
     """One guestfish-like handle (see the module docstring)."""
 
     def __init__(self):
@@ -37,8 +42,8 @@ class GuestSession:
         self.keys: list[tuple[str, str]] = []
         self.images = []
         self.volumes = None
-        self.tree = fsmod.MountTree()
-        self._fs: dict[str, fsmod.Filesystem] = {}
+        self.tree = MountTree()
+        self._fs: dict[str, Filesystem] = {}
         self._inspector: Inspector | None = None
         self._roots: list[str] | None = None
         self._warnings: list[str] = []
@@ -245,11 +250,11 @@ class GuestSession:
 
     # --- mounting ---------------------------------------------------------------------
 
-    def _filesystem(self, device: str) -> fsmod.Filesystem:
+    def _filesystem(self, device: str) -> Filesystem:
         dev = self._need().get(device)
         fs = self._fs.get(dev.name)  # shared with the inspector
         if fs is None:
-            fs = fsmod.open_filesystem(dev)
+            fs = open_filesystem(dev)
             self._fs[dev.name] = fs
         return fs
 
@@ -300,173 +305,6 @@ class GuestSession:
 
     def mountpoints(self) -> dict[str, str]:
         return self.tree.mountpoints()
-
-    # --- files --------------------------------------------------------------------------
-
-    def ls(self, directory: str) -> list[str]:
-        return self.tree.listdir(directory)
-
-    def ll(self, path: str) -> list[dict]:
-        return self.tree.ll(path)
-
-    def cat(self, path: str) -> bytes:
-        return self.tree.read(path)
-
-    read_file = cat
-
-    def head(self, path: str) -> list[str]:
-        return self.tree.head(path, 10)
-
-    def head_n(self, nrlines: int, path: str) -> list[str]:
-        return self.tree.head(path, int(nrlines))
-
-    def tail(self, path: str) -> list[str]:
-        return self.tree.tail(path, 10)
-
-    def tail_n(self, nrlines: int, path: str) -> list[str]:
-        return self.tree.tail(path, int(nrlines))
-
-    def find(self, directory: str) -> list[str]:
-        return self.tree.find(directory)
-
-    def stat(self, path: str) -> dict:
-        return self.tree.stat(path, follow=True)
-
-    statns = stat
-
-    def lstat(self, path: str) -> dict:
-        return self.tree.stat(path, follow=False)
-
-    lstatns = lstat
-
-    def readlink(self, path: str) -> str:
-        return self.tree.readlink(path)
-
-    def realpath(self, path: str) -> str:
-        return self.tree.realpath(path)
-
-    def is_file(self, path: str, followsymlinks: bool = False) -> bool:
-        return self.tree.is_kind(path, "f", follow=followsymlinks)
-
-    def is_dir(self, path: str, followsymlinks: bool = False) -> bool:
-        return self.tree.is_kind(path, "d", follow=followsymlinks)
-
-    def is_symlink(self, path: str) -> bool:
-        return self.tree.is_kind(path, "l", follow=False)
-
-    def exists(self, path: str) -> bool:
-        return self.tree.exists(path)
-
-    def checksum(self, csumtype: str, path: str) -> str:
-        return self.tree.checksum(csumtype, path)
-
-    def iter_read(self, path: str, offset: int = 0, length: int | None = None):
-        """Stream a guest file in chunks (for very large files)."""
-        return self.tree.iter_read(path, offset, length)
-
-    def download(self, remotefilename: str, filename: str) -> int:
-        """Copy a guest file to a host file (or ``-``/a descriptor path); returns its size."""
-        if filename == "-":
-            return self.tree.copy_to_fd(remotefilename, 1)
-        # check the source first so a failure leaves no empty file behind
-        self.tree._file(remotefilename)
-        try:
-            fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        except OSError as e:
-            raise VshError(f"{filename}: {e.strerror}") from None
-        try:
-            return self.tree.copy_to_fd(remotefilename, fd)
-        finally:
-            os.close(fd)
-
-    def download_offset(self, remotefilename: str, filename: str, offset: int, size: int) -> int:
-        fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        total = 0
-        try:
-            for data in self.tree.iter_read(remotefilename, int(offset), int(size)):
-                fsmod._write_all(fd, data)
-                total += len(data)
-        finally:
-            os.close(fd)
-        return total
-
-    def copy_out(self, remote: str, localdir: str) -> list[str]:
-        """Copy a guest file or directory (recursively) into a host directory; returns warnings."""
-        if not os.path.isdir(localdir):
-            raise NotFound(f"{localdir}: no such host directory")
-        return self.tree.copy_out(remote, localdir)
-
-    def du(self, path: str) -> int:
-        return self.tree.du(path)
-
-    def complete_path(self, prefix: str, limit: int = 500) -> list[str]:
-        """Guest paths starting with *prefix* (directories end in ``/``), for tab completion.
-
-        Never raises: nothing mounted, an unreadable directory or a bad prefix
-        gives an empty list.
-        """
-        if not prefix.startswith("/") or () not in self.tree.mounts:
-            return []
-        head, _, stem = prefix.rpartition("/")
-        directory = head or "/"
-        try:
-            names = self.tree.listdir(directory)
-        except VshError:
-            return []
-        out = []
-        for name in names:
-            if not name.startswith(stem):
-                continue
-            full = f"{head}/{name}"
-            out.append(full + "/" if self.tree.is_kind(full, "d") else full)
-            if len(out) >= limit:
-                break
-        return out
-
-    def df(self) -> list[dict]:
-        """One row per mounted filesystem: sizes in bytes from its superblock (or estimated)."""
-        rows = []
-        for mp, fs in sorted(self.tree.mounts.items()):
-            row = {"filesystem": fs.device.name, "mountpoint": fsmod.join_path(mp), "type": fs.vfs_type}
-            row.update(_df_numbers(fs, self.tree, fsmod.join_path(mp)))
-            row["use_percent"] = (100 * row["used"] + row["size"] - 1) // row["size"] if row["size"] else 0
-            rows.append(row)
-        return rows
-
-    def file(self, path: str) -> str:
-        """A description of the file's type, like ``file``."""
-        fs, node, _ = self.tree.resolve(path, follow=False)
-        kind = node.kind
-        if kind == "d":
-            return "directory"
-        if kind == "l":
-            return "symbolic link"
-        if kind in ("c", "b"):
-            return "character device" if kind == "c" else "block device"
-        if kind == "p":
-            return "FIFO"
-        if kind == "s":
-            return "socket"
-        size = fs.size(node)
-        if size == 0:
-            return "empty"
-        head = b"".join(self.tree.iter_read(path, 0, 1 << 20))
-        exe = shutil.which("file")
-        if exe:
-            try:
-                res = subprocess.run([exe, "-b", "-"], input=head, capture_output=True, timeout=30)
-                out = res.stdout.decode("utf-8", "replace").strip()
-                if res.returncode == 0 and out:
-                    return out
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        if head.startswith(b"\x7fELF"):
-            return "ELF executable"
-        try:
-            head.decode("ascii")
-            return "ASCII text"
-        except UnicodeDecodeError:
-            return "data"
 
     # --- inspection -------------------------------------------------------------------
 
@@ -539,7 +377,7 @@ class GuestSession:
         return root
 
     def inspector_report(self, applications: bool = True) -> dict:
-        """Data for a virt-inspector report (see inspect.report_xml for its XML)."""
+        """Data for a virt-inspector report (``vsh inspect`` prints it as virt-inspector's XML)."""
         roots = self.inspect_get_roots()
         out = []
         vols = self._need()
@@ -567,53 +405,3 @@ class GuestSession:
             out.append(entry)
         return {"operatingsystems": out, "warnings": self.warnings}
 
-
-def _df_numbers(fs, tree, mountpoint: str) -> dict:
-    """size / used / available in bytes for one filesystem."""
-    nums = _superblock_numbers(fs)
-    if nums is None:
-        used = 0
-        try:
-            used = tree.du(mountpoint) * 1024
-        except VshError:
-            pass
-        size = fs.block.size
-        nums = {"size": size, "used": min(used, size), "available": max(0, size - used), "estimated": True}
-    return nums
-
-
-def _superblock_numbers(fs) -> dict | None:
-    tool = {"ext2": ("dumpe2fs", "-h"), "ext3": ("dumpe2fs", "-h"), "ext4": ("dumpe2fs", "-h"),
-            "xfs": ("xfs_db", "-r", "-c", "sb 0", "-c", "p dblocks fdblocks blocksize")}.get(fs.vfs_type)
-    if tool is None or shutil.which(tool[0]) is None:
-        return None
-    block = fs.block
-    head = min(block.size, 8 << 20)
-    fd = os.memfd_create("vsh-df", os.MFD_CLOEXEC)
-    try:
-        os.ftruncate(fd, block.size)
-        os.pwrite(fd, block.read_exact(head, 0), 0)
-        res = subprocess.run([shutil.which(tool[0]), *tool[1:], f"/proc/self/fd/{fd}"], pass_fds=(fd,),
-                             capture_output=True, timeout=30, env={**os.environ, "LC_ALL": "C"},
-                             stdin=subprocess.DEVNULL)
-    except (OSError, VshError, subprocess.TimeoutExpired):
-        return None
-    finally:
-        os.close(fd)
-    vals = {}
-    for line in res.stdout.decode("utf-8", "replace").splitlines():
-        m = re.match(r"^\s*([A-Za-z ]+?)\s*[:=]\s*(\d+)\s*$", line)
-        if m:
-            vals[m.group(1).strip().lower()] = int(m.group(2))
-    try:
-        if fs.vfs_type == "xfs":
-            bs = vals["blocksize"]
-            size, free, avail = vals["dblocks"] * bs, vals["fdblocks"] * bs, vals["fdblocks"] * bs
-        else:
-            bs = vals["block size"]
-            size = vals["block count"] * bs
-            free = vals["free blocks"] * bs
-            avail = max(0, free - vals.get("reserved block count", 0) * bs)
-    except KeyError:
-        return None
-    return {"size": size, "used": size - free, "available": avail, "estimated": False}
