@@ -8,7 +8,6 @@ import os
 import pytest
 
 from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError
-from vsh.guestfs.inspect import report_xml
 from vsh.guestfs.session import GuestSession
 
 GPT_KEYS = ["gpt", "gpt_qcow2", "gpt_overlay", "gpt_rawbase"]
@@ -104,6 +103,8 @@ def test_inspection_warns_about_bad_fstab_line(images):
 
 
 def test_inspector_report_and_xml(images):
+    from vsh.commands.guest import report_xml
+
     exp = images["gpt"]["os"]
     with session(images, "gpt") as g:
         rep = g.inspector_report()

@@ -50,8 +50,6 @@ KNOWN: set[tuple[str, str]] = {
     ('forbidden', 'vsh.commands.devices -> vsh.kvm.hostnet'),
     ('forbidden', 'vsh.commands.domain -> vsh.api.local.domains'),
     ('forbidden', 'vsh.commands.domain -> vsh.core.store'),
-    ('forbidden', 'vsh.commands.guest -> vsh.guestfs.inspect'),
-    ('forbidden', 'vsh.commands.guest -> vsh.guestfs.session'),
     ('forbidden', 'vsh.commands.host -> vsh.core.store'),
     ('forbidden', 'vsh.commands.host -> vsh.kvm.argv'),
     ('forbidden', 'vsh.commands.host -> vsh.kvm.host'),

@@ -29,3 +29,8 @@ class DomainConfig(ABC):
     def info(self) -> dict:
         """``virDomainGetInfo`` and friends: id, name, uuid, os_type, state, cpus, cpu_time (s or
         None), max_memory_kib, used_memory_kib, persistent, autostart, managed_save."""
+
+    @abstractmethod
+    def xml(self, inactive: bool = False) -> str:
+        """The domain's XML (``virDomainGetXMLDesc``): the live definition of a running domain,
+        or with ``inactive`` (and for an inactive domain) the persistent one."""

@@ -1,7 +1,8 @@
 """Guest disks, guestfish style: add, run, list-filesystems, mount-ro, ls, cat, inspect-os, ...
 
-One :class:`vsh.guestfs.session.GuestSession` lives in ``ctx.state`` for the
-whole shell (or single-shot) session. The global options ``-a IMAGE``,
+One guest-disk session (:class:`vsh.api.guestdisks.GuestDisks`, from
+``ctx.conn.guest_disks()``) lives in ``ctx.state`` for the whole shell (or
+single-shot) session. The global options ``-a IMAGE``,
 ``--format``, ``-d/--domain NAME`` and ``-i`` (parsed by vsh/cli.py into
 ``ctx.state["guest.options"]``) add drives, and ``-i`` mounts what inspection
 finds, so ``vsh -a disk.qcow2 -i cat /etc/hostname`` works like virt-cat. The
@@ -17,7 +18,9 @@ from __future__ import annotations
 import stat as st
 import time
 
+from vsh.api.guestdisks import INSPECT_ITEMS
 from vsh.core.errors import InvalidArgument, VshError
+from vsh.core.escape import escape
 from vsh.core.output import KeyValue, Lines, Message, Text
 from vsh.registry import Opt, command
 
@@ -32,41 +35,21 @@ STATE_KEY = "guest.session"
 # -- the session -----------------------------------------------------------------------
 
 
-def _disks_of_domain(ctx, name: str) -> list[tuple[str, str]]:
-    store = ctx.store
-    ref = store.get(name)
-    dom = store.load(ref)
-    out = []
-    for disk in dom.disks:
-        if (disk.device or "disk") not in ("disk", "lun"):
-            continue
-        src = disk.source
-        if not src:
-            continue
-        # libvirt's default for a disk without a driver type is raw (never probed)
-        out.append((src, (disk.driver_type or "raw").lower()))
-    if not out:
-        raise InvalidArgument(f"domain '{ref.name}' has no disks with a source")
-    return out
-
-
 def session(ctx, launch: bool = True):
-    """The shell's GuestSession (created on first use from the -a/-d/-i options)."""
-    from vsh.guestfs.session import GuestSession
-
+    """The shell's guest-disk session (created on first use from the -a/-d/-i/-m options)."""
     g = ctx.state.get(STATE_KEY)
     if g is None:
-        g = GuestSession()
+        g = ctx.conn.guest_disks(readonly=True)
         ctx.state[STATE_KEY] = g
         opts = ctx.state.get("guest.options") or {}
         for path, fmt in opts.get("add", []):
             g.add_drive(path, fmt, readonly=True)
         for name in opts.get("domains", []):
-            g.add_domain_disks(_disks_of_domain(ctx, name))
+            g.add_domain(name)
         ctx.state["guest.inspector"] = bool(opts.get("inspector"))
         ctx.state["guest.mounts"] = list(opts.get("mounts", []))
-    if launch and not g.launched:
-        if not g.drives:
+    if launch and not g.is_launched():
+        if not g.drives():
             raise InvalidArgument("no disk has been added", hint="use -a IMAGE, -d DOMAIN or the add command")
         g.launch()
         if ctx.state.pop("guest.inspector", False):
@@ -80,14 +63,10 @@ def session(ctx, launch: bool = True):
 def esc(ctx, value, raw: bool = False) -> str:
     if raw:
         return value if isinstance(value, str) else value.decode("utf-8", "surrogateescape")
-    from vsh.core.escape import escape
-
     return escape(value)
 
 
 def _esc_lines(items, raw=False):
-    from vsh.core.escape import escape
-
     return [it if raw else escape(it) for it in items]
 
 
@@ -126,17 +105,15 @@ def add_drive(ctx, filename, format=None, readonly=False, rw=False):
          aliases=("domain",),
          opts=[Opt("dom", kind="domain", required=True, positional=True, help="domain name, id or uuid")])
 def add_domain(ctx, dom):
-    g = session(ctx, launch=False)
-    disks = _disks_of_domain(ctx, dom)
-    g.add_domain_disks(disks)
-    return Message(f"{len(disks)} disk(s) added", json_data={"added": [d[0] for d in disks]})
+    added = session(ctx, launch=False).add_domain(dom)
+    return Message(f"{len(added)} disk(s) added", json_data={"added": added})
 
 
 @command("run", group=G, summary="open the added disks (guestfish's launch)", aliases=("launch",))
 def run(ctx):
     """Open every added image and scan partitions, LVM and LUKS (with keys). No VM is started."""
     g = session(ctx, launch=False)
-    if not g.launched:
+    if not g.is_launched():
         session(ctx, launch=True)
     return None
 
@@ -295,8 +272,6 @@ def _text(ctx, data: bytes, raw: bool):
             buf.flush()
             return None
         return Text(data.decode("utf-8", "surrogateescape"))
-    from vsh.core.escape import escape
-
     return Text(escape(data, keep_newlines=True), json_data={"content": data.decode("utf-8", "replace")})
 
 
@@ -314,7 +289,7 @@ def head(ctx, path, raw=False):
 @command("head-n", group=G, summary="the first N lines of a guest file",
          opts=[Opt("nrlines", kind="int", required=True, positional=True, help="number of lines"), PATH, RAW])
 def head_n(ctx, nrlines, path, raw=False):
-    lines = session(ctx).head_n(nrlines, path)
+    lines = session(ctx).head(path, nrlines)
     return Lines(_esc_lines(lines, raw), json_data=lines)
 
 
@@ -327,7 +302,7 @@ def tail(ctx, path, raw=False):
 @command("tail-n", group=G, summary="the last N lines of a guest file",
          opts=[Opt("nrlines", kind="int", required=True, positional=True, help="number of lines"), PATH, RAW])
 def tail_n(ctx, nrlines, path, raw=False):
-    lines = session(ctx).tail_n(nrlines, path)
+    lines = session(ctx).tail(path, nrlines)
     return Lines(_esc_lines(lines, raw), json_data=lines)
 
 
@@ -350,7 +325,7 @@ def stat_(ctx, path):
 @command("lstat", group=G, summary="file information (does not follow a final symbolic link)",
          aliases=("lstatns",), opts=[PATH])
 def lstat(ctx, path):
-    return _stat_text(session(ctx).lstat(path))
+    return _stat_text(session(ctx).stat(path, follow=False))
 
 
 @command("readlink", group=G, summary="the target of a symbolic link", opts=[PATH, RAW])
@@ -403,10 +378,8 @@ def download(ctx, remotefilename, filename):
         if buf is None:
             raise InvalidArgument("download to - needs a binary standard output")
         ctx.out.flush()
-        total = 0
-        for data in g.iter_read(remotefilename):
+        for data in g.read_chunks(remotefilename):
             buf.write(data)
-            total += len(data)
         buf.flush()
         return None
     size = g.download(remotefilename, filename)
@@ -458,7 +431,7 @@ def _getter(name: str, summary: str):
 
     @command(f"inspect-get-{name}", group=G, summary=summary, opts=[ROOT])
     def handler(ctx, root):
-        value = getattr(session(ctx), method)(root)
+        value = session(ctx).inspect_get(root, name)
         if isinstance(value, dict):
             return Lines([f"{esc(ctx, k)}: {esc(ctx, v)}" for k, v in value.items()], json_data=value)
         if isinstance(value, list):
@@ -470,22 +443,23 @@ def _getter(name: str, summary: str):
     return handler
 
 
-for _name, _summary in (
-        ("type", "the operating system type (linux, windows ...)"),
-        ("distro", "the distribution (debian, fedora ...)"),
-        ("product-name", "the product name"),
-        ("product-variant", "the product variant"),
-        ("major-version", "the major version"),
-        ("minor-version", "the minor version"),
-        ("arch", "the architecture (x86_64 ...)"),
-        ("hostname", "the hostname"),
-        ("package-format", "the package format (deb, rpm ...)"),
-        ("package-management", "the package manager (apt, dnf ...)"),
-        ("osinfo", "the libosinfo short id (debian12 ...)"),
-        ("format", "how the OS is present (installed, installer)"),
-        ("mountpoints", "mountpoints from fstab and their devices"),
-        ("filesystems", "filesystems belonging to the operating system")):
-    globals()[f"inspect_get_{_name.replace('-', '_')}"] = _getter(_name, _summary)
+_GETTER_SUMMARIES = {
+    "type": "the operating system type (linux, windows ...)",
+    "distro": "the distribution (debian, fedora ...)",
+    "product-name": "the product name",
+    "product-variant": "the product variant",
+    "major-version": "the major version",
+    "minor-version": "the minor version",
+    "arch": "the architecture (x86_64 ...)",
+    "hostname": "the hostname",
+    "package-format": "the package format (deb, rpm ...)",
+    "package-management": "the package manager (apt, dnf ...)",
+    "osinfo": "the libosinfo short id (debian12 ...)",
+    "format": "how the OS is present (installed, installer)",
+    "mountpoints": "mountpoints from fstab and their devices",
+    "filesystems": "filesystems belonging to the operating system"}
+for _name in INSPECT_ITEMS:
+    globals()[f"inspect_get_{_name.replace('-', '_')}"] = _getter(_name, _GETTER_SUMMARIES[_name])
 
 
 @command("inspect-get-roots", group=G, summary="the roots found by inspect-os")
@@ -512,16 +486,13 @@ def inspect_list_applications(ctx, root):
          examples=("inspect disk.qcow2 --format qcow2", "inspect --domain vm1 --json"))
 def inspect(ctx, disk=(), domain=None, format=None, key=None, no_applications=False):
     """Prints virt-inspector's XML (or, with --json, the same data as JSON)."""
-    from vsh.guestfs.inspect import report_xml
-    from vsh.guestfs.session import GuestSession
-
     if disk or domain:
-        g = GuestSession()
+        g = ctx.conn.guest_disks(readonly=True)
         try:
             for d in disk:
                 g.add_drive(d, format)
             if domain:
-                g.add_domain_disks(_disks_of_domain(ctx, domain))
+                g.add_domain(domain)
             _add_key(g, key)
             g.launch()
             report = g.inspector_report(applications=not no_applications)
@@ -547,10 +518,57 @@ def _add_key(g, key):
     g.add_key(sel, secret)
 
 
+def report_xml(report: dict) -> str:
+    """virt-inspector's XML for a report from ``GuestDisks.inspector_report()``."""
+    import xml.etree.ElementTree as ET
+
+    def text(parent, tag, value):
+        el = ET.SubElement(parent, tag)
+        el.text = escape(str(value))
+        return el
+
+    top = ET.Element("operatingsystems")
+    for os_ in report.get("operatingsystems", []):
+        o = ET.SubElement(top, "operatingsystem")
+        text(o, "root", os_["root"])
+        text(o, "name", os_["type"])
+        for key in ("arch", "distro", "product_name", "product_variant", "major_version", "minor_version",
+                    "package_format", "package_management", "hostname", "osinfo", "format"):
+            val = os_.get(key)
+            if val not in (None, "", "unknown") or key in ("major_version", "minor_version"):
+                text(o, key, val)
+        mps = ET.SubElement(o, "mountpoints")
+        for mp, dev in os_.get("mountpoints", []):
+            el = text(mps, "mountpoint", mp)
+            el.set("dev", escape(dev))
+        fss = ET.SubElement(o, "filesystems")
+        for f in os_.get("filesystems", []):
+            el = ET.SubElement(fss, "filesystem")
+            el.set("dev", escape(f["dev"]))
+            for key in ("type", "label", "uuid"):
+                if f.get(key):
+                    text(el, key, f[key])
+        if "applications" not in os_:
+            continue
+        apps = ET.SubElement(o, "applications")
+        for a in os_["applications"]:
+            el = ET.SubElement(apps, "application")
+            text(el, "name", a["name"])
+            if a.get("epoch"):
+                text(el, "epoch", a["epoch"])
+            text(el, "version", a.get("version", ""))
+            if a.get("release"):
+                text(el, "release", a["release"])
+            if a.get("arch"):
+                text(el, "arch", a["arch"])
+    ET.indent(top, "  ")
+    return '<?xml version="1.0"?>\n' + ET.tostring(top, encoding="unicode") + "\n"
+
+
 def complete_guest_path(ctx, prefix: str) -> list[str]:
     """Completion hook for the ``guestpath`` kind (empty when nothing is mounted)."""
     g = ctx.state.get(STATE_KEY)
-    if g is None or not g.launched:
+    if g is None or not g.is_launched():
         return []
     return g.complete_path(prefix)
 
@@ -558,11 +576,9 @@ def complete_guest_path(ctx, prefix: str) -> list[str]:
 def complete_guest_device(ctx, prefix: str) -> list[str]:
     """Completion hook for guest device names (empty before launch)."""
     g = ctx.state.get(STATE_KEY)
-    if g is None or not g.launched:
+    if g is None or not g.is_launched():
         return []
-    names = list(g.volumes.devices)
-    return [n for n in names if n.startswith(prefix)]
-
+    return [n for n in g.list_device_names() if n.startswith(prefix)]
 
 
 def _register_completers() -> None:

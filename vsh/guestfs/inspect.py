@@ -491,55 +491,8 @@ class Inspector:
         return apps
 
 
-# --- virt-inspector style report ---------------------------------------------------
+# --- mountpoints in mounting order ---------------------------------------------------
 
 
 def sorted_mountpoints(mps: dict) -> list[tuple[str, str]]:
     return sorted(mps.items(), key=lambda kv: (len(kv[0]), kv[0]))
-
-
-def report_xml(report: dict) -> str:
-    """virt-inspector's XML for a report from GuestSession.inspector_report()."""
-    import xml.etree.ElementTree as ET
-
-    def text(parent, tag, value):
-        el = ET.SubElement(parent, tag)
-        el.text = escape(str(value))
-        return el
-
-    top = ET.Element("operatingsystems")
-    for os_ in report.get("operatingsystems", []):
-        o = ET.SubElement(top, "operatingsystem")
-        text(o, "root", os_["root"])
-        text(o, "name", os_["type"])
-        for key in ("arch", "distro", "product_name", "product_variant", "major_version", "minor_version",
-                    "package_format", "package_management", "hostname", "osinfo", "format"):
-            val = os_.get(key)
-            if val not in (None, "", "unknown") or key in ("major_version", "minor_version"):
-                text(o, key, val)
-        mps = ET.SubElement(o, "mountpoints")
-        for mp, dev in os_.get("mountpoints", []):
-            el = text(mps, "mountpoint", mp)
-            el.set("dev", escape(dev))
-        fss = ET.SubElement(o, "filesystems")
-        for f in os_.get("filesystems", []):
-            el = ET.SubElement(fss, "filesystem")
-            el.set("dev", escape(f["dev"]))
-            for key in ("type", "label", "uuid"):
-                if f.get(key):
-                    text(el, key, f[key])
-        if "applications" not in os_:
-            continue
-        apps = ET.SubElement(o, "applications")
-        for a in os_["applications"]:
-            el = ET.SubElement(apps, "application")
-            text(el, "name", a["name"])
-            if a.get("epoch"):
-                text(el, "epoch", a["epoch"])
-            text(el, "version", a.get("version", ""))
-            if a.get("release"):
-                text(el, "release", a["release"])
-            if a.get("arch"):
-                text(el, "arch", a["arch"])
-    ET.indent(top, "  ")
-    return '<?xml version="1.0"?>\n' + ET.tostring(top, encoding="unicode") + "\n"

@@ -84,3 +84,7 @@ class LocalDomainConfig(DomainConfig):
                 "cpu_time": cpu_time_seconds(ref.runtime) if active else None,
                 "max_memory_kib": maxmem, "used_memory_kib": used, "persistent": ref.persistent,
                 "autostart": store.autostart(ref.name), "managed_save": has_managed_save(store, ref.name)}
+
+    def xml(self, inactive: bool = False) -> str:
+        ref = self.ref
+        return self.store.load(ref, inactive=inactive).to_xml(inactive=inactive or not ref.active)
