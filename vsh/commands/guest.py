@@ -581,6 +581,7 @@ def complete_guest_device(ctx, prefix: str) -> list[str]:
     return [n for n in g.list_device_names() if n.startswith(prefix)]
 
 
+
 def _register_completers() -> None:
     # guest paths complete once a filesystem is mounted (the module is loaded by then)
     from vsh.shell import completer

@@ -8,9 +8,6 @@ that write host files, and only where they are told to.
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import subprocess
 
 from vsh.core.errors import NotFound, VshError
 
@@ -153,6 +150,9 @@ class SessionFiles:
 
     def file(self, path: str) -> str:
         """A description of the file's type, like ``file``."""
+        import shutil
+        import subprocess
+
         fs, node, _ = self.tree.resolve(path, follow=False)
         kind = node.kind
         if kind == "d":
@@ -202,6 +202,10 @@ def _df_numbers(fs, tree, mountpoint: str) -> dict:
 
 
 def _superblock_numbers(fs) -> dict | None:
+    import re
+    import shutil
+    import subprocess
+
     tool = {"ext2": ("dumpe2fs", "-h"), "ext3": ("dumpe2fs", "-h"), "ext4": ("dumpe2fs", "-h"),
             "xfs": ("xfs_db", "-r", "-c", "sb 0", "-c", "p dblocks fdblocks blocksize")}.get(fs.vfs_type)
     if tool is None or shutil.which(tool[0]) is None:

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 
 from vsh.core.errors import VshError
 from vsh.core.escape import escape
@@ -458,6 +455,10 @@ class Inspector:
         return []
 
     def _rpm_apps(self, tree) -> list[dict]:
+        import shutil
+        import subprocess
+        import tempfile
+
         dbdir = next((p for p in ("/usr/lib/sysimage/rpm", "/var/lib/rpm") if tree.is_kind(p, "d")), None)
         if dbdir is None:
             return []

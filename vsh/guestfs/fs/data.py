@@ -9,7 +9,6 @@ guest names become host names: relative to directory descriptors it opened,
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from vsh.core.errors import InvalidArgument, VshError
@@ -24,7 +23,7 @@ HASHES = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
 
 
 class TreeData:
-    """The data half of :class:`~.tree.MountTree` (which provides ``resolve`` and ``mounts``)."""
+    """The data half of :class:`~.tree.MountTree` (which provides ``resolve`` and ``child``)."""
 
     def _file(self, path: str, *, max_size: int | None = None, force: bool = False):
         fs, node, gparts = self.resolve(path)
@@ -124,6 +123,8 @@ class TreeData:
         kind = kind.lower()
         if kind not in HASHES:
             raise InvalidArgument(f"unknown checksum type {kind!r} (known: {', '.join(HASHES)})")
+        import hashlib
+
         h = hashlib.new(kind)
         for data in self.iter_read(path):
             h.update(data)
@@ -196,13 +197,9 @@ class TreeData:
             if not safe_name(name):
                 warnings.append(f"{join_path(nparts)}: unsafe name, skipped")
                 continue
-            if nparts in self.mounts:
-                cfs = self.mounts[nparts]
-                child = cfs.root()
-            else:
-                cfs, child = fs, fs.lookup(node, name)
-                if child is None:
-                    continue
+            cfs, child = self.child(fs, node, nparts)
+            if child is None:
+                continue
             self._copy_entry(cfs, child, nparts, name, dfd, warnings, active)
 
     def _copy_entry(self, fs, node, gparts, name, dfd, warnings, active):

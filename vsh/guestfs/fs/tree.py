@@ -150,11 +150,7 @@ class MountTree(TreeData):
                 shown = join_path(gparts)
             else:
                 shown = name
-                nparts = gparts + (name,)
-                if nparts in self.mounts:
-                    cfs, child = self.mounts[nparts], self.mounts[nparts].root()
-                else:
-                    cfs, child = fs, fs.lookup(node, name)
+                cfs, child = self.child(fs, node, gparts + (name,))
                 if child is None:
                     continue
             row = {"name": shown, **cfs.stat(child)}
@@ -162,6 +158,13 @@ class MountTree(TreeData):
             rows.append(row)
         return rows
 
+    def child(self, fs: Filesystem, node, parts: tuple):
+        """(filesystem, node) of the entry ``parts[-1]`` of the directory ``node`` (at ``parts[:-1]``
+        on ``fs``): the root of what is mounted there, if anything; node None when it is gone."""
+        mounted = self.mounts.get(parts)
+        if mounted is not None:
+            return mounted, mounted.root()
+        return fs, fs.lookup(node, parts[-1])
 
     def walk(self, path: str, follow_root: bool = True):
         """Yield (relative path, fs, node) for everything under *path* (not following links).
@@ -179,13 +182,9 @@ class MountTree(TreeData):
         for name in sorted(fs.children(node)):
             nparts = gparts + (name,)
             crel = f"{rel}/{name}" if rel else name
-            if nparts in self.mounts:
-                cfs = self.mounts[nparts]
-                child = cfs.root()
-            else:
-                cfs, child = fs, fs.lookup(node, name)
-                if child is None:
-                    continue
+            cfs, child = self.child(fs, node, nparts)
+            if child is None:
+                continue
             yield crel, cfs, child
             if child.kind == "d":
                 key = (id(cfs), cfs.ident(child))
