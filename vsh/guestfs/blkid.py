@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass, field
 
 from vsh.core.errors import Unsupported, VshError
 
@@ -79,26 +78,45 @@ def _load():
     return lib
 
 
-@dataclass
+# plain classes, not dataclasses: importing dataclasses (and the inspect module it loads)
+# is a cost every guest-disk command would pay at start-up
+
+
 class Partition:
-    partno: int
-    start: int          # bytes
-    size: int           # bytes
-    mbr_id: int | None  # MBR type byte, None on GPT
-    type_guid: str | None
-    uuid: str | None
-    name: str | None
-    extended: bool
-    logical: bool
+    """One entry of a partition table; offsets and sizes in bytes."""
+
+    __slots__ = ("partno", "start", "size", "mbr_id", "type_guid", "uuid", "name", "extended", "logical")
+
+    def __init__(self, *, partno: int, start: int, size: int, mbr_id: int | None, type_guid: str | None,
+                 uuid: str | None, name: str | None, extended: bool, logical: bool):
+        self.partno = partno
+        self.start = start
+        self.size = size
+        self.mbr_id = mbr_id            # MBR type byte, None on GPT
+        self.type_guid = type_guid
+        self.uuid = uuid
+        self.name = name
+        self.extended = extended
+        self.logical = logical
+
+    def __repr__(self) -> str:
+        return f"Partition({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
 
 
-@dataclass
 class ProbeResult:
-    values: dict = field(default_factory=dict)  # TYPE, LABEL, UUID, USAGE, VERSION ...
-    ambivalent: bool = False
-    pttype: str | None = None                   # "dos" / "gpt"
-    ptuuid: str | None = None
-    partitions: list = field(default_factory=list)
+    """What libblkid found on a device."""
+
+    __slots__ = ("values", "ambivalent", "pttype", "ptuuid", "partitions")
+
+    def __init__(self):
+        self.values: dict = {}          # TYPE, LABEL, UUID, USAGE, VERSION ...
+        self.ambivalent = False
+        self.pttype: str | None = None  # "dos" / "gpt"
+        self.ptuuid: str | None = None
+        self.partitions: list = []
+
+    def __repr__(self) -> str:
+        return f"ProbeResult({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
 
 
 def _s(b: bytes | None) -> str | None:

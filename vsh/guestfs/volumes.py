@@ -16,7 +16,6 @@ scan of the others.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError
 
@@ -45,16 +44,25 @@ def canonical_device(name: str) -> str:
     return name
 
 
-@dataclass
 class Device:
-    name: str
-    kind: str                      # disk | partition | lv | luks
-    block: Block
-    disk: str | None = None        # the whole disk a partition is on
-    partition: blkid.Partition | None = None
-    parttype: str | None = None    # disks: "gpt" / "msdos" / None
-    probe: blkid.ProbeResult | None = None
-    extra: dict = field(default_factory=dict)
+    """One device of the session: a disk, a partition, a logical volume or an unlocked LUKS volume."""
+
+    __slots__ = ("name", "kind", "block", "disk", "partition", "parttype", "probe", "extra")
+
+    def __init__(self, name: str, kind: str, block: Block, disk: str | None = None,
+                 partition: blkid.Partition | None = None, parttype: str | None = None,
+                 probe: blkid.ProbeResult | None = None, extra: dict | None = None):
+        self.name = name
+        self.kind = kind                # disk | partition | lv | luks
+        self.block = block
+        self.disk = disk                # the whole disk a partition is on
+        self.partition = partition
+        self.parttype = parttype        # disks: "gpt" / "msdos" / None
+        self.probe = probe
+        self.extra = {} if extra is None else extra
+
+    def __repr__(self) -> str:
+        return f"Device(name={self.name!r}, kind={self.kind!r}, disk={self.disk!r}, parttype={self.parttype!r})"
 
     @property
     def size(self) -> int:
