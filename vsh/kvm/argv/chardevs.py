@@ -79,7 +79,8 @@ def chardev(b: Builder, el, cid: str, alias: str, what: str, log: bool) -> str:
     else:
         raise Unsupported("%s: character device type '%s' is not supported (pty, file, unix, null)" % (what, t))
     if log:
-        logfile = b.paths.console_log if alias == primary_console_alias(b.devices, b.serials) else b.paths.log_for(alias)
+        primary = alias == primary_console_alias(b.devices, b.serials)
+        logfile = b.paths.console_log if primary else b.paths.log_for(alias)
         pairs += [("logfile", logfile), ("logappend", True)]
     return opts(head, *pairs)
 

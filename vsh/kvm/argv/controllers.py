@@ -65,6 +65,7 @@ def controllers(b: Builder) -> None:
 
 
 def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> None:
+    """A PCI controller: the root bus is the machine's; root ports and bridges become buses pci.N."""
     if model in ("pci-root", "pcie-root") or (idx == 0 and model is None):
         want = "pcie-root" if b.family == "q35" else "pci-root"
         if b.microvm:
@@ -93,6 +94,7 @@ def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
 
 
 def scsi_controller(b: Builder, c, idx: int, model: str, what: str) -> None:
+    """A virtio-scsi controller scsiN (declared, or implied by a SCSI disk when ``c`` is None)."""
     if model != "virtio-scsi":
         raise Unsupported("%s model '%s' is not supported (virtio-scsi)" % (what, model))
     if idx in b.scsi_ctrls:
@@ -110,6 +112,7 @@ def scsi_controller(b: Builder, c, idx: int, model: str, what: str) -> None:
 
 
 def sata_controller(b: Builder, c, idx: int, what: str) -> None:
+    """A SATA (AHCI) controller sataN; q35's built-in one for index 0."""
     if idx in b.sata_ctrls:
         raise InvalidArgument("%s is declared twice" % what)
     b.sata_ctrls.add(idx)
@@ -120,6 +123,7 @@ def sata_controller(b: Builder, c, idx: int, what: str) -> None:
 
 
 def vser_controller(b: Builder, c, idx: int, what: str) -> None:
+    """A virtio-serial controller virtio-serialN (declared, or implied by a virtio console/channel)."""
     if idx in b.vser_ctrls:
         raise InvalidArgument("%s is declared twice" % what)
     b.vser_ctrls.add(idx)
@@ -132,6 +136,7 @@ def vser_controller(b: Builder, c, idx: int, what: str) -> None:
 
 
 def usb_controller(b: Builder, c, idx: int, model: str | None, what: str) -> None:
+    """A USB controller (xHCI or UHCI); none on microvm or with model='none'."""
     if model == "none":
         return
     if b.microvm:

@@ -12,14 +12,14 @@ from vsh.kvm.argv.options import given, need_file, number, opts
 def rng(b: Builder, el, n: int) -> None:
     """<rng> number ``n``: an rng-random or rng-builtin object and a virtio-rng device."""
     what = "<rng> #%d" % n
-    model = device_for(el).model
-    if model != "virtio":
-        raise Unsupported("%s: model '%s' is not supported (virtio)" % (what, model))
+    dev = device_for(el)
+    if dev.model != "virtio":
+        raise Unsupported("%s: model '%s' is not supported (virtio)" % (what, dev.model))
     be = el.find("backend")
     bmodel = be.get("model") if be is not None else "random"
     oid = "objrng%d" % n
     if bmodel == "random":
-        src = (be.text or "").strip() if be is not None and be.text else "/dev/urandom"
+        src = dev.backend.strip() if dev.backend else "/dev/urandom"
         if src not in ("/dev/random", "/dev/urandom", "/dev/hwrng"):
             raise InvalidArgument("%s: backend '%s' must be /dev/urandom, /dev/random or /dev/hwrng" % (what, src))
         need_file(src, what)

@@ -20,6 +20,7 @@ def stated(text: str | None, default: str) -> str:
 
 
 def domain_type(b: Builder) -> None:
+    """<domain type>: kvm (only where KVM really runs guests) or qemu (TCG)."""
     t = b.dom.type
     if t == "kvm":
         kvm = b.host.kvm
@@ -34,6 +35,7 @@ def domain_type(b: Builder) -> None:
 
 
 def machine_type(b: Builder) -> None:
+    """<os><type>: hvm on x86_64, a machine this QEMU knows; sets the family and the PCI book."""
     if (b.dom.os_type or "").strip() != "hvm":
         raise Unsupported("only <os><type>hvm</type></os> guests are supported")
     arch = b.dom.os_arch or "x86_64"
@@ -68,6 +70,7 @@ def machine_type(b: Builder) -> None:
 
 
 def emulator(b: Builder) -> str:
+    """The QEMU binary: <devices><emulator>, else the host's."""
     em = b.text("devices/emulator")
     if em:
         return need_file(em, "<emulator>")
@@ -78,6 +81,7 @@ def emulator(b: Builder) -> str:
 
 
 def machine_opts(b: Builder) -> str:
+    """The -machine option: the machine type and its features (ACPI, vmport, SMM, HPET, flash)."""
     pairs: list[tuple[str, object]] = []
     if not b.microvm:
         pairs.append(("usb", False))
@@ -103,6 +107,7 @@ def machine_opts(b: Builder) -> str:
 
 
 def cpu(b: Builder) -> None:
+    """<cpu>: the -cpu model (host, max, or a named one) and its feature flags."""
     cpu = b.root.find("cpu")
     if cpu is None:
         return
@@ -146,6 +151,7 @@ def cpu(b: Builder) -> None:
 
 
 def memory(b: Builder) -> None:
+    """<memory>: -m in MiB, rounded up."""
     mem = b.root.find("memory")
     if mem is None:
         raise XMLError("the domain has no <memory>")
@@ -161,6 +167,7 @@ def memory(b: Builder) -> None:
 
 
 def smp(b: Builder) -> None:
+    """<vcpu> and <cpu><topology>: the -smp option."""
     vcpu = b.root.find("vcpu")
     maxc = number((vcpu.text or "").strip() if vcpu is not None else None, "<vcpu>", 1)
     cur = number(vcpu.get("current") if vcpu is not None else None, "<vcpu current>", maxc)
@@ -185,6 +192,7 @@ def smp(b: Builder) -> None:
 
 
 def iothread_objects(b: Builder) -> None:
+    """<iothreads>: one iothread object each (devices refer to them by number)."""
     n = b.text("iothreads")
     b.iothreads = number(n, "<iothreads>", 0) if n else 0
     for i in range(1, b.iothreads + 1):
@@ -192,6 +200,7 @@ def iothread_objects(b: Builder) -> None:
 
 
 def monitor(b: Builder) -> None:
+    """The QMP monitor charmonitor: a socket path QEMU binds, or a listening fd vsh passes."""
     fd = b.paths.qmp_listen_fd
     if fd is not None:
         chardev = "socket,id=charmonitor,fd=%d,server=on,wait=off" % fd
@@ -202,6 +211,7 @@ def monitor(b: Builder) -> None:
 
 
 def clock(b: Builder) -> None:
+    """<clock>: -rtc base and drift fix, and KVM's PIT tick policy."""
     clock = b.root.find("clock")
     offset = given(b.dom.clock_offset, "utc")
     if offset not in ("utc", "localtime"):
@@ -219,6 +229,7 @@ def clock(b: Builder) -> None:
 
 
 def actions(b: Builder) -> None:
+    """<on_poweroff>, <on_reboot>, <on_crash> and the watchdog action: the -action option."""
     poweroff, reboot, crash = (ACTION_KINDS.get(v, v) for v in (stated(b.dom.on_poweroff, "destroy"),
                                                        stated(b.dom.on_reboot, "restart"),
                                                        stated(b.dom.on_crash, "destroy")))

@@ -60,6 +60,7 @@ LAZY = {"host_validate": "validate", "nodeinfo": "validate",
 
 
 def __getattr__(name: str):
+    """The reports, imported on first use."""
     module = LAZY.get(name)
     if module is None:
         raise AttributeError("module 'vsh.kvm.host' has no attribute '%s'" % name)

@@ -27,6 +27,7 @@ CACHE_SCHEMA = 3
 
 
 def default_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/vsh``, or ``~/.cache/vsh``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "vsh")
 
@@ -53,6 +54,7 @@ def cache_key(qemu: str | None, dev: str = "/dev/kvm") -> dict:
 
 
 def load_cache(path: str, key: dict) -> dict | None:
+    """The cached data if the file holds an entry for ``key``, else None."""
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
@@ -64,6 +66,7 @@ def load_cache(path: str, key: dict) -> dict | None:
 
 
 def write_cache(path: str, key: dict, data: dict) -> None:
+    """Write the cache file atomically, mode 0600 (an unwritable cache only costs speed)."""
     import tempfile
 
     d = os.path.dirname(path)
@@ -131,6 +134,7 @@ def probe(cache_dir: str | None = None, refresh: bool = False, *, qemu: str | No
 
 
 def host_from_data(qemu: str | None, data: dict) -> HostInfo:
+    """A HostInfo from the cached (or just probed) QEMU and KVM answers."""
     q = data.get("qemu") or {}
     kvm_fields = set(KvmInfo.field_names())
     kvm = KvmInfo(**{k: v for k, v in (data.get("kvm") or {}).items() if k in kvm_fields})

@@ -15,14 +15,17 @@ from vsh.kvm.host.records import HostInfo, default_domain_type
 
 
 def xml_escape(text: str) -> str:
+    """Text escaped for an XML element."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def xml_attr(v: object) -> str:
+    """A value escaped for a single-quoted XML attribute."""
     return xml_escape(str(v)).replace("'", "&apos;")
 
 
 def xml_tag(name: str, attrs: dict | None = None, text: str | None = None, close: bool = True) -> str:
+    """One element on one line: empty, open, or with text."""
     a = "".join(" %s='%s'" % (k, xml_attr(v)) for k, v in (attrs or {}).items() if v is not None)
     if text is not None:
         return "<%s%s>%s</%s>" % (name, a, xml_escape(str(text)), name)
@@ -30,6 +33,8 @@ def xml_tag(name: str, attrs: dict | None = None, text: str | None = None, close
 
 
 class XmlWriter:
+    """Lines of XML in libvirt's layout, indented by nesting."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.depth = 0
@@ -63,6 +68,7 @@ class XmlWriter:
 
 
 def host_uuid(sysfs: str = "/sys") -> str:
+    """The host's UUID: the DMI product UUID, else /etc/machine-id, else zeros."""
     u = read_text(os.path.join(sysfs, "class/dmi/id/product_uuid")).strip().lower()
     if re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", u) \
             and u not in ("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"):
@@ -74,6 +80,7 @@ def host_uuid(sysfs: str = "/sys") -> str:
 
 
 def vendor_name(vendor: str) -> str:
+    """libvirt's vendor name for a /proc/cpuinfo vendor_id."""
     return {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}.get(vendor, vendor or "unknown")
 
 

@@ -38,6 +38,7 @@ def parse_cpuinfo(text: str) -> dict:
 
 
 def read_text(path: str, default: str = "") -> str:
+    """A small /proc or /sys file's text, or ``default`` when it cannot be read."""
     try:
         with open(path, encoding="ascii", errors="replace") as f:
             return f.read()
@@ -46,6 +47,7 @@ def read_text(path: str, default: str = "") -> str:
 
 
 def parse_cpulist(text: str) -> list[int]:
+    """The kernel's CPU list syntax (``0-3,8``) as a list of numbers."""
     out: list[int] = []
     for part in text.strip().split(","):
         if not part:
@@ -101,11 +103,13 @@ def read_topology(sysfs: str = "/sys") -> dict:
 
 
 def memtotal_kib(meminfo: str) -> int:
+    """MemTotal from a meminfo file's text, in KiB."""
     m = re.search(r"MemTotal:\s+(\d+)\s*kB", meminfo)
     return int(m.group(1)) if m else 0
 
 
 def has_iommu_groups(sysfs: str = "/sys") -> bool:
+    """Whether the kernel made IOMMU groups (VFIO needs them)."""
     try:
         return any(True for _ in os.scandir(os.path.join(sysfs, "kernel/iommu_groups")))
     except OSError:
@@ -113,6 +117,7 @@ def has_iommu_groups(sysfs: str = "/sys") -> bool:
 
 
 def kvm_modules(sysfs: str = "/sys") -> list[str]:
+    """The loaded kvm modules (kvm, kvm_intel, kvm_amd, kvm_pvm...)."""
     try:
         return sorted(m for m in os.listdir(os.path.join(sysfs, "module"))
                       if m == "kvm" or m.startswith("kvm_"))
@@ -121,6 +126,7 @@ def kvm_modules(sysfs: str = "/sys") -> list[str]:
 
 
 def fill_hardware(host: HostInfo, proc: str = "/proc", sysfs: str = "/sys") -> None:
+    """Fill ``host`` with what /proc and /sys say now."""
     uts = os.uname()
     host.arch = uts.machine or "x86_64"
     host.kernel_release = uts.release

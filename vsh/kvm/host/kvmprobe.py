@@ -136,6 +136,7 @@ def kvm_ioctls(dev: str = "/dev/kvm") -> dict:
 
 
 def payload_argv(qemu: str, bios: str, accel: str, cpu: str | None) -> list[str]:
+    """The QEMU argv that runs the test guest as the firmware of a small pc machine."""
     argv = [qemu, "-accel", accel, "-machine", "pc", "-m", "16", "-smp", "1",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-bios", bios,
@@ -148,6 +149,8 @@ def payload_argv(qemu: str, bios: str, accel: str, cpu: str | None) -> list[str]
 
 
 class Run(Record):
+    """One QEMU process of a probe: its argv, output, exit status and what went wrong."""
+
     name: str
     argv: list[str]
     proc: object = None
@@ -251,12 +254,14 @@ def run_parallel(runs: list[Run], timeout: float, stdin_data: dict[str, bytes] |
 
 
 def last_stage(out: bytes) -> str:
+    """The last progress byte the test guest wrote."""
     text = out.decode("ascii", "replace")
     stages = [c for c in text if c in STAGES]
     return stages[-1] if stages else ""
 
 
 def qemu_error_line(err: bytes) -> str:
+    """The line of QEMU's stderr that says what went wrong (warnings skipped)."""
     lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
     lines = [ln for ln in lines if "warning:" not in ln]
     for ln in lines:

@@ -32,6 +32,7 @@ QMP_COMMANDS = ("query-version", "query-machines", "query-cpu-definitions")
 
 
 def qmp_script() -> bytes:
+    """The QMP commands QEMU answers on stdin, ending with quit."""
     lines = [{"execute": "qmp_capabilities", "id": "caps"}]
     lines += [{"execute": c, "id": c} for c in QMP_COMMANDS]
     lines.append({"execute": "quit", "id": "quit"})
@@ -39,6 +40,7 @@ def qmp_script() -> bytes:
 
 
 def qmp_info_argv(qemu: str) -> list[str]:
+    """A QEMU that runs nothing and answers QMP on stdio."""
     return [qemu, "-machine", "none", "-accel", "tcg", "-nodefaults", "-no-user-config",
             "-display", "none", "-S", "-qmp", "stdio"]
 
@@ -95,6 +97,7 @@ def parse_qemu_info(replies: dict[str, object]) -> dict:
 
 
 def machine_sort_key(name: str):
+    """Machine names in natural order (pc-q35-7.2 before pc-q35-10.0)."""
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
