@@ -6,7 +6,7 @@ import os
 
 from vsh.core.errors import InvalidArgument, VshError
 from vsh.core.output import Lines, Text
-from vsh.registry import Opt, command, help_command, help_group, help_overview, registry
+from vsh.registry import Opt, QuitShell, command, help_command, help_group, help_overview, registry
 
 
 @command("help", group="virsh", summary="print help",
@@ -41,8 +41,6 @@ def help_(ctx, command=None):
 
 @command("quit", group="virsh", summary="quit this interactive terminal", aliases=("exit",))
 def quit_(ctx):
-    from vsh.shell import QuitShell
-
     raise QuitShell()
 
 
@@ -169,7 +167,7 @@ _GLOBAL_WITH_VALUE = {"-c", "--connect", "-d", "--debug", "-e", "--escape", "-f"
                      "separate arguments, as the shell completion scripts pass them; global options\n"
                      "in front of the command are skipped (a -c URI is used for domain names).")
 def complete_cmd(ctx, words=()):
-    from vsh.shell import complete
+    from vsh.completion import complete
 
     words = list(words)
     uri = None

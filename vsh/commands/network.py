@@ -15,7 +15,7 @@ import time
 from vsh.core.errors import InvalidArgument, VshError
 from vsh.core.output import KeyValue, Message, Table, Text, escape_untrusted
 from vsh.registry import Opt, command
-from vsh.shell import completer
+from vsh.registry import completer
 
 NETWORK = Opt("network", kind="network", required=True, positional=True, help="network name or uuid")
 _YES_NO = {True: "yes", False: "no"}

@@ -18,7 +18,7 @@ import time
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError
 from vsh.core.output import KeyValue, Message, Table, Text, escape_untrusted, human_size
 from vsh.registry import Opt, command
-from vsh.shell import completer
+from vsh.registry import completer
 from vsh.ui.xmlout import xml_output
 
 POOL = Opt("pool", kind="pool", required=True, positional=True, help="pool name or uuid")
