@@ -65,8 +65,6 @@ KNOWN: set[tuple[str, str]] = {
     ('forbidden', 'vsh.commands.lifecycle -> vsh.kvm.console'),
     ('forbidden', 'vsh.commands.lifecycle -> vsh.kvm.host'),
     ('forbidden', 'vsh.commands.lifecycle -> vsh.kvm.hostnet'),
-    ('forbidden', 'vsh.commands.network -> vsh.core.store'),
-    ('forbidden', 'vsh.commands.network -> vsh.kvm.hostnet'),
     ('forbidden', 'vsh.commands.snapshot -> vsh.core.store'),
     ('forbidden', 'vsh.commands.snapshot -> vsh.kvm.client'),
     ('forbidden', 'vsh.commands.snapshot -> vsh.kvm.saveimage'),
