@@ -1,4 +1,4 @@
-"""Virtual networks (virsh's "network" group) over vsh.core.networks and vsh.kvm.hostnet.
+"""Virtual networks (virsh's "network" group) through ``ctx.conn.networks`` (vsh.api.networks).
 
 Every connection has a network ``default`` (NAT, DHCP, marked autostart), defined
 the first time its networks are used, on the first free 192.168.x.0/24 from 122 up.

@@ -1,4 +1,4 @@
-"""Storage pools and volumes (virsh's "pool" and "volume" groups) over vsh.core.pools.
+"""Storage pools and volumes (virsh's "pool" and "volume" groups) through ``ctx.conn.storage`` (vsh.api.storage).
 
 Every connection has a directory pool ``default`` on ``<data>/images``, defined,
 marked autostart and made the first time its pools are used. Volumes are named

@@ -105,6 +105,7 @@ class LocalNetwork(Network):
 
     def undefine(self) -> None:
         self.networks.undefine(self.net)
+        self.net.persistent = self.net.autostart = False
 
     def set_autostart(self, enabled: bool) -> None:
         self.networks.set_autostart(self.net, enabled)

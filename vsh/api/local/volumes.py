@@ -62,6 +62,10 @@ class LocalVolume(Volume):
             raise OperationInvalid(f"Requested operation is not valid: cannot {what} volume '{self.name}': "
                                    f"it is in use by running domain '{user}'")
 
+    def _reread(self) -> None:
+        """Read the volume again after an operation changed it (its size, its header)."""
+        self.vol = self.pools.volume(self.vol.pool, self.name) or self.vol
+
     def delete(self) -> None:
         self._check_not_in_use("delete")
         self.pools.delete(self.vol)
@@ -69,6 +73,7 @@ class LocalVolume(Volume):
     def wipe(self, progress=None) -> None:
         self._check_not_in_use("wipe")
         self.pools.wipe(self.vol, progress=progress)
+        self._reread()
 
     def resize(self, capacity: int, delta: bool = False, shrink: bool = False, allocate: bool = False) -> int:
         from vsh.core.errors import InvalidArgument
@@ -81,6 +86,7 @@ class LocalVolume(Volume):
             if new < 0:
                 raise InvalidArgument(f"invalid argument: can't shrink capacity below zero (it is {current} bytes)")
         self.pools.resize(self.vol, new, shrink=shrink, allocate=allocate)
+        self._reread()
         return new
 
     def clone(self, new_name: str, prealloc_metadata: bool = False, progress=None):
@@ -91,7 +97,9 @@ class LocalVolume(Volume):
     def upload(self, file: str, offset: int = 0, length: int | None = None, sparse: bool = False,
                progress=None) -> int:
         self._check_not_in_use("upload to")
-        return self.pools.upload(self.vol, file, offset, length, sparse=sparse, progress=progress)
+        done = self.pools.upload(self.vol, file, offset, length, sparse=sparse, progress=progress)
+        self._reread()
+        return done
 
     def download(self, file: str, offset: int = 0, length: int | None = None, sparse: bool = False,
                  progress=None) -> int:
