@@ -862,3 +862,54 @@ def test_volumes_of_running_domains_are_not_changed(vsh, define, images, vsh_env
     fails(vsh("vol-upload", "v.img", "/dev/null", "--pool", "default"), msg.format("upload to"))
     ok(vsh("vol-download", "v.img", str(vsh_env.tmp / "copy"), "--pool", "default"))
     assert (images / "v.img").exists()
+
+
+# -- the API (vsh.api.storage) ------------------------------------------------------------------------
+
+
+def _abstract(handle) -> set:
+    import inspect
+
+    return {name for name, value in inspect.getmembers(type(handle)) if getattr(value, "__isabstractmethod__", False)}
+
+
+def test_api_handles_take_and_return_plain_data(vsh_env, images):
+    from vsh import api
+    from vsh.core.errors import NotFound
+
+    conn = api.connect(vsh_env.uri)
+    storage = conn.storage
+    assert storage.pool_names() == []               # a cheap listing sets nothing up
+    pool = storage.lookup_pool("default")
+    assert storage.pool_names() == ["default"]
+    base = pool.create_volume_as("base.img", MIB)
+    top = pool.create_volume_as("top.qcow2", 2 * MIB, format="qcow2", backing_path=base.path, backing_format="raw")
+    for handle in (storage, pool, base, top):
+        assert not _abstract(handle), f"{type(handle).__name__} lacks {_abstract(handle)}"
+    assert storage.volume_names() == ["base.img", "top.qcow2"]
+    assert storage.volume_names(paths=True) == [str(images / "base.img"), str(images / "top.qcow2")]
+    info = storage.lookup_volume(str(images / "top.qcow2")).info()
+    assert (info["format"], info["capacity"], info["backing"], info["backing_format"]) == \
+        ("qcow2", 2 * MIB, str(images / "base.img"), "raw")
+    assert top.pool().name == "default" and top.pool().uuid == pool.uuid
+    assert [v["name"] for v in pool.list_volumes()] == ["base.img", "top.qcow2"]
+    assert "<backingStore>" in pool.volume_xml_as("x.qcow2", MIB, format="qcow2", backing_path=base.path,
+                                                  backing_format="raw")
+    assert base.resize(MIB, delta=True) == 2 * MIB and base.info()["capacity"] == 2 * MIB
+    clone = base.clone("copy.img")
+    assert clone.info()["capacity"] == 2 * MIB
+    clone.delete()
+    with pytest.raises(NotFound):
+        pool.lookup_volume("copy.img")
+    assert storage.lookup_pool_by_uuid(pool.uuid).name == "default"
+    with pytest.raises(NotFound, match="failed to get pool 'default'"):
+        storage.lookup_pool_by_uuid("default")
+    other = storage.define_pool_xml(f"<pool type='dir'><name>o</name><target><path>{vsh_env.tmp / 'o'}</path>"
+                                    "</target></pool>")
+    other.start(build=True)
+    assert other.info()["active"] and "capacity" in other.info()
+    assert [p["name"] for p in storage.list_pools(active=False)] == []
+    other.destroy()
+    assert [p["name"] for p in storage.list_pools(active=False)] == ["o"]
+    other.undefine()
+    assert storage.pool_names() == ["default"]
