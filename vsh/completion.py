@@ -134,3 +134,16 @@ def complete_domains(ctx, opt, prefix: str, given: dict) -> list[str]:
 def _domain(ctx, given: dict):
     name = given.get("domain")
     return ctx.conn.lookup_domain(name) if name else None
+
+
+def complete_pools(ctx, opt, prefix: str, given: dict) -> list[str]:
+    return [name for name in ctx.conn.storage.pool_names() if name.startswith(prefix)]
+
+
+def complete_volumes(ctx, opt, prefix: str, given: dict) -> list[str]:
+    """Volume names, or their paths once the word starts with '/'."""
+    return [word for word in ctx.conn.storage.volume_names(paths=prefix.startswith("/")) if word.startswith(prefix)]
+
+
+def complete_networks(ctx, opt, prefix: str, given: dict) -> list[str]:
+    return [name for name in ctx.conn.networks.names() if name.startswith(prefix)]

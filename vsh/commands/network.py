@@ -14,7 +14,6 @@ import os
 from vsh.core.errors import InvalidArgument, VshError
 from vsh.core.output import KeyValue, Message, Table, Text, escape_untrusted
 from vsh.registry import Opt, command
-from vsh.registry import completer
 
 NETWORK = Opt("network", kind="network", required=True, positional=True, help="network name or uuid")
 _YES_NO = {True: "yes", False: "no"}
@@ -235,8 +234,3 @@ def net_dhcp_leases(ctx, network, mac=None):
                      escape_untrusted(lease["hostname"] or "-"), escape_untrusted(lease["clientid"] or "-")])
     return Table(["Expiry Time", "MAC address", "Protocol", "IP address", "Hostname", "Client ID or DUID"],
                  rows, json_data=data)
-
-
-@completer("network")
-def _complete_networks(ctx, prefix: str) -> list[str]:
-    return [name for name in ctx.conn.networks.names() if name.startswith(prefix)]

@@ -18,7 +18,6 @@ import time
 from vsh.core.errors import InvalidArgument, NotFound, VshError
 from vsh.core.output import KeyValue, Message, Table, Text, escape_untrusted, human_size
 from vsh.registry import Opt, command
-from vsh.registry import completer
 from vsh.ui.xmlout import xml_output
 
 POOL = Opt("pool", kind="pool", required=True, positional=True, help="pool name or uuid")
@@ -540,16 +539,3 @@ def vol_download(ctx, vol, file, pool=None, offset=None, length=None, sparse=Fal
     done = obj.download(file, offset or 0, length or None, sparse=sparse,
                         progress=_progress(ctx, f"download {obj.name}"))
     return Text("", json_data={"name": obj.name, "bytes": done})
-
-
-# -- completion ------------------------------------------------------------------------------------
-
-
-@completer("pool")
-def _complete_pools(ctx, prefix: str) -> list[str]:
-    return [name for name in ctx.conn.storage.pool_names() if name.startswith(prefix)]
-
-
-@completer("volume")
-def _complete_volumes(ctx, prefix: str) -> list[str]:
-    return [word for word in ctx.conn.storage.volume_names(paths=prefix.startswith("/")) if word.startswith(prefix)]
