@@ -77,15 +77,10 @@ KNOWN: set[tuple[str, str]] = {
     ('forbidden', 'vsh.commands.storage -> vsh.core.store'),
     ('private', 'vsh.commands.install -> vsh.commands.lifecycle._attach_console'),
     ('private', 'vsh.commands.snapshot -> vsh.commands.lifecycle._launch'),
-    ('private', 'vsh.commands.storage -> vsh.core.pools._esc'),
-    ('private', 'vsh.commands.storage -> vsh.core.pools._esc_attr'),
-    ('private', 'vsh.core.networks -> vsh.core.pools._DirLock'),
-    ('private', 'vsh.core.networks -> vsh.core.store._unlink'),
     ('upward', 'vsh.commands.builtin -> vsh.shell'),
     ('upward', 'vsh.commands.guest -> vsh.shell'),
     ('upward', 'vsh.commands.network -> vsh.shell'),
     ('upward', 'vsh.commands.storage -> vsh.shell'),
-    ('upward', 'vsh.core.pools -> vsh.registry'),
     ('upward', 'vsh.registry -> vsh.manpage'),
 }
 KNOWN_LARGE: set[str] = {
@@ -96,7 +91,6 @@ KNOWN_LARGE: set[str] = {
     'vsh.commands.storage',
     'vsh.core.domain',
     'vsh.core.networks',
-    'vsh.core.pools',
     'vsh.core.store',
     'vsh.guestfs.fs',
     'vsh.guestfs.session',

@@ -237,19 +237,20 @@ def test_pool_define_from_xml(vsh, vsh_env):
 
 
 def test_stored_definitions_read_without_lxml_agree(vsh, vsh_env):
-    from vsh.core.pools import _quick_pool, parse_pool_xml
+    from vsh.core.pools import parse_pool_xml
+    from vsh.core.pools.model import quick_pool
 
     xml = vsh_env.tmp / "pool.xml"
     xml.write_text(f"<pool type='dir'><name>q&amp;p</name><target><path>{vsh_env.tmp / 'q'}</path>"
                    "<permissions><mode>0750</mode><owner>0</owner></permissions></target></pool>")
     ok(vsh("-q", "pool-define", str(xml)))
     stored = (vsh_env.store / "config" / "storage" / "q&p.xml").read_bytes()
-    quick, full = _quick_pool(stored), parse_pool_xml(stored)
+    quick, full = quick_pool(stored), parse_pool_xml(stored)
     assert quick is not None
     assert vars(quick) == vars(full) and quick.name == "q&p" and quick.mode == 0o750 and quick.owner == 0
     for odd in (stored.replace(b"<source>", b"<source><extra/>"), b"<!DOCTYPE pool>" + stored,
                 stored.replace(b"type='dir'", b"type='logical'"), stored.replace(b"<name>", b"<name>a/")):
-        assert _quick_pool(odd) is None  # the full parser decides
+        assert quick_pool(odd) is None  # the full parser decides
     assert ok(vsh("pool-info", "q&p")).startswith("Name:           q&p\n")
 
 
@@ -716,7 +717,7 @@ def test_sparse_transfers(vsh, vsh_env, images):
 
 def test_progress_only_on_a_terminal(vsh, vsh_env):
     from vsh.commands.storage import ProgressBar
-    from vsh.core.pools import copy_data
+    from vsh.core.sparsecopy import copy_data
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -742,14 +743,15 @@ def test_progress_only_on_a_terminal(vsh, vsh_env):
 
 
 def test_failed_create_leaves_nothing(vsh, images, monkeypatch):
-    import vsh.core.pools as pools_mod
+    import vsh.core.qemuimg as qemuimg_mod
+    from vsh.core.errors import VshError
 
     vsh("pool-list")
 
     def broken(args, progress_fd=None):
-        raise pools_mod.VshError("qemu-img create failed: simulated")
+        raise VshError("qemu-img create failed: simulated")
 
-    monkeypatch.setattr(pools_mod, "qemu_img", broken)
+    monkeypatch.setattr(qemuimg_mod, "qemu_img", broken)
     fails(vsh("vol-create-as", "default", "q.qcow2", "1M", "--format", "qcow2"), "Failed to create vol q.qcow2",
           "qemu-img create failed: simulated")
     assert os.listdir(images) == []

@@ -158,10 +158,10 @@ def pool_define_as(ctx, name, type, source_host=None, source_path=None, source_d
     except VshError as err:
         raise err.with_context(f"Failed to define pool {name}") from None
     if print_xml:
-        from vsh.core.pools import _esc, _esc_attr
+        from vsh.core.xml import escape_attr, escape_text
 
-        text = (f"<pool type='{_esc_attr(pool.type)}'>\n  <name>{_esc(pool.name)}</name>\n  <target>\n"
-                f"    <path>{_esc(pool.target)}</path>\n  </target>\n</pool>\n")
+        text = (f"<pool type='{escape_attr(pool.type)}'>\n  <name>{escape_text(pool.name)}</name>\n  <target>\n"
+                f"    <path>{escape_text(pool.target)}</path>\n  </target>\n</pool>\n")
         return Text(text, json_data={"xml": text})
     pools = _pools(ctx)
     try:

@@ -544,9 +544,9 @@ class Networks:
             self.ensure_default()
 
     def lock(self, timeout: float = 60.0):
-        from vsh.core.pools import _DirLock
+        from vsh.core.store import Lock
 
-        return _DirLock(self.dir, timeout, what="network definitions")
+        return Lock(os.path.join(self.dir, ".lock"), timeout, "network definitions are locked by another vsh process")
 
     # -- definitions ------------------------------------------------------------------------
     def ensure_default(self) -> None:
@@ -713,14 +713,14 @@ class Networks:
         atomic_write(self._path(net.name), net.xml())
 
     def _write_autostart(self, name: str, enabled: bool) -> None:
-        from vsh.core.store import _unlink, atomic_write, ensure_private_dir
+        from vsh.core.store import atomic_write, ensure_private_dir, remove_file
 
         path = os.path.join(self.autostart_dir, name)
         if enabled:
             ensure_private_dir(self.autostart_dir)
             atomic_write(path, b"")
         else:
-            _unlink(path)
+            remove_file(path)
 
     def _fill_in(self, net: Network, others: list[Network]) -> None:
         """What libvirt adds to a new definition: a UUID, a bridge name and a bridge MAC."""
@@ -784,7 +784,7 @@ class Networks:
 
     def undefine(self, net: Network) -> None:
         """Remove the definition; an active network stays up as a transient one."""
-        from vsh.core.store import _unlink
+        from vsh.core.store import remove_file
 
         with self.lock():
             cur = self._load(net.name)
@@ -794,8 +794,8 @@ class Networks:
                 self._update_state(net.name, transient=True)
             elif cur.state is None:
                 self.forget_state(net.name)
-            _unlink(self._path(net.name))
-            _unlink(os.path.join(self.autostart_dir, net.name))
+            remove_file(self._path(net.name))
+            remove_file(os.path.join(self.autostart_dir, net.name))
 
     def set_autostart(self, net: Network, enabled: bool) -> None:
         if not net.persistent:
