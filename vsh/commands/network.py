@@ -221,9 +221,9 @@ def net_uuid(ctx, network):
          opts=[Opt("network", kind="network", required=True, positional=True, help="network uuid")])
 def net_name(ctx, network):
     from vsh.core.errors import NotFound
-    from vsh.core.networks import is_uuid
+    from vsh.core.names import is_uuid_arg
 
-    if not is_uuid(network):
+    if not is_uuid_arg(network):
         raise NotFound(f"Network not found: no network with matching uuid '{network}'")
     net = _networks(ctx).get(network)
     return Text(f"{net.name}\n", json_data={"name": net.name})

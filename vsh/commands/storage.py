@@ -377,9 +377,9 @@ def pool_uuid(ctx, pool):
 @command("pool-name", group="pool", summary="convert a pool UUID to pool name",
          opts=[Opt("pool", kind="pool", required=True, positional=True, help="pool uuid")])
 def pool_name(ctx, pool):
-    from vsh.core.pools import is_pool_uuid
+    from vsh.core.names import is_uuid_arg
 
-    if not is_pool_uuid(pool):
+    if not is_uuid_arg(pool):
         raise NotFound(f"failed to get pool '{pool}'")
     obj = _pools(ctx).get(pool)
     return Text(f"{obj.name}\n", json_data={"name": obj.name})

@@ -38,7 +38,7 @@ import os
 import re
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError, XMLError
-from vsh.core.names import check_file_name, is_uuid, normal_uuid
+from vsh.core.names import check_file_name, is_uuid, is_uuid_arg, normal_uuid
 
 DEFAULT_NETWORK = "default"
 FORWARD_MODES = ("nat", "route", "open", "bridge")
@@ -695,7 +695,7 @@ class Networks:
 
     def get(self, ident: str) -> Network:
         """By UUID, then by name (virsh's order)."""
-        if ident and is_uuid(ident):
+        if is_uuid_arg(ident):
             wanted = normal_uuid(ident)
             for net in self._load_all():
                 if net.uuid == wanted:

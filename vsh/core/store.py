@@ -415,7 +415,7 @@ class Store:
     def find(self, ident: str) -> DomainRef | None:
         if ident is None or ident == "":
             return None
-        from vsh.core.domain import is_uuid
+        from vsh.core.names import is_uuid, is_uuid_arg, normal_uuid
 
         if "/" not in ident and not ident.startswith(".") and "\x00" not in ident:
             persistent = (os.path.isfile(os.path.join(self._domains, f"{ident}.xml"))
@@ -428,14 +428,14 @@ class Store:
             for ref in self.refs():
                 if ref.active and ref.id == wanted:
                     return ref
-        if is_uuid(ident):
-            wanted_uuid = ident.lower()
+        if is_uuid_arg(ident):
+            wanted_uuid = normal_uuid(ident)
             for ref in self.refs():
                 try:
                     uuid = self.facts(ref)["uuid"]
                 except VshError:
                     continue
-                if (uuid or "").lower() == wanted_uuid:
+                if is_uuid(uuid) and normal_uuid(uuid) == wanted_uuid:
                     return ref
         return None
 

@@ -7,9 +7,10 @@ import os
 import stat as _stat
 
 from vsh.core.errors import NotFound, OperationInvalid, Unsupported, VshError
+from vsh.core.names import is_uuid_arg
 from vsh.core.names import normal_uuid as _normal_uuid
 from vsh.core.pools.model import (CREATE_FORMATS, DEFAULT_POOL, MAX_CHAIN, Pool, check_pool_name, check_volume_name,
-                                  is_pool_uuid, new_uuid, parse_pool_xml, quick_pool, valid_name)
+                                  new_uuid, parse_pool_xml, quick_pool, valid_name)
 from vsh.core.pools.volumes import Volume
 from vsh.core.qcow2 import read_header
 from vsh.core.store import Lock, atomic_write, boot_id, ensure_private_dir, pid_alive, remove_file
@@ -103,7 +104,7 @@ class PoolStore:
     def get(self, ident: str) -> Pool:
         """By UUID, then by name (virsh's order); ``failed to get pool 'X'`` otherwise."""
         if ident:
-            if is_pool_uuid(ident):
+            if is_uuid_arg(ident):
                 wanted = _normal_uuid(ident)
                 for pool in self._load_all():
                     if pool.uuid == wanted:

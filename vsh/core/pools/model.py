@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
-from vsh.core.names import CONTROL as _CONTROL
 from vsh.core.names import check_file_name as _check_file_name
-from vsh.core.names import is_uuid as is_pool_uuid
+from vsh.core.names import has_control
+from vsh.core.names import is_uuid
 from vsh.core.names import normal_uuid as _normal_uuid
 from vsh.core.xml import escape_attr, escape_text
 
@@ -129,7 +129,7 @@ def parse_pool_xml(data, origin: str = "pool_definition") -> Pool:
         raise XMLError("XML error: missing pool name element")
     check_pool_name(name)
     uuid_text = (root.findtext("uuid") or "").strip()
-    if uuid_text and not is_pool_uuid(uuid_text):
+    if uuid_text and not is_uuid(uuid_text):
         raise XMLError(f"XML error: malformed uuid element '{uuid_text}'")
     path = root.findtext("target/path")
     if path is None or path.strip() == "":
@@ -208,7 +208,7 @@ def quick_pool(data: bytes) -> Pool | None:
         return None
     values = {key: "".join(parts) for key, parts in texts.items()}
     name, uuid, target = values.get("name"), values.get("uuid", "").strip(), values.get("path", "").strip()
-    if root.get("type") != "dir" or not name or not is_pool_uuid(uuid) or not os.path.isabs(target):
+    if root.get("type") != "dir" or not name or not is_uuid(uuid) or not os.path.isabs(target):
         return None
     if not valid_name(check_pool_name, name):
         return None
@@ -233,6 +233,6 @@ def pool_from_args(name: str, ptype: str, target: str | None) -> Pool:
     check_pool_name(name)
     if not target:
         raise XMLError("XML error: missing storage pool target path")
-    if "\x00" in target or _CONTROL.search(target):
+    if has_control(target):
         raise InvalidArgument(f"storage pool target path {target!r} cannot contain control characters")
     return Pool(name=name, uuid=new_uuid(), target=os.path.abspath(target))
