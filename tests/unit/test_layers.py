@@ -88,7 +88,6 @@ KNOWN_LARGE: set[str] = {
     'vsh.commands.snapshot',
     'vsh.commands.stats',
     'vsh.commands.storage',
-    'vsh.core.networks',
     'vsh.core.store',
     'vsh.guestfs.fs',
     'vsh.guestfs.session',

@@ -1,5 +1,6 @@
-"""Names and UUIDs of stored objects (domains, storage pools, volumes, networks): the checks
-that keep a name safe to use as a file name, and UUID spelling (libvirt's rules).
+"""Names and identifiers of stored objects (domains, storage pools, volumes, networks): the
+checks that keep a name safe to use as a file name, UUID spelling (libvirt's rules), MAC
+addresses.
 
 Light on purpose (no ``re``): the domain lookup on every command's path uses it.
 """
@@ -81,3 +82,17 @@ def normal_uuid(text: str) -> str:
     if h is None:
         raise InvalidArgument(f"malformed uuid '{text}'")
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def is_mac(text: str) -> bool:
+    """A MAC address: six colon-separated pairs of hex digits."""
+    parts = text.split(":")
+    return len(parts) == 6 and all(len(p) == 2 and all(c in _HEX for c in p) for p in parts)
+
+
+def random_mac() -> str:
+    """A new MAC address in QEMU's range (52:54:00), as libvirt makes them."""
+    import os
+
+    tail = os.urandom(3)
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in tail)

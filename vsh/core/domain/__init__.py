@@ -7,12 +7,12 @@ know survive define → dumpxml. By concern: :mod:`.model` (the domain),
 The names other modules use are importable from here.
 """
 
-from vsh.core.domain.checks import check_name, is_mac, parse_cpuset
+from vsh.core.domain.checks import check_name, parse_cpuset
 from vsh.core.domain.devices import (DEVICE_CLASSES, Channel, CharDevice, Console, Controller, Device, Disk,
                                      Filesystem, Graphics, HostDev, Input, Interface, MemBalloon, Rng, Serial,
-                                     Sound, Video, Watchdog, default_bus, device_for, random_mac)
+                                     Sound, Video, Watchdog, default_bus, device_for)
 from vsh.core.domain.model import Domain
-from vsh.core.names import is_uuid
+from vsh.core.names import is_mac, is_uuid, random_mac
 from vsh.core.xmlobject import (DEVICE_TAGS, ORDER, XFlag, XMLObject, XProp, ensure, normalize_order,
                                 subset_match, to_kib, unit_scale, yesno)
 

@@ -3,9 +3,9 @@ semantic checks it makes (with precise messages); domain names and cpusets."""
 
 from __future__ import annotations
 
-from vsh.core.domain.devices import default_bus, random_mac
+from vsh.core.domain.devices import default_bus
 from vsh.core.errors import InvalidArgument, XMLError
-from vsh.core.names import has_control, is_uuid
+from vsh.core.names import has_control, is_mac, is_uuid, random_mac
 
 
 def fill_defaults(dom) -> None:
@@ -151,9 +151,3 @@ def parse_cpuset(text: str) -> set[int]:
         else:
             target.add(int(part))
     return cpus - excluded
-
-
-def is_mac(text: str) -> bool:
-    """Six colon-separated pairs of hex digits."""
-    parts = text.split(":")
-    return len(parts) == 6 and all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts)

@@ -1,5 +1,5 @@
 """The devices of a domain (``<devices>`` children), as declared properties, and the
-defaults libvirt gives a new disk bus or NIC address."""
+bus libvirt gives a new disk."""
 
 from __future__ import annotations
 
@@ -202,10 +202,3 @@ def default_bus(target: str, device: str | None = None) -> str:
     if target.startswith("xvd"):
         return "xen"
     return "virtio"
-
-
-def random_mac() -> str:
-    import os
-
-    b = os.urandom(3)
-    return "52:54:00:%02x:%02x:%02x" % (b[0], b[1], b[2])
