@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import os
 
+from vsh.core.definitions import DefinitionDir
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError
-from vsh.core.names import is_mac, is_uuid_arg, normal_uuid, random_mac
+from vsh.core.names import is_mac, random_mac
 from vsh.core.networks.host import current_netns, host_interfaces, host_subnets, interface_exists
 from vsh.core.networks.model import (DEFAULT_NETWORK, Network, check_network_name, insert_element, new_element,
                                      parse_network_xml, quick_facts)
@@ -50,7 +51,7 @@ def read_leases(path: str) -> list[dict]:
 # -- the store ---------------------------------------------------------------------------------
 
 
-class Networks:
+class Networks(DefinitionDir):
     """The networks of one store."""
 
     def __init__(self, store, init: bool = True):
@@ -182,6 +183,9 @@ class Networks:
             return None
         return pid_alive(pid, net.state.get("dnsmasq_starttime"))
 
+    def _not_found(self, ident: str) -> NotFound:
+        return NotFound(f"Network not found: no network with matching name '{ident}'")
+
     def _load_all(self) -> list[Network]:
         names = set()
         for directory, suffix in ((self.dir, ".xml"), (self.state_root, "")):
@@ -200,46 +204,12 @@ class Networks:
                 nets.append(net)
         return nets
 
-    def list(self) -> list[Network]:
-        return sorted(self._load_all(), key=lambda n: (n.name.lower(), n.name))
-
-    def names(self) -> list[str]:
-        return [n.name for n in self.list()]
-
-    def by_name(self, name: str) -> Network:
-        net = self._load(name)
-        if net is None:
-            raise NotFound(f"Network not found: no network with matching name '{name}'")
-        return net
-
-    def get(self, ident: str) -> Network:
-        """By UUID, then by name (virsh's order)."""
-        if is_uuid_arg(ident):
-            wanted = normal_uuid(ident)
-            for net in self._load_all():
-                if net.uuid == wanted:
-                    return net
-        net = self._load(ident) if ident else None
-        if net is None:
-            raise NotFound(f"Network not found: no network with matching name '{ident}'")
-        return net
-
     def _write(self, net: Network) -> None:
         from vsh.core.store import atomic_write, ensure_private_dir
 
         ensure_private_dir(self.store._config)
         ensure_private_dir(self.dir)
         atomic_write(self._path(net.name), net.xml())
-
-    def _write_autostart(self, name: str, enabled: bool) -> None:
-        from vsh.core.store import atomic_write, ensure_private_dir, remove_file
-
-        path = os.path.join(self.autostart_dir, name)
-        if enabled:
-            ensure_private_dir(self.autostart_dir)
-            atomic_write(path, b"")
-        else:
-            remove_file(path)
 
     def _fill_in(self, net: Network, others: list[Network]) -> None:
         """What libvirt adds to a new definition: a UUID, a bridge name and a bridge MAC."""

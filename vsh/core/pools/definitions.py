@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 import stat as _stat
 
+from vsh.core.definitions import DefinitionDir
 from vsh.core.errors import NotFound, OperationInvalid, Unsupported, VshError
-from vsh.core.names import is_uuid_arg
-from vsh.core.names import normal_uuid as _normal_uuid
 from vsh.core.pools.model import (CREATE_FORMATS, DEFAULT_POOL, MAX_CHAIN, Pool, check_pool_name, check_volume_name,
                                   new_uuid, parse_pool_xml, quick_pool, valid_name)
 from vsh.core.pools.volumes import Volume
@@ -16,7 +15,7 @@ from vsh.core.qcow2 import read_header
 from vsh.core.store import Lock, atomic_write, boot_id, ensure_private_dir, pid_alive, remove_file
 
 
-class PoolStore:
+class PoolStore(DefinitionDir):
     """The pools of one store: their definitions and state, and lookups of their volumes
     (what is done with volumes is in :class:`vsh.core.pools.volume_ops.Pools`)."""
 
@@ -75,6 +74,9 @@ class PoolStore:
         self._fill_state(pool)
         return pool
 
+    def _not_found(self, ident: str) -> NotFound:
+        return NotFound(f"failed to get pool '{ident}'")
+
     def _load_all(self) -> list[Pool]:
         try:
             entries = os.listdir(self.dir)
@@ -88,44 +90,10 @@ class PoolStore:
                     pools.append(pool)
         return pools
 
-    def list(self) -> list[Pool]:
-        """Every pool, sorted by name the way virsh sorts (case-insensitive)."""
-        return sorted(self._load_all(), key=lambda p: (p.name.lower(), p.name))
-
-    def names(self) -> list[str]:
-        return [p.name for p in self.list()]
-
-    def by_name(self, name: str) -> Pool:
-        pool = self._load(name)
-        if pool is None:
-            raise NotFound(f"failed to get pool '{name}'")
-        return pool
-
-    def get(self, ident: str) -> Pool:
-        """By UUID, then by name (virsh's order); ``failed to get pool 'X'`` otherwise."""
-        if ident:
-            if is_uuid_arg(ident):
-                wanted = _normal_uuid(ident)
-                for pool in self._load_all():
-                    if pool.uuid == wanted:
-                        return pool
-            pool = self._load(ident)
-            if pool is not None:
-                return pool
-        raise NotFound(f"failed to get pool '{ident}'")
-
     def _write(self, pool: Pool) -> None:
         ensure_private_dir(os.fspath(self.store.config_dir))
         ensure_private_dir(self.dir)
         atomic_write(self._path(pool.name), pool.xml())
-
-    def _write_autostart(self, name: str, enabled: bool) -> None:
-        path = os.path.join(self.autostart_dir, name)
-        if enabled:
-            ensure_private_dir(self.autostart_dir)
-            atomic_write(path, b"")
-        else:
-            remove_file(path)
 
     def define(self, pool: Pool) -> bool:
         """Store a definition (new, or a redefinition with the same UUID); True when it is new."""
