@@ -864,3 +864,49 @@ def test_volumes_of_running_domains_are_not_changed(vsh, define, images, vsh_env
     fails(vsh("vol-upload", "v.img", "/dev/null", "--pool", "default"), msg.format("upload to"))
     ok(vsh("vol-download", "v.img", str(vsh_env.tmp / "copy"), "--pool", "default"))
     assert (images / "v.img").exists()
+
+
+def test_qcow2_header_is_read_once_for_everyone(tmp_path):
+    """core.qcow2 is the one header parser: pools, the QEMU argv checks and the snapshot code read it."""
+    from vsh.core.qcow2 import read_header_at
+    from vsh.kvm import qcow2
+    from vsh.kvm.argv import qcow2_backing_file, qcow2_data_file
+
+    base, top = tmp_path / "base.img", tmp_path / "top.qcow2"
+    base.write_bytes(b"")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on,cluster_size=4096",
+                    "-b", str(base), "-F", "raw", str(top), "1M"], check=True)
+    hdr = read_header_at(str(top))
+    assert (hdr.version, hdr.size, hdr.cluster_bits, hdr.compat) == (3, MIB, 12, "1.1")
+    assert (hdr.backing, hdr.backing_format, hdr.lazy_refcounts, hdr.data_file) == (str(base), "raw", True, False)
+    assert qcow2_backing_file(str(top)) == str(base) and qcow2_data_file(str(top)) is None
+    info = qcow2.read_info(str(top))
+    assert (info.backing_file, info.backing_format, info.size, info.snapshots) == (str(base), "raw", MIB, [])
+    assert read_header_at(str(base)) is None and not qcow2.is_qcow2(str(base))
+
+
+def test_one_lock_times_out_with_its_holder_named(tmp_path):
+    from vsh.core.errors import OperationInvalid
+    from vsh.core.store import Lock
+
+    path = str(tmp_path / "defs" / ".lock")
+    with Lock(path, 5, "storage pool definitions are locked by another vsh process"):
+        with pytest.raises(OperationInvalid) as err:
+            with Lock(path, 0, "storage pool definitions are locked by another vsh process"):
+                pass
+    assert str(err.value) == "storage pool definitions are locked by another vsh process (waited 0 s)"
+    assert oct(os.stat(tmp_path / "defs").st_mode & 0o777) == "0o700"
+    with Lock(path, 0, "free again"):
+        pass
+
+
+def test_qemu_img_runner_quotes_its_last_complaint(tmp_path):
+    from vsh.core.errors import VshError
+    from vsh.core.qemuimg import qemu_img
+
+    out = qemu_img(["create", "-q", "-f", "raw", str(tmp_path / "x.img"), "1M"])
+    assert out == b"" and os.path.getsize(tmp_path / "x.img") == MIB
+    with pytest.raises(VshError) as err:
+        qemu_img(["info", str(tmp_path / "missing")], what="probing 'missing'")
+    assert str(err.value).startswith("probing 'missing' failed: qemu-img: ")
+    assert "No such file or directory" in str(err.value)
