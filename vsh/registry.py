@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 
 from vsh.core.errors import InvalidArgument, ParseError, VshError
-from vsh.core.units import parse_scaled, scale_for_unit  # noqa: F401  (re-exported)
+from vsh.core.units import parse_scaled
 
 GROUPS: list[tuple[str, str]] = [
     ("domain", "Domain Management"),

@@ -65,7 +65,9 @@ def _shell_quote(word: str) -> str:
 def echo(ctx, shell=False, xml=False, split=False, err=False, string=()):
     words = list(string)
     if xml:
-        words = [w.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for w in words]
+        from vsh.core.xml import escape_text
+
+        words = [escape_text(w) for w in words]
     if shell:
         words = [_shell_quote(w) for w in words]
     if split:

@@ -322,9 +322,9 @@ def domid(ctx, domain):
 @command("domname", group="domain", summary="convert a domain id or UUID to domain name",
          opts=[Opt("domain", kind="domain", required=True, positional=True, help="domain id or uuid")])
 def domname(ctx, domain):
-    from vsh.core.domain import is_uuid
+    from vsh.core.names import is_uuid_arg
 
-    if not (domain.isdigit() or is_uuid(domain)):
+    if not (domain.isdigit() or is_uuid_arg(domain)):
         raise NotFound(f"failed to get domain '{domain}'")
     store = ctx.store
     ref = None

@@ -1097,18 +1097,12 @@ def host_validate(host: HostInfo, sysfs: str = "/sys", proc: str = "/proc") -> l
 # ---- XML helpers: libvirt's style, 2-space indent, single-quoted attributes
 
 
-def _xml_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _attr(v: object) -> str:
-    return _xml_escape(str(v)).replace("'", "&apos;")
-
-
 def _tag(name: str, attrs: dict | None = None, text: str | None = None, close: bool = True) -> str:
-    a = "".join(" %s='%s'" % (k, _attr(v)) for k, v in (attrs or {}).items() if v is not None)
+    from vsh.core.xml import escape_attr, escape_text
+
+    a = "".join(" %s='%s'" % (k, escape_attr(str(v))) for k, v in (attrs or {}).items() if v is not None)
     if text is not None:
-        return "<%s%s>%s</%s>" % (name, a, _xml_escape(str(text)), name)
+        return "<%s%s>%s</%s>" % (name, a, escape_text(str(text)), name)
     return "<%s%s%s>" % (name, a, "/" if close else "")
 
 

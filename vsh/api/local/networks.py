@@ -42,9 +42,9 @@ class LocalNetworks(Networks):
 
     def lookup_by_uuid(self, uuid: str):
         from vsh.core.errors import NotFound
-        from vsh.core.names import is_uuid
+        from vsh.core.names import is_uuid_arg
 
-        if not is_uuid(uuid):
+        if not is_uuid_arg(uuid):
             raise NotFound(f"Network not found: no network with matching uuid '{uuid}'")
         return self.lookup(uuid)
 

@@ -85,9 +85,9 @@ class LocalStorage(Storage):
 
     def lookup_pool_by_uuid(self, uuid: str):
         from vsh.core.errors import NotFound
-        from vsh.core.pools import is_pool_uuid
+        from vsh.core.names import is_uuid_arg
 
-        if not is_pool_uuid(uuid):
+        if not is_uuid_arg(uuid):
             raise NotFound(f"failed to get pool '{uuid}'")
         return self.lookup_pool(uuid)
 
@@ -107,11 +107,12 @@ class LocalStorage(Storage):
         return self._define(pool_from_args(name, type, target))
 
     def pool_xml_as(self, name: str, type: str, target: str) -> str:
-        from vsh.core.pools import _esc, _esc_attr, pool_from_args
+        from vsh.core.pools import pool_from_args
+        from vsh.core.xml import escape_attr, escape_text
 
         pool = pool_from_args(name, type, target)
-        return (f"<pool type='{_esc_attr(pool.type)}'>\n  <name>{_esc(pool.name)}</name>\n  <target>\n"
-                f"    <path>{_esc(pool.target)}</path>\n  </target>\n</pool>\n")
+        return (f"<pool type='{escape_attr(pool.type)}'>\n  <name>{escape_text(pool.name)}</name>\n  <target>\n"
+                f"    <path>{escape_text(pool.target)}</path>\n  </target>\n</pool>\n")
 
     def lookup_volume(self, ident: str, pool: str | None = None):
         from vsh.api.local.volumes import LocalVolume
