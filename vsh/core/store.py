@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
+from vsh.core.inputfile import read_input_file  # noqa: F401  (moved there; re-exported for the commands that still read it here)
 
 SCHEME = "vsh"
 
@@ -648,21 +649,3 @@ class _Lock:
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = None
 
-
-def read_input_file(path: str, what: str = "file", limit: int | None = None) -> bytes:
-    """Read a user-named file with virsh's error wording."""
-    from vsh.core.xml import MAX_XML_BYTES
-
-    limit = limit or MAX_XML_BYTES
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
-    except FileNotFoundError:
-        raise InvalidArgument(f"Failed to open file '{path}': No such file or directory") from None
-    except IsADirectoryError:
-        raise InvalidArgument(f"Failed to open file '{path}': Is a directory") from None
-    except PermissionError:
-        raise InvalidArgument(f"Failed to open file '{path}': Permission denied") from None
-    if len(data) > limit:
-        raise InvalidArgument(f"file '{path}' is too large: the limit for an XML document is {limit} bytes")
-    return data
