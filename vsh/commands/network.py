@@ -20,7 +20,7 @@ _YES_NO = {True: "yes", False: "no"}
 
 
 def _read(file: str) -> bytes:
-    from vsh.core.files import read_input_file
+    from vsh.core.inputfile import read_input_file
 
     return read_input_file(file)
 

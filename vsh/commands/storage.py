@@ -28,7 +28,7 @@ _SIZES = ("capacity", "allocation", "available")
 
 
 def _read(file: str) -> bytes:
-    from vsh.core.files import read_input_file
+    from vsh.core.inputfile import read_input_file
 
     return read_input_file(file)
 

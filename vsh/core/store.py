@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
+from vsh.core.inputfile import read_input_file  # noqa: F401  (moved there; re-exported for the commands that still read it here)
 
 SCHEME = "vsh"
 
@@ -653,6 +654,3 @@ class Lock:
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = None
 
-
-# its home is vsh.core.files; kept importable here for the commands that still read it from the store
-from vsh.core.files import read_input_file  # noqa: E402,F401
