@@ -66,9 +66,15 @@ def complete(ctx, words: list[str], reg: Registry | None = None) -> list[str]:
 
 
 def _given(cmd, before: list[str]) -> dict:
-    """The raw values typed so far, as far as they parse."""
+    """The raw values typed so far, as far as they parse (an option still waiting for its value,
+    the one being completed, is left out)."""
+    words = [w for w in before if w != "--"]
+    if words and words[-1].startswith("--"):
+        opt = cmd.opt(words[-1][2:])
+        if opt is not None and not opt.is_flag:
+            words = words[:-1]
     try:
-        return parse_args(cmd, [w for w in before if w != "--"], partial=True)
+        return parse_args(cmd, words, partial=True)
     except VshError:
         return {}
 
@@ -147,3 +153,11 @@ def complete_volumes(ctx, opt, prefix: str, given: dict) -> list[str]:
 
 def complete_networks(ctx, opt, prefix: str, given: dict) -> list[str]:
     return [name for name in ctx.conn.networks.names() if name.startswith(prefix)]
+
+
+def complete_snapshots(ctx, opt, prefix: str, given: dict) -> list[str]:
+    """Snapshot names of the domain given before (``snapshot-revert vm1 <TAB>``)."""
+    dom = _domain(ctx, given)
+    if dom is None:
+        return []
+    return [s["name"] for s in dom.snapshots.list() if s["name"].startswith(prefix)]
