@@ -2,12 +2,12 @@
 
 The persistent definition changes in the store (:func:`~vsh.api.local.changes.change_config`),
 the running domain through its supervisor (:func:`~vsh.api.local.changes.supervisor_call`);
-:func:`~vsh.api.local.changes.impact` says which.
+:func:`~vsh.api.local.changes.impact` says which. Every domain handle mixes this in, so
+those are imported when a change is made, not on the way to ``dominfo``.
 """
 
 from __future__ import annotations
 
-from vsh.api.local.changes import change_config, check_config_change, impact, supervisor_call
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported
 
 
@@ -75,6 +75,8 @@ class LocalDomainSettings:
 
     def set_vcpus(self, count: int, maximum: bool = False, live: bool = False, config: bool = False,
                   current: bool = False, guest: bool = False, hotpluggable: bool = False) -> dict:
+        from vsh.api.local.changes import change_config, check_config_change, impact, supervisor_call
+
         store, ref = self.store, self.ref
         if guest:
             raise Unsupported("setvcpus --guest needs a guest agent, which vsh does not use")
@@ -102,6 +104,8 @@ class LocalDomainSettings:
     # -- memory ------------------------------------------------------------------------------------
 
     def set_memory(self, kib: int, live: bool = False, config: bool = False, current: bool = False) -> dict:
+        from vsh.api.local.changes import change_config, check_config_change, impact, supervisor_call
+
         store, ref = self.store, self.ref
         do_live, do_config = impact(ref, live=live, config=config, current=current)
         if kib <= 0:
@@ -126,6 +130,8 @@ class LocalDomainSettings:
         return {"live": do_live, "config": do_config}
 
     def set_max_memory(self, kib: int, live: bool = False, config: bool = False, current: bool = False) -> dict:
+        from vsh.api.local.changes import change_config, impact
+
         store, ref = self.store, self.ref
         do_live, _do_config = impact(ref, live=live, config=config, current=current, default="current")
         if do_live:
