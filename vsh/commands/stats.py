@@ -775,7 +775,7 @@ def dommemstat(ctx, domain, period=None, config=False, live=False, current=False
 
 
 def _set_period(ctx, ref, period: int, config: bool, live: bool, current: bool):
-    from vsh.commands.config import change_config, impact
+    from vsh.api.local.changes import change_config, impact
 
     try:
         if not (config or live or current):

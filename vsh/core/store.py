@@ -232,12 +232,16 @@ class Runtime:
 
 def read_runtime(rundir) -> Runtime | None:
     """Read state.json without importing anything heavy; stale state reads as shut off."""
-    import json
-
     try:
         with open(os.path.join(rundir, "state.json"), "rb") as fh:
-            data = json.loads(fh.read())
-    except (OSError, ValueError):
+            raw = fh.read()
+    except OSError:
+        return None
+    import json     # only when there is a state to read (an inactive domain has none)
+
+    try:
+        data = json.loads(raw)
+    except ValueError:
         return None
     if not isinstance(data, dict):
         return None
@@ -416,8 +420,6 @@ class Store:
     def find(self, ident: str) -> DomainRef | None:
         if ident is None or ident == "":
             return None
-        from vsh.core.names import is_uuid, is_uuid_arg, normal_uuid
-
         if "/" not in ident and not ident.startswith(".") and "\x00" not in ident:
             persistent = (os.path.isfile(os.path.join(self._domains, f"{ident}.xml"))
                           if len(ident.encode()) <= MAX_STORED_NAME else False)
@@ -429,6 +431,8 @@ class Store:
             for ref in self.refs():
                 if ref.active and ref.id == wanted:
                     return ref
+        from vsh.core.names import is_uuid, is_uuid_arg, normal_uuid    # after the name: a lookup by name imports less
+
         if is_uuid_arg(ident):
             wanted_uuid = normal_uuid(ident)
             for ref in self.refs():
