@@ -8,7 +8,7 @@ Text formats are virsh's: ``Domain: 'NAME'`` + ``  key=value`` records, ``vda rd
 
 from __future__ import annotations
 
-from vsh.api.stats import ADDRESS_SOURCES, STATS_GROUPS
+from vsh.api.stats import ADDRESS_SOURCES
 from vsh.core.errors import InvalidArgument, VshError
 from vsh.core.output import KeyValue, Table, Text
 from vsh.registry import Opt, command
@@ -46,7 +46,6 @@ def pretty_capacity(value: int) -> str:
     return f"{scaled:.3f} {units[i]}"
 
 
-
 # -- domstats ---------------------------------------------------------------------------------------
 
 
@@ -58,7 +57,6 @@ LIST_OPTS = [("list-active", "list only active domains"), ("list-inactive", "lis
              ("list-persistent", "list only persistent domains"), ("list-transient", "list only transient domains"),
              ("list-running", "list only running domains"), ("list-paused", "list only paused domains"),
              ("list-shutoff", "list only shutoff domains"), ("list-other", "list only domains in other states")]
-
 
 
 @command("domstats", group="monitor", summary="get statistics about one or multiple domains",
@@ -79,7 +77,7 @@ def domstats(ctx, state=False, cpu_total=False, balloon=False, vcpu=False, inter
              enforce=False, domain=()):
     chosen = [name for name, flag in (("state", state), ("cpu-total", cpu_total), ("balloon", balloon),
                                       ("vcpu", vcpu), ("interface", interface), ("block", block)) if flag]
-    groups = chosen or list(STATS_GROUPS)
+    groups = chosen or None       # None: every group
     conn = ctx.conn
     if domain:
         doms, seen = [], set()
@@ -131,7 +129,6 @@ BLKSTAT_ORDER = [("rd_req", "number of read operations:"), ("rd_bytes", "number 
                  ("rd_total_times", "total duration of reads (ns):"),
                  ("wr_total_times", "total duration of writes (ns):"),
                  ("flush_total_times", "total duration of flushes (ns):")]
-
 
 
 @command("domblkstat", group="monitor", summary="get device block stats for a domain",
@@ -248,7 +245,6 @@ class _Quietable(Text):
 
     def text(self, quiet: bool) -> str:
         return self.body if quiet else self.head + self.body
-
 
 
 # -- dommemstat ---------------------------------------------------------------------------------------
