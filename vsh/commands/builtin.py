@@ -120,24 +120,14 @@ def connect(ctx, name=None, readonly=False):
 
 @command("uri", group="host", summary="print the connection URI")
 def uri(ctx):
-    text = ctx.store.uri
+    text = ctx.conn.uri
     return Text(text + "\n", json_data={"uri": text})
 
 
 @command("hostname", group="host", summary="print the host name")
 def hostname(ctx):
-    name = os.uname().nodename
+    name = ctx.conn.host.hostname()
     return Text(name + "\n", json_data={"hostname": name})
-
-
-def _qemu_version() -> str | None:
-    try:
-        from vsh.kvm.host import probe
-
-        info = probe()
-        return getattr(info, "qemu_version", None) and str(info.qemu_version)
-    except Exception:
-        return None
 
 
 @command("version", group="host", summary="show versions",
@@ -145,9 +135,7 @@ def _qemu_version() -> str | None:
 def version(ctx, daemon=False):
     from vsh import __version__
 
-    qemu = _qemu_version()
-    if isinstance(qemu, tuple):
-        qemu = ".".join(str(x) for x in qemu)
+    qemu = ctx.conn.host.hypervisor_version()
     lines = [
         f"Compiled against library: vsh {__version__}",
         f"Using library: vsh {__version__}",
