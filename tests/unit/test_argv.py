@@ -17,8 +17,7 @@ import pytest
 from lxml import etree
 
 from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError, XMLError
-from vsh.kvm.argv import RuntimePaths, build_argv, console_chardev
-from vsh.kvm.argv.images import qcow2_backing_file
+from vsh.kvm.argv import RuntimePaths, build_argv, console_chardev, qcow2_backing_file
 
 _spec = importlib.util.spec_from_file_location(
     "argv_materials", Path(__file__).resolve().parents[1] / "argv_materials.py")

@@ -955,7 +955,7 @@ def precheck(plan: Plan, host, check_ports: bool = True) -> None:
 
 
 def _create_disk(disk: dict) -> None:
-    import subprocess
+    from vsh.core.qemuimg import qemu_img
 
     path = disk["path"]
     # claim the name first, so two installs can never write the same file
@@ -966,20 +966,13 @@ def _create_disk(disk: dict) -> None:
     except OSError as exc:
         raise VshError(f"cannot create disk '{path}': {exc.strerror}") from None
     os.close(fd)
-    argv = ["qemu-img", "create", "-q", "-f", disk["format"]]
+    args = ["create", "-q", "-f", disk["format"]]
     if disk.get("backing"):
-        argv += ["-b", disk["backing"], "-F", disk["backing_format"]]
-    argv.append(path)
+        args += ["-b", disk["backing"], "-F", disk["backing_format"]]
+    args.append(path)
     if disk.get("size") is not None:
-        argv.append(str(disk["size"]))
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    except FileNotFoundError:
-        raise Unsupported("qemu-img is not installed (Debian package qemu-utils)") from None
-    except subprocess.TimeoutExpired:
-        raise VshError(f"qemu-img create '{path}' did not finish within 300 s") from None
-    if proc.returncode != 0:
-        raise VshError(f"cannot create disk '{path}': {proc.stderr.strip() or 'qemu-img failed'}")
+        args.append(str(disk["size"]))
+    qemu_img(args, what=f"cannot create disk '{path}': qemu-img create", timeout=300)
 
 
 def _seed_in_use(store, path: str, name: str) -> str | None:

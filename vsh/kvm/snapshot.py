@@ -257,7 +257,7 @@ def fresh_path(base: str, label: str, taken: set | None = None) -> str:
 # ---------------------------------------------------------------------------------------
 
 class Runner:
-    """How the engine starts and stops the domain; vsh.commands.snapshot provides one."""
+    """How the engine starts and stops the domain; vsh.api.local.snapshots provides one."""
 
     def launch(self, dom, *, paused: bool, extra_argv: list, first_run: dict) -> dict:
         raise Unsupported("starting the domain is not available here")

@@ -8,27 +8,18 @@ import os
 import re
 
 from vsh.core.errors import InvalidArgument, Unsupported
+from vsh.core.xml import escape_attr, escape_text
 from vsh.kvm.argv.builder import DEFAULT_MACHINE
 from vsh.kvm.host.hardware import read_text
 from vsh.kvm.host.qemu import QEMU_NAME
 from vsh.kvm.host.records import HostInfo, default_domain_type
 
 
-def xml_escape(text: str) -> str:
-    """Text escaped for an XML element."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def xml_attr(v: object) -> str:
-    """A value escaped for a single-quoted XML attribute."""
-    return xml_escape(str(v)).replace("'", "&apos;")
-
-
 def xml_tag(name: str, attrs: dict | None = None, text: str | None = None, close: bool = True) -> str:
     """One element on one line: empty, open, or with text."""
-    a = "".join(" %s='%s'" % (k, xml_attr(v)) for k, v in (attrs or {}).items() if v is not None)
+    a = "".join(" %s='%s'" % (k, escape_attr(str(v))) for k, v in (attrs or {}).items() if v is not None)
     if text is not None:
-        return "<%s%s>%s</%s>" % (name, a, xml_escape(str(text)), name)
+        return "<%s%s>%s</%s>" % (name, a, escape_text(str(text)), name)
     return "<%s%s%s>" % (name, a, "/" if close else "")
 
 
