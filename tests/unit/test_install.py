@@ -1,5 +1,6 @@
-"""vsh install (vsh/commands/install.py): option parsing, the XML it writes (golden files,
-libvirt's schema), os-variant defaults, the files it creates, and its errors.
+"""vsh install (vsh/commands/install.py over vsh/core/installopts.py, vsh/api/local/installplan.py
+and vsh/api/local/install.py): option parsing, the XML it writes (golden files, libvirt's schema),
+os-variant defaults, the files it creates, and its errors.
 
 Nothing here boots a guest: the start at the end of an install is replaced by a fake
 where a test gets that far (tests/integration/test_install.py boots for real).
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from vsh.commands import install as inst
+from vsh.api.local import installplan
+from vsh.core import installopts as inst
 from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError
 
 _spec = importlib.util.spec_from_file_location(
@@ -37,7 +39,7 @@ HAVE_QEMU_IMG = am.have_qemu_img()
 def fake_host(monkeypatch):
     """Every install here sees a host like this one (TCG only), without probing."""
     host = am.fake_host()
-    monkeypatch.setattr(inst, "_host", lambda: host)
+    monkeypatch.setattr(installplan, "probe_host", lambda: host)
     return host
 
 
@@ -83,7 +85,7 @@ def plan_for(vsh_env, *words, host=None):
     kw = bind(cmd, parse_args(cmd, list(words)))
     kw.pop("json", None)
     opts = dict(kw, import_=kw.pop("import", False), network=kw.get("network") or None)
-    return inst.make_plan(Store.open(vsh_env.uri), opts, host or am.fake_host())
+    return installplan.make_plan(Store.open(vsh_env.uri), opts, host or am.fake_host())
 
 
 def schema_ok(xml: str) -> None:
@@ -260,7 +262,7 @@ def test_print_xml_golden_schema_and_argv(case, vsh, vsh_env, files, store_tree)
     assert store_tree() == before
 
 
-@pytest.mark.skipif(not all(os.path.exists(p) for p in inst.OVMF_PAIRS[0]), reason="OVMF is not installed")
+@pytest.mark.skipif(not all(os.path.exists(p) for p in installplan.OVMF_PAIRS[0]), reason="OVMF is not installed")
 def test_uefi_xml(vsh, vsh_env, files):
     res = vsh("install", "--name", "u", "--memory", "256", "--boot", f"uefi,kernel={files / 'vmlinuz'}",
               "--disk", "none", "--print-xml")
@@ -274,7 +276,7 @@ def test_uefi_xml(vsh, vsh_env, files):
 
 
 def test_uefi_without_ovmf_is_refused(vsh, monkeypatch, files, store_tree):
-    monkeypatch.setattr(inst, "OVMF_PAIRS", (("/nonexistent/CODE.fd", "/nonexistent/VARS.fd"),))
+    monkeypatch.setattr(installplan, "OVMF_PAIRS", (("/nonexistent/CODE.fd", "/nonexistent/VARS.fd"),))
     before = store_tree()
     res = vsh("install", "--name", "u", "--boot", "uefi,hd", "--disk", "size=1")
     assert res.status == 1

@@ -55,9 +55,6 @@ KNOWN: set[tuple[str, str]] = {
     ('forbidden', 'vsh.commands.host -> vsh.core.store'),
     ('forbidden', 'vsh.commands.host -> vsh.kvm.argv'),
     ('forbidden', 'vsh.commands.host -> vsh.kvm.host'),
-    ('forbidden', 'vsh.commands.install -> vsh.core.store'),
-    ('forbidden', 'vsh.commands.install -> vsh.kvm.argv'),
-    ('forbidden', 'vsh.commands.install -> vsh.kvm.host'),
     ('forbidden', 'vsh.commands.lifecycle -> vsh.api.local.domains'),
     ('forbidden', 'vsh.commands.lifecycle -> vsh.core.store'),
     ('forbidden', 'vsh.commands.lifecycle -> vsh.kvm.argv'),
@@ -82,7 +79,6 @@ KNOWN: set[tuple[str, str]] = {
 }
 KNOWN_LARGE: set[str] = {
     'vsh.commands.devices',
-    'vsh.commands.install',
     'vsh.commands.snapshot',
     'vsh.commands.stats',
     'vsh.core.domain',
