@@ -491,3 +491,78 @@ def test_seed_of_another_domain_is_not_replaced(vsh, vsh_env, files, fake_start,
               f"root-ssh-key={key}", "--noautoconsole")
     assert res.status == 1 and "is a disk of domain 'b'" in res.err
     assert (images / "a-cidata.iso").exists()
+
+
+# ---- the API: conn.installer ---------------------------------------------------------------------
+
+
+def _options(**given) -> dict:
+    """The options dict as the command hands it over (every key, None where not given)."""
+    opts = dict(name=None, memory=None, vcpus=None, cpu=None, disk=[], cdrom=None, boot=None, network=None,
+                graphics=None, console=None, rng=None, os_variant=None, virt_type=None, machine=None,
+                cloud_init=None, uuid=None, import_=False)
+    opts.update(given)
+    return opts
+
+
+def test_installer_os_variants_and_plan_are_plain_data(vsh_env, store_tree):
+    from vsh import api
+
+    before = store_tree()
+    installer = api.connect(vsh_env.uri).installer
+    variants = installer.os_variants()
+    assert [v["name"] for v in variants] == list(inst.OS_VARIANTS)
+    assert variants[0] == {"name": "debian12", "label": "Debian 12 (bookworm)", "memory": 1024, "disk": 20,
+                           "vcpus": 1, "machine": "q35", "disk_bus": "virtio", "nic_model": "virtio"}
+    plan = installer.plan(_options(name="p", uuid=UUID, boot="hd", disk=["size=1"],
+                                   cloud_init="root-password-generate=on"))
+    assert json.loads(json.dumps(plan)) == plan
+    images = f"{vsh_env.store}/data/images"
+    assert (plan["name"], plan["uuid"], plan["nvram"]) == ("p", UUID, None)
+    assert plan["disks"] == [{"path": f"{images}/p.qcow2", "format": "qcow2", "size": inst.GIB, "backing": None,
+                              "backing_format": None}]
+    assert plan["seed"] == f"{images}/p-cidata.iso"
+    assert plan["would_create"] == [f"{images}/p.qcow2", f"{images}/p-cidata.iso"]
+    assert len(plan["root_password"]) == 16
+    assert etree.fromstring(plan["xml"].encode()).findtext("name") == "p"
+    assert installer.plan(_options(name="p", boot="hd", disk=["size=1"]), check=True)["name"] == "p"
+    assert store_tree() == before  # planning, checked or not, creates nothing
+
+
+@pytest.mark.skipif(not HAVE_QEMU_IMG, reason="needs qemu-img")
+def test_installer_create_and_discard(vsh_env, store_tree):
+    from vsh import api
+
+    before = store_tree()
+    conn = api.connect(vsh_env.uri)
+    made = conn.installer.create(_options(name="m", uuid=UUID, boot="hd", disk=["size=0.01"]), autostart=True)
+    assert json.loads(json.dumps(made)) == made
+    image = f"{vsh_env.store}/data/images/m.qcow2"
+    assert made == {"name": "m", "uuid": UUID, "created": [image], "disks": [image],
+                    "new_disks": [{"path": image, "format": "qcow2", "size": 10737664, "backing": None,
+                                   "backing_format": None}], "seed": None, "root_password": None}
+    info = conn.lookup_domain("m").info()
+    assert os.path.exists(image)
+    assert (info["state"], info["autostart"]) == ("shut off", True)  # defined, not started: the caller's next step
+    with pytest.raises(VshError, match="domain 'm' already exists"):
+        conn.installer.plan(_options(name="m", boot="hd", disk=["size=0.01"]), check=True)
+    conn.installer.discard(made)
+    assert conn.store.find("m") is None and not os.path.exists(image)
+    conn.installer.discard(made)  # twice: nothing is left to undo, nothing is raised
+
+
+@pytest.mark.skipif(not HAVE_QEMU_IMG, reason="needs qemu-img")
+def test_installer_create_removes_what_it_made_when_a_step_fails(vsh_env, monkeypatch):
+    from vsh import api
+    from vsh.api.install import NOTHING_KEPT
+
+    conn = api.connect(vsh_env.uri)
+
+    def define(dom):
+        raise VshError("internal error: the disk is full")
+
+    monkeypatch.setattr(conn.store, "define", define)
+    with pytest.raises(VshError) as err:
+        conn.installer.create(_options(name="f", boot="hd", disk=["size=0.01"]))
+    assert err.value.lines == ("internal error: the disk is full",) and err.value.hint == NOTHING_KEPT
+    assert not os.path.exists(f"{vsh_env.store}/data/images/f.qcow2")
