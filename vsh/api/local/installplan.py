@@ -129,8 +129,7 @@ def make_plan(store, opts: dict, host=None) -> Plan:
 
     from lxml import etree
 
-    from vsh.core import portfwd
-    from vsh.core.domain import Domain, check_name, random_mac
+    from vsh.core.domain import Domain, check_name
     from vsh.core.store import check_store_name
 
     name = opts.get("name")
@@ -191,15 +190,55 @@ def make_plan(store, opts: dict, host=None) -> Plan:
     etree.SubElement(root, "vcpu", placement="static").text = str(vcpus["max"])
     if vcpus["current"] != vcpus["max"]:
         root.find("vcpu").set("current", str(vcpus["current"]))
+    plan = Plan(dom)
+    _os_xml(plan, store, boot, machine, cdrom)
+    _cpu_xml(root, cpu, vcpus)
+    etree.SubElement(root, "clock", offset="utc")
+    for tag, action in (("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")):
+        etree.SubElement(root, tag).text = action
+    devices = _DiskXml(etree.SubElement(root, "devices"), machine, {d.target for d in disks if d.target})
+    images = _disks_xml(plan, store, devices, disks, variant, do_import)
+    if cdrom is not None:
+        if microvm:
+            raise InvalidArgument("--cdrom: machine 'microvm' has no cdrom bus; boot a kernel (--boot kernel=)")
+        devices.add(cdrom, "raw", devices.cdrom_bus, "cdrom", True, None)
+    if cloud is not None:
+        seed_dir = _pool_dir(store, None) if images is None else images
+        seed_path = os.path.join(seed_dir, f"{name}-cidata.iso")
+        from vsh.core import cloudinit
+
+        plan.seed = (seed_path, cloudinit.build_seed(cloud.files))
+        plan.password = cloud.password
+        if microvm:
+            devices.add(seed_path, "raw", "virtio", "disk", True, None)  # microvm: a read-only virtio disk
+        else:
+            devices.add(seed_path, "raw", devices.cdrom_bus, "cdrom", True, None)
+    if any(d.find("target").get("bus") == "scsi" for d in devices.node.findall("disk")):
+        ctrl = etree.SubElement(devices.node, "controller", type="scsi", index="0", model="virtio-scsi")
+        if microvm:
+            etree.SubElement(ctrl, "address", type="virtio-mmio")
+    _nics_xml(store, root, devices.node, nets, variant, microvm)
+    _other_devices_xml(devices.node, opts, microvm)
+    _order_metadata(root)
+    dom.fill_defaults()
+    dom.validate()
+    return plan
+
+
+def _os_xml(plan: Plan, store, boot, machine: str, cdrom: str | None) -> None:
+    """<os> (firmware, kernel, boot order) and <features>."""
+    from lxml import etree
+
+    root = plan.dom.node
+    microvm = machine == "microvm"
     os_el = etree.SubElement(root, "os")
     etree.SubElement(os_el, "type", arch="x86_64", machine=machine).text = "hvm"
-    plan = Plan(dom)
     if boot.uefi:
         if microvm:
             raise InvalidArgument("--boot uefi: machine 'microvm' boots a kernel directly, without firmware")
         code, varstore = _ovmf()
         etree.SubElement(os_el, "loader", readonly="yes", type="pflash").text = code
-        nvram_path = os.path.join(os.fspath(store.data_dir), "nvram", f"{name}_VARS.fd")
+        nvram_path = os.path.join(os.fspath(store.data_dir), "nvram", f"{plan.dom.name}_VARS.fd")
         etree.SubElement(os_el, "nvram", template=varstore).text = nvram_path
         plan.nvram = (varstore, nvram_path)
     if boot.kernel:
@@ -225,49 +264,58 @@ def make_plan(store, opts: dict, host=None) -> Plan:
     etree.SubElement(feats, "acpi")
     if not microvm:
         etree.SubElement(feats, "apic")
-    if cpu is not None or vcpus["sockets"] is not None:
-        cpu_el = etree.SubElement(root, "cpu")
-        if cpu is not None:
-            cpu_el.set("mode", cpu["mode"])
-            if cpu["mode"] == "custom":
-                cpu_el.set("match", "exact")
-                etree.SubElement(cpu_el, "model", fallback="forbid").text = cpu["model"]
-            elif cpu["mode"] in ("host-passthrough", "maximum"):
-                cpu_el.set("check", "none")
-        if vcpus["sockets"] is not None:
-            etree.SubElement(cpu_el, "topology", sockets=str(vcpus["sockets"]), dies=str(vcpus["dies"] or 1),
-                             cores=str(vcpus["cores"]), threads=str(vcpus["threads"]))
-        for policy, fname in (cpu or {}).get("features", []):
-            etree.SubElement(cpu_el, "feature", policy=policy, name=fname)
-    etree.SubElement(root, "clock", offset="utc")
-    for tag, action in (("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")):
-        etree.SubElement(root, tag).text = action
-    devices = etree.SubElement(root, "devices")
 
-    # disks
-    images = None
-    taken: set[str] = set()
-    counters = {"vd": 0, "sd": 0, "hd": 0}
-    used_targets = {d.target for d in disks if d.target}
-    cdrom_bus = "ide" if machine.startswith(("pc-i440fx", "pc")) and not machine.startswith("pc-q35") \
-        else "sata"
 
-    def next_target(bus: str) -> str:
+def _cpu_xml(root, cpu: dict | None, vcpus: dict) -> None:
+    """<cpu>: the mode or model, its features and the topology (none when neither is given)."""
+    from lxml import etree
+
+    if cpu is None and vcpus["sockets"] is None:
+        return
+    cpu_el = etree.SubElement(root, "cpu")
+    if cpu is not None:
+        cpu_el.set("mode", cpu["mode"])
+        if cpu["mode"] == "custom":
+            cpu_el.set("match", "exact")
+            etree.SubElement(cpu_el, "model", fallback="forbid").text = cpu["model"]
+        elif cpu["mode"] in ("host-passthrough", "maximum"):
+            cpu_el.set("check", "none")
+    if vcpus["sockets"] is not None:
+        etree.SubElement(cpu_el, "topology", sockets=str(vcpus["sockets"]), dies=str(vcpus["dies"] or 1),
+                         cores=str(vcpus["cores"]), threads=str(vcpus["threads"]))
+    for policy, fname in (cpu or {}).get("features", []):
+        etree.SubElement(cpu_el, "feature", policy=policy, name=fname)
+
+
+class _DiskXml:
+    """Writes <disk> elements into <devices>, naming each target the next free one of its bus."""
+
+    def __init__(self, node, machine: str, used_targets: set[str]):
+        self.node = node
+        self.microvm = machine == "microvm"
+        self.cdrom_bus = "ide" if machine.startswith(("pc-i440fx", "pc")) and not machine.startswith("pc-q35") \
+            else "sata"
+        self.counters = {"vd": 0, "sd": 0, "hd": 0}
+        self.used_targets = used_targets
+
+    def next_target(self, bus: str) -> str:
         prefix = {"virtio": "vd", "scsi": "sd", "sata": "sd", "ide": "hd"}[bus]
         while True:
-            n = counters[prefix]
-            counters[prefix] += 1
+            n = self.counters[prefix]
+            self.counters[prefix] += 1
             letters = ""
             n += 1
             while n:
                 n, rem = divmod(n - 1, 26)
                 letters = chr(ord("a") + rem) + letters
-            if prefix + letters not in used_targets:
-                used_targets.add(prefix + letters)
+            if prefix + letters not in self.used_targets:
+                self.used_targets.add(prefix + letters)
                 return prefix + letters
 
-    def add_disk(path: str | None, fmt: str, bus: str, device: str, readonly: bool, spec: DiskSpec | None):
-        d = etree.SubElement(devices, "disk", type="file", device=device)
+    def add(self, path: str | None, fmt: str, bus: str, device: str, readonly: bool, spec: DiskSpec | None):
+        from lxml import etree
+
+        d = etree.SubElement(self.node, "disk", type="file", device=device)
         drv = etree.SubElement(d, "driver", name="qemu", type=fmt)
         if spec is not None and spec.cache:
             drv.set("cache", spec.cache)
@@ -277,7 +325,7 @@ def make_plan(store, opts: dict, host=None) -> Plan:
             bs = etree.SubElement(d, "backingStore", type="file")
             etree.SubElement(bs, "format", type=spec.backing_format)
             etree.SubElement(bs, "source", file=spec.backing)
-        target = spec.target if spec is not None and spec.target else next_target(bus)
+        target = spec.target if spec is not None and spec.target else self.next_target(bus)
         etree.SubElement(d, "target", dev=target, bus=bus)
         if readonly:
             etree.SubElement(d, "readonly")
@@ -285,13 +333,19 @@ def make_plan(store, opts: dict, host=None) -> Plan:
             etree.SubElement(d, "shareable")
         if spec is not None and spec.serial:
             etree.SubElement(d, "serial").text = spec.serial
-        if microvm and bus == "virtio":
+        if self.microvm and bus == "virtio":
             etree.SubElement(d, "address", type="virtio-mmio")
         return d
 
+
+def _disks_xml(plan: Plan, store, devices: _DiskXml, disks: list, variant, do_import: bool) -> str | None:
+    """The --disk options: existing images are used as they are, new ones planned (``plan.disks``).
+    Returns the directory new images go to, or None when none was planned in a pool."""
+    images = None
+    taken: set[str] = set()
     for spec in disks:
-        bus = spec.bus or (variant.disk_bus if spec.device == "disk" else cdrom_bus)
-        if microvm and bus != "virtio":
+        bus = spec.bus or (variant.disk_bus if spec.device == "disk" else devices.cdrom_bus)
+        if devices.microvm and bus != "virtio":
             raise InvalidArgument(f"--disk: machine 'microvm' has only virtio disks (bus '{bus}' needs PCI)")
         if spec.device == "cdrom" and bus == "virtio":
             raise InvalidArgument("--disk: a cdrom cannot be on bus 'virtio' (use sata, scsi or ide)")
@@ -300,7 +354,7 @@ def make_plan(store, opts: dict, host=None) -> Plan:
             if path is not None and not os.path.exists(path):
                 raise NotFound(f"--disk: cannot access '{path}': No such file or directory")
             fmt = spec.format or "raw"
-            add_disk(path, fmt, bus, "cdrom", True, spec)
+            devices.add(path, fmt, bus, "cdrom", True, spec)
             continue
         if spec.backing is not None:
             if not os.path.isfile(spec.backing):
@@ -326,7 +380,7 @@ def make_plan(store, opts: dict, host=None) -> Plan:
                 if images is None:
                     images = _pool_dir(store, spec.pool)
                 fmt = spec.format or "qcow2"
-                path = _free_name(images, name, "qcow2" if fmt == "qcow2" else "img", taken)
+                path = _free_name(images, plan.dom.name, "qcow2" if fmt == "qcow2" else "img", taken)
             else:
                 if spec.pool not in (None, "default"):
                     raise InvalidArgument("--disk: give path= or pool=, not both")
@@ -340,28 +394,17 @@ def make_plan(store, opts: dict, host=None) -> Plan:
             taken.add(path)
             plan.disks.append({"path": path, "format": fmt, "size": size, "backing": spec.backing,
                                "backing_format": spec.backing_format})
-        add_disk(path, fmt, bus, "disk", spec.readonly, spec)
-    if cdrom is not None:
-        if microvm:
-            raise InvalidArgument("--cdrom: machine 'microvm' has no cdrom bus; boot a kernel (--boot kernel=)")
-        add_disk(cdrom, "raw", cdrom_bus, "cdrom", True, None)
-    if cloud is not None:
-        seed_dir = _pool_dir(store, None) if images is None else images
-        seed_path = os.path.join(seed_dir, f"{name}-cidata.iso")
-        from vsh.core import cloudinit
+        devices.add(path, fmt, bus, "disk", spec.readonly, spec)
+    return images
 
-        plan.seed = (seed_path, cloudinit.build_seed(cloud.files))
-        plan.password = cloud.password
-        if microvm:
-            add_disk(seed_path, "raw", "virtio", "disk", True, None)  # microvm: a read-only virtio disk
-        else:
-            add_disk(seed_path, "raw", cdrom_bus, "cdrom", True, None)
-    if any(d.find("target").get("bus") == "scsi" for d in devices.findall("disk")):
-        ctrl = etree.SubElement(devices, "controller", type="scsi", index="0", model="virtio-scsi")
-        if microvm:
-            etree.SubElement(ctrl, "address", type="virtio-mmio")
 
-    # network
+def _nics_xml(store, root, devices, nets: list, variant, microvm: bool) -> None:
+    """An <interface> per --network, with its port forwards."""
+    from lxml import etree
+
+    from vsh.core import portfwd
+    from vsh.core.domain import random_mac
+
     macs = set()
     for index, spec in enumerate(nets):
         # network=NAME must be a network of this connection (virt-install checks the same);
@@ -385,7 +428,11 @@ def make_plan(store, opts: dict, host=None) -> Plan:
         for fw in spec.forwards:
             portfwd.add(root, fw._replace(interface=index))
 
-    # console, graphics, balloon, rng
+
+def _other_devices_xml(devices, opts: dict, microvm: bool) -> None:
+    """The console, graphics, the balloon and the RNG."""
+    from lxml import etree
+
     console = parse_console(opts.get("console"))
     if console == "serial":
         serial = etree.SubElement(devices, "serial", type="pty")
@@ -415,10 +462,6 @@ def make_plan(store, opts: dict, host=None) -> Plan:
             etree.SubElement(rng_el, "backend", model="random").text = rng
         if microvm:
             etree.SubElement(rng_el, "address", type="virtio-mmio")
-    _order_metadata(root)
-    dom.fill_defaults()
-    dom.validate()
-    return plan
 
 
 def _order_metadata(root) -> None:
