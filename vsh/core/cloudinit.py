@@ -7,7 +7,8 @@ dashes and lower case, which plain ISO 9660 cannot hold, so the image carries
 Rock Ridge and Joliet names as well; Linux's isofs reads the Rock Ridge ones.
 
 The image is built in memory with pycdlib (pure Python, LGPL-2.1); the caller
-writes it where it belongs.
+writes it where it belongs. :func:`parse_cloud_init` reads ``vsh install
+--cloud-init``'s option into the files of a seed.
 """
 
 from __future__ import annotations
