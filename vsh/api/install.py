@@ -38,8 +38,9 @@ class Installer(ABC):
         ``nvram`` (the paths of the cloud-init seed and UEFI variable store to create, or None),
         ``would_create`` (every path to create) and ``root_password`` (generated for cloud-init, or
         None). With ``check`` (``--dry-run``) it also refuses a name in use (OperationInvalid
-        ``domain 'x' already exists``) and a domain this host cannot run (the errors starting it
-        would give). Bad options raise InvalidArgument, NotFound or Unsupported naming the option."""
+        ``domain 'x' already exists``), a domain this host cannot run (the errors starting it would
+        give) and port forwards whose host ports are taken. Bad options raise InvalidArgument,
+        NotFound or Unsupported naming the option."""
 
     @abstractmethod
     def create(self, options: dict, autostart: bool = False) -> dict:
