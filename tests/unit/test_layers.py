@@ -41,7 +41,6 @@ KNOWN: set[tuple[str, str]] = {
     ('cycle', 'vsh.cli vsh.manpage vsh.registry vsh.repl vsh.shell'),
     ('cycle', 'vsh.commands.lifecycle vsh.commands.snapshot'),
     ('cycle', 'vsh.core.domain vsh.core.portfwd'),
-    ('cycle', 'vsh.kvm.hotplug vsh.kvm.netacct vsh.kvm.supervisor'),
     ('forbidden', 'vsh.commands.builtin -> vsh.kvm.host'),
     ('forbidden', 'vsh.commands.config -> vsh.api.local.domains'),
     ('forbidden', 'vsh.commands.config -> vsh.kvm.client'),
@@ -97,15 +96,11 @@ KNOWN_LARGE: set[str] = {
     'vsh.core.domain',
     'vsh.core.networks',
     'vsh.core.pools',
-    'vsh.core.store',
     'vsh.guestfs.fs',
     'vsh.guestfs.session',
     'vsh.kvm.argv',
-    'vsh.kvm.client',
     'vsh.kvm.host',
-    'vsh.kvm.hotplug',
     'vsh.kvm.snapshot',
-    'vsh.kvm.supervisor',
 }
 
 
