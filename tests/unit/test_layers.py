@@ -100,7 +100,6 @@ KNOWN_LARGE: set[str] = {
     'vsh.guestfs.session',
     'vsh.kvm.argv',
     'vsh.kvm.host',
-    'vsh.kvm.snapshot',
 }
 
 
