@@ -122,3 +122,21 @@ def test_private_dir_refuses_another_users_link(tmp_path):
     else:
         raise AssertionError("a link owned by another user was accepted")
     assert oct(os.stat(target).st_mode & 0o777) == "0o755"
+
+
+def test_one_reader_of_the_runtime_state(vsh, define, vsh_env):
+    """The store (list, domstate, dominfo) and the supervisor's clients read state.json the
+    same way: processes gone in this boot read as shut off, reason unknown, everywhere."""
+    define("d1")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _write_state(vsh_env, "d1", qemu_pid=dead.pid, supervisor_pid=dead.pid,
+                 qemu_starttime=None, supervisor_starttime=None)
+    assert vsh("domstate", "d1", "--reason").out.strip() == "shut off (unknown)"
+    rd = vsh_env.store / "run" / "d1"
+    st = client.read_state(rd)
+    assert (st["state"], st["reason"], st["stale"]) == ("shutoff", "unknown", True)
+    rt = runtime.read_runtime(rd)
+    assert (rt.state, rt.reason, rt.active, rt.id) == ("shutoff", "unknown", False, None)
+    assert store_mod.read_runtime is runtime.read_runtime and client.read_state is runtime.read_state
+    assert store_mod.ACTIVE_STATES is client.ACTIVE_STATES is runtime.ACTIVE_STATES

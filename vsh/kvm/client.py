@@ -35,6 +35,8 @@ from vsh.kvm.launch import (  # noqa: F401
     start, try_lock)
 from vsh.kvm.supervisor.lifecycle import DEFAULT_LIFECYCLE, LIFECYCLE_ACTIONS  # noqa: F401
 
+
+# --------------------------------------------------------------------------------------
 # talking to the supervisor
 # --------------------------------------------------------------------------------------
 

@@ -201,7 +201,6 @@ def clear_previous_run(rundir: RunDir, st: dict | None) -> None:
                 pass
 
 
-
 def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
           lifecycle: dict | None = None, transient: bool = False, paused: bool = False,
           timeout: float = 30.0, uuid: str | None = None, first_run: dict | None = None,
@@ -278,4 +277,3 @@ def _uuid_from(argv, xml: str) -> str | None:
         if end > 0:
             return xml[start + 6:end].strip()
     return None
-

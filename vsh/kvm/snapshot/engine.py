@@ -36,7 +36,6 @@ class DiskRequest:
         self.file = file
 
 
-
 class Engine(Create, Revert, Delete):
     """Snapshot operations on one domain (the caller holds nothing; the engine locks)."""
 

@@ -146,8 +146,6 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
         os.close(self.notify_fd)
         self.notify_fd = None
 
-    # ---- launching QEMU (synchronous part; runs before asyncio is imported) -----------
-
     # ---- the event loop -----------------------------------------------------------------
 
     def init_async(self) -> None:
@@ -184,7 +182,6 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
         await self._cleanup()
         return 0
 
-
     def _detach(self, sig) -> None:
         """SIGTERM/SIGINT: the supervisor leaves; QEMU keeps running (a later vsh re-attaches)."""
         log(f"{signal.Signals(sig).name}: supervisor exits, QEMU keeps running")
@@ -196,7 +193,6 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
 
     # ---- ending -------------------------------------------------------------------------
 
@@ -232,4 +228,3 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
         except OSError:
             pass        # gone already (or never ours: a start that could not serve it)
         log("supervisor exits" + (" (QEMU left running)" if self._detaching else ""))
-

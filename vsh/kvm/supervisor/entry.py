@@ -64,4 +64,3 @@ def main(args: list[str] | None = None) -> int:
             return 1
     aio.load(no_ssl=True)
     return aio.asyncio.run(sup.run())
-

@@ -185,4 +185,3 @@ class Jobs:
             self._settle(after["state"], str(after.get("reason") or
                                             ("unpaused" if after["state"] == "running" else "user")))
         return {"status": "concluded", "state": self.state_dict()}
-

@@ -51,20 +51,20 @@ ACTION_KIND = {
     "preserve": "preserve",
 }
 
-
 #: The actions a domain's on_poweroff / on_reboot / on_crash may name.
 LIFECYCLE_ACTIONS = frozenset(ACTION_KIND)
 DEFAULT_LIFECYCLE = {"on_poweroff": "destroy", "on_reboot": "restart", "on_crash": "destroy"}
 
 #: query-status run states → libvirt's paused reasons.
 PAUSE_REASONS = {"io-error": "ioerror", "watchdog": "watchdog", "prelaunch": "user",
-                  "internal-error": "unknown", "debug": "user", "suspended": "user",
-                  "save-vm": "snapshot", "restore-vm": "from snapshot",
-                  "finish-migrate": "migration", "postmigrate": "migration"}
+                 "internal-error": "unknown", "debug": "user", "suspended": "user",
+                 "save-vm": "snapshot", "restore-vm": "from snapshot",
+                 "finish-migrate": "migration", "postmigrate": "migration"}
 #: SHUTDOWN reasons after which QEMU exits even with ``set-action shutdown=pause``.
 QUITTING = frozenset({"host-qmp-quit", "host-signal"})
 #: SHUTDOWN reasons that are resets (with ``set-action reboot=shutdown``).
 RESETS = frozenset({"guest-reset", "host-qmp-system-reset"})
+
 
 class TransitionError(OperationInvalid):
     """A lifecycle move that the transition table does not allow."""
@@ -102,7 +102,6 @@ class Lifecycle:
             return False
         self.transition(to, reason)
         return True
-
 
 
 class LifecycleEvents:

@@ -36,4 +36,3 @@ def shell_join(argv) -> str:
     import shlex
 
     return shlex.join(str(a) for a in argv)
-

@@ -333,4 +333,3 @@ class QemuProcess:
             rt.write_json_atomic(self.rundir / rt.LAUNCH_FILE, self.spec)
         except OSError as exc:
             log(f"warning: cannot rewrite {rt.LAUNCH_FILE}: {exc}")
-
