@@ -12,10 +12,10 @@ import time
 
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
 from vsh.core.snapshots import DiskSpec, SnapshotDef, check_name
-from vsh.kvm.snapshot.chains import (chain, chains, disk_element, disk_elements, disk_target, is_writable,
-    push_overlay)
-from vsh.kvm.snapshot.images import (FORMATS, create_overlay, fresh_path, image_size, qemu_img, real,
-    tags_of, tmp_for, unlink)
+from vsh.kvm.snapshot.chains import (chain, chains, disk_element, disk_elements, disk_target,
+                                     is_writable, push_overlay)
+from vsh.kvm.snapshot.images import (FORMATS, create_overlay, fresh_path, image_size, qemu_img,
+                                     real_path, tags_of, tmp_for, unlink)
 
 
 class Create:
@@ -112,7 +112,7 @@ class Create:
         name, files = intent["name"], intent["files"]
         if intent["live"]:
             nodes = self._format_nodes()
-            devices = [nodes.get(real(p)) for p in files]
+            devices = [nodes.get(real_path(p)) for p in files]
             if None in devices:
                 raise VshError(f"internal error: domain '{self.name}' does not have image "
                                f"'{files[devices.index(None)]}' open")
@@ -169,9 +169,9 @@ class Create:
         elif intent.get("kind") != "external":
             # an internal snapshot without metadata is the user's: vsh must never clean it up
             state = self.meta.state()
-            files = {real(p) for p in intent.get("files") or []}
-            if any(real(p) in files for p in state["owned"]):
-                state["owned"] = [p for p in state["owned"] if real(p) not in files]
+            files = {real_path(p) for p in intent.get("files") or []}
+            if any(real_path(p) in files for p in state["owned"]):
+                state["owned"] = [p for p in state["owned"] if real_path(p) not in files]
                 self.meta.write_state(state)
         self.meta.clear_intent()
 
@@ -247,7 +247,7 @@ class Create:
         added = []
         try:
             for item in overlays:
-                top = nodes.get(real(item["base"]))
+                top = nodes.get(real_path(item["base"]))
                 if top is None:
                     raise VshError(f"internal error: domain '{self.name}' does not have image "
                                    f"'{item['base']}' open")
@@ -274,7 +274,7 @@ class Create:
         present = all(os.path.exists(o["overlay"]) for o in overlays)
         if ref.active and intent.get("live"):
             tops = self._live_tops()
-            forward = present and all(real(o["overlay"]) in tops for o in overlays)
+            forward = present and all(real_path(o["overlay"]) in tops for o in overlays)
             if not forward:
                 nodes = {n.get("node-name") for n in self._qmp("query-named-block-nodes", {"flat": True})}
                 for item in overlays:
@@ -290,8 +290,8 @@ class Create:
             if present and not forward and not ref.active and intent.get("config") and ref.persistent:
                 # shut off all along: the config says whether the switch happened
                 cfg = self._config(ref)
-                tops = {real(ch[0][0]) for ch in chains(cfg.node).values()}
-                forward = all(real(o["overlay"]) in tops for o in overlays)
+                tops = {real_path(ch[0][0]) for ch in chains(cfg.node).values()}
+                forward = all(real_path(o["overlay"]) in tops for o in overlays)
         if forward:
             return self._commit_create(intent)
         for item in overlays:

@@ -12,7 +12,7 @@ import os
 from vsh.core.errors import VshError
 from vsh.core.snapshots import check_name, children_of, not_found
 from vsh.kvm.snapshot.chains import chain, chains, disk_elements, drop_from_chain
-from vsh.kvm.snapshot.images import qemu_img, real, tags_of
+from vsh.kvm.snapshot.images import qemu_img, real_path, tags_of
 
 
 class Delete:
@@ -75,15 +75,15 @@ class Delete:
 
     def _plan_merge(self, ch, others: dict, config, live, state) -> dict | None:
         """Merge the snapshot's frozen image B into its only child C, if vsh made B and only C uses it."""
-        base = real(ch[0][0])
-        if base not in {real(p) for p in state.get("owned") or []}:
+        base = real_path(ch[0][0])
+        if base not in {real_path(p) for p in state.get("owned") or []}:
             return None
         doms = [d.domain for d in others.values() if d.domain is not None]
         doms += [x.node for x in (config, live) if x is not None]
         kids, below = set(), set()
         for dom_el in doms:
             for ch2 in chains(dom_el).values():
-                paths = [real(p) for p, _ in ch2]
+                paths = [real_path(p) for p, _ in ch2]
                 if paths and paths[0] == base:
                     return None          # another snapshot's image, or the domain's own top
                 for i in range(1, len(paths)):
@@ -110,8 +110,8 @@ class Delete:
         self.hook("delete:children")
         state = self.meta.state()
         state["current"] = intent.get("current")
-        disown = {real(p) for p in intent.get("disown") or []}
-        state["owned"] = [p for p in state["owned"] if real(p) not in disown]
+        disown = {real_path(p) for p in intent.get("disown") or []}
+        state["owned"] = [p for p in state["owned"] if real_path(p) not in disown]
         self.meta.write_state(state)
         self.hook("delete:state")
         for path, tag in intent.get("tags") or []:
@@ -137,14 +137,14 @@ class Delete:
         if ref.active:
             live = self._live(ref)
             live_chains = chains(live.node).values() if live is not None else []
-            tops = {real(ch[0][0]) for ch in live_chains}
-            below = {real(p) for ch in live_chains for p, _ in ch[1:]}
-            if real(path) in tops:
-                node = self._format_nodes().get(real(path))
+            tops = {real_path(ch[0][0]) for ch in live_chains}
+            below = {real_path(p) for ch in live_chains for p, _ in ch[1:]}
+            if real_path(path) in tops:
+                node = self._format_nodes().get(real_path(path))
                 self._job("snapshot-delete", {"job-id": "vsh-snapshot-delete", "tag": tag,
                                               "devices": [node]}, what=f"deleting snapshot '{tag}'")
                 return
-            if real(path) in below:
+            if real_path(path) in below:
                 state = self.meta.state()
                 if [path, tag] not in state["garbage"]:
                     state["garbage"].append([path, tag])
@@ -160,22 +160,23 @@ class Delete:
         if not os.path.exists(child):
             return
         header = qcow2.read_info(child).backing_file
-        if header is None or real(header) != real(base):
+        if header is None or real_path(header) != real_path(base):
             return                                              # done already
         ref = self._ref()
         live_files = set()
         if ref.active:
             live = self._live(ref)
             if live is not None:
-                live_files = {real(p) for ch in chains(live.node).values() for p, _ in ch}
-        if real(child) in live_files:
+                live_files = {real_path(p) for ch in chains(live.node).values() for p, _ in ch}
+        if real_path(child) in live_files:
             nodes = self._format_nodes()
             job = self._client().job(self._rundir(), None, job_id="vsh-stream", existing=True)
-            if job.get("status") == "absent" and real(qcow2.read_info(child).backing_file or "") == real(base):
-                self._job("block-stream", {"job-id": "vsh-stream", "device": nodes[real(child)],
-                                           "base-node": nodes[real(gp)], "auto-dismiss": False},
+            if job.get("status") == "absent" and \
+                    real_path(qcow2.read_info(child).backing_file or "") == real_path(base):
+                self._job("block-stream", {"job-id": "vsh-stream", "device": nodes[real_path(child)],
+                                           "base-node": nodes[real_path(gp)], "auto-dismiss": False},
                           what=f"merging '{base}' into '{child}'")
-            gone = nodes.get(real(base))
+            gone = nodes.get(real_path(base))
             if gone:
                 for node in (gone, gone[:-4] + "-file" if gone.endswith("-fmt") else gone + "-f"):
                     try:
@@ -190,7 +191,7 @@ class Delete:
         """Remove image ``path`` from every chain that metadata and the domain record."""
         from vsh.core.store import atomic_write
 
-        real = real(path)
+        real = real_path(path)
         for name in self.meta.names():
             defn = self.meta.load(name)
             if defn.domain is None:
@@ -198,7 +199,7 @@ class Delete:
             changed = False
             for el in disk_elements(defn.domain):
                 for p, _ in chain(el)[1:]:
-                    if real(p) == real:
+                    if real_path(p) == real:
                         changed |= drop_from_chain(el, p)
             if changed:
                 atomic_write(self.meta.path(name), defn.to_xml())
@@ -210,7 +211,7 @@ class Delete:
             changed = False
             for el in disk_elements(dom.node):
                 for p, _ in chain(el)[1:]:
-                    if real(p) == real:
+                    if real_path(p) == real:
                         changed |= drop_from_chain(el, p)
             if changed:
                 write(dom)

@@ -13,7 +13,7 @@ from vsh.core.snapshots import SnapshotStore, not_found
 from vsh.kvm.snapshot.chains import chains
 from vsh.kvm.snapshot.create import Create
 from vsh.kvm.snapshot.delete import Delete
-from vsh.kvm.snapshot.images import FORMATS, qemu_img, real, tags_of, unlink
+from vsh.kvm.snapshot.images import FORMATS, qemu_img, real_path, tags_of, unlink
 from vsh.kvm.snapshot.revert import Revert
 
 
@@ -82,7 +82,7 @@ class Engine(Create, Revert, Delete):
         out = {}
         for node in self._qmp("query-named-block-nodes", {"flat": True}):
             if node.get("drv") in FORMATS and node.get("file"):
-                out.setdefault(real(node["file"]), node["node-name"])
+                out.setdefault(real_path(node["file"]), node["node-name"])
         return out
 
     def _live_tops(self) -> dict:
@@ -91,7 +91,7 @@ class Engine(Create, Revert, Delete):
         for dev in self._qmp("query-block"):
             ins = dev.get("inserted") or {}
             if ins.get("file"):
-                out[real(ins["file"])] = ins.get("node-name")
+                out[real_path(ins["file"])] = ins.get("node-name")
         return out
 
     def _job(self, command: str, args: dict, what: str, **kw):
@@ -136,7 +136,7 @@ class Engine(Create, Revert, Delete):
         doms += [(x.node, None) for x in (config, live) if x is not None]
         for dom_el, defn in doms:
             for target, ch in chains(dom_el).items():
-                paths = [real(p) for p, _ in ch]
+                paths = [real_path(p) for p, _ in ch]
                 referenced.update(paths)
                 frozen.update(paths[1:])
                 if defn is not None:
@@ -154,10 +154,10 @@ class Engine(Create, Revert, Delete):
             for target, ch in chains(defn.domain).items():
                 spec = defn.disk(target)
                 if spec is None or spec.snapshot == "internal":
-                    allowed.setdefault(real(ch[0][0]), set()).add(defn.name)
+                    allowed.setdefault(real_path(ch[0][0]), set()).add(defn.name)
         if current in defs and not defs[current].external and config is not None:
             for ch in chains(config.node).values():
-                allowed.setdefault(real(ch[0][0]), set()).add(current)
+                allowed.setdefault(real_path(ch[0][0]), set()).add(current)
         return allowed
 
     def _gc(self, state: dict) -> None:
@@ -169,10 +169,10 @@ class Engine(Create, Revert, Delete):
         live_files = set()
         if live is not None:
             for ch in chains(live.node).values():
-                live_files.update(real(p) for p, _ in ch)
+                live_files.update(real_path(p) for p, _ in ch)
         owned = []
         for path in state.get("owned") or []:
-            if real(path) in referenced:
+            if real_path(path) in referenced:
                 owned.append(path)
             else:
                 unlink(path)
@@ -180,7 +180,7 @@ class Engine(Create, Revert, Delete):
         allowed = self._allowed_tags(defs, config, state.get("current"))
         garbage = [list(g) for g in state.get("garbage") or []]
         for path in owned:
-            real = real(path)
+            real = real_path(path)
             if real in live_files:
                 continue
             for tag in tags_of(path):
@@ -190,8 +190,8 @@ class Engine(Create, Revert, Delete):
         for path, tag in garbage:
             if not os.path.exists(path) or tag not in tags_of(path):
                 continue
-            if real(path) in live_files or tag in allowed.get(real(path), set()):
-                if real(path) in live_files:
+            if real_path(path) in live_files or tag in allowed.get(real_path(path), set()):
+                if real_path(path) in live_files:
                     keep.append([path, tag])
                 continue
             try:

@@ -15,7 +15,7 @@ QEMU_IMG = "qemu-img"
 FORMATS = ("qcow2", "raw")
 
 
-def real(path: str) -> str:
+def real_path(path: str) -> str:
     return os.path.realpath(path)
 
 

@@ -12,9 +12,9 @@ import os
 from vsh.core.errors import OperationInvalid, VshError
 from vsh.core.snapshots import SnapshotDef, check_name, not_found
 from vsh.kvm.snapshot.chains import (chain, disk_element, disk_elements, disk_target, is_writable,
-    push_overlay, set_top)
-from vsh.kvm.snapshot.images import (copy_image, create_overlay, fresh_path, image_size, qemu_img, real,
-    short_id, tags_of, tmp_for, unlink)
+                                     push_overlay, set_top)
+from vsh.kvm.snapshot.images import (copy_image, create_overlay, fresh_path, image_size, qemu_img,
+                                     real_path, short_id, tags_of, tmp_for, unlink)
 
 
 class Revert:
@@ -55,7 +55,7 @@ class Revert:
                     return f"disk {target} has changed since snapshot '{cur.name}'"
             else:
                 base = chain(then)[0][0]
-                if len(now) < 2 or real(now[1][0]) != real(base) or qcow2.has_data(now[0][0]):
+                if len(now) < 2 or real_path(now[1][0]) != real_path(base) or qcow2.has_data(now[0][0]):
                     return f"disk {target} has changed since snapshot '{cur.name}'"
         return None
 
@@ -152,7 +152,7 @@ class Revert:
         for el in disk_elements(target.domain):
             if is_writable(el):
                 path = chain(el)[0][0]
-                if real(path) in frozen or target.name not in tags_of(path):
+                if real_path(path) in frozen or target.name not in tags_of(path):
                     return False
         return True
 
@@ -172,7 +172,7 @@ class Revert:
 
     def _load_inplace(self, intent: dict) -> None:
         nodes = self._format_nodes()
-        devices = [nodes.get(real(p)) for p in intent["files"]]
+        devices = [nodes.get(real_path(p)) for p in intent["files"]]
         if None in devices:
             raise VshError(f"internal error: domain '{self.name}' does not have the snapshot's images open")
         self._job("snapshot-load", {"job-id": "vsh-snapshot-load", "tag": intent["name"],
@@ -214,7 +214,7 @@ class Revert:
             ch = chain(el)
             top, fmt = ch[0]
             if spec.snapshot == "internal":
-                if real(top) in frozen:
+                if real_path(top) in frozen:
                     dst = fresh_path(top, f"{target.name}-copy", taken)
                     taken.add(dst)
                     copies.append([top, dst])
@@ -226,7 +226,7 @@ class Revert:
             elif spec.snapshot == "external":
                 cur = disk_element(config.node, target_dev) if config is not None else None
                 cur_chain = chain(cur) if cur is not None else []
-                if (len(cur_chain) >= 2 and real(cur_chain[1][0]) == real(top)
+                if (len(cur_chain) >= 2 and real_path(cur_chain[1][0]) == real_path(top)
                         and os.path.exists(cur_chain[0][0]) and not qcow2.has_data(cur_chain[0][0])
                         and not tags_of(cur_chain[0][0])):
                     push_overlay(el, cur_chain[0][0])          # an empty overlay on it already
