@@ -34,20 +34,14 @@ FORBIDDEN = {
 
 # Violations still to remove: (kind, detail)
 KNOWN: set[tuple[str, str]] = {
-    ('cycle', 'vsh.kvm.hotplug vsh.kvm.netacct vsh.kvm.supervisor'),
     ('forbidden', 'vsh.commands.guest -> vsh.guestfs.inspect'),
     ('forbidden', 'vsh.commands.guest -> vsh.guestfs.session'),
 }
 KNOWN_LARGE: set[str] = {
-    'vsh.core.store',
     'vsh.guestfs.fs',
     'vsh.guestfs.session',
     'vsh.kvm.argv',
-    'vsh.kvm.client',
     'vsh.kvm.host',
-    'vsh.kvm.hotplug',
-    'vsh.kvm.snapshot',
-    'vsh.kvm.supervisor',
 }
 
 
