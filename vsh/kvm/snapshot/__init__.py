@@ -43,6 +43,5 @@ from __future__ import annotations
 from vsh.kvm.snapshot.chains import (  # noqa: F401
     chain, chains, disk_element, disk_elements, drop_from_chain, is_writable, push_overlay, set_top)
 from vsh.kvm.snapshot.engine import DiskRequest, Engine, Runner  # noqa: F401
-from vsh.kvm.snapshot.images import QEMU_IMG  # noqa: F401
 
 __all__ = ["Engine", "Runner", "DiskRequest"]
