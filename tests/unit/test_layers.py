@@ -34,24 +34,12 @@ FORBIDDEN = {
 
 # Violations still to remove: (kind, detail)
 KNOWN: set[tuple[str, str]] = {
-    ('command-to-command', 'vsh.commands.install -> vsh.commands.lifecycle'),
-    ('cycle', 'vsh.kvm.hotplug vsh.kvm.netacct vsh.kvm.supervisor'),
     ('forbidden', 'vsh.commands.guest -> vsh.guestfs.inspect'),
     ('forbidden', 'vsh.commands.guest -> vsh.guestfs.session'),
-    ('forbidden', 'vsh.commands.install -> vsh.core.store'),
-    ('forbidden', 'vsh.commands.install -> vsh.kvm.argv'),
-    ('forbidden', 'vsh.commands.install -> vsh.kvm.host'),
-    ('private', 'vsh.commands.install -> vsh.commands.lifecycle._attach_console'),
 }
 KNOWN_LARGE: set[str] = {
-    'vsh.commands.install',
-    'vsh.core.store',
     'vsh.guestfs.fs',
     'vsh.guestfs.session',
-    'vsh.kvm.client',
-    'vsh.kvm.hotplug',
-    'vsh.kvm.snapshot',
-    'vsh.kvm.supervisor',
 }
 
 

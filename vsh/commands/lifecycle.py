@@ -17,14 +17,6 @@ from vsh.registry import Opt, command
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
 
 
-def _attach_console(ctx, ref, escape: str | None, force: bool = False, raw: bool = False) -> str:
-    """``vsh install``'s way onto the console of domain ``ref`` (anything with a ``name``);
-    a wrapper over :func:`vsh.ui.console.attach` until install calls that itself."""
-    from vsh.ui import console
-
-    return console.attach(ctx, ctx.conn.lookup_domain(ref.name), escape, force=force, raw=raw)
-
-
 # -- start / create ----------------------------------------------------------------------------
 
 

@@ -21,6 +21,8 @@ import os
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
 from vsh.core.inputfile import read_input_file  # noqa: F401  (moved there; re-exported for the commands that still read it here)
+# the runtime state has its own home; these names stay importable from here
+from vsh.core.runtime import ACTIVE_STATES, Runtime, boot_id, pid_alive, read_runtime  # noqa: F401
 
 SCHEME = "vsh"
 
@@ -149,111 +151,6 @@ def fsync_dir(path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-_BOOT_ID: str | None = None
-
-
-def boot_id() -> str:
-    global _BOOT_ID
-    if _BOOT_ID is None:
-        try:
-            with open("/proc/sys/kernel/random/boot_id") as fh:
-                _BOOT_ID = fh.read().strip()
-        except OSError:
-            _BOOT_ID = ""
-    return _BOOT_ID
-
-
-def pid_alive(pid, starttime: int | None = None) -> bool:
-    """True if ``pid`` runs (a zombie does not) and, when ``starttime`` is given, is the
-    process that started then (``/proc/PID/stat`` field 22): a reused pid is not alive."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except FileNotFoundError:
-        return False
-    except OSError:         # /proc hides other users' processes (hidepid): ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return starttime is None
-    rest = stat[stat.rfind(b")") + 2:].split()
-    if not rest or rest[0] in (b"Z", b"X", b"x"):
-        return False
-    return starttime is None or (len(rest) > 19 and rest[19] == str(starttime).encode())
-
-
-ACTIVE_STATES = ("running", "paused", "starting", "shutdown", "pmsuspended", "blocked", "crashed",
-                 "crashed-preserved")
-
-
-class Runtime:
-    """What a domain's supervisor last wrote in ``state.json`` (checked for staleness)."""
-
-    def __init__(self, data: dict | None = None, rundir=None):
-        self.data = data or {}
-        self._rundir = None if rundir is None else os.fspath(rundir)
-
-    @property
-    def rundir(self):
-        """The runtime directory as a Path (or None)."""
-        return None if self._rundir is None else _path(self._rundir)
-
-    @rundir.setter
-    def rundir(self, value) -> None:
-        self._rundir = None if value is None else os.fspath(value)
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
-    def state(self) -> str:
-        return self.data.get("state", "shutoff")
-
-    @property
-    def reason(self) -> str:
-        return self.data.get("reason", "unknown")
-
-    @property
-    def id(self) -> int | None:
-        return self.data.get("id") if self.active else None
-
-    @property
-    def transient(self) -> bool:
-        return bool(self.data.get("transient"))
-
-
-def read_runtime(rundir) -> Runtime | None:
-    """Read state.json without importing anything heavy; stale state reads as shut off."""
-    try:
-        with open(os.path.join(rundir, "state.json"), "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return None
-    import json     # only when there is a state to read (an inactive domain has none)
-
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    if data.get("state") in ACTIVE_STATES:
-        stale = data.get("boot_id") not in (None, "", boot_id())
-        if stale or not (pid_alive(data.get("qemu_pid"), data.get("qemu_starttime"))
-                         or pid_alive(data.get("supervisor_pid"), data.get("supervisor_starttime"))):
-            data = dict(data)
-            data["state"] = "shutoff"
-            data["reason"] = "crashed" if not stale else "unknown"
-            data["stale"] = True
-    return Runtime(data=data, rundir=rundir)
 
 
 class DomainRef:

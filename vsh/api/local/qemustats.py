@@ -151,13 +151,6 @@ def memory_stats(store, ref, dom) -> dict:
 # -- disks --------------------------------------------------------------------------------------------
 
 
-def _qdev_of(entry: dict) -> str:
-    qdev = entry.get("qdev") or ""
-    if qdev.startswith("/machine/peripheral/"):
-        return qdev[len("/machine/peripheral/"):].split("/", 1)[0]
-    return qdev
-
-
 def disk_ids(store, ref, dom) -> dict:
     """target -> QEMU device id, for the disks of the live XML."""
     from vsh.kvm.hotplug import device_id
@@ -174,8 +167,10 @@ def disk_ids(store, ref, dom) -> dict:
 def block_stats(store, ref, dom) -> dict:
     """target -> the counters of BLOCK_COUNTERS, wr_highest_offset and capacity, for the disks QEMU has."""
     ids = disk_ids(store, ref, dom)
-    stats = {_qdev_of(e): e for e in qmp(store, ref, "query-blockstats")}
-    blocks = {_qdev_of(e): e for e in qmp(store, ref, "query-block")}
+    from vsh.kvm.qemudevs import qdev_of_block
+
+    stats = {qdev_of_block(e): e for e in qmp(store, ref, "query-blockstats")}
+    blocks = {qdev_of_block(e): e for e in qmp(store, ref, "query-block")}
     out = {}
     for target, qid in ids.items():
         if not qid or qid not in stats:
