@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 
 from vsh.core.errors import InvalidArgument, ParseError, VshError
-from vsh.core.units import parse_scaled, scale_for_unit  # noqa: F401  (re-exported)
+from vsh.core.units import parse_scaled
 
 GROUPS: list[tuple[str, str]] = [
     ("domain", "Domain Management"),
@@ -43,27 +43,65 @@ GROUPS: list[tuple[str, str]] = [
     ("virsh", "vsh itself"),
 ]
 
+class Kind:
+    """An argument kind: what its values are (help) and how they complete.
+
+    ``completer`` names a function ``complete_<completer>(ctx, opt, prefix, given)`` of
+    :mod:`vsh.completion` (or is such a callable, for plug-ins); ``None`` only for kinds
+    whose values are free text or numbers (``FREE``), where there is nothing to offer.
+    """
+
+    __slots__ = ("name", "help", "completer")
+
+    def __init__(self, name: str, help: str, completer=None):
+        self.name = name
+        self.help = help
+        self.completer = completer
+
+
 # Argument kinds: they drive value conversion, validation and completion.
-KINDS = {
-    "bool": "flag",
-    "string": "string",
-    "int": "number",
-    "scaled": "size with units (default KiB)",
-    "bytes": "size with units (default bytes)",
-    "domain": "domain name, id or uuid",
-    "file": "host file path",
-    "dir": "host directory",
-    "enum": "one of a fixed set",
-    "xpath": "XPath expression",
-    "guestpath": "path inside the guest",
-    "snapshot": "snapshot name",
-    "device": "device target or guest device",
-    "argv": "remaining words",
-    "pool": "storage pool name",
-    "volume": "volume name or path",
-    "network": "network name",
-    "command": "command name",
-}
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("bool", "flag"),
+    Kind("string", "string"),
+    Kind("int", "number"),
+    Kind("scaled", "size with units (default KiB)"),
+    Kind("bytes", "size with units (default bytes)"),
+    Kind("argv", "remaining words"),
+    Kind("domain", "domain name, id or uuid", "domains"),
+    Kind("file", "host file path", "files"),
+    Kind("dir", "host directory", "dirs"),
+    Kind("enum", "one of a fixed set", "choices"),
+    Kind("xpath", "XPath expression", "xpaths"),
+    Kind("guestpath", "path inside the guest", "guest_paths"),
+    Kind("guestdevice", "guest device (/dev/sda1, /dev/VG/LV)", "guest_devices"),
+    Kind("snapshot", "snapshot name", "snapshots"),
+    Kind("device", "device target of a domain (vda, a MAC address...)", "devices"),
+    Kind("pool", "storage pool name", "pools"),
+    Kind("volume", "volume name or path", "volumes"),
+    Kind("network", "network name", "networks"),
+    Kind("command", "command name", "commands"),
+)}
+# kinds whose values nobody can list: flags take none, the others are free text or numbers
+FREE = frozenset({"bool", "string", "int", "scaled", "bytes", "argv"})
+
+
+def add_kind(name: str, help: str, completer) -> None:
+    """A plug-in's own argument kind, with its completer ``fn(ctx, opt, prefix, given) -> list[str]``."""
+    KINDS[name] = Kind(name, help, completer)
+
+
+def completer(kind: str):
+    """Decorator: ``fn(ctx, prefix)`` completes the values of ``kind`` (a plug-in's own kind)."""
+
+    def wrap(fn):
+        KINDS[kind].completer = lambda ctx, opt, prefix, given: fn(ctx, prefix)
+        return fn
+
+    return wrap
+
+
+class QuitShell(Exception):
+    """Raised by ``quit``: the interactive shell ends."""
 
 
 class Opt:
@@ -306,11 +344,12 @@ def registry() -> Registry:
 
 
 # -- argument parsing (virsh's grammar) -------------------------------------------
-def parse_args(cmd: Command, words: list[str]) -> dict:
+def parse_args(cmd: Command, words: list[str], partial: bool = False) -> dict:
     """Turn the words after the command name into ``{dest: raw value}``.
 
     Raises :class:`ParseError` for what virsh rejects before running anything.
     Values stay strings here; :func:`convert` checks them when the command runs.
+    ``partial``: the words typed so far (completion): required options may be missing.
     """
     values: dict = {}
     positional = [o for o in cmd.opts if o.positional or o.kind == "argv"]
@@ -369,7 +408,7 @@ def parse_args(cmd: Command, words: list[str]) -> dict:
         else:
             values[target.dest] = word
     for opt in cmd.opts:
-        if opt.required and opt.dest not in values:
+        if opt.required and opt.dest not in values and not partial:
             raise ParseError(f"command '{cmd.name}' requires <{opt.name}> option")
     return values
 
@@ -460,7 +499,8 @@ def help_command(cmd: Command) -> str:
     if cmd.opts:
         out += ["\n", "  OPTIONS\n"]
         for opt in cmd.opts:
-            text = opt.help or KINDS.get(opt.kind, "")
+            kind = KINDS.get(opt.kind)
+            text = opt.help or (kind.help if kind else "")
             if opt.choices:
                 text += f" ({'|'.join(opt.choices)})"
             out.append(f"    {opt.help_label():<15}  {text}\n")
@@ -469,54 +509,3 @@ def help_command(cmd: Command) -> str:
         out += [f"    {ex}\n" for ex in cmd.examples]
     out.append("\n")
     return "".join(out)
-
-
-def write_index(reg: Registry | None = None) -> str:
-    """Source of ``vsh/_index.py`` for the built-in modules."""
-    reg = reg or Registry(use_index=False)
-    commands = sorted(reg.commands(), key=lambda c: (c.module, c.name))
-    lines = ['"""Generated by `python -m vsh.registry --write-index`; do not edit."""', "",
-             "# name: (module, group, summary, hidden)", "COMMANDS = {"]
-    aliases = {}
-    for cmd in commands:
-        if cmd.broken or not cmd.module.startswith("vsh."):
-            continue
-        lines.append(f"    {cmd.name!r}: ({cmd.module!r}, {cmd.group!r}, {cmd.summary!r}, {cmd.hidden!r}),")
-        for alias in cmd.aliases:
-            aliases[alias] = cmd.name
-    lines.append("}")
-    lines.append("")
-    lines.append("ALIASES = {")
-    for alias, name in sorted(aliases.items()):
-        lines.append(f"    {alias!r}: {name!r},")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str]) -> int:
-    import pathlib
-
-    root = pathlib.Path(__file__).resolve().parent
-    if argv[:1] == ["--write-index"]:
-        (root / "_index.py").write_text(write_index())
-        return 0
-    if argv[:1] == ["--write-man"]:
-        from vsh.manpage import render_man
-
-        (root.parent / "man" / "vsh.1").write_text(render_man(Registry(use_index=False)))
-        return 0
-    if argv[:1] == ["--write-all"]:
-        from vsh.manpage import render_man
-
-        (root / "_index.py").write_text(write_index())
-        (root.parent / "man" / "vsh.1").write_text(render_man(Registry(use_index=False)))
-        return 0
-    print("usage: python -m vsh.registry --write-index | --write-man", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    # run through the real module so that declarations land in one registry
-    from vsh import registry as _real
-
-    sys.exit(_real.main(sys.argv[1:]))

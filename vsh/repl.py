@@ -50,7 +50,8 @@ def _trim_history(path: Path) -> None:
 def make_completer(shell):
     from prompt_toolkit.completion import Completer, Completion
 
-    from vsh.shell import complete, quote_word, split_partial
+    from vsh.completion import complete
+    from vsh.shell import quote_word, split_partial
 
     class VshCompleter(Completer):
         def get_completions(self, document, complete_event):
@@ -71,7 +72,8 @@ def run_interactive(shell) -> int:
     from prompt_toolkit import PromptSession
 
     from vsh.core.errors import VshError
-    from vsh.shell import QuitShell, tokenize
+    from vsh.registry import QuitShell
+    from vsh.shell import tokenize
 
     ctx = shell.ctx
     ctx.interactive = True

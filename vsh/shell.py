@@ -20,15 +20,11 @@ import sys
 import time
 
 from vsh.core.errors import ParseError, VshError
-from vsh.registry import Command, Registry, bind, help_command, parse_args, registry
+from vsh.registry import Command, QuitShell, Registry, bind, help_command, parse_args, registry
 
 
 # guestfish's commands print exactly their data: no virsh-style blank line after them
 NO_BLANK_LINE_GROUPS = frozenset({"guest"})
-
-
-class QuitShell(Exception):
-    """``quit``/``exit``: stop reading commands."""
 
 
 def tokenize(text: str) -> list[list[str]]:
@@ -387,108 +383,3 @@ def quote_word(word: str) -> str:
     if word and not word.startswith("#") and not any(c in word for c in " \t\r\n;'\"\\"):
         return word
     return "'" + word.replace("'", "'\\''") + "'"
-
-_COMPLETERS: dict = {}
-
-
-def completer(kind: str):
-    """Register a value completer for an argument kind: fn(ctx, prefix) -> list[str]."""
-
-    def wrap(fn):
-        _COMPLETERS[kind] = fn
-        return fn
-
-    return wrap
-
-
-def _complete_files(ctx: Context, prefix: str) -> list[str]:
-    import glob
-    import os
-
-    out = []
-    for path in sorted(glob.glob(glob.escape(os.path.expanduser(prefix)) + "*")):
-        out.append(path + ("/" if os.path.isdir(path) else ""))
-    return out
-
-
-def _complete_domains(ctx: Context, prefix: str) -> list[str]:
-    try:
-        return [name for name in ctx.store.domain_names() if name.startswith(prefix)]
-    except VshError:
-        return []
-
-
-_COMPLETERS["file"] = _complete_files
-_COMPLETERS["dir"] = _complete_files
-_COMPLETERS["domain"] = _complete_domains
-
-
-def complete(ctx: Context, words: list[str], reg: Registry | None = None) -> list[str]:
-    """Candidates for the last word of ``words`` (an empty last word: the next one)."""
-    reg = reg or registry()
-    if not words:
-        words = [""]
-    if len(words) == 1:
-        return _command_names(reg, words[0])
-    cmd = reg.get(words[0].lstrip("-") or words[0])
-    if cmd is None or cmd.broken:
-        return []
-    prefix = words[-1]
-    before = words[1:-1]
-    if cmd.name == "help" and not prefix.startswith("-"):
-        if before:
-            return []
-        from vsh.registry import GROUPS
-
-        groups = {group for _name, group, _summary, _hidden in reg.summaries()}
-        return _command_names(reg, prefix) + [g for g, _title in GROUPS if g in groups and g.startswith(prefix)]
-    # value of an option given by name?
-    if before and before[-1].startswith("--"):
-        opt = cmd.opt(before[-1][2:])
-        if opt is not None and not opt.is_flag:
-            return _complete_value(ctx, opt, prefix)
-    seen = {w[2:].split("=")[0] for w in before if w.startswith("--")}
-    if prefix.startswith("-"):
-        return [f"--{o.name}" for o in cmd.opts if f"--{o.name}".startswith(prefix) and o.name not in seen]
-    # positional value: which positional option is next?
-    filled = 0
-    skip = False
-    for w in before:
-        if skip:
-            skip = False
-            continue
-        if w.startswith("--"):
-            opt = cmd.opt(w[2:].split("=")[0])
-            if opt is not None and not opt.is_flag and "=" not in w:
-                skip = True
-            continue
-        filled += 1
-    positional = [o for o in cmd.opts if (o.positional or o.kind == "argv") and o.name not in seen]
-    seen.update(o.name for o in positional[:filled] if o.kind != "argv")
-    candidates: list[str] = []
-    if filled < len(positional):
-        candidates = _complete_value(ctx, positional[filled], prefix)
-    elif positional and positional[-1].kind == "argv":
-        candidates = _complete_value(ctx, positional[-1], prefix)
-    if prefix == "":
-        # values of the next argument first, then the options not given yet (virsh lists only these)
-        candidates += [f"--{o.name}" for o in cmd.opts if o.name not in seen]
-    return candidates
-
-
-def _command_names(reg: Registry, prefix: str) -> list[str]:
-    names = [name for name, *_ in reg.summaries() if name.startswith(prefix)]
-    names += sorted(alias for alias in getattr(reg, "_aliases", {}) if alias.startswith(prefix))
-    return names
-
-
-def _complete_value(ctx: Context, opt, prefix: str) -> list[str]:
-    if opt.choices:
-        return [c for c in opt.choices if c.startswith(prefix)]
-    fn = _COMPLETERS.get(opt.kind)
-    if fn is None:
-        return []
-    try:
-        return list(fn(ctx, prefix))
-    except Exception:
-        return []

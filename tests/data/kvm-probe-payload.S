@@ -17,7 +17,7 @@
  *   '*' then writes 0x2a, computed with 64-bit shifts, to isa-debug-exit
  *       (port 0xf4): QEMU exits with status (0x2a << 1) | 1 = 85.
  *
- * vsh embeds the assembled bytes (vsh/kvm/host.py, _PAYLOAD_HEX);
+ * vsh embeds the assembled bytes (vsh/kvm/host/kvmprobe.py, PAYLOAD_HEX);
  * tests/unit/test_host.py re-assembles this file with GNU as and compares.
  * Build: as --32 -o p.o kvm-probe-payload.S && objcopy -O binary -j .text p.o p.bin
  */

@@ -85,9 +85,9 @@ def argv_source(guest, monkeypatch):
         from vsh.kvm import argv as _argv  # noqa: F401
         return "builder"
     except ImportError:
-        import vsh.commands.lifecycle as lifecycle
+        import vsh.api.local.launch as launch
 
-        monkeypatch.setattr(lifecycle, "build_argv", lambda dom, rundir: raw_argv(guest, rundir))
+        monkeypatch.setattr(launch, "build_argv", lambda dom, rundir: raw_argv(guest, rundir))
         return "raw"
 
 

@@ -22,9 +22,18 @@ from pathlib import Path
 import pytest
 
 from vsh.core.errors import OperationInvalid, VshError
-from vsh.kvm import client, console
+from vsh.kvm import client
 
 pytestmark = pytest.mark.vm
+
+
+def attach_console(state: dict, rundir, force: bool = False, **kw) -> str:
+    """A console session on ``rundir``'s domain (the stream, then the terminal side)."""
+    from vsh.api.local.console import LocalConsole
+    from vsh.ui.console import session
+
+    with LocalConsole(state, rundir, force=force) as stream:
+        return session(stream, stream.name, **kw)
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_ENV = dict(os.environ)          # before conftest points HOME/XDG into tmp dirs
@@ -271,7 +280,7 @@ def test_console_in_a_pipe(shared):
     r_out, w_out = os.pipe()
     os.write(w_in, b"\necho vsh-$((6*7))-ok\n")
     os.close(w_in)
-    reason = console.attach(client.read_state(rd), rd, stdin_fd=r_in, stdout_fd=w_out, linger=3.0)
+    reason = attach_console(client.read_state(rd), rd, stdin_fd=r_in, stdout_fd=w_out, linger=3.0)
     os.close(w_out)
     os.close(r_in)
     out = b""
@@ -284,9 +293,12 @@ def test_console_in_a_pipe(shared):
 
 CONSOLE_DRIVER = """
 import sys
-from vsh.kvm import client, console
+from vsh.api.local.console import LocalConsole
+from vsh.kvm import client
+from vsh.ui.console import session
 rd = sys.argv[1]
-reason = console.attach(client.read_state(rd), rd, force=len(sys.argv) > 2)
+with LocalConsole(client.read_state(rd), rd, force=len(sys.argv) > 2) as stream:
+    reason = session(stream, stream.name)
 print("LEFT:" + reason)
 """
 
@@ -320,7 +332,7 @@ def test_console_on_a_terminal_both_escapes_and_force(shared):
     # one session at a time; --force takes over
     first, pexpect = _console_session(rd)
     with pytest.raises(OperationInvalid, match="Active console session"):
-        console.attach(client.read_state(rd), rd, stdin_fd=os.open(os.devnull, os.O_RDONLY))
+        attach_console(client.read_state(rd), rd, stdin_fd=os.open(os.devnull, os.O_RDONLY))
     second, _ = _console_session(rd, force=True)
     first.expect_exact("LEFT:taken over")
     first.expect(pexpect.EOF)
@@ -427,7 +439,7 @@ def test_guest_reboot_with_on_reboot_destroy(guest, tmp_path):
         r_out, w_out = os.pipe()
         os.write(w_in, b"\nreboot\n")
         os.close(w_in)
-        console.attach(client.read_state(rd), rd, stdin_fd=r_in, stdout_fd=w_out, linger=2.0)
+        attach_console(client.read_state(rd), rd, stdin_fd=r_in, stdout_fd=w_out, linger=2.0)
         os.close(w_out)
         os.close(r_in)
         os.close(r_out)

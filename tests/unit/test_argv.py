@@ -269,6 +269,20 @@ def test_console_chardev(tmp_path):
     assert console_chardev(root) == "charconsole0"
 
 
+def test_console_chardev_is_the_chardev_that_logs_to_the_console_log(tmp_path):
+    # a serial-type console after a virtio one stands in for serial port 0: the builder gives
+    # it charserial0 and the console log, and console_chardev names that same chardev
+    root = am.materialize("q35-virtio", tmp_path)
+    devices = root.find("devices")
+    for s in root.xpath("devices/serial | devices/console"):
+        devices.remove(s)
+    for ttype in ("virtio", "serial"):
+        etree.SubElement(etree.SubElement(devices, "console", type="pty"), "target", type=ttype)
+    argv = argv_of(root, name="x")
+    assert console_chardev(root) == "charserial0"
+    assert "pty,id=charserial0,logfile=/run/vsh/x/console.log,logappend=on" in opt_values(argv, "-chardev")
+
+
 def test_runtime_paths():
     p = RuntimePaths.for_rundir("/run/vsh/x")
     assert (p.qmp_socket, p.console_log, p.vnc_socket) == \

@@ -108,7 +108,8 @@ def test_global_options_are_skipped(vsh, doms, vsh_env, tmp_path):
 
 
 def test_batch_dash_prefix(doms):
-    from vsh.shell import Context, complete
+    from vsh.completion import complete
+    from vsh.shell import Context
 
     assert complete(Context(), ["-dominfo", "web"]) == ["web1"]
 

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from vsh.core.errors import InvalidArgument, OperationInvalid
-from vsh.kvm.console import (ConsoleLock, InputFilter, OutputFilter, attach, console_log,
-                             describe_escape, parse_escape)
+from vsh.api.local.console import LocalConsole
+from vsh.kvm.console import ConsoleLock, log_chunks
+from vsh.ui.console import InputFilter, OutputFilter, describe_escape, parse_escape, session
 
 ESC = b"\x1b"
 
@@ -200,8 +201,8 @@ def test_pipe_session_over_unix_socket(tmp_path):
     r_out, w_out = os.pipe()
     os.write(w_in, b"hello~.\n")       # "~." not after a newline: sent as is
     os.close(w_in)
-    reason = attach({"name": "g", "console_socket": path}, tmp_path, stdin_fd=r_in,
-                    stdout_fd=w_out, linger=2.0)
+    with LocalConsole({"name": "g", "console_socket": path}, tmp_path) as stream:
+        reason = session(stream, stream.name, stdin_fd=r_in, stdout_fd=w_out, linger=2.0)
     os.close(w_out)
     out = b""
     while chunk := os.read(r_out, 65536):
@@ -216,17 +217,11 @@ def test_pipe_session_over_unix_socket(tmp_path):
 
 def test_console_log_copies_and_follows(tmp_path):
     (tmp_path / "console.log").write_bytes(b"line1\nline2\n")
-    r, w = os.pipe()
-    console_log(tmp_path, follow=False, out_fd=w)
-    os.close(w)
-    assert os.read(r, 100) == b"line1\nline2\n"
-    os.close(r)
-    # follow on a shut-off domain prints what there is and returns at once
+    assert b"".join(log_chunks(tmp_path, follow=False)) == b"line1\nline2\n"
+    # follow on a shut-off domain yields what there is and ends at once
     from vsh.kvm import client
     client.write_json_atomic(tmp_path / "state.json", {"name": "g", "state": "shutoff"})
-    r, w = os.pipe()
     t0 = time.monotonic()
-    console_log(tmp_path, follow=True, out_fd=w, timeout=5)
+    out = b"".join(log_chunks(tmp_path, follow=True, timeout=5))
     assert time.monotonic() - t0 < 1
-    os.close(w)
-    assert os.read(r, 100) == b"line1\nline2\n"
+    assert out == b"line1\nline2\n"

@@ -20,6 +20,8 @@ from lxml import etree
 
 from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm import host as H
+from vsh.kvm.host import cache, hardware, kvmprobe
+from vsh.kvm.host import qemu as hqemu
 
 _spec = importlib.util.spec_from_file_location(
     "argv_materials", Path(__file__).resolve().parents[1] / "argv_materials.py")
@@ -43,9 +45,9 @@ not json at all
 
 
 def test_parse_qmp_transcript():
-    replies = H.parse_qmp_replies(QMP_TRANSCRIPT)
+    replies = hqemu.parse_qmp_replies(QMP_TRANSCRIPT)
     assert set(replies) == {"caps", "query-version", "query-machines", "query-cpu-definitions", "quit"}
-    info = H.parse_qemu_info(replies)
+    info = hqemu.parse_qemu_info(replies)
     assert info["version"] == "7.2.22" and info["version_tuple"] == [7, 2, 22]
     assert info["package"] == "Debian 1:7.2+dfsg-7+deb12u18+b3"
     names = [m["name"] for m in info["machines"]]
@@ -58,12 +60,12 @@ def test_parse_qmp_transcript():
 
 
 def test_parse_accel_help_and_version_text():
-    assert H.parse_accel_help("Accelerators supported in QEMU binary:\ntcg\nkvm\n") == ["tcg", "kvm"]
-    assert H.parse_accel_help("") == []
+    assert hqemu.parse_accel_help("Accelerators supported in QEMU binary:\ntcg\nkvm\n") == ["tcg", "kvm"]
+    assert hqemu.parse_accel_help("") == []
     text = "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright (c) 2003-2022 ..."
-    assert H.parse_version_text(text) == ("7.2.22", (7, 2, 22), "Debian 1:7.2+dfsg-7+deb12u18+b3")
-    assert H.parse_version_text("QEMU emulator version 8.1\n") == ("8.1.0", (8, 1, 0), "")
-    assert H.parse_version_text("garbage") == ("", (), "")
+    assert hqemu.parse_version_text(text) == ("7.2.22", (7, 2, 22), "Debian 1:7.2+dfsg-7+deb12u18+b3")
+    assert hqemu.parse_version_text("QEMU emulator version 8.1\n") == ("8.1.0", (8, 1, 0), "")
+    assert hqemu.parse_version_text("garbage") == ("", (), "")
 
 
 CPUINFO = """\
@@ -82,7 +84,7 @@ flags\t\t: fpu vme vmx lm pdpe1gb pse
 
 
 def test_parse_cpuinfo():
-    ci = H.parse_cpuinfo(CPUINFO)
+    ci = hardware.parse_cpuinfo(CPUINFO)
     assert ci["model_name"] == "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz"
     assert ci["vendor"] == "GenuineIntel" and ci["mhz"] == 2399 and "vmx" in ci["flags"]
     assert ci["processors"] == 2
@@ -114,7 +116,7 @@ def make_sysfs(root: Path, sockets=2, cores=2, threads=2, nodes=2, mem_kib=1000)
 
 
 def test_read_topology(tmp_path):
-    topo = H.read_topology(str(make_sysfs(tmp_path)))
+    topo = hardware.read_topology(str(make_sysfs(tmp_path)))
     assert (topo["cpus"], topo["sockets"], topo["cores"], topo["threads"]) == (8, 2, 2, 2)
     assert [c["id"] for c in topo["cells"]] == [0, 1]
     assert topo["cells"][1] == {"id": 1, "cpus": [4, 5, 6, 7], "memory_kib": 1000}
@@ -123,15 +125,15 @@ def test_read_topology(tmp_path):
 def test_topology_that_does_not_multiply_out_falls_back(tmp_path):
     root = make_sysfs(tmp_path, sockets=1, cores=2, threads=1, nodes=1)
     (root / "devices/system/cpu/online").write_text("0-2\n")  # cpu2 has no topology dir
-    topo = H.read_topology(str(root))
+    topo = hardware.read_topology(str(root))
     assert (topo["cpus"], topo["sockets"], topo["cores"], topo["threads"]) == (3, 1, 3, 1)
 
 
 def test_iommu_groups(tmp_path):
     root = make_sysfs(tmp_path)
-    assert H._has_iommu_groups(str(root)) is False
+    assert hardware.has_iommu_groups(str(root)) is False
     (root / "kernel/iommu_groups/0").mkdir()
-    assert H._has_iommu_groups(str(root)) is True
+    assert hardware.has_iommu_groups(str(root)) is True
 
 
 def test_nodeinfo_keys_and_values():
@@ -158,12 +160,12 @@ def fake_probe(monkeypatch):
 
     def probe_qemu_and_kvm(qemu):
         calls.append(qemu)
-        return {"qemu": H.parse_qemu_info(H.parse_qmp_replies(QMP_TRANSCRIPT)), "accelerators": ["tcg", "kvm"],
+        return {"qemu": hqemu.parse_qemu_info(hqemu.parse_qmp_replies(QMP_TRANSCRIPT)), "accelerators": ["tcg", "kvm"],
                 "tcg_usable": True,
                 "kvm": {"present": True, "accessible": True, "usable": False, "decided": calls[-1] != "undecided",
                         "reason": "test verdict %d" % len(calls), "api_version": 12}}
 
-    monkeypatch.setattr(H, "_probe_qemu_and_kvm", probe_qemu_and_kvm)
+    monkeypatch.setattr(cache, "probe_qemu_and_kvm", probe_qemu_and_kvm)
     return calls
 
 
@@ -224,10 +226,10 @@ def test_unwritable_cache_dir_only_costs_speed(tmp_path, fake_probe):
 
 def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert H._default_cache_dir() == str(tmp_path / "vsh")
+    assert cache.default_cache_dir() == str(tmp_path / "vsh")
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert H._default_cache_dir() == str(tmp_path / "home/.cache/vsh")
+    assert cache.default_cache_dir() == str(tmp_path / "home/.cache/vsh")
 
 
 # ---- the KVM test guest
@@ -238,47 +240,47 @@ def test_embedded_payload_matches_its_source(tmp_path):
     obj, binary = tmp_path / "p.o", tmp_path / "p.bin"
     subprocess.run(["as", "--32", "-o", str(obj), str(PAYLOAD_SRC)], check=True)
     subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(obj), str(binary)], check=True)
-    assert binary.read_bytes() == H.payload_image()
+    assert binary.read_bytes() == kvmprobe.payload_image()
 
 
 @pytest.mark.skipif(QEMU is None, reason="needs qemu-system-x86_64")
 def test_payload_runs_to_its_end_under_tcg(tmp_path):
     bios = tmp_path / "payload.bin"
-    bios.write_bytes(H.payload_image())
-    r = H._Run("tcg", H._payload_argv(QEMU, str(bios), "tcg", None))
-    H._run_parallel([r], 10)
+    bios.write_bytes(kvmprobe.payload_image())
+    r = kvmprobe.Run("tcg", kvmprobe.payload_argv(QEMU, str(bios), "tcg", None))
+    kvmprobe.run_parallel([r], 10)
     assert r.out == b"123456789*"
-    ok, why = H.judge_payload_run(r, "TCG")
+    ok, why = kvmprobe.judge_payload_run(r, "TCG")
     assert ok, why
 
 
-def _run(**kw) -> "H._Run":
-    r = H._Run("kvm", ["qemu"])
+def _run(**kw) -> "kvmprobe.Run":
+    r = kvmprobe.Run("kvm", ["qemu"])
     for k, v in kw.items():
         setattr(r, k, v)
     return r
 
 
 def test_judging_test_guest_runs():
-    ok, why = H.judge_payload_run(_run(status=85, out=b"123456789*", seconds=0.05))
+    ok, why = kvmprobe.judge_payload_run(_run(status=85, out=b"123456789*", seconds=0.05))
     assert ok and "ran to its end" in why
-    ok, why = H.judge_payload_run(_run(status=-9, internal_error=True, out=b"123456",
+    ok, why = kvmprobe.judge_payload_run(_run(status=-9, internal_error=True, out=b"123456",
                                        err=b"KVM internal error. Suberror: 1\nextra data[0]: 0x1\n"))
     assert not ok and why == ("a 64-bit test guest hit a KVM internal error (emulation failure) in 64-bit mode, "
                               "at its first exception delivered through the IDT")
-    ok, why = H.judge_payload_run(_run(status=-9, timed_out=True, out=b"12345", seconds=1.5))
+    ok, why = kvmprobe.judge_payload_run(_run(status=-9, timed_out=True, out=b"12345", seconds=1.5))
     assert not ok and "made no progress under KVM for 1.5 s; it stopped after turning paging on" in why
-    ok, why = H.judge_payload_run(_run(status=-6, err=b"qemu-system-x86_64: warning: x\n"
+    ok, why = kvmprobe.judge_payload_run(_run(status=-6, err=b"qemu-system-x86_64: warning: x\n"
                                                   b"qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n"))
     assert not ok and why == "QEMU aborted (error: failed to set MSR 0x10a to 0x69)"
-    ok, why = H.judge_payload_run(_run(status=0, out=b"1234"))
+    ok, why = kvmprobe.judge_payload_run(_run(status=0, out=b"1234"))
     assert not ok and "reset (triple fault)" in why
-    ok, why = H.judge_payload_run(_run(spawn_error="No such file"))
+    ok, why = kvmprobe.judge_payload_run(_run(spawn_error="No such file"))
     assert not ok and "could not start QEMU" in why
 
 
 def test_no_dev_kvm(tmp_path):
-    info, tcg = H._probe_kvm(None, dev=str(tmp_path / "kvm"))
+    info, tcg = kvmprobe.probe_kvm(None, dev=str(tmp_path / "kvm"))
     assert not info.present and not info.usable and "does not exist" in info.reason
 
 

@@ -198,7 +198,7 @@ INFO_NETWORK = ("net0: index=0,type=nic,model=virtio-net-pci,macaddr=52:54:00:12
 
 
 def test_network_clients_parse(tmp_path):
-    from vsh.kvm.hotplug import network_clients
+    from vsh.kvm.qemudevs import network_clients
 
     sup = FakeSup(tmp_path, {"human-monitor-command": INFO_NETWORK})
     assert asyncio.run(network_clients(sup)) == [
@@ -216,21 +216,21 @@ QUERY_PCI = [{"bus": 0, "devices": [
 def test_pci_address_and_q35_placement(tmp_path):
     from vsh.core.domain import Domain
     from vsh.core.errors import OperationInvalid, Unsupported
-    from vsh.kvm import hotplug
+    from vsh.kvm import qemudevs
 
     sup = FakeSup(tmp_path, {"query-pci": QUERY_PCI})
-    assert asyncio.run(hotplug._pci_address(sup, "virtio-disk1")) == {
+    assert asyncio.run(qemudevs.pci_address(sup, "virtio-disk1")) == {
         "type": "pci", "domain": "0x0000", "bus": "0x01", "slot": "0x00", "function": "0x0"}
-    assert asyncio.run(hotplug._pci_address(sup, "virtio-disk0"))["slot"] == "0x02"
+    assert asyncio.run(qemudevs.pci_address(sup, "virtio-disk0"))["slot"] == "0x02"
     dom = Domain(_domain("q35", "<controller type='pci' index='1' model='pcie-root-port'/>"
                                 "<controller type='pci' index='2' model='pcie-root-port'/>"))
-    assert asyncio.run(hotplug._pci_placement(sup, dom, "q35", "disk 'vdc'")) == {"bus": "pci.2", "addr": "0x0"}
+    assert asyncio.run(qemudevs.pci_placement(sup, dom, "q35", "disk 'vdc'")) == {"bus": "pci.2", "addr": "0x0"}
     full = Domain(_domain("q35", "<controller type='pci' index='1' model='pcie-root-port'/>"))
     with pytest.raises(OperationInvalid, match="no free PCI hot-plug slot for disk 'vdc'"):
-        asyncio.run(hotplug._pci_placement(sup, full, "q35", "disk 'vdc'"))
-    assert asyncio.run(hotplug._pci_placement(sup, dom, "pc", "x")) == {"bus": "pci.0"}
+        asyncio.run(qemudevs.pci_placement(sup, full, "q35", "disk 'vdc'"))
+    assert asyncio.run(qemudevs.pci_placement(sup, dom, "pc", "x")) == {"bus": "pci.0"}
     with pytest.raises(Unsupported, match="microvm"):
-        asyncio.run(hotplug._pci_placement(sup, dom, "microvm", "x"))
+        asyncio.run(qemudevs.pci_placement(sup, dom, "microvm", "x"))
 
 
 def _live(tmp_path: Path, devices: str = "") -> Path:

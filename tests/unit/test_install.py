@@ -1,5 +1,6 @@
-"""vsh install (vsh/commands/install.py): option parsing, the XML it writes (golden files,
-libvirt's schema), os-variant defaults, the files it creates, and its errors.
+"""vsh install (vsh/commands/install.py over vsh/core/installopts.py, vsh/api/local/installplan.py
+and vsh/api/local/install.py): option parsing, the XML it writes (golden files, libvirt's schema),
+os-variant defaults, the files it creates, and its errors.
 
 Nothing here boots a guest: the start at the end of an install is replaced by a fake
 where a test gets that far (tests/integration/test_install.py boots for real).
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from vsh.commands import install as inst
+from vsh.api.local import installplan
+from vsh.core import installopts as inst
 from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError
 
 _spec = importlib.util.spec_from_file_location(
@@ -37,7 +39,7 @@ HAVE_QEMU_IMG = am.have_qemu_img()
 def fake_host(monkeypatch):
     """Every install here sees a host like this one (TCG only), without probing."""
     host = am.fake_host()
-    monkeypatch.setattr(inst, "_host", lambda: host)
+    monkeypatch.setattr(installplan, "probe_host", lambda: host)
     return host
 
 
@@ -58,19 +60,19 @@ def files(tmp_path):
 
 @pytest.fixture
 def fake_start(monkeypatch):
-    """Replace the real start: record the names started, or fail like a start can."""
-    import vsh.commands.lifecycle as lifecycle
-    from vsh.core.output import Message
+    """Replace the local driver's start (which would launch QEMU): record the names started,
+    or fail like a start can."""
+    from vsh.api.local.lifecycle import LocalDomainLifecycle
 
     calls = {"started": [], "fail": None}
 
-    def start(ctx, domain, **kw):
+    def start(dom, paused=False, force_boot=False, bypass_cache=False):
         if calls["fail"]:
-            raise VshError(calls["fail"]).with_context(f"Failed to start domain '{domain}'")
-        calls["started"].append(domain)
-        return Message(f"Domain '{domain}' started")
+            raise VshError(calls["fail"]).with_context(f"Failed to start domain '{dom.name}'")
+        calls["started"].append(dom.name)
+        return {"name": dom.name, "state": "running"}
 
-    monkeypatch.setattr(lifecycle, "start", start)
+    monkeypatch.setattr(LocalDomainLifecycle, "start", start)
     return calls
 
 
@@ -83,7 +85,7 @@ def plan_for(vsh_env, *words, host=None):
     kw = bind(cmd, parse_args(cmd, list(words)))
     kw.pop("json", None)
     opts = dict(kw, import_=kw.pop("import", False), network=kw.get("network") or None)
-    return inst.make_plan(Store.open(vsh_env.uri), opts, host or am.fake_host())
+    return installplan.make_plan(Store.open(vsh_env.uri), opts, host or am.fake_host())
 
 
 def schema_ok(xml: str) -> None:
@@ -260,7 +262,7 @@ def test_print_xml_golden_schema_and_argv(case, vsh, vsh_env, files, store_tree)
     assert store_tree() == before
 
 
-@pytest.mark.skipif(not all(os.path.exists(p) for p in inst.OVMF_PAIRS[0]), reason="OVMF is not installed")
+@pytest.mark.skipif(not all(os.path.exists(p) for p in installplan.OVMF_PAIRS[0]), reason="OVMF is not installed")
 def test_uefi_xml(vsh, vsh_env, files):
     res = vsh("install", "--name", "u", "--memory", "256", "--boot", f"uefi,kernel={files / 'vmlinuz'}",
               "--disk", "none", "--print-xml")
@@ -274,7 +276,7 @@ def test_uefi_xml(vsh, vsh_env, files):
 
 
 def test_uefi_without_ovmf_is_refused(vsh, monkeypatch, files, store_tree):
-    monkeypatch.setattr(inst, "OVMF_PAIRS", (("/nonexistent/CODE.fd", "/nonexistent/VARS.fd"),))
+    monkeypatch.setattr(installplan, "OVMF_PAIRS", (("/nonexistent/CODE.fd", "/nonexistent/VARS.fd"),))
     before = store_tree()
     res = vsh("install", "--name", "u", "--boot", "uefi,hd", "--disk", "size=1")
     assert res.status == 1
@@ -489,3 +491,78 @@ def test_seed_of_another_domain_is_not_replaced(vsh, vsh_env, files, fake_start,
               f"root-ssh-key={key}", "--noautoconsole")
     assert res.status == 1 and "is a disk of domain 'b'" in res.err
     assert (images / "a-cidata.iso").exists()
+
+
+# ---- the API: conn.installer ---------------------------------------------------------------------
+
+
+def _options(**given) -> dict:
+    """The options dict as the command hands it over (every key, None where not given)."""
+    opts = dict(name=None, memory=None, vcpus=None, cpu=None, disk=[], cdrom=None, boot=None, network=None,
+                graphics=None, console=None, rng=None, os_variant=None, virt_type=None, machine=None,
+                cloud_init=None, uuid=None, import_=False)
+    opts.update(given)
+    return opts
+
+
+def test_installer_os_variants_and_plan_are_plain_data(vsh_env, store_tree):
+    from vsh import api
+
+    before = store_tree()
+    installer = api.connect(vsh_env.uri).installer
+    variants = installer.os_variants()
+    assert [v["name"] for v in variants] == list(inst.OS_VARIANTS)
+    assert variants[0] == {"name": "debian12", "label": "Debian 12 (bookworm)", "memory": 1024, "disk": 20,
+                           "vcpus": 1, "machine": "q35", "disk_bus": "virtio", "nic_model": "virtio"}
+    plan = installer.plan(_options(name="p", uuid=UUID, boot="hd", disk=["size=1"],
+                                   cloud_init="root-password-generate=on"))
+    assert json.loads(json.dumps(plan)) == plan
+    images = f"{vsh_env.store}/data/images"
+    assert (plan["name"], plan["uuid"], plan["nvram"]) == ("p", UUID, None)
+    assert plan["disks"] == [{"path": f"{images}/p.qcow2", "format": "qcow2", "size": inst.GIB, "backing": None,
+                              "backing_format": None}]
+    assert plan["seed"] == f"{images}/p-cidata.iso"
+    assert plan["would_create"] == [f"{images}/p.qcow2", f"{images}/p-cidata.iso"]
+    assert len(plan["root_password"]) == 16
+    assert etree.fromstring(plan["xml"].encode()).findtext("name") == "p"
+    assert installer.plan(_options(name="p", boot="hd", disk=["size=1"]), check=True)["name"] == "p"
+    assert store_tree() == before  # planning, checked or not, creates nothing
+
+
+@pytest.mark.skipif(not HAVE_QEMU_IMG, reason="needs qemu-img")
+def test_installer_create_and_discard(vsh_env, store_tree):
+    from vsh import api
+
+    before = store_tree()
+    conn = api.connect(vsh_env.uri)
+    made = conn.installer.create(_options(name="m", uuid=UUID, boot="hd", disk=["size=0.01"]), autostart=True)
+    assert json.loads(json.dumps(made)) == made
+    image = f"{vsh_env.store}/data/images/m.qcow2"
+    assert made == {"name": "m", "uuid": UUID, "created": [image], "disks": [image],
+                    "new_disks": [{"path": image, "format": "qcow2", "size": 10737664, "backing": None,
+                                   "backing_format": None}], "seed": None, "root_password": None}
+    info = conn.lookup_domain("m").info()
+    assert os.path.exists(image)
+    assert (info["state"], info["autostart"]) == ("shut off", True)  # defined, not started: the caller's next step
+    with pytest.raises(VshError, match="domain 'm' already exists"):
+        conn.installer.plan(_options(name="m", boot="hd", disk=["size=0.01"]), check=True)
+    conn.installer.discard(made)
+    assert conn.store.find("m") is None and not os.path.exists(image)
+    conn.installer.discard(made)  # twice: nothing is left to undo, nothing is raised
+
+
+@pytest.mark.skipif(not HAVE_QEMU_IMG, reason="needs qemu-img")
+def test_installer_create_removes_what_it_made_when_a_step_fails(vsh_env, monkeypatch):
+    from vsh import api
+    from vsh.api.install import NOTHING_KEPT
+
+    conn = api.connect(vsh_env.uri)
+
+    def define(dom):
+        raise VshError("internal error: the disk is full")
+
+    monkeypatch.setattr(conn.store, "define", define)
+    with pytest.raises(VshError) as err:
+        conn.installer.create(_options(name="f", boot="hd", disk=["size=0.01"]))
+    assert err.value.lines == ("internal error: the disk is full",) and err.value.hint == NOTHING_KEPT
+    assert not os.path.exists(f"{vsh_env.store}/data/images/f.qcow2")

@@ -403,7 +403,7 @@ def model_classes():
         cls = todo.pop()
         for sub in cls.__subclasses__():
             todo.append(sub)
-            if sub.__module__ == model.__name__:
+            if sub.__module__.startswith(model.__name__ + "."):
                 out.append(sub)
     return out
 
@@ -537,3 +537,17 @@ def test_subset_match_and_normalize_order():
     model.normalize_order(nic)
     assert [el.tag for el in nic] == ["mac", "source", "model", "x-unknown"]
     assert model.parse_cpuset("0-3,^2,8") == {0, 1, 3, 8}
+
+
+def test_uuid_rules_are_libvirts():
+    from vsh.core.names import is_uuid, is_uuid_arg, normal_uuid
+
+    canon = "97c337bf-e241-4906-9a5f-79c3046b44f9"
+    # virUUIDParse: 16 pairs of hex digits, '-' or ' ' between pairs, white space around
+    for text in (canon, canon.upper(), canon.replace("-", ""), f" {canon}\n", "97c337bfe241 4906-9a5f79c3046b44f9"):
+        assert is_uuid(text) and normal_uuid(text) == canon, text
+    for text in ("", None, canon[:-1], canon + "0", canon + "-", "9-7c337bfe24149069a5f79c3046b44f9", "g" * 32):
+        assert not is_uuid(text), text
+    # virsh tries an argument as a UUID only when it is 36 characters long
+    assert is_uuid_arg(canon) and is_uuid_arg(canon.upper())
+    assert not is_uuid_arg(canon.replace("-", "")) and not is_uuid_arg(f" {canon}")

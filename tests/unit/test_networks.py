@@ -232,3 +232,37 @@ def test_net_edit_defines_the_edited_xml_and_refuses_bad_edits(vsh, tmp_path, mo
     assert "vbr4" in vsh("net-dumpxml", "n4").out
     monkeypatch.setenv("EDITOR", "true")
     assert vsh("net-edit", "n4").out == "Network n4 XML configuration not changed.\n\n"
+
+
+# -- the API (vsh.api.networks) -------------------------------------------------------------------------
+
+
+def test_api_handles_take_and_return_plain_data(vsh_env):
+    import inspect
+
+    from vsh import api
+    from vsh.core.errors import NotFound
+
+    conn = api.connect(vsh_env.uri)
+    networks = conn.networks
+    assert networks.names() == []                   # a cheap listing sets nothing up
+    net = networks.define_xml(net_xml("<bridge name='vbr9'/><ip address='10.9.0.1' prefix='24'/>"))
+    for handle in (networks, net):
+        assert not {n for n, v in inspect.getmembers(type(handle)) if getattr(v, "__isabstractmethod__", False)}
+    assert networks.names() == ["default", "n1"]
+    info = net.info()
+    assert (info["name"], info["active"], info["persistent"], info["bridge"], info["ip"]) == \
+        ("n1", False, True, "vbr9", "10.9.0.1/24")
+    assert networks.lookup_by_uuid(net.uuid).name == "n1"
+    with pytest.raises(NotFound, match="no network with matching uuid 'n1'"):
+        networks.lookup_by_uuid("n1")
+    assert [n["name"] for n in networks.list(autostart=True)] == ["default"]
+    net.set_autostart(True)
+    assert [n["name"] for n in networks.list(autostart=True)] == ["default", "n1"]
+    with pytest.raises(InvalidArgument, match="cannot change from 'n1' to 'n2'"):
+        net.redefine(net_xml("<bridge name='vbr9'/>", name="n2"))
+    net.redefine(net_xml("<bridge name='vbr9' stp='off'/>"))
+    assert "stp='off'" in networks.lookup("n1").xml(inactive=True)
+    assert net.dhcp_leases() == []
+    net.undefine()
+    assert networks.names() == ["default"]

@@ -15,7 +15,7 @@ from vsh.registry import GROUPS, KINDS, Registry, registry
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME_RE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
-REGENERATE = ".venv/bin/python -m vsh.registry --write-all"
+REGENERATE = ".venv/bin/python -m vsh.manpage --write-all"
 
 
 def all_commands():
@@ -192,7 +192,7 @@ def test_help_json(vsh):
 
 
 def test_index_is_fresh():
-    from vsh.registry import write_index
+    from vsh.manpage import write_index
 
     fresh = write_index(Registry(use_index=False))
     current = (ROOT / "vsh" / "_index.py").read_text()

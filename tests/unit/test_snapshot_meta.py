@@ -122,13 +122,13 @@ def test_save_image_header(tmp_path):
 
 
 def test_diskspec_parsing():
-    from vsh.commands.snapshot import _parse_diskspec
+    from vsh.commands.snapshot import parse_diskspec
 
-    req = _parse_diskspec("vda,snapshot=external,file=/x/a,,b.qcow2")
-    assert (req.target, req.snapshot, req.file) == ("vda", "external", "/x/a,b.qcow2")
-    assert _parse_diskspec("vdb,snapshot=no").snapshot == "no"
+    req = parse_diskspec("vda,snapshot=external,file=/x/a,,b.qcow2")
+    assert (req["target"], req["snapshot"], req["file"]) == ("vda", "external", "/x/a,b.qcow2")
+    assert parse_diskspec("vdb,snapshot=no")["snapshot"] == "no"
     with pytest.raises(InvalidArgument):
-        _parse_diskspec("vda,bogus=1")
+        parse_diskspec("vda,bogus=1")
 
 
 # -- command texts without a guest --------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 
+from vsh.core import runtime
 from vsh.core import store as store_mod
-from vsh.kvm import client
+from vsh.kvm import client, launch
 
 
 def _starttime(pid: int) -> int:
@@ -24,7 +25,7 @@ def _write_state(vsh_env, name: str, **over) -> None:
     rd.mkdir(parents=True, exist_ok=True, mode=0o700)
     me = os.getpid()
     data = {"name": name, "state": "running", "reason": "booted", "id": 7,
-            "boot_id": store_mod.boot_id(), "qemu_pid": me, "qemu_starttime": _starttime(me),
+            "boot_id": runtime.boot_id(), "qemu_pid": me, "qemu_starttime": _starttime(me),
             "supervisor_pid": me, "supervisor_starttime": _starttime(me), "transient": False}
     data.update(over)
     client.write_json_atomic(rd / "state.json", data)
@@ -32,16 +33,16 @@ def _write_state(vsh_env, name: str, **over) -> None:
 
 def test_pid_alive_checks_the_start_time():
     me = os.getpid()
-    assert store_mod.pid_alive(me) and store_mod.pid_alive(me, _starttime(me))
-    assert not store_mod.pid_alive(me, _starttime(me) + 1)
+    assert runtime.pid_alive(me) and runtime.pid_alive(me, _starttime(me))
+    assert not runtime.pid_alive(me, _starttime(me) + 1)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    assert not store_mod.pid_alive(dead.pid)
-    assert not store_mod.pid_alive(None) and not store_mod.pid_alive(0)
+    assert not runtime.pid_alive(dead.pid)
+    assert not runtime.pid_alive(None) and not runtime.pid_alive(0)
     zombie = subprocess.Popen(["true"])
     try:
         os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)    # exited, not reaped
-        assert not store_mod.pid_alive(zombie.pid)
+        assert not runtime.pid_alive(zombie.pid)
     finally:
         zombie.wait()
 
@@ -92,13 +93,13 @@ def test_clear_previous_run(tmp_path):
                  "console.log", "serial1.log", "state.json", "supervisor.lock"):
         (rd / name).write_text("old\n")
     (rd / "keep-dir").mkdir()
-    same_boot = {"state": "shutoff", "boot_id": client.boot_id()}
-    client._clear_previous_run(client.RunDir(rd), same_boot)
+    same_boot = {"state": "shutoff", "boot_id": runtime.boot_id()}
+    launch.clear_previous_run(runtime.RunDir(rd), same_boot)
     assert sorted(p.name for p in rd.iterdir()) == [
         "console.log", "keep-dir", "serial1.log", "state.json", "supervisor.lock", "supervisor.log"]
-    client._clear_previous_run(client.RunDir(rd), dict(same_boot, boot_id="another-boot"))
+    launch.clear_previous_run(runtime.RunDir(rd), dict(same_boot, boot_id="another-boot"))
     assert sorted(p.name for p in rd.iterdir()) == ["keep-dir", "supervisor.lock"]
-    client._clear_previous_run(client.RunDir(tmp_path / "missing"), None)      # no directory: nothing to do
+    launch.clear_previous_run(runtime.RunDir(tmp_path / "missing"), None)      # no directory: nothing to do
 
 
 def test_private_dir_refuses_another_users_link(tmp_path):
@@ -121,3 +122,21 @@ def test_private_dir_refuses_another_users_link(tmp_path):
     else:
         raise AssertionError("a link owned by another user was accepted")
     assert oct(os.stat(target).st_mode & 0o777) == "0o755"
+
+
+def test_one_reader_of_the_runtime_state(vsh, define, vsh_env):
+    """The store (list, domstate, dominfo) and the supervisor's clients read state.json the
+    same way: processes gone in this boot read as shut off, reason unknown, everywhere."""
+    define("d1")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _write_state(vsh_env, "d1", qemu_pid=dead.pid, supervisor_pid=dead.pid,
+                 qemu_starttime=None, supervisor_starttime=None)
+    assert vsh("domstate", "d1", "--reason").out.strip() == "shut off (unknown)"
+    rd = vsh_env.store / "run" / "d1"
+    st = client.read_state(rd)
+    assert (st["state"], st["reason"], st["stale"]) == ("shutoff", "unknown", True)
+    rt = runtime.read_runtime(rd)
+    assert (rt.state, rt.reason, rt.active, rt.id) == ("shutoff", "unknown", False, None)
+    assert store_mod.read_runtime is runtime.read_runtime and client.read_state is runtime.read_state
+    assert store_mod.ACTIVE_STATES is client.ACTIVE_STATES is runtime.ACTIVE_STATES

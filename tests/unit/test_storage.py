@@ -237,19 +237,20 @@ def test_pool_define_from_xml(vsh, vsh_env):
 
 
 def test_stored_definitions_read_without_lxml_agree(vsh, vsh_env):
-    from vsh.core.pools import _quick_pool, parse_pool_xml
+    from vsh.core.pools import parse_pool_xml
+    from vsh.core.pools.model import quick_pool
 
     xml = vsh_env.tmp / "pool.xml"
     xml.write_text(f"<pool type='dir'><name>q&amp;p</name><target><path>{vsh_env.tmp / 'q'}</path>"
                    "<permissions><mode>0750</mode><owner>0</owner></permissions></target></pool>")
     ok(vsh("-q", "pool-define", str(xml)))
     stored = (vsh_env.store / "config" / "storage" / "q&p.xml").read_bytes()
-    quick, full = _quick_pool(stored), parse_pool_xml(stored)
+    quick, full = quick_pool(stored), parse_pool_xml(stored)
     assert quick is not None
     assert vars(quick) == vars(full) and quick.name == "q&p" and quick.mode == 0o750 and quick.owner == 0
     for odd in (stored.replace(b"<source>", b"<source><extra/>"), b"<!DOCTYPE pool>" + stored,
                 stored.replace(b"type='dir'", b"type='logical'"), stored.replace(b"<name>", b"<name>a/")):
-        assert _quick_pool(odd) is None  # the full parser decides
+        assert quick_pool(odd) is None  # the full parser decides
     assert ok(vsh("pool-info", "q&p")).startswith("Name:           q&p\n")
 
 
@@ -716,7 +717,7 @@ def test_sparse_transfers(vsh, vsh_env, images):
 
 def test_progress_only_on_a_terminal(vsh, vsh_env):
     from vsh.commands.storage import ProgressBar
-    from vsh.core.pools import copy_data
+    from vsh.core.sparsecopy import copy_data
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -742,14 +743,15 @@ def test_progress_only_on_a_terminal(vsh, vsh_env):
 
 
 def test_failed_create_leaves_nothing(vsh, images, monkeypatch):
-    import vsh.core.pools as pools_mod
+    import vsh.core.qemuimg as qemuimg_mod
+    from vsh.core.errors import VshError
 
     vsh("pool-list")
 
     def broken(args, progress_fd=None):
-        raise pools_mod.VshError("qemu-img create failed: simulated")
+        raise VshError("qemu-img create failed: simulated")
 
-    monkeypatch.setattr(pools_mod, "qemu_img", broken)
+    monkeypatch.setattr(qemuimg_mod, "qemu_img", broken)
     fails(vsh("vol-create-as", "default", "q.qcow2", "1M", "--format", "qcow2"), "Failed to create vol q.qcow2",
           "qemu-img create failed: simulated")
     assert os.listdir(images) == []
@@ -862,3 +864,100 @@ def test_volumes_of_running_domains_are_not_changed(vsh, define, images, vsh_env
     fails(vsh("vol-upload", "v.img", "/dev/null", "--pool", "default"), msg.format("upload to"))
     ok(vsh("vol-download", "v.img", str(vsh_env.tmp / "copy"), "--pool", "default"))
     assert (images / "v.img").exists()
+
+
+# -- the API (vsh.api.storage) ------------------------------------------------------------------------
+
+
+def _abstract(handle) -> set:
+    import inspect
+
+    return {name for name, value in inspect.getmembers(type(handle)) if getattr(value, "__isabstractmethod__", False)}
+
+
+def test_api_handles_take_and_return_plain_data(vsh_env, images):
+    from vsh import api
+    from vsh.core.errors import NotFound
+
+    conn = api.connect(vsh_env.uri)
+    storage = conn.storage
+    assert storage.pool_names() == []               # a cheap listing sets nothing up
+    pool = storage.lookup_pool("default")
+    assert storage.pool_names() == ["default"]
+    base = pool.create_volume_as("base.img", MIB)
+    top = pool.create_volume_as("top.qcow2", 2 * MIB, format="qcow2", backing_path=base.path, backing_format="raw")
+    for handle in (storage, pool, base, top):
+        assert not _abstract(handle), f"{type(handle).__name__} lacks {_abstract(handle)}"
+    assert storage.volume_names() == ["base.img", "top.qcow2"]
+    assert storage.volume_names(paths=True) == [str(images / "base.img"), str(images / "top.qcow2")]
+    info = storage.lookup_volume(str(images / "top.qcow2")).info()
+    assert (info["format"], info["capacity"], info["backing"], info["backing_format"]) == \
+        ("qcow2", 2 * MIB, str(images / "base.img"), "raw")
+    assert top.pool().name == "default" and top.pool().uuid == pool.uuid
+    assert [v["name"] for v in pool.list_volumes()] == ["base.img", "top.qcow2"]
+    assert "<backingStore>" in pool.volume_xml_as("x.qcow2", MIB, format="qcow2", backing_path=base.path,
+                                                  backing_format="raw")
+    assert base.resize(MIB, delta=True) == 2 * MIB and base.info()["capacity"] == 2 * MIB
+    clone = base.clone("copy.img")
+    assert clone.info()["capacity"] == 2 * MIB
+    clone.delete()
+    with pytest.raises(NotFound):
+        pool.lookup_volume("copy.img")
+    assert storage.lookup_pool_by_uuid(pool.uuid).name == "default"
+    with pytest.raises(NotFound, match="failed to get pool 'default'"):
+        storage.lookup_pool_by_uuid("default")
+    other = storage.define_pool_xml(f"<pool type='dir'><name>o</name><target><path>{vsh_env.tmp / 'o'}</path>"
+                                    "</target></pool>")
+    other.start(build=True)
+    assert other.info()["active"] and "capacity" in other.info()
+    assert [p["name"] for p in storage.list_pools(active=False)] == []
+    other.destroy()
+    assert [p["name"] for p in storage.list_pools(active=False)] == ["o"]
+    other.undefine()
+    assert storage.pool_names() == ["default"]
+
+
+def test_qcow2_header_is_read_once_for_everyone(tmp_path):
+    """core.qcow2 is the one header parser: pools, the QEMU argv checks and the snapshot code read it."""
+    from vsh.core.qcow2 import read_header_at
+    from vsh.kvm import qcow2
+    from vsh.kvm.argv import qcow2_backing_file, qcow2_data_file
+
+    base, top = tmp_path / "base.img", tmp_path / "top.qcow2"
+    base.write_bytes(b"")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on,cluster_size=4096",
+                    "-b", str(base), "-F", "raw", str(top), "1M"], check=True)
+    hdr = read_header_at(str(top))
+    assert (hdr.version, hdr.size, hdr.cluster_bits, hdr.compat) == (3, MIB, 12, "1.1")
+    assert (hdr.backing, hdr.backing_format, hdr.lazy_refcounts, hdr.data_file) == (str(base), "raw", True, False)
+    assert qcow2_backing_file(str(top)) == str(base) and qcow2_data_file(str(top)) is None
+    info = qcow2.read_info(str(top))
+    assert (info.backing_file, info.backing_format, info.size, info.snapshots) == (str(base), "raw", MIB, [])
+    assert read_header_at(str(base)) is None and not qcow2.is_qcow2(str(base))
+
+
+def test_one_lock_times_out_with_its_holder_named(tmp_path):
+    from vsh.core.errors import OperationInvalid
+    from vsh.core.store import Lock
+
+    path = str(tmp_path / "defs" / ".lock")
+    with Lock(path, 5, "storage pool definitions are locked by another vsh process"):
+        with pytest.raises(OperationInvalid) as err:
+            with Lock(path, 0, "storage pool definitions are locked by another vsh process"):
+                pass
+    assert str(err.value) == "storage pool definitions are locked by another vsh process (waited 0 s)"
+    assert oct(os.stat(tmp_path / "defs").st_mode & 0o777) == "0o700"
+    with Lock(path, 0, "free again"):
+        pass
+
+
+def test_qemu_img_runner_quotes_its_last_complaint(tmp_path):
+    from vsh.core.errors import VshError
+    from vsh.core.qemuimg import qemu_img
+
+    out = qemu_img(["create", "-q", "-f", "raw", str(tmp_path / "x.img"), "1M"])
+    assert out == b"" and os.path.getsize(tmp_path / "x.img") == MIB
+    with pytest.raises(VshError) as err:
+        qemu_img(["info", str(tmp_path / "missing")], what="probing 'missing'")
+    assert str(err.value).startswith("probing 'missing' failed: qemu-img: ")
+    assert "No such file or directory" in str(err.value)

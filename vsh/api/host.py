@@ -2,8 +2,60 @@
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
 
 
 class Host(ABC):
     """The host: node facts, capabilities, domain capabilities, validation."""
+
+    @abstractmethod
+    def hostname(self) -> str:
+        """``virConnectGetHostname``: the host's name (the node name of the kernel that runs the
+        domains)."""
+
+    @abstractmethod
+    def hypervisor_version(self) -> str | None:
+        """``virConnectGetVersion``: the version of the QEMU that runs the domains (``"8.2.2"``); ``""``
+        when no QEMU is found, None when the host could not be probed at all."""
+
+    @abstractmethod
+    def cpu_count(self) -> int:
+        """The number of host CPUs a vCPU may be pinned to (their numbers are 0 to count-1): the width
+        of vcpuinfo's affinity maps and the range cpu-stats accepts."""
+
+    @abstractmethod
+    def node_info(self) -> dict:
+        """``virNodeGetInfo``: a dict with virsh nodeinfo's labels as keys: ``CPU model`` (the
+        architecture), ``CPU(s)``, ``CPU frequency`` (MHz), ``CPU socket(s)`` (per NUMA cell, as
+        libvirt counts them), ``Core(s) per socket``, ``Thread(s) per core``, ``NUMA cell(s)``,
+        ``Memory size`` (KiB); numbers are ints."""
+
+    @abstractmethod
+    def capabilities_xml(self) -> str:
+        """``virConnectGetCapabilities``: the host's capabilities document (libvirt's
+        ``<capabilities>`` format: host CPU, topology, guests the hypervisor can run)."""
+
+    @abstractmethod
+    def domain_capabilities_xml(self, virttype: str | None = None, emulatorbin: str | None = None,
+                                arch: str | None = None, machine: str | None = None) -> str:
+        """``virConnectGetDomainCapabilities``: the ``<domainCapabilities>`` document for a
+        virtualization type (``kvm`` or ``qemu``; None: the host's default), emulator, architecture
+        and machine type (None: the defaults). Raises InvalidArgument for an architecture, type or
+        machine the host does not offer, Unsupported when KVM is asked for but unusable or no QEMU
+        is found."""
+
+    @abstractmethod
+    def validate(self, refresh: bool = False) -> list[dict]:
+        """virt-host-validate's checks, in order: dicts with ``check`` (what was checked),
+        ``result`` (``PASS``, ``WARN`` or ``FAIL``) and ``reason`` (why, or ``""``). ``refresh``
+        probes the host again instead of using a cached verdict. A failed check is data, not an
+        error."""
+
+    @abstractmethod
+    def domxml_to_native(self, fmt: str, xml: str | None = None, domain: str | None = None) -> list[str]:
+        """``virConnectDomainXMLToNative``: the command line that would run a domain, as a list of
+        words. ``fmt`` is the native format (``qemu-argv``; anything else is InvalidArgument
+        ``unsupported config type``). Exactly one of ``xml`` (domain XML text, parsed and validated
+        as define would) and ``domain`` (a defined domain's name, id or UUID: its persistent
+        definition) is given, else InvalidArgument; NotFound for an unknown domain, XMLError for
+        XML that does not parse or validate."""

@@ -1,9 +1,58 @@
-"""Creating domains from media (virt-install): plan the XML and the disks, then define and start."""
+"""Creating domains from media (virt-install): plan the XML and the disks, then define.
+
+Owned by the install concern (``vsh/commands/install.py``). ``conn.installer`` is an
+:class:`Installer`. Its methods take virt-install's options as one dict of plain
+values, the text of each option as given on the command line:
+
+``name``, ``memory``, ``vcpus``, ``cpu``, ``cdrom``, ``boot``, ``graphics``, ``console``,
+``rng``, ``os_variant``, ``virt_type``, ``machine``, ``cloud_init``, ``uuid``: str or None;
+``disk`` and ``network``: lists of str (``network`` None for the default, user-mode
+networking); ``import_``: bool (``--import``).
+
+Paths in the options (disks, install media, kernels, cloud-init files) name files on
+the host the driver runs on. Starting the new domain is the caller's next step
+(``dom.start()``); if that fails, :meth:`Installer.discard` undoes the install.
+"""
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
+
+#: The hint of an install that failed after it created something: all of it is gone again.
+NOTHING_KEPT = "nothing was kept: the definition and the files made for it are removed"
 
 
 class Installer(ABC):
-    """Creating domains from media (virt-install): plan the XML and the disks, then define and start."""
+    """Creating domains from media (virt-install): plan the XML and the disks, then define."""
+
+    @abstractmethod
+    def os_variants(self) -> list[dict]:
+        """The OS table of ``--os-variant``, in its order: one dict per OS with ``name``, ``label``,
+        ``memory`` (MiB), ``disk`` (GiB), ``vcpus``, ``machine``, ``disk_bus``, ``nic_model``."""
+
+    @abstractmethod
+    def plan(self, options: dict, check: bool = False) -> dict:
+        """What an install with ``options`` would do, creating nothing (``--print-xml``): a dict with
+        ``name``, ``uuid``, ``xml`` (the inactive domain XML), ``disks`` (the images to create, each
+        ``path``, ``format``, ``size`` in bytes or None, ``backing``, ``backing_format``), ``seed`` and
+        ``nvram`` (the paths of the cloud-init seed and UEFI variable store to create, or None),
+        ``would_create`` (every path to create) and ``root_password`` (generated for cloud-init, or
+        None). With ``check`` (``--dry-run``) it also refuses a name in use (OperationInvalid
+        ``domain 'x' already exists``), a domain this host cannot run (the errors starting it would
+        give) and port forwards whose host ports are taken. Bad options raise InvalidArgument,
+        NotFound or Unsupported naming the option."""
+
+    @abstractmethod
+    def create(self, options: dict, autostart: bool = False) -> dict:
+        """Plan and check as :meth:`plan` with ``check``, then create the disk images, the UEFI
+        variable store and the cloud-init seed, define the domain and mark it ``autostart``; the
+        domain is not started. Returns what was made: ``name``, ``uuid``, ``created`` (the paths
+        created, in order), ``disks`` (the sources of every disk of the domain), ``new_disks``
+        (the images created, as in :meth:`plan`), ``seed`` (its path, or None) and
+        ``root_password``. If a step fails, what was made is removed again and the error is
+        raised, its hint :data:`NOTHING_KEPT` when something had been made."""
+
+    @abstractmethod
+    def discard(self, made: dict) -> None:
+        """Undo :meth:`create` (its result ``made``): undefine the domain and remove the files it
+        created. Steps that fail are skipped: nothing is raised."""

@@ -1,16 +1,156 @@
 """Running domains: start, stop, pause, console, save and restore.
 
 Owned by the lifecycle concern (``vsh/commands/lifecycle.py``, ``snapshot.py``).
+
+The runtime state a method returns is a dict with at least ``name``, ``uuid``, ``id``,
+``state``, ``reason``, ``qemu_pid``, ``console_pty`` and ``transient``. Errors of a
+method that acts on one domain carry virsh's first line of context (``Failed to
+suspend domain 'vm1'``), as virsh prints them; the command adds nothing.
 """
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
 
 
 class ConnectionLifecycle(ABC):
     """Connection-level operations that make running domains (create from XML, restore)."""
 
+    @abstractmethod
+    def create_xml(self, xml: str, paused: bool = False, validate: bool = False) -> dict:
+        """``virDomainCreateXML``: start a transient domain from ``xml`` (a persistent one of the
+        same name and UUID is started with this XML instead). ``validate`` checks the XML against
+        libvirt's schema first. Returns the runtime state as the domain started (its ``name``
+        names the domain for :meth:`lookup_domain`). Raises XMLError, OperationInvalid (already
+        active, UUID clash) and the start's errors, without context."""
+
+    @abstractmethod
+    def restore(self, path: str, xml: str | None = None, running: bool = False, paused: bool = False,
+                bypass_cache: bool = False) -> dict:
+        """``virDomainRestoreFlags``: start the domain the save image at host ``path`` describes
+        (``xml`` replaces its definition; same devices only) and load its state; running (restored)
+        unless the image or ``paused`` says paused. Returns the runtime state. Errors without
+        context."""
+
+    @abstractmethod
+    def save_image_xml(self, path: str) -> str:
+        """The domain XML recorded in the save image at host ``path``."""
+
+
+class ConsoleStream(ABC):
+    """An open serial console of a running domain (``virStreamPtr`` of ``virDomainOpenConsole``).
+
+    It holds the domain's one console session until :meth:`close`. The front end polls
+    :meth:`fileno` for reading, then calls :meth:`read`; it drives the terminal itself.
+    """
+
+    name: str           # the domain's name
+
+    @abstractmethod
+    def fileno(self) -> int:
+        """A descriptor that becomes readable when :meth:`read` has something (or the end)."""
+
+    @abstractmethod
+    def read(self, size: int = 65536) -> bytes | None:
+        """Guest output: bytes, ``b""`` once the guest side closed (the domain stopped), None when
+        nothing is there right now."""
+
+    @abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to the guest (all of it; Timeout if the guest does not take it)."""
+
+    @property
+    @abstractmethod
+    def taken_over(self) -> bool:
+        """True once another session forced its way onto this console (this one should end)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Let go of the device and the session; idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 class DomainLifecycle(ABC):
     """Per-domain operations on a running (or to be run) domain."""
+
+    @abstractmethod
+    def runtime(self) -> dict | None:
+        """The runtime state of the running domain (see the module's docstring; empty if the domain
+        is starting and has none yet); None when it is not running."""
+
+    @abstractmethod
+    def start(self, paused: bool = False, force_boot: bool = False, bypass_cache: bool = False) -> dict:
+        """``virDomainCreateWithFlags``: boot the defined domain, or resume it from its managed save
+        image (``force_boot`` discards the image; ``bypass_cache`` reads it past the page cache);
+        an interrupted snapshot operation is finished first. Returns the runtime state.
+        OperationInvalid ``Domain is already active`` (without context) when it runs."""
+
+    @abstractmethod
+    def shutdown(self, mode: str | None = None) -> dict:
+        """``virDomainShutdownFlags``: press the ACPI power button (``mode`` acpi or None; the
+        others are Unsupported). OperationInvalid when the guest has no ACPI or does not run."""
+
+    @abstractmethod
+    def reboot(self, mode: str | None = None) -> dict:
+        """``virDomainReboot``: ``acpi`` (default: power button, then boot again) or ``reset``."""
+
+    @abstractmethod
+    def reset(self) -> dict:
+        """``virDomainReset``: reset the machine at once."""
+
+    @abstractmethod
+    def destroy(self, graceful: bool = False) -> dict:
+        """``virDomainDestroyFlags``: stop QEMU (SIGTERM, then SIGKILL unless ``graceful``)."""
+
+    @abstractmethod
+    def suspend(self) -> dict:
+        """``virDomainSuspend``: pause the guest's CPUs."""
+
+    @abstractmethod
+    def resume(self) -> dict:
+        """``virDomainResume``: let a paused guest run again."""
+
+    @abstractmethod
+    def monitor_command(self, cmd: str, hmp: bool = False) -> dict | str:
+        """``virDomainQemuMonitorCommand``: with ``hmp`` the human-monitor line's text output;
+        otherwise ``cmd`` is a QMP command in JSON and the result QEMU's reply as a dict (with the
+        request's ``id``). InvalidArgument for a command that is not a QMP object."""
+
+    @abstractmethod
+    def open_console(self, devname: str | None = None, force: bool = False) -> ConsoleStream:
+        """``virDomainOpenConsole``: a :class:`ConsoleStream` on the serial console ``devname``
+        (serial0 or console0; None: the first). One session per domain: OperationInvalid
+        ``Active console session exists`` unless ``force`` takes the session over."""
+
+    @abstractmethod
+    def console_log(self, follow: bool = False, timeout: float | None = None):
+        """An iterator of bytes: what the guest wrote on its serial console in the current (or
+        last) run; with ``follow`` it goes on until the domain stops or ``timeout`` s pass.
+        OperationInvalid (at once, not when iterated) when there is no log yet."""
+
+    @abstractmethod
+    def save(self, path: str, xml: str | None = None, running: bool = False, paused: bool = False,
+             bypass_cache: bool = False, progress=None) -> dict:
+        """``virDomainSaveFlags``: write the guest's state to the host file ``path`` and stop it.
+        ``xml`` replaces the definition recorded in the image (same name and UUID); ``running`` /
+        ``paused`` choose the state restore gives it. ``progress`` is called with a percentage
+        (0-99) as the migration goes. Errors without context."""
+
+    @abstractmethod
+    def managed_save(self, running: bool = False, paused: bool = False, bypass_cache: bool = False,
+                     progress=None) -> dict:
+        """``virDomainManagedSave``: like :meth:`save` into the store; the next :meth:`start` resumes
+        from it. OperationInvalid for a transient domain. Errors without context."""
+
+    @abstractmethod
+    def managed_save_remove(self) -> bool:
+        """``virDomainManagedSaveRemove``: drop the managed save image; False when there was none."""
+
+    @abstractmethod
+    def managed_save_xml(self) -> str:
+        """The domain XML recorded in the managed save image; OperationInvalid when there is none."""

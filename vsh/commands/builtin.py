@@ -6,7 +6,7 @@ import os
 
 from vsh.core.errors import InvalidArgument, VshError
 from vsh.core.output import Lines, Text
-from vsh.registry import Opt, command, help_command, help_group, help_overview, registry
+from vsh.registry import Opt, QuitShell, command, help_command, help_group, help_overview, registry
 
 
 @command("help", group="virsh", summary="print help",
@@ -41,8 +41,6 @@ def help_(ctx, command=None):
 
 @command("quit", group="virsh", summary="quit this interactive terminal", aliases=("exit",))
 def quit_(ctx):
-    from vsh.shell import QuitShell
-
     raise QuitShell()
 
 
@@ -67,7 +65,9 @@ def _shell_quote(word: str) -> str:
 def echo(ctx, shell=False, xml=False, split=False, err=False, string=()):
     words = list(string)
     if xml:
-        words = [w.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for w in words]
+        from vsh.core.xml import escape_text
+
+        words = [escape_text(w) for w in words]
     if shell:
         words = [_shell_quote(w) for w in words]
     if split:
@@ -120,24 +120,14 @@ def connect(ctx, name=None, readonly=False):
 
 @command("uri", group="host", summary="print the connection URI")
 def uri(ctx):
-    text = ctx.store.uri
+    text = ctx.conn.uri
     return Text(text + "\n", json_data={"uri": text})
 
 
 @command("hostname", group="host", summary="print the host name")
 def hostname(ctx):
-    name = os.uname().nodename
+    name = ctx.conn.host.hostname()
     return Text(name + "\n", json_data={"hostname": name})
-
-
-def _qemu_version() -> str | None:
-    try:
-        from vsh.kvm.host import probe
-
-        info = probe()
-        return getattr(info, "qemu_version", None) and str(info.qemu_version)
-    except Exception:
-        return None
 
 
 @command("version", group="host", summary="show versions",
@@ -145,9 +135,7 @@ def _qemu_version() -> str | None:
 def version(ctx, daemon=False):
     from vsh import __version__
 
-    qemu = _qemu_version()
-    if isinstance(qemu, tuple):
-        qemu = ".".join(str(x) for x in qemu)
+    qemu = ctx.conn.host.hypervisor_version()
     lines = [
         f"Compiled against library: vsh {__version__}",
         f"Using library: vsh {__version__}",
@@ -169,7 +157,7 @@ _GLOBAL_WITH_VALUE = {"-c", "--connect", "-d", "--debug", "-e", "--escape", "-f"
                      "separate arguments, as the shell completion scripts pass them; global options\n"
                      "in front of the command are skipped (a -c URI is used for domain names).")
 def complete_cmd(ctx, words=()):
-    from vsh.shell import complete
+    from vsh.completion import complete
 
     words = list(words)
     uri = None

@@ -1,21 +1,15 @@
 """Changing a domain's configuration: edit, setmem, setmaxmem, setvcpus.
 
-The persistent configuration is changed in the store (atomically, under the
-domain's lock). A running domain is changed through its supervisor
-(``vsh.kvm.client``); :func:`supervisor_call` is the one place where that
-happens, so a missing supervisor operation gives one clear error.
-
-Which of the two a command changes follows virsh and libvirt
-(:func:`impact`): ``--config``, ``--live``, ``--current`` (live when running,
-else config) and, with no flag, what the plain libvirt call does (live for
-setmem and setvcpus, current for setmaxmem).
+The changes themselves are the API's (:mod:`vsh.api.domains`): ``--config``, ``--live``
+and ``--current`` become its ``config``, ``live`` and ``current`` flags. ``edit`` keeps
+here what talks to a person: the editor and virsh's ``Try again?`` question.
 """
 
 from __future__ import annotations
 
 import os
 
-from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
+from vsh.core.errors import InvalidArgument, OperationInvalid, VshError
 from vsh.core.output import Message, Text
 from vsh.registry import Opt, command
 from vsh.ui.editor import run_editor
@@ -25,88 +19,6 @@ CONFIG = Opt("config", kind="bool", help="affect next boot")
 LIVE = Opt("live", kind="bool", help="affect running domain")
 CURRENT = Opt("current", kind="bool", help="affect current domain")
 EXCLUSIVE = (("current", "live"), ("current", "config"))
-
-
-# -- shared by config.py and devices.py ------------------------------------------------------
-
-
-def impact(ref, *, live: bool = False, config: bool = False, current: bool = False,
-           persistent: bool = False, default: str = "live") -> tuple[bool, bool]:
-    """Which definitions a change touches: ``(live, config)``.
-
-    ``default`` is what no flag at all means: ``"live"`` for the calls virsh
-    makes without flags (virDomainSetMemory, virDomainAttachDevice...), or
-    ``"current"``. ``persistent`` (attach/detach) is config, plus live when running.
-    """
-    no_flag = not (live or config or current or persistent)
-    if persistent:
-        config = True
-        live = live or ref.active
-    if not (live or config):
-        if current or default == "current":
-            live, config = (True, False) if ref.active else (False, True)
-        else:
-            live = True
-    if live and not ref.active:
-        raise OperationInvalid("Requested operation is not valid: domain is not running",
-                               hint="add --config to change the configuration used at the next boot"
-                               if no_flag else None)
-    if config and not ref.persistent:
-        raise OperationInvalid("Requested operation is not valid: "
-                               "transient domains do not have any persistent config")
-    return live, config
-
-
-def supervisor_call(ctx, ref, op: str, *args):
-    """Run ``vsh.kvm.client.<op>(rundir, *args)`` for a running domain.
-
-    This is where live changes reach the domain's supervisor. An operation the
-    client does not offer (yet) is a clear error, never a silent no-op.
-    """
-    try:
-        from vsh.kvm import client
-    except ImportError:
-        client = None
-    fn = getattr(client, op, None) if client is not None else None
-    if fn is None:
-        raise OperationInvalid(
-            f"Requested operation is not valid: changing running domain '{ref.name}' needs its "
-            f"supervisor's '{op}' operation, which this vsh does not have yet",
-            hint="use --config to change the configuration used at the next boot")
-    return fn(ctx.store.runtime_dir(ref.name), *args)
-
-
-def check_readonly(ctx, name: str) -> None:
-    """For commands that are read-only in one mode (``--print-xml``) and not in the other."""
-    if ctx.readonly:
-        raise VshError(f"operation forbidden: read only access prevents {name}")
-
-
-def check_config_change(store, ref, change) -> None:
-    """Apply ``change`` to a copy of the persistent definition and check it, writing nothing.
-
-    Called before a live change so that a change of both definitions does not stop
-    half-way because the persistent one refuses it.
-    """
-    cfg = store.load(ref, inactive=True)
-    change(cfg)
-    cfg.fill_defaults()
-    cfg.validate()
-
-
-def change_config(store, ref, change):
-    """Load the persistent definition, apply ``change``, check it, write it atomically.
-
-    Runs under the domain's lock; on any error the stored file is left as it was.
-    Returns the new definition.
-    """
-    with store.lock(ref.name):
-        cfg = store.load(ref, inactive=True)
-        change(cfg)
-        cfg.fill_defaults()
-        cfg.validate()
-        store.write_config(cfg)
-    return cfg
 
 
 # -- setmem / setmaxmem / setvcpus ---------------------------------------------------------
@@ -123,29 +35,9 @@ SIZE = Opt("size", kind="scaled", required=True, positional=True,
                      "changed, as virsh does.",
          examples=("setmem vm1 1G --config", "setmem vm1 524288 --current"))
 def setmem(ctx, domain, size, config=False, live=False, current=False):
-    store = ctx.store
-    ref = store.get(domain)
-    do_live, do_config = impact(ref, live=live, config=config, current=current)
-    if size <= 0:
-        raise InvalidArgument("invalid argument: memory size must not be zero")
-
-    def change(cfg):
-        cfg.set_current_memory_config(size)
-
-    if do_live:
-        if do_config:
-            check_config_change(store, ref, change)
-        livedom = store.load(ref)
-        if size > (livedom.memory or 0):
-            raise InvalidArgument("invalid argument: cannot set memory higher than max memory")
-        balloon = livedom.node.find("./devices/memballoon")
-        if balloon is not None and balloon.get("model") == "none":
-            raise OperationInvalid("Requested operation is not valid: Unable to change memory of active domain "
-                                   "without the balloon device and guest OS balloon driver")
-        supervisor_call(ctx, ref, "set_balloon", size)
-    if do_config:
-        change_config(store, ref, change)
-    return Text("", json_data={"domain": ref.name, "memory_kib": size, "live": do_live, "config": do_config})
+    dom = ctx.conn.lookup_domain(domain)
+    done = dom.set_memory(size, live=live, config=config, current=current)
+    return Text("", json_data={"domain": dom.name, "memory_kib": size, **done})
 
 
 @command("setmaxmem", group="domain", summary="change maximum memory limit",
@@ -156,19 +48,12 @@ def setmem(ctx, domain, size, config=False, live=False, current=False):
                      "with a smaller size the current memory comes down too.",
          examples=("setmaxmem vm1 2G --config",))
 def setmaxmem(ctx, domain, size, config=False, live=False, current=False):
-    store = ctx.store
-    ref = store.get(domain)
+    dom = ctx.conn.lookup_domain(domain)
     try:
-        do_live, do_config = impact(ref, live=live, config=config, current=current, default="current")
-        if do_live:
-            raise OperationInvalid("Requested operation is not valid: cannot resize the maximum memory on an "
-                                   "active domain")
-        if size <= 0:
-            raise InvalidArgument("invalid argument: memory size must not be zero")
-        change_config(store, ref, lambda cfg: cfg.set_memory_config(size))
+        done = dom.set_max_memory(size, live=live, config=config, current=current)
     except VshError as err:
         raise err.with_context("Unable to change MaxMemorySize") from None
-    return Text("", json_data={"domain": ref.name, "max_memory_kib": size, "live": False, "config": True})
+    return Text("", json_data={"domain": dom.name, "max_memory_kib": size, **done})
 
 
 @command("setvcpus", group="domain", summary="change number of virtual CPUs",
@@ -185,30 +70,10 @@ def setvcpus(ctx, domain, count, maximum=False, config=False, live=False, curren
              hotpluggable=False):
     if maximum and not config:
         raise InvalidArgument("Option --config is required by option --maximum")
-    store = ctx.store
-    ref = store.get(domain)
-    if guest:
-        raise Unsupported("setvcpus --guest needs a guest agent, which vsh does not use")
-    do_live, do_config = impact(ref, live=live, config=config, current=current)
-    if count < 1:
-        raise InvalidArgument("invalid argument: vcpu count must not be zero")
-    def change(cfg):
-        cfg.set_vcpus_config(count, maximum=maximum, hotpluggable=hotpluggable)
-
-    if do_live:
-        if maximum:
-            raise InvalidArgument("invalid argument: maximum vcpu count of a live domain can't be modified")
-        if do_config:
-            check_config_change(store, ref, change)
-        top = store.load(ref).vcpus or 1
-        if count > top:
-            raise InvalidArgument("invalid argument: requested vcpus is greater than max allowable vcpus for "
-                                  f"the live domain: {count} > {top}")
-        supervisor_call(ctx, ref, "set_vcpus", count)
-    if do_config:
-        change_config(store, ref, change)
-    return Text("", json_data={"domain": ref.name, "count": count, "maximum": maximum,
-                               "live": do_live, "config": do_config})
+    dom = ctx.conn.lookup_domain(domain)
+    done = dom.set_vcpus(count, maximum=maximum, live=live, config=config, current=current, guest=guest,
+                         hotpluggable=hotpluggable)
+    return Text("", json_data={"domain": dom.name, "count": count, "maximum": maximum, **done})
 
 
 # -- edit ----------------------------------------------------------------------------------
@@ -283,27 +148,17 @@ def _ask_reedit(ctx, relax: bool) -> str:
             return key
 
 
-def _define_edited(ctx, ref, original, text: str, validate_schema: bool):
-    """Parse, check and store an edited definition; returns the new Domain."""
+def _define_edited(ctx, name: str, uuid: str | None, text, validate_schema: bool):
+    """Check and define an edited definition; returns the new Domain handle."""
     from vsh.core.domain import Domain
 
-    dom = Domain.parse(text)
-    if validate_schema and os.path.exists(SCHEMA):
-        from vsh.api.local.domains import check_schema
-
-        check_schema(dom)
-    new_name = dom.name
-    if new_name is not None and new_name != ref.name and dom.uuid \
-            and dom.uuid.lower() == (original.uuid or "").lower():
+    new = Domain.parse(text)
+    if new.name is not None and new.name != name and new.uuid and new.uuid.lower() == (uuid or "").lower():
         raise OperationInvalid(
-            f"operation failed: domain '{ref.name}' is already defined with uuid {original.uuid}",
-            hint=f"edit cannot rename a domain: use 'domrename {ref.name} {new_name}', or remove the <uuid> "
+            f"operation failed: domain '{name}' is already defined with uuid {uuid}",
+            hint=f"edit cannot rename a domain: use 'domrename {name} {new.name}', or remove the <uuid> "
                  "element to define a copy under the new name")
-    ctx.store.define(dom)
-    return dom
-
-
-SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
+    return ctx.conn.define_xml(text, validate="if-installed" if validate_schema else False)
 
 
 @command("edit", group="domain", summary="edit XML configuration for a domain",
@@ -317,10 +172,9 @@ SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
 def edit(ctx, domain, skip_validate=False):
     import tempfile
 
-    store = ctx.store
-    ref = store.get(domain)
-    original = store.load(ref, inactive=True)
-    before = original.to_xml(inactive=True)
+    current = ctx.conn.lookup_domain(domain)
+    name, uuid = current.name, current.uuid()
+    before = current.xml(inactive=True)
     fd, path = tempfile.mkstemp(prefix="vsh", suffix=".xml")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -337,14 +191,14 @@ def edit(ctx, domain, skip_validate=False):
                 except UnicodeDecodeError:
                     text = data  # the parser reports where the bad byte is
                 if text == before:
-                    return Message(f"Domain '{ref.name}' XML configuration not changed.",
-                                   json_data={"domain": ref.name, "changed": False})
+                    return Message(f"Domain '{name}' XML configuration not changed.",
+                                   json_data={"domain": name, "changed": False})
             try:
-                dom = _define_edited(ctx, ref, original, text, validate_schema)
+                dom = _define_edited(ctx, name, uuid, text, validate_schema)
             except VshError as err:
                 if not _stdin_is_tty():
                     failed = err.with_context("Failed.")
-                    failed.hint = err.hint or f"the configuration of domain '{ref.name}' is unchanged"
+                    failed.hint = err.hint or f"the configuration of domain '{name}' is unchanged"
                     raise failed from None
                 _report(ctx, err)
                 answer = _ask_reedit(ctx, relax=validate_schema)
@@ -356,7 +210,7 @@ def edit(ctx, domain, skip_validate=False):
                     validate_schema = False
                     edit_again = False
                 else:
-                    raise VshError(f"Domain '{ref.name}' XML configuration not changed: the edit was "
+                    raise VshError(f"Domain '{name}' XML configuration not changed: the edit was "
                                    "discarded") from None
                 continue
             return Message(f"Domain '{dom.name}' XML configuration edited.",

@@ -1,34 +1,29 @@
 """Adding, removing and changing devices: attach-disk, detach-disk, attach-interface,
 detach-interface, attach-device, detach-device, update-device, change-media.
 
-The device XML is built the way virsh builds it (``--print-xml`` prints exactly
-that), then checked against the domain (duplicate targets and MACs, ...) and
-stored with the domain's defaults filled in, atomically and under the domain's
-lock. A failure leaves the stored configuration as it was.
-
-``--live``, ``--config``, ``--persistent`` and ``--current`` mean what they mean
-for virsh (:func:`vsh.commands.config.impact`). A running domain's devices change
-through its supervisor (:func:`hotplug`: ``vsh.kvm.client.attach_device`` /
-``detach_device`` / ``change_media``, QMP underneath, see ``vsh.kvm.hotplug``).
-The live change comes first and the persistent one only after it worked, with
-the same device XML (defaults such as a NIC's MAC address filled in once), so a
-failed hot-plug leaves both definitions as they were.
+The device XML is built here the way virsh builds it (``--print-xml`` prints exactly
+that; host paths made absolute), and the API (:mod:`vsh.api.devices`) attaches, detaches
+or updates it: ``--live``, ``--config``, ``--persistent`` and ``--current`` become its
+flags. detach-disk, detach-interface and change-media find the device in the domain's XML
+first, as virsh does.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 
-from vsh.commands.config import (CONFIG, CURRENT, DOMAIN, LIVE, change_config, check_config_change, check_readonly,
-                                 impact)
-from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError, XMLError
+from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
 from vsh.core.output import Message, Text
 from vsh.registry import Opt, command
 
+DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
 PERSISTENT = Opt("persistent", kind="bool", help="make live change persistent")
+CONFIG = Opt("config", kind="bool", help="affect next boot")
+LIVE = Opt("live", kind="bool", help="affect running domain")
+CURRENT = Opt("current", kind="bool", help="affect current domain")
 EXCLUSIVE = (("persistent", "current"), ("current", "live"), ("current", "config"))
 FLAG_OPTS = [PERSISTENT, CONFIG, LIVE, CURRENT]
+REMOVABLE = ("cdrom", "floppy")
 
 
 def _serialize(node) -> str:
@@ -37,119 +32,31 @@ def _serialize(node) -> str:
     return serialize(node)
 
 
-def hotplug(ctx, ref, op: str, xml: str, command_name: str):
-    """Plug a device into (or out of) a running domain through its supervisor.
-
-    ``vsh.kvm.client.<op>(rundir, device_xml)`` with ``op`` ``attach_device`` or
-    ``detach_device``. A vsh without such an operation says plainly what works instead.
-    """
-    try:
-        from vsh.kvm import client
-    except ImportError:
-        client = None
-    fn = getattr(client, op, None) if client is not None else None
-    if fn is None:
-        raise OperationInvalid(
-            f"Requested operation is not valid: {command_name} needs --config while the domain is running; "
-            "live hotplug is not supported yet",
-            hint="add --config to change the configuration used at the next boot")
-    return fn(ctx.store.runtime_dir(ref.name), xml)
+def check_readonly(ctx, name: str) -> None:
+    """For commands that are read-only in one mode (``--print-xml``) and not in the other."""
+    if ctx.readonly:
+        raise VshError(f"operation forbidden: read only access prevents {name}")
 
 
-def complete_device(node) -> None:
-    """Fill in, once, the defaults the live and the persistent definition must share
-    (a NIC's MAC address; a disk's type, device and bus), as libvirt's define does."""
-    from lxml import etree
+def _definition(dom, config: bool, live: bool = False, current: bool = False, persistent: bool = False):
+    """The definition virsh searches for the device (the inactive one with --config alone), parsed."""
+    from vsh.core.domain import Domain
 
-    from vsh.core.domain import default_bus, normalize_order, random_mac
-
-    if node.tag == "interface":
-        mac = node.find("mac")
-        if mac is None or not mac.get("address"):
-            if mac is not None:
-                node.remove(mac)
-            node.append(etree.Element("mac", address=random_mac()))
-            normalize_order(node)
-    elif node.tag == "disk":
-        if node.get("type") is None:
-            node.set("type", "file")
-        if node.get("device") is None:
-            node.set("device", "disk")
-        target = node.find("target")
-        if target is not None and target.get("dev") and not target.get("bus"):
-            target.set("bus", default_bus(target.get("dev"), node.get("device")))
+    return Domain.parse(dom.xml(inactive=config and not (live or current or persistent)))
 
 
-def _live_node(ctx, node):
-    """The element as the running domain gets it: a network or bridge NIC gets its bridge
-    and a free tap name (vsh.kvm.hostnet), which the configuration never keeps."""
-    if node.tag != "interface" or node.get("type") not in ("network", "bridge"):
-        return node
-    from vsh.core.domain import Interface
-    from vsh.core.networks import host_interfaces
-    from vsh.kvm import hostnet
-
-    live = copy.deepcopy(node)
-    hostnet.plan_tap(ctx.store, Interface(live), host_interfaces() | hostnet.running_taps(ctx.store))
-    return live
+def _abs_sources(node) -> None:
+    """A stored definition names files absolutely (what the path means here, and libvirt's schema)."""
+    src = node.find("./source")
+    if src is not None:
+        for key in ("file", "dev"):
+            if src.get(key) and not os.path.isabs(src.get(key)):
+                src.set(key, os.path.abspath(src.get(key)))
 
 
-def _attach(ctx, ref, node, flags: dict, command_name: str) -> tuple[bool, bool]:
-    """Attach the device element ``node``; returns (live, config)."""
-    from vsh.core.domain import device_for
-
-    def change(cfg):
-        dev = device_for(copy.deepcopy(node))
-        cfg.check_attach(dev)
-        cfg.add_device(dev)
-
-    do_live, do_config = impact(ref, **flags)
-    complete_device(node)
-    if do_live:
-        if do_config:
-            check_config_change(ctx.store, ref, change)
-        livedom = ctx.store.load(ref)
-        livedom.check_attach(device_for(copy.deepcopy(node)))
-        hotplug(ctx, ref, "attach_device", _serialize(_live_node(ctx, node)), command_name)
-    if do_config:
-        try:
-            change_config(ctx.store, ref, change)
-        except VshError:
-            if do_live:     # keep both definitions as they were: unplug what was just plugged
-                try:
-                    hotplug(ctx, ref, "detach_device", _serialize(node), command_name)
-                except VshError:
-                    pass
-            raise
-    return do_live, do_config
-
-
-def _detach(ctx, ref, find, flags: dict, command_name: str) -> tuple[bool, bool]:
-    """Detach the device that ``find(domain)`` returns (or raises for); returns (live, config)."""
-    def change(cfg):
-        cfg.remove_device(find(cfg))
-
-    do_live, do_config = impact(ref, **flags)
-    if do_live:
-        if do_config:
-            check_config_change(ctx.store, ref, change)
-        dev = find(ctx.store.load(ref))
-        hotplug(ctx, ref, "detach_device", _serialize(dev.node), command_name)
-    if do_config:
-        change_config(ctx.store, ref, change)
-    return do_live, do_config
-
-
-def _lookup_doc(ctx, ref, config: bool, live: bool, current: bool, persistent: bool):
-    """The definition virsh searches for the device: the inactive one with --config alone."""
-    if config and not (live or current or persistent):
-        return ctx.store.load(ref, inactive=True)
-    return ctx.store.load(ref)
-
-
-def _done(msg: str, ref, node, live: bool, config: bool) -> Message:
-    return Message(msg, json_data={"domain": ref.name, "device": node.tag, "xml": _serialize(node),
-                                   "live": live, "config": config})
+def _done(msg: str, dom, node, done: dict) -> Message:
+    return Message(msg, json_data={"domain": dom.name, "device": node.tag, "xml": done.get("xml") or _serialize(node),
+                                   "live": done["live"], "config": done["config"]})
 
 
 # -- attach-disk / detach-disk -----------------------------------------------------------------
@@ -232,19 +139,14 @@ def attach_disk(ctx, domain, source, target, targetbus=None, driver=None, subdri
         text = _serialize(disk)
         return Text(text, json_data={"xml": text})
     check_readonly(ctx, "attach-disk")
-    ref = ctx.store.get(domain)
-    src = disk.find("./source")
-    if src is not None:
-        # a stored definition names files absolutely (what the path means now, and libvirt's schema)
-        for key in ("file", "dev"):
-            if src.get(key) and not os.path.isabs(src.get(key)):
-                src.set(key, os.path.abspath(src.get(key)))
+    dom = ctx.conn.lookup_domain(domain)
+    _abs_sources(disk)
     try:
-        done = _attach(ctx, ref, disk, dict(persistent=persistent, config=config, live=live, current=current),
-                       "attach-disk")
+        done = dom.devices.attach(_serialize(disk), persistent=persistent, config=config, live=live,
+                                  current=current)
     except VshError as err:
         raise err.with_context("Failed to attach disk") from None
-    return _done("Disk attached successfully", ref, disk, *done)
+    return _done("Disk attached successfully", dom, disk, done)
 
 
 @command("detach-disk", group="domain", summary="detach disk device",
@@ -257,29 +159,19 @@ def attach_disk(ctx, domain, source, target, targetbus=None, driver=None, subdri
          examples=("detach-disk vm1 vdb --config",))
 def detach_disk(ctx, domain, target, print_xml=False, persistent=False, config=False, live=False,
                 current=False):
-    ref = ctx.store.get(domain)
-    doc = _lookup_doc(ctx, ref, config, live, current, persistent)
-    disk = doc.find_disk(target)
+    dom = ctx.conn.lookup_domain(domain)
+    disk = _definition(dom, config, live, current, persistent).find_disk(target)
     if disk is None:
         raise NotFound(f"No disk found whose source path or target is {target}")
+    text = _serialize(disk.node)
     if print_xml:
-        text = _serialize(disk.node)
         return Text(text, json_data={"xml": text})
     check_readonly(ctx, "detach-disk")
-    dst = disk.target_dev
-
-    def find(dom):
-        found = dom.find_disk(dst) if dst else None
-        if found is None or found.target_dev != dst:
-            raise NotFound(f"device not found: no target device {dst}")
-        return found
-
     try:
-        done = _detach(ctx, ref, find, dict(persistent=persistent, config=config, live=live, current=current),
-                       "detach-disk")
+        done = dom.devices.detach(text, persistent=persistent, config=config, live=live, current=current)
     except VshError as err:
         raise err.with_context("Failed to detach disk") from None
-    return _done("Disk detached successfully", ref, disk.node, *done)
+    return _done("Disk detached successfully", dom, disk.node, done)
 
 
 # -- attach-interface / detach-interface ------------------------------------------------------
@@ -344,17 +236,16 @@ def attach_interface(ctx, domain, type, source=None, target=None, mac=None, scri
         text = _serialize(nic)
         return Text(text, json_data={"xml": text})
     check_readonly(ctx, "attach-interface")
-    ref = ctx.store.get(domain)
-    stored = copy.deepcopy(nic)
+    dom = ctx.conn.lookup_domain(domain)
     from vsh.core.domain import normalize_order
 
-    normalize_order(stored)
+    normalize_order(nic)
     try:
-        done = _attach(ctx, ref, stored, dict(persistent=persistent, config=config, live=live, current=current),
-                       "attach-interface")
+        done = dom.devices.attach(_serialize(nic), persistent=persistent, config=config, live=live,
+                                  current=current)
     except VshError as err:
         raise err.with_context("Failed to attach interface") from None
-    return _done("Interface attached successfully", ref, stored, *done)
+    return _done("Interface attached successfully", dom, nic, done)
 
 
 @command("detach-interface", group="domain", summary="detach network interface",
@@ -367,8 +258,8 @@ def attach_interface(ctx, domain, type, source=None, target=None, mac=None, scri
          examples=("detach-interface vm1 network --mac 52:54:00:12:34:56 --config",))
 def detach_interface(ctx, domain, type, mac=None, print_xml=False, persistent=False, config=False,
                      live=False, current=False):
-    ref = ctx.store.get(domain)
-    doc = _lookup_doc(ctx, ref, config, live, current, persistent)
+    dom = ctx.conn.lookup_domain(domain)
+    doc = _definition(dom, config, live, current, persistent)
     context = "Failed to detach interface"
     candidates = [nic for nic in doc.interfaces if nic.type == type]
     if mac:
@@ -383,37 +274,25 @@ def detach_interface(ctx, domain, type, mac=None, print_xml=False, persistent=Fa
         raise OperationInvalid(f"Domain has {len(candidates)} interfaces. Please specify which one to detach "
                                "using --mac", context)
     nic = candidates[0]
+    text = _serialize(nic.node)
     if print_xml:
-        text = _serialize(nic.node)
         return Text(text, json_data={"xml": text})
     check_readonly(ctx, "detach-interface")
-    want_mac = nic.mac
-
-    def find(dom):
-        if want_mac:
-            found = [n for n in dom.interfaces if (n.mac or "").lower() == want_mac.lower()]
-        else:
-            found = dom.matching_devices(nic.node)
-        if not found:
-            raise NotFound(f"device not found: no interface matching MAC address {want_mac} found"
-                           if want_mac else "device not found: no matching interface found")
-        return found[0]
-
     try:
-        done = _detach(ctx, ref, find, dict(persistent=persistent, config=config, live=live, current=current),
-                       "detach-interface")
+        done = dom.devices.detach(text, persistent=persistent, config=config, live=live, current=current)
     except VshError as err:
         raise err.with_context(context) from None
-    return _done("Interface detached successfully", ref, nic.node, *done)
+    return _done("Interface detached successfully", dom, nic.node, done)
 
 
 # -- attach-device / detach-device -------------------------------------------------------------
 
 
 def read_device(file: str):
-    """Parse a file holding one device element (safely: no DTD, no entities, a size cap)."""
+    """A function that parses the file holding one device element (safely: no DTD, no entities,
+    a size cap); errors come when it is called."""
     from vsh.core.domain import DEVICE_TAGS
-    from vsh.core.store import read_input_file
+    from vsh.core.inputfile import read_input_file
     from vsh.core.xml import parse
 
     data = read_input_file(file)
@@ -435,14 +314,14 @@ def read_device(file: str):
          examples=("attach-device vm1 rng.xml --config",))
 def attach_device(ctx, domain, file, persistent=False, config=False, live=False, current=False):
     parsed = read_device(file)
-    ref = ctx.store.get(domain)
+    dom = ctx.conn.lookup_domain(domain)
     try:
         node = parsed()
-        done = _attach(ctx, ref, node, dict(persistent=persistent, config=config, live=live, current=current),
-                       "attach-device")
+        done = dom.devices.attach(_serialize(node), persistent=persistent, config=config, live=live,
+                                  current=current)
     except VshError as err:
         raise err.with_context(f"Failed to attach device from {file}") from None
-    return _done("Device attached successfully", ref, node, *done)
+    return _done("Device attached successfully", dom, node, done)
 
 
 @command("detach-device", group="domain", summary="detach device from an XML file",
@@ -454,83 +333,17 @@ def attach_device(ctx, domain, file, persistent=False, config=False, live=False,
          examples=("detach-device vm1 rng.xml --config",))
 def detach_device(ctx, domain, file, persistent=False, config=False, live=False, current=False):
     parsed = read_device(file)
-    ref = ctx.store.get(domain)
-
-    def find(dom):
-        matches = dom.matching_devices(node)
-        if not matches:
-            raise NotFound(f"device not found: no <{node.tag}> device of domain '{ref.name}' matches the XML")
-        if len(matches) > 1:
-            raise OperationInvalid(f"operation failed: {len(matches)} <{node.tag}> devices match the XML; add "
-                                   "details (such as <address> or <alias>) that pick one")
-        return matches[0]
-
+    dom = ctx.conn.lookup_domain(domain)
     try:
         node = parsed()
-        done = _detach(ctx, ref, find, dict(persistent=persistent, config=config, live=live, current=current),
-                       "detach-device")
+        done = dom.devices.detach(_serialize(node), persistent=persistent, config=config, live=live,
+                                  current=current)
     except VshError as err:
         raise err.with_context(f"Failed to detach device from {file}") from None
-    return _done("Device detached successfully", ref, node, *done)
+    return _done("Device detached successfully", dom, node, done)
 
 
 # -- update-device / change-media (cdrom and floppy media) -------------------------------------------
-
-
-REMOVABLE = ("cdrom", "floppy")
-
-
-def set_media(disk_node, new_node) -> None:
-    """Give ``disk_node`` the medium of ``new_node`` (its type, <driver> and <source>), or none."""
-    from vsh.core.domain import normalize_order
-
-    src = disk_node.find("source")
-    if src is not None:
-        disk_node.remove(src)
-    for bs in disk_node.findall("backingStore"):
-        disk_node.remove(bs)
-    if new_node is None:
-        return
-    disk_node.set("type", new_node.get("type", "file"))
-    new_src = new_node.find("source")
-    if new_src is not None:
-        disk_node.append(copy.deepcopy(new_src))
-    new_drv = new_node.find("driver")
-    if new_drv is not None:
-        old = disk_node.find("driver")
-        if old is not None:
-            disk_node.remove(old)
-        disk_node.append(copy.deepcopy(new_drv))
-    normalize_order(disk_node)
-
-
-def _media_change(ctx, ref, target: str, new_node, do_live: bool, do_config: bool, force: bool) -> None:
-    """Put the medium of ``new_node`` (None: eject) into the removable disk ``target``,
-    live first, then in the persistent definition."""
-
-    def change(cfg):
-        disk = next((d for d in cfg.disks if d.target_dev == target), None)
-        if disk is None:
-            raise NotFound(f"No disk found whose source path or target is {target}")
-        if disk.device not in REMOVABLE:
-            raise OperationInvalid(f"The disk device '{target}' is not removable")
-        set_media(disk.node, new_node)
-
-    if do_live:
-        if do_config:
-            check_config_change(ctx.store, ref, change)
-        try:
-            from vsh.kvm import client
-        except ImportError:
-            client = None
-        fn = getattr(client, "change_media", None)
-        if fn is None:
-            raise OperationInvalid("Requested operation is not valid: changing the media of a running domain "
-                                   "is not supported by this vsh", hint="use --config")
-        fn(ctx.store.runtime_dir(ref.name), target, _serialize(new_node) if new_node is not None else None,
-           force=force)
-    if do_config:
-        change_config(ctx.store, ref, change)
 
 
 @command("update-device", group="domain", summary="update device from an XML file",
@@ -544,43 +357,22 @@ def _media_change(ctx, ref, target: str, new_node, do_live: bool, do_config: boo
          examples=("update-device vm1 cdrom.xml --live", "update-device vm1 cdrom.xml --persistent"))
 def update_device(ctx, domain, file, persistent=False, config=False, live=False, current=False, force=False):
     parsed = read_device(file)
-    ref = ctx.store.get(domain)
-    context = f"Failed to update device from {file}"
+    dom = ctx.conn.lookup_domain(domain)
     try:
         node = parsed()
-        if node.tag != "disk" or node.get("device") not in REMOVABLE:
-            raise Unsupported("operation not supported: update-device can change only the medium (<source>) "
-                              "of a cdrom or floppy <disk>; detach other devices and attach the new ones")
-        target = node.find("target").get("dev") if node.find("target") is not None else None
-        if not target:
-            raise XMLError("missing disk target (<target dev='...'/>)")
-        do_live, do_config = impact(ref, live=live, config=config, current=current, persistent=persistent,
-                                    default="current")
-        for flag, dom in ((do_live, ctx.store.load(ref) if do_live else None),
-                          (do_config, ctx.store.load(ref, inactive=True) if do_config else None)):
-            if not flag:
-                continue
-            disk = next((d for d in dom.disks if d.target_dev == target), None)
-            if disk is None:
-                raise NotFound(f"device not found: no disk with target '{target}'")
-            if disk.device != node.get("device"):
-                raise Unsupported(f"operation not supported: disk '{target}' is a {disk.device}, the XML "
-                                  f"describes a {node.get('device')}")
-        src = node.find("source")
-        if src is not None:
-            for key in ("file", "dev"):
-                if src.get(key) and not os.path.isabs(src.get(key)):
-                    src.set(key, os.path.abspath(src.get(key)))
-        new_node = node if src is not None and (src.get("file") or src.get("dev")) else None
-        _media_change(ctx, ref, target, new_node, do_live, do_config, force)
+        _abs_sources(node)
+        done = dom.devices.update(_serialize(node), persistent=persistent, config=config, live=live,
+                                  current=current, force=force)
     except VshError as err:
-        raise err.with_context(context) from None
-    return Message("Device updated successfully", json_data={"domain": ref.name, "target": target,
-                                                             "live": do_live, "config": do_config})
+        raise err.with_context(f"Failed to update device from {file}") from None
+    return Message("Device updated successfully", json_data={"domain": dom.name, "target": done["target"],
+                                                             "live": done["live"], "config": done["config"]})
 
 
 def media_disk_xml(disk_node, source: str | None, block: bool, path: str, action: str):
     """virsh's virshUpdateDiskXML: the disk element with its medium ejected, inserted or updated."""
+    import copy
+
     from lxml import etree
 
     node = copy.deepcopy(disk_node)
@@ -647,8 +439,8 @@ def change_media(ctx, domain, path, source=None, eject=False, insert=False, upda
         action, msg = "insert", "Successfully inserted media."
     else:
         action, msg = "update", "Successfully updated media."
-    ref = ctx.store.get(domain)
-    doc = ctx.store.load(ref, inactive=True) if config else ctx.store.load(ref)
+    dom = ctx.conn.lookup_domain(domain)
+    doc = _definition(dom, config)
     disk = next((d for d in doc.disks if d.device in REMOVABLE and (d.target_dev == path or (
         d.node.find("source") is not None and path in (d.node.find("source").get("file"),
                                                        d.node.find("source").get("dev"))))), None)
@@ -661,11 +453,10 @@ def change_media(ctx, domain, path, source=None, eject=False, insert=False, upda
     check_readonly(ctx, "change-media")
     target = disk.target_dev
     try:
-        do_live, do_config = impact(ref, live=live, config=config, current=current, default="current")
-        new_node = node if node.find("source") is not None else None
-        _media_change(ctx, ref, target, new_node, do_live, do_config, force)
+        done = dom.devices.change_media(target, _serialize(node) if node.find("source") is not None else None,
+                                        live=live, config=config, current=current, force=force)
     except VshError as err:
         raise err.with_context(f"Failed to complete action {action} on media") from None
-    return Text(msg, json_data={"domain": ref.name, "target": target, "action": action,
+    return Text(msg, json_data={"domain": dom.name, "target": target, "action": action,
                                 "source": os.path.abspath(source) if source else None,
-                                "live": do_live, "config": do_config})
+                                "live": done["live"], "config": done["config"]})

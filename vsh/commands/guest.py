@@ -584,7 +584,7 @@ def complete_guest_device(ctx, prefix: str) -> list[str]:
 
 def _register_completers() -> None:
     # guest paths complete once a filesystem is mounted (the module is loaded by then)
-    from vsh.shell import completer
+    from vsh.registry import completer
 
     completer("guestpath")(complete_guest_path)
 

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 from vsh.core.errors import InvalidArgument, VshError
-from vsh.core.output import KeyValue, Table, Text
+from vsh.core.output import KeyValue, Text
 from vsh.registry import Opt, command
-
-
-def _host(refresh: bool = False):
-    from vsh.kvm.host import probe
-
-    return probe(refresh=refresh)
 
 
 @command("nodeinfo", group="host", summary="node information")
 def nodeinfo(ctx):
-    from vsh.kvm.host import nodeinfo as node_facts
-
-    info = node_facts(_host())
+    info = ctx.conn.host.node_info()
     pairs = []
     for key in ("CPU model", "CPU(s)", "CPU frequency", "CPU socket(s)", "Core(s) per socket",
                 "Thread(s) per core", "NUMA cell(s)", "Memory size"):
@@ -34,9 +26,7 @@ def nodeinfo(ctx):
          opts=[Opt("xpath", kind="xpath", help="print only nodes matching this XPath expression"),
                Opt("wrap", kind="bool", help="wrap xpath results in a common root element")])
 def capabilities(ctx, xpath=None, wrap=False):
-    from vsh.kvm.host import capabilities_xml
-
-    text = capabilities_xml(_host())
+    text = ctx.conn.host.capabilities_xml()
     if xpath:
         from vsh.ui.xmlout import xpath_select
         from vsh.core.xml import parse
@@ -53,14 +43,8 @@ def capabilities(ctx, xpath=None, wrap=False):
                Opt("xpath", kind="xpath", help="print only nodes matching this XPath expression"),
                Opt("wrap", kind="bool", help="wrap xpath results in a common root element")])
 def domcapabilities(ctx, virttype=None, emulatorbin=None, arch=None, machine=None, xpath=None, wrap=False):
-    from vsh.kvm.host import domcapabilities_xml
-
-    if arch not in (None, "x86_64"):
-        raise InvalidArgument(f"unsupported configuration: architecture '{arch}' is not supported by this host "
-                              "(vsh drives qemu-system-x86_64)")
-    if virttype not in (None, "kvm", "qemu"):
-        raise InvalidArgument(f"unknown virttype '{virttype}': use kvm or qemu")
-    text = domcapabilities_xml(_host(), machine=machine, domtype=virttype)
+    text = ctx.conn.host.domain_capabilities_xml(virttype=virttype, emulatorbin=emulatorbin, arch=arch,
+                                                 machine=machine)
     if xpath:
         from vsh.ui.xmlout import xpath_select
         from vsh.core.xml import parse
@@ -74,19 +58,14 @@ def domcapabilities(ctx, virttype=None, emulatorbin=None, arch=None, machine=Non
          description="Like virt-host-validate: one line per check with PASS, WARN or FAIL and the reason.\n"
                      "The exit status is 1 when a check fails.")
 def host_validate(ctx, refresh=False):
-    from vsh.kvm.host import host_validate as checks
-
-    results = checks(_host(refresh))
+    data = ctx.conn.host.validate(refresh)
     lines = []
-    failed = False
-    data = []
-    for text, verdict, reason in results:
-        line = f"{text:<70}: {verdict}"
-        if reason and verdict != "PASS":
-            line += f" ({reason})"
+    for check in data:
+        line = f"{check['check']:<70}: {check['result']}"
+        if check["reason"] and check["result"] != "PASS":
+            line += f" ({check['reason']})"
         lines.append(line + "\n")
-        data.append({"check": text, "result": verdict, "reason": reason})
-        failed = failed or verdict == "FAIL"
+    failed = any(check["result"] == "FAIL" for check in data)
     out = Text("".join(lines), json_data=data)
     if failed and not ctx.json:
         ctx.out.write(out.text(ctx.quiet))
@@ -100,32 +79,14 @@ def host_validate(ctx, refresh=False):
                Opt("xml", kind="file", positional=True, help="XML file with domain data")],
          examples=("domxml-to-native qemu-argv --domain vm1", "domxml-to-native qemu-argv vm1.xml"))
 def domxml_to_native(ctx, format, domain=None, xml=None):
-    from vsh.core.domain import Domain
-    from vsh.core.store import read_input_file
-
-    if format != "qemu-argv":
-        raise InvalidArgument(f"unsupported config type {format}")
     if (domain is None) == (xml is None):
         raise InvalidArgument("exactly one of --domain and --xml is required")
-    if domain is not None:
-        ref = ctx.store.get(domain)
-        dom = ctx.store.load(ref, inactive=True)
-        name = ref.name
-    else:
-        dom = Domain.parse(read_input_file(xml))
-        dom.fill_defaults()
-        dom.validate()
-        name = dom.name
-    argv = native_argv(ctx, dom, name)
+    text = None
+    if xml is not None:
+        from vsh.core.inputfile import read_input_file
+
+        text = read_input_file(xml).decode("utf-8", "surrogateescape")
+    argv = ctx.conn.host.domxml_to_native(format, xml=text, domain=domain)
     import shlex
 
-    text = " ".join(shlex.quote(a) for a in argv) + "\n"
-    return Text(text, json_data={"argv": argv})
-
-
-def native_argv(ctx, dom, name: str) -> list[str]:
-    """The argv vsh would run for a domain (paths in its runtime directory)."""
-    from vsh.kvm.argv import RuntimePaths, build_argv
-
-    rundir = ctx.store.runtime_dir(name)
-    return build_argv(dom.node, _host(), RuntimePaths.for_rundir(rundir))
+    return Text(" ".join(shlex.quote(a) for a in argv) + "\n", json_data={"argv": argv})

@@ -1,4 +1,4 @@
-"""Virtual networks (virsh's "network" group) over vsh.core.networks and vsh.kvm.hostnet.
+"""Virtual networks (virsh's "network" group) through ``ctx.conn.networks`` (vsh.api.networks).
 
 Every connection has a network ``default`` (NAT, DHCP, marked autostart), defined
 the first time its networks are used, on the first free 192.168.x.0/24 from 122 up.
@@ -10,34 +10,19 @@ DHCP and DNS; that needs root (CAP_NET_ADMIN). Domains join a network with
 from __future__ import annotations
 
 import os
-import time
 
 from vsh.core.errors import InvalidArgument, VshError
 from vsh.core.output import KeyValue, Message, Table, Text, escape_untrusted
 from vsh.registry import Opt, command
-from vsh.shell import completer
 
 NETWORK = Opt("network", kind="network", required=True, positional=True, help="network name or uuid")
 _YES_NO = {True: "yes", False: "no"}
 
 
-def _networks(ctx, init: bool = True):
-    from vsh.core.networks import Networks
+def _read(file: str) -> bytes:
+    from vsh.core.inputfile import read_input_file
 
-    return Networks(ctx.store, init=init)
-
-
-def _json(net) -> dict:
-    return {"name": net.name, "uuid": net.uuid, "active": net.active, "persistent": net.persistent,
-            "autostart": net.autostart, "bridge": net.bridge, "forward": net.forward_mode or "isolated",
-            "ip": net.ipv4_text}
-
-
-def _read_definition(file: str):
-    from vsh.core.networks import parse_network_xml
-    from vsh.core.store import read_input_file
-
-    return parse_network_xml(read_input_file(file))
+    return read_input_file(file)
 
 
 @command("net-define", group="network", summary="define an inactive persistent virtual network from an XML file",
@@ -50,12 +35,11 @@ def _read_definition(file: str):
                      "would not honour. The same name and UUID redefine a network; a running network\n"
                      "keeps its old configuration until it is restarted.")
 def net_define(ctx, file, validate=False):
-    networks = _networks(ctx)
     try:
-        net, _new = networks.define(_read_definition(file))
+        net = ctx.conn.networks.define_xml(_read(file))
     except VshError as err:
         raise err.with_context(f"Failed to define network from {file}") from None
-    return Message(f"Network {net.name} defined from {file}", json_data=_json(net))
+    return Message(f"Network {net.name} defined from {file}", json_data=net.info())
 
 
 @command("net-create", group="network", summary="create a network from an XML file",
@@ -65,22 +49,11 @@ def net_define(ctx, file, validate=False):
          mutating=True, examples=("net-create net1.xml",),
          description="Start a transient network: it is gone once destroyed.")
 def net_create(ctx, file, validate=False):
-    from vsh.kvm import hostnet
-
-    networks = _networks(ctx)
     try:
-        net = _read_definition(file)
-        with networks.lock():
-            others = networks._load_all()
-            if any(n.name == net.name for n in others):
-                raise VshError(f"operation failed: network '{net.name}' already exists")
-            networks._fill_in(net, others)
-            networks._check_conflicts(net, others)
-        net.persistent = False
-        hostnet.start(networks, net)
+        net = ctx.conn.networks.create_xml(_read(file))
     except VshError as err:
         raise err.with_context(f"Failed to create network from {file}") from None
-    return Message(f"Network {net.name} created from {file}", json_data=_json(net))
+    return Message(f"Network {net.name} created from {file}", json_data=net.info())
 
 
 @command("net-start", group="network", summary="start a (previously defined) inactive network",
@@ -88,15 +61,12 @@ def net_create(ctx, file, validate=False):
          description="Create the network's bridge, firewall rules and dnsmasq (needs root), and\n"
                      "plug the taps of running domains on this network into the bridge.")
 def net_start(ctx, network):
-    from vsh.kvm import hostnet
-
-    networks = _networks(ctx)
-    net = networks.get(network)
+    net = ctx.conn.networks.lookup(network)
     try:
-        hostnet.start(networks, net)
+        net.start()
     except VshError as err:
         raise err.with_context(f"Failed to start network {net.name}") from None
-    return Message(f"Network {net.name} started", json_data=_json(net))
+    return Message(f"Network {net.name} started", json_data=net.info())
 
 
 @command("net-destroy", group="network", summary="destroy (stop) a network",
@@ -105,15 +75,12 @@ def net_start(ctx, network):
                      "domains keep their taps but lose the network until it is started again\n"
                      "(net-start plugs them back in). A transient network is gone afterwards.")
 def net_destroy(ctx, network):
-    from vsh.kvm import hostnet
-
-    networks = _networks(ctx)
-    net = networks.get(network)
+    net = ctx.conn.networks.lookup(network)
     try:
-        hostnet.stop(networks, net)
+        net.destroy()
     except VshError as err:
         raise err.with_context(f"Failed to destroy network {net.name}") from None
-    return Message(f"Network {net.name} destroyed", json_data=_json(net))
+    return Message(f"Network {net.name} destroyed", json_data=net.info())
 
 
 @command("net-undefine", group="network", summary="undefine a persistent network",
@@ -121,10 +88,9 @@ def net_destroy(ctx, network):
          description="Remove a network's definition. A running network keeps running, as a\n"
                      "transient one, until it is destroyed.")
 def net_undefine(ctx, network):
-    networks = _networks(ctx)
-    net = networks.get(network)
+    net = ctx.conn.networks.lookup(network)
     try:
-        networks.undefine(net)
+        net.undefine()
     except VshError as err:
         raise err.with_context(f"Failed to undefine network {net.name}") from None
     return Message(f"Network {net.name} has been undefined")
@@ -136,10 +102,9 @@ def net_undefine(ctx, network):
          description="There is no daemon: a network marked autostart is started by the first\n"
                      "'vsh start' of a domain that uses it after the host boots.")
 def net_autostart(ctx, network, disable=False):
-    networks = _networks(ctx)
-    net = networks.get(network)
+    net = ctx.conn.networks.lookup(network)
     try:
-        networks.set_autostart(net, not disable)
+        net.set_autostart(not disable)
     except VshError as err:
         verb = "unmark" if disable else "mark"
         raise err.with_context(f"failed to {verb} network {net.name} as autostarted") from None
@@ -162,38 +127,31 @@ def net_autostart(ctx, network, disable=False):
          examples=("net-list", "net-list --all", "net-list --name"))
 def net_list(ctx, inactive=False, all=False, persistent=False, transient=False, autostart=False,
              no_autostart=False, uuid=False, name=False, table=False):
-    rows = []
-    for net in _networks(ctx).list():
-        if not all and net.active == inactive:
-            continue
-        if persistent != transient and net.persistent != persistent:
-            continue
-        if autostart != no_autostart and net.autostart != autostart:
-            continue
-        rows.append(net)
-    data = [_json(n) for n in rows]
+    rows = ctx.conn.networks.list(active=None if all else not inactive,
+                                  persistent=persistent if persistent != transient else None,
+                                  autostart=autostart if autostart != no_autostart else None)
     if uuid or name:
         lines = []
         for net in rows:
             if uuid and name:
-                lines.append(f"{net.uuid}  {escape_untrusted(net.name)}\n")
+                lines.append(f"{net['uuid']}  {escape_untrusted(net['name'])}\n")
             else:
-                lines.append(f"{net.uuid if uuid else escape_untrusted(net.name)}\n")
-        return Text("".join(lines), json_data=data)
-    cells = [[escape_untrusted(n.name), "active" if n.active else "inactive", _YES_NO[n.autostart],
-              _YES_NO[n.persistent]] for n in rows]
-    return Table(["Name", "State", "Autostart", "Persistent"], cells, json_data=data)
+                lines.append(f"{net['uuid'] if uuid else escape_untrusted(net['name'])}\n")
+        return Text("".join(lines), json_data=rows)
+    cells = [[escape_untrusted(n["name"]), "active" if n["active"] else "inactive", _YES_NO[n["autostart"]],
+              _YES_NO[n["persistent"]]] for n in rows]
+    return Table(["Name", "State", "Autostart", "Persistent"], cells, json_data=rows)
 
 
 @command("net-info", group="network", summary="network information", opts=[NETWORK],
          examples=("net-info default",))
 def net_info(ctx, network):
-    net = _networks(ctx).get(network)
-    pairs = [("Name", escape_untrusted(net.name)), ("UUID", net.uuid), ("Active", _YES_NO[net.active]),
-             ("Persistent", _YES_NO[net.persistent]), ("Autostart", _YES_NO[net.autostart])]
-    if net.bridge:
-        pairs.append(("Bridge", net.bridge))
-    return KeyValue(pairs, json_data=_json(net))
+    info = ctx.conn.networks.lookup(network).info()
+    pairs = [("Name", escape_untrusted(info["name"])), ("UUID", info["uuid"]), ("Active", _YES_NO[info["active"]]),
+             ("Persistent", _YES_NO[info["persistent"]]), ("Autostart", _YES_NO[info["autostart"]])]
+    if info["bridge"]:
+        pairs.append(("Bridge", info["bridge"]))
+    return KeyValue(pairs, json_data=info)
 
 
 @command("net-dumpxml", group="network", summary="network information in XML",
@@ -204,28 +162,20 @@ def net_info(ctx, network):
 def net_dumpxml(ctx, network, inactive=False, xpath=None, wrap=False):
     from vsh.ui.xmlout import xml_output
 
-    networks = _networks(ctx)
-    net = networks.get(network)
-    text = net.xml() if inactive and net.persistent else networks.live_xml(net)
-    return xml_output(text, xpath, wrap, "network")
+    return xml_output(ctx.conn.networks.lookup(network).xml(inactive=inactive), xpath, wrap, "network")
 
 
 @command("net-uuid", group="network", summary="convert a network name to network UUID",
          opts=[Opt("network", kind="network", required=True, positional=True, help="network name")])
 def net_uuid(ctx, network):
-    net = _networks(ctx).by_name(network)
+    net = ctx.conn.networks.lookup_by_name(network)
     return Text(f"{net.uuid}\n", json_data={"uuid": net.uuid})
 
 
 @command("net-name", group="network", summary="convert a network UUID to network name",
          opts=[Opt("network", kind="network", required=True, positional=True, help="network uuid")])
 def net_name(ctx, network):
-    from vsh.core.errors import NotFound
-    from vsh.core.networks import is_uuid
-
-    if not is_uuid(network):
-        raise NotFound(f"Network not found: no network with matching uuid '{network}'")
-    net = _networks(ctx).get(network)
+    net = ctx.conn.networks.lookup_by_uuid(network)
     return Text(f"{net.name}\n", json_data={"name": net.name})
 
 
@@ -236,14 +186,12 @@ def net_name(ctx, network):
 def net_edit(ctx, network):
     import tempfile
 
-    from vsh.core.networks import parse_network_xml
     from vsh.ui.editor import run_editor
 
-    networks = _networks(ctx)
-    net = networks.get(network)
-    if not net.persistent:
+    net = ctx.conn.networks.lookup(network)
+    if not net.info()["persistent"]:
         raise VshError(f"Requested operation is not valid: network '{net.name}' is transient")
-    before = net.xml()
+    before = net.xml(inactive=True)
     fd, path = tempfile.mkstemp(prefix="vsh", suffix=".xml")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -259,11 +207,7 @@ def net_edit(ctx, network):
     if data == before.encode("utf-8"):
         return Message(f"Network {net.name} XML configuration not changed.")
     try:
-        new = parse_network_xml(data)
-        if new.name != net.name:
-            raise InvalidArgument(f"the network name cannot change from '{net.name}' to '{new.name}' "
-                                  "(define a new network instead)")
-        networks.define(new)
+        net.redefine(data)
     except VshError as err:
         failed = err.with_context("Failed.")
         failed.hint = err.hint or f"the configuration of network '{net.name}' is unchanged"
@@ -277,27 +221,16 @@ def net_edit(ctx, network):
          description="The leases dnsmasq handed out on an active network (expired ones are left out).")
 def net_dhcp_leases(ctx, network, mac=None):
     import re
+    import time
 
-    networks = _networks(ctx)
-    net = networks.get(network)
+    net = ctx.conn.networks.lookup(network)
     if mac is not None and not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
         raise InvalidArgument(f"invalid MAC address '{mac}'")
-    prefix = net.ipv4.network.prefixlen if net.ipv4 is not None else 24
-    now = time.time()
-    rows, data = [], []
-    for lease in sorted(networks.leases(net), key=lambda x: (x["mac"], x["ip"])):
-        if lease["expiry"] and lease["expiry"] < now:
-            continue
-        if mac is not None and lease["mac"] != mac.lower():
-            continue
+    data = net.dhcp_leases(mac)
+    rows = []
+    for lease in data:
         expiry = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lease["expiry"])) if lease["expiry"] else "-"
-        rows.append([expiry, lease["mac"], lease["type"], f"{lease['ip']}/{prefix}",
+        rows.append([expiry, lease["mac"], lease["type"], f"{lease['ip']}/{lease['prefix']}",
                      escape_untrusted(lease["hostname"] or "-"), escape_untrusted(lease["clientid"] or "-")])
-        data.append({**lease, "prefix": prefix})
     return Table(["Expiry Time", "MAC address", "Protocol", "IP address", "Hostname", "Client ID or DUID"],
                  rows, json_data=data)
-
-
-@completer("network")
-def _complete_networks(ctx, prefix: str) -> list[str]:
-    return [name for name in _networks(ctx, init=False).names() if name.startswith(prefix)]

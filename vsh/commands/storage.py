@@ -1,4 +1,4 @@
-"""Storage pools and volumes (virsh's "pool" and "volume" groups) over vsh.core.pools.
+"""Storage pools and volumes (virsh's "pool" and "volume" groups) through ``ctx.conn.storage`` (vsh.api.storage).
 
 Every connection has a directory pool ``default`` on ``<data>/images``, defined,
 marked autostart and made the first time its pools are used. Volumes are named
@@ -15,21 +15,22 @@ import os
 import sys
 import time
 
-from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError
+from vsh.core.errors import InvalidArgument, NotFound, VshError
 from vsh.core.output import KeyValue, Message, Table, Text, escape_untrusted, human_size
 from vsh.registry import Opt, command
-from vsh.shell import completer
 from vsh.ui.xmlout import xml_output
 
 POOL = Opt("pool", kind="pool", required=True, positional=True, help="pool name or uuid")
 VOL = Opt("vol", kind="volume", required=True, positional=True, help="vol name, key or path")
 VOL_POOL = Opt("pool", kind="pool", help="pool name or uuid")
+_YES_NO = {True: "yes", False: "no"}
+_SIZES = ("capacity", "allocation", "available")
 
 
-def _pools(ctx, init: bool = True):
-    from vsh.core.pools import Pools
+def _read(file: str) -> bytes:
+    from vsh.core.inputfile import read_input_file
 
-    return Pools(ctx.store, init=init)
+    return read_input_file(file)
 
 
 def _err_stream(ctx):
@@ -92,43 +93,17 @@ class ProgressBar:
         self.stream.write("\r" + line[:max(width - 1, 20)])
         self.stream.flush()
 
+    def fileno(self) -> int:
+        """The terminal's descriptor (flushed first), for a tool that draws its own progress."""
+        self.stream.flush()
+        return self.stream.fileno()
+
 
 def _progress(ctx, label: str):
     return ProgressBar(_err_stream(ctx), label) if _on_terminal(ctx) else None
 
 
-def _progress_fd(ctx):
-    if not _on_terminal(ctx):
-        return None
-    try:
-        stream = _err_stream(ctx)
-        stream.flush()
-        return stream.fileno()
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _check_not_in_use(ctx, pools, vol, what: str) -> None:
-    """Refuse to change a volume that a running domain uses (directly or as a backing file)."""
-    from vsh.core.pools import paths_in_use
-
-    users = paths_in_use(ctx.store, pools, active_only=True)
-    user = users.get(os.path.realpath(vol.path))
-    if user is not None:
-        raise OperationInvalid(f"Requested operation is not valid: cannot {what} volume '{vol.name}': "
-                               f"it is in use by running domain '{user}'")
-
-
 # -- pools -----------------------------------------------------------------------------------------
-
-
-def _pool_json(pools, pool, sizes=None) -> dict:
-    data = {"name": pool.name, "uuid": pool.uuid, "type": pool.type, "target": pool.target,
-            "state": pool.state, "active": pool.active, "persistent": pool.persistent,
-            "autostart": pool.autostart}
-    if sizes is not None:
-        data.update(capacity=sizes[0], allocation=sizes[1], available=sizes[2])
-    return data
 
 
 @command("pool-define-as", group="pool", summary="define a pool from a set of args",
@@ -146,29 +121,20 @@ def _pool_json(pools, pool, sizes=None) -> dict:
 def pool_define_as(ctx, name, type, source_host=None, source_path=None, source_dev=None, source_name=None,
                    target=None, source_format=None, print_xml=False):
     """Define a directory pool; it is not built or started (see pool-build, pool-start)."""
-    from vsh.core.pools import pool_from_args
-
     for opt, value in (("source-host", source_host), ("source-path", source_path), ("source-dev", source_dev),
                        ("source-name", source_name), ("source-format", source_format)):
         if value not in (None, "", "-"):
             raise InvalidArgument(f"Failed to define pool {name}",
                                   f"unsupported configuration: --{opt} is not used by '{type}' pools")
+    storage = ctx.conn.storage
     try:
-        pool = pool_from_args(name, type, target)
+        if print_xml:
+            text = storage.pool_xml_as(name, type, target)
+            return Text(text, json_data={"xml": text})
+        obj = storage.define_pool_as(name, type, target)
     except VshError as err:
         raise err.with_context(f"Failed to define pool {name}") from None
-    if print_xml:
-        from vsh.core.pools import _esc, _esc_attr
-
-        text = (f"<pool type='{_esc_attr(pool.type)}'>\n  <name>{_esc(pool.name)}</name>\n  <target>\n"
-                f"    <path>{_esc(pool.target)}</path>\n  </target>\n</pool>\n")
-        return Text(text, json_data={"xml": text})
-    pools = _pools(ctx)
-    try:
-        pools.define(pool)
-    except VshError as err:
-        raise err.with_context(f"Failed to define pool {name}") from None
-    return Message(f"Pool {name} defined", json_data=_pool_json(pools, pool))
+    return Message(f"Pool {name} defined", json_data=obj.info())
 
 
 @command("pool-define", group="pool", summary="define (but don't start) a pool from an XML file",
@@ -176,27 +142,21 @@ def pool_define_as(ctx, name, type, source_host=None, source_path=None, source_d
          mutating=True)
 def pool_define(ctx, file):
     """Define a pool from libvirt's <pool> XML (type 'dir'); the same name and UUID redefine it."""
-    from vsh.core.pools import parse_pool_xml
-    from vsh.core.store import read_input_file
-
-    data = read_input_file(file)
-    pools = _pools(ctx)
+    data = _read(file)
     try:
-        pool = parse_pool_xml(data)
-        pools.define(pool)
+        obj = ctx.conn.storage.define_pool_xml(data)
     except VshError as err:
         raise err.with_context(f"Failed to define pool from {file}") from None
-    return Message(f"Pool {pool.name} defined from {file}", json_data=_pool_json(pools, pool))
+    return Message(f"Pool {obj.name} defined from {file}", json_data=obj.info())
 
 
 @command("pool-build", group="pool", summary="build a pool",
          opts=[POOL], mutating=True)
 def pool_build(ctx, pool):
     """Create the pool's directory (0700 unless its definition gives permissions)."""
-    pools = _pools(ctx)
-    obj = pools.get(pool)
+    obj = ctx.conn.storage.lookup_pool(pool)
     try:
-        pools.build(obj)
+        obj.build()
     except VshError as err:
         raise err.with_context(f"Failed to build pool {pool}") from None
     return Message(f"Pool {pool} built")
@@ -205,10 +165,9 @@ def pool_build(ctx, pool):
 @command("pool-start", group="pool", summary="start a (previously defined) inactive pool",
          opts=[POOL, Opt("build", kind="bool", help="build the pool as normal")], mutating=True)
 def pool_start(ctx, pool, build=False):
-    pools = _pools(ctx)
-    obj = pools.get(pool)
+    obj = ctx.conn.storage.lookup_pool(pool)
     try:
-        pools.start(obj, build=build)
+        obj.start(build=build)
     except VshError as err:
         raise err.with_context(f"Failed to start pool {pool}") from None
     return Message(f"Pool {pool} started")
@@ -217,10 +176,9 @@ def pool_start(ctx, pool, build=False):
 @command("pool-destroy", group="pool", summary="destroy (stop) a pool", opts=[POOL], mutating=True)
 def pool_destroy(ctx, pool):
     """Stop a pool; its directory and volumes are untouched."""
-    pools = _pools(ctx)
-    obj = pools.get(pool)
+    obj = ctx.conn.storage.lookup_pool(pool)
     try:
-        pools.destroy(obj)
+        obj.destroy()
     except VshError as err:
         raise err.with_context(f"Failed to destroy pool {pool}") from None
     return Message(f"Pool {pool} destroyed")
@@ -229,10 +187,9 @@ def pool_destroy(ctx, pool):
 @command("pool-undefine", group="pool", summary="undefine an inactive pool", opts=[POOL], mutating=True)
 def pool_undefine(ctx, pool):
     """Remove an inactive pool's definition; its directory and volumes stay on disk."""
-    pools = _pools(ctx)
-    obj = pools.get(pool)
+    obj = ctx.conn.storage.lookup_pool(pool)
     try:
-        pools.undefine(obj)
+        obj.undefine()
     except VshError as err:
         raise err.with_context(f"Failed to undefine pool {pool}") from None
     return Message(f"Pool {pool} has been undefined")
@@ -241,10 +198,9 @@ def pool_undefine(ctx, pool):
 @command("pool-refresh", group="pool", summary="refresh a pool", opts=[POOL], mutating=True)
 def pool_refresh(ctx, pool):
     """vsh reads volumes live: this checks the pool's directory and removes leftovers of interrupted creates."""
-    pools = _pools(ctx)
-    obj = pools.get(pool)
+    obj = ctx.conn.storage.lookup_pool(pool)
     try:
-        pools.refresh(obj)
+        obj.refresh()
     except VshError as err:
         raise err.with_context(f"Failed to refresh pool {pool}") from None
     return Message(f"Pool {pool} refreshed")
@@ -254,10 +210,9 @@ def pool_refresh(ctx, pool):
          opts=[POOL, Opt("disable", kind="bool", help="disable autostarting")], mutating=True)
 def pool_autostart(ctx, pool, disable=False):
     """Mark a pool to be active after the host boots (vsh starts it on first use after a boot)."""
-    pools = _pools(ctx)
-    obj = pools.get(pool)
+    obj = ctx.conn.storage.lookup_pool(pool)
     try:
-        pools.set_autostart(obj, not disable)
+        obj.set_autostart(not disable)
     except VshError as err:
         raise err.with_context(f"failed to {'unmark' if disable else 'mark'} pool {pool} as autostarted") from None
     if disable:
@@ -287,70 +242,48 @@ def pool_list(ctx, inactive=False, all=False, transient=False, persistent=False,
         for t in types:
             if t not in POOL_TYPES:
                 raise InvalidArgument(f"Invalid pool type '{t}'")
-    pools = _pools(ctx)
-    rows = []
-    for pool in pools.list():
-        if not all and (pool.active == inactive):
-            continue
-        if persistent != transient and pool.persistent != persistent:
-            continue
-        if autostart != no_autostart and pool.autostart != autostart:
-            continue
-        if types is not None and pool.type not in types:
-            continue
-        rows.append(pool)
-    json_rows = []
-    sizes = {}
-    for pool in rows:
-        if pool.active and (details or ctx.json):
-            try:
-                sizes[pool.name] = pools.sizes(pool)
-            except VshError:
-                sizes[pool.name] = None
-        json_rows.append(_pool_json(pools, pool, sizes.get(pool.name)))
+    rows = ctx.conn.storage.list_pools(active=None if all else not inactive,
+                                       persistent=persistent if persistent != transient else None,
+                                       autostart=autostart if autostart != no_autostart else None,
+                                       types=types, sizes=details or ctx.json)
     if uuid or name:
         lines = []
         for pool in rows:
             if uuid and name:
-                lines.append(f"{pool.uuid:<36} {escape_untrusted(pool.name):<20}\n")
+                lines.append(f"{pool['uuid']:<36} {escape_untrusted(pool['name']):<20}\n")
             elif uuid:
-                lines.append(f"{pool.uuid:<36}\n")
+                lines.append(f"{pool['uuid']:<36}\n")
             else:
-                lines.append(f"{escape_untrusted(pool.name):<20}\n")
-        return Text("".join(lines), json_data=json_rows)
-    yes_no = {True: "yes", False: "no"}
+                lines.append(f"{escape_untrusted(pool['name']):<20}\n")
+        return Text("".join(lines), json_data=rows)
     if not details:
-        table = [[escape_untrusted(p.name), "active" if p.active else "inactive", yes_no[p.autostart]] for p in rows]
-        return Table(["Name", "State", "Autostart"], table, json_data=json_rows)
+        table = [[escape_untrusted(p["name"]), "active" if p["active"] else "inactive", _YES_NO[p["autostart"]]]
+                 for p in rows]
+        return Table(["Name", "State", "Autostart"], table, json_data=rows)
     table = []
     for pool in rows:
-        row = [escape_untrusted(pool.name), pool.state, yes_no[pool.autostart], yes_no[pool.persistent]]
-        size = sizes.get(pool.name)
-        if pool.active and size is not None:
-            row += [human_size(v) for v in size]
-        elif pool.active:
+        row = [escape_untrusted(pool["name"]), pool["state"], _YES_NO[pool["autostart"]], _YES_NO[pool["persistent"]]]
+        if "capacity" in pool:
+            row += [human_size(pool[key]) for key in _SIZES]
+        elif pool["active"]:
             row += ["unknown"] * 3
         else:
             row += ["-", "-", "-"]
         table.append(row)
     return Table(["Name", "State", "Autostart", "Persistent", "Capacity", "Allocation", "Available"], table,
-                 json_data=json_rows)
+                 json_data=rows)
 
 
 @command("pool-info", group="pool", summary="storage pool information",
          opts=[POOL, Opt("bytes", kind="bool", help="Return pool info in bytes")])
 def pool_info(ctx, pool, bytes=False):
-    pools = _pools(ctx)
-    obj = pools.get(pool)
-    yes_no = {True: "yes", False: "no"}
-    pairs = [("Name", escape_untrusted(obj.name)), ("UUID", obj.uuid), ("State", obj.state),
-             ("Persistent", yes_no[obj.persistent]), ("Autostart", yes_no[obj.autostart])]
-    sizes = None
-    if obj.active:
-        sizes = pools.sizes(obj)
-        for key, value in zip(("Capacity", "Allocation", "Available"), sizes):
-            pairs.append((key, str(value) if bytes else human_size(value)))
-    return KeyValue(pairs, json_data=_pool_json(pools, obj, sizes))
+    info = ctx.conn.storage.lookup_pool(pool).info()
+    pairs = [("Name", escape_untrusted(info["name"])), ("UUID", info["uuid"]), ("State", info["state"]),
+             ("Persistent", _YES_NO[info["persistent"]]), ("Autostart", _YES_NO[info["autostart"]])]
+    if info["active"]:
+        for key in _SIZES:
+            pairs.append((key.capitalize(), str(info[key]) if bytes else human_size(info[key])))
+    return KeyValue(pairs, json_data=info)
 
 
 @command("pool-dumpxml", group="pool", summary="pool information in XML",
@@ -358,47 +291,34 @@ def pool_info(ctx, pool, bytes=False):
                Opt("xpath", kind="xpath", help="xpath expression to filter the XML document"),
                Opt("wrap", kind="bool", help="wrap xpath results in an common root element")])
 def pool_dumpxml(ctx, pool, inactive=False, xpath=None, wrap=False):
-    pools = _pools(ctx)
-    obj = pools.get(pool)
-    if obj.active and not inactive:
-        text = obj.xml(pools.sizes(obj), pools.target_perms(obj))
-    else:
-        text = obj.xml()
-    return xml_output(text, xpath, wrap, "pool")
+    return xml_output(ctx.conn.storage.lookup_pool(pool).xml(inactive=inactive), xpath, wrap, "pool")
 
 
 @command("pool-uuid", group="pool", summary="convert a pool name to pool UUID",
          opts=[Opt("pool", kind="pool", required=True, positional=True, help="pool name")])
 def pool_uuid(ctx, pool):
-    obj = _pools(ctx).by_name(pool)
+    obj = ctx.conn.storage.lookup_pool_by_name(pool)
     return Text(f"{obj.uuid}\n", json_data={"uuid": obj.uuid})
 
 
 @command("pool-name", group="pool", summary="convert a pool UUID to pool name",
          opts=[Opt("pool", kind="pool", required=True, positional=True, help="pool uuid")])
 def pool_name(ctx, pool):
-    from vsh.core.pools import is_pool_uuid
-
-    if not is_pool_uuid(pool):
-        raise NotFound(f"failed to get pool '{pool}'")
-    obj = _pools(ctx).get(pool)
+    obj = ctx.conn.storage.lookup_pool_by_uuid(pool)
     return Text(f"{obj.name}\n", json_data={"name": obj.name})
 
 
 # -- volumes ---------------------------------------------------------------------------------------
 
 
-def _vol_json(vol, details: bool = True) -> dict:
-    data = {"name": vol.name, "path": vol.path, "key": vol.key, "pool": vol.pool.name}
-    if details:
-        data.update(type=vol.type, format=vol.format, capacity=vol.capacity, allocation=vol.allocation,
-                    physical=vol.physical, backing=vol.backing, backing_format=vol.backing_format)
-    return data
-
-
-def _lookup(ctx, vol, pool=None, pools=None):
-    pools = pools or _pools(ctx)
-    return pools, pools.lookup(vol, pool)
+def _lookup(ctx, vol, pool=None):
+    """virsh's volume lookup: by name in --pool, then by key or path."""
+    try:
+        return ctx.conn.storage.lookup_volume(vol, pool)
+    except NotFound:
+        if pool is not None:
+            raise
+        raise NotFound(f"failed to get vol '{vol}', specifying --pool might help") from None
 
 
 @command("vol-create-as", group="volume", summary="create a volume from a set of args",
@@ -421,28 +341,26 @@ def _lookup(ctx, vol, pool=None, pools=None):
 def vol_create_as(ctx, pool, name, capacity, allocation=None, format=None, backing_vol=None,
                   backing_vol_format=None, prealloc_metadata=False, print_xml=False):
     """Create a volume: raw (fully allocated unless --allocation says less) or qcow2 (qemu-img)."""
-    from vsh.core.pools import VolumeSpec, parse_size, volume_spec_xml
+    from vsh.core.pools import parse_size
 
-    pools = _pools(ctx)
-    obj = pools.get(pool)
+    obj = ctx.conn.storage.lookup_pool(pool)
     size = parse_size(capacity)
     alloc = parse_size(allocation) if allocation is not None else None
     backing_path = None
     if backing_vol is not None:
-        bvol = pools.volume(obj, backing_vol) or pools.volume_by_path(backing_vol)
-        if bvol is None:
-            raise NotFound(f"failed to get vol '{backing_vol}'")
-        backing_path = bvol.path
-    spec = VolumeSpec(name, size, alloc, format, backing_path, backing_vol_format)
+        try:
+            backing_path = obj.lookup_volume(backing_vol).path
+        except NotFound:
+            backing_path = ctx.conn.storage.lookup_volume(backing_vol).path
+    spec = (name, size, alloc, format, backing_path, backing_vol_format)
     if print_xml:
-        spec.format = format
-        text = volume_spec_xml(spec)
+        text = obj.volume_xml_as(*spec)
         return Text(text, json_data={"xml": text})
     try:
-        vol = pools.create(obj, spec, prealloc_metadata=prealloc_metadata, progress_fd=_progress_fd(ctx))
+        vol = obj.create_volume_as(*spec, prealloc_metadata=prealloc_metadata)
     except VshError as err:
         raise err.with_context(f"Failed to create vol {name}") from None
-    return Message(f"Vol {name} created", json_data=_vol_json(vol))
+    return Message(f"Vol {name} created", json_data=vol.info())
 
 
 @command("vol-create", group="volume", summary="create a vol from an XML file",
@@ -452,18 +370,13 @@ def vol_create_as(ctx, pool, name, capacity, allocation=None, format=None, backi
          mutating=True)
 def vol_create(ctx, pool, file, prealloc_metadata=False):
     """Create a volume from libvirt's <volume> XML (formats raw and qcow2; a <backingStore> needs its <format>)."""
-    from vsh.core.pools import parse_volume_xml
-    from vsh.core.store import read_input_file
-
-    pools = _pools(ctx)
-    obj = pools.get(pool)
-    data = read_input_file(file)
+    obj = ctx.conn.storage.lookup_pool(pool)
+    data = _read(file)
     try:
-        spec = parse_volume_xml(data)
-        vol = pools.create(obj, spec, prealloc_metadata=prealloc_metadata, progress_fd=_progress_fd(ctx))
+        vol = obj.create_volume_xml(data, prealloc_metadata=prealloc_metadata)
     except VshError as err:
         raise err.with_context(f"Failed to create vol from {file}") from None
-    return Message(f"Vol {vol.name} created from {file}", json_data=_vol_json(vol))
+    return Message(f"Vol {vol.name} created from {file}", json_data=vol.info())
 
 
 @command("vol-clone", group="volume", summary="clone a volume",
@@ -472,21 +385,20 @@ def vol_create(ctx, pool, file, prealloc_metadata=False):
          mutating=True)
 def vol_clone(ctx, vol, newname, pool=None, prealloc_metadata=False):
     """Copy a volume within its pool with qemu-img convert (explicit formats; an overlay keeps its backing file)."""
-    pools, obj = _lookup(ctx, vol, pool)
+    obj = _lookup(ctx, vol, pool)
     try:
-        new = pools.clone(obj, newname, prealloc_metadata=prealloc_metadata, progress_fd=_progress_fd(ctx))
+        new = obj.clone(newname, prealloc_metadata=prealloc_metadata, progress=_progress(ctx, f"clone {obj.name}"))
     except VshError as err:
         raise err.with_context(f"Failed to clone vol from {obj.name}") from None
-    return Message(f"Vol {new.name} cloned from {obj.name}", json_data=_vol_json(new))
+    return Message(f"Vol {new.name} cloned from {obj.name}", json_data=new.info())
 
 
 @command("vol-delete", group="volume", summary="delete a vol", opts=[VOL, VOL_POOL], mutating=True)
 def vol_delete(ctx, vol, pool=None):
     """Delete a volume; a volume that a running domain uses is refused."""
-    pools, obj = _lookup(ctx, vol, pool)
+    obj = _lookup(ctx, vol, pool)
     try:
-        _check_not_in_use(ctx, pools, obj, "delete")
-        pools.delete(obj)
+        obj.delete()
     except VshError as err:
         raise err.with_context(f"Failed to delete vol {vol}") from None
     return Message(f"Vol {vol} deleted", json_data={"name": obj.name, "path": obj.path})
@@ -496,51 +408,49 @@ def vol_delete(ctx, vol, pool=None):
          opts=[Opt("pool", kind="pool", required=True, positional=True, help="pool name or uuid"),
                Opt("details", kind="bool", help="display extended details for volumes")])
 def vol_list(ctx, pool, details=False):
-    pools = _pools(ctx)
-    obj = pools.get(pool)
+    obj = ctx.conn.storage.lookup_pool(pool)
     try:
-        vols = pools.volumes(obj)
+        vols = obj.list_volumes(details=details)
     except VshError as err:
         raise err.with_context("Failed to list volumes") from None
     if not details:
-        rows = [[v.name, v.path] for v in vols]
-        return Table(["Name", "Path"], rows, json_data=[_vol_json(v, False) for v in vols])
-    rows = [[v.name, v.path, v.type, human_size(v.capacity), human_size(v.allocation)] for v in vols]
-    return Table(["Name", "Path", "Type", "Capacity", "Allocation"], rows, json_data=[_vol_json(v) for v in vols])
+        return Table(["Name", "Path"], [[v["name"], v["path"]] for v in vols], json_data=vols)
+    rows = [[v["name"], v["path"], v["type"], human_size(v["capacity"]), human_size(v["allocation"])] for v in vols]
+    return Table(["Name", "Path", "Type", "Capacity", "Allocation"], rows, json_data=vols)
 
 
 @command("vol-info", group="volume", summary="storage vol information",
          opts=[VOL, VOL_POOL, Opt("bytes", kind="bool", help="sizes are represented in bytes rather than pretty units"),
                Opt("physical", kind="bool", help="return the physical size of the volume in allocation field")])
 def vol_info(ctx, vol, pool=None, bytes=False, physical=False):
-    _pools_, obj = _lookup(ctx, vol, pool)
-    second = obj.physical if physical else obj.allocation
+    info = _lookup(ctx, vol, pool).info()
+    second = info["physical"] if physical else info["allocation"]
     label = "Physical" if physical else "Allocation"
     if bytes:
-        sizes = [("Capacity", f"{obj.capacity} bytes"), (label, f"{second} bytes")]
+        sizes = [("Capacity", f"{info['capacity']} bytes"), (label, f"{second} bytes")]
     else:
-        sizes = [("Capacity", human_size(obj.capacity)), (label, human_size(second))]
-    return KeyValue([("Name", obj.name), ("Type", obj.type)] + sizes, json_data=_vol_json(obj))
+        sizes = [("Capacity", human_size(info["capacity"])), (label, human_size(second))]
+    return KeyValue([("Name", info["name"]), ("Type", info["type"])] + sizes, json_data=info)
 
 
 @command("vol-path", group="volume", summary="returns the volume path for a given volume name or key",
          opts=[Opt("vol", kind="volume", required=True, positional=True, help="volume name or key"), VOL_POOL])
 def vol_path(ctx, vol, pool=None):
-    _p, obj = _lookup(ctx, vol, pool)
+    obj = _lookup(ctx, vol, pool)
     return Text(f"{obj.path}\n", json_data={"path": obj.path})
 
 
 @command("vol-key", group="volume", summary="returns the volume key for a given volume name or path",
          opts=[Opt("vol", kind="volume", required=True, positional=True, help="volume name or path"), VOL_POOL])
 def vol_key(ctx, vol, pool=None):
-    _p, obj = _lookup(ctx, vol, pool)
+    obj = _lookup(ctx, vol, pool)
     return Text(f"{obj.key}\n", json_data={"key": obj.key})
 
 
 @command("vol-name", group="volume", summary="returns the volume name for a given volume key or path",
          opts=[Opt("vol", kind="volume", required=True, positional=True, help="volume key or path")])
 def vol_name(ctx, vol):
-    obj = _pools(ctx).lookup(vol, None, pool_option=None)
+    obj = ctx.conn.storage.lookup_volume(vol)
     return Text(f"{obj.name}\n", json_data={"name": obj.name})
 
 
@@ -548,9 +458,8 @@ def vol_name(ctx, vol):
          opts=[Opt("vol", kind="volume", required=True, positional=True, help="volume key or path"),
                Opt("uuid", kind="bool", help="return the pool uuid rather than pool name")])
 def vol_pool(ctx, vol, uuid=False):
-    obj = _pools(ctx).lookup(vol, None, pool_option=None)
-    value = obj.pool.uuid if uuid else obj.pool.name
-    return Text(f"{value}\n", json_data={"pool": obj.pool.name, "uuid": obj.pool.uuid})
+    owner = ctx.conn.storage.lookup_volume(vol).pool()
+    return Text(f"{owner.uuid if uuid else owner.name}\n", json_data={"pool": owner.name, "uuid": owner.uuid})
 
 
 @command("vol-dumpxml", group="volume", summary="vol information in XML",
@@ -558,8 +467,7 @@ def vol_pool(ctx, vol, uuid=False):
                Opt("xpath", kind="xpath", help="xpath expression to filter the XML document"),
                Opt("wrap", kind="bool", help="wrap xpath results in an common root element")])
 def vol_dumpxml(ctx, vol, pool=None, xpath=None, wrap=False):
-    _p, obj = _lookup(ctx, vol, pool)
-    return xml_output(obj.xml(), xpath, wrap, "volume")
+    return xml_output(_lookup(ctx, vol, pool).xml(), xpath, wrap, "volume")
 
 
 @command("vol-resize", group="volume", summary="resize a vol",
@@ -574,7 +482,7 @@ def vol_resize(ctx, vol, capacity, pool=None, allocate=False, delta=False, shrin
     """Resize with qemu-img resize -f FORMAT; safe only for volumes no running guest uses (refused otherwise)."""
     from vsh.core.pools import parse_size
 
-    pools, obj = _lookup(ctx, vol, pool)
+    obj = _lookup(ctx, vol, pool)
     text = capacity.strip()
     if text.startswith("-"):
         if not shrink:
@@ -587,15 +495,7 @@ def vol_resize(ctx, vol, capacity, pool=None, allocate=False, delta=False, shrin
     size = parse_size(text)
     word = "by" if delta else "to"
     try:
-        _check_not_in_use(ctx, pools, obj, "resize")
-        current = obj.capacity
-        if delta:
-            new = current - size if shrink else current + size
-            if new < 0:
-                raise InvalidArgument(f"invalid argument: can't shrink capacity below zero (it is {current} bytes)")
-        else:
-            new = size
-        pools.resize(obj, new, shrink=shrink, allocate=allocate)
+        new = obj.resize(size, delta=delta, shrink=shrink, allocate=allocate)
     except VshError as err:
         raise err.with_context(f"Failed to change size of volume '{obj.name}' {word} {text}") from None
     return Message(f"Size of volume '{obj.name}' successfully changed {word} {text}",
@@ -607,10 +507,9 @@ def vol_resize(ctx, vol, capacity, pool=None, allocate=False, delta=False, shrin
          mutating=True)
 def vol_wipe(ctx, vol, pool=None, algorithm=None):
     """Zero a volume: raw data is overwritten with zeroes (holes stay holes); a qcow2 volume is made empty."""
-    pools, obj = _lookup(ctx, vol, pool)
+    obj = _lookup(ctx, vol, pool)
     try:
-        _check_not_in_use(ctx, pools, obj, "wipe")
-        pools.wipe(obj, progress=_progress(ctx, f"wipe {obj.name}"))
+        obj.wipe(progress=_progress(ctx, f"wipe {obj.name}"))
     except VshError as err:
         raise err.with_context(f"Failed to wipe vol {vol}") from None
     return Message(f"Vol {vol} wiped", json_data={"name": obj.name, "path": obj.path})
@@ -626,10 +525,8 @@ _TRANSFER = [Opt("offset", kind="int", help="volume offset in bytes"),
          mutating=True)
 def vol_upload(ctx, vol, file, pool=None, offset=None, length=None, sparse=False):
     """Write a file's bytes into a volume at --offset (the volume is not truncated); --sparse punches holes."""
-    pools, obj = _lookup(ctx, vol, pool)
-    _check_not_in_use(ctx, pools, obj, "upload to")
-    done = pools.upload(obj, file, offset or 0, length or None, sparse=sparse,
-                        progress=_progress(ctx, f"upload {obj.name}"))
+    obj = _lookup(ctx, vol, pool)
+    done = obj.upload(file, offset or 0, length or None, sparse=sparse, progress=_progress(ctx, f"upload {obj.name}"))
     return Text("", json_data={"name": obj.name, "bytes": done})
 
 
@@ -638,33 +535,7 @@ def vol_upload(ctx, vol, file, pool=None, offset=None, length=None, sparse=False
          mutating=True)
 def vol_download(ctx, vol, file, pool=None, offset=None, length=None, sparse=False):
     """Copy a volume's bytes into a file (made 0600 if new, truncated if it exists); --sparse keeps holes."""
-    pools, obj = _lookup(ctx, vol, pool)
-    done = pools.download(obj, file, offset or 0, length or None, sparse=sparse,
-                          progress=_progress(ctx, f"download {obj.name}"))
+    obj = _lookup(ctx, vol, pool)
+    done = obj.download(file, offset or 0, length or None, sparse=sparse,
+                        progress=_progress(ctx, f"download {obj.name}"))
     return Text("", json_data={"name": obj.name, "bytes": done})
-
-
-# -- completion ------------------------------------------------------------------------------------
-
-
-@completer("pool")
-def _complete_pools(ctx, prefix: str) -> list[str]:
-    return [name for name in _pools(ctx, init=False).names() if name.startswith(prefix)]
-
-
-@completer("volume")
-def _complete_volumes(ctx, prefix: str) -> list[str]:
-    pools = _pools(ctx, init=False)
-    out = []
-    for pool in pools.list():
-        if not pool.active:
-            continue
-        try:
-            vols = pools.volumes(pool)
-        except VshError:
-            continue
-        for vol in vols:
-            word = vol.path if prefix.startswith("/") else vol.name
-            if word.startswith(prefix) and word not in out:
-                out.append(word)
-    return out

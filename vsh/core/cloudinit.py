@@ -7,7 +7,8 @@ dashes and lower case, which plain ISO 9660 cannot hold, so the image carries
 Rock Ridge and Joliet names as well; Linux's isofs reads the Rock Ridge ones.
 
 The image is built in memory with pycdlib (pure Python, LGPL-2.1); the caller
-writes it where it belongs.
+writes it where it belongs. :func:`parse_cloud_init` reads ``vsh install
+--cloud-init``'s option into the files of a seed.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import io
 import re
 import secrets
+from collections import namedtuple
 
-from vsh.core.errors import InvalidArgument
+from vsh.core.errors import InvalidArgument, Unsupported
 
 VOLUME_ID = "cidata"
 # (ISO 9660 level-1 name, the real name)
@@ -125,3 +127,65 @@ def read_seed(data: bytes) -> tuple[str, dict[str, bytes]]:
         return volid, out
     finally:
         iso.close()
+
+
+CloudInit = namedtuple("CloudInit", "files password")
+
+
+def parse_cloud_init(text: str | None, name: str, uuid: str) -> CloudInit | None:
+    """``--cloud-init user-data=F,meta-data=F[,network-config=F]`` or ``root-ssh-key=F`` /
+    ``root-password-generate=on`` / ``root-password-file=F``: the seed's files, read from this host,
+    and the password generated (None when none was asked for)."""
+    if text is None:
+        return None
+    import os
+
+    from vsh.core.inputfile import read_input_file
+    from vsh.core.installopts import onoff, split_options, unknown_option
+
+    files: dict[str, bytes] = {}
+    keys: list[str] = []
+    password = None
+    generate = False
+    read = lambda path: read_input_file(os.path.expanduser(path), limit=1024 * 1024)  # noqa: E731
+    words = split_options(text, "--cloud-init")
+    if text.strip().lower() in ("on", "yes", ""):
+        words = [("root_password_generate", "on")]
+    for key, value in words:
+        if key in ("user_data", "meta_data", "network_config", "vendor_data"):
+            fname = key.replace("_", "-")
+            if fname in files:
+                raise InvalidArgument(f"--cloud-init: {fname}= given twice")
+            files[fname] = read(value)
+        elif key in ("root_ssh_key", "ssh_key"):
+            keys += ssh_keys_from(read(value), value)
+        elif key == "root_password_generate":
+            generate = onoff(value, "--cloud-init root-password-generate")
+        elif key == "root_password_file":
+            pw = read(value).decode(errors="replace").splitlines()
+            if not pw or not pw[0]:
+                raise InvalidArgument(f"--cloud-init: '{value}' holds no password on its first line")
+            password = pw[0]
+        elif key == "disable":
+            raise Unsupported("--cloud-init disable=: the seed stays attached on purpose (so the domain "
+                              "boots the same after a restart); disable cloud-init from user-data instead")
+        else:
+            raise unknown_option(key, value, "cloud-init", ("user-data=FILE", "meta-data=FILE",
+                                                            "network-config=FILE", "root-ssh-key=FILE",
+                                                            "root-password-generate=on", "root-password-file=FILE"))
+    generated = None
+    if generate:
+        if password is not None:
+            raise InvalidArgument("--cloud-init: root-password-generate and root-password-file exclude each other")
+        generated = password = generate_password()
+    if "user-data" in files and (keys or password):
+        raise InvalidArgument("--cloud-init: user-data= cannot be combined with root-ssh-key= or a root "
+                              "password; put them in your user-data")
+    if "user-data" not in files:
+        if not keys and not password:
+            raise InvalidArgument("--cloud-init: give user-data=FILE (with meta-data=FILE), root-ssh-key=FILE "
+                                  "or root-password-generate=on")
+        files["user-data"] = user_data(keys, password)
+    if "meta-data" not in files:
+        files["meta-data"] = meta_data(f"vsh-{uuid}", hostname_for(name))
+    return CloudInit(files, generated)

@@ -1,14 +1,21 @@
-"""Names and UUIDs of stored objects (storage pools, volumes, networks): the checks that
-keep a name safe to use as a file name, and UUID spelling."""
+"""Names and identifiers of stored objects (domains, storage pools, volumes, networks): the
+checks that keep a name safe to use as a file name, UUID spelling (libvirt's rules), MAC
+addresses.
+
+Light on purpose (no ``re``): the domain lookup on every command's path uses it.
+"""
 
 from __future__ import annotations
 
-import re
-
 from vsh.core.errors import InvalidArgument
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_SPACE = " \t\n\v\f\r"
+
+
+def has_control(text: str) -> bool:
+    """The text holds an ASCII control character (NUL to 0x1f, or DEL)."""
+    return any(ch < " " or ch == "\x7f" for ch in text)
 
 
 def check_file_name(name: str, what: str, limit: int) -> None:
@@ -23,7 +30,7 @@ def check_file_name(name: str, what: str, limit: int) -> None:
         raise InvalidArgument(f"{what} name '{name}' is not allowed")
     if name.startswith("."):
         raise InvalidArgument(f"{what} name '{name}' cannot start with '.'")
-    if CONTROL.search(name):
+    if has_control(name):
         raise InvalidArgument(f"{what} name {name!r} cannot contain control characters")
     try:
         size = len(name.encode("utf-8"))
@@ -33,10 +40,59 @@ def check_file_name(name: str, what: str, limit: int) -> None:
         raise InvalidArgument(f"{what} name is too long ({size} bytes; the limit is {limit})")
 
 
+def _uuid_digits(text) -> str | None:
+    """The 32 hex digits of a UUID as libvirt's virUUIDParse reads it, or None.
+
+    libvirt skips surrounding white space and takes '-' and ' ' anywhere between the
+    16 pairs of hex digits: ``8-4-4-4-12`` with or without dashes, and more.
+    """
+    if not isinstance(text, str):
+        return None
+    body = text.strip(_SPACE)
+    digits = []
+    i = 0
+    while len(digits) < 16:
+        if i >= len(body):
+            return None
+        if body[i] in "- ":
+            i += 1
+            continue
+        if body[i] not in _HEX or i + 1 >= len(body) or body[i + 1] not in _HEX:
+            return None
+        digits.append(body[i:i + 2])
+        i += 2
+    return "".join(digits).lower() if i == len(body) else None
+
+
 def is_uuid(text: str) -> bool:
-    return bool(text) and bool(_UUID.fullmatch(text))
+    """A UUID by libvirt's rule (what virsh looks up by UUID before trying a name)."""
+    return _uuid_digits(text) is not None
+
+
+def is_uuid_arg(text: str) -> bool:
+    """An argument virsh looks up by UUID before trying it as a name: 36 characters long
+    (``VIR_UUID_STRING_BUFLEN - 1``, so 32 hex digits with four dashes) and a UUID by
+    libvirt's rule (:func:`is_uuid`)."""
+    return isinstance(text, str) and len(text) == 36 and is_uuid(text)
 
 
 def normal_uuid(text: str) -> str:
-    h = text.replace("-", "").lower()
+    """A UUID (:func:`is_uuid`) in libvirt's spelling: lower case, dashes at 8-4-4-4-12."""
+    h = _uuid_digits(text)
+    if h is None:
+        raise InvalidArgument(f"malformed uuid '{text}'")
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def is_mac(text: str) -> bool:
+    """A MAC address: six colon-separated pairs of hex digits."""
+    parts = text.split(":")
+    return len(parts) == 6 and all(len(p) == 2 and all(c in _HEX for c in p) for p in parts)
+
+
+def random_mac() -> str:
+    """A new MAC address in QEMU's range (52:54:00), as libvirt makes them."""
+    import os
+
+    tail = os.urandom(3)
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in tail)

@@ -161,7 +161,7 @@ def add(root, fw: PortForward) -> None:
     """Append ``fw`` to the domain element's vsh metadata (created in libvirt's place if needed)."""
     from lxml import etree
 
-    from vsh.core.domain import ensure
+    from vsh.core.xmlobject import ensure
 
     meta = ensure(root, "./metadata")
     net = meta.find("{%s}net" % NS)

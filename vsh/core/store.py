@@ -20,6 +20,9 @@ from __future__ import annotations
 import os
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
+from vsh.core.inputfile import read_input_file  # noqa: F401  (moved there; re-exported for the commands that still read it here)
+# the runtime state has its own home; these names stay importable from here
+from vsh.core.runtime import ACTIVE_STATES, Runtime, boot_id, pid_alive, read_runtime  # noqa: F401
 
 SCHEME = "vsh"
 
@@ -112,13 +115,13 @@ def atomic_write(path, data: bytes | str, mode: int = 0o600) -> None:
         os.fsync(fd)
     except BaseException:
         os.close(fd)
-        _unlink(tmp)
+        remove_file(tmp)
         raise
     os.close(fd)
     try:
         os.rename(tmp, path)
     except BaseException:
-        _unlink(tmp)
+        remove_file(tmp)
         raise
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -127,13 +130,11 @@ def atomic_write(path, data: bytes | str, mode: int = 0o600) -> None:
         os.close(dfd)
 
 
-def _unlink(path) -> bool:
+def remove_file(path) -> bool:
     """Remove a file if it is there; True when it was."""
     try:
         os.unlink(path)
         return True
-    except FileNotFoundError:
-        return False
     except OSError:
         return False
 
@@ -150,107 +151,6 @@ def fsync_dir(path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-_BOOT_ID: str | None = None
-
-
-def boot_id() -> str:
-    global _BOOT_ID
-    if _BOOT_ID is None:
-        try:
-            with open("/proc/sys/kernel/random/boot_id") as fh:
-                _BOOT_ID = fh.read().strip()
-        except OSError:
-            _BOOT_ID = ""
-    return _BOOT_ID
-
-
-def pid_alive(pid, starttime: int | None = None) -> bool:
-    """True if ``pid`` runs (a zombie does not) and, when ``starttime`` is given, is the
-    process that started then (``/proc/PID/stat`` field 22): a reused pid is not alive."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except FileNotFoundError:
-        return False
-    except OSError:         # /proc hides other users' processes (hidepid): ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return starttime is None
-    rest = stat[stat.rfind(b")") + 2:].split()
-    if not rest or rest[0] in (b"Z", b"X", b"x"):
-        return False
-    return starttime is None or (len(rest) > 19 and rest[19] == str(starttime).encode())
-
-
-ACTIVE_STATES = ("running", "paused", "starting", "shutdown", "pmsuspended", "blocked", "crashed",
-                 "crashed-preserved")
-
-
-class Runtime:
-    """What a domain's supervisor last wrote in ``state.json`` (checked for staleness)."""
-
-    def __init__(self, data: dict | None = None, rundir=None):
-        self.data = data or {}
-        self._rundir = None if rundir is None else os.fspath(rundir)
-
-    @property
-    def rundir(self):
-        """The runtime directory as a Path (or None)."""
-        return None if self._rundir is None else _path(self._rundir)
-
-    @rundir.setter
-    def rundir(self, value) -> None:
-        self._rundir = None if value is None else os.fspath(value)
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
-    def state(self) -> str:
-        return self.data.get("state", "shutoff")
-
-    @property
-    def reason(self) -> str:
-        return self.data.get("reason", "unknown")
-
-    @property
-    def id(self) -> int | None:
-        return self.data.get("id") if self.active else None
-
-    @property
-    def transient(self) -> bool:
-        return bool(self.data.get("transient"))
-
-
-def read_runtime(rundir) -> Runtime | None:
-    """Read state.json without importing anything heavy; stale state reads as shut off."""
-    import json
-
-    try:
-        with open(os.path.join(rundir, "state.json"), "rb") as fh:
-            data = json.loads(fh.read())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    if data.get("state") in ACTIVE_STATES:
-        stale = data.get("boot_id") not in (None, "", boot_id())
-        if stale or not (pid_alive(data.get("qemu_pid"), data.get("qemu_starttime"))
-                         or pid_alive(data.get("supervisor_pid"), data.get("supervisor_starttime"))):
-            data = dict(data)
-            data["state"] = "shutoff"
-            data["reason"] = "crashed" if not stale else "unknown"
-            data["stale"] = True
-    return Runtime(data=data, rundir=rundir)
 
 
 class DomainRef:
@@ -363,10 +263,12 @@ class Store:
     def images_dir(self) -> Path:
         return ensure_private_dir(self.data_dir / "images")
 
-    def lock(self, name: str, timeout: float = 30.0) -> "_Lock":
-        """An exclusive per-domain lock (flock), as a context manager; waits at most ``timeout`` seconds."""
+    def lock(self, name: str, timeout: float = 30.0) -> "Lock":
+        """An exclusive per-domain lock (flock on ``<config>/.locks/NAME.lock``), as a context
+        manager; waits at most ``timeout`` seconds."""
         check_store_name(name)
-        return _Lock(self, name, timeout)
+        return Lock(os.path.join(self._locks, f"{name}.lock"), timeout,
+                    f"domain '{name}' is locked by another vsh process")
 
     # -- listing and lookup ----------------------------------------------------------
     def persistent_names(self) -> list[str]:
@@ -415,8 +317,6 @@ class Store:
     def find(self, ident: str) -> DomainRef | None:
         if ident is None or ident == "":
             return None
-        from vsh.core.domain import is_uuid
-
         if "/" not in ident and not ident.startswith(".") and "\x00" not in ident:
             persistent = (os.path.isfile(os.path.join(self._domains, f"{ident}.xml"))
                           if len(ident.encode()) <= MAX_STORED_NAME else False)
@@ -428,14 +328,16 @@ class Store:
             for ref in self.refs():
                 if ref.active and ref.id == wanted:
                     return ref
-        if is_uuid(ident):
-            wanted_uuid = ident.lower()
+        from vsh.core.names import is_uuid, is_uuid_arg, normal_uuid    # after the name: a lookup by name imports less
+
+        if is_uuid_arg(ident):
+            wanted_uuid = normal_uuid(ident)
             for ref in self.refs():
                 try:
                     uuid = self.facts(ref)["uuid"]
                 except VshError:
                     continue
-                if (uuid or "").lower() == wanted_uuid:
+                if is_uuid(uuid) and normal_uuid(uuid) == wanted_uuid:
                     return ref
         return None
 
@@ -550,8 +452,8 @@ class Store:
         if not ref.persistent:
             raise OperationInvalid(f"Requested operation is not valid: cannot undefine transient domain")
         with self.lock(ref.name):
-            _unlink(os.path.join(self._domains, f"{ref.name}.xml"))
-            _unlink(os.path.join(self._autostart, ref.name))
+            remove_file(os.path.join(self._domains, f"{ref.name}.xml"))
+            remove_file(os.path.join(self._autostart, ref.name))
             self._fsync_dir(self._domains)
 
     def rename(self, ref: DomainRef, new_name: str) -> None:
@@ -585,7 +487,7 @@ class Store:
         if enabled:
             atomic_write(path, b"")
         else:
-            _unlink(path)
+            remove_file(path)
 
     # -- ids ---------------------------------------------------------------------------------
     def next_id(self) -> int:
@@ -608,23 +510,28 @@ class Store:
             os.close(fd)
 
 
-class _Lock:
-    """``with store.lock(name):`` an exclusive flock on ``<config>/.locks/NAME.lock``."""
+class Lock:
+    """An exclusive flock on a file, as a context manager: vsh's one lock.
 
-    def __init__(self, store: Store, name: str, timeout: float):
-        self.store = store
-        self.name = name
+    ``with Lock(path, timeout, busy):`` makes the file's directory (and that
+    directory's parent) private first, waits at most ``timeout`` seconds, then
+    fails with ``BUSY (waited N s)``. Closing the descriptor releases the lock.
+    """
+
+    def __init__(self, path: str, timeout: float, busy: str):
+        self.path = path
         self.timeout = timeout
+        self.busy = busy
         self.fd: int | None = None
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> "Lock":
         import fcntl
         import time
 
-        store = self.store
-        ensure_private_dir(store._config)
-        ensure_private_dir(store._locks)
-        fd = os.open(os.path.join(store._locks, f"{self.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        directory = os.path.dirname(self.path)
+        ensure_private_dir(os.path.dirname(directory))
+        ensure_private_dir(directory)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             deadline = time.monotonic() + self.timeout
             delay = 0.005
@@ -634,35 +541,17 @@ class _Lock:
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise OperationInvalid(f"domain '{self.name}' is locked by another vsh process "
-                                               f"(waited {self.timeout:.0f} s)") from None
+                        raise OperationInvalid(f"{self.busy} (waited {self.timeout:.0f} s)") from None
                     time.sleep(delay)
                     delay = min(delay * 2, 0.1)
         except BaseException:
             os.close(fd)
             raise
         self.fd = fd
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = None
 
-
-def read_input_file(path: str, what: str = "file", limit: int | None = None) -> bytes:
-    """Read a user-named file with virsh's error wording."""
-    from vsh.core.xml import MAX_XML_BYTES
-
-    limit = limit or MAX_XML_BYTES
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
-    except FileNotFoundError:
-        raise InvalidArgument(f"Failed to open file '{path}': No such file or directory") from None
-    except IsADirectoryError:
-        raise InvalidArgument(f"Failed to open file '{path}': Is a directory") from None
-    except PermissionError:
-        raise InvalidArgument(f"Failed to open file '{path}': Permission denied") from None
-    if len(data) > limit:
-        raise InvalidArgument(f"file '{path}' is too large: the limit for an XML document is {limit} bytes")
-    return data

@@ -83,13 +83,15 @@ def parse(data: bytes | str, origin: str = "domain_definition", root_tag: str | 
     return root
 
 
-def _escape_attr(value: str) -> str:
+def escape_attr(value: str) -> str:
+    """A value for a single- or double-quoted attribute of generated XML."""
     return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace("'", "&apos;").replace('"', "&quot;").replace("\n", "&#10;")
             .replace("\r", "&#13;").replace("\t", "&#9;"))
 
 
-def _escape_text(value: str) -> str:
+def escape_text(value: str) -> str:
+    """Character data of generated XML."""
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -125,9 +127,9 @@ def _write(el, depth: int, parent_nsmap: dict, out: list[str]) -> None:
         return
     parts = [f"{pad}<{_qname(el)}"]
     nsmap = el.nsmap
-    decls = [f" xmlns:{prefix}='{_escape_attr(uri)}'" if prefix else f" xmlns='{_escape_attr(uri)}'"
+    decls = [f" xmlns:{prefix}='{escape_attr(uri)}'" if prefix else f" xmlns='{escape_attr(uri)}'"
              for prefix, uri in nsmap.items() if parent_nsmap.get(prefix) != uri]
-    attrs = [f" {_attr_name(el, key)}='{_escape_attr(value)}'" for key, value in el.attrib.items()]
+    attrs = [f" {_attr_name(el, key)}='{escape_attr(value)}'" for key, value in el.attrib.items()]
     # libvirt writes <domain type='kvm' xmlns:qemu='...'>, but libxml2 (metadata) puts xmlns first
     parts += attrs + decls if el.tag == "domain" else decls + attrs
     children = list(el)
@@ -136,7 +138,7 @@ def _write(el, depth: int, parent_nsmap: dict, out: list[str]) -> None:
         if text is None or text == "":
             out.append("".join(parts) + "/>\n")
         else:
-            out.append("".join(parts) + f">{_escape_text(text)}</{_qname(el)}>\n")
+            out.append("".join(parts) + f">{escape_text(text)}</{_qname(el)}>\n")
         return
     if (text and text.strip()) or any(c.tail and c.tail.strip() for c in children):
         # mixed content: keep it exactly as it is (libxml2 stops formatting here too)
@@ -150,26 +152,26 @@ def _write(el, depth: int, parent_nsmap: dict, out: list[str]) -> None:
         _write(child, depth + 1, nsmap, out)
         tail = child.tail
         if tail and tail.strip():
-            out.append(_escape_text(tail) + "\n")
+            out.append(escape_text(tail) + "\n")
     out.append(f"{pad}</{_qname(el)}>\n")
 
 
 def _inline_children(el, nsmap: dict, out: list[str]) -> None:
     if el.text:
-        out.append(_escape_text(el.text))
+        out.append(escape_text(el.text))
     for child in el:
         if isinstance(child.tag, str):
             inner: list[str] = []
             _inline_children(child, child.nsmap, inner)
-            decls = [f" xmlns:{p}='{_escape_attr(u)}'" if p else f" xmlns='{_escape_attr(u)}'"
+            decls = [f" xmlns:{p}='{escape_attr(u)}'" if p else f" xmlns='{escape_attr(u)}'"
                      for p, u in child.nsmap.items() if nsmap.get(p) != u]
-            attrs = [f" {_attr_name(child, k)}='{_escape_attr(v)}'" for k, v in child.attrib.items()]
+            attrs = [f" {_attr_name(child, k)}='{escape_attr(v)}'" for k, v in child.attrib.items()]
             head = f"<{_qname(child)}" + "".join(decls + attrs)
             out.append(head + (">" + "".join(inner) + f"</{_qname(child)}>" if inner else "/>"))
         else:
             out.append(f"<!--{child.text or ''}-->")
         if child.tail:
-            out.append(_escape_text(child.tail))
+            out.append(escape_text(child.tail))
 
 
 def serialize(el) -> str:

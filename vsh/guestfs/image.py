@@ -25,9 +25,7 @@ import bisect
 import json
 import os
 import re
-import shutil
 import stat
-import subprocess
 
 from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError
 
@@ -465,21 +463,13 @@ def _open_qcow2(path: str, probed: bool, seen: set, depth: int) -> Image:
 
 def _qemu_img_json(cmd: str, path: str):
     """``qemu-img info|map`` of one qcow2 file alone (format given, backing cut off)."""
-    exe = shutil.which("qemu-img")
-    if exe is None:
-        raise Unsupported("reading qcow2 backing chains needs qemu-img (Debian package qemu-utils)")
+    from vsh.core.qemuimg import qemu_img
+
     spec = {"driver": "qcow2", "file": {"driver": "file", "filename": os.path.abspath(path)}, "backing": None}
-    argv = [exe, cmd, "--output=json", "-U", "json:" + json.dumps(spec)]
+    out = qemu_img([cmd, "--output=json", "-U", "json:" + json.dumps(spec)], what=f"{path}: qemu-img {cmd}",
+                   timeout=60, missing="reading qcow2 backing chains needs qemu-img (Debian package qemu-utils)")
     try:
-        res = subprocess.run(argv, capture_output=True, timeout=60, env={**os.environ, "LC_ALL": "C"},
-                             stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise VshError(f"{path}: qemu-img {cmd} did not finish in 60 s") from None
-    if res.returncode != 0:
-        msg = res.stderr.decode(errors="replace").strip().splitlines()
-        raise VshError(f"{path}: qemu-img {cmd} failed: {msg[-1] if msg else 'exit status ' + str(res.returncode)}")
-    try:
-        return json.loads(res.stdout)
+        return json.loads(out)
     except ValueError:
         raise VshError(f"{path}: qemu-img {cmd} printed something that is not JSON") from None
 

@@ -40,6 +40,11 @@ from __future__ import annotations
 import copy
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Timeout, Unsupported, VshError
+# what the running QEMU holds; network_clients, delete_nodes and device_id keep their names here
+from vsh.kvm.qemudevs import (  # noqa: F401
+    block_entry, delete_nodes, device_id, free_index, netdev_ids, network_clients, nic_id, node_names,
+    pci_address, pci_placement, peripherals)
+from vsh.kvm.supervisor.log import log
 
 #: How long ``detach`` waits for the guest to release a device, by default.
 DETACH_TIMEOUT = 20.0
@@ -47,12 +52,6 @@ DETACH_TIMEOUT = 20.0
 TRAY_TIMEOUT = 5.0
 
 NIC_DRIVERS = ("virtio-net-pci", "virtio-net-device", "e1000", "e1000e", "rtl8139")
-
-
-def _log(msg: str) -> None:
-    from vsh.kvm.netacct import log
-
-    log(msg)
 
 
 def _lock(sup):
@@ -69,7 +68,7 @@ def _lock(sup):
 
 def read_live(sup):
     from vsh.core.domain import Domain
-    from vsh.kvm import client as rt
+    from vsh.core import runtime as rt
 
     try:
         with open(sup.rundir / rt.LIVE_XML, "rb") as fh:
@@ -80,7 +79,7 @@ def read_live(sup):
 
 
 def write_live(sup, dom) -> None:
-    from vsh.kvm import client as rt
+    from vsh.core import runtime as rt
 
     rt.write_text_atomic(sup.rundir / rt.LIVE_XML, dom.to_xml())
 
@@ -126,217 +125,6 @@ def find_live_device(dom, node):
                        "in the running domain")
     raise Unsupported(f"operation not supported: live detach of <{node.tag}> devices is not supported; "
                       "use --config to change the configuration used at the next boot")
-
-
-# -- QEMU state helpers -------------------------------------------------------------------------
-
-
-async def _node_names(sup) -> set[str]:
-    nodes = await sup._exec("query-named-block-nodes", {"flat": True})
-    return {n.get("node-name") for n in nodes if n.get("node-name")}
-
-
-async def _peripherals(sup) -> dict[str, str]:
-    """QEMU device id -> type name, for every device that has an id."""
-    items = await sup._exec("qom-list", {"path": "/machine/peripheral"})
-    out = {}
-    for item in items:
-        t = item.get("type", "")
-        if t.startswith("child<"):
-            out[item["name"]] = t[6:-1]
-    return out
-
-
-async def network_clients(sup) -> list[dict]:
-    """The NICs and their netdevs, from ``info network``: [{id, mac, model, netdev, type}]."""
-    text = await sup._exec("human-monitor-command", {"command-line": "info network"})
-    out: list[dict] = []
-    if not isinstance(text, str):
-        return out
-    current = None
-    for raw in text.replace("\r", "").splitlines():
-        line = raw.strip()
-        peer = line.startswith("\\")
-        if peer:
-            line = line.lstrip("\\ ").strip()
-        name, sep, rest = line.partition(":")
-        if not sep:
-            continue
-        props = {}
-        for part in rest.strip().split(","):
-            k, _eq, v = part.partition("=")
-            props[k.strip()] = v.strip()
-        if not peer:
-            current = {"id": name.strip(), "type": props.get("type"), "mac": props.get("macaddr"),
-                       "model": props.get("model"), "netdev": None, "netdev_type": None}
-            out.append(current)
-        elif current is not None:
-            current["netdev"] = name.strip()
-            current["netdev_type"] = props.get("type")
-    return out
-
-
-async def _netdev_ids(sup) -> set[str]:
-    ids = set()
-    for c in await network_clients(sup):
-        ids.add(c["id"])
-        if c.get("netdev"):
-            ids.add(c["netdev"])
-    return ids
-
-
-def _find_pci(buses, qdev_id: str, parent: str | None = None):
-    for bus in buses:
-        for dev in bus.get("devices") or []:
-            if dev.get("qdev_id") == qdev_id:
-                return dev, parent
-            bridge = dev.get("pci_bridge")
-            if bridge:
-                found = _find_pci([{"devices": bridge.get("devices") or []}], qdev_id,
-                                  dev.get("qdev_id") or parent)
-                if found[0] is not None:
-                    return found
-    return None, None
-
-
-async def _pci_address(sup, qdev_id: str) -> dict | None:
-    """libvirt's <address type='pci'> attributes of the device QEMU placed as ``qdev_id``."""
-    dev, parent = _find_pci(await sup._exec("query-pci"), qdev_id)
-    if dev is None:
-        return None
-    bus = 0
-    if parent and parent.startswith("pci."):
-        try:
-            bus = int(parent[4:])
-        except ValueError:
-            bus = 0
-    return {"type": "pci", "domain": "0x0000", "bus": f"0x{bus:02x}", "slot": f"0x{dev['slot']:02x}",
-            "function": f"0x{dev['function']:x}"}
-
-
-async def _pci_placement(sup, dom, family: str, what: str) -> dict:
-    """bus (and addr) for a hot-plugged PCI device without an <address>."""
-    if family == "microvm":
-        raise Unsupported(f"operation not supported: machine 'microvm' has no PCI bus and no hot-plug; "
-                          f"{what} can only be added with --config (at the next start)")
-    if family == "pc":
-        return {"bus": "pci.0"}
-    # q35: an empty pcie-root-port, else a pci-bridge (QEMU picks the slot there)
-    buses = await sup._exec("query-pci")
-    ports, bridges = [], []
-    for ctrl in dom.devices("controller"):
-        node = ctrl.node
-        if node.get("type") != "pci" or not node.get("index"):
-            continue
-        qid = f"pci.{int(node.get('index'), 0)}"
-        if node.get("model") == "pcie-root-port":
-            ports.append(qid)
-        elif node.get("model") == "pci-bridge":
-            bridges.append(qid)
-    for qid in ports:
-        dev, _parent = _find_pci(buses, qid)
-        if dev is not None and not (dev.get("pci_bridge") or {}).get("devices"):
-            return {"bus": qid, "addr": "0x0"}
-    if bridges:
-        return {"bus": bridges[0]}
-    raise OperationInvalid(
-        f"Requested operation is not valid: no free PCI hot-plug slot for {what}: machine q35 takes "
-        "hot-plugged devices in empty pcie-root-port controllers, and this domain has none left",
-        "add <controller type='pci' model='pcie-root-port'/> elements to the domain (they take effect at "
-        "its next start), or use --config")
-
-
-async def _block_graph(sup) -> tuple[dict, dict]:
-    graph = await sup._exec("x-debug-query-block-graph")
-    nodes = {n["id"]: n for n in graph.get("nodes", [])}
-    children: dict = {}
-    for e in graph.get("edges", []):
-        children.setdefault(e["parent"], []).append(e["child"])
-    return nodes, children
-
-
-async def delete_nodes(sup, top: str) -> None:
-    """``blockdev-del`` the node ``top`` and then the nodes below it that nothing else uses."""
-    try:
-        nodes, children = await _block_graph(sup)
-    except VshError:
-        nodes, children = {}, {}
-    by_name = {n.get("name"): i for i, n in nodes.items() if n.get("type") == "block-driver"}
-    order, queue = [], [top]
-    while queue:
-        name = queue.pop(0)
-        if name in order:
-            continue
-        order.append(name)
-        for child in children.get(by_name.get(name), []):
-            node = nodes.get(child) or {}
-            if node.get("type") == "block-driver" and node.get("name"):
-                queue.append(node["name"])
-    for name in order:
-        try:
-            await sup._exec("blockdev-del", {"node-name": name})
-        except VshError as exc:
-            if name == top:
-                _log(f"blockdev-del {name}: " + " | ".join(exc.lines))
-
-
-async def _free_index(sup, prefix_fmt: str, used: set[str]) -> int:
-    n = 0
-    while any(u == prefix_fmt % n or u.startswith(prefix_fmt % n + "-") for u in used):
-        n += 1
-    return n
-
-
-def _qdev_of_block(entry: dict) -> str:
-    """The QEMU device id a query-block entry belongs to ('' if none)."""
-    qdev = entry.get("qdev") or ""
-    if qdev.startswith("/machine/peripheral/"):
-        return qdev[len("/machine/peripheral/"):].split("/", 1)[0]
-    return qdev
-
-
-async def _block_entry(sup, qid: str) -> dict | None:
-    for entry in await sup._exec("query-block"):
-        if _qdev_of_block(entry) == qid:
-            return entry
-    return None
-
-
-def device_id(dom, dev_node, rundir=None) -> str:
-    """The QEMU id of a device of the live XML: its <alias>, else what the builder names it."""
-    alias = dev_node.find("alias")
-    if alias is not None and alias.get("name"):
-        return alias.get("name")
-    from vsh.kvm.argv import RuntimePaths, device_options
-
-    paths = RuntimePaths.for_rundir(str(rundir or "/nonexistent"))
-    try:
-        opts = device_options(dom.node, copy.deepcopy(dev_node), paths=paths)
-    except VshError:
-        # only the id matters here: its medium may be gone since; name one that exists
-        from lxml import etree
-
-        node = copy.deepcopy(dev_node)
-        for tag in ("source", "backingStore", "driver"):
-            for el in node.findall(tag):
-                node.remove(el)
-        node.set("type", "file")
-        node.append(etree.Element("driver", name="qemu", type="raw"))
-        node.append(etree.Element("source", file="/dev/null"))
-        opts = device_options(dom.node, node, paths=paths)
-    return (opts.get("device") or {}).get("id") or ""
-
-
-async def _nic_id(sup, dom, nic) -> tuple[str, str | None]:
-    """(QEMU device id, netdev id) of a live NIC, found by its MAC address."""
-    mac = (nic.mac or "").lower()
-    for c in await network_clients(sup):
-        if (c.get("mac") or "").lower() == mac:
-            return c["id"], c.get("netdev")
-    alias = nic.node.find("alias")
-    if alias is not None and alias.get("name"):
-        return alias.get("name"), None
-    raise NotFound(f"device not found: QEMU has no network device with MAC address {nic.mac}")
 
 
 # -- events -------------------------------------------------------------------------------------
@@ -415,7 +203,7 @@ async def _attach_disk(sup, dom, node) -> dict:
     if node.get("device", "disk") not in ("disk", "cdrom"):
         raise Unsupported(f"operation not supported: live attach of a {node.get('device')} disk is not "
                           "supported (disk or cdrom)")
-    n = await _free_index(sup, "disk%d", await _node_names(sup))
+    n = await free_index(sup, "disk%d", await node_names(sup))
     opts = device_options(dom.node, node, paths=_paths(sup), index=n)
     dev = dict(opts["device"])
     what = f"disk '{node.find('target').get('dev')}'"
@@ -427,7 +215,7 @@ async def _attach_disk(sup, dom, node) -> dict:
     if pci and not has_pci_addr:
         dev.pop("bus", None)
         dev.pop("addr", None)
-        dev.update(await _pci_placement(sup, dom, opts["family"], what))
+        dev.update(await pci_placement(sup, dom, opts["family"], what))
     added: list[str] = []
     try:
         for args in opts["blockdev"]:
@@ -439,14 +227,14 @@ async def _attach_disk(sup, dom, node) -> dict:
             try:
                 await sup._exec("blockdev-del", {"node-name": name})
             except VshError as exc:
-                _log(f"rollback: blockdev-del {name}: " + " | ".join(exc.lines))
+                log(f"rollback: blockdev-del {name}: " + " | ".join(exc.lines))
         raise
     _set_child(node, "alias", {"name": dev["id"]})
     if pci:
-        addr = await _pci_address(sup, dev["id"])
+        addr = await pci_address(sup, dev["id"])
         if addr:
             _set_child(node, "address", addr)
-    _log(f"hot-plugged disk {dev['id']} ({dev['driver']}, nodes {', '.join(added)})")
+    log(f"hot-plugged disk {dev['id']} ({dev['driver']}, nodes {', '.join(added)})")
     return {"alias": dev["id"], "driver": dev["driver"], "nodes": added}
 
 
@@ -454,7 +242,7 @@ async def _attach_nic(sup, dom, node) -> dict:
     from vsh.kvm import netacct
     from vsh.kvm.argv import device_options
 
-    used = await _netdev_ids(sup) | set(await _peripherals(sup))
+    used = await netdev_ids(sup) | set(await peripherals(sup))
     n = 0
     while f"net{n}" in used or f"hostnet{n}" in used:
         n += 1
@@ -468,7 +256,7 @@ async def _attach_nic(sup, dom, node) -> dict:
     if not has_pci_addr:
         dev.pop("bus", None)
         dev.pop("addr", None)
-        dev.update(await _pci_placement(sup, dom, opts["family"], what))
+        dev.update(await pci_placement(sup, dom, opts["family"], what))
     netdev_id = dev["netdev"]
     tap = node.get("type") in ("network", "bridge")
     out = await sup._exec("human-monitor-command", {"command-line": "netdev_add " + opts["netdev"]})
@@ -489,13 +277,13 @@ async def _attach_nic(sup, dom, node) -> dict:
         try:
             await sup._exec("netdev_del", {"id": netdev_id})
         except VshError as exc:
-            _log(f"rollback: netdev_del {netdev_id}: " + " | ".join(exc.lines))
+            log(f"rollback: netdev_del {netdev_id}: " + " | ".join(exc.lines))
         raise
     _set_child(node, "alias", {"name": dev["id"]})
-    addr = await _pci_address(sup, dev["id"])
+    addr = await pci_address(sup, dev["id"])
     if addr:
         _set_child(node, "address", addr)
-    _log(f"hot-plugged interface {dev['id']} ({dev['driver']}, netdev {netdev_id})")
+    log(f"hot-plugged interface {dev['id']} ({dev['driver']}, netdev {netdev_id})")
     return {"alias": dev["id"], "driver": dev["driver"], "netdev": netdev_id}
 
 
@@ -509,11 +297,11 @@ async def detach(sup, device_xml: str, timeout: float = DETACH_TIMEOUT) -> dict:
         dev = find_live_device(dom, node)
         if dev.node.tag == "disk":
             qid = device_id(dom, dev.node, sup.rundir)
-            entry = await _block_entry(sup, qid)
+            entry = await block_entry(sup, qid)
             top = ((entry or {}).get("inserted") or {}).get("node-name")
             netdev = None
         else:
-            qid, netdev = await _nic_id(sup, dom, dev)
+            qid, netdev = await nic_id(sup, dom, dev)
             top = None
         mac = getattr(dev, "mac", None) if dev.node.tag == "interface" else None
         target = dev.node.find("target").get("dev") if dev.node.tag == "disk" else None
@@ -528,7 +316,7 @@ async def detach(sup, device_xml: str, timeout: float = DETACH_TIMEOUT) -> dict:
                 try:
                     await sup._exec("netdev_del", {"id": netdev})
                 except VshError as exc:
-                    _log(f"netdev_del {netdev}: " + " | ".join(exc.lines))
+                    log(f"netdev_del {netdev}: " + " | ".join(exc.lines))
             live = read_live(sup)
             for d in live.devices(dev.node.tag):
                 if (target and d.node.find("target") is not None and d.node.find("target").get("dev") == target) \
@@ -536,7 +324,7 @@ async def detach(sup, device_xml: str, timeout: float = DETACH_TIMEOUT) -> dict:
                     live.remove_device(d)
                     break
             write_live(sup, live)
-            _log(f"device {qid} removed")
+            log(f"device {qid} removed")
 
         events = _Events(sup, ("DEVICE_DELETED",))
         events.__enter__()
@@ -574,7 +362,7 @@ async def _finish_later(sup, events, qid: str, finish) -> None:
     except asyncio.CancelledError:
         raise
     except VshError as exc:
-        _log(f"late removal of {qid}: " + " | ".join(exc.lines))
+        log(f"late removal of {qid}: " + " | ".join(exc.lines))
     finally:
         events.__exit__(None, None, None)
 
@@ -602,7 +390,7 @@ async def change_media(sup, target: str, disk_xml: str | None, force: bool = Fal
         added: list[str] = []
         top_new = None
         if new_node is not None:
-            n = await _free_index(sup, "disk%d", await _node_names(sup))
+            n = await free_index(sup, "disk%d", await node_names(sup))
             opts = device_options(dom.node, new_node, paths=_paths(sup), index=n)
             try:
                 for args in opts["blockdev"]:
@@ -622,7 +410,7 @@ async def change_media(sup, target: str, disk_xml: str | None, force: bool = Fal
                 await delete_nodes(sup, top_new)
 
         try:
-            entry = await _block_entry(sup, qid)
+            entry = await block_entry(sup, qid)
             if entry is None:
                 raise VshError(f"internal error: QEMU has no block device for '{target}' ({qid})")
             top_old = (entry.get("inserted") or {}).get("node-name")
@@ -639,7 +427,7 @@ async def change_media(sup, target: str, disk_xml: str | None, force: bool = Fal
             try:
                 await sup._exec("blockdev-close-tray", {"id": qid})
             except VshError as exc:
-                _log(f"blockdev-close-tray {qid}: " + " | ".join(exc.lines))
+                log(f"blockdev-close-tray {qid}: " + " | ".join(exc.lines))
         except BaseException:
             await drop_new()
             raise
@@ -667,7 +455,7 @@ async def change_media(sup, target: str, disk_xml: str | None, force: bool = Fal
                 normalize_order(d.node)
                 break
         write_live(sup, live)
-        _log(f"media of {qid} ({target}): {'ejected' if new_node is None else 'changed'}")
+        log(f"media of {qid} ({target}): {'ejected' if new_node is None else 'changed'}")
         return {"alias": qid, "inserted": top_new is not None}
 
 
@@ -676,7 +464,7 @@ async def _open_tray(sup, qid: str, target: str, entry: dict, force: bool, timeo
         return
     with _Events(sup, ("DEVICE_TRAY_MOVED",)) as events:
         await sup._exec("blockdev-open-tray", {"id": qid, "force": bool(force)})
-        now = await _block_entry(sup, qid)
+        now = await block_entry(sup, qid)
         if now is not None and now.get("tray_open"):
             return
         got = await events.wait(lambda d: d.get("id") == qid and d.get("tray-open"), timeout)

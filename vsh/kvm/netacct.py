@@ -39,14 +39,10 @@ _BLOCK = 4096
 
 
 def log(msg: str) -> None:
-    """The supervisor's log (its stderr), without importing the supervisor module twice."""
-    import sys
+    """The supervisor's log (its stderr)."""
+    from vsh.kvm.supervisor.log import log as supervisor_log
 
-    main = sys.modules.get("__main__")
-    fn = getattr(main, "log", None) if getattr(main, "Supervisor", None) is not None else None
-    if fn is None:
-        from vsh.kvm.supervisor import log as fn
-    fn(msg)
+    supervisor_log(msg)
 
 
 def _key(mac: str) -> str:
@@ -74,14 +70,14 @@ def load_map(rundir) -> dict:
 
 
 def _write_map(sup, data: dict) -> None:
-    from vsh.kvm import client as rt
+    from vsh.core.runtime import write_json_atomic
 
-    rt.write_json_atomic(sup.rundir / MAP_FILE, data)
+    write_json_atomic(sup.rundir / MAP_FILE, data)
 
 
 async def setup(sup) -> None:
     """Attach a dump filter to every user-mode netdev of a (just started or re-attached) QEMU."""
-    from vsh.kvm.hotplug import network_clients
+    from vsh.kvm.qemudevs import network_clients
 
     for c in await network_clients(sup):
         if c.get("netdev_type") == "user" and c.get("mac") and c.get("netdev"):

@@ -1,11 +1,11 @@
-"""Read-only facts from a qcow2 header, in pure Python (no qemu-img round trip).
+"""Read-only facts from a qcow2 image for the snapshot code, in pure Python (no qemu-img round trip).
 
 The snapshot code asks small questions many times: which internal snapshots an
 image holds, which backing file its header names, whether an overlay holds any
 data yet, and whether the image still equals one of its internal snapshots.
 Reading the header answers them in microseconds; every change to an image is
-left to QEMU (``qemu-img`` or QMP). Reading is safe while QEMU has the image
-open: these fields are only ever replaced as a whole.
+left to QEMU (``qemu-img`` or QMP). The header itself is read by
+:mod:`vsh.core.qcow2`; this module adds the L1 and internal snapshot tables.
 
 Format reference: QEMU's ``docs/interop/qcow2.txt``.
 """
@@ -16,12 +16,15 @@ import os
 import struct
 
 from vsh.core.errors import InvalidArgument
+from vsh.core.qcow2 import MAGIC, read_header
+from vsh.core.qcow2 import has_magic as is_qcow2
 
-MAGIC = b"QFI\xfb"
+__all__ = ["MAGIC", "Info", "Snapshot", "equals_snapshot", "has_data", "is_qcow2", "read_info"]
+
 L1E_OFFSET_MASK = 0x00FFFFFFFFFFFE00
-_EXT_BACKING_FORMAT = 0xE2792ACA
 _MAX_SNAPSHOTS = 65536
 _MAX_L1_BYTES = 32 * 1024 * 1024
+_MAX_BACKING_NAME = 1023
 
 
 class Snapshot:
@@ -42,7 +45,7 @@ class Snapshot:
 
 
 class Info:
-    """What the header says."""
+    """What the header says, with the internal snapshot table."""
 
     def __init__(self, path: str):
         self.path = path
@@ -65,14 +68,6 @@ class Info:
         return [s.name for s in self.snapshots]
 
 
-def is_qcow2(path: str) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == MAGIC
-    except OSError:
-        return False
-
-
 def _bad(path: str, what: str) -> InvalidArgument:
     return InvalidArgument(f"'{path}' is not a usable qcow2 image: {what}")
 
@@ -85,42 +80,22 @@ def read_info(path: str) -> Info:
     except OSError as exc:
         raise InvalidArgument(f"cannot read '{path}': {exc.strerror}") from None
     with fh:
-        head = fh.read(104)
-        if len(head) < 72 or head[:4] != MAGIC:
-            raise _bad(path, "no qcow2 header")
-        (version, bf_offset, bf_size, cluster_bits, size, _crypt, l1_size, l1_offset, _rt_off,
-         _rt_clusters, nb_snapshots, snapshots_offset) = struct.unpack(">IQIIQIIQQIIQ", head[4:72])
-        if version not in (2, 3) or not 9 <= cluster_bits <= 21:
-            raise _bad(path, f"version {version}, cluster bits {cluster_bits}")
-        info.version, info.size, info.cluster_bits = version, size, cluster_bits
-        info.l1_offset, info.l1_size = l1_offset, l1_size
-        header_length = 72
-        if version == 3 and len(head) >= 104:
-            header_length = struct.unpack(">I", head[100:104])[0]
-        if bf_offset and bf_size:
-            if bf_size > 1023:
-                raise _bad(path, "backing file name too long")
-            fh.seek(bf_offset)
-            info.backing_file = fh.read(bf_size).decode("utf-8", "replace")
-        # header extensions
-        fh.seek(header_length)
-        for _ in range(64):
-            ext = fh.read(8)
-            if len(ext) < 8:
-                break
-            etype, elen = struct.unpack(">II", ext)
-            if etype == 0:
-                break
-            data = fh.read(elen)
-            fh.seek((8 - elen % 8) % 8, os.SEEK_CUR)
-            if etype == _EXT_BACKING_FORMAT:
-                info.backing_format = data.decode("ascii", "replace")
+        hdr = read_header(fh.fileno())
+        if hdr is None:
+            raise _bad(path, "no qcow2 (version 2 or 3) header")
+        if not 9 <= hdr.cluster_bits <= 21:
+            raise _bad(path, f"version {hdr.version}, cluster bits {hdr.cluster_bits}")
+        if hdr.backing_length > _MAX_BACKING_NAME:
+            raise _bad(path, "backing file name too long")
+        info.version, info.size, info.cluster_bits = hdr.version, hdr.size, hdr.cluster_bits
+        info.l1_offset, info.l1_size = hdr.l1_offset, hdr.l1_size
+        info.backing_file, info.backing_format = hdr.backing, hdr.backing_format
         # snapshot table
-        if nb_snapshots > _MAX_SNAPSHOTS:
-            raise _bad(path, f"{nb_snapshots} snapshots")
-        if nb_snapshots:
-            fh.seek(snapshots_offset)
-            for _ in range(nb_snapshots):
+        if hdr.nb_snapshots > _MAX_SNAPSHOTS:
+            raise _bad(path, f"{hdr.nb_snapshots} snapshots")
+        if hdr.nb_snapshots:
+            fh.seek(hdr.snapshots_offset)
+            for _ in range(hdr.nb_snapshots):
                 entry = fh.read(40)
                 if len(entry) < 40:
                     raise _bad(path, "truncated snapshot table")

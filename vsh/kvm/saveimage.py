@@ -21,6 +21,7 @@ import os
 import struct
 
 from vsh.core.errors import InvalidArgument, OperationInvalid
+from vsh.core.inputfile import OPEN_ERRORS, open_failed
 
 MAGIC = b"vsh-qemu-save\x00\x00\x01"
 PARTIAL = b"vsh-qemu-part\x00\x00\x01"
@@ -98,12 +99,8 @@ def read(path: str) -> SaveImage:
             if xml_len > MAX_XML or offset < _HEAD.size + xml_len or offset % ALIGN:
                 raise OperationInvalid("operation failed: save image header is damaged")
             data = fh.read(xml_len)
-    except FileNotFoundError:
-        raise InvalidArgument(f"Failed to open file '{path}': No such file or directory") from None
-    except IsADirectoryError:
-        raise InvalidArgument(f"Failed to open file '{path}': Is a directory") from None
-    except PermissionError:
-        raise InvalidArgument(f"Failed to open file '{path}': Permission denied") from None
+    except OPEN_ERRORS as exc:
+        raise open_failed(path, exc) from None
     if len(data) < xml_len:
         raise OperationInvalid("operation failed: failed to read domain XML from the save image")
     try:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from vsh.api.base import Domain
+from vsh.api.local.config import LocalDomainSettings
 from vsh.api.local.domains import LocalDomainConfig
 from vsh.api.local.lifecycle import LocalDomainLifecycle
 
 
-class LocalDomain(LocalDomainConfig, LocalDomainLifecycle, Domain):
+class LocalDomain(LocalDomainConfig, LocalDomainSettings, LocalDomainLifecycle, Domain):
     """A domain of ``conn``'s store; ``ref`` is its :class:`vsh.core.store.DomainRef` as last read."""
 
     def __init__(self, conn, ref):

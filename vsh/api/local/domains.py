@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from vsh.api.domains import ConnectionDomains, DomainConfig
+from vsh.core.errors import VshError
 
 STATE_NAMES = {
     "running": "running", "paused": "paused", "shutoff": "shut off", "crashed": "crashed",
@@ -41,11 +42,14 @@ def cpu_time_seconds(runtime) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
+
+
 def check_schema(dom) -> None:
     """Validate ``dom`` against libvirt's RelaxNG schema (Debian's libvirt0 installs it)."""
     from vsh.core.errors import Unsupported, XMLError
 
-    schema_path = "/usr/share/libvirt/schemas/domain.rng"
+    schema_path = SCHEMA
     if not os.path.exists(schema_path):
         raise Unsupported("libvirt's RelaxNG schema is not installed (Debian package libvirt0)")
     from lxml import etree
@@ -57,12 +61,78 @@ def check_schema(dom) -> None:
         raise XMLError(f"XML document failed to validate against schema: {err.message} (line {err.line})")
 
 
+def _has_snapshot(store, name: str) -> bool:
+    try:
+        return any(entry.endswith(".xml") and not entry.startswith(".") for entry in os.listdir(store.data_file("snapshots", name)))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _list_sort_key(ref):
+    return (0, ref.id or 0, "") if ref.active else (1, 0, ref.name.lower())
+
+
 class LocalConnectionDomains(ConnectionDomains):
     store = None        # set by LocalConnection
 
-    def list_domains(self) -> list[dict]:
-        return [{"name": ref.name, "id": ref.id, "state": ref.state, "reason": ref.reason,
-                 "active": ref.active, "persistent": ref.persistent} for ref in self.store.refs()]
+    def lookup_domain_by_id(self, id: int):
+        for ref in self.store.refs():
+            if ref.active and ref.id == int(id):
+                return self.lookup_domain(ref.name)
+        from vsh.core.errors import NotFound
+
+        raise NotFound(f"failed to get domain '{id}'")
+
+    def lookup_domain_by_uuid(self, uuid: str):
+        from vsh.core.errors import NotFound
+
+        ref = self.store.find(uuid)
+        if ref is None:
+            raise NotFound(f"failed to get domain '{uuid}'")
+        return self.lookup_domain(ref.name)
+
+    def list_domains(self, active=None, persistent=None, states=None, autostart=None, managed_save=None,
+                     snapshot=None, details=False) -> list[dict]:
+        store = self.store
+        named = ("running", "paused", "shutoff")
+        rows = []
+        for ref in store.refs():
+            if active is not None and ref.active != active:
+                continue
+            if persistent is not None and ref.persistent != persistent:
+                continue
+            if states is not None and not (ref.state in states or ("other" in states and ref.state not in named)):
+                continue
+            if autostart is not None and store.autostart(ref.name) != autostart:
+                continue
+            if managed_save is not None and has_managed_save(store, ref.name) != managed_save:
+                continue
+            if snapshot is not None and _has_snapshot(store, ref.name) != snapshot:
+                continue
+            rows.append(ref)
+        rows.sort(key=_list_sort_key)
+        out = []
+        for ref in rows:
+            row = {"name": ref.name, "id": ref.id, "state": state_text(ref), "reason": ref.reason,
+                   "active": ref.active, "persistent": ref.persistent}
+            if details:
+                try:
+                    facts = store.facts(ref)
+                    row["uuid"], row["title"] = facts["uuid"], facts["title"]
+                except VshError:
+                    row["uuid"] = row["title"] = None
+                row["managed_save"] = has_managed_save(store, ref.name)
+            out.append(row)
+        return out
+
+    def define_xml(self, xml: str, validate=False):
+        from vsh.core.domain import Domain
+
+        dom = Domain.parse(xml)
+        if validate is True or (validate == "if-installed" and os.path.exists(SCHEMA)):
+            check_schema(dom)
+        self.store.define(dom)
+        return self.lookup_domain(dom.name)
 
 
 class LocalDomainConfig(DomainConfig):
@@ -85,6 +155,90 @@ class LocalDomainConfig(DomainConfig):
                 "max_memory_kib": maxmem, "used_memory_kib": used, "persistent": ref.persistent,
                 "autostart": store.autostart(ref.name), "managed_save": has_managed_save(store, ref.name)}
 
+    def uuid(self) -> str | None:
+        return self.store.facts(self.ref)["uuid"]
+
+    def state(self) -> tuple[str, str]:
+        ref = self.ref
+        why = ref.reason if ref.runtime is not None else "unknown"
+        if not ref.active and ref.runtime is not None and ref.runtime.data.get("state") == "crashed":
+            why = "crashed"
+        if not ref.active and has_managed_save(self.store, ref.name):
+            why = "saved"
+        return state_text(ref), why
+
     def xml(self, inactive: bool = False) -> str:
         ref = self.ref
         return self.store.load(ref, inactive=inactive).to_xml(inactive=inactive or not ref.active)
+
+    def undefine(self, managed_save=False, snapshots_metadata=False, nvram=False, keep_nvram=False,
+                 remove_all_storage=False, dry_run=False) -> dict:
+        from vsh.core.errors import OperationInvalid
+
+        store, ref = self.store, self.ref
+        if not ref.persistent:
+            raise OperationInvalid(f"Failed to undefine domain '{ref.name}'",
+                                   "Requested operation is not valid: cannot undefine transient domain")
+        removable, kept = [], []
+        if remove_all_storage:
+            if ref.active:
+                raise OperationInvalid("Storage volume deletion is supported only on stopped domains")
+            from vsh.core.pools import removable_storage
+
+            removable, kept = removable_storage(store, ref.name, store.load(ref, inactive=True))
+        result = {"name": ref.name, "removed": [], "failed": [],
+                  "kept": [{"target": t, "path": p, "reason": why} for t, p, why in kept]}
+        if dry_run:
+            result["removed"] = [{"target": t, "path": p} for t, p, _vol in removable]
+            return result
+        msave = managed_save_path(store, ref.name)
+        if msave.exists() and not managed_save:
+            raise OperationInvalid(f"Failed to undefine domain '{ref.name}'",
+                                   "Requested operation is not valid: Refusing to undefine while domain managed "
+                                   "save image exists", hint="add --managed-save to remove it too")
+        from vsh.core.snapshots import SnapshotStore
+
+        snaps = SnapshotStore(store, ref.name)
+        if snaps.names() and not snapshots_metadata:
+            raise OperationInvalid(f"Failed to undefine domain '{ref.name}'",
+                                   f"Requested operation is not valid: cannot delete inactive domain with "
+                                   f"{len(snaps.names())} snapshots",
+                                   hint="add --snapshots-metadata to forget them (their images stay)")
+        store.undefine(ref)
+        if snapshots_metadata:
+            snaps.remove_all()
+        if managed_save and msave.exists():
+            msave.unlink()
+        if removable:
+            from vsh.core.pools import Pools
+
+            pools = Pools(store, init=False)
+        for target, path, vol in removable:
+            try:
+                pools.delete(vol)
+                result["removed"].append({"target": target, "path": path})
+            except VshError as err:
+                result["failed"].append({"target": target, "path": path, "error": err.lines[-1]})
+        return result
+
+    def set_autostart(self, enabled: bool) -> None:
+        from vsh.core.errors import OperationInvalid
+
+        ref = self.ref
+        if not ref.persistent:
+            raise OperationInvalid(f"Failed to {'mark' if enabled else 'unmark'} domain '{ref.name}' as autostarted",
+                                   "Requested operation is not valid: cannot set autostart for transient domain")
+        self.store.set_autostart(ref.name, enabled)
+
+    def rename(self, new_name: str) -> None:
+        self.store.rename(self.ref, new_name)
+        self.name = new_name
+        self.refresh()
+
+    def block_devices(self, inactive: bool = False) -> list[dict]:
+        return [{"type": disk.type, "device": disk.device, "target": disk.target_dev, "source": disk.source,
+                 "bus": disk.target_bus} for disk in self.store.load(self.ref, inactive=inactive).disks]
+
+    def interfaces(self, inactive: bool = False) -> list[dict]:
+        return [{"interface": nic.target_dev, "type": nic.type, "source": nic.source, "model": nic.model,
+                 "mac": nic.mac} for nic in self.store.load(self.ref, inactive=inactive).interfaces]

@@ -1,13 +1,251 @@
-"""Running domains of the store: start, stop, pause, console, save and restore."""
+"""Running domains of the store: start, stop, pause, console, save and restore.
+
+Each action is a thin layer over :mod:`vsh.kvm.client` (the domain's supervisor);
+the supervisor's errors already speak libvirt's language, and this module adds
+virsh's first line (``Failed to suspend domain 'vm1'``).
+"""
 
 from __future__ import annotations
 
+import os
+
 from vsh.api.lifecycle import ConnectionLifecycle, DomainLifecycle
+from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
+
+CONSOLE_DEVICES = (None, "serial0", "console0")
+
+
+def _client():
+    from vsh.kvm import client
+
+    return client
 
 
 class LocalConnectionLifecycle(ConnectionLifecycle):
-    pass
+    store = None        # set by LocalConnection
+
+    def create_xml(self, xml: str, paused: bool = False, validate: bool = False) -> dict:
+        from vsh.api.local.launch import launch
+        from vsh.api.local.saves import check_not_running
+        from vsh.core.domain import Domain
+
+        dom = Domain.parse(xml)
+        dom.fill_defaults()
+        dom.validate()
+        if validate:
+            from vsh.api.local.domains import check_schema
+
+            check_schema(dom)
+        persistent = check_not_running(self.store, dom)
+        return launch(self.store, dom, transient=not persistent, paused=paused)
+
+    def restore(self, path: str, xml: str | None = None, running: bool = False, paused: bool = False,
+                bypass_cache: bool = False) -> dict:
+        from vsh.api.local.saves import restore
+
+        return restore(self.store, path, xml=xml, running=running, paused=paused, bypass_cache=bypass_cache)
+
+    def save_image_xml(self, path: str) -> str:
+        from vsh.kvm import saveimage
+
+        return saveimage.read(path).xml
 
 
 class LocalDomainLifecycle(DomainLifecycle):
-    pass
+    store = None        # set by LocalDomain, with ref, name and refresh()
+    ref = None
+    name = ""
+
+    def _rundir(self) -> str:
+        return self.store.runtime_path(self.name)       # a str: no pathlib on the command path
+
+    def runtime(self) -> dict | None:
+        ref = self.refresh()
+        if not ref.active:
+            return None
+        return _client().read_state(self._rundir()) or {}
+
+    def _act(self, verb: str, op, inactive_message: str | None = None) -> dict:
+        """Run ``op(rundir)`` on the running domain; virsh's two-line errors."""
+        ref = self.refresh()
+        context = f"Failed to {verb} domain '{ref.name}'"
+        if not ref.active:
+            raise OperationInvalid(inactive_message or f"internal error: domain '{ref.name}' not running") \
+                .with_context(context)
+        try:
+            return op(self._rundir())
+        except VshError as err:
+            raise err.with_context(context) from None
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def start(self, paused: bool = False, force_boot: bool = False, bypass_cache: bool = False) -> dict:
+        from vsh.api.local.domains import has_managed_save, managed_save_path
+
+        store = self.store
+        ref = self.refresh()
+        if ref.active:
+            raise OperationInvalid("Domain is already active")
+        try:
+            self.snapshots.recover_pending()        # an interrupted snapshot operation first
+            if has_managed_save(store, ref.name):
+                if force_boot:
+                    managed_save_path(store, ref.name).unlink()
+                else:   # resume the saved guest (running (restored)); the image goes once it runs
+                    from vsh.api.local.saves import start_from_managed_save
+
+                    return start_from_managed_save(store, ref, paused=paused, bypass_cache=bypass_cache)
+            from vsh.api.local.launch import launch
+
+            dom = store.load(ref, inactive=True)
+            dom.fill_defaults()
+            return launch(store, dom, transient=not ref.persistent, paused=paused)
+        except VshError as err:
+            if err.lines == ("Domain is already active",):      # raced with another start: as virsh says it
+                raise
+            raise err.with_context(f"Failed to start domain '{ref.name}'") from None
+
+    # -- stop / pause --------------------------------------------------------------------------
+
+    def shutdown(self, mode: str | None = None) -> dict:
+        _check_mode(mode, "shutdown")
+        self._check_acpi("shutdown")
+        return self._act("shutdown", lambda rd: _client().shutdown(rd))
+
+    def reboot(self, mode: str | None = None) -> dict:
+        if mode not in (None, "acpi", "reset"):
+            _check_mode(mode, "reboot")
+        if mode in (None, "acpi"):
+            self._check_acpi("reboot")
+        return self._act("reboot", lambda rd: _client().reboot(rd, mode=mode or "acpi"))
+
+    def _check_acpi(self, verb: str) -> None:
+        """A guest without <features><acpi/> has no power button to press: say so instead of waiting."""
+        ref = self.store.find(self.name)
+        if ref is None or not ref.active:
+            return  # the action reports the usual error
+        try:
+            dom = self.store.load(ref)
+        except VshError:
+            return
+        if "acpi" not in dom.features:
+            raise OperationInvalid(f"Failed to {verb} domain '{ref.name}'",
+                                   "Requested operation is not valid: ACPI is not enabled for this domain, "
+                                   "so the guest has no power button to press",
+                                   hint=f"add <features><acpi/></features> to its XML, or use "
+                                        f"{'destroy' if verb == 'shutdown' else 'reboot --mode reset'}")
+
+    def reset(self) -> dict:
+        return self._act("reset", lambda rd: _client().reset(rd))
+
+    def destroy(self, graceful: bool = False) -> dict:
+        return self._act("destroy", lambda rd: _client().destroy(rd, graceful=graceful),
+                         "Requested operation is not valid: domain is not running")
+
+    def suspend(self) -> dict:
+        return self._act("suspend", lambda rd: _client().suspend(rd))
+
+    def resume(self) -> dict:
+        return self._act("resume", lambda rd: _client().resume(rd))
+
+    # -- the monitor ---------------------------------------------------------------------------
+
+    def monitor_command(self, cmd: str, hmp: bool = False) -> dict | str:
+        return self._act("run monitor command on", lambda rd: _monitor(rd, cmd, hmp),
+                         "Requested operation is not valid: domain is not running")
+
+    # -- the console ---------------------------------------------------------------------------
+
+    def open_console(self, devname: str | None = None, force: bool = False):
+        from vsh.api.local.console import LocalConsole
+
+        ref = self.refresh()
+        if not ref.active:
+            raise OperationInvalid("Requested operation is not valid: domain is not running")
+        if devname not in CONSOLE_DEVICES:
+            raise OperationInvalid(f"internal error: cannot find character device {devname}")
+        state = _client().read_state(self._rundir())
+        if not state or state.get("state") not in _client().ACTIVE_STATES:
+            raise OperationInvalid("Requested operation is not valid: domain is not running")
+        return LocalConsole(state, self._rundir(), force=force)
+
+    def console_log(self, follow: bool = False, timeout: float | None = None):
+        from vsh.kvm.console import log_chunks
+
+        ref = self.refresh()
+        rundir = self._rundir()
+        if not os.path.exists(os.path.join(rundir, _client().CONSOLE_LOG)):
+            raise OperationInvalid(f"Requested operation is not valid: domain '{ref.name}' has no console log yet")
+        return log_chunks(rundir, follow=follow, timeout=timeout)
+
+    # -- saved state ---------------------------------------------------------------------------
+
+    def save(self, path: str, xml: str | None = None, running: bool = False, paused: bool = False,
+             bypass_cache: bool = False, progress=None) -> dict:
+        from vsh.api.local.saves import save
+
+        return save(self.store, self.refresh(), path, running=running, paused=paused,
+                    bypass_cache=bypass_cache, xml=xml, progress=progress)
+
+    def managed_save(self, running: bool = False, paused: bool = False, bypass_cache: bool = False,
+                     progress=None) -> dict:
+        from vsh.api.local.domains import managed_save_path
+        from vsh.api.local.saves import save
+        from vsh.core.store import ensure_private_dir
+
+        ref = self.refresh()
+        if not ref.persistent:
+            raise OperationInvalid("Requested operation is not valid: cannot do managed save for transient domain")
+        ensure_private_dir(self.store.data_file())
+        ensure_private_dir(self.store.data_file("managedsave"))
+        return save(self.store, ref, str(managed_save_path(self.store, ref.name)), running=running,
+                    paused=paused, bypass_cache=bypass_cache, progress=progress)
+
+    def managed_save_remove(self) -> bool:
+        from vsh.api.local.domains import has_managed_save, managed_save_path
+
+        if not has_managed_save(self.store, self.name):
+            return False
+        try:
+            managed_save_path(self.store, self.name).unlink()
+        except OSError as exc:
+            raise VshError(f"Failed to remove managed save image for domain '{self.name}'", exc.strerror) from None
+        return True
+
+    def managed_save_xml(self) -> str:
+        from vsh.api.local.domains import has_managed_save, managed_save_path
+
+        if not has_managed_save(self.store, self.name):
+            raise OperationInvalid("Requested operation is not valid: domain does not have managed save image")
+        from vsh.kvm import saveimage
+
+        return saveimage.read(str(managed_save_path(self.store, self.name))).xml
+
+
+def _check_mode(mode, verb: str) -> None:
+    if mode is None or mode == "acpi":
+        return
+    if mode in ("agent", "initctl", "signal", "paravirt"):
+        raise Unsupported(f"Failed to {verb} domain", f"{verb} mode '{mode}' is not supported by vsh "
+                          "(no guest agent); use acpi")
+    raise InvalidArgument(f"Unknown mode {mode} value, expecting 'acpi', 'agent', 'initctl', "
+                          "'signal' or 'paravirt'")
+
+
+def _monitor(rundir: str, line: str, hmp: bool):
+    """One monitor command: HMP text, or QMP's reply to a JSON request."""
+    import json
+
+    if hmp:
+        return _client().hmp(rundir, line)
+    try:
+        request = json.loads(line)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid QMP command (not JSON; add --hmp for a monitor "
+                              f"command): {exc}") from None
+    if not isinstance(request, dict) or not isinstance(request.get("execute"), str):
+        raise InvalidArgument("a QMP command is a JSON object with an \"execute\" member")
+    reply = _client().qmp_raw(rundir, request["execute"], request.get("arguments"))
+    if "id" in request:
+        reply = dict(reply, id=request["id"])
+    return reply

@@ -1,0 +1,70 @@
+"""The local driver's one way to run a domain: build QEMU's argv and start it under a
+supervisor. start, create, restore, managed-save resume and snapshot revert all come
+through :func:`launch`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from vsh.core.errors import VshError
+
+
+def lifecycle_actions(dom) -> dict:
+    """The ``on_poweroff`` / ``on_reboot`` / ``on_crash`` actions the supervisor carries out."""
+    return {"on_poweroff": dom.on_poweroff or "destroy", "on_reboot": dom.on_reboot or "restart",
+            "on_crash": dom.on_crash or "destroy"}
+
+
+def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_run: dict | None = None) -> dict:
+    """Build QEMU's argv for ``dom`` (a :class:`vsh.core.domain.Domain`) and start it under a
+    supervisor; the runtime state.
+
+    ``extra_argv`` and ``first_run`` serve restore and snapshot revert (arguments for this
+    first run only, e.g. ``-incoming defer``).
+    """
+    from vsh.kvm import client
+
+    rundir = store.runtime_path(dom.name)
+    live = dom.copy()
+    taps = plan_taps(store, live)       # network/bridge NICs: bridge and tap names in the live XML
+    argv = build_argv(live, rundir) + list(extra_argv)  # a missing disk or kernel fails before anything is created
+    created = not os.path.isdir(rundir)
+    store.runtime_path(dom.name, create=True)
+    domid = store.next_id()
+    live.id = domid
+    try:
+        return client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
+                            transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
+                            taps=taps)
+    except VshError:
+        if created:
+            try:
+                os.rmdir(rundir)        # refused before anything was written: leave nothing
+            except OSError:
+                pass
+        raise
+
+
+def plan_taps(store, live) -> list[dict]:
+    """The tap devices of ``live``'s network and bridge NICs (their names go into ``live``)."""
+    if not any(nic.type in ("network", "bridge") for nic in live.interfaces):
+        return []
+    from vsh.kvm import hostnet
+
+    return hostnet.plan_taps(store, live, hostnet.running_taps(store))
+
+
+def build_argv(dom, rundir) -> list[str]:
+    """QEMU's argv for ``dom`` with its runtime files in ``rundir`` (the host probe is cached)."""
+    try:
+        from vsh.kvm.argv import RuntimePaths, build_argv as build
+        from vsh.kvm.host import probe
+    except ImportError as exc:
+        raise VshError(f"internal error: the QEMU command-line builder is unavailable: {exc}") from None
+    make_paths = getattr(RuntimePaths, "in_dir", None) or RuntimePaths.for_rundir
+    argv = build(dom.node, probe(), make_paths(str(rundir)))
+    from vsh.kvm.argv import check_host_ports
+
+    check_host_ports(dom.node)  # user-mode port forwards: a taken host port fails here, clearly
+    return argv

@@ -1,0 +1,23 @@
+"""A typed model over libvirt domain XML.
+
+Each class is a short list of declared properties (:mod:`vsh.core.xmlobject`); the
+lxml tree stays the source of truth, so elements and attributes the model does not
+know survive define → dumpxml. By concern: :mod:`.model` (the domain),
+:mod:`.devices` (its devices), :mod:`.checks` (the defaults and checks of define).
+The names other modules use are importable from here.
+"""
+
+from vsh.core.domain.checks import check_name, parse_cpuset
+from vsh.core.domain.devices import (DEVICE_CLASSES, Channel, CharDevice, Console, Controller, Device, Disk,
+                                     Filesystem, Graphics, HostDev, Input, Interface, MemBalloon, Rng, Serial,
+                                     Sound, Video, Watchdog, default_bus, device_for)
+from vsh.core.domain.model import Domain
+from vsh.core.names import is_mac, is_uuid, random_mac
+from vsh.core.xmlobject import (DEVICE_TAGS, ORDER, XFlag, XMLObject, XProp, ensure, normalize_order,
+                                subset_match, to_kib, unit_scale, yesno)
+
+__all__ = ["DEVICE_CLASSES", "DEVICE_TAGS", "ORDER", "Channel", "CharDevice", "Console", "Controller", "Device",
+           "Disk", "Domain", "Filesystem", "Graphics", "HostDev", "Input", "Interface", "MemBalloon", "Rng",
+           "Serial", "Sound", "Video", "Watchdog", "XFlag", "XMLObject", "XProp", "check_name", "default_bus",
+           "device_for", "ensure", "is_mac", "is_uuid", "normalize_order", "parse_cpuset", "random_mac",
+           "subset_match", "to_kib", "unit_scale", "yesno"]

@@ -1,0 +1,153 @@
+"""What libvirt does to a domain definition on define: the defaults it fills in and the
+semantic checks it makes (with precise messages); domain names and cpusets."""
+
+from __future__ import annotations
+
+from vsh.core.domain.devices import default_bus
+from vsh.core.errors import InvalidArgument, XMLError
+from vsh.core.names import has_control, is_mac, is_uuid, random_mac
+
+
+def fill_defaults(dom) -> None:
+    """What libvirt adds on define: uuid, KiB units, currentMemory, placement, actions, MACs."""
+    if not dom.uuid:
+        import uuid as _uuid
+
+        dom.uuid = str(_uuid.uuid4())
+    for prop in ("memory", "current_memory", "max_memory"):
+        value = getattr(dom, prop)
+        if value is not None:
+            slots = dom.max_memory_slots if prop == "max_memory" else None
+            setattr(dom, prop, value)
+            if slots is not None:
+                dom.max_memory_slots = slots
+    if dom.memory is not None and dom.current_memory is None:
+        mem = dom.node.find("./memory")
+        from lxml import etree
+
+        cur = etree.Element("currentMemory", unit="KiB")
+        cur.text = str(dom.memory)
+        mem.addnext(cur)
+    if dom.node.find("./vcpu") is None:
+        dom.vcpus = 1
+    if dom.vcpu_placement is None:
+        dom.vcpu_placement = "static"
+    if dom.os_type is None:
+        dom.os_type = "hvm"
+    if dom.os_arch is None:
+        dom.os_arch = "x86_64"
+    for key, default in (("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")):
+        if getattr(dom, key) is None:
+            setattr(dom, key, default)
+    for disk in dom.disks:
+        if disk.type is None:
+            disk.type = "file"
+        if disk.device is None:
+            disk.device = "disk"
+        if disk.target_dev and not disk.target_bus:
+            disk.target_bus = default_bus(disk.target_dev, disk.device)
+    for nic in dom.interfaces:
+        if not nic.mac:
+            nic.mac = random_mac()
+
+
+def validate(dom) -> None:
+    """Semantic checks with precise messages."""
+    name = dom.name
+    if name is None:
+        raise XMLError("missing name information")
+    check_name(name)
+    if dom.uuid is not None and not is_uuid(dom.uuid):
+        raise XMLError(f"malformed uuid element: '{dom.uuid}'")
+    if dom.type is None:
+        raise XMLError("missing domain type attribute (expected type='kvm' or type='qemu')")
+    if dom.type not in ("kvm", "qemu"):
+        raise XMLError(f"unsupported domain type '{dom.type}': vsh runs type='kvm' and type='qemu'")
+    memory = dom.memory
+    if memory is None:
+        raise XMLError("missing memory element: a domain needs <memory>")
+    if memory == 0:
+        raise XMLError("memory size must be greater than zero")
+    current = dom.current_memory
+    if current is not None and current > memory:
+        raise XMLError(f"currentMemory ({current} KiB) cannot be larger than memory ({memory} KiB)")
+    maxmem = dom.max_memory
+    if maxmem is not None and maxmem < memory:
+        raise XMLError(f"maxMemory ({maxmem} KiB) cannot be smaller than memory ({memory} KiB)")
+    vcpus = dom.vcpus
+    if vcpus is not None and vcpus < 1:
+        raise XMLError("vcpu count must be at least 1")
+    cur = dom.vcpu_current
+    if cur is not None and vcpus is not None and cur > vcpus:
+        raise XMLError(f"current vcpus ({cur}) cannot exceed maximum vcpus ({vcpus})")
+    if cur is not None and cur < 1:
+        raise XMLError("current vcpu count must be at least 1")
+    topo = [dom.cpu_sockets, dom.cpu_cores, dom.cpu_threads]
+    if all(t is not None for t in topo) and vcpus is not None:
+        product = topo[0] * topo[1] * topo[2] * (dom.cpu_dies or 1)
+        if product != vcpus:
+            raise XMLError(f"CPU topology doesn't match maximum vcpu count ({product} != {vcpus})")
+    for key in ("on_poweroff", "on_reboot", "on_crash"):
+        value = getattr(dom, key)
+        if value is not None and value not in dom.LIFECYCLE_ACTIONS:
+            raise XMLError(f"invalid {key} action '{value}'")
+    targets: dict[str, int] = {}
+    for disk in dom.disks:
+        dev = disk.target_dev
+        if not dev:
+            raise XMLError("missing disk target (<target dev='...'/>)")
+        if dev in targets:
+            raise XMLError(f"target '{dev}' duplicated for disk sources")
+        targets[dev] = 1
+        if disk.device not in (None, "disk", "cdrom", "floppy", "lun"):
+            raise XMLError(f"unknown disk device '{disk.device}'")
+    macs: dict[str, int] = {}
+    for nic in dom.interfaces:
+        mac = nic.mac
+        if mac:
+            if not is_mac(mac):
+                raise XMLError(f"unable to parse mac address '{mac}'")
+            if int(mac.split(":")[0], 16) & 1:
+                raise XMLError(f"expected unicast mac address, found multicast '{mac}'")
+            if mac.lower() in macs:
+                raise XMLError(f"duplicate MAC address {mac}")
+            macs[mac.lower()] = 1
+    if dom.node.find("./metadata") is not None:
+        from vsh.core.portfwd import forwards
+
+        forwards(dom.node)  # vsh's user-mode port forwards, if any, must be well-formed
+
+
+def check_name(name: str) -> None:
+    """Domain names become paths: refuse what could escape or confuse."""
+    if name is None or name == "":
+        raise InvalidArgument("domain name must not be empty")
+    if "/" in name:
+        raise InvalidArgument(f"name '{name}' cannot contain '/'")
+    if name.startswith("."):
+        raise InvalidArgument(f"name '{name}' cannot start with '.'")
+    if has_control(name):
+        raise InvalidArgument(f"name {name!r} cannot contain control characters")
+    if len(name.encode("utf-8")) > 255:
+        raise InvalidArgument(f"name is too long ({len(name.encode('utf-8'))} bytes; the limit is 255)")
+    if name.strip() != name and not name.strip():
+        raise InvalidArgument("domain name must not be blank")
+
+
+def parse_cpuset(text: str) -> set[int]:
+    """libvirt's cpuset syntax: ``0-3,^2,8``."""
+    cpus: set[int] = set()
+    excluded: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        target = cpus
+        if part.startswith("^"):
+            target, part = excluded, part[1:]
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            target.update(range(int(lo), int(hi) + 1))
+        else:
+            target.add(int(part))
+    return cpus - excluded

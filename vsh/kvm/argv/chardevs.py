@@ -1,0 +1,152 @@
+"""Character devices: serial ports, consoles and virtio channels, their chardevs and logs.
+
+The primary console (serial port 0, else the first virtio console) logs to
+``paths.console_log``; the other serial ports and consoles to ``<rundir>/<alias>.log``.
+``console_chardev(root)`` names the primary console's chardev for the supervisor.
+"""
+
+from __future__ import annotations
+
+from vsh.core.domain import device_for
+from vsh.core.errors import InvalidArgument, Unsupported
+from vsh.kvm.argv.builder import Builder
+from vsh.kvm.argv.options import check_socket_path, given, number, opts
+
+
+def serial_plan(devices) -> list:
+    """The serial ports to create: <serial> elements, or the first <console> standing in for one."""
+    serials = devices.findall("serial")
+    if serials:
+        return serials
+    for c in devices.findall("console"):
+        if device_for(c).target_type in (None, "serial"):
+            return [c]
+    return []
+
+
+def primary_console_alias(devices, serials: list) -> str | None:
+    """QEMU alias of the primary console: serial0 when there are serial ports, else the first
+    virtio console (``serials`` from serial_plan)."""
+    if serials:
+        return "serial0"
+    vc = devices.xpath("./console[target/@type='virtio']")
+    return "console%d" % devices.findall("console").index(vc[0]) if vc else None
+
+
+def console_chardev(root) -> str | None:
+    """QEMU id of the chardev behind the domain's primary console (for query-chardev), or None."""
+    devices = root.find("devices")
+    if devices is None:
+        return None
+    alias = primary_console_alias(devices, serial_plan(devices))
+    return "char" + alias if alias else None
+
+
+def chardev(b: Builder, el, cid: str, alias: str, what: str, log: bool) -> str:
+    """The -chardev option of a serial port, console or channel element (``log``: write a logfile)."""
+    ch = device_for(el)
+    t = given(ch.type, "pty")
+    src = el.find("source")
+    pairs: list[tuple[str, object]] = [("id", cid)]
+    if t == "pty":
+        head = "pty"
+    elif t == "null":
+        head = "null"
+    elif t == "file":
+        if not ch.source_path:
+            raise InvalidArgument("%s: type='file' needs <source path=...>" % what)
+        head = "file"
+        pairs.append(("path", ch.source_path))
+        if src.get("append") == "on":
+            pairs.append(("append", True))
+    elif t == "unix":
+        head = "socket"
+        path = ch.source_path
+        if not path:
+            path = b.paths.socket_for(alias)
+        check_socket_path(path, what)
+        pairs.append(("path", path))
+        mode = given(ch.source_mode, "bind")
+        if mode == "bind":
+            pairs += [("server", True), ("wait", False)]
+        elif mode == "connect":
+            pairs.append(("server", False))
+            rc = el.find("source/reconnect")
+            if rc is not None and rc.get("enabled") == "yes":
+                pairs.append(("reconnect", number(rc.get("timeout"), what + " reconnect timeout", 1)))
+        else:
+            raise InvalidArgument("%s: unknown unix source mode '%s'" % (what, mode))
+    else:
+        raise Unsupported("%s: character device type '%s' is not supported (pty, file, unix, null)" % (what, t))
+    if log:
+        primary = alias == primary_console_alias(b.devices, b.serials)
+        logfile = b.paths.console_log if primary else b.paths.log_for(alias)
+        pairs += [("logfile", logfile), ("logappend", True)]
+    return opts(head, *pairs)
+
+
+def serial(b: Builder, el, n: int) -> None:
+    """Serial port ``n``: its chardev and an isa-serial or pci-serial device."""
+    what = "<serial> #%d" % n
+    tgt = el.find("target")
+    ttype = given(device_for(el).target_type, "isa-serial")
+    if el.tag == "console":
+        ttype = "isa-serial"  # <console><target type='serial'> standing in for serial port 0
+    port = number(tgt.get("port") if tgt is not None else None, what + " port", n)
+    alias = "serial%d" % n
+    b.add("-chardev", chardev(b, el, "char" + alias, alias, what, log=True))
+    if ttype == "isa-serial":
+        if port > 3:
+            raise InvalidArgument("%s: ISA serial port %d is out of range (0-3)" % (what, port))
+        b.add("-device", opts("isa-serial", ("chardev", "char" + alias), ("id", alias), ("index", port)))
+    elif ttype == "pci-serial":
+        b.need_pci(what)
+        b.add("-device", opts("pci-serial", ("chardev", "char" + alias), ("id", alias),
+                              *b.pci.props(el, what)))
+    else:
+        raise Unsupported("%s: target type '%s' is not supported (isa-serial, pci-serial)" % (what, ttype))
+
+
+def console(b: Builder, el, n: int) -> None:
+    """<console> number ``n``: serial port 0 (made once), or a virtio console."""
+    what = "<console> #%d" % n
+    ttype = given(device_for(el).target_type, "serial")
+    if ttype == "serial":
+        if b.serials and b.key(b.serials[0]) == b.key(el):
+            serial(b, el, 0)  # a console standing in for serial0
+        return  # otherwise it is the view of serial0, already created
+    if ttype != "virtio":
+        raise Unsupported("%s: target type '%s' is not supported (serial, virtio)" % (what, ttype))
+    alias = "console%d" % n
+    b.add("-chardev", chardev(b, el, "char" + alias, alias, what, log=True))
+    pairs: list[tuple[str, object]] = [("chardev", "char" + alias), ("id", alias)]
+    b.add("-device", opts("virtconsole", *vser_port(b, el, what, console=True), *pairs))
+
+
+def vser_port(b: Builder, el, what: str, console: bool = False) -> list[tuple[str, object]]:
+    """The virtio-serial bus (and port number) of a virtio console or channel."""
+    a = el.find("address")
+    if a is not None and a.get("type") == "virtio-serial":
+        ctrl = number(a.get("controller"), what + " controller", 0)
+        if ctrl not in b.vser_ctrls:
+            raise InvalidArgument("%s: virtio-serial controller %d is not declared" % (what, ctrl))
+        out: list[tuple[str, object]] = [("bus", "virtio-serial%d.%d" % (ctrl, number(a.get("bus"), what, 0)))]
+        if a.get("port"):
+            out.append(("nr", number(a.get("port"), what + " port")))
+        return out
+    return [("bus", "virtio-serial0.0")]
+
+
+def channel(b: Builder, el, n: int) -> None:
+    """<channel> number ``n``: a virtio-serial port with its chardev."""
+    what = "<channel> #%d" % n
+    ch = device_for(el)
+    if ch.target_type != "virtio":
+        raise Unsupported("%s: only virtio channels are supported" % what)
+    name = ch.target_name
+    alias = "channel%d" % n
+    b.add("-chardev", chardev(b, el, "char" + alias, alias, what, log=False))
+    pairs: list[tuple[str, object]] = [("chardev", "char" + alias), ("id", alias)]
+    if name:
+        pairs.append(("name", name))
+    b.add("-device", opts("virtserialport", *vser_port(b, el, what), *pairs))

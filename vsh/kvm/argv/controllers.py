@@ -1,0 +1,158 @@
+"""Controllers: PCI buses and the address book, SCSI, SATA, virtio-serial and USB controllers,
+those the XML declares and those its disks and consoles imply."""
+
+from __future__ import annotations
+
+from vsh.core.errors import InvalidArgument, Unsupported
+from vsh.kvm.argv.builder import Builder
+from vsh.kvm.argv.disks import disk_bus, drive_address
+from vsh.kvm.argv.options import number, opts
+
+
+def reserve_pci(b: Builder) -> None:
+    """Take the PCI addresses the XML gives before any device asks for a free slot."""
+    if b.microvm:
+        for a in b.devices.xpath(".//address[@type='pci']"):
+            if a.getparent().tag != "source":
+                raise InvalidArgument("<%s>: machine 'microvm' has no PCI bus" % a.getparent().tag)
+        return
+    for el in b.devices:
+        if not isinstance(el.tag, str):
+            continue
+        b.pci.reserve(el, "<%s>" % el.tag)
+    for c in b.devices.findall("controller[@type='pci']"):
+        idx = number(c.get("index"), "<controller type='pci'> index")
+        if idx:
+            b.pci.buses[idx] = "pci.%d" % idx
+
+
+def controllers(b: Builder) -> None:
+    """Controllers the XML declares, then the ones its devices imply."""
+    declared = b.dom.devices("controller")
+    pci = sorted((c for c in declared if c.type == "pci"),
+                 key=lambda c: number(c.node.get("index"), "<controller type='pci'> index", 0))
+    for ctrl in pci + [c for c in declared if c.type != "pci"]:
+        t, model, c = ctrl.type, ctrl.model, ctrl.node
+        idx = number(c.get("index"), "<controller type='%s'> index" % t, 0)
+        what = "<controller type='%s' index='%d'>" % (t, idx)
+        if t == "pci":
+            pci_controller(b, c, idx, model, what)
+        elif t == "scsi":
+            scsi_controller(b, c, idx, model or "virtio-scsi", what)
+        elif t == "sata":
+            sata_controller(b, c, idx, what)
+        elif t == "virtio-serial":
+            vser_controller(b, c, idx, what)
+        elif t == "usb":
+            usb_controller(b, c, idx, model, what)
+        elif t in ("ide", "fdc"):
+            pass  # built into pc; checked where a disk uses it
+        else:
+            raise Unsupported("%s is not supported" % what)
+    for d in b.devices.findall("disk"):
+        bus = disk_bus(b, d)
+        if bus == "scsi":
+            ctrl = drive_address(b, d)[0]
+            if ctrl not in b.scsi_ctrls:
+                scsi_controller(b, None, ctrl, "virtio-scsi", "<controller type='scsi' index='%d'>" % ctrl)
+        elif bus == "sata":
+            ctrl = drive_address(b, d)[0]
+            if ctrl not in b.sata_ctrls:
+                sata_controller(b, None, ctrl, "<controller type='sata' index='%d'>" % ctrl)
+    need_vser = b.devices.xpath("./channel[target/@type='virtio'] | ./console[target/@type='virtio']")
+    if need_vser and 0 not in b.vser_ctrls:
+        vser_controller(b, None, 0, "<controller type='virtio-serial' index='0'>")
+
+
+def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> None:
+    """A PCI controller: the root bus is the machine's; root ports and bridges become buses pci.N."""
+    if model in ("pci-root", "pcie-root") or (idx == 0 and model is None):
+        want = "pcie-root" if b.family == "q35" else "pci-root"
+        if b.microvm:
+            raise InvalidArgument("%s: machine 'microvm' has no PCI bus" % what)
+        if model and model != want:
+            raise InvalidArgument("%s: machine '%s' has a %s, not a %s" % (what, b.machine, want, model))
+        return
+    b.need_pci(what)
+    tgt = c.find("target")
+    pid = "pci.%d" % idx
+    if model == "pcie-root-port":
+        if b.family != "q35":
+            raise InvalidArgument("%s: pcie-root-port needs machine q35" % what)
+        chassis = number(tgt.get("chassis") if tgt is not None else None, what + " chassis", idx)
+        port = number(tgt.get("port") if tgt is not None else None, what + " port", idx)
+        b.add("-device", opts("pcie-root-port", ("port", port), ("chassis", chassis), ("id", pid),
+                                  *b.pci.props(c, what)))
+    elif model == "pci-bridge":
+        chassis = number(tgt.get("chassisNr") if tgt is not None else None, what + " chassisNr", idx)
+        b.add("-device", opts("pci-bridge", ("chassis_nr", chassis), ("id", pid), *b.pci.props(c, what)))
+    elif model == "pcie-to-pci-bridge":
+        b.add("-device", opts("pcie-pci-bridge", ("id", pid), *b.pci.props(c, what)))
+    else:
+        raise Unsupported("%s model '%s' is not supported (pcie-root-port, pci-bridge, pcie-to-pci-bridge)"
+                          % (what, model))
+
+
+def scsi_controller(b: Builder, c, idx: int, model: str, what: str) -> None:
+    """A virtio-scsi controller scsiN (declared, or implied by a SCSI disk when ``c`` is None)."""
+    if model != "virtio-scsi":
+        raise Unsupported("%s model '%s' is not supported (virtio-scsi)" % (what, model))
+    if idx in b.scsi_ctrls:
+        raise InvalidArgument("%s is declared twice" % what)
+    b.scsi_ctrls[idx] = model
+    drv = c.find("driver") if c is not None else None
+    pairs = [("id", "scsi%d" % idx)]
+    if drv is not None:
+        if drv.get("queues"):
+            pairs.append(("num_queues", number(drv.get("queues"), what + " queues")))
+        io = b.iothread(drv.get("iothread"), what)
+        if io:
+            pairs.append(io)
+    b.add("-device", opts(b.virtio("scsi"), *pairs, *b.dev_addr(c, what)))
+
+
+def sata_controller(b: Builder, c, idx: int, what: str) -> None:
+    """A SATA (AHCI) controller sataN; q35's built-in one for index 0."""
+    if idx in b.sata_ctrls:
+        raise InvalidArgument("%s is declared twice" % what)
+    b.sata_ctrls.add(idx)
+    if b.family == "q35" and idx == 0:
+        return  # the ICH9 AHCI controller built into q35 (buses ide.0-ide.5)
+    b.need_pci("SATA (%s)" % what)
+    b.add("-device", opts("ich9-ahci", ("id", "sata%d" % idx), *b.pci.props(c, what)))
+
+
+def vser_controller(b: Builder, c, idx: int, what: str) -> None:
+    """A virtio-serial controller virtio-serialN (declared, or implied by a virtio console/channel)."""
+    if idx in b.vser_ctrls:
+        raise InvalidArgument("%s is declared twice" % what)
+    b.vser_ctrls.add(idx)
+    pairs: list[tuple[str, object]] = [("id", "virtio-serial%d" % idx)]
+    if c is not None and c.get("ports"):
+        pairs.append(("max_ports", number(c.get("ports"), what + " ports")))
+    if c is not None and c.get("vectors") and not b.microvm:
+        pairs.append(("vectors", number(c.get("vectors"), what + " vectors")))
+    b.add("-device", opts(b.virtio("serial"), *pairs, *b.dev_addr(c, what)))
+
+
+def usb_controller(b: Builder, c, idx: int, model: str | None, what: str) -> None:
+    """A USB controller (xHCI or UHCI); none on microvm or with model='none'."""
+    if model == "none":
+        return
+    if b.microvm:
+        if b.devices.xpath("./input[@bus='usb'] | ./hostdev[@type='usb']"):
+            raise Unsupported("USB needs PCI, which machine 'microvm' does not have")
+        return
+    if model is None:
+        model = "qemu-xhci" if b.family == "q35" else "piix3-uhci"
+    qdev = {"qemu-xhci": "qemu-xhci", "nec-xhci": "nec-usb-xhci", "piix3-uhci": "piix3-usb-uhci",
+            "piix4-uhci": "piix4-usb-uhci"}.get(model)
+    if qdev is None:
+        raise Unsupported("%s model '%s' is not supported (qemu-xhci, nec-xhci, piix3-uhci)" % (what, model))
+    uid = "usb" if idx == 0 else "usb%d" % idx
+    b.usb_ctrls[idx] = uid
+    pairs: list[tuple[str, object]] = [("id", uid)]
+    if c.get("ports") and "xhci" in model:
+        pairs.append(("p2", number(c.get("ports"), what + " ports")))
+        pairs.append(("p3", number(c.get("ports"), what + " ports")))
+    b.add("-device", opts(qdev, *pairs, *b.pci.props(c, what)))

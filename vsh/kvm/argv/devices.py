@@ -1,0 +1,113 @@
+"""The other devices: random number generators, the memory balloon, watchdogs, panic
+notifiers and host PCI devices (VFIO)."""
+
+from __future__ import annotations
+
+from vsh.core.domain import device_for
+from vsh.core.errors import InvalidArgument, Unsupported
+from vsh.kvm.argv.builder import Builder
+from vsh.kvm.argv.options import given, need_file, number, opts
+
+
+def rng(b: Builder, el, n: int) -> None:
+    """<rng> number ``n``: an rng-random or rng-builtin object and a virtio-rng device."""
+    what = "<rng> #%d" % n
+    dev = device_for(el)
+    if dev.model != "virtio":
+        raise Unsupported("%s: model '%s' is not supported (virtio)" % (what, dev.model))
+    be = el.find("backend")
+    bmodel = be.get("model") if be is not None else "random"
+    oid = "objrng%d" % n
+    if bmodel == "random":
+        src = dev.backend.strip() if dev.backend else "/dev/urandom"
+        if src not in ("/dev/random", "/dev/urandom", "/dev/hwrng"):
+            raise InvalidArgument("%s: backend '%s' must be /dev/urandom, /dev/random or /dev/hwrng" % (what, src))
+        need_file(src, what)
+        b.add("-object", opts("rng-random", ("id", oid), ("filename", src)))
+    elif bmodel == "builtin":
+        b.add("-object", opts("rng-builtin", ("id", oid)))
+    else:
+        raise Unsupported("%s: backend model '%s' is not supported (random, builtin)" % (what, bmodel))
+    pairs: list[tuple[str, object]] = [("rng", oid), ("id", "rng%d" % n)]
+    rate = el.find("rate")
+    if rate is not None:
+        pairs.append(("max-bytes", number(rate.get("bytes"), what + " rate bytes")))
+        pairs.append(("period", number(rate.get("period"), what + " rate period", 1000)))
+    b.add("-device", opts(b.virtio("rng"), *pairs, *b.dev_addr(el, what)))
+
+
+def memballoon(b: Builder, el, n: int) -> None:
+    """<memballoon model='virtio'> (or none)."""
+    model = device_for(el).model
+    if model == "none":
+        return
+    what = "<memballoon>"
+    if model != "virtio":
+        raise Unsupported("%s model '%s' is not supported (virtio, none)" % (what, model))
+    pairs: list[tuple[str, object]] = [("id", "balloon%d" % n)]
+    if el.get("autodeflate") == "on":
+        pairs.append(("deflate-on-oom", True))
+    if el.get("freePageReporting") == "on":
+        pairs.append(("free-page-reporting", True))
+    b.add("-device", opts(b.virtio("balloon"), *pairs, *b.dev_addr(el, what)))
+
+
+def watchdog(b: Builder, el, n: int) -> None:
+    """<watchdog>: i6300esb, ib700 or q35's iTCO (its action is in machine.actions)."""
+    model = device_for(el).model
+    what = "<watchdog model='%s'>" % model
+    if model == "i6300esb":
+        b.need_pci(what)
+        b.add("-device", opts("i6300esb", ("id", "watchdog%d" % n), *b.pci.props(el, what)))
+    elif model == "ib700":
+        b.add("-device", opts("ib700", ("id", "watchdog%d" % n)))
+    elif model == "itco":
+        if b.family != "q35":
+            raise Unsupported("%s needs machine q35 (it is part of its ICH9 chipset)" % what)
+        b.add("-global", "ICH9-LPC.noreboot=off")
+    else:
+        raise Unsupported("%s is not supported (i6300esb, ib700, itco)" % what)
+
+
+def panic(b: Builder, el, n: int) -> None:
+    """<panic>: pvpanic on ISA or PCI (QEMU reports GUEST_PANICKED)."""
+    model = el.get("model", "isa")
+    what = "<panic model='%s'>" % model
+    if model == "isa":
+        pairs: list[tuple[str, object]] = [("id", "panic%d" % n)]
+        a = el.find("address")
+        if a is not None and a.get("type") == "isa" and a.get("iobase"):
+            pairs.append(("ioport", number(a.get("iobase"), what + " iobase")))
+        b.add("-device", opts("pvpanic", *pairs))
+    elif model == "pvpanic":
+        b.need_pci(what)
+        b.add("-device", opts("pvpanic-pci", ("id", "panic%d" % n), *b.pci.props(el, what)))
+    else:
+        raise Unsupported("%s is not supported (isa)" % what)
+
+
+def hostdev(b: Builder, el, n: int) -> None:
+    """<hostdev> number ``n``: a host PCI device through VFIO."""
+    dev = device_for(el)
+    t = dev.type
+    what = "<hostdev type='%s'>" % t
+    if given(dev.mode, "subsystem") != "subsystem" or t != "pci":
+        raise Unsupported("%s is not supported (PCI subsystem devices only)" % what)
+    if el.find("source/address") is None:
+        raise InvalidArgument("%s has no <source><address>" % what)
+    host_addr = "%04x:%02x:%02x.%x" % (number(dev.address_domain, what + " domain", 0),
+                                       number(dev.address_bus, what + " bus"),
+                                       number(dev.address_slot, what + " slot"),
+                                       number(dev.address_function, what + " function", 0))
+    drv = el.find("driver")
+    if drv is not None and drv.get("name") not in (None, "vfio"):
+        raise Unsupported("%s: driver '%s' is not supported (vfio)" % (what, drv.get("name")))
+    if not getattr(b.host, "iommu_groups", False):
+        raise Unsupported("PCI device %s needs VFIO, and this host has no IOMMU groups (enable the IOMMU: "
+                          "intel_iommu=on or amd_iommu=on on the kernel command line)" % host_addr)
+    b.need_pci(what)
+    pairs: list[tuple[str, object] | None] = [("host", host_addr), ("id", "hostdev%d" % n)]
+    pairs += b.pci.props(el, what)
+    pairs.append(b.rom(el, what))
+    pairs.append(b.bootprop(el))
+    b.add("-device", opts("vfio-pci", *pairs))

@@ -1,0 +1,264 @@
+"""The machine itself: accelerator, machine type, emulator, CPU, memory, vCPUs, iothreads,
+the QMP monitor, the clock and what QEMU does on poweroff, reboot, crash and watchdog."""
+
+from __future__ import annotations
+
+import re
+
+from vsh.core.errors import InvalidArgument, Unsupported, XMLError
+from vsh.kvm.argv.builder import DEFAULT_MACHINE, Builder
+from vsh.kvm.argv.options import byte_size, check_socket_path, esc, given, need_file, number, opts
+from vsh.kvm.argv.pci import PciAddresses
+
+#: What the supervisor applies for rename-restart and coredump-*.
+ACTION_KINDS = {"rename-restart": "restart", "coredump-restart": "restart", "coredump-destroy": "destroy"}
+
+
+def stated(text: str | None, default: str) -> str:
+    """An element's stripped text, or ``default`` when it is absent or empty."""
+    return (text or "").strip() or default
+
+
+def domain_type(b: Builder) -> None:
+    """<domain type>: kvm (only where KVM really runs guests) or qemu (TCG)."""
+    t = b.dom.type
+    if t == "kvm":
+        kvm = b.host.kvm
+        if not getattr(kvm, "usable", False):
+            reason = getattr(kvm, "reason", "") or "no usable /dev/kvm"
+            raise Unsupported("domain type 'kvm' needs a usable KVM: %s; use type='qemu'" % reason)
+        b.kvm = True
+    elif t == "qemu":
+        b.kvm = False
+    else:
+        raise Unsupported("domain type '%s' is not supported (use 'kvm' or 'qemu')" % t)
+
+
+def machine_type(b: Builder) -> None:
+    """<os><type>: hvm on x86_64, a machine this QEMU knows; sets the family and the PCI book."""
+    if (b.dom.os_type or "").strip() != "hvm":
+        raise Unsupported("only <os><type>hvm</type></os> guests are supported")
+    arch = b.dom.os_arch or "x86_64"
+    if arch != "x86_64":
+        raise Unsupported("guest architecture '%s' is not supported (x86_64 only)" % arch)
+    m = b.dom.os_machine or DEFAULT_MACHINE
+    machines = getattr(b.host, "machines", None) or []
+    if machines:
+        known = set()
+        canonical = m
+        for mt in machines:
+            n, alias = getattr(mt, "name", mt), getattr(mt, "alias", None)
+            known.add(n)
+            if alias:
+                known.add(alias)
+            if alias == m:
+                canonical = n
+        if m not in known:
+            raise InvalidArgument("machine type '%s' is not supported by this QEMU (see 'vsh capabilities')" % m)
+    else:
+        canonical = m
+    if canonical == "microvm":
+        b.family = "microvm"
+    elif canonical == "q35" or canonical.startswith("pc-q35-"):
+        b.family = "q35"
+    elif canonical == "pc" or canonical.startswith("pc-i440fx-"):
+        b.family = "pc"
+    else:
+        raise Unsupported("machine type '%s' is not supported (pc, q35 or microvm)" % m)
+    b.machine = m
+    b.pci = None if b.microvm else PciAddresses(b.family)
+
+
+def emulator(b: Builder) -> str:
+    """The QEMU binary: <devices><emulator>, else the host's."""
+    em = b.text("devices/emulator")
+    if em:
+        return need_file(em, "<emulator>")
+    qemu = getattr(b.host, "qemu_path", None)
+    if not qemu:
+        raise Unsupported("no qemu-system-x86_64 found on this host")
+    return qemu
+
+
+def machine_opts(b: Builder) -> str:
+    """The -machine option: the machine type and its features (ACPI, vmport, SMM, HPET, flash)."""
+    pairs: list[tuple[str, object]] = []
+    if not b.microvm:
+        pairs.append(("usb", False))
+    pairs.append(("dump-guest-core", False))
+    if not b.feature_state("acpi"):
+        pairs.append(("acpi", False))
+    if b.microvm:
+        pairs.append(("isa-serial", False))
+    vmport = b.feature_state("vmport")
+    if vmport is not None and not b.microvm:
+        pairs.append(("vmport", vmport))
+    smm = b.feature_state("smm")
+    if smm is not None:
+        pairs.append(("smm", smm))
+    for t in b.root.findall("clock/timer[@name='hpet']"):
+        if t.get("present") == "no" and not b.microvm:
+            pairs.append(("hpet", False))
+    if b.root.find("os/loader[@type='pflash']") is not None and not b.microvm:
+        pairs.append(("pflash0", "libvirt-pflash0-format"))  # blockdevs: see pflash()
+        if b.root.find("os/nvram") is not None:
+            pairs.append(("pflash1", "libvirt-pflash1-format"))
+    return opts(b.machine, *pairs)
+
+
+def cpu(b: Builder) -> None:
+    """<cpu>: the -cpu model (host, max, or a named one) and its feature flags."""
+    cpu = b.root.find("cpu")
+    if cpu is None:
+        return
+    if cpu.find("numa") is not None:
+        raise Unsupported("guest NUMA (<cpu><numa>) is not supported yet")
+    mode = b.dom.cpu_mode or "custom"
+    if mode in ("host-passthrough", "host-model"):
+        if not b.kvm:
+            raise Unsupported("CPU mode '%s' needs KVM (type='kvm'); under TCG use mode='maximum' "
+                              "or a named model such as <model>qemu64</model>" % mode)
+        if not getattr(b.host.kvm, "host_cpu_usable", True):
+            raise Unsupported("CPU mode '%s' needs '-cpu host', which KVM here refuses: %s"
+                              % (mode, getattr(b.host.kvm, "host_cpu_reason", "")))
+        name = "host"
+    elif mode == "maximum":
+        name = "max"
+    elif mode == "custom":
+        name = (b.dom.cpu_model or "").strip()
+        if not name:
+            if cpu.find("feature") is None:
+                return  # only topology: QEMU's default model
+            name = "qemu64"
+        models = [getattr(c, "name", c) for c in (getattr(b.host, "cpu_models", None) or [])]
+        if models and name not in models:
+            raise InvalidArgument("CPU model '%s' is not known to this QEMU (see 'vsh domcapabilities')" % name)
+    else:
+        raise InvalidArgument("unknown CPU mode '%s'" % mode)
+    pairs = []
+    for f in cpu.findall("feature"):
+        fname = f.get("name")
+        policy = f.get("policy", "require")
+        if not fname or not re.fullmatch(r"[A-Za-z0-9_.-]+", fname):
+            raise InvalidArgument("<cpu><feature name='%s'> is not a feature name" % fname)
+        if policy in ("require", "force", "optional"):
+            pairs.append((fname, True))
+        elif policy in ("disable", "forbid"):
+            pairs.append((fname, False))
+        else:
+            raise InvalidArgument("<cpu><feature policy='%s'> is not a policy" % policy)
+    b.add("-cpu", opts(name, *pairs))
+
+
+def memory(b: Builder) -> None:
+    """<memory>: -m in MiB, rounded up."""
+    mem = b.root.find("memory")
+    if mem is None:
+        raise XMLError("the domain has no <memory>")
+    if b.root.find("maxMemory") is not None:
+        raise Unsupported("memory hotplug (<maxMemory>) is not supported yet")
+    if b.root.find("memoryBacking/hugepages") is not None:
+        raise Unsupported("hugepages (<memoryBacking><hugepages>) are not supported yet")
+    size = byte_size(mem, "<memory>")
+    mib = -(-size // (1024 * 1024))  # rounded up to whole MiB, as libvirt aligns
+    if mib < 1:
+        raise InvalidArgument("<memory> must be at least 1 MiB")
+    b.add("-m", str(mib))
+
+
+def smp(b: Builder) -> None:
+    """<vcpu> and <cpu><topology>: the -smp option."""
+    vcpu = b.root.find("vcpu")
+    maxc = number((vcpu.text or "").strip() if vcpu is not None else None, "<vcpu>", 1)
+    cur = number(vcpu.get("current") if vcpu is not None else None, "<vcpu current>", maxc)
+    if maxc < 1 or not 1 <= cur <= maxc:
+        raise InvalidArgument("<vcpu>: need 1 <= current (%d) <= maximum (%d)" % (cur, maxc))
+    top = b.root.find("cpu/topology")
+    if top is not None:
+        s = number(top.get("sockets"), "<topology sockets>", 1)
+        d = number(top.get("dies"), "<topology dies>", 1)
+        c = number(top.get("cores"), "<topology cores>", 1)
+        t = number(top.get("threads"), "<topology threads>", 1)
+        if s * d * c * t != maxc:
+            raise InvalidArgument("CPU topology %d sockets x %d dies x %d cores x %d threads = %d "
+                                  "does not match <vcpu> %d" % (s, d, c, t, s * d * c * t, maxc))
+    else:
+        s, d, c, t = maxc, 1, 1, 1
+    pairs = [("maxcpus", maxc), ("sockets", s)]
+    if d != 1:
+        pairs.append(("dies", d))
+    pairs += [("cores", c), ("threads", t)]
+    b.add("-smp", opts(str(cur), *pairs))
+
+
+def iothread_objects(b: Builder) -> None:
+    """<iothreads>: one iothread object each (devices refer to them by number)."""
+    n = b.text("iothreads")
+    b.iothreads = number(n, "<iothreads>", 0) if n else 0
+    for i in range(1, b.iothreads + 1):
+        b.add("-object", "iothread,id=iothread%d" % i)
+
+
+def monitor(b: Builder) -> None:
+    """The QMP monitor charmonitor: a socket path QEMU binds, or a listening fd vsh passes."""
+    fd = b.paths.qmp_listen_fd
+    if fd is not None:
+        chardev = "socket,id=charmonitor,fd=%d,server=on,wait=off" % fd
+    else:
+        check_socket_path(b.paths.qmp_socket, "QMP monitor")
+        chardev = "socket,id=charmonitor,path=%s,server=on,wait=off" % esc(b.paths.qmp_socket)
+    b.add("-chardev", chardev, "-mon", "chardev=charmonitor,id=monitor,mode=control")
+
+
+def clock(b: Builder) -> None:
+    """<clock>: -rtc base and drift fix, and KVM's PIT tick policy."""
+    clock = b.root.find("clock")
+    offset = given(b.dom.clock_offset, "utc")
+    if offset not in ("utc", "localtime"):
+        raise Unsupported("<clock offset='%s'> is not supported yet (utc or localtime)" % offset)
+    pairs: list[tuple[str, object]] = []
+    if clock is not None:
+        for t in clock.findall("timer"):
+            if t.get("name") == "rtc" and t.get("tickpolicy") == "catchup":
+                pairs.append(("driftfix", "slew"))
+    b.add("-rtc", opts("base=" + offset, *pairs))
+    if b.kvm and clock is not None:
+        for t in clock.findall("timer[@name='pit']"):
+            if t.get("tickpolicy") in ("delay", "discard"):
+                b.add("-global", "kvm-pit.lost_tick_policy=%s" % t.get("tickpolicy"))
+
+
+def actions(b: Builder) -> None:
+    """<on_poweroff>, <on_reboot>, <on_crash> and the watchdog action: the -action option."""
+    poweroff, reboot, crash = (ACTION_KINDS.get(v, v) for v in (stated(b.dom.on_poweroff, "destroy"),
+                                                       stated(b.dom.on_reboot, "restart"),
+                                                       stated(b.dom.on_crash, "destroy")))
+    pairs: list[tuple[str, object]] = []
+    if reboot in ("destroy", "preserve"):
+        pairs.append(("reboot", "shutdown"))
+    elif reboot != "restart":
+        raise Unsupported("<on_reboot>%s</on_reboot> is not supported (restart, destroy or preserve)" % reboot)
+    if poweroff in ("restart", "preserve") or reboot == "preserve":
+        pairs.append(("shutdown", "pause"))
+    elif poweroff != "destroy":
+        raise Unsupported("<on_poweroff>%s</on_poweroff> is not supported (destroy, restart or preserve)"
+                          % poweroff)
+    if crash == "destroy":
+        pairs.append(("panic", "shutdown"))
+    elif crash in ("restart", "preserve"):
+        pairs.append(("panic", "pause"))
+    else:
+        raise Unsupported("<on_crash>%s</on_crash> is not supported (destroy, restart or preserve)" % crash)
+    wd = b.dom.devices("watchdog")
+    if wd:
+        actions = {given(w.action, "reset") for w in wd}
+        if len(actions) > 1:
+            raise Unsupported("watchdogs with different actions (%s) are not supported"
+                              % ", ".join(sorted(actions)))
+        act = actions.pop()
+        qemu_act = {"reset": "reset", "shutdown": "shutdown", "poweroff": "poweroff", "pause": "pause",
+                    "none": "none", "inject-nmi": "inject-nmi"}.get(act)
+        if qemu_act is None:
+            raise Unsupported("watchdog action '%s' is not supported" % act)
+        pairs.append(("watchdog", qemu_act))
+    b.add("-action", ",".join("%s=%s" % p for p in pairs))

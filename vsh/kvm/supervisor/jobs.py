@@ -1,0 +1,187 @@
+"""The supervisor's long operations: save the guest into a file (and stop), load it
+back from one (``-incoming defer``), and run QMP block jobs to their end.
+
+A mixin of :class:`vsh.kvm.supervisor.core.Supervisor`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from vsh.core.errors import Timeout, VshError
+from vsh.kvm.supervisor import aio
+from vsh.kvm.supervisor.lifecycle import REASONS
+from vsh.kvm.supervisor.log import describe_exit, log
+
+
+class Jobs:
+    """Save, restore and QMP jobs (a mixin of the Supervisor)."""
+
+    async def _send_fd(self, fd: int, name: str) -> None:
+        """Hand QEMU a file descriptor (SCM_RIGHTS) under ``name`` (QMP ``getfd``)."""
+        if getattr(self, "_fd_lock", None) is None:
+            self._fd_lock = aio.asyncio.Lock()
+        async with self._fd_lock:
+            self._qmp.send_fd_scm(fd)
+            await self._exec("getfd", {"fdname": name})
+
+    async def _migrate(self, fd: int, outgoing: bool, timeout: float) -> None:
+        """Migrate the guest into ``fd`` (save) or out of it (restore); wait for the end."""
+        what = "save" if outgoing else "restore"
+        listener = aio.qmplib.EventListener(("MIGRATION",))
+        with self._qmp.listen(listener):
+            await self._exec("migrate-set-capabilities",
+                             {"capabilities": [{"capability": "events", "state": True}]})
+            if outgoing:        # QEMU's default limit (32 MiB/s) is meant for networks
+                await self._exec("migrate-set-parameters", {"max-bandwidth": 1 << 62})
+            await self._send_fd(fd, "vsh-migration")
+            await self._exec("migrate" if outgoing else "migrate-incoming", {"uri": "fd:vsh-migration"})
+            loop = aio.asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            status = None
+            while status not in ("completed", "failed", "cancelled"):
+                left = deadline - loop.time()
+                getter = aio.asyncio.ensure_future(listener.get())
+                waits = {getter} | ({self._exit_fut} if self._exit_fut is not None else set())
+                done, _ = await aio.asyncio.wait(waits, timeout=max(left, 0),
+                                             return_when=aio.asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    if self._exit_fut is not None and self._exit_fut.done():
+                        raise VshError(f"operation failed: {what} of domain '{self.name}' failed: QEMU "
+                                       f"exited ({describe_exit(self._exit_fut.result())})",
+                                       *self._qemu_output())
+                    if outgoing:
+                        await self._exec("migrate_cancel")
+                    raise Timeout(f"the {what} of domain '{self.name}' did not finish within "
+                                  f"{timeout:g} s")
+                status = (getter.result().get("data") or {}).get("status")
+        if status != "completed":
+            info = await self._exec("query-migrate")
+            raise VshError(f"operation failed: {what} of domain '{self.name}' failed: "
+                           f"{info.get('error-desc') or status}")
+
+    async def _incoming(self, spec: dict) -> None:
+        """Load the guest from a save image (QEMU was started with ``-incoming defer``)."""
+        from vsh.kvm import saveimage
+        path = str(spec["path"])
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise VshError(f"Failed to open file '{path}': {exc.strerror}") from None
+        try:
+            os.lseek(fd, int(spec.get("offset") or 0), os.SEEK_SET)
+            await self._migrate(fd, outgoing=False, timeout=float(spec.get("timeout") or 600.0))
+            if spec.get("drop_cache"):
+                saveimage.drop_page_cache(fd)
+        finally:
+            os.close(fd)
+
+
+    def _settle(self, state: str, reason: str) -> None:
+        """Move to ``state`` with ``reason`` (or only change the reason if already there)."""
+        if self.lc.state != state:
+            self.lc.transition(state, reason)
+        elif self.lc.reason != reason and reason in REASONS[state]:
+            self.lc.reason = reason
+            self.write_state()
+
+    async def op_save(self, req):
+        """Save the guest into a save image and stop: pause, migrate into the file (whose
+        header vsh wrote), make it durable and complete, rename it into place, quit QEMU."""
+        self._require("running", "paused")
+        from vsh.kvm import saveimage
+        tmp, final = str(req["tmp"]), str(req["final"])
+        timeout = float(req.get("timeout_s") or 600.0)
+        was_running = self.lc.state == "running"
+        if was_running:
+            await self._exec("stop")
+            self._settle("paused", "saving")
+        fd = None
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CLOEXEC)
+            os.lseek(fd, int(req["offset"]), os.SEEK_SET)
+            await self._migrate(fd, outgoing=True, timeout=timeout)
+            saveimage.complete(fd, drop_cache=bool(req.get("bypass_cache")))
+            os.close(fd)
+            fd = None
+            os.rename(tmp, final)
+            dfd = os.open(os.path.dirname(final) or ".", os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if was_running and self._qmp is not None:
+                try:
+                    await self._exec("cont")
+                    self._settle("running", "unpaused")
+                except VshError as exc:
+                    log("resuming after a failed save: " + " | ".join(exc.lines))
+            raise
+        log(f"saved to {final}")
+        self._stop_reason = "saved"
+        await self._quit()
+        await self._wait_for(["shutoff"], 10.0)
+        return self.state_dict()
+
+    async def op_job(self, req):
+        """Start a QMP job (``command`` with ``arguments`` that name its ``job-id``) and wait
+        until it ends; dismiss it; raise its error.  ``existing``: only wait for a job of
+        that id if there is one (result ``{"status": "absent"}`` if not).  ``stop``: pause
+        the guest first.  ``complete``: send job-complete when the job is ready.
+        ``after``: ``{"state": "running"|"paused", "reason": ...}`` to end in."""
+        self._require("running", "paused")
+        args = dict(req.get("arguments") or {})
+        job_id = str(req.get("job_id") or args.get("job-id"))
+        timeout = float(req.get("timeout_s") or 600.0)
+        loop = aio.asyncio.get_running_loop()
+        listener = aio.qmplib.EventListener(("JOB_STATUS_CHANGE",))
+        with self._qmp.listen(listener):
+            if req.get("stop") and self.lc.state == "running":
+                await self._exec("stop")
+                self._settle("paused", str(req.get("stop_reason") or "user"))
+            if not req.get("existing"):
+                await self._exec(str(req["command"]), args)
+            status = next((j.get("status") for j in await self._exec("query-jobs")
+                           if j.get("id") == job_id), None)
+            if status is None:
+                return {"status": "absent" if req.get("existing") else "null"}
+            deadline = loop.time() + timeout
+            while status not in ("concluded", "null"):
+                if status == "ready" and req.get("complete"):
+                    await self._exec("job-complete", {"id": job_id})
+                left = deadline - loop.time()
+                try:
+                    if left <= 0:
+                        raise aio.asyncio.TimeoutError
+                    event = await aio.asyncio.wait_for(listener.get(), left)
+                except aio.asyncio.TimeoutError:
+                    raise Timeout(f"the QEMU job '{job_id}' did not finish within {timeout:g} s") from None
+                data = event.get("data") or {}
+                if data.get("id") == job_id:
+                    status = data.get("status")
+        error = None
+        for job in await self._exec("query-jobs"):
+            if job.get("id") == job_id:
+                error = job.get("error")
+                if job.get("status") == "concluded":
+                    await self._exec("job-dismiss", {"id": job_id})
+        if error:
+            raise VshError(f"internal error: {req.get('what') or job_id}: {error}")
+        after = req.get("after") or {}
+        if after.get("state") in ("running", "paused"):
+            running = (await self._exec("query-status")).get("running")
+            if after["state"] == "running" and not running:
+                await self._exec("cont")
+            elif after["state"] == "paused" and running:
+                await self._exec("stop")
+            self._settle(after["state"], str(after.get("reason") or
+                                            ("unpaused" if after["state"] == "running" else "user")))
+        return {"status": "concluded", "state": self.state_dict()}

@@ -1,0 +1,335 @@
+"""The supervisor's QEMU process: launch it (stopped, with the QMP listener it inherits),
+connect QMP and let the guest run, re-attach to a QEMU whose supervisor died, watch
+its exit through a pidfd, and stop it (QMP quit, signals).
+
+A mixin of :class:`vsh.kvm.supervisor.core.Supervisor`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from vsh.core import runtime as rt
+from vsh.core.errors import Timeout, VshError
+from vsh.kvm.supervisor import aio
+from vsh.kvm.supervisor.lifecycle import ACTION_KIND
+from vsh.kvm.supervisor.log import describe_exit, log, shell_join
+
+
+class QemuProcess:
+    """Launching, attaching to and stopping QEMU (a mixin of the Supervisor)."""
+
+    def spawn_qemu(self) -> None:
+        """Start QEMU stopped (-S) as our child, with the QMP listener fd it inherits."""
+        first = self.lc.state == "shutoff" and not self.restarts
+        self.lc.transition("starting", "booted")
+        self._stop_reason = None
+        self._shutdown_event = None
+        self._shutdown_requested = self._reboot_requested = False
+        listener, self._qmp_sock = aio.qmp_helpers().listening_socket(self.qmp_path)
+        try:
+            self.argv = aio.qmp_helpers().qmp_argv(self.spec["argv"], self.qmp_path, listener.fileno())
+            os.set_inheritable(listener.fileno(), True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if first else os.O_APPEND)
+            log_fd = os.open(self.rundir / rt.QEMU_LOG, flags, 0o600)
+            if first:   # console.log holds the current run (QEMU may be told to append)
+                os.close(os.open(self.rundir / rt.CONSOLE_LOG,
+                                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
+            try:
+                pid = os.posix_spawnp(self.argv[0], self.argv, os.environ, setpgroup=0,
+                                      file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                                                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                                                    (os.POSIX_SPAWN_DUP2, log_fd, 2)])
+            finally:
+                os.close(log_fd)
+        except OSError as exc:
+            self._qmp_sock.close()
+            self._qmp_sock = None
+            self.lc.transition("shutoff", "failed")
+            raise VshError(f"internal error: cannot execute '{self.argv[0]}': {exc.strerror}",
+                           f"command: {shell_join(self.argv)}") from None
+        finally:
+            listener.close()
+        self.qemu_pid = pid
+        self.is_child = True
+        self.qemu_starttime = rt.proc_starttime(pid)
+        self.started_at = time.time()
+        self.exit_status = self.exit_signal = None
+        self.pidfd = os.pidfd_open(pid)
+        log(f"QEMU started, pid {pid}: {shell_join(self.argv)}")
+        self.write_state()
+
+
+    async def _abandon_launch(self) -> None:
+        """A launch that failed before _finish_launch() took QEMU over (e.g. the control
+        socket could not be served): QEMU goes too, nothing is left running."""
+        if self.attach or self.pidfd is None or self._exit_fut is not None:
+            return      # re-attached QEMU stays; _finish_launch() cleans up after itself
+        self._launching = True
+        try:
+            self._watch_qemu()
+            log(f"killing QEMU pid {self.qemu_pid}: the launch failed")
+            await self._kill_qemu(signal.SIGKILL)
+        finally:
+            self._launching = False
+        await self._drop_qmp()
+        if self.lc.state != "shutoff":
+            self.lc.transition("shutoff", "failed")
+
+
+    def _watch_qemu(self) -> None:
+        loop = aio.asyncio.get_running_loop()
+        self._exit_fut = loop.create_future()
+        loop.add_reader(self.pidfd, self._on_pidfd)
+
+    def _on_pidfd(self) -> None:
+        loop = aio.asyncio.get_running_loop()
+        loop.remove_reader(self.pidfd)
+        os.close(self.pidfd)
+        self.pidfd = None
+        code = None
+        if self.is_child:
+            try:
+                _, status = os.waitpid(self.qemu_pid, 0)
+                code = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                pass
+        if code is not None:
+            self.exit_status = code if code >= 0 else None
+            self.exit_signal = -code if code < 0 else None
+        log(f"QEMU (pid {self.qemu_pid}) exited: {describe_exit(code)}")
+        if not self._exit_fut.done():
+            self._exit_fut.set_result(code)
+        if not self._launching:
+            self._spawn_task(self._after_exit(code))
+
+    async def _finish_launch(self, running_reason: str = "booted") -> None:
+        """Connect QMP to the QEMU spawn_qemu() started, set the actions, and let it run."""
+        self._launching = True
+        ok = False
+        try:
+            self._watch_qemu()
+            sock, self._qmp_sock = self._qmp_sock, None
+            timeout = float(self.spec.get("timeout") or 30.0)
+            try:
+                self._qmp = await aio.qmp.connect(sock, timeout=timeout, name=self.name,
+                                               abort=self._exit_fut)
+            except aio.qmp.Aborted as exc:
+                raise self._launch_failed(exc.args[0]) from None
+            except Timeout:
+                await self._kill_qemu()
+                raise Timeout(f"QEMU for domain '{self.name}' did not answer on its QMP socket "
+                              f"within {timeout:g} s", f"command: {shell_join(self.argv)}",
+                              *self._qemu_output()) from None
+            except (aio.qmplib.QMPError, OSError) as exc:
+                if await self._exited_within(2.0):
+                    raise self._launch_failed(self._exit_fut.result()) from None
+                await self._kill_qemu()
+                raise VshError(f"internal error: cannot connect to QEMU's QMP socket: {exc}",
+                               f"command: {shell_join(self.argv)}") from None
+            self._events_task = self._spawn_task(self._pump_events(self._qmp))
+            await self._setup_qemu()
+            self._plug_taps()
+            first = self.spec.get("first_run") or {}      # restore / revert: once only
+            if first.get("incoming"):
+                await self._incoming(first["incoming"])
+            if self.spec.get("paused"):
+                self.lc.transition("paused", first.get("paused_reason") or "user")
+            else:
+                await self._exec("cont")
+                self.lc.transition("running", first.get("running_reason") or running_reason)
+            ok = True
+            if first:
+                self._forget_first_run()
+        except Exception:
+            if self._exit_fut.done() or await self._exited_within(0.2):
+                err = self._launch_failed(self._exit_fut.result())
+            else:
+                err = None
+                await self._kill_qemu()
+            await self._drop_qmp()
+            if self.lc.state != "shutoff":
+                self.lc.transition("shutoff", self._stop_reason or "failed")
+            if err is not None:
+                raise err from None
+            raise
+        finally:
+            self._launching = False
+            if ok and self._exit_fut.done():       # QEMU died right after starting
+                self._spawn_task(self._after_exit(self._exit_fut.result()))
+
+    async def _setup_qemu(self) -> None:
+        # on_poweroff=destroy: QEMU exits on guest power-off by itself (even if we are
+        # gone); otherwise it pauses and we apply the action.  Panics always pause.
+        reboot = "reset" if ACTION_KIND.get(self.lifecycle["on_reboot"]) == "restart" else "shutdown"
+        shutdown = "poweroff" if ACTION_KIND.get(self.lifecycle["on_poweroff"]) == "destroy" else "pause"
+        try:
+            await self._exec("set-action", {"shutdown": shutdown, "reboot": reboot, "panic": "pause"})
+            self._shutdown_action = shutdown
+        except VshError as exc:
+            log(f"warning: set-action failed, lifecycle actions limited: {exc}")
+        try:
+            self.console = aio.qmp.parse_chardevs(await self._exec("query-chardev"))
+        except VshError as exc:
+            log(f"warning: query-chardev failed: {exc}")
+        try:
+            from vsh.kvm import netacct     # traffic of user-mode NICs (domifstat, domifaddr)
+            await netacct.setup(self)
+        except Exception as exc:   # noqa: BLE001 - accounting must never stop a start
+            log(f"warning: traffic accounting unavailable: {exc}")
+
+    def _plug_taps(self) -> None:
+        """Plug the taps QEMU made into their bridges before the guest runs (a failure fails the start)."""
+        taps = self.spec.get("taps") or []
+        if not taps:
+            return
+        from vsh.kvm import hostnet
+
+        for tap in taps:
+            hostnet.attach_tap(tap["dev"], tap["bridge"], tap.get("mtu"))
+            log(f"tap {tap['dev']} plugged into bridge {tap['bridge']}")
+
+    async def _set_shutdown_action(self, action: str) -> None:
+        if action != self._shutdown_action:
+            await self._exec("set-action", {"shutdown": action})
+            self._shutdown_action = action
+
+    def _launch_failed(self, code) -> VshError:
+        out = self._qemu_output()
+        last = next((line.strip() for line in reversed(out[1:]) if line.strip()), "")
+        first = f"internal error: QEMU exited while starting domain '{self.name}' ({describe_exit(code)})"
+        if last:
+            first += f": {last}"
+        return VshError(first, f"command: {shell_join(self.argv)}", *out)
+
+    def _qemu_output(self) -> list[str]:
+        lines = [line for line in rt.tail(self.rundir / rt.QEMU_LOG, 20)
+                 if not line.startswith("char device redirected to")]
+        if not lines:
+            return []
+        return ["QEMU printed (last lines):"] + ["  " + line for line in lines]
+
+    async def _exited_within(self, timeout: float) -> bool:
+        if self._exit_fut is None:
+            return False
+        try:
+            await aio.asyncio.wait_for(aio.asyncio.shield(self._exit_fut), timeout)
+        except aio.asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _kill_qemu(self, sig=signal.SIGKILL, timeout: float = 5.0) -> bool:
+        """Signal QEMU and wait for it to exit; True if it did."""
+        if self._exit_fut is None or self._exit_fut.done() or self.pidfd is None:
+            return True
+        try:
+            signal.pidfd_send_signal(self.pidfd, sig)
+        except ProcessLookupError:
+            pass
+        return await self._exited_within(timeout)
+
+    async def _drop_qmp(self) -> None:
+        if self._events_task is not None:
+            self._events_task.cancel()
+            self._events_task = None
+        qmp, self._qmp = self._qmp, None
+        if qmp is not None:
+            try:
+                await aio.asyncio.wait_for(qmp.disconnect(), 2.0)
+            except BaseException as exc:   # noqa: BLE001 - the peer is gone; nothing to save
+                if isinstance(exc, aio.asyncio.CancelledError):
+                    raise
+        if self._qmp_sock is not None:
+            self._qmp_sock.close()
+            self._qmp_sock = None
+
+    async def _exec(self, cmd: str, args: dict | None = None, timeout: float = 30.0):
+        if self._qmp is None:
+            raise self._not_running()
+        return await aio.qmp.execute(self._qmp, cmd, args, timeout)
+
+    # ---- attaching to a QEMU whose supervisor died --------------------------------------
+
+    async def _attach(self) -> None:
+        st = self.prev
+        pid = st.get("qemu_pid")
+        if not rt.pid_alive(pid, st.get("qemu_starttime")):
+            raise self._not_running()
+        try:
+            self.pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise self._not_running() from None
+        self.qemu_pid, self.qemu_starttime = pid, st.get("qemu_starttime")
+        self.is_child = False
+        if not rt.pid_alive(pid, self.qemu_starttime):
+            raise self._not_running()
+        log(f"attaching to QEMU pid {pid} (previous supervisor {st.get('supervisor_pid')} is gone)")
+        self._launching = True
+        try:
+            self._watch_qemu()
+            try:
+                self._qmp = await aio.qmp.connect(str(self.qmp_path), timeout=10.0, name=self.name,
+                                               abort=self._exit_fut)
+            except aio.qmp.Aborted:
+                raise self._not_running() from None
+            except (aio.qmplib.QMPError, OSError, Timeout) as exc:
+                raise VshError(f"internal error: cannot re-attach to domain '{self.name}': "
+                               f"QMP socket {self.qmp_path}: {exc}") from None
+            self._events_task = self._spawn_task(self._pump_events(self._qmp))
+            await self._setup_qemu()
+            status = (await self._exec("query-status")).get("status")
+        except VshError:
+            await self._drop_qmp()
+            if self._exit_fut.done():
+                self._launching = False
+                self._spawn_task(self._after_exit(self._exit_fut.result()))
+            raise
+        finally:
+            self._launching = False
+        if self._exit_fut.done():
+            self._spawn_task(self._after_exit(self._exit_fut.result()))
+            return
+        log(f"attached; QEMU status '{status}', recorded state '{self.lc.state}'")
+        if status == "running":
+            self.lc.move("running", "unpaused" if self.lc.state == "paused" else
+                         (self.lc.reason if self.lc.state == "running" else "booted"))
+        elif status == "prelaunch" and self.lc.state == "starting" and not self.spec.get("paused"):
+            await self._exec("cont")
+            self.lc.move("running", "booted")
+        elif status == "shutdown":
+            self._shutdown_event = {"guest": True, "reason": "guest-shutdown"}
+            self._spawn_task(self._on_shutdown(self._shutdown_event))
+        elif status == "guest-panicked":
+            self._spawn_task(self._on_panic({}))
+        elif self.lc.state != "paused":
+            self.lc.move("paused", "user")
+        self.write_state()
+
+
+    async def _quit(self) -> None:
+        """Ask QEMU to quit (QMP), SIGKILL if it has not exited after QUIT_TIMEOUT."""
+        try:
+            await self._exec("quit", timeout=self.QUIT_TIMEOUT)
+        except VshError:
+            pass        # the reply races the exit
+        if not await self._exited_within(self.QUIT_TIMEOUT):
+            log("QEMU did not quit; SIGKILL")
+            await self._kill_qemu(signal.SIGKILL)
+
+
+    def _forget_first_run(self) -> None:
+        """A restore or revert happens once: a crash restart boots the plain argv."""
+        first = self.spec.pop("first_run", None) or {}
+        drop = list(first.get("drop_argv") or [])
+        argv = list(self.spec["argv"])
+        for i in range(len(argv) - len(drop) + 1) if drop else ():
+            if argv[i:i + len(drop)] == drop:
+                del argv[i:i + len(drop)]
+                break
+        self.spec["argv"] = argv
+        try:
+            rt.write_json_atomic(self.rundir / rt.LAUNCH_FILE, self.spec)
+        except OSError as exc:
+            log(f"warning: cannot rewrite {rt.LAUNCH_FILE}: {exc}")
