@@ -161,3 +161,82 @@ def complete_snapshots(ctx, opt, prefix: str, given: dict) -> list[str]:
     if dom is None:
         return []
     return [s["name"] for s in dom.snapshots.list() if s["name"].startswith(prefix)]
+
+
+def complete_devices(ctx, opt, prefix: str, given: dict) -> list[str]:
+    """Disk targets of the domain given before (their source paths once the word starts with '/')."""
+    dom = _domain(ctx, given)
+    if dom is None:
+        return []
+    disks = dom.block_devices()
+    words = [d["source"] for d in disks if d["source"]] if prefix.startswith("/") else [d["target"] for d in disks]
+    return [w for w in words if w.startswith(prefix)]
+
+
+def complete_interfaces(ctx, opt, prefix: str, given: dict) -> list[str]:
+    """The domain's NICs: their MAC addresses, and their host-side names while it runs
+    (only MACs for an option named ``mac``)."""
+    dom = _domain(ctx, given)
+    if dom is None:
+        return []
+    words = []
+    for nic in dom.interfaces():
+        if nic["interface"] and opt.name != "mac":
+            words.append(nic["interface"])
+        if nic["mac"]:
+            words.append(nic["mac"])
+    return [w for w in words if w.startswith(prefix)]
+
+
+def complete_xpaths(ctx, opt, prefix: str, given: dict) -> list[str]:
+    """Element and attribute paths of the document the command prints (a domain's, a pool's or a
+    network's XML), one level at a time: ``/domain/devices/disk/target/@dev``."""
+    if given.get("domain"):
+        text = _domain(ctx, given).xml()
+    elif given.get("pool"):
+        text = ctx.conn.storage.lookup_pool(given["pool"]).xml()
+    elif given.get("network"):
+        text = ctx.conn.networks.lookup(given["network"]).xml()
+    else:
+        return []
+    from vsh.core.xml import parse
+
+    root = parse(text, "completion", None)
+    paths = set()
+
+    def walk(el, path):
+        paths.add(path)
+        for key in el.attrib:
+            paths.add(f"{path}/@{key}")
+        for child in el:
+            if isinstance(child.tag, str):
+                walk(child, f"{path}/{child.tag}")
+
+    walk(root, f"/{root.tag}")
+    out = set()
+    for path in paths:
+        if path.startswith(prefix):
+            cut = path.find("/", len(prefix) + 1) if len(path) > len(prefix) else -1
+            out.add(path if cut < 0 else path[:cut])
+    return sorted(out)
+
+
+#: where a shell keeps its guest-disk session (``ctx.state``), set by the guest commands
+GUEST_SESSION = "guest.session"
+
+
+def _guest(ctx):
+    session = ctx.state.get(GUEST_SESSION)
+    return session if session is not None and session.is_launched() else None
+
+
+def complete_guest_paths(ctx, opt, prefix: str, given: dict) -> list[str]:
+    """Paths inside the mounted guest filesystems (none before ``run`` and ``mount``)."""
+    session = _guest(ctx)
+    return session.complete_path(prefix) if session is not None else []
+
+
+def complete_guest_devices(ctx, opt, prefix: str, given: dict) -> list[str]:
+    """The guest's devices, partitions and logical volumes (none before ``run``)."""
+    session = _guest(ctx)
+    return [n for n in session.list_device_names() if n.startswith(prefix)] if session is not None else []

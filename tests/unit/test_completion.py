@@ -235,3 +235,59 @@ def test_other_script_syntax(vsh, tmp_path, shell):
     path.write_text(vsh("completion", shell).out)
     proc = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+# -- every argument kind has its completer -----------------------------------------------------
+
+
+def test_every_kind_has_a_completer():
+    from vsh import completion
+    from vsh.registry import FREE, KINDS
+
+    used = {opt.kind for cmd in registry().commands() for opt in cmd.opts}
+    assert used <= set(KINDS), f"kinds without a declaration: {used - set(KINDS)}"
+    for name, kind in KINDS.items():
+        if name in FREE:
+            assert kind.completer is None, f"free kind {name} has a completer"
+            continue
+        assert kind.completer is not None, f"kind {name} has no completer"
+        assert callable(completion.completer_of(name)), f"kind {name}: no function complete_{kind.completer}"
+
+
+@pytest.fixture
+def vm_with_devices(define, vsh, vsh_env):
+    import subprocess
+
+    disk = vsh_env.tmp / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
+    define("vm1", devices=f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+                          f"<source file='{disk}'/><target dev='vda' bus='virtio'/></disk>"
+                          "<interface type='user'><mac address='52:54:00:11:22:33'/><model type='virtio'/></interface>")
+    return disk
+
+
+@pytest.mark.skipif(not shutil.which("qemu-img"), reason="needs qemu-img")
+def test_snapshot_names_of_the_given_domain(vsh, vm_with_devices):
+    for name in ("snap-one", "snap-two"):
+        assert vsh("snapshot-create-as", "vm1", name).status == 0
+    assert lines(vsh("complete", "--", "snapshot-revert", "vm1", "snap")) == ["snap-one", "snap-two"]
+    assert lines(vsh("complete", "--", "snapshot-revert", "--domain", "vm1", "--snapshotname", "snap-t")) == ["snap-two"]
+    assert lines(vsh("complete", "--", "snapshot-list", "vm1", "--from", "snap-o")) == ["snap-one"]
+    assert lines(vsh("complete", "--", "snapshot-revert", "nosuch", "snap")) == []
+
+
+@pytest.mark.skipif(not shutil.which("qemu-img"), reason="needs qemu-img")
+def test_devices_and_interfaces_of_the_given_domain(vsh, vm_with_devices):
+    assert lines(vsh("complete", "--", "domblkstat", "vm1", "v")) == ["vda"]
+    assert lines(vsh("complete", "--", "domblkinfo", "vm1", "/")) == [str(vm_with_devices)]
+    assert lines(vsh("complete", "--", "domifstat", "vm1", "52")) == ["52:54:00:11:22:33"]
+    assert lines(vsh("complete", "--", "detach-interface", "vm1", "user", "--mac", "")) == ["52:54:00:11:22:33"]
+
+
+@pytest.mark.skipif(not shutil.which("qemu-img"), reason="needs qemu-img")
+def test_xpaths_of_the_printed_document(vsh, vm_with_devices):
+    assert lines(vsh("complete", "--", "dumpxml", "vm1", "--xpath", "/domain/dev")) == ["/domain/devices"]
+    got = lines(vsh("complete", "--", "dumpxml", "vm1", "--xpath", "/domain/devices/disk/t"))
+    assert got == ["/domain/devices/disk/target"]
+    assert "/domain/devices/disk/target/@dev" in lines(
+        vsh("complete", "--", "dumpxml", "vm1", "--xpath", "/domain/devices/disk/target/"))

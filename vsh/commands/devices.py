@@ -251,7 +251,7 @@ def attach_interface(ctx, domain, type, source=None, target=None, mac=None, scri
 @command("detach-interface", group="domain", summary="detach network interface",
          opts=[DOMAIN,
                Opt("type", required=True, positional=True, help="network interface type"),
-               Opt("mac", help="MAC address"),
+               Opt("mac", kind="interface", help="MAC address"),
                Opt("print-xml", kind="bool", help="print XML which would be used to detach the interface"),
                *FLAG_OPTS],
          exclusive=EXCLUSIVE,

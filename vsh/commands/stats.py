@@ -185,7 +185,7 @@ def domblkinfo(ctx, domain, device=None, human=False, all=False):
 
 
 @command("domifstat", group="monitor", summary="get network interface stats for a domain",
-         opts=[DOMAIN, Opt("interface", required=True, positional=True,
+         opts=[DOMAIN, Opt("interface", kind="interface", required=True, positional=True,
                            help="interface device specified by name (tap name e.g. vnet0, QEMU id e.g. net0) or MAC Address")],
          description="Traffic of an interface of a running domain since its QEMU started (rx is what\n"
                      "the guest received). User-mode interfaces: frames and bytes as QEMU passed them\n"
@@ -203,7 +203,7 @@ def domifstat(ctx, domain, interface):
 
 
 @command("domifaddr", group="monitor", summary="Get network interfaces' addresses for a running domain",
-         opts=[DOMAIN, Opt("interface", positional=True, help="network interface name"),
+         opts=[DOMAIN, Opt("interface", kind="interface", positional=True, help="network interface name"),
                Opt("full", kind="bool", help="always display names and MACs of interfaces"),
                Opt("source", help="address source: 'lease' (what QEMU's DHCP server gave) or 'arp' "
                                   "(addresses the guest used)")],

@@ -19,6 +19,7 @@ import socket
 import sys
 
 from vsh.core.errors import OperationInvalid, Timeout, VshError
+from vsh.kvm.qemuopts import split_opts
 
 QMP_CHARDEV_ID = "vsh-qmp"
 
@@ -69,24 +70,6 @@ def listening_socket(path) -> tuple[socket.socket, socket.socket]:
     return listener, client
 
 
-def _split_opts(spec: str) -> list[str]:
-    # QEMU options are comma separated, ",," escapes a comma
-    parts, cur, i = [], "", 0
-    while i < len(spec):
-        if spec[i] == ",":
-            if spec[i + 1:i + 2] == ",":
-                cur += ","
-                i += 2
-                continue
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += spec[i]
-        i += 1
-    parts.append(cur)
-    return parts
-
-
 def _join_opts(parts: list[str]) -> str:
     return ",".join(p.replace(",", ",,") for p in parts)
 
@@ -102,13 +85,13 @@ def qmp_socket_path(argv: list[str], default) -> str:
     for i, arg in enumerate(argv[:-1]):
         nxt = argv[i + 1]
         if arg in ("-qmp", "--qmp") and nxt.startswith("unix:"):
-            return _split_opts(nxt[5:])[0]
+            return split_opts(nxt[5:])[0]
         if arg in ("-chardev", "--chardev") and nxt.startswith("socket,"):
-            opts = dict(p.split("=", 1) for p in _split_opts(nxt)[1:] if "=" in p)
+            opts = dict(p.split("=", 1) for p in split_opts(nxt)[1:] if "=" in p)
             if "id" in opts and "path" in opts:
                 chardev_paths[opts["id"]] = opts["path"]
         if arg in ("-mon", "--mon"):
-            opts = dict(p.split("=", 1) for p in _split_opts(nxt) if "=" in p)
+            opts = dict(p.split("=", 1) for p in split_opts(nxt) if "=" in p)
             if opts.get("mode") == "control" and "chardev" in opts:
                 control_ids.append(opts["chardev"])
     for cid in control_ids:
@@ -134,14 +117,14 @@ def qmp_argv(argv: list[str], qmp_path, fd: int) -> list[str]:
             raise VshError("internal error: QEMU must not daemonize under the vsh supervisor")
         nxt = argv[i + 1] if i + 1 < len(argv) else None
         if arg in ("-qmp", "--qmp") and nxt is not None and nxt.startswith("unix:") \
-                and _split_opts(nxt[5:])[0] == qmp_path:
+                and split_opts(nxt[5:])[0] == qmp_path:
             out += ["-chardev", f"socket,id={QMP_CHARDEV_ID},fd={fd},server=on,wait=off",
                     "-mon", f"chardev={QMP_CHARDEV_ID},mode=control"]
             found = True
             i += 2
             continue
         if arg in ("-chardev", "--chardev") and nxt is not None and nxt.startswith("socket,"):
-            parts = _split_opts(nxt)
+            parts = split_opts(nxt)
             if f"path={qmp_path}" in parts:
                 keep = [p for p in parts if not p.startswith(("path=", "server", "wait", "nowait"))]
                 keep += [f"fd={fd}", "server=on", "wait=off"]
@@ -234,7 +217,7 @@ def parse_chardevs(chardevs) -> dict:
         elif rank < 2 and found["console_socket"] is None and "unix:" in filename \
                 and "server" in filename:
             path = filename[filename.index("unix:") + 5:]
-            found["console_socket"] = _split_opts(path)[0]
+            found["console_socket"] = split_opts(path)[0]
     return found
 
 

@@ -13,6 +13,7 @@ import os
 
 from vsh.core.errors import InvalidArgument, NotFound
 from vsh.core.units import scale_for_unit
+from vsh.kvm.qemuopts import split_opts  # noqa: F401  (the argv families use it from here)
 
 #: The longest unix socket path the kernel takes (sun_path without its NUL).
 SUN_PATH_MAX = 107
@@ -36,24 +37,6 @@ def opts(head: str, *pairs: tuple[str, object] | None) -> str:
             v = "on" if v else "off"
         parts.append("%s=%s" % (k, esc(v)))
     return ",".join(parts)
-
-
-def split_opts(text: str) -> list[str]:
-    """QEMU's ``a=b,c=d`` option syntax split at single commas (``,,`` is a literal comma)."""
-    parts, cur, i = [], [], 0
-    while i < len(text):
-        if text[i] == ",":
-            if text[i + 1:i + 2] == ",":
-                cur.append(",")
-                i += 2
-                continue
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(text[i])
-        i += 1
-    parts.append("".join(cur))
-    return parts
 
 
 def given(value, default):
