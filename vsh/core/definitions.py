@@ -29,6 +29,28 @@ class DefinitionDir(ABC):
     def _not_found(self, ident: str) -> VshError:
         """The error for an object that is not there (libvirt's wording differs by kind)."""
 
+    @abstractmethod
+    def lock(self, timeout: float = 30.0):
+        """The lock over this directory's definitions."""
+
+    def ensure_default(self) -> None:
+        """Define this kind's ``default`` the first time the store uses it (once: a marker file
+        remembers it, also when the user has since removed or replaced the default)."""
+        marker = os.path.join(self.dir, ".initialized")
+        if os.path.exists(marker):
+            return
+        with self.lock():
+            if os.path.exists(marker):
+                return
+            self._make_default(self._load_all())
+            from vsh.core.store import atomic_write
+
+            atomic_write(marker, b"")
+
+    @abstractmethod
+    def _make_default(self, existing: list) -> None:
+        """Write the ``default`` object unless ``existing`` makes that wrong (under the lock)."""
+
     def list(self) -> list:
         """Every object, sorted by name the way virsh sorts (case-insensitive)."""
         return sorted(self._load_all(), key=lambda o: (o.name.lower(), o.name))

@@ -20,12 +20,18 @@ _WANTED = {
 }
 
 
-class _Refuse(Exception):
+class _Unusual(Exception):
     pass
 
 
-def quick_facts(data: bytes) -> dict | None:
-    """{uuid, title, os_type, vcpus, vcpus_current, memory_kib, current_memory_kib} or None."""
+def read_paths(data: bytes, wanted: dict, known: frozenset | set | None = None) -> tuple[dict, dict] | None:
+    """The text and the attributes of the elements at the ``wanted`` paths (tuple of tags → key),
+    read with expat: ``({key: text}, {key: attributes})``, the root's attributes under ``()``.
+
+    The document is untrusted: a DTD, an entity, a comment or CDATA section, a repeated wanted
+    element, or (when ``known`` is given) an element at a path neither wanted nor known, gives
+    None — the caller leaves such a document to the full parser.
+    """
     import pyexpat
 
     if b"<!" in data:  # DOCTYPE, ENTITY, CDATA, comments: leave those to the full parser
@@ -33,17 +39,24 @@ def quick_facts(data: bytes) -> dict | None:
     parser = pyexpat.ParserCreate()
     parser.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
     path: list[str] = []
-    texts: dict[str, list[str]] = {}
-    attrs: dict[str, dict] = {}
-    current: list[str | None] = [None]
+    texts: dict = {}
+    attrs: dict = {}
+    current: list = [None]
 
     def start(name, attributes):
         path.append(name)
-        key = _WANTED.get(tuple(path))
+        here = tuple(path)
+        key = wanted.get(here)
+        if len(path) == 1:
+            attrs[()] = attributes
+            if known is not None and not any(p[0] == name for p in wanted):
+                raise _Unusual()        # another root element
+        elif key is None and known is not None and here not in known:
+            raise _Unusual()
         current[0] = key
         if key is not None:
-            if key in attrs:
-                raise _Refuse()  # a repeated element: let the full model decide
+            if key in texts:
+                raise _Unusual()  # a repeated element: let the full model decide
             attrs[key] = attributes
             texts[key] = []
 
@@ -52,12 +65,11 @@ def quick_facts(data: bytes) -> dict | None:
         current[0] = None
 
     def chars(text):
-        key = current[0]
-        if key is not None:
-            texts[key].append(text)
+        if current[0] is not None:
+            texts[current[0]].append(text)
 
     def refuse(*_args):
-        raise _Refuse()
+        raise _Unusual()
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end
@@ -66,10 +78,18 @@ def quick_facts(data: bytes) -> dict | None:
     parser.StartDoctypeDeclHandler = refuse
     try:
         parser.Parse(data, True)
-    except (_Refuse, pyexpat.ExpatError, ValueError):
+    except (_Unusual, pyexpat.ExpatError, ValueError):
+        return None
+    return {key: "".join(parts) for key, parts in texts.items()}, attrs
+
+
+def quick_facts(data: bytes) -> dict | None:
+    """{uuid, title, os_type, vcpus, vcpus_current, memory_kib, current_memory_kib} or None."""
+    found = read_paths(data, _WANTED)
+    if found is None:
         return None
     try:
-        return _facts(texts, attrs)
+        return _facts(*found)
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -79,7 +99,7 @@ def _kib(texts, attrs, key) -> int | None:
         return None
     from vsh.core.units import scale_for_unit
 
-    value = "".join(texts[key]).strip()
+    value = texts[key].strip()
     unit = attrs[key].get("unit") or "KiB"
     scale = scale_for_unit(unit)
     if not value.isdigit() or scale is None:
@@ -89,13 +109,13 @@ def _kib(texts, attrs, key) -> int | None:
 
 def _facts(texts, attrs) -> dict:
     def text(key):
-        return "".join(texts[key]).strip() if key in texts else None
+        return texts[key].strip() if key in texts else None
 
     vcpus = int(text("vcpu")) if text("vcpu") is not None else 1
     current = attrs.get("vcpu", {}).get("current")
     return {
         "uuid": text("uuid"),
-        "title": "".join(texts["title"]) if "title" in texts else None,
+        "title": texts.get("title"),
         "os_type": text("os_type") or "hvm",
         "vcpus": vcpus,
         "vcpus_current": int(current) if current is not None else vcpus,

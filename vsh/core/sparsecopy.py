@@ -132,18 +132,22 @@ def _copy_span(src: int, dst: int, soff: int, doff: int | None, length: int | No
     def left() -> int:
         return CHUNK if length is None else min(CHUNK, length - copied)
 
+    def pump(step) -> int:
+        nonlocal copied, done
+        while length is None or copied < length:
+            n = step()
+            if n == 0:
+                break
+            copied += n
+            done += n
+            if progress is not None:
+                progress.update(done)
+        return done
+
     # 1. copy_file_range: in the kernel, reflinks where the filesystem can
     if doff is not None and src_seekable and hasattr(os, "copy_file_range"):
         try:
-            while length is None or copied < length:
-                n = os.copy_file_range(src, dst, left(), soff + copied, doff + copied)
-                if n == 0:
-                    return done
-                copied += n
-                done += n
-                if progress is not None:
-                    progress.update(done)
-            return done
+            return pump(lambda: os.copy_file_range(src, dst, left(), soff + copied, doff + copied))
         except OSError as exc:
             if exc.errno not in _fallback_errnos():
                 raise
@@ -152,15 +156,7 @@ def _copy_span(src: int, dst: int, soff: int, doff: int | None, length: int | No
         try:
             if doff is not None:
                 os.lseek(dst, doff + copied, os.SEEK_SET)
-            while length is None or copied < length:
-                n = os.sendfile(dst, src, soff + copied, left())
-                if n == 0:
-                    return done
-                copied += n
-                done += n
-                if progress is not None:
-                    progress.update(done)
-            return done
+            return pump(lambda: os.sendfile(dst, src, soff + copied, left()))
         except OSError as exc:
             if exc.errno not in _fallback_errnos():
                 raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vsh.api.base import Domain
+from vsh.api.local.handles import sub_handle
 from vsh.api.local.config import LocalDomainSettings
 from vsh.api.local.domains import LocalDomainConfig
 from vsh.api.local.lifecycle import LocalDomainLifecycle
@@ -29,23 +30,14 @@ class LocalDomain(LocalDomainConfig, LocalDomainSettings, LocalDomainLifecycle, 
         self.ref = self.store.get(self.name)
         return self.ref
 
-    def _sub(self, key: str, module: str, cls: str):
-        cache = self.__dict__.setdefault("_subs", {})
-        handle = cache.get(key)
-        if handle is None:
-            from importlib import import_module
-
-            handle = cache[key] = getattr(import_module(module), cls)(self)
-        return handle
-
     @property
     def devices(self):
-        return self._sub("devices", "vsh.api.local.devices", "LocalDomainDevices")
+        return sub_handle(self, "devices", "vsh.api.local.devices", "LocalDomainDevices")
 
     @property
     def stats(self):
-        return self._sub("stats", "vsh.api.local.stats", "LocalDomainStats")
+        return sub_handle(self, "stats", "vsh.api.local.stats", "LocalDomainStats")
 
     @property
     def snapshots(self):
-        return self._sub("snapshots", "vsh.api.local.snapshots", "LocalDomainSnapshots")
+        return sub_handle(self, "snapshots", "vsh.api.local.snapshots", "LocalDomainSnapshots")

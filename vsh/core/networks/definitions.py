@@ -69,34 +69,24 @@ class Networks(DefinitionDir):
         return Lock(os.path.join(self.dir, ".lock"), timeout, "network definitions are locked by another vsh process")
 
     # -- definitions ------------------------------------------------------------------------
-    def ensure_default(self) -> None:
-        """Define ``default`` (NAT, DHCP, autostart) the first time this store's networks are used,
-        on the first of 192.168.122.0/24, 192.168.123.0/24 ... that this host does not use."""
-        marker = os.path.join(self.dir, ".initialized")
-        if os.path.exists(marker):
-            return
+    def _make_default(self, nets: list) -> None:
+        """NAT, DHCP, autostart, on the first of 192.168.122.0/24, 192.168.123.0/24 ... that this
+        host does not use."""
         import ipaddress
 
-        from vsh.core.store import atomic_write
-
-        with self.lock():
-            if os.path.exists(marker):
-                return
-            nets = self._load_all()
-            if not any(n.name == DEFAULT_NETWORK for n in nets):
-                used = [n.ipv4.network for n in nets if n.ipv4 is not None] + host_subnets()
-                third = next((i for i in range(122, 255)
-                              if not any(ipaddress.IPv4Network(f"192.168.{i}.0/24").overlaps(u) for u in used)),
-                             None)
-                if third is not None:
-                    xml = (f"<network><name>{DEFAULT_NETWORK}</name><forward mode='nat'/>"
-                           f"<ip address='192.168.{third}.1' netmask='255.255.255.0'><dhcp>"
-                           f"<range start='192.168.{third}.2' end='192.168.{third}.254'/></dhcp></ip></network>")
-                    net = parse_network_xml(xml)
-                    self._fill_in(net, nets)
-                    self._write(net)
-                    self._write_autostart(net.name, True)
-            atomic_write(marker, b"")
+        if any(n.name == DEFAULT_NETWORK for n in nets):
+            return
+        used = [n.ipv4.network for n in nets if n.ipv4 is not None] + host_subnets()
+        third = next((i for i in range(122, 255)
+                      if not any(ipaddress.IPv4Network(f"192.168.{i}.0/24").overlaps(u) for u in used)), None)
+        if third is not None:
+            xml = (f"<network><name>{DEFAULT_NETWORK}</name><forward mode='nat'/>"
+                   f"<ip address='192.168.{third}.1' netmask='255.255.255.0'><dhcp>"
+                   f"<range start='192.168.{third}.2' end='192.168.{third}.254'/></dhcp></ip></network>")
+            net = parse_network_xml(xml)
+            self._fill_in(net, nets)
+            self._write(net)
+            self._write_autostart(net.name, True)
 
     def _path(self, name: str) -> str:
         return os.path.join(self.dir, f"{name}.xml")

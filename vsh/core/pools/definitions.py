@@ -33,24 +33,16 @@ class PoolStore(DefinitionDir):
         return Lock(os.path.join(self.dir, ".lock"), timeout,
                     "storage pool definitions are locked by another vsh process")
 
-    def ensure_default(self) -> None:
-        """Define ``default`` on <data>/images the first time this store's pools are used."""
-        marker = os.path.join(self.dir, ".initialized")
-        if os.path.exists(marker):
+    def _make_default(self, pools: list) -> None:
+        """``default`` on <data>/images, unless a pool has that name or that directory."""
+        images = os.fspath(self.store.data_dir / "images")
+        if any(p.name == DEFAULT_POOL or same_dir(p.target, images) for p in pools):
             return
-        with self.lock():
-            if os.path.exists(marker):
-                return
-            images = os.fspath(self.store.data_dir / "images")
-            pools = self._load_all()
-            taken = any(p.name == DEFAULT_POOL or same_dir(p.target, images) for p in pools)
-            if not taken:
-                ensure_private_dir(os.fspath(self.store.data_dir))
-                ensure_private_dir(images)
-                pool = Pool(DEFAULT_POOL, new_uuid(), images)
-                self._write(pool)
-                self._write_autostart(pool.name, True)
-            atomic_write(marker, b"")
+        ensure_private_dir(os.fspath(self.store.data_dir))
+        ensure_private_dir(images)
+        pool = Pool(DEFAULT_POOL, new_uuid(), images)
+        self._write(pool)
+        self._write_autostart(pool.name, True)
 
     def _path(self, name: str) -> str:
         return os.path.join(self.dir, f"{name}.xml")

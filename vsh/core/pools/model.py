@@ -154,59 +154,18 @@ def quick_pool(data: bytes) -> Pool | None:
     The files are vsh's own, but still treated as untrusted: anything unusual (a DTD, an
     entity, a repeated or unknown element) returns None and the full parser decides.
     """
-    import pyexpat
+    from vsh.core.facts import read_paths
 
-    if b"<!" in data:
-        return None
     wanted = {("pool", "name"): "name", ("pool", "uuid"): "uuid", ("pool", "target", "path"): "path",
               ("pool", "target", "permissions", "mode"): "mode", ("pool", "target", "permissions", "owner"): "owner",
               ("pool", "target", "permissions", "group"): "group"}
-    known = {("pool",), ("pool", "capacity"), ("pool", "allocation"), ("pool", "available"), ("pool", "source"),
+    known = {("pool", "capacity"), ("pool", "allocation"), ("pool", "available"), ("pool", "source"),
              ("pool", "target"), ("pool", "target", "permissions")}
-    path: list[str] = []
-    texts: dict[str, list[str]] = {}
-    root: dict = {}
-    current: list = [None]
-
-    class Refuse(Exception):
-        pass
-
-    def start(name, attributes):
-        path.append(name)
-        key = wanted.get(tuple(path))
-        if key is None and tuple(path) not in known:
-            raise Refuse()
-        if len(path) == 1:
-            root.update(attributes)
-        current[0] = key
-        if key is not None:
-            if key in texts:
-                raise Refuse()
-            texts[key] = []
-
-    def end(name):
-        path.pop()
-        current[0] = None
-
-    def chars(text):
-        if current[0] is not None:
-            texts[current[0]].append(text)
-
-    def refuse(*_args):
-        raise Refuse()
-
-    parser = pyexpat.ParserCreate()
-    parser.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = chars
-    parser.EntityDeclHandler = refuse
-    parser.StartDoctypeDeclHandler = refuse
-    try:
-        parser.Parse(data, True)
-    except (Refuse, pyexpat.ExpatError, ValueError):
+    found = read_paths(data, wanted, known)
+    if found is None:
         return None
-    values = {key: "".join(parts) for key, parts in texts.items()}
+    values, attrs = found
+    root = attrs[()]
     name, uuid, target = values.get("name"), values.get("uuid", "").strip(), values.get("path", "").strip()
     if root.get("type") != "dir" or not name or not is_uuid(uuid) or not os.path.isabs(target):
         return None
