@@ -91,16 +91,6 @@ def add_kind(name: str, help: str, completer) -> None:
     KINDS[name] = Kind(name, help, completer)
 
 
-def completer(kind: str):
-    """Decorator: ``fn(ctx, prefix)`` completes the values of ``kind`` (a plug-in's own kind)."""
-
-    def wrap(fn):
-        KINDS[kind].completer = lambda ctx, opt, prefix, given: fn(ctx, prefix)
-        return fn
-
-    return wrap
-
-
 class QuitShell(Exception):
     """Raised by ``quit``: the interactive shell ends."""
 

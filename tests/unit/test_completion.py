@@ -291,3 +291,14 @@ def test_xpaths_of_the_printed_document(vsh, vm_with_devices):
     assert got == ["/domain/devices/disk/target"]
     assert "/domain/devices/disk/target/@dev" in lines(
         vsh("complete", "--", "dumpxml", "vm1", "--xpath", "/domain/devices/disk/target/"))
+
+
+def test_a_plugin_kind_completes_through_its_own_function():
+    from vsh.completion import complete_value
+    from vsh.registry import KINDS, Opt, add_kind
+
+    add_kind("colour", "a colour", lambda ctx, opt, prefix, given: [c for c in ("red", "green") if c.startswith(prefix)])
+    try:
+        assert complete_value(None, Opt("c", kind="colour"), "g") == ["green"]
+    finally:
+        del KINDS["colour"]

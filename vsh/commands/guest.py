@@ -21,15 +21,16 @@ import time
 from vsh.api.guestdisks import INSPECT_ITEMS
 from vsh.core.errors import InvalidArgument, VshError
 from vsh.core.escape import escape
+from vsh.completion import GUEST_SESSION
 from vsh.core.output import KeyValue, Lines, Message, Text
 from vsh.registry import Opt, command
 
 G = "guest"
-DEVICE = Opt("device", kind="device", required=True, positional=True, help="guest device (/dev/sda1, /dev/VG/LV)")
-ROOT = Opt("root", kind="device", required=True, positional=True, help="root device from inspect-os")
+DEVICE = Opt("device", kind="guestdevice", required=True, positional=True, help="guest device (/dev/sda1, /dev/VG/LV)")
+ROOT = Opt("root", kind="guestdevice", required=True, positional=True, help="root device from inspect-os")
 PATH = Opt("path", kind="guestpath", required=True, positional=True, help="path inside the guest")
 RAW = Opt("raw", kind="bool", help="print guest bytes as they are (no escaping of control characters)")
-STATE_KEY = "guest.session"
+STATE_KEY = GUEST_SESSION   # where a shell keeps its session (the completers look there)
 
 
 # -- the session -----------------------------------------------------------------------
@@ -563,30 +564,3 @@ def report_xml(report: dict) -> str:
                 text(el, "arch", a["arch"])
     ET.indent(top, "  ")
     return '<?xml version="1.0"?>\n' + ET.tostring(top, encoding="unicode") + "\n"
-
-
-def complete_guest_path(ctx, prefix: str) -> list[str]:
-    """Completion hook for the ``guestpath`` kind (empty when nothing is mounted)."""
-    g = ctx.state.get(STATE_KEY)
-    if g is None or not g.is_launched():
-        return []
-    return g.complete_path(prefix)
-
-
-def complete_guest_device(ctx, prefix: str) -> list[str]:
-    """Completion hook for guest device names (empty before launch)."""
-    g = ctx.state.get(STATE_KEY)
-    if g is None or not g.is_launched():
-        return []
-    return [n for n in g.list_device_names() if n.startswith(prefix)]
-
-
-
-def _register_completers() -> None:
-    # guest paths complete once a filesystem is mounted (the module is loaded by then)
-    from vsh.registry import completer
-
-    completer("guestpath")(complete_guest_path)
-
-
-_register_completers()
