@@ -125,12 +125,16 @@ def pid_alive(pid, starttime: int | None = None) -> bool:
 
 def load_json(path) -> dict | None:
     """A JSON object from a file; None if it is missing, unreadable or not an object."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None             # (no json import for a domain that is not running: the query path)
     import json
 
     try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read() or b"null")
-    except (OSError, ValueError):
+        data = json.loads(raw or b"null")
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
 

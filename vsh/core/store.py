@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
-from vsh.core.inputfile import read_input_file  # noqa: F401  (moved there; re-exported for the commands that still read it here)
 # the runtime state has its own home; these names stay importable from here
 from vsh.core.runtime import ACTIVE_STATES, Runtime, boot_id, pid_alive, read_runtime  # noqa: F401
 
