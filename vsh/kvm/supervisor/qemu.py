@@ -163,11 +163,8 @@ class QemuProcess:
     async def _setup_qemu(self) -> None:
         # on_poweroff=destroy: QEMU exits on guest power-off by itself (even if we are
         # gone); otherwise it pauses and we apply the action.  Panics always pause.
-        reboot = "reset" if ACTION_KIND.get(self.lifecycle["on_reboot"]) == "restart" else "shutdown"
-        shutdown = "poweroff" if ACTION_KIND.get(self.lifecycle["on_poweroff"]) == "destroy" else "pause"
         try:
-            await self._exec("set-action", {"shutdown": shutdown, "reboot": reboot, "panic": "pause"})
-            self._shutdown_action = shutdown
+            await self._set_actions()
         except VshError as exc:
             log(f"warning: set-action failed, lifecycle actions limited: {exc}")
         try:
@@ -190,6 +187,15 @@ class QemuProcess:
         for tap in taps:
             hostnet.attach_tap(tap["dev"], tap["bridge"], tap.get("mtu"))
             log(f"tap {tap['dev']} plugged into bridge {tap['bridge']}")
+
+    async def _set_actions(self) -> None:
+        """QEMU's own reactions (``set-action``) for the domain's lifecycle actions."""
+        reboot = "reset" if ACTION_KIND.get(self.lifecycle["on_reboot"]) == "restart" else "shutdown"
+        shutdown = "poweroff" if ACTION_KIND.get(self.lifecycle["on_poweroff"]) == "destroy" else "pause"
+        if self._reboot_requested:
+            shutdown = "pause"      # a fake reboot is under way: the power-off must not end QEMU
+        await self._exec("set-action", {"shutdown": shutdown, "reboot": reboot, "panic": "pause"})
+        self._shutdown_action = shutdown
 
     async def _set_shutdown_action(self, action: str) -> None:
         if action != self._shutdown_action:
