@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -29,30 +30,12 @@ Guest = _vmguest.Guest
 MAC = "52:54:00:12:34:77"
 
 
-def domain_xml(name: str, m: dict) -> str:
-    return f"""<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{m.get('vmlinux') or m['kernel']}</kernel>
-    <initrd>{m['initrd']}</initrd>
-    <cmdline>{m['cmdline']}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <interface type='user'>
+DEVICES = f"""<interface type='user'>
       <mac address='{MAC}'/>
       <model type='virtio'/>
     </interface>
-    <serial type='pty'><target port='0'/></serial>
-    <console type='pty'><target type='serial' port='0'/></console>
     <graphics type='vnc'/>
-    <video><model type='vga'/></video>
-  </devices>
-</domain>
-"""
+    <video><model type='vga'/></video>"""
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +49,7 @@ def vm(tmp_path_factory):
                PYTHONPATH=str(ROOT))
     env.pop("VSH_URI", None)
     xml = base / "gr1.xml"
-    xml.write_text(domain_xml("gr1", m))
+    xml.write_text(_vmguest.guest_domain_xml("gr1", m, DEVICES))
     g = Guest(store, "gr1", env)
     g.base, g.ready = base, m["ready_line"]
     g.vsh("define", xml)
@@ -209,3 +192,14 @@ def test_set_lifecycle_action_live_is_applied_by_the_supervisor(vm):
         assert time.monotonic() < deadline, vm.state()
         time.sleep(0.3)
     assert vm.vsh("domstate", "gr1", "--reason").stdout.startswith("shut off (shutdown)")
+
+
+def test_a_nic_defined_with_its_link_down_boots_unplugged(vm):
+    assert vm.state()["state"] == "shutoff"
+    vm.vsh("domif-setlink", "gr1", MAC, "down")          # inactive: the persistent definition
+    vm.close_console()                                  # the pty of the last run is gone
+    vm._stop = threading.Event()
+    vm.vsh("start", "gr1")
+    vm.wait_log(vm.ready)                               # console.log holds the new run only
+    assert _value(vm, "echo VALUE=$(cat /sys/class/net/eth0/carrier)") == "0"
+    assert vm.vsh("domif-getlink", "gr1", MAC).stdout.splitlines()[0] == f"{MAC} down"

@@ -443,7 +443,8 @@ def cleanup_stale(rundir) -> bool:
 
 __all__ = [
     "ACTIVE_STATES", "read_state", "start", "status", "wait_state", "shutdown", "reboot",
-    "reset", "destroy", "suspend", "resume", "qmp", "qmp_raw", "hmp", "save", "job", "set_balloon", "set_vcpus", "set_lifecycle",
+    "reset", "destroy", "suspend", "resume", "qmp", "qmp_raw", "hmp", "save", "job", "set_balloon", "set_vcpus",
+    "set_lifecycle",
     "attach_device", "detach_device", "change_media",
     "events", "connect", "call", "cleanup_stale",
 ]

@@ -229,8 +229,10 @@ class LocalDomainSettings:
                                        "persistent config")
             change_config(self.store, ref, lambda dom: _set_link(dom, iface, state))
             return {"live": False, "config": True}
+        from vsh.kvm.argv.network import nic_qemu_id
+
         nic, index = _find_interface(self.store.load(ref), iface)
-        supervisor_call(self.store, ref, "qmp", "set_link", {"name": nic.alias or f"net{index}",
+        supervisor_call(self.store, ref, "qmp", "set_link", {"name": nic_qemu_id(nic.node, index),
                                                              "up": state == "up"})
         with self.store.lock(ref.name):
             self._update_live_xml(lambda dom: _set_link(dom, iface, state))
