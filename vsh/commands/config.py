@@ -272,9 +272,9 @@ def metadata(ctx, domain, uri, key=None, set=None, remove=False, config=False, l
     flags = {"live": live, "config": config}
     if (set is not None or edit) and not key:
         raise InvalidArgument("namespace key is required when modifying metadata")
+    if (set is not None or remove or edit) and ctx.readonly:
+        raise VshError("operation forbidden: read only access prevents virDomainSetMetadata")
     if set is not None or remove:
-        if ctx.readonly:
-            raise VshError("operation forbidden: read only access prevents virDomainSetMetadata")
         done = dom.set_metadata_element(uri, key, set if not remove else None, **flags)
         text = "Metadata removed" if remove else "Metadata modified"
         return Message(text, json_data={"domain": dom.name, "uri": uri, "removed": remove, **done})
