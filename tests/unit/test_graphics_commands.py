@@ -7,6 +7,7 @@ real guest.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -190,3 +191,29 @@ def test_metadata_edit_uses_the_editor(vm, vsh, vsh_env, monkeypatch):
     ok(vsh("metadata", "vm1", NS, "--key", "ex", "--edit"), "Metadata modified\n\n")
     ok(vsh("metadata", "vm1", NS), '<ex n="2"/>\n\n')
     ok(vsh("metadata", "vm1", NS, "--key", "ex", "--edit"), "Metadata not changed\n\n")
+
+
+def _pretend_running(vsh_env, name: str):
+    """A fresh state.json naming a live pid, and live.xml: the domain looks running (no QEMU)."""
+    from vsh.core.store import boot_id
+
+    rundir = vsh_env.store / "run" / name
+    rundir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (rundir / "state.json").write_text(json.dumps({"state": "running", "reason": "booted", "id": 3,
+                                                   "qemu_pid": os.getpid(), "supervisor_pid": os.getpid(),
+                                                   "boot_id": boot_id()}))
+    (rundir / "live.xml").write_bytes((vsh_env.domains / f"{name}.xml").read_bytes())
+    return rundir
+
+
+def test_domdisplay_and_vncdisplay_of_a_running_domain(vm, vsh, vsh_env, define, make_xml):
+    rundir = _pretend_running(vsh_env, "vm1")
+    ok(vsh("domdisplay", "vm1"), f"vnc+unix://{rundir}/vnc.sock\n\n")
+    ok(vsh("domdisplay", "vm1", "--all", "--type", "vnc"), f"vnc+unix://{rundir}/vnc.sock\n\n")
+    fails(vsh("vncdisplay", "vm1"), "error: Failed to get VNC port. Is this domain using VNC?\n"
+                                      f"hint: its VNC display is the unix socket {rundir}/vnc.sock: "
+                                      "see 'domdisplay vm1'\n")
+    define("vm2", make_xml("vm2"))
+    _pretend_running(vsh_env, "vm2")
+    fails(vsh("domdisplay", "vm2"), "error: No graphical display found\n")
+    fails(vsh("vncdisplay", "vm2"), "error: Failed to get VNC port. Is this domain using VNC?\n")
