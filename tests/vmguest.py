@@ -126,3 +126,26 @@ class Guest:
             except OSError:
                 pass
         return out
+
+
+def guest_domain_xml(name: str, m: dict, devices: str, memory_mib: int = 256, machine: str = "pc") -> str:
+    """A domain that boots the test guest of manifest ``m`` (kernel, initrd, ACPI, a serial console)
+    with ``devices`` (XML text) besides the console."""
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='{machine}'>hvm</type>
+    <kernel>{m.get('vmlinux') or m['kernel']}</kernel>
+    <initrd>{m['initrd']}</initrd>
+    <cmdline>{m['cmdline']}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    {devices.strip()}
+    <serial type='pty'><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+  </devices>
+</domain>
+"""

@@ -371,6 +371,12 @@ def set_balloon(rundir, kib: int) -> dict:
     return call(rundir, "balloon", timeout=10.0, kib=int(kib))
 
 
+def set_lifecycle(rundir, event: str, action: str) -> dict:
+    """Make the supervisor apply ``action`` on ``event`` (``on_poweroff``, ``on_reboot``, ``on_crash``)
+    from now on; QEMU's own reactions (``set-action``) follow."""
+    return call(rundir, "set_lifecycle", timeout=10.0, event=str(event), action=str(action))
+
+
 def set_vcpus(rundir, count: int) -> dict:
     """Hot-plug (or unplug) vCPUs until ``count`` are online, where the machine allows it."""
     return call(rundir, "setvcpus", timeout=30.0, count=int(count))
@@ -438,6 +444,7 @@ def cleanup_stale(rundir) -> bool:
 __all__ = [
     "ACTIVE_STATES", "read_state", "start", "status", "wait_state", "shutdown", "reboot",
     "reset", "destroy", "suspend", "resume", "qmp", "qmp_raw", "hmp", "save", "job", "set_balloon", "set_vcpus",
+    "set_lifecycle",
     "attach_device", "detach_device", "change_media",
     "events", "connect", "call", "cleanup_stale",
 ]

@@ -41,3 +41,7 @@ class LocalDomain(LocalDomainConfig, LocalDomainSettings, LocalDomainLifecycle, 
     @property
     def snapshots(self):
         return sub_handle(self, "snapshots", "vsh.api.local.snapshots", "LocalDomainSnapshots")
+
+    @property
+    def display(self):
+        return sub_handle(self, "display", "vsh.api.local.display", "LocalDomainDisplay")

@@ -256,6 +256,21 @@ class ControlServer:
         return {"vcpus": count, "max": len(slots)}
 
 
+    async def op_set_lifecycle(self, req):
+        """Change on_poweroff / on_reboot / on_crash from now on (and for a re-attached supervisor)."""
+        self._require("running", "paused", "shutdown", "crashed")
+        from vsh.kvm.supervisor.lifecycle import LIFECYCLE_ACTIONS
+
+        key, action = str(req.get("event") or ""), str(req.get("action") or "")
+        if key not in self.lifecycle or action not in LIFECYCLE_ACTIONS:
+            raise InvalidArgument(f"unknown lifecycle action '{action}' for {key}")
+        self.lifecycle[key] = action
+        self.spec["lifecycle"] = dict(self.lifecycle)
+        rt.write_json_atomic(self.rundir / rt.LAUNCH_FILE, self.spec)
+        await self._set_actions()
+        self.write_state()
+        return self.state_dict()
+
     async def op_attach_device(self, req):
         self._require("running", "paused")
         from vsh.kvm import hotplug

@@ -163,13 +163,14 @@ class QemuProcess:
     async def _setup_qemu(self) -> None:
         # on_poweroff=destroy: QEMU exits on guest power-off by itself (even if we are
         # gone); otherwise it pauses and we apply the action.  Panics always pause.
-        reboot = "reset" if ACTION_KIND.get(self.lifecycle["on_reboot"]) == "restart" else "shutdown"
-        shutdown = "poweroff" if ACTION_KIND.get(self.lifecycle["on_poweroff"]) == "destroy" else "pause"
         try:
-            await self._exec("set-action", {"shutdown": shutdown, "reboot": reboot, "panic": "pause"})
-            self._shutdown_action = shutdown
+            await self._set_actions()
         except VshError as exc:
             log(f"warning: set-action failed, lifecycle actions limited: {exc}")
+        try:
+            await self._set_link_states()
+        except VshError as exc:
+            log(f"warning: set_link failed: {exc}")
         try:
             self.console = aio.qmp.parse_chardevs(await self._exec("query-chardev"))
         except VshError as exc:
@@ -190,6 +191,32 @@ class QemuProcess:
         for tap in taps:
             hostnet.attach_tap(tap["dev"], tap["bridge"], tap.get("mtu"))
             log(f"tap {tap['dev']} plugged into bridge {tap['bridge']}")
+
+    async def _set_link_states(self) -> None:
+        """NICs whose live XML says <link state='down'/> start unplugged (before the guest runs)."""
+        try:
+            with open(self.rundir / rt.LIVE_XML, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        if b"<link" not in data:
+            return
+        from vsh.core.xml import parse
+        from vsh.kvm.argv.network import nic_qemu_id
+
+        for n, nic in enumerate(parse(data, "live.xml").findall("./devices/interface")):
+            link = nic.find("link")
+            if link is not None and link.get("state") == "down":
+                await self._exec("set_link", {"name": nic_qemu_id(nic, n), "up": False})
+
+    async def _set_actions(self) -> None:
+        """QEMU's own reactions (``set-action``) for the domain's lifecycle actions."""
+        reboot = "reset" if ACTION_KIND.get(self.lifecycle["on_reboot"]) == "restart" else "shutdown"
+        shutdown = "poweroff" if ACTION_KIND.get(self.lifecycle["on_poweroff"]) == "destroy" else "pause"
+        if self._reboot_requested:
+            shutdown = "pause"      # a fake reboot is under way: the power-off must not end QEMU
+        await self._exec("set-action", {"shutdown": shutdown, "reboot": reboot, "panic": "pause"})
+        self._shutdown_action = shutdown
 
     async def _set_shutdown_action(self, action: str) -> None:
         if action != self._shutdown_action:
