@@ -304,11 +304,11 @@ def test_fake_boot_and_guest_poweroff(tmp_path):
         fake.emit("RESUME")
         await _until(sup, "running")
         assert sup.lc.reason == "unpaused"
-        assert fake.shutdown_action == "poweroff"       # on_poweroff=destroy: QEMU exits alone
+        assert fake.shutdown_action == "pause"      # QEMU waits for us, even with on_poweroff=destroy
         fake.guest_poweroff()
         await _until(sup, "shutoff")
         assert sup.lc.reason == "shutdown"
-        assert "quit" not in fake.commands
+        assert fake.commands[-1] == "quit"          # we apply on_poweroff=destroy
         assert sup._final.is_set()
         assert client.load_json(sup.rundir / "state.json")["reason"] == "shutdown"
         await serve
@@ -332,15 +332,15 @@ def test_fake_poweroff_with_restart_and_fake_reboot(tmp_path):
 def test_fake_acpi_reboot_is_a_reset_even_with_on_poweroff_destroy(tmp_path):
     async def main():
         sup, fake, proc, serve = await _boot(tmp_path)
-        assert fake.shutdown_action == "poweroff"
         await sup.op_reboot({})
         assert fake.commands[-1] == "system_powerdown"
         assert fake.shutdown_action == "pause"          # the power-off must not end QEMU
+        assert client.load_json(sup.rundir / "state.json")["pending"] == "reboot"
         fake.guest_poweroff()
         await asyncio.sleep(0.2)
         assert (sup.lc.state, sup.lc.reason) == ("running", "booted")
         assert _tail(fake.commands) == ["system_reset", "cont"]
-        assert fake.shutdown_action == "poweroff"       # back to normal afterwards
+        assert client.load_json(sup.rundir / "state.json")["pending"] is None
         await sup.op_destroy({})
         assert (sup.lc.state, sup.lc.reason) == ("shutoff", "destroyed")
         serve.cancel()
