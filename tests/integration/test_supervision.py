@@ -34,27 +34,10 @@ Guest = _vmguest.Guest
 
 
 def domain_xml(name: str, m: dict, on_crash: str) -> str:
-    cmdline = f"{m['cmdline']} {m.get('microvm_cmdline_extra', '')}".strip()
-    return f"""<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='microvm'>hvm</type>
-    <kernel>{m.get('vmlinux') or m['kernel']}</kernel>
-    <initrd>{m['initrd']}</initrd>
-    <cmdline>{cmdline}</cmdline>
-  </os>
-  <features><acpi/></features>
+    return _vmguest.microvm_xml(name, m, extra=f"""
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>restart</on_reboot>
-  <on_crash>{on_crash}</on_crash>
-  <devices>
-    <serial type='pty'><target port='0'/></serial>
-    <console type='pty'><target type='serial' port='0'/></console>
-  </devices>
-</domain>
-"""
+  <on_crash>{on_crash}</on_crash>""")
 
 
 def pid_alive(pid, starttime=None) -> bool:
@@ -64,13 +47,10 @@ def pid_alive(pid, starttime=None) -> bool:
 
 
 def wait_until(pred, timeout: float, what: str):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    value = _vmguest.poll(pred, timeout)
+    if not value:
+        raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    return value
 
 
 def kill_supervisor(g) -> dict:
