@@ -188,3 +188,31 @@ def test_pid_stopped():
     finally:
         child.kill()
         child.wait()
+
+
+def test_queries_start_a_supervisor_only_for_an_unwatched_qemu(vsh, define, vsh_env, monkeypatch):
+    """list, domstate and dominfo ask for a new supervisor when QEMU runs without one, and
+    never when the supervisor lives or the domain is shut off."""
+    define("d1")
+    define("d2")
+    calls = []
+
+    def supervise(rundir, timeout=10.0):
+        calls.append(os.path.basename(rundir))
+        st = client.load_json(os.path.join(rundir, "state.json"))
+        me = os.getpid()
+        client.write_json_atomic(os.path.join(rundir, "state.json"), dict(   # "a new supervisor"
+            st, supervisor_pid=me, supervisor_starttime=_starttime(me), reason="unpaused"))
+    monkeypatch.setattr(client, "supervise", supervise)
+    _write_state(vsh_env, "d1")
+    for args in (("list", "--all"), ("domstate", "d1"), ("dominfo", "d1")):
+        assert vsh(*args).status == 0
+    assert calls == []
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for args in (("list", "--all"), ("domstate", "d1", "--reason"), ("dominfo", "d1")):
+        _write_state(vsh_env, "d1", supervisor_pid=dead.pid, supervisor_starttime=None)
+        res = vsh(*args)
+        assert res.status == 0 and "running" in res.out, res
+    assert calls == ["d1", "d1", "d1"]
+    assert vsh("domstate", "d1", "--reason").out.strip() == "running (unpaused)"
