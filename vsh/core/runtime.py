@@ -242,6 +242,13 @@ def recorded_stop(rundir, qemu_pid, qemu_starttime) -> str | None:
     return reason if isinstance(reason, str) else None
 
 
+def stale_reason(rundir, st: dict) -> str:
+    """How a stale state's run ended: the stop recorded for its QEMU (this boot), else ``unknown``."""
+    if other_boot(st):
+        return "unknown"
+    return recorded_stop(rundir, st.get("qemu_pid"), st.get("qemu_starttime")) or "unknown"
+
+
 def read_state(rundir) -> dict | None:
     """The runtime state of a domain, for read-only commands; never blocks, never writes.
 
@@ -260,8 +267,7 @@ def read_state(rundir) -> dict | None:
         return st
     if qemu_alive(st):
         return dict(st, unsupervised=True)
-    reason = None if other_boot(st) else recorded_stop(rundir, st.get("qemu_pid"), st.get("qemu_starttime"))
-    return dict(st, state="shutoff", reason=reason or "unknown", stale=True,
+    return dict(st, state="shutoff", reason=stale_reason(rundir, st), stale=True,
                 qemu_pid=None, supervisor_pid=None, console_pty=None)
 
 

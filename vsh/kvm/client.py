@@ -29,8 +29,8 @@ from vsh.core.errors import OperationInvalid, Timeout, VshError
 from vsh.core.runtime import (  # noqa: F401
     ACTIVE_STATES, CONSOLE_LOG, CONTROL_SOCKET, LAUNCH_FILE, LIVE_XML, LOCK_FILE, QEMU_LOG,
     QMP_SOCKET, STATE_FILE, STOP_FILE, SUPERVISOR_LOG, RunDir, boot_id, forget_stop, is_stale,
-    load_json, other_boot, pid_alive, pid_stopped, proc_starttime, qemu_alive, read_state, record_stop,
-    recorded_stop, tail, unsupervised, write_json_atomic, write_text_atomic)
+    load_json, pid_alive, pid_stopped, proc_starttime, qemu_alive, read_state, record_stop,
+    recorded_stop, stale_reason, tail, unsupervised, write_json_atomic, write_text_atomic)
 from vsh.kvm.launch import (  # noqa: F401
     SLACK, clean_sockets, clear_previous_run, error_from, name_of, not_running, spawn_supervisor,
     start, try_lock)
@@ -456,10 +456,8 @@ def cleanup_stale(rundir) -> bool:
         st = load_json(rundir / STATE_FILE)
         if not st or not is_stale(st):
             return False
-        reason = None if other_boot(st) else recorded_stop(rundir, st.get("qemu_pid"),
-                                                             st.get("qemu_starttime"))
         write_json_atomic(rundir / STATE_FILE, dict(
-            st, state="shutoff", reason=reason or "unknown", qemu_pid=None, supervisor_pid=None,
+            st, state="shutoff", reason=stale_reason(rundir, st), qemu_pid=None, supervisor_pid=None,
             console_pty=None))
         clean_sockets(rundir)
         return True
