@@ -141,6 +141,7 @@ class ControlServer:
     async def op_shutdown(self, req):
         self._require("running", "paused", "shutdown")
         self._shutdown_requested = True
+        self.write_state()          # before the button: a supervisor that re-attaches knows
         await self._exec("system_powerdown")
         return self.state_dict()
 
@@ -150,8 +151,8 @@ class ControlServer:
         if mode == "reset":
             await self._exec("system_reset")
         elif mode == "acpi":
-            await self._set_shutdown_action("pause")    # the power-off must not end QEMU
-            self._reboot_requested = True
+            self._reboot_requested = True   # the next guest power-off is a reset (QEMU pauses on it)
+            self.write_state()              # before the button: a supervisor that re-attaches knows
             await self._exec("system_powerdown")
         else:
             raise InvalidArgument(f"unknown reboot mode '{mode}' (use acpi or reset)")
@@ -186,11 +187,11 @@ class ControlServer:
         graceful = bool(req.get("graceful"))
         timeout = float(req.get("timeout_s") or 10.0)
         if self._exit_fut is not None and not self._exit_fut.done():
-            self._stop_reason = "destroyed"
+            self._stopping("destroyed")
             log(f"destroy{' (graceful)' if graceful else ''}: SIGTERM to QEMU pid {self.qemu_pid}")
             if not await self._kill_qemu(signal.SIGTERM, timeout):
                 if graceful:
-                    self._stop_reason = None
+                    self._stopping(None)
                     raise Timeout(f"QEMU (pid {self.qemu_pid}) did not exit within {timeout:g} s "
                                   "of SIGTERM; use destroy without --graceful")
                 log("QEMU ignored SIGTERM; SIGKILL")
