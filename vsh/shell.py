@@ -185,11 +185,13 @@ class Shell:
 
     # -- running --------------------------------------------------------------
     def report(self, err: VshError) -> None:
+        from vsh.core.escape import escape  # messages quote names, paths and guest text: the terminal rule
+
         self.ctx.out.flush()
         for line in err.lines:
-            self.ctx.err.write(f"error: {line}\n")
+            self.ctx.err.write(f"error: {escape(line, keep_newlines=True)}\n")
         if err.hint:
-            self.ctx.err.write(f"hint: {err.hint}\n")
+            self.ctx.err.write(f"hint: {escape(err.hint, keep_newlines=True)}\n")
         self.ctx.err.flush()
 
     def run_prepared(self, prep: Prepared) -> int:

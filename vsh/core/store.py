@@ -187,6 +187,14 @@ class DomainRef:
 MAX_STORED_NAME = 255 - len(".lock")
 
 
+def _uuid_key(uuid: str | None) -> str:
+    """A UUID to compare with another: libvirt's spelling (stores written before define normalised
+    UUIDs may hold other spellings of the same one)."""
+    from vsh.core.names import is_uuid, normal_uuid
+
+    return normal_uuid(uuid) if uuid and is_uuid(uuid) else (uuid or "").lower()
+
+
 def check_store_name(name: str) -> None:
     """A name that is valid (core.domain.check_name) and fits in the store's file names."""
     from vsh.core.domain import check_name
@@ -429,7 +437,7 @@ class Store:
                 raise XMLError(f"domain '{uuid_owner}' is already defined with uuid {dom.uuid}")
             if existing is not None:
                 old = self.load(existing, inactive=True)
-                if (old.uuid or "").lower() != (dom.uuid or "").lower():
+                if _uuid_key(old.uuid) != _uuid_key(dom.uuid):
                     raise XMLError(f"domain '{name}' already exists with uuid {old.uuid}")
             self.write_config(dom)
             return existing is None or not existing.persistent
@@ -437,13 +445,13 @@ class Store:
     def _uuid_owner(self, uuid: str | None) -> str | None:
         if not uuid:
             return None
-        wanted = uuid.lower()
+        wanted = _uuid_key(uuid)
         for ref in self.refs():
             try:
                 other = self.facts(ref, inactive=True)["uuid"]
             except VshError:
                 continue
-            if (other or "").lower() == wanted:
+            if _uuid_key(other) == wanted:
                 return ref.name
         return None
 
