@@ -308,16 +308,7 @@ class SnapshotStore:
         self._ensure_dir()
         text = json.dumps(data, indent=1, sort_keys=True) + "\n"
         path = os.path.join(self.dir, name)
-        if durable:
-            atomic_write(path, text)
-            return
-        tmp = os.path.join(self.dir, f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        atomic_write(path, text, durable=durable)
 
     def state(self) -> dict:
         data = self._read_json(self.STATE) or {}

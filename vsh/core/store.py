@@ -98,20 +98,29 @@ def ensure_private_dir(path):
     return path
 
 
-def atomic_write(path, data: bytes | str, mode: int = 0o600) -> None:
-    """Write a file so that readers see the old or the new content, never a mix (str or Path)."""
+TMP_PREFIX = ".tmp-"  # atomic_write's temporary files: .tmp-PID-RANDOM
+
+
+def atomic_write(path, data: bytes | str, mode: int = 0o600, durable: bool = True) -> None:
+    """Write a file so that readers see the old or the new content, never a mix (str or Path).
+
+    ``durable`` also fsyncs the file and its directory (what must survive a power loss; a
+    killed writer never loses a renamed file either way). Temporary files that a killed
+    writer left in the directory are removed afterwards (:func:`remove_stale_tmp`).
+    """
     if isinstance(data, str):
         data = data.encode("utf-8")
     directory = os.path.dirname(os.fspath(path)) or "."
     # a short hidden temp name: listings skip it, and it fits however long the final name is
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    tmp = os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         remove_file(tmp)
@@ -122,11 +131,31 @@ def atomic_write(path, data: bytes | str, mode: int = 0o600) -> None:
     except BaseException:
         remove_file(tmp)
         raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    if durable:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    remove_stale_tmp(directory)
+
+
+def remove_stale_tmp(directory) -> int:
+    """Remove the ``.tmp-PID-*`` files of writers that died before their rename (PID no longer
+    runs); a live writer's (this process's included) are left alone. Returns how many went."""
+    me = os.getpid()
     try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+        with os.scandir(directory) as entries:
+            names = [e.name for e in entries if e.name.startswith(TMP_PREFIX)]
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == me or pid_alive(int(pid)):
+            continue
+        removed += remove_file(os.path.join(directory, name))
+    return removed
 
 
 def remove_file(path) -> bool:
