@@ -264,7 +264,7 @@ class QemuProcess:
         except Timeout:
             why = rt.why_unresponsive(self.qemu_pid) or "it is running but its monitor is blocked"
             raise Timeout(f"QEMU (pid {self.qemu_pid}) of domain '{self.name}' did not answer the QMP "
-                          f"command '{cmd}' within {timeout:g} s: {why} (the command is still queued: QEMU "
+                          f"command '{cmd}' within {round(timeout, 1):g} s: {why} (the command is still queued: QEMU "
                           "runs it if it wakes up)") from None
 
     # ---- attaching to a QEMU whose supervisor died --------------------------------------
