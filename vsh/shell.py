@@ -185,11 +185,13 @@ class Shell:
 
     # -- running --------------------------------------------------------------
     def report(self, err: VshError) -> None:
+        from vsh.core.escape import escape  # messages quote names, paths and guest text: the terminal rule
+
         self.ctx.out.flush()
         for line in err.lines:
-            self.ctx.err.write(f"error: {line}\n")
+            self.ctx.err.write(f"error: {escape(line, keep_newlines=True)}\n")
         if err.hint:
-            self.ctx.err.write(f"hint: {err.hint}\n")
+            self.ctx.err.write(f"hint: {escape(err.hint, keep_newlines=True)}\n")
         self.ctx.err.flush()
 
     def run_prepared(self, prep: Prepared) -> int:
@@ -250,6 +252,10 @@ class Shell:
         except BrokenPipeError:
             raise
         except Exception as exc:  # a bug: say so plainly, keep the shell alive
+            unholdable = _unholdable_option(prep.raw, exc)
+            if unholdable is not None:
+                self.report(unholdable)
+                return unholdable.status
             if ctx.debug is not None:
                 import traceback
 
@@ -312,6 +318,23 @@ class Shell:
 
 
 # -- completion (shared by the REPL and `vsh complete`) -------------------------
+
+
+def _unholdable_option(raw: dict, exc: Exception) -> VshError | None:
+    """lxml refused an option's text that XML 1.0 cannot hold (a command put it into XML
+    without checking it): the error names the option and the character, not lxml's words."""
+    if not (isinstance(exc, ValueError) and "XML compatible" in str(exc)):
+        return None
+    from vsh.core.xml import check_xml_text
+
+    for key, value in raw.items():
+        for text in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(text, str):
+                try:
+                    check_xml_text(text, f"--{key.replace('_', '-')} option")
+                except VshError as err:
+                    return err
+    return None
 
 
 def split_partial(text: str) -> tuple[list[str], str] | None:

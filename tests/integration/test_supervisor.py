@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from vsh.core.errors import OperationInvalid, VshError
+from vsh.core.errors import OperationInvalid, Timeout, VshError
 from vsh.kvm import client
 
 pytestmark = pytest.mark.vm
@@ -272,6 +272,29 @@ def test_suspend_resume(shared):
     assert (st["state"], st["reason"]) == ("running", "unpaused")
     with pytest.raises(OperationInvalid, match="internal error: domain 'shared' not paused"):
         client.resume(rd)
+
+
+def test_suspend_of_a_stopped_qemu_names_qemu(shared):
+    rd = shared["rundir"]
+    pid = client.read_state(rd)["qemu_pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(Timeout) as exc:
+            client.suspend(rd)
+        took = time.monotonic() - t0
+        assert client.status(rd)["state"] == "running"      # the supervisor itself answers
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    msg = str(exc.value)
+    assert msg.startswith(f"QEMU (pid {pid}) of domain 'shared' did not answer the QMP command 'stop' "
+                          "within 10 s: it is stopped (SIGSTOP); SIGCONT resumes it"), msg
+    assert "supervisor" not in msg
+    assert took < 10 + client.SLACK
+    # the queued stop runs once QEMU continues, and the supervisor follows QEMU's STOP event
+    wait_until(lambda: client.status(rd)["state"] == "paused", 15, "the queued stop to pause the guest")
+    st = client.resume(rd)
+    assert (st["state"], st["reason"]) == ("running", "unpaused")
 
 
 def test_console_in_a_pipe(shared):

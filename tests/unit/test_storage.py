@@ -578,7 +578,11 @@ def test_vol_create_errors(vsh, images, store_tree):
 def test_hostile_volume_names(vsh, vsh_env, store_tree, name, message):
     vsh("pool-list")
     before = store_tree()
-    fails(vsh("vol-create-as", "default", name, "1M"), f"Failed to create vol {name}", message)
+    from vsh.core.escape import escape
+
+    # the context line quotes the name as given, through the terminal rule (errors keep their newlines)
+    fails(vsh("vol-create-as", "default", name, "1M"), f"Failed to create vol {escape(name, keep_newlines=True)}",
+          message)
     assert store_tree() == before
     assert not (vsh_env.store / "data" / "escape.img").exists()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vsh.core.errors import NotFound, OperationInvalid, VshError
+from vsh.core.escape import escape
 from vsh.core.output import KeyValue, Lines, Message, Table, Text
 from vsh.registry import Opt, command
 
@@ -132,17 +133,17 @@ def list_(ctx, inactive=False, all=False, transient=False, persistent=False, wit
             if id:
                 fields.append(str(row["id"]))
             if uuid:
-                fields.append(row["uuid"] or "")
+                fields.append(escape(row["uuid"] or ""))
             if name:
-                fields.append(row["name"])
+                fields.append(escape(row["name"]))
             lines.append(" ".join(fields))
         return Lines(lines, json_data=json_rows)
     headers = ["Id", "Name", "State"] + (["Title"] if title else [])
     table_rows = []
     for row in rows:
-        cells = [str(row["id"]) if row["active"] else "-", row["name"], state_of(row)]
+        cells = [str(row["id"]) if row["active"] else "-", escape(row["name"]), state_of(row)]
         if title:
-            cells.append(row["title"] or "")
+            cells.append(escape(row["title"] or ""))
         table_rows.append(cells)
     return Table(headers, table_rows, json_data=json_rows)
 
@@ -176,8 +177,8 @@ def dumpxml(ctx, domain, inactive=False, security_info=False, update_cpu=False, 
 @command("dominfo", group="monitor", summary="domain information", opts=[DOMAIN])
 def dominfo(ctx, domain):
     info = ctx.conn.lookup_domain(domain).info()
-    pairs = [("Id", str(info["id"]) if info["id"] is not None else "-"), ("Name", info["name"]),
-             ("UUID", info["uuid"] or ""), ("OS Type", info["os_type"]), ("State", info["state"]),
+    pairs = [("Id", str(info["id"]) if info["id"] is not None else "-"), ("Name", escape(info["name"])),
+             ("UUID", escape(info["uuid"] or "")), ("OS Type", info["os_type"]), ("State", info["state"]),
              ("CPU(s)", str(info["cpus"]))]
     if info["cpu_time"] is not None:
         pairs.append(("CPU time", f"{info['cpu_time']:.1f}s"))
@@ -193,7 +194,7 @@ def dominfo(ctx, domain):
          opts=[DOMAIN, Opt("reason", kind="bool", help="also print reason for the state")])
 def domstate(ctx, domain, reason=False):
     state, why = ctx.conn.lookup_domain(domain).state()
-    text = f"{state} ({why})" if reason else state
+    text = escape(f"{state} ({why})" if reason else state)
     return Text(text + "\n", json_data={"state": state, "reason": why})
 
 
@@ -217,7 +218,7 @@ def domname(ctx, domain):
         dom = ctx.conn.lookup_domain_by_uuid(domain)
     else:
         raise NotFound(f"failed to get domain '{domain}'")
-    return Text(f"{dom.name}\n", json_data={"name": dom.name})
+    return Text(f"{escape(dom.name)}\n", json_data={"name": dom.name})
 
 
 @command("domuuid", group="domain", summary="convert a domain name or id to domain UUID",
@@ -259,8 +260,8 @@ def desc(ctx, domain, live=False, config=False, current=False, title=False, edit
     if not new_desc and not edit:
         value = dom.metadata(title=title, live=live, config=config)
         if not value:
-            return Text(f"No {what} for domain: {dom.name}", json_data={what: None})
-        return Text(value, json_data={what: value})
+            return Text(f"No {what} for domain: {escape(dom.name)}", json_data={what: None})
+        return Text(escape(value, keep_newlines=not title), json_data={what: value})
     if live and dom.id is None:
         raise OperationInvalid("Requested operation is not valid: domain is not running")
     if ctx.readonly:

@@ -169,18 +169,22 @@ def console(ctx, domain, devname=None, force=False, safe=False, resume=False, ra
 @command("console-log", group="domain", summary="print the serial console log of a domain",
          opts=[DOMAIN,
                Opt("follow", kind="bool", help="keep printing new output until the domain stops"),
-               Opt("raw", kind="bool", help="print guest output unfiltered")],
-         examples=("console-log vm1", "console-log vm1 --follow"),
+               Opt("raw", kind="bool", help="print the guest's bytes as they are (escape sequences and all)")],
+         examples=("console-log vm1", "console-log vm1 --follow", "console-log vm1 --raw > boot.log"),
          description="Print what the guest wrote on its serial console in the current run (or the\n"
-                     "last one if the domain is shut off).")
+                     "last one if the domain is shut off). The log is for reading: only printable\n"
+                     "text, newlines and tabs are printed; escape sequences (colours, cursor\n"
+                     "movement, ESC [2J), carriage returns and other control characters are left\n"
+                     "out and bidirectional overrides are shown escaped (\\u202e). --raw prints the\n"
+                     "bytes unchanged, for a file or a terminal emulator to replay.")
 def console_log(ctx, domain, follow=False, raw=False):
     from vsh.ui import console as con
 
     chunks = ctx.conn.lookup_domain(domain).console_log(follow=follow and not ctx.json)
-    filt = None if raw else con.OutputFilter(drop_queries=True)
+    filt = None if raw else con.LogFilter()
     if not follow or ctx.json:
         data = b"".join(chunks)
-        text = (filt.feed(data) if filt else data).decode(errors="replace")
+        text = (filt.feed(data) + filt.finish() if filt else data).decode(errors="replace")
         return Text(text, json_data={"log": text})
     con.flush_output(ctx)
     try:
@@ -189,6 +193,8 @@ def console_log(ctx, domain, follow=False, raw=False):
         raise VshError("console-log --follow needs a real standard output") from None
     for data in chunks:
         con.write_all(out_fd, filt.feed(data) if filt else data)
+    if filt:
+        con.write_all(out_fd, filt.finish())
     return None
 
 

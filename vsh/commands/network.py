@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 
 from vsh.core.errors import InvalidArgument, VshError
-from vsh.core.output import KeyValue, Message, Table, Text, escape_untrusted
+from vsh.core.escape import escape
+from vsh.core.output import KeyValue, Message, Table, Text
 from vsh.registry import Opt, command
 
 NETWORK = Opt("network", kind="network", required=True, positional=True, help="network name or uuid")
@@ -134,11 +135,11 @@ def net_list(ctx, inactive=False, all=False, persistent=False, transient=False, 
         lines = []
         for net in rows:
             if uuid and name:
-                lines.append(f"{net['uuid']}  {escape_untrusted(net['name'])}\n")
+                lines.append(f"{net['uuid']}  {escape(net['name'])}\n")
             else:
-                lines.append(f"{net['uuid'] if uuid else escape_untrusted(net['name'])}\n")
+                lines.append(f"{net['uuid'] if uuid else escape(net['name'])}\n")
         return Text("".join(lines), json_data=rows)
-    cells = [[escape_untrusted(n["name"]), "active" if n["active"] else "inactive", _YES_NO[n["autostart"]],
+    cells = [[escape(n["name"]), "active" if n["active"] else "inactive", _YES_NO[n["autostart"]],
               _YES_NO[n["persistent"]]] for n in rows]
     return Table(["Name", "State", "Autostart", "Persistent"], cells, json_data=rows)
 
@@ -147,7 +148,7 @@ def net_list(ctx, inactive=False, all=False, persistent=False, transient=False, 
          examples=("net-info default",))
 def net_info(ctx, network):
     info = ctx.conn.networks.lookup(network).info()
-    pairs = [("Name", escape_untrusted(info["name"])), ("UUID", info["uuid"]), ("Active", _YES_NO[info["active"]]),
+    pairs = [("Name", escape(info["name"])), ("UUID", info["uuid"]), ("Active", _YES_NO[info["active"]]),
              ("Persistent", _YES_NO[info["persistent"]]), ("Autostart", _YES_NO[info["autostart"]])]
     if info["bridge"]:
         pairs.append(("Bridge", info["bridge"]))
@@ -231,6 +232,6 @@ def net_dhcp_leases(ctx, network, mac=None):
     for lease in data:
         expiry = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lease["expiry"])) if lease["expiry"] else "-"
         rows.append([expiry, lease["mac"], lease["type"], f"{lease['ip']}/{lease['prefix']}",
-                     escape_untrusted(lease["hostname"] or "-"), escape_untrusted(lease["clientid"] or "-")])
+                     escape(lease["hostname"] or "-")(lease["clientid"] or "-")])
     return Table(["Expiry Time", "MAC address", "Protocol", "IP address", "Hostname", "Client ID or DUID"],
                  rows, json_data=data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from vsh.core.errors import InvalidArgument, OperationInvalid, VshError
+from vsh.core.escape import escape
 from vsh.core.output import KeyValue, Lines, Message, Table, Text
 from vsh.registry import Opt, command
 
@@ -243,13 +244,13 @@ def _snapshot_xml(name, description, requests) -> str:
     """The ``<domainsnapshot>`` document snapshot-create-as --print-xml shows."""
     from lxml import etree
 
-    from vsh.core.xml import serialize
+    from vsh.core.xml import check_xml_text, serialize
 
     root = etree.Element("domainsnapshot")
     if name:
-        etree.SubElement(root, "name").text = name
+        etree.SubElement(root, "name").text = check_xml_text(name, "snapshot name")
     if description:
-        etree.SubElement(root, "description").text = description
+        etree.SubElement(root, "description").text = check_xml_text(description, "description")
     if requests:
         disks = etree.SubElement(root, "disks")
         for req in requests:
@@ -332,15 +333,15 @@ def snapshot_list(ctx, domain, parent=False, roots=False, leaves=False, no_leave
 
         root = _current(dom).name if current else start
         sub = {d["name"]: SimpleNamespace(parent=d["parent"]) for d in data}
-        return Text(tree_text(sub, names, root=root), json_data=data)
+        return Text(escape(tree_text(sub, names, root=root), keep_newlines=True), json_data=data)
     if name:
-        return Lines(names, json_data=data)
+        return Lines([escape(n) for n in names], json_data=data)
     headers = ["Name", "Creation Time", "State"] + (["Parent"] if parent else [])
     rows = []
     for d in data:
-        row = [d["name"], _fmt_time(d["creation_time"]), d["state"]]
+        row = [escape(d["name"]), _fmt_time(d["creation_time"]), d["state"]]
         if parent:
-            row.append(d["parent"] or "")
+            row.append(escape(d["parent"] or ""))
         rows.append(row)
     return Table(headers, rows, json_data=data)
 
@@ -349,8 +350,8 @@ def snapshot_list(ctx, domain, parent=False, roots=False, leaves=False, no_leave
          opts=[DOMAIN, SNAPNAME, CURRENT], examples=("snapshot-info vm1 s1", "snapshot-info vm1 --current"))
 def snapshot_info(ctx, domain, snapshotname=None, current=False):
     info = _pick(ctx.conn.lookup_domain(domain), snapshotname, current).info()
-    pairs = [("Name", info["name"]), ("Domain", info["domain"]), ("Current", "yes" if info["current"] else "no"),
-             ("State", info["state"]), ("Location", info["location"]), ("Parent", info["parent"] or "-"),
+    pairs = [("Name", escape(info["name"])), ("Domain", escape(info["domain"])), ("Current", "yes" if info["current"] else "no"),
+             ("State", info["state"]), ("Location", info["location"]), ("Parent", escape(info["parent"] or "-")),
              ("Children", str(info["children"])), ("Descendants", str(info["descendants"])),
              ("Metadata", "yes" if info["metadata"] else "no")]
     return KeyValue(pairs, json_data=info)

@@ -16,7 +16,8 @@ import sys
 import time
 
 from vsh.core.errors import InvalidArgument, NotFound, VshError
-from vsh.core.output import KeyValue, Message, Table, Text, escape_untrusted, human_size
+from vsh.core.escape import escape
+from vsh.core.output import KeyValue, Message, Table, Text, human_size
 from vsh.registry import Opt, command
 from vsh.ui.xmlout import xml_output
 
@@ -250,19 +251,19 @@ def pool_list(ctx, inactive=False, all=False, transient=False, persistent=False,
         lines = []
         for pool in rows:
             if uuid and name:
-                lines.append(f"{pool['uuid']:<36} {escape_untrusted(pool['name']):<20}\n")
+                lines.append(f"{pool['uuid']:<36} {escape(pool['name']):<20}\n")
             elif uuid:
                 lines.append(f"{pool['uuid']:<36}\n")
             else:
-                lines.append(f"{escape_untrusted(pool['name']):<20}\n")
+                lines.append(f"{escape(pool['name']):<20}\n")
         return Text("".join(lines), json_data=rows)
     if not details:
-        table = [[escape_untrusted(p["name"]), "active" if p["active"] else "inactive", _YES_NO[p["autostart"]]]
+        table = [[escape(p["name"]), "active" if p["active"] else "inactive", _YES_NO[p["autostart"]]]
                  for p in rows]
         return Table(["Name", "State", "Autostart"], table, json_data=rows)
     table = []
     for pool in rows:
-        row = [escape_untrusted(pool["name"]), pool["state"], _YES_NO[pool["autostart"]], _YES_NO[pool["persistent"]]]
+        row = [escape(pool["name"]), pool["state"], _YES_NO[pool["autostart"]], _YES_NO[pool["persistent"]]]
         if "capacity" in pool:
             row += [human_size(pool[key]) for key in _SIZES]
         elif pool["active"]:
@@ -278,7 +279,7 @@ def pool_list(ctx, inactive=False, all=False, transient=False, persistent=False,
          opts=[POOL, Opt("bytes", kind="bool", help="Return pool info in bytes")])
 def pool_info(ctx, pool, bytes=False):
     info = ctx.conn.storage.lookup_pool(pool).info()
-    pairs = [("Name", escape_untrusted(info["name"])), ("UUID", info["uuid"]), ("State", info["state"]),
+    pairs = [("Name", escape(info["name"])), ("UUID", info["uuid"]), ("State", info["state"]),
              ("Persistent", _YES_NO[info["persistent"]]), ("Autostart", _YES_NO[info["autostart"]])]
     if info["active"]:
         for key in _SIZES:

@@ -14,30 +14,45 @@ _SPACE = " \t\n\v\f\r"
 
 
 def has_control(text: str) -> bool:
-    """The text holds an ASCII control character (NUL to 0x1f, or DEL)."""
-    return any(ch < " " or ch == "\x7f" for ch in text)
+    """The text holds a character no name may hold and no terminal may see raw: a C0 or C1
+    control, DEL, a line or paragraph separator or a bidirectional override
+    (:func:`vsh.core.escape.unsafe_char`, the one rule)."""
+    from vsh.core.escape import unsafe_char
+
+    return unsafe_char(text) is not None
+
+
+def control_message(label: str, name: str) -> str:
+    """``LABEL 'NAME' cannot contain control characters``, the name escaped."""
+    return f"{label} '{_escaped(name)}' cannot contain control characters"
 
 
 def check_file_name(name: str, what: str, limit: int) -> None:
-    """A name that becomes a file name: refuse what could escape its directory."""
+    """A name that becomes a file name: refuse what could escape its directory or a terminal."""
     if name is None or name == "":
         raise InvalidArgument(f"{what} name must not be empty")
     if "\x00" in name:
-        raise InvalidArgument(f"{what} name {name!r} cannot contain a NUL character")
+        raise InvalidArgument(f"{what} name '{_escaped(name)}' cannot contain a NUL character")
     if "/" in name:
-        raise InvalidArgument(f"{what} name '{name}' cannot contain '/'")
+        raise InvalidArgument(f"{what} name '{_escaped(name)}' cannot contain '/'")
     if name in (".", ".."):
-        raise InvalidArgument(f"{what} name '{name}' is not allowed")
+        raise InvalidArgument(f"{what} name '{_escaped(name)}' is not allowed")
     if name.startswith("."):
-        raise InvalidArgument(f"{what} name '{name}' cannot start with '.'")
+        raise InvalidArgument(f"{what} name '{_escaped(name)}' cannot start with '.'")
     if has_control(name):
-        raise InvalidArgument(f"{what} name {name!r} cannot contain control characters")
+        raise InvalidArgument(control_message(f"{what} name", name))
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError:
-        raise InvalidArgument(f"{what} name {name!r} is not valid UTF-8") from None
+        raise InvalidArgument(f"{what} name '{_escaped(name)}' is not valid UTF-8") from None
     if size > limit:
         raise InvalidArgument(f"{what} name is too long ({size} bytes; the limit is {limit})")
+
+
+def _escaped(text: str) -> str:
+    from vsh.core.escape import escape
+
+    return escape(text)
 
 
 def _uuid_digits(text) -> str | None:

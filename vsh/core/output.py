@@ -168,20 +168,6 @@ def to_json(output: Output | None) -> str:
     return _json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
-def escape_untrusted(text: str) -> str:
-    """Escape control characters in a string that came from a guest or a file."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in "\n\t":
-            out.append(ch)
-        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def human_size(nbytes: float, decimals: int = 2) -> str:
     """virsh's ``1.00 GiB`` / ``0.00 B`` formatting."""
     units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]

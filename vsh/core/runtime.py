@@ -111,6 +111,20 @@ def proc_starttime(pid) -> int | None:
     return int(rest[19])
 
 
+_WHY_UNRESPONSIVE = {"T": "it is stopped (SIGSTOP); SIGCONT resumes it",
+                     "t": "it is stopped by a debugger (ptrace)",
+                     "D": "it is blocked in the kernel (uninterruptible sleep, often I/O)"}
+
+
+def why_unresponsive(pid) -> str | None:
+    """Why a live process cannot answer, from its scheduler state in ``/proc/PID/stat``
+    (stopped by a signal or a debugger, blocked in the kernel), or None."""
+    rest = _stat_fields(pid)
+    if not rest:
+        return None
+    return _WHY_UNRESPONSIVE.get(rest[0].decode("ascii", "replace"))
+
+
 def pid_alive(pid, starttime: int | None = None) -> bool:
     """True if ``pid`` runs (a zombie does not) and, when ``starttime`` is given, is the
     process that started then: a reused pid is not alive."""

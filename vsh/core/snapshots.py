@@ -21,6 +21,8 @@ import os
 import time
 
 from vsh.core.errors import InvalidArgument, NotFound, XMLError
+from vsh.core.escape import escape
+from vsh.core.names import has_control
 from vsh.core.store import fsync_dir
 
 STATES = ("running", "paused", "shutoff", "disk-snapshot")
@@ -32,12 +34,16 @@ def not_found(name: str) -> NotFound:
 
 
 def check_name(name: str) -> None:
-    """A snapshot name is also a file name: no '/', no leading '.', no control characters."""
+    """A snapshot name is also a file name: no '/', no leading '.', no control characters
+    (the rule of every name, :func:`vsh.core.names.has_control`), nothing XML cannot hold."""
+    from vsh.core.xml import check_xml_text
+
     if not name:
         raise InvalidArgument("a snapshot name must not be empty")
-    if "/" in name or name.startswith(".") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise InvalidArgument(f"invalid snapshot name '{name}': it must not contain '/' or control "
+    if "/" in name or name.startswith(".") or has_control(name):
+        raise InvalidArgument(f"invalid snapshot name '{escape(name)}': it must not contain '/' or control "
                               "characters, nor start with '.'")
+    check_xml_text(name, "snapshot name")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise InvalidArgument(f"snapshot name is too long (at most {MAX_NAME_BYTES} bytes)")
 
@@ -302,16 +308,7 @@ class SnapshotStore:
         self._ensure_dir()
         text = json.dumps(data, indent=1, sort_keys=True) + "\n"
         path = os.path.join(self.dir, name)
-        if durable:
-            atomic_write(path, text)
-            return
-        tmp = os.path.join(self.dir, f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        atomic_write(path, text, durable=durable)
 
     def state(self) -> dict:
         data = self._read_json(self.STATE) or {}

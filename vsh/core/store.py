@@ -98,20 +98,29 @@ def ensure_private_dir(path):
     return path
 
 
-def atomic_write(path, data: bytes | str, mode: int = 0o600) -> None:
-    """Write a file so that readers see the old or the new content, never a mix (str or Path)."""
+TMP_PREFIX = ".tmp-"  # atomic_write's temporary files: .tmp-PID-RANDOM
+
+
+def atomic_write(path, data: bytes | str, mode: int = 0o600, durable: bool = True) -> None:
+    """Write a file so that readers see the old or the new content, never a mix (str or Path).
+
+    ``durable`` also fsyncs the file and its directory (what must survive a power loss; a
+    killed writer never loses a renamed file either way). Temporary files that a killed
+    writer left in the directory are removed afterwards (:func:`remove_stale_tmp`).
+    """
     if isinstance(data, str):
         data = data.encode("utf-8")
     directory = os.path.dirname(os.fspath(path)) or "."
     # a short hidden temp name: listings skip it, and it fits however long the final name is
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    tmp = os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         remove_file(tmp)
@@ -122,11 +131,31 @@ def atomic_write(path, data: bytes | str, mode: int = 0o600) -> None:
     except BaseException:
         remove_file(tmp)
         raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    if durable:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    remove_stale_tmp(directory)
+
+
+def remove_stale_tmp(directory) -> int:
+    """Remove the ``.tmp-PID-*`` files of writers that died before their rename (PID no longer
+    runs); a live writer's (this process's included) are left alone. Returns how many went."""
+    me = os.getpid()
     try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+        with os.scandir(directory) as entries:
+            names = [e.name for e in entries if e.name.startswith(TMP_PREFIX)]
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == me or pid_alive(int(pid)):
+            continue
+        removed += remove_file(os.path.join(directory, name))
+    return removed
 
 
 def remove_file(path) -> bool:
@@ -185,6 +214,14 @@ class DomainRef:
 # The longest suffix the store adds to a domain name on disk is ".lock"; a file name
 # may have at most 255 bytes.
 MAX_STORED_NAME = 255 - len(".lock")
+
+
+def _uuid_key(uuid: str | None) -> str:
+    """A UUID to compare with another: libvirt's spelling (stores written before define normalised
+    UUIDs may hold other spellings of the same one)."""
+    from vsh.core.names import is_uuid, normal_uuid
+
+    return normal_uuid(uuid) if uuid and is_uuid(uuid) else (uuid or "").lower()
 
 
 def check_store_name(name: str) -> None:
@@ -429,7 +466,7 @@ class Store:
                 raise XMLError(f"domain '{uuid_owner}' is already defined with uuid {dom.uuid}")
             if existing is not None:
                 old = self.load(existing, inactive=True)
-                if (old.uuid or "").lower() != (dom.uuid or "").lower():
+                if _uuid_key(old.uuid) != _uuid_key(dom.uuid):
                     raise XMLError(f"domain '{name}' already exists with uuid {old.uuid}")
             self.write_config(dom)
             return existing is None or not existing.persistent
@@ -437,13 +474,13 @@ class Store:
     def _uuid_owner(self, uuid: str | None) -> str | None:
         if not uuid:
             return None
-        wanted = uuid.lower()
+        wanted = _uuid_key(uuid)
         for ref in self.refs():
             try:
                 other = self.facts(ref, inactive=True)["uuid"]
             except VshError:
                 continue
-            if (other or "").lower() == wanted:
+            if _uuid_key(other) == wanted:
                 return ref.name
         return None
 

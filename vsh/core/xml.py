@@ -83,6 +83,29 @@ def parse(data: bytes | str, origin: str = "domain_definition", root_tag: str | 
     return root
 
 
+def xml_char_error(value: str) -> str | None:
+    """The first character of ``value`` that XML 1.0 cannot hold (its ``Char`` production:
+    tab, newline, carriage return, U+0020..U+D7FF, U+E000..U+FFFD, U+10000 and up), or None."""
+    if value.isprintable():     # every character Python prints is an XML 1.0 Char
+        return None
+    for ch in value:
+        code = ord(ch)
+        if not (ch in "\t\n\r" or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or code >= 0x10000):
+            return ch
+    return None
+
+
+def check_xml_text(value: str, what: str) -> str:
+    """``value`` when it can go into an XML document; else InvalidArgument naming the
+    character and ``what`` (``title``, ``description``...). Nothing has been written then."""
+    from vsh.core.errors import InvalidArgument
+
+    bad = xml_char_error(value)
+    if bad is not None:
+        raise InvalidArgument(f"invalid character U+{ord(bad):04X} in the {what}: XML 1.0 cannot hold it")
+    return value
+
+
 def escape_attr(value: str) -> str:
     """A value for a single- or double-quoted attribute of generated XML."""
     return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -190,11 +190,16 @@ class XProp:
             elif el is not obj.node:
                 el.getparent().remove(el)
             return
+        text = self.fmt(value)
+        if not text.isprintable():  # user text (a title, a path...): a clear error, not lxml's ValueError
+            from vsh.core.xml import check_xml_text
+
+            check_xml_text(text, getattr(self, "name", self.path).replace("_", " "))
         el = ensure(obj.node, self.el_path)
         if self.attr:
-            el.set(self.attr, self.fmt(value))
+            el.set(self.attr, text)
         else:
-            el.text = self.fmt(value)
+            el.text = text
 
 
 class XFlag:

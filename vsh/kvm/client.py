@@ -86,9 +86,13 @@ class Connection:
         try:
             reply = self.receive(timeout + SLACK)
         except socket.timeout:
-            raise Timeout(f"the supervisor of domain '{name_of(self.rundir)}' did not answer "
-                          f"'{op}' within {timeout + SLACK:g} s; see "
-                          f"{self.rundir / SUPERVISOR_LOG}") from None
+            from vsh.core.runtime import why_unresponsive
+
+            st = read_state(self.rundir) or {}
+            why = why_unresponsive(st.get("supervisor_pid"))
+            raise Timeout(f"the supervisor of domain '{name_of(self.rundir, st)}' did not answer "
+                          f"'{op}' within {timeout + SLACK:g} s"
+                          + (f": {why}" if why else "") + f"; see {self.rundir / SUPERVISOR_LOG}") from None
         if reply is None:
             raise _Gone()
         if not reply.get("ok"):
@@ -232,7 +236,7 @@ def shutdown(rundir, wait: bool = False, timeout: float = 60.0) -> dict:
     rundir = RunDir(rundir)
     with connect(rundir) as conn:
         try:
-            st = conn.call("shutdown", timeout=10.0)
+            st = conn.call("shutdown", timeout=10.0, timeout_s=10.0)
         except _Gone:
             return read_state(rundir) or {"state": "shutoff"}
         if not wait:

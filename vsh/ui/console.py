@@ -116,10 +116,12 @@ class OutputFilter:
     the rarely used DECSCUSR/DECSTR/DECLL too).
     """
 
-    def __init__(self, drop_queries: bool = False):
+    def __init__(self, drop_queries: bool = False, keep_sequences: bool = True):
         self.state = _GROUND
         self.buf = bytearray()
         self.osc = False
+        # False for a log reader (:class:`LogFilter`): every escape sequence goes, the harmless too
+        self.keep = keep_sequences
         # For output that is not a live session (console-log): also drop the queries a
         # terminal answers by typing into its input (DSR, DA, DECRQM, XTVERSION...) -
         # there the answer would land in the user's shell, not in the guest.
@@ -165,19 +167,23 @@ class OutputFilter:
                     self.buf.append(b)
                     self.state = _CSI
                 elif b == 0x1B:
-                    out += self.buf
+                    if self.keep:
+                        out += self.buf
                 elif b in (0x18, 0x1A):             # CAN/SUB cancel
                     self.state = _GROUND
+                elif not self.keep and 0x20 <= b <= 0x2F:
+                    self.buf.append(b)              # an intermediate (ESC ( B): its final goes too
                 else:                               # ESC 7, ESC 8, ESC ( B, ESC M, ...
-                    out += self.buf
-                    out.append(b)
+                    if self.keep:
+                        out += self.buf
+                        out.append(b)
                     self.state = _GROUND
                 continue
             if st == _CSI:
                 i += 1
                 if 0x40 <= b <= 0x7E:
                     self.buf.append(b)
-                    if b not in self.bad_finals:
+                    if self.keep and b not in self.bad_finals:
                         out += self.buf
                     self.state = _GROUND
                 elif 0x20 <= b <= 0x3F:
@@ -222,6 +228,40 @@ class OutputFilter:
                 continue
         return bytes(out)
 
+
+
+# C0 controls (but newline and tab) and DEL: what a log reader does not need
+_LOG_DROP = dict.fromkeys([c for c in range(0x20) if c not in (0x09, 0x0A)] + [0x7F])
+
+
+class LogFilter:
+    """Guest output → a person reading a log (``console-log``): printable text, newlines and
+    tabs, nothing else.
+
+    Every escape sequence goes (:class:`OutputFilter` without sequences: colours, cursor
+    movement and ``ESC [2J`` too, which would clear the reader's screen), and so do the
+    other C0 controls (carriage returns, bells, backspaces) and C1 controls; what is left is
+    text through the terminal rule for untrusted text (:func:`vsh.core.escape.escape`: a
+    bidirectional override shows as ``\\u202e``), invalid UTF-8 as U+FFFD. Streaming, like
+    OutputFilter; :meth:`finish` gives what a cut UTF-8 character left at the end.
+    """
+
+    def __init__(self):
+        import codecs
+
+        self.sequences = OutputFilter(drop_queries=True, keep_sequences=False)
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def _text(self, text: str) -> bytes:
+        from vsh.core.escape import escape
+
+        return escape(text.translate(_LOG_DROP), keep_newlines=True).encode()
+
+    def feed(self, data: bytes) -> bytes:
+        return self._text(self.decoder.decode(self.sequences.feed(data)))
+
+    def finish(self) -> bytes:
+        return self._text(self.decoder.decode(b"", final=True))
 
 
 # --------------------------------------------------------------------------------------

@@ -71,6 +71,10 @@ class LocalDomainSnapshots(DomainSnapshots):
 
     def create(self, name: str | None = None, description: str | None = None, disk_only: bool = False,
                disks: list[dict] | None = None, no_metadata: bool = False, halt: bool = False) -> dict:
+        if description:
+            from vsh.core.xml import check_xml_text
+
+            check_xml_text(description, "description")
         requests = _disk_requests(disks)
         engine = self.engine()
         defn = engine.create(name, description, disk_only=disk_only, disks=requests, no_metadata=no_metadata,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from vsh.core.domain.devices import default_bus
 from vsh.core.errors import InvalidArgument, XMLError
-from vsh.core.names import has_control, is_mac, is_uuid, random_mac
+from vsh.core.names import control_message, has_control, is_mac, is_uuid, normal_uuid, random_mac
 
 
 def fill_defaults(dom) -> None:
@@ -14,6 +14,8 @@ def fill_defaults(dom) -> None:
         import uuid as _uuid
 
         dom.uuid = str(_uuid.uuid4())
+    elif is_uuid(dom.uuid):  # libvirt keeps the 16 bytes it parsed and writes them back its own way
+        dom.uuid = normal_uuid(dom.uuid)
     for prop in ("memory", "current_memory", "max_memory"):
         value = getattr(dom, prop)
         if value is not None:
@@ -119,15 +121,16 @@ def validate(dom) -> None:
 
 
 def check_name(name: str) -> None:
-    """Domain names become paths: refuse what could escape or confuse."""
+    """Domain names become paths and reach terminals: refuse what could escape or confuse
+    (the characters are :func:`vsh.core.names.has_control`'s rule, shared by every name)."""
     if name is None or name == "":
         raise InvalidArgument("domain name must not be empty")
+    if has_control(name):
+        raise InvalidArgument(control_message("name", name))
     if "/" in name:
         raise InvalidArgument(f"name '{name}' cannot contain '/'")
     if name.startswith("."):
         raise InvalidArgument(f"name '{name}' cannot start with '.'")
-    if has_control(name):
-        raise InvalidArgument(f"name {name!r} cannot contain control characters")
     if len(name.encode("utf-8")) > 255:
         raise InvalidArgument(f"name is too long ({len(name.encode('utf-8'))} bytes; the limit is 255)")
     if name.strip() != name and not name.strip():

@@ -10,18 +10,28 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 from vsh.core import runtime as rt
 from vsh.core.errors import InvalidArgument, OperationInvalid, Timeout, VshError
 from vsh.kvm.supervisor import aio
 from vsh.kvm.supervisor.lifecycle import TRANSITIONS
 from vsh.kvm.supervisor.log import log
+from vsh.kvm.supervisor.qemu import REQUEST_DEADLINE
 
 
 def reply_error(exc: VshError) -> bytes:
     """A control reply (one JSON line) that carries ``exc``."""
     return json.dumps({"ok": False, "error": {"type": type(exc).__name__,
                                               "lines": list(exc.lines)}}).encode() + b"\n"
+
+
+def _deadline(req: dict) -> float | None:
+    """The client waits ``timeout_s`` (plus slack) for its answer: QMP calls end before that."""
+    try:
+        return time.monotonic() + float(req["timeout_s"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class ControlServer:
@@ -66,6 +76,7 @@ class ControlServer:
                     handler = getattr(self, "op_" + op, None)
                     if handler is None:
                         raise InvalidArgument(f"unknown control operation '{op}'")
+                    REQUEST_DEADLINE.set(_deadline(req))
                     result = await handler(req)
                     data = json.dumps({"ok": True, "result": result}).encode() + b"\n"
                 except VshError as exc:

@@ -7,6 +7,7 @@ A mixin of :class:`vsh.kvm.supervisor.core.Supervisor`.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import signal
 import time
@@ -16,6 +17,10 @@ from vsh.core.errors import Timeout, VshError
 from vsh.kvm.supervisor import aio
 from vsh.kvm.supervisor.lifecycle import ACTION_KIND
 from vsh.kvm.supervisor.log import describe_exit, log, shell_join
+
+
+#: When the control request being served must be answered (``time.monotonic()``), or None.
+REQUEST_DEADLINE = contextvars.ContextVar("REQUEST_DEADLINE", default=None)
 
 
 class QemuProcess:
@@ -267,9 +272,21 @@ class QemuProcess:
             self._qmp_sock = None
 
     async def _exec(self, cmd: str, args: dict | None = None, timeout: float = 30.0):
+        """One QMP command. Within a control request it ends before the request's own
+        deadline (:data:`REQUEST_DEADLINE`), so that a QEMU that does not answer is named as
+        the culprit, not the supervisor the client is still waiting for."""
         if self._qmp is None:
             raise self._not_running()
-        return await aio.qmp.execute(self._qmp, cmd, args, timeout)
+        deadline = REQUEST_DEADLINE.get()
+        if deadline is not None:
+            timeout = max(0.5, min(timeout, deadline - time.monotonic()))
+        try:
+            return await aio.qmp.execute(self._qmp, cmd, args, timeout)
+        except Timeout:
+            why = rt.why_unresponsive(self.qemu_pid) or "it is running but its monitor is blocked"
+            raise Timeout(f"QEMU (pid {self.qemu_pid}) of domain '{self.name}' did not answer the QMP "
+                          f"command '{cmd}' within {round(timeout, 1):g} s: {why} (the command is still queued: QEMU "
+                          "runs it if it wakes up)") from None
 
     # ---- attaching to a QEMU whose supervisor died --------------------------------------
 
