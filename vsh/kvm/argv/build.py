@@ -10,7 +10,7 @@ import json
 import re
 
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
-from vsh.kvm.argv import boot, chardevs, controllers, devices, disks, graphics, machine, network
+from vsh.kvm.argv import boot, chardevs, controllers, devices, disks, graphics, machine, network, slots
 from vsh.kvm.argv.builder import Builder
 from vsh.kvm.argv.options import esc, split_opts
 from vsh.kvm.argv.paths import RuntimePaths
@@ -89,6 +89,7 @@ def build(b: Builder) -> list[str]:
     boot.boot(b)
     b.add("-display", "none")
     controllers.reserve_pci(b)
+    slots.assign(b, controllers.implied(b))
     controllers.controllers(b)
     walk_devices(b)
     network.unused_forwards(b)

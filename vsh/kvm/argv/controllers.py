@@ -49,19 +49,30 @@ def controllers(b: Builder) -> None:
             pass  # built into pc; checked where a disk uses it
         else:
             raise Unsupported("%s is not supported" % what)
+    for ctype, idx in implied(b):
+        what = "<controller type='%s' index='%d'>" % (ctype, idx)
+        {"scsi": lambda: scsi_controller(b, None, idx, "virtio-scsi", what),
+         "sata": lambda: sata_controller(b, None, idx, what),
+         "virtio-serial": lambda: vser_controller(b, None, idx, what)}[ctype]()
+
+
+def implied(b: Builder) -> list[tuple[str, int]]:
+    """(type, index) of the controllers the disks, consoles and channels need and the XML does not
+    declare (a definition made by define has them all: libvirt adds them)."""
+    declared = set()
+    for c in b.devices.findall("controller"):
+        declared.add((c.get("type"), number(c.get("index"), "<controller type='%s'> index" % c.get("type"), 0)))
+    out: list[tuple[str, int]] = []
     for d in b.devices.findall("disk"):
         bus = disk_bus(b, d)
-        if bus == "scsi":
+        if bus in ("scsi", "sata"):
             ctrl = drive_address(b, d)[0]
-            if ctrl not in b.scsi_ctrls:
-                scsi_controller(b, None, ctrl, "virtio-scsi", "<controller type='scsi' index='%d'>" % ctrl)
-        elif bus == "sata":
-            ctrl = drive_address(b, d)[0]
-            if ctrl not in b.sata_ctrls:
-                sata_controller(b, None, ctrl, "<controller type='sata' index='%d'>" % ctrl)
-    need_vser = b.devices.xpath("./channel[target/@type='virtio'] | ./console[target/@type='virtio']")
-    if need_vser and 0 not in b.vser_ctrls:
-        vser_controller(b, None, 0, "<controller type='virtio-serial' index='0'>")
+            if (bus, ctrl) not in declared and (bus, ctrl) not in out:
+                out.append((bus, ctrl))
+    if b.devices.xpath("./channel[target/@type='virtio'] | ./console[target/@type='virtio']") \
+            and ("virtio-serial", 0) not in declared:
+        out.append(("virtio-serial", 0))
+    return out
 
 
 def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> None:
@@ -108,7 +119,8 @@ def scsi_controller(b: Builder, c, idx: int, model: str, what: str) -> None:
         io = b.iothread(drv.get("iothread"), what)
         if io:
             pairs.append(io)
-    b.add("-device", opts(b.virtio("scsi"), *pairs, *b.dev_addr(c, what)))
+    b.add("-device", opts(b.virtio("scsi"), *pairs,
+                          *b.dev_addr(c, what, ("implicit", "scsi", idx) if c is None else None)))
 
 
 def sata_controller(b: Builder, c, idx: int, what: str) -> None:
@@ -119,7 +131,8 @@ def sata_controller(b: Builder, c, idx: int, what: str) -> None:
     if b.family == "q35" and idx == 0:
         return  # the ICH9 AHCI controller built into q35 (buses ide.0-ide.5)
     b.need_pci("SATA (%s)" % what)
-    b.add("-device", opts("ich9-ahci", ("id", "sata%d" % idx), *b.pci.props(c, what)))
+    b.add("-device", opts("ich9-ahci", ("id", "sata%d" % idx), *b.pci.props(c, what, ("implicit", "sata", idx)
+                                                                             if c is None else None)))
 
 
 def vser_controller(b: Builder, c, idx: int, what: str) -> None:
@@ -132,11 +145,21 @@ def vser_controller(b: Builder, c, idx: int, what: str) -> None:
         pairs.append(("max_ports", number(c.get("ports"), what + " ports")))
     if c is not None and c.get("vectors") and not b.microvm:
         pairs.append(("vectors", number(c.get("vectors"), what + " vectors")))
-    b.add("-device", opts(b.virtio("serial"), *pairs, *b.dev_addr(c, what)))
+    b.add("-device", opts(b.virtio("serial"), *pairs,
+                          *b.dev_addr(c, what, ("implicit", "virtio-serial", idx) if c is None else None)))
+
+
+#: libvirt's USB controller models -> QEMU's devices.
+USB_MODELS = {"qemu-xhci": "qemu-xhci", "nec-xhci": "nec-usb-xhci", "piix3-uhci": "piix3-usb-uhci",
+              "piix4-uhci": "piix4-usb-uhci", "ich9-ehci1": "ich9-usb-ehci1", "ich9-uhci1": "ich9-usb-uhci1",
+              "ich9-uhci2": "ich9-usb-uhci2", "ich9-uhci3": "ich9-usb-uhci3", "vt82c686b-uhci": "vt82c686b-usb-uhci"}
+
+#: The first port of each UHCI companion of an ICH9 EHCI controller.
+USB_COMPANION_PORT = {"ich9-uhci1": 0, "ich9-uhci2": 2, "ich9-uhci3": 4}
 
 
 def usb_controller(b: Builder, c, idx: int, model: str | None, what: str) -> None:
-    """A USB controller (xHCI or UHCI); none on microvm or with model='none'."""
+    """A USB controller (xHCI, EHCI with its UHCI companions, UHCI); none on microvm or model='none'."""
     if model == "none":
         return
     if b.microvm:
@@ -145,13 +168,20 @@ def usb_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
         return
     if model is None:
         model = "qemu-xhci" if b.family == "q35" else "piix3-uhci"
-    qdev = {"qemu-xhci": "qemu-xhci", "nec-xhci": "nec-usb-xhci", "piix3-uhci": "piix3-usb-uhci",
-            "piix4-uhci": "piix4-usb-uhci"}.get(model)
+    qdev = USB_MODELS.get(model)
     if qdev is None:
-        raise Unsupported("%s model '%s' is not supported (qemu-xhci, nec-xhci, piix3-uhci)" % (what, model))
+        raise Unsupported("%s model '%s' is not supported (%s)" % (what, model, ", ".join(USB_MODELS)))
     uid = "usb" if idx == 0 else "usb%d" % idx
-    b.usb_ctrls[idx] = uid
-    pairs: list[tuple[str, object]] = [("id", uid)]
+    companion = model in USB_COMPANION_PORT and any(
+        o.get("model") == "ich9-ehci1" and number(o.get("index"), what, 0) == idx
+        for o in b.devices.findall("controller[@type='usb']"))
+    if companion:
+        pairs: list[tuple[str, object]] = [("masterbus", "%s.0" % uid), ("firstport", USB_COMPANION_PORT[model])]
+    else:
+        if idx in b.usb_ctrls:
+            raise InvalidArgument("%s is declared twice" % what)
+        b.usb_ctrls[idx] = uid
+        pairs = [("id", uid)]
     if c.get("ports") and "xhci" in model:
         pairs.append(("p2", number(c.get("ports"), what + " ports")))
         pairs.append(("p3", number(c.get("ports"), what + " ports")))
