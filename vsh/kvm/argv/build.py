@@ -10,14 +10,15 @@ import json
 import re
 
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
-from vsh.kvm.argv import boot, chardevs, controllers, devices, disks, graphics, machine, network, slots
+from vsh.kvm.argv import boot, chardevs, controllers, devices, disks, graphics, machine, network, slots, sound
 from vsh.kvm.argv.builder import Builder
 from vsh.kvm.argv.options import esc, split_opts
 from vsh.kvm.argv.paths import RuntimePaths
 
 
 def _nothing(b: Builder, el, n: int) -> None:
-    """<emulator> is read by machine.emulator, <controller> by controllers.controllers."""
+    """<emulator> is read by machine.emulator, <controller> by controllers.controllers, <audio> by
+    sound.audiodev."""
 
 
 #: The handler of each element under <devices>, called with (builder, element, its number among its kind).
@@ -37,6 +38,9 @@ DEVICE_HANDLERS = {
     "graphics": graphics.graphics,
     "video": graphics.video,
     "input": graphics.input_device,
+    "sound": sound.sound,
+    "audio": _nothing,
+    "hub": devices.hub,
 }
 
 

@@ -45,6 +45,7 @@ class Builder:
         self.sata_ctrls: set[int] = set()
         self.vser_ctrls: set[int] = set()
         self.usb_ctrls: dict[int, str] = {}
+        self.audiodevs: set[str] = set()      # -audiodev ids already added (sound)
         self.serials: list = []               # the elements that become serial ports (chardevs.serial_plan)
         self.forwards: list | None = None     # the domain's port forwards, read on first use
         self.forwards_used: set[int] = set()

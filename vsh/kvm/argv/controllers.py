@@ -99,9 +99,13 @@ def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
         b.add("-device", opts("pci-bridge", ("chassis_nr", chassis), ("id", pid), *b.pci.props(c, what)))
     elif model == "pcie-to-pci-bridge":
         b.add("-device", opts("pcie-pci-bridge", ("id", pid), *b.pci.props(c, what)))
+    elif model == "dmi-to-pci-bridge":
+        if b.family != "q35":
+            raise InvalidArgument("%s: dmi-to-pci-bridge needs machine q35" % what)
+        b.add("-device", opts("i82801b11-bridge", ("id", pid), *b.pci.props(c, what)))
     else:
-        raise Unsupported("%s model '%s' is not supported (pcie-root-port, pci-bridge, pcie-to-pci-bridge)"
-                          % (what, model))
+        raise Unsupported("%s model '%s' is not supported (pcie-root-port, pci-bridge, pcie-to-pci-bridge, "
+                          "dmi-to-pci-bridge)" % (what, model))
 
 
 def scsi_controller(b: Builder, c, idx: int, model: str, what: str) -> None:

@@ -1,5 +1,5 @@
 """The other devices: random number generators, the memory balloon, watchdogs, panic
-notifiers and host PCI devices (VFIO)."""
+notifiers, host PCI devices (VFIO) and USB hubs."""
 
 from __future__ import annotations
 
@@ -111,3 +111,17 @@ def hostdev(b: Builder, el, n: int) -> None:
     pairs.append(b.rom(el, what))
     pairs.append(b.bootprop(el))
     b.add("-device", opts("vfio-pci", *pairs))
+
+
+def hub(b: Builder, el, n: int) -> None:
+    """<hub type='usb'>: a usb-hub on the first USB controller."""
+    what = "<hub type='%s'>" % el.get("type")
+    if el.get("type") != "usb":
+        raise Unsupported("%s is not supported (usb)" % what)
+    if 0 not in b.usb_ctrls:
+        raise InvalidArgument("%s needs a <controller type='usb'> with a model other than none" % what)
+    pairs: list[tuple[str, object]] = [("id", "hub%d" % n), ("bus", "%s.0" % b.usb_ctrls[0])]
+    a = el.find("address")
+    if a is not None and a.get("type") == "usb" and a.get("port"):
+        pairs.append(("port", a.get("port")))
+    b.add("-device", opts("usb-hub", *pairs))
