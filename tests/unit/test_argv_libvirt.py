@@ -168,3 +168,13 @@ def test_smbios_bios_date(tmp_path, date, ok):
     else:
         with pytest.raises(XMLError, match="Invalid BIOS 'date' format"):
             defined(tmp_path, VDA, extra=extra)
+
+
+def test_root_ports_and_dmi_bridge_on_q35(tmp_path):
+    dom = defined(tmp_path, VDA + "<controller type='pci' index='1' model='pcie-root-port'/>"
+                  "<controller type='pci' index='2' model='dmi-to-pci-bridge'/>", machine="q35")
+    d = devs(dom)
+    assert "pcie-root-port,port=8,chassis=1,id=pci.1,bus=pcie.0,addr=0x1" in d      # port from its slot
+    assert "i82801b11-bridge,id=pci.2,bus=pcie.0,addr=0x1e" in d                   # where ICH9 has it
+    with pytest.raises(InvalidArgument, match="dmi-to-pci-bridge needs machine q35"):
+        devs(defined(tmp_path, "<controller type='pci' index='1' model='dmi-to-pci-bridge'/>"))

@@ -91,7 +91,10 @@ def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
         if b.family != "q35":
             raise InvalidArgument("%s: pcie-root-port needs machine q35" % what)
         chassis = number(tgt.get("chassis") if tgt is not None else None, what + " chassis", idx)
-        port = number(tgt.get("port") if tgt is not None else None, what + " port", idx)
+        where = b.pci.parse(c.find("address"), what) or b.pci.assigned.get(b.key(c))
+        # libvirt's default port: the root port's own slot and function
+        port = number(tgt.get("port") if tgt is not None else None, what + " port",
+                      (where[1] << 3) + where[2] if where else idx)
         b.add("-device", opts("pcie-root-port", ("port", port), ("chassis", chassis), ("id", pid),
                                   *b.pci.props(c, what)))
     elif model == "pci-bridge":
@@ -180,7 +183,10 @@ def usb_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
         o.get("model") == "ich9-ehci1" and number(o.get("index"), what, 0) == idx
         for o in b.devices.findall("controller[@type='usb']"))
     if companion:
-        pairs: list[tuple[str, object]] = [("masterbus", "%s.0" % uid), ("firstport", USB_COMPANION_PORT[model])]
+        master = c.find("master")
+        first = number(master.get("startport") if master is not None else None, what + " startport",
+                       USB_COMPANION_PORT[model])
+        pairs: list[tuple[str, object]] = [("masterbus", "%s.0" % uid), ("firstport", first)]
     else:
         if idx in b.usb_ctrls:
             raise InvalidArgument("%s is declared twice" % what)
