@@ -8,6 +8,9 @@ first line of each says what vsh must do with it:
 * ``<!-- expect: refused: TEXT -->``: define, but start refuses it with a message containing TEXT;
 * ``<!-- expect: invalid: TEXT -->``: define refuses it (libvirt rejects it too), naming TEXT.
 
+A refusal for a capability the host lacks names it on the second line (``host-lacks: PATH``):
+where PATH exists, the XML must start.
+
 Paths under /VSHTEST become files in a temporary directory (tests/argv_materials.py makes them).
 """
 
@@ -27,9 +30,12 @@ NAMES = sorted(p.stem for p in CORPUS.glob("*.xml"))
 
 def expectation(name: str) -> tuple[str, str]:
     """("start", "") or ("refused"|"invalid", the text the error must contain)."""
-    first = (CORPUS / (name + ".xml")).read_text().splitlines()[0]
-    m = re.fullmatch(r"<!-- expect: (start|refused|invalid)(?:: (.*))? -->", first.strip())
+    lines = (CORPUS / (name + ".xml")).read_text().splitlines()
+    m = re.fullmatch(r"<!-- expect: (start|refused|invalid)(?:: (.*))? -->", lines[0].strip())
     assert m, "%s.xml: the first line must be <!-- expect: ... -->" % name
+    lacks = re.search(r"host-lacks: (\S+)", lines[1])
+    if lacks and Path(lacks.group(1)).exists():
+        return "start", ""
     return m.group(1), (m.group(2) or "").strip()
 
 

@@ -178,3 +178,15 @@ def test_root_ports_and_dmi_bridge_on_q35(tmp_path):
     assert "i82801b11-bridge,id=pci.2,bus=pcie.0,addr=0x1e" in d                   # where ICH9 has it
     with pytest.raises(InvalidArgument, match="dmi-to-pci-bridge needs machine q35"):
         devs(defined(tmp_path, "<controller type='pci' index='1' model='dmi-to-pci-bridge'/>"))
+
+
+def test_vsock_where_the_host_has_vhost_vsock(tmp_path, monkeypatch):
+    from vsh.kvm.argv import devices as argv_devices
+
+    vsock = "<vsock model='virtio'><cid auto='no' address='7'/></vsock>"
+    monkeypatch.setattr(argv_devices, "VHOST_VSOCK", str(tmp_path / "absent"))
+    with pytest.raises(Unsupported, match="needs .*absent, which this host does not have"):
+        devs(defined(tmp_path, vsock, machine="q35"))
+    (tmp_path / "vhost-vsock").write_bytes(b"")
+    monkeypatch.setattr(argv_devices, "VHOST_VSOCK", str(tmp_path / "vhost-vsock"))
+    assert "vhost-vsock-pci,id=vsock0,guest-cid=7,bus=pcie.0,addr=0x2" in devs(defined(tmp_path, vsock, "q35"))

@@ -41,6 +41,7 @@ DEVICE_HANDLERS = {
     "sound": sound.sound,
     "audio": _nothing,
     "hub": devices.hub,
+    "vsock": devices.vsock,
 }
 
 

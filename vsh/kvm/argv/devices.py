@@ -1,5 +1,5 @@
 """The other devices: random number generators, the memory balloon, watchdogs, panic
-notifiers, host PCI devices (VFIO) and USB hubs."""
+notifiers, host PCI devices (VFIO), USB hubs and vsock."""
 
 from __future__ import annotations
 
@@ -125,3 +125,27 @@ def hub(b: Builder, el, n: int) -> None:
     if a is not None and a.get("type") == "usb" and a.get("port"):
         pairs.append(("port", a.get("port")))
     b.add("-device", opts("usb-hub", *pairs))
+
+
+#: The device vhost-vsock needs on the host.
+VHOST_VSOCK = "/dev/vhost-vsock"
+
+
+def vsock(b: Builder, el, n: int) -> None:
+    """<vsock model='virtio'>: vhost-vsock with the guest CID the XML gives."""
+    import os
+
+    what = "<vsock>"
+    if given(el.get("model"), "virtio") != "virtio":
+        raise Unsupported("%s model '%s' is not supported (virtio)" % (what, el.get("model")))
+    if not os.path.exists(VHOST_VSOCK):
+        raise Unsupported("%s needs %s, which this host does not have (load the vhost_vsock kernel module)"
+                          % (what, VHOST_VSOCK))
+    cid = el.find("cid")
+    if cid is None or cid.get("address") is None:
+        raise Unsupported("%s: give the guest CID (<cid address='N'/>); vsh does not choose one" % what)
+    guest_cid = number(cid.get("address"), what + " cid")
+    if guest_cid < 3:
+        raise InvalidArgument("%s: guest CID %d is reserved (use 3 or more)" % (what, guest_cid))
+    b.add("-device", opts("vhost-vsock-%s" % ("device" if b.microvm else "pci"), ("id", "vsock%d" % n),
+                          ("guest-cid", guest_cid), *b.dev_addr(el, what)))
