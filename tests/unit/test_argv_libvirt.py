@@ -27,14 +27,7 @@ def defined(tmp_path, devices: str, machine: str = "pc", extra: str = "") -> Dom
 
 
 def devs(dom: Domain) -> list[str]:
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("argv_materials", Path(__file__).resolve().parents[1]
-                                                  / "argv_materials.py")
-    am = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(am)
-    out = build_argv(dom.node, am.fake_host(), RuntimePaths.for_rundir("/run/vsh/t"))
+    out = _argv(dom)
     return [out[i + 1] for i, a in enumerate(out) if a in ("-device", "-audiodev", "-chardev")]
 
 
@@ -190,3 +183,29 @@ def test_vsock_where_the_host_has_vhost_vsock(tmp_path, monkeypatch):
     (tmp_path / "vhost-vsock").write_bytes(b"")
     monkeypatch.setattr(argv_devices, "VHOST_VSOCK", str(tmp_path / "vhost-vsock"))
     assert "vhost-vsock-pci,id=vsock0,guest-cid=7,bus=pcie.0,addr=0x2" in devs(defined(tmp_path, vsock, "q35"))
+
+
+def test_smbios_from_sysinfo_only_in_mode_sysinfo(tmp_path):
+    info = ("<sysinfo type='smbios'><bios><entry name='vendor'>A, B</entry></bios>"
+            "<system><entry name='serial'>42</entry></system><oemStrings><entry>x=1</entry></oemStrings>"
+            "</sysinfo>")
+    dom = defined(tmp_path, VDA, extra=info)
+    assert "-smbios" not in _argv(dom)                           # mode 'emulate': QEMU's own tables
+    dom.node.find("os").append(etree.fromstring("<smbios mode='sysinfo'/>"))
+    argv = _argv(dom)
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-smbios"] == \
+        ["type=0,vendor=A,, B", "type=1,serial=42", "type=11,value=x=1"]
+    dom.node.find("os/smbios").set("mode", "host")
+    with pytest.raises(Unsupported, match="does not copy the host's SMBIOS tables"):
+        _argv(dom)
+
+
+def _argv(dom: Domain) -> list[str]:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("argv_materials", Path(__file__).resolve().parents[1]
+                                                  / "argv_materials.py")
+    am = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(am)
+    return build_argv(dom.node, am.fake_host(), RuntimePaths.for_rundir("/run/vsh/t"))

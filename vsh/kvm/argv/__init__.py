@@ -64,7 +64,7 @@ checks), ``paths`` (RuntimePaths), ``pci`` (the PCI address book),
 ``slots`` (libvirt's address plan), ``builder`` (the state one build carries), ``machine`` (accelerator, machine,
 CPU, memory, vCPUs, monitor, clock, lifecycle actions), ``boot`` (firmware,
 kernel, boot order), ``controllers``, ``disks`` (with ``images``, the qcow2
-header checks), ``network``, ``chardevs``, ``graphics`` (VNC, video, input), ``sound``,
+header checks), ``network``, ``chardevs``, ``graphics`` (VNC, video, input), ``sound``, ``smbios``,
 ``devices`` (rng, balloon, watchdog, panic, host PCI devices) and ``build``,
 which composes them.
 """

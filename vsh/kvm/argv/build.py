@@ -10,7 +10,7 @@ import json
 import re
 
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
-from vsh.kvm.argv import boot, chardevs, controllers, devices, disks, graphics, machine, network, slots, sound
+from vsh.kvm.argv import boot, chardevs, controllers, devices, disks, graphics, machine, network, slots, smbios, sound
 from vsh.kvm.argv.builder import Builder
 from vsh.kvm.argv.options import esc, split_opts
 from vsh.kvm.argv.paths import RuntimePaths
@@ -18,7 +18,7 @@ from vsh.kvm.argv.paths import RuntimePaths
 
 def _nothing(b: Builder, el, n: int) -> None:
     """<emulator> is read by machine.emulator, <controller> by controllers.controllers, <audio> by
-    sound.audiodev."""
+    sound.audiodev; <sysinfo> by smbios.smbios."""
 
 
 #: The handler of each element under <devices>, called with (builder, element, its number among its kind).
@@ -87,6 +87,7 @@ def build(b: Builder) -> list[str]:
                             uuid):
             raise InvalidArgument("<uuid> '%s' is not a UUID" % uuid)
         b.add("-uuid", uuid)
+    smbios.smbios(b)
     b.add("-no-user-config", "-nodefaults")
     machine.monitor(b)
     machine.clock(b)
