@@ -20,6 +20,17 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true", default=False,
+                     help="run the reliability campaigns (tests/reliability) for many more iterations")
+
+
+@pytest.fixture(scope="session")
+def long_mode(request) -> bool:
+    """True with ``--long``: campaigns run thousands of iterations instead of their bounded form."""
+    return bool(request.config.getoption("--long"))
+
+
 class Env:
     def __init__(self, tmp: Path):
         self.tmp = tmp

@@ -126,3 +126,60 @@ class Guest:
             except OSError:
                 pass
         return out
+
+
+def guest_domain_xml(name: str, m: dict, devices: str, memory_mib: int = 256, machine: str = "pc") -> str:
+    """A domain that boots the test guest of manifest ``m`` (kernel, initrd, ACPI, a serial console)
+    with ``devices`` (XML text) besides the console."""
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='{machine}'>hvm</type>
+    <kernel>{m.get('vmlinux') or m['kernel']}</kernel>
+    <initrd>{m['initrd']}</initrd>
+    <cmdline>{m['cmdline']}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    {devices.strip()}
+    <serial type='pty'><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+  </devices>
+</domain>
+"""
+
+
+def microvm_xml(name: str, m: dict, memory_mib: int = 128, extra: str = "") -> str:
+    """A microvm domain booting the test guest with ACPI and a pty serial console;
+    ``extra`` goes after ``<features>`` (lifecycle actions, say)."""
+    cmdline = f"{m['cmdline']} {m.get('microvm_cmdline_extra', '')}".strip()
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='microvm'>hvm</type>
+    <kernel>{m.get('vmlinux') or m['kernel']}</kernel>
+    <initrd>{m['initrd']}</initrd>
+    <cmdline>{cmdline}</cmdline>
+  </os>
+  <features><acpi/></features>{extra}
+  <devices>
+    <serial type='pty'><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+  </devices>
+</domain>
+"""
+
+
+def poll(pred, timeout: float, interval: float = 0.05):
+    """``pred()`` once it is true, or None after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    return None

@@ -48,24 +48,7 @@ NET_XML = f"""<network>
 
 
 def guest_xml(name: str, m: dict, nic: str) -> str:
-    return f"""<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>192</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{m.get('vmlinux') or m['kernel']}</kernel>
-    <initrd>{m['initrd']}</initrd>
-    <cmdline>{m['cmdline']}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    {nic}
-    <serial type='pty'><target port='0'/></serial>
-    <console type='pty'><target type='serial' port='0'/></console>
-  </devices>
-</domain>
-"""
+    return _vmguest.guest_domain_xml(name, m, nic, memory_mib=192)
 
 
 def sh(*argv, check: bool = True, ns: str | None = None) -> subprocess.CompletedProcess:

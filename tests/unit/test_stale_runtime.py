@@ -140,3 +140,79 @@ def test_one_reader_of_the_runtime_state(vsh, define, vsh_env):
     assert (rt.state, rt.reason, rt.active, rt.id) == ("shutoff", "unknown", False, None)
     assert store_mod.read_runtime is runtime.read_runtime and client.read_state is runtime.read_state
     assert store_mod.ACTIVE_STATES is client.ACTIVE_STATES is runtime.ACTIVE_STATES
+
+
+def test_unsupervised_and_recorded_stops(tmp_path):
+    """A live QEMU with a dead supervisor is flagged (a query re-attaches); with both gone the
+    reason is the one recorded before QEMU was told to stop, for that QEMU only."""
+    rd = tmp_path / "d"
+    rd.mkdir()
+    me = os.getpid()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    base = {"name": "d", "state": "running", "reason": "booted", "boot_id": runtime.boot_id(),
+            "qemu_pid": me, "qemu_starttime": _starttime(me), "supervisor_pid": dead.pid}
+    client.write_json_atomic(rd / "state.json", base)
+    st = runtime.read_state(rd)
+    assert st["state"] == "running" and st["unsupervised"] and runtime.unsupervised(base)
+    client.write_json_atomic(rd / "state.json", dict(base, supervisor_pid=me,
+                                                     supervisor_starttime=_starttime(me)))
+    assert "unsupervised" not in runtime.read_state(rd)
+    gone = dict(base, qemu_pid=dead.pid, qemu_starttime=5)
+    client.write_json_atomic(rd / "state.json", gone)
+    assert runtime.read_state(rd)["reason"] == "unknown"
+    runtime.record_stop(rd, "destroyed", dead.pid, 6)           # another QEMU's record
+    assert runtime.read_state(rd)["reason"] == "unknown"
+    runtime.record_stop(rd, "destroyed", dead.pid, 5)
+    st = runtime.read_state(rd)
+    assert (st["state"], st["reason"], st["stale"]) == ("shutoff", "destroyed", True)
+    assert client.cleanup_stale(rd) and client.load_json(rd / "state.json")["reason"] == "destroyed"
+    runtime.forget_stop(rd)
+    assert not (rd / "stop.json").exists()
+
+
+def test_pid_stopped():
+    import signal
+    import time
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        start = _starttime(child.pid)
+        assert not runtime.pid_stopped(child.pid, start)
+        os.kill(child.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        while not runtime.pid_stopped(child.pid, start) and time.monotonic() - t0 < 5:
+            time.sleep(0.01)
+        assert runtime.pid_stopped(child.pid, start)
+        assert not runtime.pid_stopped(child.pid, start + 1)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_queries_start_a_supervisor_only_for_an_unwatched_qemu(vsh, define, vsh_env, monkeypatch):
+    """list, domstate and dominfo ask for a new supervisor when QEMU runs without one, and
+    never when the supervisor lives or the domain is shut off."""
+    define("d1")
+    define("d2")
+    calls = []
+
+    def supervise(rundir, timeout=10.0):
+        calls.append(os.path.basename(rundir))
+        st = client.load_json(os.path.join(rundir, "state.json"))
+        me = os.getpid()
+        client.write_json_atomic(os.path.join(rundir, "state.json"), dict(   # "a new supervisor"
+            st, supervisor_pid=me, supervisor_starttime=_starttime(me), reason="unpaused"))
+    monkeypatch.setattr(client, "supervise", supervise)
+    _write_state(vsh_env, "d1")
+    for args in (("list", "--all"), ("domstate", "d1"), ("dominfo", "d1")):
+        assert vsh(*args).status == 0
+    assert calls == []
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for args in (("list", "--all"), ("domstate", "d1", "--reason"), ("dominfo", "d1")):
+        _write_state(vsh_env, "d1", supervisor_pid=dead.pid, supervisor_starttime=None)
+        res = vsh(*args)
+        assert res.status == 0 and "running" in res.out, res
+    assert calls == ["d1", "d1", "d1"]
+    assert vsh("domstate", "d1", "--reason").out.strip() == "running (unpaused)"

@@ -304,11 +304,11 @@ def test_fake_boot_and_guest_poweroff(tmp_path):
         fake.emit("RESUME")
         await _until(sup, "running")
         assert sup.lc.reason == "unpaused"
-        assert fake.shutdown_action == "poweroff"       # on_poweroff=destroy: QEMU exits alone
+        assert fake.shutdown_action == "pause"      # QEMU waits for us, even with on_poweroff=destroy
         fake.guest_poweroff()
         await _until(sup, "shutoff")
         assert sup.lc.reason == "shutdown"
-        assert "quit" not in fake.commands
+        assert fake.commands[-1] == "quit"          # we apply on_poweroff=destroy
         assert sup._final.is_set()
         assert client.load_json(sup.rundir / "state.json")["reason"] == "shutdown"
         await serve
@@ -332,15 +332,15 @@ def test_fake_poweroff_with_restart_and_fake_reboot(tmp_path):
 def test_fake_acpi_reboot_is_a_reset_even_with_on_poweroff_destroy(tmp_path):
     async def main():
         sup, fake, proc, serve = await _boot(tmp_path)
-        assert fake.shutdown_action == "poweroff"
         await sup.op_reboot({})
         assert fake.commands[-1] == "system_powerdown"
         assert fake.shutdown_action == "pause"          # the power-off must not end QEMU
+        assert client.load_json(sup.rundir / "state.json")["pending"] == "reboot"
         fake.guest_poweroff()
         await asyncio.sleep(0.2)
         assert (sup.lc.state, sup.lc.reason) == ("running", "booted")
         assert _tail(fake.commands) == ["system_reset", "cont"]
-        assert fake.shutdown_action == "poweroff"       # back to normal afterwards
+        assert client.load_json(sup.rundir / "state.json")["pending"] is None
         await sup.op_destroy({})
         assert (sup.lc.state, sup.lc.reason) == ("shutoff", "destroyed")
         serve.cancel()
@@ -393,5 +393,88 @@ def test_fake_suspend_resume_and_events_fan_out(tmp_path):
         assert names1 == names2                     # both listeners see every event
         assert "BALLOON_CHANGE" in names1 and "VSH_LIFECYCLE" in names1
         await sup.op_destroy({})
+        serve.cancel()
+    _run(main())
+
+
+# --------------------------------------------------------------------------------------
+# a supervisor that re-attaches catches up; a recorded stop is believed
+# --------------------------------------------------------------------------------------
+
+async def _attach(tmp_path, status: str, prev: dict | None = None, **lifecycle):
+    """A supervisor re-attaching (``--attach``) to a "QEMU" in run state ``status`` whose
+    previous supervisor wrote ``prev`` (over a running state) before it died."""
+    rd = tmp_path / "fake"
+    rd.mkdir(exist_ok=True)
+    proc = subprocess.Popen(["sleep", "60"])
+    client.write_json_atomic(rd / "state.json", {
+        "name": "fake", "state": "running", "reason": "booted", "boot_id": client.boot_id(),
+        "qemu_pid": proc.pid, "qemu_starttime": client.proc_starttime(proc.pid),
+        "qmp_socket": str(rd / "qmp.sock"), **(prev or {})})
+    spec = {"name": "fake", "id": 3, "uuid": None, "argv": ["qemu-system-x86_64"],
+            "lifecycle": dict(client.DEFAULT_LIFECYCLE, **lifecycle)}
+    sup = supervisor.Supervisor(rd, spec=spec, attach=True)
+    sup.init_async()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(rd / "qmp.sock"))
+    listener.listen(1)
+    listener.setblocking(False)
+    fake = FakeQemu(None, proc)
+    fake.status = status
+
+    async def serve():
+        fake.sock, _ = await asyncio.get_running_loop().sock_accept(listener)
+        await fake.serve()
+    task = asyncio.ensure_future(serve())
+    await sup._attach()
+    return sup, fake, proc, task
+
+
+def test_fake_attach_finishes_a_pending_acpi_reboot(tmp_path):
+    async def main():
+        sup, fake, proc, task = await _attach(tmp_path, "shutdown", {"pending": "reboot"})
+        assert (sup.lc.state, sup.lc.reason) == ("running", "booted")
+        assert _tail(fake.commands) == ["system_reset", "cont"]
+        assert client.load_json(sup.rundir / "state.json")["pending"] is None
+        task.cancel()
+        proc.kill()
+    _run(main())
+
+
+def test_fake_attach_finishes_an_unwatched_poweroff(tmp_path):
+    async def main():
+        sup, fake, proc, task = await _attach(tmp_path, "shutdown")
+        assert (sup.lc.state, sup.lc.reason) == ("shutoff", "shutdown")
+        assert "quit" in fake.commands
+        assert client.load_json(sup.rundir / "state.json")["reason"] == "shutdown"
+        task.cancel()
+    _run(main())
+
+
+def test_fake_attach_keeps_running_and_the_pending_request(tmp_path):
+    async def main():
+        sup, fake, proc, task = await _attach(tmp_path, "running", {"pending": "reboot"})
+        assert (sup.lc.state, sup.lc.reason) == ("running", "booted")
+        assert client.load_json(sup.rundir / "state.json")["pending"] == "reboot"
+        fake.guest_poweroff()           # the guest reacts to the button only now
+        await asyncio.sleep(0.2)
+        assert (sup.lc.state, sup.lc.reason) == ("running", "booted")
+        assert _tail(fake.commands) == ["system_reset", "cont"]
+        task.cancel()
+        proc.kill()
+    _run(main())
+
+
+def test_fake_recorded_destroy_is_not_a_crash(tmp_path):
+    """A vsh that found the supervisor unresponsive recorded a destroy and killed QEMU:
+    the supervisor says destroyed and does not apply on_crash=restart."""
+    async def main():
+        sup, fake, proc, serve = await _boot(tmp_path, on_crash="restart")
+        sup.qemu_starttime = client.proc_starttime(proc.pid)
+        client.record_stop(sup.rundir, "destroyed", proc.pid, sup.qemu_starttime)
+        proc.kill()
+        await _until(sup, "shutoff")
+        assert sup.lc.reason == "destroyed" and not sup.restarts
+        assert sup._final.is_set()
         serve.cancel()
     _run(main())

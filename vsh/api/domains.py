@@ -130,6 +130,44 @@ class DomainConfig(ABC):
         cannot hold a newline (InvalidArgument)."""
 
     @abstractmethod
+    def metadata_element(self, uri: str, live: bool = False, config: bool = False) -> str:
+        """The custom ``<metadata>`` element of namespace ``uri`` (``virDomainGetMetadata`` with
+        ``VIR_DOMAIN_METADATA_ELEMENT``) as XML text without its namespace, of the running domain or
+        with ``config`` (and for an inactive domain) of the persistent definition. NotFound
+        (``metadata not found: Requested metadata element is not present``) when there is none."""
+
+    @abstractmethod
+    def set_metadata_element(self, uri: str, key: str | None, xml: str | None, live: bool = False,
+                             config: bool = False) -> dict:
+        """Set (``xml``: one element, stored in namespace ``uri`` with prefix ``key``) or with ``xml``
+        None remove the custom metadata element of namespace ``uri`` (``virDomainSetMetadata``). No
+        flag: the persistent definition and the live one when running. XMLError for text that is not
+        one element; InvalidArgument for a missing ``key`` or a bad ``uri``. Returns
+        ``{"live", "config"}``."""
+
+    @abstractmethod
+    def set_lifecycle_action(self, event: str, action: str, live: bool = False, config: bool = False,
+                             current: bool = False) -> dict:
+        """``virDomainSetLifecycleAction``: what ``event`` (``poweroff``, ``reboot``, ``crash``) does
+        (``destroy``, ``restart``, ``rename-restart``, ``preserve``, ``coredump-destroy``,
+        ``coredump-restart``); no flag means current. A running domain's supervisor applies it from
+        now on. InvalidArgument for an unknown event or action; Unsupported for an action the event
+        cannot have. Returns ``{"live", "config"}``."""
+
+    @abstractmethod
+    def interface_link(self, iface: str, inactive: bool = False) -> dict:
+        """The link state of the interface ``iface`` (its MAC address or host-side name) in the live
+        definition or with ``inactive`` the persistent one: ``{"interface": iface, "mac", "state": "up"
+        or "down"}``. NotFound when no interface matches; OperationInvalid when several do."""
+
+    @abstractmethod
+    def set_interface_link(self, iface: str, state: str, config: bool = False) -> dict:
+        """Bring the link of interface ``iface`` ``up`` or ``down`` (``domif-setlink``): on the running
+        domain (QMP ``set_link``) and its live definition, or with ``config`` (and for an inactive
+        domain) in the persistent definition (``<link state=.../>``). InvalidArgument for another
+        state. Returns ``{"live", "config"}``."""
+
+    @abstractmethod
     def block_devices(self, inactive: bool = False) -> list[dict]:
         """The disks (``domblklist``): dicts with ``type``, ``device``, ``target``, ``source``
         (None for an empty drive) and ``bus``, of the live definition or with ``inactive`` the

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from vsh.core.errors import InvalidArgument, OperationInvalid, VshError
-from vsh.core.output import Message, Text
+from vsh.core.output import Lines, Message, Text
 from vsh.registry import Opt, command
 from vsh.ui.editor import run_editor
 
@@ -215,6 +215,95 @@ def edit(ctx, domain, skip_validate=False):
                 continue
             return Message(f"Domain '{dom.name}' XML configuration edited.",
                            json_data={"domain": dom.name, "changed": True})
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+# -- set-lifecycle-action ------------------------------------------------------------------
+
+
+LIFECYCLE_TYPES = ("poweroff", "reboot", "crash")
+LIFECYCLE_ACTIONS = ("destroy", "restart", "rename-restart", "preserve", "coredump-destroy", "coredump-restart")
+
+
+@command("set-lifecycle-action", group="domain", summary="change lifecycle actions",
+         opts=[DOMAIN,
+               Opt("type", required=True, positional=True, help="lifecycle type to modify"),
+               Opt("action", required=True, positional=True, help="lifecycle action to set"),
+               CONFIG, LIVE, CURRENT], exclusive=EXCLUSIVE, mutating=True,
+         description="Set what the guest's power-off, reboot or crash does (on_poweroff, on_reboot,\n"
+                     "on_crash): destroy, restart, rename-restart, preserve, coredump-destroy or\n"
+                     "coredump-restart (the last two for crash only). A running domain's supervisor\n"
+                     "applies the new action at once.",
+         examples=("set-lifecycle-action vm1 reboot destroy", "set-lifecycle-action vm1 crash preserve --config"))
+def set_lifecycle_action(ctx, domain, type, action, config=False, live=False, current=False):
+    if type not in LIFECYCLE_TYPES:
+        raise InvalidArgument(f"Invalid lifecycle type '{type}'.")
+    if action not in LIFECYCLE_ACTIONS:
+        raise InvalidArgument(f"Invalid lifecycle action '{action}'.")
+    dom = ctx.conn.lookup_domain(domain)
+    done = dom.set_lifecycle_action(type, action, live=live, config=config, current=current)
+    return Text("", json_data={"domain": dom.name, "type": type, "action": action, **done})
+
+
+# -- metadata --------------------------------------------------------------------------------
+
+
+@command("metadata", group="domain", summary="show or set domain's custom XML metadata",
+         opts=[DOMAIN,
+               Opt("uri", required=True, positional=True, help="URI of the namespace"),
+               Opt("key", help="key to be used as a namespace identifier"),
+               Opt("set", help="new metadata to set"),
+               Opt("remove", kind="bool", help="remove the metadata corresponding to an uri"),
+               CONFIG, LIVE, CURRENT,
+               Opt("edit", kind="bool", help="use an editor to change the metadata")],
+         exclusive=EXCLUSIVE + (("edit", "set"), ("remove", "set"), ("remove", "edit")),
+         examples=("metadata vm1 http://example.com/ns --key ex --set '<foo bar=\"1\"/>'",
+                   "metadata vm1 http://example.com/ns", "metadata vm1 http://example.com/ns --remove"),
+         description="Show, set, edit or remove the custom element of one namespace in the domain's\n"
+                     "<metadata> (stored with the prefix --key). Without --live, --config or --current\n"
+                     "the running domain (or the definition of an inactive one) is used.")
+def metadata(ctx, domain, uri, key=None, set=None, remove=False, config=False, live=False, current=False,
+             edit=False):
+    dom = ctx.conn.lookup_domain(domain)
+    flags = {"live": live, "config": config}
+    if (set is not None or edit) and not key:
+        raise InvalidArgument("namespace key is required when modifying metadata")
+    if (set is not None or remove or edit) and ctx.readonly:
+        raise VshError("operation forbidden: read only access prevents virDomainSetMetadata")
+    if set is not None or remove:
+        done = dom.set_metadata_element(uri, key, set if not remove else None, **flags)
+        text = "Metadata removed" if remove else "Metadata modified"
+        return Message(text, json_data={"domain": dom.name, "uri": uri, "removed": remove, **done})
+    if edit:
+        return _edit_metadata(ctx, dom, uri, key, flags)
+    data = dom.metadata_element(uri, **flags)
+    return Lines([data], json_data={"domain": dom.name, "uri": uri, "metadata": data})
+
+
+def _edit_metadata(ctx, dom, uri: str, key: str, flags: dict):
+    import tempfile
+
+    from vsh.core.errors import NotFound
+
+    try:
+        before = dom.metadata_element(uri, **flags)
+    except NotFound:
+        before = f"<{key}/>"
+    fd, path = tempfile.mkstemp(prefix="vsh", suffix=".xml")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(before + "\n")
+        run_editor(path)
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        if text.strip() == before.strip():
+            return Message("Metadata not changed", json_data={"domain": dom.name, "uri": uri, "changed": False})
+        done = dom.set_metadata_element(uri, key, text, **flags)
+        return Message("Metadata modified", json_data={"domain": dom.name, "uri": uri, "changed": True, **done})
     finally:
         try:
             os.unlink(path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
-from vsh.core.output import Message, Text
+from vsh.core.output import Lines, Message, Text
 from vsh.registry import Opt, command
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
@@ -460,3 +460,39 @@ def change_media(ctx, domain, path, source=None, eject=False, insert=False, upda
     return Text(msg, json_data={"domain": dom.name, "target": target, "action": action,
                                 "source": os.path.abspath(source) if source else None,
                                 "live": done["live"], "config": done["config"]})
+
+
+# -- domif-setlink / domif-getlink -------------------------------------------------------------
+
+
+IFACE = Opt("interface", kind="interface", required=True, positional=True, help="interface device (MAC Address)")
+
+
+@command("domif-setlink", group="domain", summary="set link state of a virtual interface",
+         opts=[DOMAIN, IFACE,
+               Opt("state", required=True, positional=True, help="new state of the device"),
+               Opt("config", kind="bool", help="affect next boot"),
+               Opt("persistent", kind="bool", help="alias of --config")],
+         mutating=True,
+         description="Bring the link of an interface (named by its MAC address or target device) up or\n"
+                     "down: on the running domain (the guest sees the cable plugged or unplugged), or\n"
+                     "with --config (and for an inactive domain) in the persistent <link state=.../>.",
+         examples=("domif-setlink vm1 52:54:00:12:34:56 down", "domif-setlink vm1 52:54:00:12:34:56 up --config"))
+def domif_setlink(ctx, domain, interface, state, config=False, persistent=False):
+    if state.lower() not in ("up", "down"):
+        raise InvalidArgument(f"Invalid link state '{state}'")
+    dom = ctx.conn.lookup_domain(domain)
+    done = dom.set_interface_link(interface, state.lower(), config=config or persistent)
+    return Message("Device updated successfully", json_data={"domain": dom.name, "interface": interface,
+                                                             "state": state.lower(), **done})
+
+
+@command("domif-getlink", group="monitor", summary="get link state of a virtual interface",
+         opts=[DOMAIN, IFACE, Opt("config", kind="bool", help="Get persistent interface state")],
+         description="Print an interface's link state (up or down) in the live definition, or with\n"
+                     "--config in the persistent one.",
+         examples=("domif-getlink vm1 52:54:00:12:34:56",))
+def domif_getlink(ctx, domain, interface, config=False):
+    dom = ctx.conn.lookup_domain(domain)
+    link = dom.interface_link(interface, inactive=config)
+    return Lines([f"{interface} {link['state']}"], json_data=link)

@@ -11,6 +11,8 @@ Each running domain has a runtime directory (``<runtime>/NAME/``, see
 ``console.log``     the serial log (written by QEMU's chardev)
 ``supervisor.log``  the supervisor's log; ``qemu.log`` QEMU's own stdout/stderr
 ``supervisor.lock`` flock held by the live supervisor for its whole life
+``stop.json``       why QEMU is being stopped (``destroyed``, ``shutdown``...), written before
+                    it is told to stop, so whoever finds it gone knows why
 
 This module owns the file names, the domain states the supervisor writes, the
 host's boot id, process liveness and the reading of ``state.json`` (a state left
@@ -32,6 +34,7 @@ CONSOLE_LOG = "console.log"
 SUPERVISOR_LOG = "supervisor.log"
 QEMU_LOG = "qemu.log"
 LOCK_FILE = "supervisor.lock"
+STOP_FILE = "stop.json"
 
 #: Every state the supervisor writes (its transition table, vsh.kvm.supervisor.lifecycle,
 #: has exactly these).  "shutdown" means "shutting down"; "crashed" is a panicked guest
@@ -191,9 +194,59 @@ def is_stale(st: dict) -> bool:
                 or pid_alive(st.get("qemu_pid"), st.get("qemu_starttime")))
 
 
+def unsupervised(st: dict | None) -> bool:
+    """An active state whose QEMU runs but whose supervisor is gone: nobody watches it."""
+    return (bool(st) and st.get("state") in ACTIVE_STATES and not other_boot(st)
+            and not pid_alive(st.get("supervisor_pid"), st.get("supervisor_starttime"))
+            and pid_alive(st.get("qemu_pid"), st.get("qemu_starttime")))
+
+
+def pid_stopped(pid, starttime: int | None = None) -> bool:
+    """True if ``pid`` (the process that started at ``starttime``) is stopped (SIGSTOP, ptrace)."""
+    rest = _stat_fields(pid)
+    if not rest or (starttime is not None and (len(rest) <= 19 or rest[19] != str(starttime).encode())):
+        return False
+    return rest[0] in (b"T", b"t")
+
+
 def qemu_alive(st: dict | None) -> bool:
     """True if the QEMU a state names runs (in this boot, the same process)."""
     return bool(st) and not other_boot(st) and pid_alive(st.get("qemu_pid"), st.get("qemu_starttime"))
+
+
+def record_stop(rundir, reason: str, qemu_pid, qemu_starttime) -> None:
+    """Say durably why the QEMU ``qemu_pid`` is about to stop (``destroyed``, ``shutdown``,
+    ``crashed``, ``saved``), before anyone tells it to: a supervisor that finds it gone, or
+    a reader that finds both gone, reports that reason (and never restarts it)."""
+    import time
+
+    write_json_atomic(os.path.join(rundir, STOP_FILE), {
+        "reason": reason, "qemu_pid": qemu_pid, "qemu_starttime": qemu_starttime, "at": time.time()})
+
+
+def forget_stop(rundir) -> None:
+    """The stop :func:`record_stop` announced did not happen (a graceful destroy timed out)."""
+    try:
+        os.unlink(os.path.join(rundir, STOP_FILE))
+    except FileNotFoundError:
+        pass
+
+
+def recorded_stop(rundir, qemu_pid, qemu_starttime) -> str | None:
+    """The reason :func:`record_stop` wrote for this very QEMU (pid and start time), else None."""
+    rec = load_json(os.path.join(rundir, STOP_FILE))
+    if not rec or not qemu_pid or rec.get("qemu_pid") != qemu_pid \
+            or rec.get("qemu_starttime") != qemu_starttime:
+        return None
+    reason = rec.get("reason")
+    return reason if isinstance(reason, str) else None
+
+
+def stale_reason(rundir, st: dict) -> str:
+    """How a stale state's run ended: the stop recorded for its QEMU (this boot), else ``unknown``."""
+    if other_boot(st):
+        return "unknown"
+    return recorded_stop(rundir, st.get("qemu_pid"), st.get("qemu_starttime")) or "unknown"
 
 
 def read_state(rundir) -> dict | None:
@@ -201,15 +254,21 @@ def read_state(rundir) -> dict | None:
 
     Returns None when there is no state file.  A state file left over from a
     previous host boot, or whose supervisor and QEMU are both gone, is reported
-    as ``shutoff`` (reason ``unknown``: nobody saw how it ended) with ``"stale": True``.
+    as ``shutoff`` with ``"stale": True``, reason the one recorded before QEMU was told
+    to stop (:func:`record_stop`), else ``unknown`` (nobody saw how it ended).  A state
+    whose QEMU runs without a supervisor has ``"unsupervised": True`` (a command starts a
+    new supervisor: :func:`vsh.kvm.client.supervise`).  A live supervisor costs one read
+    of ``/proc/PID/stat``; a domain that is shut off costs nothing more than the file.
     """
     st = load_json(os.path.join(rundir, STATE_FILE))
-    if st is None:
-        return None
-    if is_stale(st):
-        st = dict(st, state="shutoff", reason="unknown", stale=True,
-                  qemu_pid=None, supervisor_pid=None, console_pty=None)
-    return st
+    if st is None or st.get("state") not in ACTIVE_STATES:
+        return st
+    if not other_boot(st) and pid_alive(st.get("supervisor_pid"), st.get("supervisor_starttime")):
+        return st
+    if qemu_alive(st):
+        return dict(st, unsupervised=True)
+    return dict(st, state="shutoff", reason=stale_reason(rundir, st), stale=True,
+                qemu_pid=None, supervisor_pid=None, console_pty=None)
 
 
 class Runtime:

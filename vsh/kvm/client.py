@@ -28,8 +28,9 @@ from vsh.core.errors import OperationInvalid, Timeout, VshError
 # (vsh.kvm.launch) keep their names here too: commands call them as vsh.kvm.client.*
 from vsh.core.runtime import (  # noqa: F401
     ACTIVE_STATES, CONSOLE_LOG, CONTROL_SOCKET, LAUNCH_FILE, LIVE_XML, LOCK_FILE, QEMU_LOG,
-    QMP_SOCKET, STATE_FILE, SUPERVISOR_LOG, RunDir, boot_id, is_stale, load_json, pid_alive,
-    proc_starttime, qemu_alive, read_state, tail, write_json_atomic, write_text_atomic)
+    QMP_SOCKET, STATE_FILE, STOP_FILE, SUPERVISOR_LOG, RunDir, boot_id, forget_stop, is_stale,
+    load_json, pid_alive, pid_stopped, proc_starttime, qemu_alive, read_state, record_stop,
+    recorded_stop, stale_reason, tail, unsupervised, write_json_atomic, write_text_atomic)
 from vsh.kvm.launch import (  # noqa: F401
     SLACK, clean_sockets, clear_previous_run, error_from, name_of, not_running, spawn_supervisor,
     start, try_lock)
@@ -142,6 +143,21 @@ def connect(rundir, timeout: float = 10.0) -> Connection:
             os.close(lock_fd)
 
 
+def supervise(rundir, timeout: float = 10.0) -> dict | None:
+    """Start a new supervisor for a QEMU whose supervisor died (:func:`unsupervised`); return
+    the state once it has taken over and caught up with what QEMU did meanwhile (its run
+    state; a shutdown, reboot or panic it finishes), or the state as it is if nothing
+    needed doing.  A concurrent vsh doing the same is waited for, not raced (the lock)."""
+    rundir = RunDir(rundir)
+    if not unsupervised(load_json(rundir / STATE_FILE)):
+        return read_state(rundir)
+    try:
+        connect(rundir, timeout=timeout).close()
+    except OperationInvalid:
+        pass            # QEMU went meanwhile: the state file says how
+    return read_state(rundir)
+
+
 def _clean_sockets_control(rundir: RunDir) -> None:
     try:
         os.unlink(rundir / CONTROL_SOCKET)
@@ -238,11 +254,18 @@ def reset(rundir) -> dict:
 
 
 def destroy(rundir, graceful: bool = False, timeout: float = 10.0) -> dict:
-    """Stop QEMU: SIGTERM, then SIGKILL after ``timeout`` s (``graceful``: SIGTERM only)."""
+    """Stop QEMU: SIGTERM, then SIGKILL after ``timeout`` s (``graceful``: SIGTERM only).
+
+    The supervisor does it; one that cannot answer (stopped, hung) is not waited for
+    (stopped) or is given up on, and QEMU is killed here, after the destroy is recorded
+    (:func:`record_stop`) so that the supervisor reads it when it wakes up.
+    """
     rundir = RunDir(rundir)
     st = read_state(rundir)
     if not st or st.get("state") not in ACTIVE_STATES:
         raise OperationInvalid("Requested operation is not valid: domain is not running")
+    if pid_stopped(st.get("supervisor_pid"), st.get("supervisor_starttime")) and qemu_alive(st):
+        return _kill_unsupervised(rundir, load_json(rundir / STATE_FILE) or st, graceful, timeout)
     try:
         with connect(rundir, timeout=5.0) as conn:
             try:
@@ -259,46 +282,53 @@ def destroy(rundir, graceful: bool = False, timeout: float = 10.0) -> dict:
         if st and st.get("state") == "shutoff":
             raise OperationInvalid("Requested operation is not valid: domain is not running")
         raise
-    except VshError as exc:
-        # no supervisor could be attached: kill QEMU ourselves so nothing is left behind
+    except VshError:
+        # no supervisor answered: kill QEMU ourselves so nothing is left behind
         st = load_json(rundir / STATE_FILE)
         if st and qemu_alive(st):
-            return _kill_unsupervised(rundir, st, graceful, timeout, exc)
+            return _kill_unsupervised(rundir, st, graceful, timeout)
         raise
 
 
-def _kill_unsupervised(rundir: RunDir, st: dict, graceful: bool, timeout: float, cause) -> dict:
+def _kill_unsupervised(rundir: RunDir, st: dict, graceful: bool, timeout: float) -> dict:
+    """Destroy QEMU without its supervisor: record why, signal it, write ``shut off (destroyed)``.
+
+    Without the lock (a stopped supervisor holds it) the state is written all the same;
+    the supervisor, once it runs again, finds QEMU gone, reads the record and agrees.
+    """
     import signal
-    pid = st["qemu_pid"]
+    pid, starttime = st["qemu_pid"], st.get("qemu_starttime")
     lock_fd = try_lock(rundir)
     try:
-        pfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        pfd = None
-    if pfd is not None:
         try:
-            if not pid_alive(pid, st.get("qemu_starttime")):
-                raise cause
-            signal.pidfd_send_signal(pfd, signal.SIGTERM)
-            if not select.select([pfd], [], [], timeout)[0]:
-                if graceful:
-                    raise Timeout(f"QEMU (pid {pid}) did not exit within {timeout:g} s of SIGTERM; "
-                                  "use destroy without --graceful")
-                signal.pidfd_send_signal(pfd, signal.SIGKILL)
-                if not select.select([pfd], [], [], timeout)[0]:
-                    raise Timeout(f"QEMU (pid {pid}) did not exit after SIGKILL")
-        finally:
-            os.close(pfd)
-    if lock_fd is not None:
-        try:
-            new = dict(st, state="shutoff", reason="destroyed", qemu_pid=None,
-                       supervisor_pid=None, console_pty=None, stopped_at=time.time())
-            write_json_atomic(rundir / STATE_FILE, new)
+            pfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pfd = None
+        if pfd is not None:
+            try:
+                if pid_alive(pid, starttime):
+                    record_stop(rundir, "destroyed", pid, starttime)
+                    signal.pidfd_send_signal(pfd, signal.SIGTERM)
+                    if not select.select([pfd], [], [], timeout)[0]:
+                        if graceful:
+                            forget_stop(rundir)
+                            raise Timeout(f"QEMU (pid {pid}) did not exit within {timeout:g} s of "
+                                          "SIGTERM; use destroy without --graceful")
+                        signal.pidfd_send_signal(pfd, signal.SIGKILL)
+                        if not select.select([pfd], [], [], timeout)[0]:
+                            raise Timeout(f"QEMU (pid {pid}) did not exit after SIGKILL")
+            finally:
+                os.close(pfd)
+        new = dict(st, state="shutoff", reason=recorded_stop(rundir, pid, starttime) or "destroyed",
+                   qemu_pid=None, console_pty=None, stopped_at=time.time())
+        if lock_fd is not None:
+            new["supervisor_pid"] = None
             clean_sockets(rundir)
-            return new
-        finally:
+        write_json_atomic(rundir / STATE_FILE, new)
+        return new
+    finally:
+        if lock_fd is not None:
             os.close(lock_fd)
-    return dict(st, state="shutoff", reason="destroyed")
 
 
 def suspend(rundir) -> dict:
@@ -371,6 +401,12 @@ def set_balloon(rundir, kib: int) -> dict:
     return call(rundir, "balloon", timeout=10.0, kib=int(kib))
 
 
+def set_lifecycle(rundir, event: str, action: str) -> dict:
+    """Make the supervisor apply ``action`` on ``event`` (``on_poweroff``, ``on_reboot``, ``on_crash``)
+    from now on; QEMU's own reactions (``set-action``) follow."""
+    return call(rundir, "set_lifecycle", timeout=10.0, event=str(event), action=str(action))
+
+
 def set_vcpus(rundir, count: int) -> dict:
     """Hot-plug (or unplug) vCPUs until ``count`` are online, where the machine allows it."""
     return call(rundir, "setvcpus", timeout=30.0, count=int(count))
@@ -427,7 +463,7 @@ def cleanup_stale(rundir) -> bool:
         if not st or not is_stale(st):
             return False
         write_json_atomic(rundir / STATE_FILE, dict(
-            st, state="shutoff", reason="unknown", qemu_pid=None, supervisor_pid=None,
+            st, state="shutoff", reason=stale_reason(rundir, st), qemu_pid=None, supervisor_pid=None,
             console_pty=None))
         clean_sockets(rundir)
         return True
@@ -438,6 +474,7 @@ def cleanup_stale(rundir) -> bool:
 __all__ = [
     "ACTIVE_STATES", "read_state", "start", "status", "wait_state", "shutdown", "reboot",
     "reset", "destroy", "suspend", "resume", "qmp", "qmp_raw", "hmp", "save", "job", "set_balloon", "set_vcpus",
+    "set_lifecycle",
     "attach_device", "detach_device", "change_media",
-    "events", "connect", "call", "cleanup_stale",
+    "events", "connect", "call", "cleanup_stale", "supervise",
 ]

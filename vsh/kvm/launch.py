@@ -21,7 +21,7 @@ import time
 from vsh.core import errors as _errors
 from vsh.core.errors import OperationInvalid, Timeout, VshError
 from vsh.core.runtime import (ACTIVE_STATES, CONTROL_SOCKET, LAUNCH_FILE, LIVE_XML, LOCK_FILE,
-                              QMP_SOCKET, STATE_FILE, SUPERVISOR_LOG, RunDir, load_json,
+                              QMP_SOCKET, STATE_FILE, STOP_FILE, SUPERVISOR_LOG, RunDir, load_json,
                               other_boot, pid_alive, qemu_alive, read_state, tail, write_json_atomic,
                               write_text_atomic)
 from vsh.kvm.supervisor.lifecycle import DEFAULT_LIFECYCLE, LIFECYCLE_ACTIONS
@@ -180,8 +180,8 @@ def clear_previous_run(rundir: RunDir, st: dict | None) -> None:
     """Remove what an earlier run left in ``rundir`` (the caller holds the lock; no QEMU runs).
 
     Everything from an earlier host boot goes, as a reboot empties /run; from this
-    boot, the sockets and half-written temporary files go, and the logs stay until
-    the new run replaces them.
+    boot, the sockets, half-written temporary files and the last run's stop record go,
+    and the logs stay until the new run replaces them.
     """
     earlier = other_boot(st)
     try:
@@ -191,7 +191,8 @@ def clear_previous_run(rundir: RunDir, st: dict | None) -> None:
     for entry in entries:
         if entry == LOCK_FILE:
             continue
-        if earlier or entry.endswith(".sock") or (entry.startswith(".") and entry.endswith(".tmp")):
+        if earlier or entry.endswith(".sock") or entry == STOP_FILE \
+                or (entry.startswith(".") and entry.endswith(".tmp")):
             path = RunDir(rundir) / entry
             try:
                 if os.path.isdir(path) and not os.path.islink(path):

@@ -141,3 +141,194 @@ class LocalDomainSettings:
             raise InvalidArgument("invalid argument: memory size must not be zero")
         change_config(store, ref, lambda cfg: cfg.set_memory_config(kib))
         return {"live": False, "config": True}
+
+    # -- custom metadata elements ------------------------------------------------------------------
+
+    def metadata_element(self, uri: str, live: bool = False, config: bool = False) -> str:
+        from vsh.api.local.changes import impact
+        from vsh.core.errors import NotFound
+
+        do_live, _do_config = impact(self.refresh(), live=live, config=config, default="current")
+        dom = self.store.load(self.ref, inactive=not do_live)
+        found = _metadata_child(dom.node, uri)
+        if found is None:
+            raise NotFound("metadata not found: Requested metadata element is not present")
+        return _without_namespace(found, uri)
+
+    def set_metadata_element(self, uri: str, key: str | None, xml: str | None, live: bool = False,
+                             config: bool = False) -> dict:
+        from vsh.api.local.changes import change_config, impact
+
+        new = None
+        if xml is not None:
+            if not key or not _is_ncname(key):
+                raise InvalidArgument(f"invalid argument: invalid metadata key '{key or ''}'")
+            new = _namespaced(xml, uri, key)
+        if not uri or ":" not in uri:
+            raise InvalidArgument(f"invalid argument: invalid metadata namespace URI '{uri or ''}'")
+        ref = self.refresh()
+        do_live, do_config = impact(ref, live=live, config=config, default="current")
+
+        def change(dom):
+            _replace_metadata(dom.node, uri, new)
+
+        if do_config:
+            change_config(self.store, ref, change)
+        if do_live:
+            with self.store.lock(ref.name):
+                self._update_live_xml(change)
+        return {"live": do_live, "config": do_config}
+
+    # -- lifecycle actions -------------------------------------------------------------------------
+
+    def set_lifecycle_action(self, event: str, action: str, live: bool = False, config: bool = False,
+                             current: bool = False) -> dict:
+        from vsh.api.local.changes import change_config, check_config_change, impact, supervisor_call
+
+        if event not in LIFECYCLE_EVENTS:
+            raise InvalidArgument(f"invalid argument: Invalid lifecycle type '{event}'.")
+        if action not in LIFECYCLE_ACTIONS:
+            raise InvalidArgument(f"invalid argument: Invalid lifecycle action '{action}'.")
+        if event != "crash" and action.startswith("coredump-"):
+            raise Unsupported(f"unsupported configuration: Lifecycle event '{event}' doesn't support "
+                              f"'{action}' action")
+        ref = self.refresh()
+        do_live, do_config = impact(ref, live=live, config=config, current=current, default="current")
+        key = "on_" + event
+
+        def change(dom):
+            setattr(dom, key, action)
+
+        if do_live:
+            if do_config:
+                check_config_change(self.store, ref, change)
+            supervisor_call(self.store, ref, "set_lifecycle", key, action)
+            with self.store.lock(ref.name):
+                self._update_live_xml(change)
+        if do_config:
+            change_config(self.store, ref, change)
+        return {"live": do_live, "config": do_config}
+
+    # -- interface link state ----------------------------------------------------------------------
+
+    def interface_link(self, iface: str, inactive: bool = False) -> dict:
+        ref = self.refresh()
+        dom = self.store.load(ref, inactive=inactive or not ref.active)
+        nic, _index = _find_interface(dom, iface)
+        return {"interface": iface, "mac": nic.mac, "state": nic.link_state or "up"}
+
+    def set_interface_link(self, iface: str, state: str, config: bool = False) -> dict:
+        from vsh.api.local.changes import change_config, supervisor_call
+
+        if state not in ("up", "down"):
+            raise InvalidArgument(f"invalid argument: Invalid link state '{state}'")
+        ref = self.refresh()
+        if config or not ref.active:
+            if not ref.persistent:
+                raise OperationInvalid("Requested operation is not valid: transient domains do not have any "
+                                       "persistent config")
+            change_config(self.store, ref, lambda dom: _set_link(dom, iface, state))
+            return {"live": False, "config": True}
+        from vsh.kvm.argv.network import nic_qemu_id
+
+        nic, index = _find_interface(self.store.load(ref), iface)
+        supervisor_call(self.store, ref, "qmp", "set_link", {"name": nic_qemu_id(nic.node, index),
+                                                             "up": state == "up"})
+        with self.store.lock(ref.name):
+            self._update_live_xml(lambda dom: _set_link(dom, iface, state))
+        return {"live": True, "config": False}
+
+
+#: virDomainLifecycle and virDomainLifecycleAction, in libvirt's order
+LIFECYCLE_EVENTS = ("poweroff", "reboot", "crash")
+LIFECYCLE_ACTIONS = ("destroy", "restart", "rename-restart", "preserve", "coredump-destroy", "coredump-restart")
+
+
+def _find_interface(dom, iface: str):
+    """The ``<interface>`` whose MAC or target device is ``iface``, and its index (as virsh finds it)."""
+    from vsh.core.errors import NotFound
+    from vsh.core.names import is_mac
+
+    by_mac = is_mac(iface)
+    matches = [(nic, i) for i, nic in enumerate(dom.interfaces)
+               if (by_mac and (nic.mac or "").lower() == iface.lower()) or (not by_mac and nic.target_dev == iface)]
+    if not matches:
+        raise NotFound(f"interface ({'mac' if by_mac else 'target'}: {iface}) not found")
+    if len(matches) > 1:
+        raise OperationInvalid("multiple matching interfaces found")
+    return matches[0]
+
+
+def _set_link(dom, iface: str, state: str) -> None:
+    nic, _index = _find_interface(dom, iface)
+    nic.link_state = state
+
+
+def _is_ncname(key: str) -> bool:
+    import re
+
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key) is not None
+
+
+def _metadata_child(node, uri: str):
+    meta = node.find("./metadata")
+    if meta is None:
+        return None
+    prefix = "{%s}" % uri
+    return next((el for el in meta if isinstance(el.tag, str) and el.tag.startswith(prefix)), None)
+
+
+def _namespaced(xml: str, uri: str, key: str):
+    """The element of ``xml`` in namespace ``uri`` (prefix ``key``), as libvirt stores it."""
+    from lxml import etree
+
+    from vsh.core.xml import parse
+
+    el = parse(xml, "metadata", root_tag=None)
+    tag = etree.QName(el).localname
+    new = etree.Element("{%s}%s" % (uri, tag), nsmap={key: uri})
+    new.text, new.tail = el.text, None
+    for name, value in el.attrib.items():
+        new.set(name, value)
+    for child in el:
+        new.append(child)
+    return new
+
+
+def _without_namespace(el, uri: str) -> str:
+    """The element as virsh prints it: no namespace on the elements of ``uri``."""
+    import copy
+
+    from lxml import etree
+
+    el = copy.deepcopy(el)
+    el.tail = None
+    for node in el.iter():
+        if isinstance(node.tag, str) and node.tag.startswith("{%s}" % uri):
+            node.tag = etree.QName(node).localname
+    etree.cleanup_namespaces(el)
+    return etree.tostring(el, encoding="unicode")
+
+
+def _replace_metadata(node, uri: str, new) -> None:
+    """Put ``new`` in ``<metadata>`` in place of the element of namespace ``uri`` (None: remove it)."""
+    from lxml import etree
+
+    meta = node.find("./metadata")
+    old = _metadata_child(node, uri)
+    if old is not None:
+        if new is not None:
+            old.addprevious(new)
+        old.getparent().remove(old)
+    elif new is not None:
+        if meta is None:
+            meta = etree.Element("metadata")
+            anchor = next((node.find(t) for t in ("description", "title", "uuid", "name")
+                           if node.find(t) is not None), None)
+            if anchor is not None:
+                anchor.addnext(meta)
+            else:
+                node.insert(0, meta)
+        meta.append(new)
+    if meta is not None and len(meta) == 0 and not (meta.text or "").strip():
+        node.remove(meta)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from vsh.api.base import Connection
 from vsh.api.local.handles import sub_handle
-from vsh.api.local.domain import LocalDomain
 from vsh.api.local.domains import LocalConnectionDomains
 from vsh.api.local.lifecycle import LocalConnectionLifecycle
 
@@ -18,6 +17,8 @@ class LocalConnection(LocalConnectionDomains, LocalConnectionLifecycle, Connecti
         self.readonly = readonly
 
     def lookup_domain(self, ident: str):
+        from vsh.api.local.domain import LocalDomain     # (not on the way to `list`)
+
         return LocalDomain(self, self.store.get(ident))
 
     @property

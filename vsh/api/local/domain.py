@@ -5,7 +5,7 @@ from __future__ import annotations
 from vsh.api.base import Domain
 from vsh.api.local.handles import sub_handle
 from vsh.api.local.config import LocalDomainSettings
-from vsh.api.local.domains import LocalDomainConfig
+from vsh.api.local.domains import LocalDomainConfig, watched
 from vsh.api.local.lifecycle import LocalDomainLifecycle
 
 
@@ -15,7 +15,7 @@ class LocalDomain(LocalDomainConfig, LocalDomainSettings, LocalDomainLifecycle, 
     def __init__(self, conn, ref):
         self.conn = conn
         self.store = conn.store
-        self.ref = ref
+        self.ref = watched(conn.store, ref)
         self.name = ref.name
 
     def __repr__(self) -> str:
@@ -27,7 +27,7 @@ class LocalDomain(LocalDomainConfig, LocalDomainSettings, LocalDomainLifecycle, 
 
     def refresh(self):
         """Read the domain's runtime state again (after an operation changed it)."""
-        self.ref = self.store.get(self.name)
+        self.ref = watched(self.store, self.store.get(self.name))
         return self.ref
 
     @property
@@ -41,3 +41,7 @@ class LocalDomain(LocalDomainConfig, LocalDomainSettings, LocalDomainLifecycle, 
     @property
     def snapshots(self):
         return sub_handle(self, "snapshots", "vsh.api.local.snapshots", "LocalDomainSnapshots")
+
+    @property
+    def display(self):
+        return sub_handle(self, "display", "vsh.api.local.display", "LocalDomainDisplay")

@@ -68,6 +68,24 @@ def _has_snapshot(store, name: str) -> bool:
         return False
 
 
+def watched(store, ref):
+    """``ref`` as read, or, when its QEMU runs with no supervisor (it died), re-read once a new
+    supervisor has taken over and caught up (:func:`vsh.kvm.client.supervise`): every query
+    (list, domstate, dominfo, console) goes through here.  Free when the supervisor lives
+    (the reader already checked it) or the domain is shut off."""
+    runtime = ref.runtime
+    if runtime is None or not runtime.data.get("unsupervised"):
+        return ref
+    from vsh.kvm import client
+
+    try:
+        client.supervise(store.runtime_path(ref.name))
+    except VshError:
+        pass        # left as read: an operation on the domain reports why
+    ref.runtime = store.runtime(ref.name)
+    return ref
+
+
 def _list_sort_key(ref):
     return (0, ref.id or 0, "") if ref.active else (1, 0, ref.name.lower())
 
@@ -97,6 +115,9 @@ class LocalConnectionDomains(ConnectionDomains):
         named = ("running", "paused", "shutoff")
         rows = []
         for ref in store.refs():
+            ref = watched(store, ref)
+            if not (ref.persistent or ref.active):
+                continue        # a transient domain that stopped while nobody watched
             if active is not None and ref.active != active:
                 continue
             if persistent is not None and ref.persistent != persistent:

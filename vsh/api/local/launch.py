@@ -33,6 +33,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     store.runtime_path(dom.name, create=True)
     domid = store.next_id()
     live.id = domid
+    name_vnc_sockets(live, rundir)
     try:
         return client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
                             transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
@@ -44,6 +45,22 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
             except OSError:
                 pass
         raise
+
+
+def name_vnc_sockets(live, rundir) -> None:
+    """Name the unix socket of each VNC display in the live XML, as libvirt does
+    (``<listen type='socket' socket='RUNDIR/vnc.sock'/>``): where the argv builder put it."""
+    from vsh.api.local.display import VNC_SOCKET
+
+    for el in live.node.findall("./devices/graphics[@type='vnc']"):
+        if el.get("socket") or el.find("listen[@type='socket']") is not None:
+            continue
+        from lxml import etree
+
+        for old in el.findall("listen"):
+            el.remove(old)
+        el.set("socket", os.path.join(rundir, VNC_SOCKET))
+        el.insert(0, etree.Element("listen", type="socket", socket=el.get("socket")))
 
 
 def plan_taps(store, live) -> list[dict]:

@@ -34,8 +34,8 @@ Decisions (the supervisor relies on these):
   seen with a ``<panic model='isa'/>`` device (pvpanic); vsh adds none.
   rename-restart and coredump-* count as restart/destroy.  No
   ``-no-shutdown`` by default.  These are the actions QEMU takes on its own
-  (before the supervisor attaches, or after it died); the supervisor may
-  change them at run time with QMP ``set-action``.
+  before the supervisor attaches; the supervisor then sets ``shutdown=pause``
+  with QMP ``set-action`` (QEMU waits for a supervisor, even a re-attached one).
 * Serial ports and consoles: ``pty`` → ``-chardev pty`` (the supervisor
   reads the pty path with ``query-chardev``), ``file`` → ``-chardev file``,
   ``unix`` → ``-chardev socket``.  Every serial/console chardev also writes

@@ -11,6 +11,8 @@ from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm.argv.builder import Builder
 from vsh.kvm.argv.options import opts
 
+NIC_ID = "net%d"           # QEMU id of the n-th NIC of the command line (what set_link names)
+
 
 def interface(b: Builder, el, n: int) -> None:
     """<interface> number ``n``: a user-mode or tap -netdev and the NIC's -device."""
@@ -42,11 +44,18 @@ def interface(b: Builder, el, n: int) -> None:
         qdev = model
     else:
         raise Unsupported("%s: NIC model '%s' is not supported (virtio, e1000, e1000e, rtl8139)" % (what, model))
-    pairs: list[tuple[str, object] | None] = [("netdev", "hostnet%d" % n), ("id", "net%d" % n), ("mac", addr)]
+    pairs: list[tuple[str, object] | None] = [("netdev", "hostnet%d" % n), ("id", NIC_ID % n), ("mac", addr)]
     pairs += b.dev_addr(el, what)
     pairs.append(b.rom(el, what))
     pairs.append(b.bootprop(el))
     b.add("-device", opts(qdev, *pairs))
+
+
+def nic_qemu_id(el, n: int) -> str:
+    """QEMU's id of ``el``, the ``n``-th <interface> of a running domain's live XML: the <alias>
+    hot-plug gave it, else the id of the command line."""
+    alias = el.find("alias")
+    return alias.get("name") if alias is not None and alias.get("name") else NIC_ID % n
 
 
 def user_netdev(b: Builder, el, n: int, mac: str) -> list:

@@ -12,11 +12,17 @@ keeps the flock on ``supervisor.lock`` for its whole
 life, and reports ``{"ok": true, "state": ...}`` or ``{"ok": false, "error": ...}``
 on the notify fd once the guest runs (or failed to).
 
-``--attach`` re-adopts a QEMU whose supervisor died: it watches QEMU through a
-pidfd and reconnects to ``qmp.sock`` (QEMU keeps listening on it).
+``--attach`` re-adopts a QEMU whose supervisor died (any command that notices starts it,
+queries included: :func:`vsh.kvm.client.supervise`): it watches QEMU through a pidfd,
+reconnects to ``qmp.sock`` (QEMU keeps listening on it) and catches up before it reports:
+QEMU's run state (``query-status``) against the recorded state, a guest power-off that
+QEMU paused on (a pending ACPI reboot, kept in state.json, makes it a reset; else
+on_poweroff), a panic (on_crash).  A QEMU that dies after that is a crash (on_crash
+applies) unless someone recorded why it was stopped (``stop.json``: a destroy done
+past an unresponsive supervisor).
 
 Lifecycle actions (QEMU runs with ``set-action shutdown=pause``, so a guest
-power-off leaves QEMU paused until the supervisor decides):
+power-off leaves QEMU paused until a supervisor decides, even one that re-attaches later):
 
 * on_poweroff: destroy → quit QEMU, ``shut off (shutdown)``; restart → reset +
   continue, ``running (booted)``; preserve → stays ``paused (shutdown)``.

@@ -141,6 +141,7 @@ class ControlServer:
     async def op_shutdown(self, req):
         self._require("running", "paused", "shutdown")
         self._shutdown_requested = True
+        self.write_state()          # before the button: a supervisor that re-attaches knows
         await self._exec("system_powerdown")
         return self.state_dict()
 
@@ -150,8 +151,8 @@ class ControlServer:
         if mode == "reset":
             await self._exec("system_reset")
         elif mode == "acpi":
-            await self._set_shutdown_action("pause")    # the power-off must not end QEMU
-            self._reboot_requested = True
+            self._reboot_requested = True   # the next guest power-off is a reset (QEMU pauses on it)
+            self.write_state()              # before the button: a supervisor that re-attaches knows
             await self._exec("system_powerdown")
         else:
             raise InvalidArgument(f"unknown reboot mode '{mode}' (use acpi or reset)")
@@ -186,11 +187,11 @@ class ControlServer:
         graceful = bool(req.get("graceful"))
         timeout = float(req.get("timeout_s") or 10.0)
         if self._exit_fut is not None and not self._exit_fut.done():
-            self._stop_reason = "destroyed"
+            self._stopping("destroyed")
             log(f"destroy{' (graceful)' if graceful else ''}: SIGTERM to QEMU pid {self.qemu_pid}")
             if not await self._kill_qemu(signal.SIGTERM, timeout):
                 if graceful:
-                    self._stop_reason = None
+                    self._stopping(None)
                     raise Timeout(f"QEMU (pid {self.qemu_pid}) did not exit within {timeout:g} s "
                                   "of SIGTERM; use destroy without --graceful")
                 log("QEMU ignored SIGTERM; SIGKILL")
@@ -255,6 +256,21 @@ class ControlServer:
                 await self._exec("device_del", {"id": slot["qom-path"].rsplit("/", 1)[1]})
         return {"vcpus": count, "max": len(slots)}
 
+
+    async def op_set_lifecycle(self, req):
+        """Change on_poweroff / on_reboot / on_crash from now on (and for a re-attached supervisor)."""
+        self._require("running", "paused", "shutdown", "crashed")
+        from vsh.kvm.supervisor.lifecycle import LIFECYCLE_ACTIONS
+
+        key, action = str(req.get("event") or ""), str(req.get("action") or "")
+        if key not in self.lifecycle or action not in LIFECYCLE_ACTIONS:
+            raise InvalidArgument(f"unknown lifecycle action '{action}' for {key}")
+        self.lifecycle[key] = action
+        self.spec["lifecycle"] = dict(self.lifecycle)
+        rt.write_json_atomic(self.rundir / rt.LAUNCH_FILE, self.spec)
+        await self._set_actions()
+        self.write_state()
+        return self.state_dict()
 
     async def op_attach_device(self, req):
         self._require("running", "paused")

@@ -69,8 +69,11 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
         self._exit_fut = None
         self._stop_reason: str | None = None
         self._shutdown_event: dict | None = None
-        self._shutdown_requested = False
-        self._reboot_requested = False
+        # a shutdown or ACPI reboot asked for and not yet seen through (kept in state.json:
+        # a supervisor that re-attaches finishes it)
+        pending = self.prev.get("pending") if attach else None
+        self._shutdown_requested = pending == "shutdown"
+        self._reboot_requested = pending == "reboot"
         self._launching = False
         self._detaching = False
         self._final = None
@@ -110,10 +113,26 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
             "exit_status": self.exit_status, "signal": self.exit_signal,
             "balloon_kib": self.balloon_kib, "lifecycle": self.lifecycle,
             "restarts": len(self.restarts), "updated_at": time.time(),
+            "pending": "reboot" if self._reboot_requested else
+                       "shutdown" if self._shutdown_requested else None,
         }
 
     def write_state(self) -> None:
         rt.write_json_atomic(self.rundir / rt.STATE_FILE, self.state_dict())
+
+    def _stopping(self, reason: str | None) -> None:
+        """QEMU is about to be told to stop for ``reason`` (None: it is not, after all): say so
+        in memory and durably (:func:`vsh.core.runtime.record_stop`), before it happens."""
+        self._stop_reason = reason
+        if self.qemu_pid is None:
+            return
+        try:
+            if reason is None:
+                rt.forget_stop(self.rundir)
+            else:
+                rt.record_stop(self.rundir, reason, self.qemu_pid, self.qemu_starttime)
+        except OSError as exc:
+            log(f"warning: cannot record why QEMU stops: {exc}")
 
     def _on_transition(self, old: str, new: str, reason: str) -> None:
         log(f"state {old} -> {new} ({reason})")

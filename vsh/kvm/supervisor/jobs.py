@@ -126,7 +126,7 @@ class Jobs:
                     log("resuming after a failed save: " + " | ".join(exc.lines))
             raise
         log(f"saved to {final}")
-        self._stop_reason = "saved"
+        self._stopping("saved")
         await self._quit()
         await self._wait_for(["shutoff"], 10.0)
         return self.state_dict()

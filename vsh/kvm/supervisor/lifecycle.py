@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from vsh.core import runtime as rt
 from vsh.core.errors import OperationInvalid, VshError
 from vsh.core.runtime import STATES  # noqa: F401 (the states are the runtime's; the table is here)
 from vsh.kvm.supervisor import aio
@@ -174,8 +175,8 @@ class LifecycleEvents:
             action = self.lifecycle["on_poweroff"]
         self._shutdown_requested = False
         if self._shutdown_action == "poweroff":
-            # QEMU exits by itself (on_poweroff=destroy, or on_reboot=destroy)
-            self._stop_reason = "shutdown"
+            # QEMU exits by itself (set-action failed: the argv's own action holds)
+            self._stopping("shutdown")
             log(f"{reason or 'shutdown'}: QEMU powers off")
             return
         log(f"{reason or 'shutdown'}: applying '{action}'")
@@ -191,21 +192,23 @@ class LifecycleEvents:
     async def _apply(self, action: str, stop_reason: str, restart_reason: str, preserve) -> None:
         kind = ACTION_KIND.get(action, "destroy")
         if kind == "destroy":
-            self._stop_reason = stop_reason
+            self._stopping(stop_reason)
             await self._quit()
         elif kind == "restart":
             await self._exec("system_reset")
             await self._exec("cont")
             self._shutdown_event = None         # the shutdown is over: a later exit is new
             self.lc.move("running", restart_reason)
-            if ACTION_KIND.get(self.lifecycle["on_poweroff"]) == "destroy":
-                await self._set_shutdown_action("poweroff")     # after a fake reboot
         else:
             self.lc.move(*preserve)
 
     async def _after_exit(self, code) -> None:
-        """QEMU is gone (not during launch): settle the state, restart on crash if asked."""
-        reason = self._stop_reason
+        """QEMU is gone (not during launch): settle the state, restart on crash if asked.
+
+        Why it went: what this supervisor told it, else what anyone recorded before telling
+        it (a destroy by a vsh that found us unresponsive), else its SHUTDOWN event, else a crash.
+        """
+        reason = self._stop_reason or rt.recorded_stop(self.rundir, self.qemu_pid, self.qemu_starttime)
         if reason is None:
             sd = self._shutdown_event
             if sd is not None and code in (0, None):

@@ -161,15 +161,17 @@ class QemuProcess:
                 self._spawn_task(self._after_exit(self._exit_fut.result()))
 
     async def _setup_qemu(self) -> None:
-        # on_poweroff=destroy: QEMU exits on guest power-off by itself (even if we are
-        # gone); otherwise it pauses and we apply the action.  Panics always pause.
-        reboot = "reset" if ACTION_KIND.get(self.lifecycle["on_reboot"]) == "restart" else "shutdown"
-        shutdown = "poweroff" if ACTION_KIND.get(self.lifecycle["on_poweroff"]) == "destroy" else "pause"
+        # A guest power-off pauses QEMU and we apply on_poweroff (as libvirt's -no-shutdown):
+        # QEMU never ends on its own, so if we are gone it waits, and the supervisor that
+        # re-attaches sees the shutdown (query-status) and finishes it.  Panics pause too.
         try:
-            await self._exec("set-action", {"shutdown": shutdown, "reboot": reboot, "panic": "pause"})
-            self._shutdown_action = shutdown
+            await self._set_actions()
         except VshError as exc:
             log(f"warning: set-action failed, lifecycle actions limited: {exc}")
+        try:
+            await self._set_link_states()
+        except VshError as exc:
+            log(f"warning: set_link failed: {exc}")
         try:
             self.console = aio.qmp.parse_chardevs(await self._exec("query-chardev"))
         except VshError as exc:
@@ -191,10 +193,29 @@ class QemuProcess:
             hostnet.attach_tap(tap["dev"], tap["bridge"], tap.get("mtu"))
             log(f"tap {tap['dev']} plugged into bridge {tap['bridge']}")
 
-    async def _set_shutdown_action(self, action: str) -> None:
-        if action != self._shutdown_action:
-            await self._exec("set-action", {"shutdown": action})
-            self._shutdown_action = action
+    async def _set_link_states(self) -> None:
+        """NICs whose live XML says <link state='down'/> start unplugged (before the guest runs)."""
+        try:
+            with open(self.rundir / rt.LIVE_XML, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        if b"<link" not in data:
+            return
+        from vsh.core.xml import parse
+        from vsh.kvm.argv.network import nic_qemu_id
+
+        for n, nic in enumerate(parse(data, "live.xml").findall("./devices/interface")):
+            link = nic.find("link")
+            if link is not None and link.get("state") == "down":
+                await self._exec("set_link", {"name": nic_qemu_id(nic, n), "up": False})
+
+    async def _set_actions(self) -> None:
+        """QEMU's own reactions (``set-action``) for the domain's lifecycle actions: a power-off
+        always pauses (the supervisor applies on_poweroff), a reboot resets when on_reboot restarts."""
+        reboot = "reset" if ACTION_KIND.get(self.lifecycle["on_reboot"]) == "restart" else "shutdown"
+        await self._exec("set-action", {"shutdown": "pause", "reboot": reboot, "panic": "pause"})
+        self._shutdown_action = "pause"
 
     def _launch_failed(self, code) -> VshError:
         out = self._qemu_output()
@@ -291,21 +312,37 @@ class QemuProcess:
         if self._exit_fut.done():
             self._spawn_task(self._after_exit(self._exit_fut.result()))
             return
-        log(f"attached; QEMU status '{status}', recorded state '{self.lc.state}'")
+        log(f"attached; QEMU status '{status}', recorded state '{self.lc.state}'"
+            + (f", pending {self.prev['pending']}" if self.prev.get("pending") else ""))
+        await self._catch_up(status)
+        self.write_state()
+        if self._exit_fut.done():       # the action ended QEMU: report once the state says so
+            try:
+                await self._wait_for(["shutoff"], 10.0)
+            except VshError as exc:
+                log(" | ".join(exc.lines))
+
+    async def _catch_up(self, status: str) -> None:
+        """Make the state agree with what QEMU did while nobody watched, and finish what the
+        previous supervisor had begun (its state.json: the state, a pending shutdown/reboot)."""
         if status == "running":
             self.lc.move("running", "unpaused" if self.lc.state == "paused" else
                          (self.lc.reason if self.lc.state == "running" else "booted"))
-        elif status == "prelaunch" and self.lc.state == "starting" and not self.spec.get("paused"):
+        elif status == "prelaunch" and self.lc.state in ("starting", "shutdown") \
+                and not self.spec.get("paused"):
+            # a start, or a restart action between its reset and its cont
             await self._exec("cont")
             self.lc.move("running", "booted")
         elif status == "shutdown":
+            # The guest powered off (QEMU pauses on it): a pending ACPI reboot restarts it,
+            # else on_poweroff applies.  (A guest reset that on_reboot=destroy turned into a
+            # shutdown looks the same to query-status: on_poweroff decides then.)
             self._shutdown_event = {"guest": True, "reason": "guest-shutdown"}
-            self._spawn_task(self._on_shutdown(self._shutdown_event))
+            await self._on_shutdown(self._shutdown_event)
         elif status == "guest-panicked":
-            self._spawn_task(self._on_panic({}))
+            await self._on_panic({})
         elif self.lc.state != "paused":
             self.lc.move("paused", "user")
-        self.write_state()
 
 
     async def _quit(self) -> None:
