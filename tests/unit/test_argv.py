@@ -188,7 +188,8 @@ def test_sata_scsi_backing_chain_and_cache_modes(tmp_path):
     assert [d for d in devs if d.startswith("ide-hd")] == \
         ["ide-hd,bus=ide.0,drive=disk0-fmt,id=sata0-0-0,serial=SATA0,write-cache=off,bootindex=1"]
     assert "ide-cd,bus=ide.1,id=sata0-0-1,bootindex=2" in devs      # empty tray, no drive
-    assert devs[0] == "virtio-scsi-pci,id=scsi0,num_queues=2,bus=pcie.0,addr=0x1"
+    # libvirt's order: the NIC (00:01) before the controllers
+    assert devs[0] == "virtio-scsi-pci,id=scsi0,num_queues=2,bus=pcie.0,addr=0x2"
     nodes = {n["node-name"]: n for n in blockdevs(argv)}
     assert nodes["disk2-fmt"]["backing"] == "disk2-b1-fmt"
     assert nodes["disk2-b1-fmt"]["driver"] == "qcow2" and nodes["disk2-b1-fmt"]["backing"] == "disk2-b2-fmt"
@@ -229,8 +230,9 @@ def test_microvm_uses_virtio_mmio_and_no_pci(tmp_path):
 def test_kernel_boot_console_only_and_implicit_scsi_controller(tmp_path):
     argv = argv_of(am.materialize("pc-kernel", tmp_path))
     devs = devices(argv)
-    assert devs[0] == "virtio-scsi-pci,id=scsi0,bus=pci.0,addr=0x2"
-    assert devs[1] == "virtio-serial-pci,id=virtio-serial0,bus=pci.0,addr=0x3"
+    # libvirt's order: the NIC (00:02, no video) before the controllers
+    assert devs[0] == "virtio-scsi-pci,id=scsi0,bus=pci.0,addr=0x3"
+    assert devs[1] == "virtio-serial-pci,id=virtio-serial0,bus=pci.0,addr=0x4"
     assert "isa-serial,chardev=charserial0,id=serial0,index=0" in devs   # the <console> alone
     assert not any("bootindex" in d for d in devs)
     assert opt_values(argv, "-action") == ["shutdown=pause,panic=shutdown"]
@@ -395,11 +397,13 @@ def test_hostdev_without_iommu(tmp_path):
     assert "0000:06:02.0 needs VFIO, and this host has no IOMMU groups" in str(e)
 
 
-def test_disk_without_a_format_is_never_probed(tmp_path):
+def test_disk_without_a_format_is_raw_never_probed(tmp_path):
     root = edit(tmp_path)
+    img = tmp_path / "root.qcow2"
     del root.find("devices/disk/driver").attrib["type"]
-    e = err(root)
-    assert isinstance(e, InvalidArgument) and "never probes" in str(e)
+    nodes = {n["node-name"]: n for n in blockdevs(argv_of(root))}
+    assert nodes["disk0-fmt"]["driver"] == "raw"          # a qcow2 file is opened as raw, not probed
+    assert img.read_bytes()[:4] == b"QFI\xfb"
 
 
 def test_undeclared_qcow2_backing_file_is_refused(tmp_path):
@@ -490,9 +494,9 @@ def test_unknown_machine_and_cpu_model(tmp_path):
 
 def test_unsupported_device_element(tmp_path):
     root = edit(tmp_path)
-    root.find("devices").append(etree.fromstring("<sound model='ich9'/>"))
+    root.find("devices").append(etree.fromstring("<shmem name='ivshmem0'/>"))
     e = err(root)
-    assert isinstance(e, Unsupported) and str(e) == "<devices><sound> is not supported yet"
+    assert isinstance(e, Unsupported) and str(e) == "<devices><shmem> is not supported yet"
 
 
 def test_duplicate_pci_address(tmp_path):
@@ -569,6 +573,6 @@ def test_sata_on_pc_adds_an_ahci_controller(tmp_path):
     root = am.materialize("q35-sata-scsi", tmp_path)
     root.find("os/type").set("machine", "pc")
     devs = devices(argv_of(root))
-    assert "ich9-ahci,id=sata0,bus=pci.0,addr=0x3" in devs
+    assert "ich9-ahci,id=sata0,bus=pci.0,addr=0x4" in devs          # after the NIC and the SCSI controller
     assert any(d.startswith("ide-hd,bus=sata0.0,drive=disk0-fmt") for d in devs)
     assert any(d.startswith("ide-cd,bus=sata0.1,id=sata0-0-1") for d in devs)

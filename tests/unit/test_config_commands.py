@@ -515,7 +515,7 @@ def test_attach_disk_config(vsh, vm):
     ok(vsh("attach-disk", "vm1", "/var/tmp/data.qcow2", "vdb", "--subdriver", "qcow2", "--config"),
        "Disk attached successfully\n\n")
     text = vm.read_text()
-    assert ("    <disk type='file' device='disk'>\n      <driver type='qcow2'/>\n"
+    assert ("    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n"
             "      <source file='/var/tmp/data.qcow2'/>\n      <target dev='vdb' bus='virtio'/>\n    </disk>\n") in text
     assert text.index("dev='vda'") < text.index("dev='vdb'") < text.index("<interface")
     assert_schema_valid(text)
@@ -669,8 +669,8 @@ def test_detach_disk_not_found(vsh, vm, store_tree):
 
 def test_detach_disk_print_xml_and_flags(vsh, vm, vsh_env, store_tree, monkeypatch):
     ok(vsh("detach-disk", "vm1", "vda", "--print-xml"),
-       "<disk type='file' device='disk'>\n  <source file='/var/tmp/vm1.img'/>\n  <target dev='vda' bus='virtio'/>\n"
-       "</disk>\n\n")
+       "<disk type='file' device='disk'>\n  <driver name='qemu' type='raw'/>\n  <source file='/var/tmp/vm1.img'/>\n"
+       "  <target dev='vda' bus='virtio'/>\n</disk>\n\n")
     before = store_tree()
     fails(vsh("detach-disk", "vm1", "vda"),
           "error: Failed to detach disk\nerror: Requested operation is not valid: domain is not running\n"

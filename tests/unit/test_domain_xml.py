@@ -181,7 +181,9 @@ def test_output_style(vsh, vsh_env):
         assert indent % 2 == 0, line
         assert "\t" not in line
     assert "\n  <name>keep</name>\n" in out
-    assert "\n    <disk type='file' device='disk' futuredisk='z'>\n      <source file='/tmp/a.img'>\n" in out
+    # libvirt writes the format it reads a disk with: raw
+    assert ("\n    <disk type='file' device='disk' futuredisk='z'>\n      <driver name='qemu' type='raw'/>\n"
+            "      <source file='/tmp/a.img'>\n") in out
 
 
 def test_attribute_escaping(vsh, vsh_env, make_xml):

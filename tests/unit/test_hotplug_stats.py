@@ -157,11 +157,14 @@ def test_device_options_nic_and_errors(tmp_path):
     assert opts["netdev"].startswith("user,id=hostnet3")
     assert opts["device"]["driver"] == "e1000" and opts["device"]["netdev"] == "hostnet3"
     assert opts["device"]["id"] == "net3" and opts["device"]["mac"] == MAC
-    with pytest.raises(InvalidArgument, match="never probes"):
-        device_options(_domain(), etree.fromstring(
-            f"<disk type='file'><source file='{tmp_path}'/><target dev='vdb'/></disk>"))
+    # no format: raw, as libvirt reads it (never probed)
+    disk = device_options(_domain(), etree.fromstring(
+        f"<disk type='file'><source file='{tmp_path}'/><target dev='vdb'/></disk>"))
+    assert disk["blockdev"][-1]["driver"] == "raw"
+    with pytest.raises(InvalidArgument, match="no <source>"):
+        device_options(_domain(), etree.fromstring("<disk type='file'><target dev='vdb'/></disk>"))
     with pytest.raises(Unsupported):
-        device_options(_domain(), etree.fromstring("<sound model='ich9'/>"))
+        device_options(_domain(), etree.fromstring("<shmem name='ivshmem0'/>"))
 
 
 def test_split_opts():

@@ -4,6 +4,7 @@ semantic checks it makes (with precise messages); domain names and cpusets."""
 from __future__ import annotations
 
 from vsh.core.domain.devices import default_bus
+from vsh.core.domain.implicit import disk_index
 from vsh.core.errors import InvalidArgument, XMLError
 from vsh.core.names import control_message, has_control, is_mac, is_uuid, normal_uuid, random_mac
 
@@ -51,6 +52,9 @@ def fill_defaults(dom) -> None:
     for nic in dom.interfaces:
         if not nic.mac:
             nic.mac = random_mac()
+    from vsh.core.domain.implicit import fill_implicit
+
+    fill_implicit(dom)
 
 
 def validate(dom) -> None:
@@ -103,6 +107,10 @@ def validate(dom) -> None:
         targets[dev] = 1
         if disk.device not in (None, "disk", "cdrom", "floppy", "lun"):
             raise XMLError(f"unknown disk device '{disk.device}'")
+        if disk.node.find("address") is None and disk_index(dev) is None:
+            raise XMLError(f"XML error: Unknown disk name '{dev}' and no address specified")
+    check_cpusets(dom)
+    check_sysinfo(dom)
     macs: dict[str, int] = {}
     for nic in dom.interfaces:
         mac = nic.mac
@@ -138,19 +146,47 @@ def check_name(name: str) -> None:
 
 
 def parse_cpuset(text: str) -> set[int]:
-    """libvirt's cpuset syntax: ``0-3,^2,8``."""
+    """libvirt's cpuset syntax: ``0-3,^2,8`` (libvirt's error for anything else)."""
     cpus: set[int] = set()
     excluded: set[int] = set()
+    bad = InvalidArgument(f"invalid argument: Failed to parse bitmap '{text}'")
     for part in text.split(","):
         part = part.strip()
         if not part:
-            continue
+            raise bad
         target = cpus
         if part.startswith("^"):
             target, part = excluded, part[1:]
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            target.update(range(int(lo), int(hi) + 1))
-        else:
-            target.add(int(part))
+        lo, dash, hi = part.partition("-")
+        if not lo.strip().isdigit() or (dash and not hi.strip().isdigit()):
+            raise bad
+        first, last = int(lo), int(hi) if dash else int(lo)
+        if last < first:
+            raise bad
+        target.update(range(first, last + 1))
     return cpus - excluded
+
+
+#: Where a domain names host CPU or NUMA node sets (libvirt parses each as a bitmap on define).
+CPUSET_PATHS = ("./vcpu/@cpuset", "./cputune/vcpupin/@cpuset", "./cputune/emulatorpin/@cpuset",
+                "./cputune/iothreadpin/@cpuset", "./numatune/memory/@nodeset", "./numatune/memnode/@nodeset",
+                "./cpu/numa/cell/@cpus")
+
+
+def check_cpusets(dom) -> None:
+    """Each cpuset and nodeset must parse, as libvirt's virBitmapParse demands."""
+    for path in CPUSET_PATHS:
+        for value in dom.node.xpath(path):
+            parse_cpuset(str(value))
+
+
+def check_sysinfo(dom) -> None:
+    """<sysinfo type='smbios'><bios><entry name='date'>: mm/dd/yy or mm/dd/yyyy (libvirt's check)."""
+    import re
+
+    for date in dom.node.xpath("./sysinfo/bios/entry[@name='date']"):
+        text = (date.text or "").strip()
+        m = re.fullmatch(r"([+-]?\d+)/([+-]?\d+)/([+-]?\d+)", text)
+        if m is None or not 1 <= int(m.group(1)) <= 12 or not 1 <= int(m.group(2)) <= 31 \
+                or int(m.group(3)) < 0 or 100 <= int(m.group(3)) < 1900:
+            raise XMLError("XML error: Invalid BIOS 'date' format")

@@ -210,7 +210,7 @@ class Domain(XMLObject):
                     raise InvalidArgument("invalid argument: CPU topology doesn't match the desired vcpu count")
             numa_cpus = 0
             for cell in self.node.findall("./cpu/numa/cell"):
-                numa_cpus += len(parse_cpuset(cell.get("cpus") or ""))
+                numa_cpus += len(parse_cpuset(cell.get("cpus"))) if cell.get("cpus") else 0
             if numa_cpus > count:
                 raise InvalidArgument("invalid argument: Number of CPUs in <numa> exceeds the desired "
                                       "maximum vcpu count")

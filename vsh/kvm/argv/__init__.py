@@ -43,15 +43,17 @@ Decisions (the supervisor relies on these):
   console) writes ``paths.console_log``, the others ``<rundir>/<alias>.log``.
   ``console_chardev(root)`` names the primary console's chardev.
 * Disks: ``-blockdev`` file node + format node, with the format from
-  ``<driver type>`` (raw or qcow2; never probed, a missing type is an
-  error).  qcow2 backing chains are opened only as ``<backingStore>``
+  ``<driver type>`` (raw or qcow2; never probed: a missing type means raw,
+  as libvirt reads it, and define writes it).  qcow2 backing chains are opened only as ``<backingStore>``
   declares them, each level with its declared format; with no
   ``<backingStore>`` the image must have no backing file (one it names is
   refused, not followed); ``<backingStore/>`` (empty) opens it with
   ``backing: null``.
 * PCI: devices keep the ``<address type='pci'>`` the XML gives (buses from
-  ``pcie-root-port``/``pci-bridge`` controllers); the others get the next
-  free slot on the root bus, so the command line is deterministic.
+  ``pcie-root-port``/``pci-bridge``/``dmi-to-pci-bridge`` controllers); the
+  others get the root-bus address libvirt would give them (``slots``: the
+  chipset's places first, then libvirt's order), so the command line is
+  deterministic and a ``virsh dumpxml`` of a pc guest keeps its layout.
 * VNC always listens on a unix socket in the run directory (never TCP).
 * Machine: ``<os><type machine>`` as given (pc, q35, microvm and their
   versioned names), q35 when absent.  ACPI only with ``<features><acpi/>``,
@@ -59,10 +61,10 @@ Decisions (the supervisor relies on these):
 
 The modules, one concern each: ``options`` (QEMU's option syntax, value
 checks), ``paths`` (RuntimePaths), ``pci`` (the PCI address book),
-``builder`` (the state one build carries), ``machine`` (accelerator, machine,
+``slots`` (libvirt's address plan), ``builder`` (the state one build carries), ``machine`` (accelerator, machine,
 CPU, memory, vCPUs, monitor, clock, lifecycle actions), ``boot`` (firmware,
 kernel, boot order), ``controllers``, ``disks`` (with ``images``, the qcow2
-header checks), ``network``, ``chardevs``, ``graphics`` (VNC, video, input),
+header checks), ``network``, ``chardevs``, ``graphics`` (VNC, video, input), ``sound``, ``smbios``,
 ``devices`` (rng, balloon, watchdog, panic, host PCI devices) and ``build``,
 which composes them.
 """

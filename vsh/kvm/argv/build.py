@@ -10,14 +10,15 @@ import json
 import re
 
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
-from vsh.kvm.argv import boot, chardevs, controllers, devices, disks, graphics, machine, network
+from vsh.kvm.argv import boot, chardevs, controllers, devices, disks, graphics, machine, network, slots, smbios, sound
 from vsh.kvm.argv.builder import Builder
 from vsh.kvm.argv.options import esc, split_opts
 from vsh.kvm.argv.paths import RuntimePaths
 
 
 def _nothing(b: Builder, el, n: int) -> None:
-    """<emulator> is read by machine.emulator, <controller> by controllers.controllers."""
+    """<emulator> is read by machine.emulator, <controller> by controllers.controllers, <audio> by
+    sound.audiodev; <sysinfo> by smbios.smbios."""
 
 
 #: The handler of each element under <devices>, called with (builder, element, its number among its kind).
@@ -37,6 +38,10 @@ DEVICE_HANDLERS = {
     "graphics": graphics.graphics,
     "video": graphics.video,
     "input": graphics.input_device,
+    "sound": sound.sound,
+    "audio": _nothing,
+    "hub": devices.hub,
+    "vsock": devices.vsock,
 }
 
 
@@ -82,6 +87,7 @@ def build(b: Builder) -> list[str]:
                             uuid):
             raise InvalidArgument("<uuid> '%s' is not a UUID" % uuid)
         b.add("-uuid", uuid)
+    smbios.smbios(b)
     b.add("-no-user-config", "-nodefaults")
     machine.monitor(b)
     machine.clock(b)
@@ -89,6 +95,7 @@ def build(b: Builder) -> list[str]:
     boot.boot(b)
     b.add("-display", "none")
     controllers.reserve_pci(b)
+    slots.assign(b, controllers.implied(b))
     controllers.controllers(b)
     walk_devices(b)
     network.unused_forwards(b)

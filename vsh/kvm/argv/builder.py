@@ -45,6 +45,7 @@ class Builder:
         self.sata_ctrls: set[int] = set()
         self.vser_ctrls: set[int] = set()
         self.usb_ctrls: dict[int, str] = {}
+        self.audiodevs: set[str] = set()      # -audiodev ids already added (sound)
         self.serials: list = []               # the elements that become serial ports (chardevs.serial_plan)
         self.forwards: list | None = None     # the domain's port forwards, read on first use
         self.forwards_used: set[int] = set()
@@ -73,14 +74,15 @@ class Builder:
         if self.microvm:
             raise Unsupported("%s needs PCI, which machine 'microvm' does not have" % what)
 
-    def dev_addr(self, elem, what: str) -> list[tuple[str, object]]:
-        """Bus placement for a virtio device (PCI address, or nothing on microvm)."""
+    def dev_addr(self, elem, what: str, key: object = None) -> list[tuple[str, object]]:
+        """Bus placement for a virtio device (PCI address, or nothing on microvm); ``key`` names an
+        implicit controller (``elem`` None) whose address slots.assign planned."""
         if self.microvm:
             a = elem.find("address") if elem is not None else None
             if a is not None and a.get("type") not in (None, "virtio-mmio"):
                 raise InvalidArgument("%s: machine 'microvm' has no PCI; use <address type='virtio-mmio'/>" % what)
             return []
-        return self.pci.props(elem, what)
+        return self.pci.props(elem, what, key)
 
     def feature_state(self, name: str) -> bool | None:
         """<features><NAME state='on|off'/></features>: True, False, or None when absent."""

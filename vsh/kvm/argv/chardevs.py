@@ -76,13 +76,60 @@ def chardev(b: Builder, el, cid: str, alias: str, what: str, log: bool) -> str:
                 pairs.append(("reconnect", number(rc.get("timeout"), what + " reconnect timeout", 1)))
         else:
             raise InvalidArgument("%s: unknown unix source mode '%s'" % (what, mode))
+    elif t == "tcp":
+        head = "socket"
+        pairs += network_source(el.find("source"), what, "tcp")
+        mode = given(ch.source_mode, "bind")
+        if mode not in ("bind", "connect"):
+            raise InvalidArgument("%s: unknown tcp source mode '%s'" % (what, mode))
+        proto = el.find("protocol")
+        if proto is not None and proto.get("type", "raw") not in ("raw", "telnet"):
+            raise Unsupported("%s: protocol '%s' is not supported (raw, telnet)" % (what, proto.get("type")))
+        if proto is not None and proto.get("type") == "telnet":
+            pairs.append(("telnet", True))
+        pairs += [("server", True), ("wait", False)] if mode == "bind" else [("server", False)]
+    elif t == "udp":
+        head = "udp"
+        sources = {s.get("mode", "connect"): s for s in el.findall("source")}
+        if "connect" not in sources:
+            raise InvalidArgument("%s: type='udp' needs <source mode='connect' host=... service=...>" % what)
+        pairs += network_source(sources["connect"], what, "udp")
+        if "bind" in sources:
+            local = network_source(sources["bind"], what, "udp")
+            pairs += [("localaddr", local[0][1]), ("localport", local[1][1])]
+    elif t in ("pipe", "dev"):
+        if not ch.source_path:
+            raise InvalidArgument("%s: type='%s' needs <source path=...>" % (what, t))
+        head = "pipe" if t == "pipe" else "serial"
+        pairs.append(("path", ch.source_path))
+    elif t in REFUSED_CHARDEVS:
+        raise Unsupported("%s: character device type '%s' is not supported: %s" % (what, t, REFUSED_CHARDEVS[t]))
     else:
-        raise Unsupported("%s: character device type '%s' is not supported (pty, file, unix, null)" % (what, t))
+        raise Unsupported("%s: character device type '%s' is not supported (pty, file, unix, null, tcp, udp, "
+                          "pipe, dev)" % (what, t))
     if log:
         primary = alias == primary_console_alias(b.devices, b.serials)
         logfile = b.paths.console_log if primary else b.paths.log_for(alias)
         pairs += [("logfile", logfile), ("logappend", True)]
     return opts(head, *pairs)
+
+
+#: Character device types vsh refuses, and why.
+REFUSED_CHARDEVS = {
+    "stdio": "QEMU's standard input and output belong to its supervisor, not to a terminal "
+             "(use type='pty' and 'vsh console')",
+    "vc": "it needs a graphical display window; vsh runs QEMU with -display none (use type='pty')",
+    "spicevmc": "vsh has no SPICE server", "spiceport": "vsh has no SPICE server",
+    "qemu-vdagent": "vsh has no SPICE or VNC clipboard agent", "nmdm": "it exists only on FreeBSD",
+}
+
+
+def network_source(src, what: str, t: str) -> list[tuple[str, object]]:
+    """host= and port= from a tcp/udp <source host service>."""
+    if src is None or not src.get("service"):
+        raise InvalidArgument("%s: type='%s' needs <source host=... service=...>" % (what, t))
+    return [("host", src.get("host") or ("0.0.0.0" if t == "udp" else "localhost")),
+            ("port", number(src.get("service"), what + " service"))]
 
 
 def serial(b: Builder, el, n: int) -> None:

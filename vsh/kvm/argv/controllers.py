@@ -49,19 +49,30 @@ def controllers(b: Builder) -> None:
             pass  # built into pc; checked where a disk uses it
         else:
             raise Unsupported("%s is not supported" % what)
+    for ctype, idx in implied(b):
+        what = "<controller type='%s' index='%d'>" % (ctype, idx)
+        {"scsi": lambda: scsi_controller(b, None, idx, "virtio-scsi", what),
+         "sata": lambda: sata_controller(b, None, idx, what),
+         "virtio-serial": lambda: vser_controller(b, None, idx, what)}[ctype]()
+
+
+def implied(b: Builder) -> list[tuple[str, int]]:
+    """(type, index) of the controllers the disks, consoles and channels need and the XML does not
+    declare (a definition made by define has them all: libvirt adds them)."""
+    declared = set()
+    for c in b.devices.findall("controller"):
+        declared.add((c.get("type"), number(c.get("index"), "<controller type='%s'> index" % c.get("type"), 0)))
+    out: list[tuple[str, int]] = []
     for d in b.devices.findall("disk"):
         bus = disk_bus(b, d)
-        if bus == "scsi":
+        if bus in ("scsi", "sata"):
             ctrl = drive_address(b, d)[0]
-            if ctrl not in b.scsi_ctrls:
-                scsi_controller(b, None, ctrl, "virtio-scsi", "<controller type='scsi' index='%d'>" % ctrl)
-        elif bus == "sata":
-            ctrl = drive_address(b, d)[0]
-            if ctrl not in b.sata_ctrls:
-                sata_controller(b, None, ctrl, "<controller type='sata' index='%d'>" % ctrl)
-    need_vser = b.devices.xpath("./channel[target/@type='virtio'] | ./console[target/@type='virtio']")
-    if need_vser and 0 not in b.vser_ctrls:
-        vser_controller(b, None, 0, "<controller type='virtio-serial' index='0'>")
+            if (bus, ctrl) not in declared and (bus, ctrl) not in out:
+                out.append((bus, ctrl))
+    if b.devices.xpath("./channel[target/@type='virtio'] | ./console[target/@type='virtio']") \
+            and ("virtio-serial", 0) not in declared:
+        out.append(("virtio-serial", 0))
+    return out
 
 
 def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> None:
@@ -80,7 +91,10 @@ def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
         if b.family != "q35":
             raise InvalidArgument("%s: pcie-root-port needs machine q35" % what)
         chassis = number(tgt.get("chassis") if tgt is not None else None, what + " chassis", idx)
-        port = number(tgt.get("port") if tgt is not None else None, what + " port", idx)
+        where = b.pci.parse(c.find("address"), what) or b.pci.assigned.get(b.key(c))
+        # libvirt's default port: the root port's own slot and function
+        port = number(tgt.get("port") if tgt is not None else None, what + " port",
+                      (where[1] << 3) + where[2] if where else idx)
         b.add("-device", opts("pcie-root-port", ("port", port), ("chassis", chassis), ("id", pid),
                                   *b.pci.props(c, what)))
     elif model == "pci-bridge":
@@ -88,9 +102,13 @@ def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
         b.add("-device", opts("pci-bridge", ("chassis_nr", chassis), ("id", pid), *b.pci.props(c, what)))
     elif model == "pcie-to-pci-bridge":
         b.add("-device", opts("pcie-pci-bridge", ("id", pid), *b.pci.props(c, what)))
+    elif model == "dmi-to-pci-bridge":
+        if b.family != "q35":
+            raise InvalidArgument("%s: dmi-to-pci-bridge needs machine q35" % what)
+        b.add("-device", opts("i82801b11-bridge", ("id", pid), *b.pci.props(c, what)))
     else:
-        raise Unsupported("%s model '%s' is not supported (pcie-root-port, pci-bridge, pcie-to-pci-bridge)"
-                          % (what, model))
+        raise Unsupported("%s model '%s' is not supported (pcie-root-port, pci-bridge, pcie-to-pci-bridge, "
+                          "dmi-to-pci-bridge)" % (what, model))
 
 
 def scsi_controller(b: Builder, c, idx: int, model: str, what: str) -> None:
@@ -108,7 +126,8 @@ def scsi_controller(b: Builder, c, idx: int, model: str, what: str) -> None:
         io = b.iothread(drv.get("iothread"), what)
         if io:
             pairs.append(io)
-    b.add("-device", opts(b.virtio("scsi"), *pairs, *b.dev_addr(c, what)))
+    b.add("-device", opts(b.virtio("scsi"), *pairs,
+                          *b.dev_addr(c, what, ("implicit", "scsi", idx) if c is None else None)))
 
 
 def sata_controller(b: Builder, c, idx: int, what: str) -> None:
@@ -119,7 +138,8 @@ def sata_controller(b: Builder, c, idx: int, what: str) -> None:
     if b.family == "q35" and idx == 0:
         return  # the ICH9 AHCI controller built into q35 (buses ide.0-ide.5)
     b.need_pci("SATA (%s)" % what)
-    b.add("-device", opts("ich9-ahci", ("id", "sata%d" % idx), *b.pci.props(c, what)))
+    b.add("-device", opts("ich9-ahci", ("id", "sata%d" % idx), *b.pci.props(c, what, ("implicit", "sata", idx)
+                                                                             if c is None else None)))
 
 
 def vser_controller(b: Builder, c, idx: int, what: str) -> None:
@@ -132,11 +152,21 @@ def vser_controller(b: Builder, c, idx: int, what: str) -> None:
         pairs.append(("max_ports", number(c.get("ports"), what + " ports")))
     if c is not None and c.get("vectors") and not b.microvm:
         pairs.append(("vectors", number(c.get("vectors"), what + " vectors")))
-    b.add("-device", opts(b.virtio("serial"), *pairs, *b.dev_addr(c, what)))
+    b.add("-device", opts(b.virtio("serial"), *pairs,
+                          *b.dev_addr(c, what, ("implicit", "virtio-serial", idx) if c is None else None)))
+
+
+#: libvirt's USB controller models -> QEMU's devices.
+USB_MODELS = {"qemu-xhci": "qemu-xhci", "nec-xhci": "nec-usb-xhci", "piix3-uhci": "piix3-usb-uhci",
+              "piix4-uhci": "piix4-usb-uhci", "ich9-ehci1": "ich9-usb-ehci1", "ich9-uhci1": "ich9-usb-uhci1",
+              "ich9-uhci2": "ich9-usb-uhci2", "ich9-uhci3": "ich9-usb-uhci3", "vt82c686b-uhci": "vt82c686b-usb-uhci"}
+
+#: The first port of each UHCI companion of an ICH9 EHCI controller.
+USB_COMPANION_PORT = {"ich9-uhci1": 0, "ich9-uhci2": 2, "ich9-uhci3": 4}
 
 
 def usb_controller(b: Builder, c, idx: int, model: str | None, what: str) -> None:
-    """A USB controller (xHCI or UHCI); none on microvm or with model='none'."""
+    """A USB controller (xHCI, EHCI with its UHCI companions, UHCI); none on microvm or model='none'."""
     if model == "none":
         return
     if b.microvm:
@@ -145,13 +175,23 @@ def usb_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
         return
     if model is None:
         model = "qemu-xhci" if b.family == "q35" else "piix3-uhci"
-    qdev = {"qemu-xhci": "qemu-xhci", "nec-xhci": "nec-usb-xhci", "piix3-uhci": "piix3-usb-uhci",
-            "piix4-uhci": "piix4-usb-uhci"}.get(model)
+    qdev = USB_MODELS.get(model)
     if qdev is None:
-        raise Unsupported("%s model '%s' is not supported (qemu-xhci, nec-xhci, piix3-uhci)" % (what, model))
+        raise Unsupported("%s model '%s' is not supported (%s)" % (what, model, ", ".join(USB_MODELS)))
     uid = "usb" if idx == 0 else "usb%d" % idx
-    b.usb_ctrls[idx] = uid
-    pairs: list[tuple[str, object]] = [("id", uid)]
+    companion = model in USB_COMPANION_PORT and any(
+        o.get("model") == "ich9-ehci1" and number(o.get("index"), what, 0) == idx
+        for o in b.devices.findall("controller[@type='usb']"))
+    if companion:
+        master = c.find("master")
+        first = number(master.get("startport") if master is not None else None, what + " startport",
+                       USB_COMPANION_PORT[model])
+        pairs: list[tuple[str, object]] = [("masterbus", "%s.0" % uid), ("firstport", first)]
+    else:
+        if idx in b.usb_ctrls:
+            raise InvalidArgument("%s is declared twice" % what)
+        b.usb_ctrls[idx] = uid
+        pairs = [("id", uid)]
     if c.get("ports") and "xhci" in model:
         pairs.append(("p2", number(c.get("ports"), what + " ports")))
         pairs.append(("p3", number(c.get("ports"), what + " ports")))

@@ -1,5 +1,5 @@
 """The other devices: random number generators, the memory balloon, watchdogs, panic
-notifiers and host PCI devices (VFIO)."""
+notifiers, host PCI devices (VFIO), USB hubs and vsock."""
 
 from __future__ import annotations
 
@@ -111,3 +111,41 @@ def hostdev(b: Builder, el, n: int) -> None:
     pairs.append(b.rom(el, what))
     pairs.append(b.bootprop(el))
     b.add("-device", opts("vfio-pci", *pairs))
+
+
+def hub(b: Builder, el, n: int) -> None:
+    """<hub type='usb'>: a usb-hub on the first USB controller."""
+    what = "<hub type='%s'>" % el.get("type")
+    if el.get("type") != "usb":
+        raise Unsupported("%s is not supported (usb)" % what)
+    if 0 not in b.usb_ctrls:
+        raise InvalidArgument("%s needs a <controller type='usb'> with a model other than none" % what)
+    pairs: list[tuple[str, object]] = [("id", "hub%d" % n), ("bus", "%s.0" % b.usb_ctrls[0])]
+    a = el.find("address")
+    if a is not None and a.get("type") == "usb" and a.get("port"):
+        pairs.append(("port", a.get("port")))
+    b.add("-device", opts("usb-hub", *pairs))
+
+
+#: The device vhost-vsock needs on the host.
+VHOST_VSOCK = "/dev/vhost-vsock"
+
+
+def vsock(b: Builder, el, n: int) -> None:
+    """<vsock model='virtio'>: vhost-vsock with the guest CID the XML gives."""
+    import os
+
+    what = "<vsock>"
+    if given(el.get("model"), "virtio") != "virtio":
+        raise Unsupported("%s model '%s' is not supported (virtio)" % (what, el.get("model")))
+    if not os.path.exists(VHOST_VSOCK):
+        raise Unsupported("%s needs %s, which this host does not have (load the vhost_vsock kernel module)"
+                          % (what, VHOST_VSOCK))
+    cid = el.find("cid")
+    if cid is None or cid.get("address") is None:
+        raise Unsupported("%s: give the guest CID (<cid address='N'/>); vsh does not choose one" % what)
+    guest_cid = number(cid.get("address"), what + " cid")
+    if guest_cid < 3:
+        raise InvalidArgument("%s: guest CID %d is reserved (use 3 or more)" % (what, guest_cid))
+    b.add("-device", opts("vhost-vsock-%s" % ("device" if b.microvm else "pci"), ("id", "vsock%d" % n),
+                          ("guest-cid", guest_cid), *b.dev_addr(el, what)))

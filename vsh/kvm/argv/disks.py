@@ -103,7 +103,7 @@ def disk(b: Builder, d, n: int) -> None:
         node = blockdev_chain(b, disk, n, path, dtype, device, readonly, drv, what)
 
     ctrl, dbus, target, unit = drive_address(b, d)
-    cache = disk.driver_cache
+    cache = disk.driver_cache if disk.driver_cache != "default" else None
     wc = {"none": True, "writeback": True, "unsafe": True,
           "writethrough": False, "directsync": False}.get(cache) if cache else None
     common: list[tuple[str, object] | None] = [("drive", node)]
@@ -115,6 +115,10 @@ def disk(b: Builder, d, n: int) -> None:
         if drv.get("queues"):
             pairs.append(("num-queues", number(drv.get("queues"), what + " queues")))
         pairs.append(b.iothread(drv.get("iothread"), what))
+        if drv.find("iothreads") is not None:
+            raise Unsupported("%s: the per-queue <iothreads> mapping needs QEMU 9.0 or later "
+                              "(virtio-blk iothread-vq-mapping); this QEMU cannot map queues to iothreads"
+                              % what)
         qdev = b.virtio("blk")
         pairs += b.dev_addr(d, what)
     elif bus == "scsi":
@@ -136,8 +140,19 @@ def disk(b: Builder, d, n: int) -> None:
                                   % (what, ctrl, dbus, unit))
         qdev = "ide-cd" if device == "cdrom" else "ide-hd"
         pairs = [("bus", "ide.%d" % dbus), ("unit", unit), *common, ("id", "ide0-%d-%d" % (dbus, unit))]
+    elif bus == "usb":
+        if device != "disk":
+            raise Unsupported("%s: a USB %s is not supported (usb-storage disks only)" % (what, device))
+        uid = b.usb_ctrls.get(0)
+        if uid is None:
+            raise InvalidArgument("%s needs a <controller type='usb'> with a model other than none" % what)
+        qdev = "usb-storage"
+        pairs = [("bus", "%s.0" % uid), *common, ("id", "usb-disk%d" % disk_index(dev))]
+        if d.find("address") is not None and d.find("address").get("type") == "usb" \
+                and d.find("address").get("port"):
+            pairs.insert(1, ("port", d.find("address").get("port")))
     else:
-        raise Unsupported("%s: bus '%s' is not supported (virtio, scsi, sata, ide)" % (what, bus))
+        raise Unsupported("%s: bus '%s' is not supported (virtio, scsi, sata, ide, usb)" % (what, bus))
     if serial:
         pairs.append(("serial", serial.strip()))
     if wc is not None and device == "disk":
@@ -160,10 +175,10 @@ def blockdev_chain(b: Builder, disk, n: int, path: str, dtype: str, device: str,
 
     ``disk`` is the typed model of the <disk>, ``drv`` its <driver> element (or an empty one).
     """
-    fmt = disk.driver_type
+    fmt = disk.driver_type or "raw"   # libvirt's default: raw, never probed
     if given(disk.driver_name, "qemu") != "qemu":
         raise Unsupported("%s: <driver name='%s'> is not supported (qemu)" % (what, disk.driver_name))
-    cache = disk.driver_cache
+    cache = disk.driver_cache if disk.driver_cache != "default" else None
     cache_opts = None
     if cache:
         modes = {"none": (True, False), "writeback": (False, False), "writethrough": (False, False),

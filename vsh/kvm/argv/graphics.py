@@ -5,7 +5,7 @@ from __future__ import annotations
 from vsh.core.domain import device_for
 from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm.argv.builder import Builder
-from vsh.kvm.argv.options import check_socket_path, esc, given, opts
+from vsh.kvm.argv.options import check_socket_path, esc, given, number, opts
 
 
 def graphics(b: Builder, el, n: int) -> None:
@@ -26,19 +26,46 @@ def graphics(b: Builder, el, n: int) -> None:
     b.add("-vnc", "unix:%s" % esc(path))
 
 
+#: libvirt's video models -> QEMU's device for the primary adapter and for another one.
+VIDEO_MODELS = {"vga": ("VGA", "VGA"), "cirrus": ("cirrus-vga", "cirrus-vga"), "qxl": ("qxl-vga", "qxl"),
+                "virtio": ("virtio-vga", "virtio-gpu-pci"), "bochs": ("bochs-display", "bochs-display"),
+                "ramfb": ("ramfb", "ramfb")}
+
+
 def video(b: Builder, el, n: int) -> None:
-    """<video> number ``n``: VGA, virtio-vga/virtio-gpu or bochs-display (none: nothing)."""
+    """<video> number ``n``: VGA, Cirrus, QXL, virtio-vga/virtio-gpu, bochs-display, ramfb (none: nothing)."""
     m = el.find("model")
     model = m.get("type") if m is not None else "vga"
     what = "<video model='%s'>" % model
     if model == "none":
+        if len(b.devices.findall("video")) > 1:
+            raise InvalidArgument("a 'none' video type must be the only video device defined for the domain")
+        return
+    if model not in VIDEO_MODELS:
+        raise Unsupported("%s is not supported (%s, none)" % (what, ", ".join(VIDEO_MODELS)))
+    qdev = VIDEO_MODELS[model][0 if n == 0 else 1]
+    pairs: list[tuple[str, object]] = [("id", "video%d" % n)]
+    if model == "ramfb":
+        if el.find("address") is not None:
+            raise InvalidArgument("address not supported for video type ramfb")
+        b.add("-device", opts(qdev, *pairs))
         return
     b.need_pci(what)
-    qdev = {"vga": "VGA", "virtio": "virtio-vga" if n == 0 else "virtio-gpu-pci",
-            "bochs": "bochs-display"}.get(model)
-    if qdev is None:
-        raise Unsupported("%s is not supported (vga, virtio, bochs, none)" % what)
-    b.add("-device", opts(qdev, ("id", "video%d" % n), *b.pci.props(el, what)))
+    vram = m.get("vram") if m is not None else None
+    if model == "qxl":
+        for attr, prop, scale in (("ram", "ram_size", 1024), ("vram", "vram_size", 1024),
+                                  ("vram64", "vram64_size_mb", 1 / 1024), ("vgamem", "vgamem_mb", 1 / 1024)):
+            if m is not None and m.get(attr):
+                pairs.append((prop, int(number(m.get(attr), "%s %s" % (what, attr)) * scale)))
+        if m is not None and m.get("heads"):
+            pairs.append(("max_outputs", number(m.get("heads"), what + " heads")))
+    elif model == "vga" and vram:
+        pairs.append(("vgamem_mb", number(vram, what + " vram") // 1024))
+    elif model == "bochs" and vram:
+        pairs.append(("vgamem", number(vram, what + " vram") * 1024))
+    elif model == "virtio" and m is not None and m.get("heads"):
+        pairs.append(("max_outputs", number(m.get("heads"), what + " heads")))
+    b.add("-device", opts(qdev, *pairs, *b.pci.props(el, what)))
 
 
 def input_device(b: Builder, el, n: int) -> None:

@@ -1,12 +1,19 @@
-"""PCI slots: the XML's addresses are kept, the other devices get the next free root-bus slot."""
+"""PCI slots: the XML's addresses are kept; the others get the address ``slots.assign`` planned
+the way libvirt does, or (for a device plugged later) the next free root-bus slot."""
 
 from __future__ import annotations
 
 from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm.argv.options import number
 
-#: Root-bus slots the machine itself occupies (all eight functions of each).
-RESERVED_SLOTS = {"pc": (0, 1), "q35": (0, 0x1F)}
+#: Root-bus functions the chipset itself occupies: the host bridge (slot 0), PIIX3's ISA bridge,
+#: IDE and power management (pc, 00:01.0, .1, .3; its USB function 00:01.2 is the USB controller
+#: the XML declares), ICH9's LPC, SATA and SMBus (q35, 00:1f.0, .2, .3).
+RESERVED = {"pc": [(0, 0, f) for f in range(8)] + [(0, 1, 0), (0, 1, 1), (0, 1, 3)],
+            "q35": [(0, 0, f) for f in range(8)] + [(0, 0x1F, 0), (0, 0x1F, 2), (0, 0x1F, 3)]}
+
+#: Controllers built into the chipset: (family, type, index) -> the address they must have.
+BUILTIN = {("pc", "ide", "0"): (0, 1, 1), ("q35", "sata", "0"): (0, 0x1F, 2)}
 
 
 class PciAddresses:
@@ -17,9 +24,33 @@ class PciAddresses:
         self.root = "pcie.0" if family == "q35" else "pci.0"
         self.used: set[tuple[int, int, int]] = set()
         self.buses: dict[int, str] = {0: self.root}
-        for s in RESERVED_SLOTS.get(family, ()):
-            for fn in range(8):
-                self.used.add((0, s, fn))
+        self.used.update(RESERVED.get(family, ()))
+        self.assigned: dict[object, tuple[int, int, int, bool]] = {}   # element key -> planned address
+
+    def builtin(self, elem, what: str) -> bool:
+        """True for a controller the chipset has (its address, if given, must be the chipset's)."""
+        if elem.tag != "controller":
+            return False
+        where = BUILTIN.get((self.family, elem.get("type"), elem.get("index", "0")))
+        if where is None:
+            return False
+        a = self.parse(elem.find("address"), what)
+        if a is not None and a[:3] != where:
+            raise InvalidArgument("%s: the chipset's controller must have PCI address %02x:%02x.%x"
+                                  % (what, *where))
+        return True
+
+    def slot_free(self, bus: int, slot: int) -> bool:
+        return not any((bus, slot, fn) in self.used for fn in range(8))
+
+    def next_slot(self, what: str, first: int = 1) -> tuple[int, int, int, bool]:
+        """Take the next free root-bus slot (all its functions), as libvirt's allocator does."""
+        for slot in range(first, 32):
+            if self.slot_free(0, slot):
+                for fn in range(8):
+                    self.used.add((0, slot, fn))
+                return 0, slot, 0, False
+        raise InvalidArgument("%s: no free PCI slot left on the root bus" % what)
 
     def parse(self, addr, what: str) -> tuple[int, int, int, bool] | None:
         """(bus, slot, function, multifunction) of an ``<address type='pci'>``, or None."""
@@ -37,23 +68,21 @@ class PciAddresses:
     def reserve(self, elem, what: str) -> None:
         """Mark the address the device element ``elem`` gives as taken (twice is an error)."""
         a = self.parse(elem.find("address"), what)
-        if a is None:
+        if a is None or self.builtin(elem, what):
             return
         key = a[:3]
         if key in self.used:
             raise InvalidArgument("%s: PCI address %02x:%02x.%x is already in use" % (what, *key))
         self.used.add(key)
 
-    def props(self, elem, what: str) -> list[tuple[str, object]]:
-        """bus=, addr= (and multifunction=) for a device's -device option."""
+    def props(self, elem, what: str, key: object = None) -> list[tuple[str, object]]:
+        """bus=, addr= (and multifunction=) for a device's -device option: the XML's address, the
+        one planned for ``key`` (the element's, or an implicit controller's), else the next free slot."""
         a = self.parse(elem.find("address"), what) if elem is not None else None
         if a is None:
-            for slot in range(1, 32):
-                if (0, slot, 0) not in self.used:
-                    for fn in range(8):
-                        self.used.add((0, slot, fn))
-                    return [("bus", self.root), ("addr", "%#x" % slot)]
-            raise InvalidArgument("%s: no free PCI slot left on the root bus" % what)
+            if key is None and elem is not None:
+                key = elem.getroottree().getpath(elem)
+            a = self.assigned.get(key) or self.next_slot(what)
         bus, slot, fn, multi = a
         if bus not in self.buses:
             raise InvalidArgument("%s: PCI bus %#x has no <controller type='pci' index='%d'>" % (what, bus, bus))
