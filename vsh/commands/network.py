@@ -232,6 +232,6 @@ def net_dhcp_leases(ctx, network, mac=None):
     for lease in data:
         expiry = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lease["expiry"])) if lease["expiry"] else "-"
         rows.append([expiry, lease["mac"], lease["type"], f"{lease['ip']}/{lease['prefix']}",
-                     escape(lease["hostname"] or "-")(lease["clientid"] or "-")])
+                     escape(lease["hostname"] or "-"), escape(lease["clientid"] or "-")])
     return Table(["Expiry Time", "MAC address", "Protocol", "IP address", "Hostname", "Client ID or DUID"],
                  rows, json_data=data)
