@@ -13,6 +13,7 @@ families hang off them as sub-handles, imported only when used:
 ``dom.devices``        live and persistent devices (:mod:`vsh.api.devices`)
 ``dom.stats``          statistics (:mod:`vsh.api.stats`)
 ``dom.snapshots``      snapshots (:mod:`vsh.api.snapshots`)
+``dom.block_jobs``     block jobs, job and disk-error queries (:mod:`vsh.api.blockjobs`)
 =====================  ==========================================
 
 A driver subclasses these and implements every abstract method; Python refuses to
@@ -94,3 +95,8 @@ class Domain(DomainConfig, DomainLifecycle):
     @abstractmethod
     def snapshots(self):
         """Snapshots: a :class:`vsh.api.snapshots.DomainSnapshots`."""
+
+    @property
+    @abstractmethod
+    def block_jobs(self):
+        """Block jobs: a :class:`vsh.api.blockjobs.DomainBlockJobs`."""

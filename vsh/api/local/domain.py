@@ -41,3 +41,7 @@ class LocalDomain(LocalDomainConfig, LocalDomainSettings, LocalDomainLifecycle, 
     @property
     def snapshots(self):
         return sub_handle(self, "snapshots", "vsh.api.local.snapshots", "LocalDomainSnapshots")
+
+    @property
+    def block_jobs(self):
+        return sub_handle(self, "block_jobs", "vsh.api.local.blockjobs", "LocalDomainBlockJobs")
