@@ -111,7 +111,7 @@ def blockresize(ctx, domain, path, size):
         done = dom.block_jobs.resize(path, nbytes)
     except VshError as err:
         raise err.with_context(f"Failed to resize block device '{path}'") from None
-    return Message(f"Block device '{path}' is resized", json_data=done)
+    return Message(f"Block device '{path}' is resized", newline=False, json_data=done)
 
 
 # -- blockpull -------------------------------------------------------------------------------------
@@ -132,15 +132,15 @@ def blockpull(ctx, domain, path, bandwidth=None, base=None, wait=False, verbose=
     async_ = bool(flags.get("async"))
     for name, flag in (("verbose", verbose), ("async", async_)):
         if flag and not wait:
-            raise InvalidArgument(f"Option --{name} is required by option --wait")
+            raise InvalidArgument(f"Option --wait is required by option --{name}")
     dom = ctx.conn.lookup_domain(domain)
     job = dom.block_jobs.pull(path, base=base, bandwidth=_bandwidth(bandwidth, bytes))
     if not wait:
-        return Message("Block Pull started", json_data=_job_json(job))
+        return Message("Block Pull started", newline=False, json_data=_job_json(job))
     state, job = _wait(ctx, dom, path, "Block Pull", verbose, _timeout(timeout), async_)
     if state in ("cancelled", "failed"):
         _ended_badly(ctx, state, job, "Pull", path)
-    return Message("\nPull complete", json_data={"disk": path, "state": "completed"})
+    return Message("\nPull complete", newline=False, json_data={"disk": path, "state": "completed"})
 
 
 # -- blockcommit -----------------------------------------------------------------------------------
@@ -175,19 +175,19 @@ def blockcommit(ctx, domain, path, bandwidth=None, base=None, shallow=False, top
     job = dom.block_jobs.commit(path, base=base, top=top, shallow=shallow, active=active, delete=delete,
                                 bandwidth=_bandwidth(bandwidth, bytes))
     if not blocking:
-        return Message("Active Block Commit started" if active else "Block Commit started", json_data=_job_json(job))
+        return Message("Active Block Commit started" if active else "Block Commit started", newline=False, json_data=_job_json(job))
     state, job = _wait(ctx, dom, path, "Block commit", verbose, seconds, async_)
     if state in ("cancelled", "failed"):
         _ended_badly(ctx, state, job, "Commit", path)
     if not active:
-        return Message("\nCommit complete", json_data={"disk": path, "state": "completed"})
+        return Message("\nCommit complete", newline=False, json_data={"disk": path, "state": "completed"})
     if pivot:
         _end_ready(dom, path, True, "pivot")
-        return Message("\nSuccessfully pivoted", json_data={"disk": path, "state": "pivoted"})
+        return Message("\nSuccessfully pivoted", newline=False, json_data={"disk": path, "state": "pivoted"})
     if keep_overlay:
         _end_ready(dom, path, False, "finish")
-        return Message("\nCommit complete, overlay image kept", json_data={"disk": path, "state": "finished"})
-    return Message("\nNow in synchronized phase", json_data={"disk": path, "state": "ready"})
+        return Message("\nCommit complete, overlay image kept", newline=False, json_data={"disk": path, "state": "finished"})
+    return Message("\nNow in synchronized phase", newline=False, json_data={"disk": path, "state": "ready"})
 
 
 def _end_ready(dom, path: str, pivot: bool, what: str) -> None:
@@ -229,17 +229,17 @@ def blockcopy(ctx, domain, path, dest=None, bandwidth=None, shallow=False, reuse
     job = dom.block_jobs.copy(path, dest, format="raw" if raw else format, shallow=shallow,
                               reuse_external=reuse_external, blockdev=blockdev, bandwidth=_bandwidth(bandwidth, bytes))
     if not blocking:
-        return Message("Block Copy started", json_data=_job_json(job))
+        return Message("Block Copy started", newline=False, json_data=_job_json(job))
     state, job = _wait(ctx, dom, path, "Block Copy", verbose, seconds, async_)
     if state in ("cancelled", "failed"):
         _ended_badly(ctx, state, job, "Copy", path)
     if pivot:
         _end_ready(dom, path, True, "pivot")
-        return Message("\nSuccessfully pivoted", json_data={"disk": path, "state": "pivoted", "dest": dest})
+        return Message("\nSuccessfully pivoted", newline=False, json_data={"disk": path, "state": "pivoted", "dest": dest})
     if finish:
         _end_ready(dom, path, False, "finish")
-        return Message("\nSuccessfully copied", json_data={"disk": path, "state": "finished", "dest": dest})
-    return Message("\nNow in mirroring phase", json_data={"disk": path, "state": "ready", "dest": dest})
+        return Message("\nSuccessfully copied", newline=False, json_data={"disk": path, "state": "finished", "dest": dest})
+    return Message("\nNow in mirroring phase", newline=False, json_data={"disk": path, "state": "ready", "dest": dest})
 
 
 # -- blockjob --------------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def blockjob(ctx, domain, path, abort=False, pivot=False, info=False, bytes=Fals
     if ctx.json:
         return Text("", json_data={"disk": path, "job": _job_json(job)})
     if job is None:
-        return Text("" if raw else f"No current block job for {path}\n")
+        return Text("" if raw else f"No current block job for {path}")
     name = TYPE_NAMES.get(job["type"], "Unknown job")
     if raw:
         speed = job["bandwidth"] if bytes else job["bandwidth"] >> 20
@@ -328,7 +328,7 @@ COUNTS = (("memory_dirty_rate", "Dirty rate:", " pages/s"), ("memory_page_size",
                      "statistics of finished jobs: --completed shows 'Job type: None'.")
 def domjobinfo(ctx, domain, completed=False, keep_completed=False, anystats=False, rawstats=False):
     if keep_completed and not completed:
-        raise InvalidArgument("Option --keep-completed is required by option --completed")
+        raise InvalidArgument("Option --completed is required by option --keep-completed")
     from vsh.core.output import human_size
 
     stats = {"type": "none"} if completed else ctx.conn.lookup_domain(domain).block_jobs.job_stats()
