@@ -163,11 +163,15 @@ class LocalDomainBlockJobs(DomainBlockJobs):
 
         rt.write_json_atomic(self._rundir() / JOBS_FILE, records)
 
+    def _check_idle(self, target: str) -> None:
+        """OperationInvalid when the disk has a job (call with the domain's lock)."""
+        job = self._poll(target)
+        if job is not None and job["state"] in ("running", "ready"):
+            raise OperationInvalid(f"block copy still active: disk '{target}' already in active block job")
+
     def _start(self, target: str, record: dict, command: str, args: dict) -> dict:
         with self.dom.store.lock(self.dom.name):
-            job = self._poll(target)
-            if job is not None and job["state"] in ("running", "ready"):
-                raise OperationInvalid(f"block copy still active: disk '{target}' already in active block job")
+            self._check_idle(target)
             args = dict(args, **{"job-id": _job_id(target), "auto-dismiss": False})
             if record.get("bandwidth"):
                 args["speed"] = int(record["bandwidth"])
@@ -224,7 +228,26 @@ class LocalDomainBlockJobs(DomainBlockJobs):
             return dict(out, state="failed", error=str(error))
         if rec.get("after") and (rec.get("type") in ("pull", "commit") or ending == "pivot"):
             self._rewrite(target, rec)
+            self._drop_nodes([p for p, _ in rec.get("before") or [] if _real(p) not in
+                              {_real(q) for q, _ in rec["after"]}])
+        elif rec.get("type") == "copy":
+            self._drop_nodes([rec["after"][0][0]])
         return dict(out, state="completed")
+
+    def _drop_nodes(self, paths: list) -> None:
+        """``blockdev-del`` the nodes of images the disk no longer uses (format node, then file node);
+        a node something still uses stays."""
+        gone = {_real(p) for p in paths}
+        if not gone:
+            return
+        named = self._qmp("query-named-block-nodes", {"flat": True})
+        for drivers in (FORMATS, ("file", "host_device")):
+            for node in named:
+                if node.get("drv") in drivers and node.get("file") and _real(node["file"]) in gone:
+                    try:
+                        self._qmp("blockdev-del", {"node-name": node["node-name"]})
+                    except VshError:
+                        pass
 
     def _rewrite(self, target: str, rec: dict) -> None:
         """Write the disk's chain after the job into the live and the persistent definition, and
@@ -280,12 +303,15 @@ class LocalDomainBlockJobs(DomainBlockJobs):
             i = self._index(ch[1:], base, target, f"beneath '{ch[0][0]}' ") + 1
             args["base-node"] = self._node(nodes, ch[i][0], target)
             after = ch[:1] + ch[i:]
-        return self._start(target, {"type": "pull", "old_top": ch[0][0], "after": after, "bandwidth": bandwidth},
+        return self._start(target, {"type": "pull", "old_top": ch[0][0], "before": ch, "after": after,
+                                    "bandwidth": bandwidth},
                            "block-stream", args)
 
     def commit(self, disk: str, base: str | None = None, top: str | None = None, shallow: bool = False,
                active: bool = False, delete: bool = False, bandwidth: int = 0) -> dict:
         target, _, ch = self._live_disk(disk)
+        with self.dom.store.lock(self.dom.name):
+            self._check_idle(target)
         t = self._index(ch, top, target) if top is not None else 0
         if t == len(ch) - 1:
             raise InvalidArgument(f"invalid argument: top '{ch[t][0]}' in chain for '{target}' has no backing file")
@@ -307,7 +333,7 @@ class LocalDomainBlockJobs(DomainBlockJobs):
         self._writable(nodes, ch, b, target)
         args = {"device": self._node(nodes, ch[0][0], target), "top-node": self._node(nodes, ch[t][0], target),
                 "base-node": self._node(nodes, ch[b][0], target)}
-        record = {"type": "active-commit" if t == 0 else "commit", "old_top": ch[0][0],
+        record = {"type": "active-commit" if t == 0 else "commit", "old_top": ch[0][0], "before": ch,
                   "after": ch[:t] + ch[b:], "bandwidth": bandwidth, "delete": merged if delete else []}
         return self._start(target, record, "block-commit", args)
 
@@ -331,6 +357,8 @@ class LocalDomainBlockJobs(DomainBlockJobs):
     def copy(self, disk: str, dest: str, format: str | None = None, shallow: bool = False,
              reuse_external: bool = False, blockdev: bool = False, bandwidth: int = 0) -> dict:
         target, _, ch = self._live_disk(disk)
+        with self.dom.store.lock(self.dom.name):
+            self._check_idle(target)
         if not os.path.isabs(dest):
             raise InvalidArgument(f"invalid argument: the copy destination '{dest}' must be an absolute path")
         fmt = format or ch[0][1] or "raw"
@@ -348,7 +376,8 @@ class LocalDomainBlockJobs(DomainBlockJobs):
                 "sync": "top" if shallow else "full",
                 "mode": "existing" if (reuse_external or blockdev) else "absolute-paths"}
         after = [[dest, fmt]] + (ch[1:] if shallow else [])
-        return self._start(target, {"type": "copy", "old_top": ch[0][0], "after": after, "bandwidth": bandwidth,
+        return self._start(target, {"type": "copy", "old_top": ch[0][0], "before": ch, "after": after,
+                                    "bandwidth": bandwidth,
                                     "block_top": blockdev}, "drive-mirror", args)
 
     def info(self, disk: str) -> dict | None:
