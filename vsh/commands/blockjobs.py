@@ -133,11 +133,12 @@ def blockpull(ctx, domain, path, bandwidth=None, base=None, wait=False, verbose=
     for name, flag in (("verbose", verbose), ("async", async_)):
         if flag and not wait:
             raise InvalidArgument(f"Option --wait is required by option --{name}")
+    seconds = _timeout(timeout)
     dom = ctx.conn.lookup_domain(domain)
     job = dom.block_jobs.pull(path, base=base, bandwidth=_bandwidth(bandwidth, bytes))
     if not wait:
         return Message("Block Pull started", newline=False, json_data=_job_json(job))
-    state, job = _wait(ctx, dom, path, "Block Pull", verbose, _timeout(timeout), async_)
+    state, job = _wait(ctx, dom, path, "Block Pull", verbose, seconds, async_)
     if state in ("cancelled", "failed"):
         _ended_badly(ctx, state, job, "Pull", path)
     return Message("\nPull complete", newline=False, json_data={"disk": path, "state": "completed"})
@@ -175,7 +176,8 @@ def blockcommit(ctx, domain, path, bandwidth=None, base=None, shallow=False, top
     job = dom.block_jobs.commit(path, base=base, top=top, shallow=shallow, active=active, delete=delete,
                                 bandwidth=_bandwidth(bandwidth, bytes))
     if not blocking:
-        return Message("Active Block Commit started" if active else "Block Commit started", newline=False, json_data=_job_json(job))
+        return Message("Active Block Commit started" if active else "Block Commit started", newline=False,
+                       json_data=_job_json(job))
     state, job = _wait(ctx, dom, path, "Block commit", verbose, seconds, async_)
     if state in ("cancelled", "failed"):
         _ended_badly(ctx, state, job, "Commit", path)
@@ -186,7 +188,8 @@ def blockcommit(ctx, domain, path, bandwidth=None, base=None, shallow=False, top
         return Message("\nSuccessfully pivoted", newline=False, json_data={"disk": path, "state": "pivoted"})
     if keep_overlay:
         _end_ready(dom, path, False, "finish")
-        return Message("\nCommit complete, overlay image kept", newline=False, json_data={"disk": path, "state": "finished"})
+        return Message("\nCommit complete, overlay image kept", newline=False,
+                       json_data={"disk": path, "state": "finished"})
     return Message("\nNow in synchronized phase", newline=False, json_data={"disk": path, "state": "ready"})
 
 
@@ -235,10 +238,12 @@ def blockcopy(ctx, domain, path, dest=None, bandwidth=None, shallow=False, reuse
         _ended_badly(ctx, state, job, "Copy", path)
     if pivot:
         _end_ready(dom, path, True, "pivot")
-        return Message("\nSuccessfully pivoted", newline=False, json_data={"disk": path, "state": "pivoted", "dest": dest})
+        return Message("\nSuccessfully pivoted", newline=False,
+                       json_data={"disk": path, "state": "pivoted", "dest": dest})
     if finish:
         _end_ready(dom, path, False, "finish")
-        return Message("\nSuccessfully copied", newline=False, json_data={"disk": path, "state": "finished", "dest": dest})
+        return Message("\nSuccessfully copied", newline=False,
+                       json_data={"disk": path, "state": "finished", "dest": dest})
     return Message("\nNow in mirroring phase", newline=False, json_data={"disk": path, "state": "ready", "dest": dest})
 
 
