@@ -8,13 +8,11 @@ Run with ``flock /tmp/vsh-vm.lock``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
 import re
-import select
 import subprocess
 import time
-import tty
 from pathlib import Path
 
 import pytest
@@ -25,18 +23,14 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME = "bj1"
 
 
-def _manifest():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.manifest()
+_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
+VMGUEST = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(VMGUEST)
 
 
 @pytest.fixture(scope="module")
 def guest():
-    found = _manifest()
+    found = VMGUEST.manifest()
     if not found:
         pytest.skip("no test guest (scripts/build-test-guest)")
     return found
@@ -76,6 +70,7 @@ class Box:
 </domain>
 """)
         self.vsh_fn = None
+        self.console = None
 
     def __call__(self, *argv):
         return self.vsh_fn("-c", self.uri, *[str(a) for a in argv])
@@ -85,39 +80,13 @@ class Box:
         assert res.status == 0, (argv, res)
         return res.out
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        log = self.rundir / "console.log"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if log.exists() and self.guest["ready_line"].encode() in log.read_bytes():
-                return
-            time.sleep(0.05)
-        raise AssertionError("the guest did not get ready")
+    def wait_ready(self) -> None:
+        self.console = VMGUEST.Guest(self.root / "store", NAME, {})
+        self.console.wait_log(self.guest["ready_line"], timeout=120.0)
 
-    def sh(self, cmd: str, timeout: float = 120.0) -> str:
+    def sh(self, cmd: str) -> str:
         """Run a shell command in the guest over its serial console; its output."""
-        st = json.loads((self.rundir / "state.json").read_text())
-        fd = os.open(st["console_pty"], os.O_RDWR | os.O_NOCTTY)
-        try:
-            tty.setraw(fd)
-            n = int.from_bytes(os.urandom(3), "big")
-            begin, end = f"B{n + 1}B", f"E{n + 1}E"
-            os.write(fd, f"\necho B$(({n}+1))B; {cmd}; echo E$(({n}+1))E\n".encode())
-            buf = b""
-            deadline = time.monotonic() + timeout
-            while True:
-                text = buf.decode(errors="replace")
-                m = re.search(re.escape(begin) + r"\r?\n(.*?)" + re.escape(end), text, re.S)
-                if m:
-                    return m.group(1).replace("\r\n", "\n")
-                left = deadline - time.monotonic()
-                assert left > 0, f"no answer from the guest to {cmd!r}: {text[-300:]!r}"
-                if select.select([fd], [], [], min(left, 5.0))[0]:
-                    buf += os.read(fd, 65536)
-                elif begin not in text:
-                    os.write(fd, b"\n")
-        finally:
-            os.close(fd)
+        return self.console.sh(cmd, timeout=120.0)
 
     def disk_el(self, inactive: bool = False) -> str:
         xml = self.ok("dumpxml", NAME, *(["--inactive"] if inactive else []))
@@ -133,6 +102,8 @@ class Box:
 def box(guest, tmp_path_factory):
     b = Box(tmp_path_factory.mktemp("blockjobs"), guest)
     yield b
+    if b.console is not None:
+        b.console.close_console()
     if b.vsh_fn is not None:
         b("destroy", NAME)
 
