@@ -2,6 +2,14 @@
 
 # name: (module, group, summary, hidden)
 COMMANDS = {
+    'blockcommit': ('vsh.commands.blockjobs', 'domain', 'Start a block commit operation', False),
+    'blockcopy': ('vsh.commands.blockjobs', 'domain', 'Start a block copy operation', False),
+    'blockjob': ('vsh.commands.blockjobs', 'domain', 'Manage active block operations', False),
+    'blockpull': ('vsh.commands.blockjobs', 'domain', 'Populate a disk from its backing image', False),
+    'blockresize': ('vsh.commands.blockjobs', 'domain', 'Resize block device of domain', False),
+    'domblkerror': ('vsh.commands.blockjobs', 'monitor', 'Show errors on block devices', False),
+    'domjobabort': ('vsh.commands.blockjobs', 'domain', 'abort active domain job', False),
+    'domjobinfo': ('vsh.commands.blockjobs', 'domain', 'domain job information', False),
     'cd': ('vsh.commands.builtin', 'virsh', 'change the current directory', False),
     'complete': ('vsh.commands.builtin', 'virsh', 'internal command for autocompletion', True),
     'completion': ('vsh.commands.builtin', 'virsh', 'print a shell completion script', False),

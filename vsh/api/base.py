@@ -14,6 +14,7 @@ families hang off them as sub-handles, imported only when used:
 ``dom.stats``          statistics (:mod:`vsh.api.stats`)
 ``dom.snapshots``      snapshots (:mod:`vsh.api.snapshots`)
 ``dom.display``        graphics, screen, keys, NMI (:mod:`vsh.api.display`)
+``dom.block_jobs``     block jobs, job and disk-error queries (:mod:`vsh.api.blockjobs`)
 =====================  ==========================================
 
 A driver subclasses these and implements every abstract method; Python refuses to
@@ -100,3 +101,8 @@ class Domain(DomainConfig, DomainLifecycle):
     @abstractmethod
     def display(self):
         """Graphics, screen, keyboard and NMI: a :class:`vsh.api.display.DomainDisplay`."""
+
+    @property
+    @abstractmethod
+    def block_jobs(self):
+        """Block jobs: a :class:`vsh.api.blockjobs.DomainBlockJobs`."""

@@ -15,6 +15,7 @@ from vsh.core.errors import InvalidArgument, OperationInvalid, VshError
 from vsh.core.escape import escape
 from vsh.core.output import KeyValue, Lines, Message, Table, Text
 from vsh.registry import Opt, command
+from vsh.ui.progress import JobProgress
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
 SNAPNAME = Opt("snapshotname", kind="snapshot", positional=True, help="snapshot name")
@@ -30,21 +31,16 @@ def _read_xml(path: str) -> str:
 # -- save / restore ------------------------------------------------------------------------------
 
 
-class _Progress:
+class _Progress(JobProgress):
     """virsh's ``Save: [ 42 %]`` on stderr while a save runs (--verbose)."""
 
-    def __init__(self, ctx, label: str):
-        import sys
-
-        self.err = getattr(ctx, "err", None) or sys.stderr
-        self.label = label
-
     def __call__(self, pct: int) -> None:
-        self.err.write(f"\r{self.label}: [{pct:3d} %]")
-        self.err.flush()
+        self.show(pct)
 
     def finish(self, ok: bool) -> None:
-        self.err.write(f"\r{self.label}: [100 %]\n" if ok else "\n")
+        if ok:
+            self.show(100)
+        self.err.write("\n")
         self.err.flush()
 
 

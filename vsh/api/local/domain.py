@@ -45,3 +45,7 @@ class LocalDomain(LocalDomainConfig, LocalDomainSettings, LocalDomainLifecycle, 
     @property
     def display(self):
         return sub_handle(self, "display", "vsh.api.local.display", "LocalDomainDisplay")
+
+    @property
+    def block_jobs(self):
+        return sub_handle(self, "block_jobs", "vsh.api.local.blockjobs", "LocalDomainBlockJobs")
