@@ -40,6 +40,37 @@ def _attr(el, path: str, name: str) -> str:
     return (sub.get(name) or "") if sub is not None else ""
 
 
+def _first(checks) -> str | None:
+    """The first of (format, target value, source value) whose values differ, formatted."""
+    for fmt, t, s in checks:
+        if t != s:
+            return fmt.format(t, s)
+    return None
+
+
+def _devices(kind: str, targets: list, sources: list, checks) -> str | None:
+    if len(targets) != len(sources):
+        return f"Target domain {kind} count {len(targets)} does not match source {len(sources)}"
+    for t, s in zip(targets, sources):
+        why = _first(checks(t, s))
+        if why:
+            return why
+    return None
+
+
+def _disk_checks(t, s) -> list:
+    return [("Target disk device {} does not match source {}", t.get("device") or "disk", s.get("device") or "disk"),
+            ("Target disk bus {} does not match source {}", _attr(t, "target", "bus"), _attr(s, "target", "bus")),
+            ("Target disk {} does not match source {}", _attr(t, "target", "dev"), _attr(s, "target", "dev"))]
+
+
+def _nic_checks(t, s) -> list:
+    return [("Target network card mac {} does not match source {}",
+             _attr(t, "mac", "address").lower(), _attr(s, "mac", "address").lower()),
+            ("Target network card model {} does not match source {}",
+             _attr(t, "model", "type"), _attr(s, "model", "type"))]
+
+
 def abi_difference(target, source) -> str | None:
     """The first ABI difference between the snapshot's <domain> (target) and the running
     domain's (source), worded as libvirt words it; None when the guest would not notice."""
@@ -56,29 +87,5 @@ def abi_difference(target, source) -> str | None:
     t_machine, s_machine = _os_type(target).get("machine"), _os_type(source).get("machine")
     if t_machine and s_machine:
         checks.append(("Target domain machine type {} does not match source {}", t_machine, s_machine))
-    for fmt, t, s in checks:
-        if t != s:
-            return fmt.format(t, s)
-    t_disks, s_disks = _disks(target), _disks(source)
-    if len(t_disks) != len(s_disks):
-        return f"Target domain disk count {len(t_disks)} does not match source {len(s_disks)}"
-    for t, s in zip(t_disks, s_disks):
-        for fmt, tv, sv in (("Target disk device {} does not match source {}",
-                             t.get("device") or "disk", s.get("device") or "disk"),
-                            ("Target disk bus {} does not match source {}",
-                             _attr(t, "target", "bus"), _attr(s, "target", "bus")),
-                            ("Target disk {} does not match source {}",
-                             _attr(t, "target", "dev"), _attr(s, "target", "dev"))):
-            if tv != sv:
-                return fmt.format(tv, sv)
-    t_nics, s_nics = _nics(target), _nics(source)
-    if len(t_nics) != len(s_nics):
-        return f"Target domain net card count {len(t_nics)} does not match source {len(s_nics)}"
-    for t, s in zip(t_nics, s_nics):
-        for fmt, tv, sv in (("Target network card mac {} does not match source {}",
-                             _attr(t, "mac", "address").lower(), _attr(s, "mac", "address").lower()),
-                            ("Target network card model {} does not match source {}",
-                             _attr(t, "model", "type"), _attr(s, "model", "type"))):
-            if tv != sv:
-                return fmt.format(tv, sv)
-    return None
+    return (_first(checks) or _devices("disk", _disks(target), _disks(source), _disk_checks)
+            or _devices("net card", _nics(target), _nics(source), _nic_checks))
