@@ -1,7 +1,7 @@
 """Snapshots of shut-off domains on real qcow2 images (qemu-img, qemu-io; no guest boots).
 
 The tree matrix (revert to a non-leaf, delete a middle node, internal and external
-mixed), the data each snapshot keeps, the refusal to discard unsaved state, and crash
+mixed), the data each snapshot keeps, libvirt's risky reverts that need --force, and crash
 safety: every operation is killed (SIGKILL) after each of its steps through the
 engine's ``hook`` parameter, recovered, and the images and metadata checked.
 """
@@ -184,17 +184,11 @@ def test_internal_tree(tmp_path, vsh, monkeypatch):
     world.write(0xB2)
     assert vsh("snapshot-create-as", "vm1", "--name", "s2", "--description", "second").status == 0
     world.write(0xC3)
-    # s2 is current and the disk changed since: the change is not kept anywhere
+    # s2 is current and the disk changed since: as with virsh, reverting discards the change
+    # without --force (libvirt asks for it only in its risky cases)
     res = vsh("snapshot-revert", "vm1", "s1")
-    assert res.status == 1
-    assert res.err.startswith("error: Requested operation is not valid: reverting to snapshot 's1' would "
-                              "discard the domain's current state (disk vda has changed since snapshot 's2')")
-    assert "hint: add --force" in res.err
-    assert world.data() == 0xC3
-    res = vsh("snapshot-revert", "vm1", "s1", "--force")
     assert (res.status, res.out) == (0, "Domain snapshot s1 reverted\n\n"), res
     assert world.data() == 0xA1
-    # unchanged since the revert: no --force needed to go elsewhere
     assert vsh("snapshot-revert", "vm1", "s2").status == 0
     assert world.data() == 0xB2
     assert vsh("snapshot-revert", "vm1", "s1").status == 0
@@ -242,6 +236,62 @@ def test_internal_tree(tmp_path, vsh, monkeypatch):
     check_consistent(world)
 
 
+def test_risky_reverts_need_force(tmp_path, vsh, monkeypatch):
+    """libvirt's risky cases (VIR_ERR_SNAPSHOT_REVERT_RISKY) of a shut-off domain."""
+    world = World(tmp_path)
+    monkeypatch.setenv("VSH_DEFAULT_URI", world.uri)
+    world.write(0xA1)
+    assert vsh("snapshot-create-as", "vm1", "s1").status == 0
+    world.write(0xB2)
+    # a managed save image and a snapshot without memory state
+    managed = world.store.data_file("managedsave", "vm1.save")
+    os.makedirs(os.path.dirname(managed), exist_ok=True)
+    Path(managed).write_bytes(b"state")
+    res = vsh("snapshot-revert", "vm1", "s1")
+    assert (res.status, res.err) == (1, "error: revert requires force: snapshot without memory state, removal "
+                                        "of existing managed saved state strongly recommended to avoid "
+                                        "corruption\n")
+    assert world.data() == 0xB2 and os.path.exists(managed)
+    res = vsh("snapshot-revert", "vm1", "s1", "--force")
+    assert (res.status, res.out) == (0, "Domain snapshot s1 reverted\n\n"), res
+    assert world.data() == 0xA1 and not os.path.exists(managed)
+    # a snapshot without a domain definition: the disks go back, the definition stays
+    meta = world.engine().meta
+    defn = meta.load("s1")
+    defn.domain = None
+    meta.write(defn)
+    world.write(0xC3)
+    res = vsh("snapshot-revert", "vm1", "s1")
+    assert (res.status, res.err) == (1, "error: revert requires force: snapshot 's1' lacks domain 'vm1' "
+                                        "rollback info\n")
+    assert world.data() == 0xC3
+    before = world.config().to_xml(inactive=True)
+    assert vsh("snapshot-revert", "vm1", "s1", "--force").status == 0
+    assert world.data() == 0xA1 and world.config().to_xml(inactive=True) == before
+
+
+def test_abi_difference():
+    from lxml import etree
+
+    from vsh.kvm.snapshot.abi import abi_difference
+
+    def dom(memory="64", vcpu="1", mac="52:54:00:00:00:01", disks=("vda",)):
+        return etree.fromstring(
+            f"<domain type='kvm'><memory unit='MiB'>{memory}</memory><vcpu>{vcpu}</vcpu>"
+            "<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>"
+            + "".join(f"<disk device='disk'><target dev='{d}' bus='virtio'/></disk>" for d in disks)
+            + f"<interface type='user'><mac address='{mac}'/><model type='virtio'/></interface>"
+            "</devices></domain>")
+
+    assert abi_difference(dom(), dom()) is None
+    assert abi_difference(dom(memory="128"), dom()) == "Target domain max memory 131072 does not match source 65536"
+    assert abi_difference(dom(vcpu="2"), dom()) == "Target domain vCPU max 2 does not match source 1"
+    assert abi_difference(dom(disks=("vda", "vdb")), dom()) == "Target domain disk count 2 does not match source 1"
+    assert abi_difference(dom(disks=("vdb",)), dom()) == "Target disk vdb does not match source vda"
+    assert (abi_difference(dom(mac="52:54:00:00:00:02"), dom())
+            == "Target network card mac 52:54:00:00:00:02 does not match source 52:54:00:00:00:01")
+
+
 def test_raw_disk_refuses_internal_but_takes_external(tmp_path, vsh, monkeypatch):
     world = World(tmp_path, fmt="raw")
     monkeypatch.setenv("VSH_DEFAULT_URI", world.uri)
@@ -277,23 +327,22 @@ def test_external_chain_middle_delete_and_non_leaf_revert(tmp_path, vsh, monkeyp
     check_consistent(world)
     # revert to a non-leaf: a new overlay on its frozen image; later snapshots keep theirs
     res = vsh("snapshot-revert", "vm1", "e1")
-    assert res.status == 1 and "disk vda has changed since snapshot 'e3'" in res.err
-    assert vsh("snapshot-revert", "vm1", "e1", "--force").status == 0
+    assert (res.status, res.out) == (0, "Domain snapshot e1 reverted\n\n"), res
     assert [world.data(i * MiB) for i in range(4)] == [0x10, 0, 0, 0]
     assert os.path.realpath(world.top()) not in {str(world.images / n) for n in ("vm1.e2", "vm1.e3")}
     world.write(0x77, 0)
     assert vsh("snapshot-create-as", "vm1", "e4", "--disk-only").status == 0
     assert vsh("snapshot-list", "vm1", "--tree").out == "e1\n  |\n  +- e3\n  +- e4\n    \n\n"
-    assert vsh("snapshot-revert", "vm1", "e3", "--force").status == 0
+    assert vsh("snapshot-revert", "vm1", "e3").status == 0
     assert [world.data(i * MiB) for i in range(4)] == [0x10, 0x11, 0x12, 0]
-    assert vsh("snapshot-revert", "vm1", "e4", "--force").status == 0
+    assert vsh("snapshot-revert", "vm1", "e4").status == 0
     assert [world.data(i * MiB) for i in range(4)] == [0x77, 0, 0, 0]
     check_consistent(world)
     # the root: its frozen image is the user's disk, which vsh never removes
     assert vsh("snapshot-delete", "vm1", "e1").status == 0
     assert "vm1.qcow2" in world.files()
     assert vsh("snapshot-list", "vm1", "--roots", "--name").out == "e3\ne4\n\n"
-    assert vsh("snapshot-revert", "vm1", "e3", "--force").status == 0
+    assert vsh("snapshot-revert", "vm1", "e3").status == 0
     assert [world.data(i * MiB) for i in range(4)] == [0x10, 0x11, 0x12, 0]
     check_consistent(world)
     # everything goes: only the user's image and the current chain stay

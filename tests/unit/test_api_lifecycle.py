@@ -134,3 +134,24 @@ time.sleep(60)
         if holder.poll() is None:
             holder.send_signal(signal.SIGKILL)
         holder.wait()
+
+
+def test_balloon_target_and_live_vcpus():
+    from vsh.api.local.config import live_vcpus
+    from vsh.api.local.launch import balloon_target
+    from vsh.core.domain import Domain
+
+    def dom(devices="<memballoon model='virtio'/>", current="<currentMemory unit='MiB'>192</currentMemory>"):
+        return Domain.parse(f"<domain type='qemu'><name>b</name><memory unit='MiB'>256</memory>{current}"
+                            f"<vcpu current='1'>3</vcpu><os><type>hvm</type></os><devices>{devices}</devices>"
+                            "</domain>")
+
+    assert balloon_target(dom()) == 192 * 1024
+    assert balloon_target(dom(devices="")) is None                             # no balloon device
+    assert balloon_target(dom(devices="<memballoon model='none'/>")) is None
+    assert balloon_target(dom(current="")) is None
+    d = dom()
+    live_vcpus(d, 2)
+    assert d.effective_vcpus == 2
+    assert [(v.get("id"), v.get("enabled"), v.get("hotpluggable")) for v in d.node.findall("vcpus/vcpu")] == \
+        [("0", "yes", "no"), ("1", "yes", "yes"), ("2", "no", "yes")]

@@ -576,3 +576,21 @@ def test_sata_on_pc_adds_an_ahci_controller(tmp_path):
     assert "ich9-ahci,id=sata0,bus=pci.0,addr=0x4" in devs          # after the NIC and the SCSI controller
     assert any(d.startswith("ide-hd,bus=sata0.0,drive=disk0-fmt") for d in devs)
     assert any(d.startswith("ide-cd,bus=sata0.1,id=sata0-0-1") for d in devs)
+
+
+def test_hotplugged_vcpus_are_not_on_smp(tmp_path):
+    """Enabled hot-pluggable vCPUs of the <vcpus> list are added with device_add (as libvirt does)."""
+    from lxml import etree
+
+    from vsh.kvm.argv import hotplugged_vcpus
+
+    root = am.materialize("q35-virtio", tmp_path)
+    vcpu = root.find("vcpu")
+    vcpu.set("current", "3")
+    vlist = etree.Element("vcpus")
+    for vid in range(4):
+        etree.SubElement(vlist, "vcpu", id=str(vid), enabled="yes" if vid < 3 else "no",
+                         hotpluggable="no" if vid < 2 else "yes")
+    vcpu.addnext(vlist)
+    assert hotplugged_vcpus(root) == 1
+    assert opt_values(argv_of(root), "-smp") == ["2,maxcpus=4,sockets=1,cores=2,threads=2"]

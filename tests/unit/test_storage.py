@@ -256,7 +256,9 @@ def test_stored_definitions_read_without_lxml_agree(vsh, vsh_env):
 
 @pytest.mark.parametrize("content, message", [
     ("<pool type='logical'><name>x</name><target><path>/x</path></target></pool>",
-     "unsupported configuration: storage pool type 'logical' is not supported by vsh (only 'dir' pools)"),
+     "unsupported configuration: vsh supports storage pools of type 'dir' only, not 'logical' "
+     "(libvirt's pool types: dir, fs, netfs, logical, disk, iscsi, iscsi-direct, scsi, mpath, rbd, sheepdog, "
+     "gluster, zfs, vstorage)"),
     ("<pool type='bogus'><name>x</name><target><path>/x</path></target></pool>",
      "XML error: unknown storage pool type bogus"),
     ("<pool><name>x</name><target><path>/x</path></target></pool>", "XML error: missing storage pool type"),
@@ -283,8 +285,17 @@ def test_pool_define_errors(vsh, vsh_env, store_tree, content, message):
 def test_pool_define_as_errors(vsh, vsh_env, images, store_tree):
     vsh("pool-list")
     before = store_tree()
-    fails(vsh("pool-define-as", "p", "logical", "--target", "/x"), "Failed to define pool p",
-          "unsupported configuration: storage pool type 'logical' is not supported by vsh (only 'dir' pools)")
+    unsupported = ("unsupported configuration: vsh supports storage pools of type 'dir' only, not 'logical' "
+                   "(libvirt's pool types: dir, fs, netfs, logical, disk, iscsi, iscsi-direct, scsi, mpath, rbd, sheepdog, "
+                   "gluster, zfs, vstorage)")
+    fails(vsh("pool-define-as", "p", "logical", "--target", "/x"), "Failed to define pool p", unsupported)
+    # the type is what is refused, not the source options the type needs
+    fails(vsh("pool-define-as", "p", "logical", "--source-name", "vg0", "--target", "/dev/vg0"),
+          "Failed to define pool p", unsupported)
+    fails(vsh("pool-define-as", "p", "netfs", "h", "/export", "--target", "/mnt/x"), "Failed to define pool p",
+          unsupported.replace("'logical' (", "'netfs' ("))
+    fails(vsh("pool-define-as", "p", "bogus", "--target", "/x"), "Failed to define pool p",
+          "unknown storage pool type bogus")
     fails(vsh("pool-define-as", "p", "dir"), "Failed to define pool p", "XML error: missing storage pool target path")
     fails(vsh("pool-define-as", "p", "dir", "--source-host", "h", "--target", "/x"), "Failed to define pool p",
           "unsupported configuration: --source-host is not used by 'dir' pools")

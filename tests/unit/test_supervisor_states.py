@@ -172,8 +172,12 @@ def test_parse_chardevs():
             {"label": "charchannel0", "filename": "pty:/dev/pts/3"},
             {"label": "charserial0", "filename": "pty:/dev/pts/5"}]
     assert parse_chardevs(devs)["console_pty"] == "/dev/pts/5"
+    # every device by its alias, for console --devname
+    assert parse_chardevs(devs)["chardevs"] == {"channel0": {"console_pty": "/dev/pts/3"},
+                                                "serial0": {"console_pty": "/dev/pts/5"}}
     devs = [{"label": "charserial0", "filename": "disconnected:unix:/r/console.sock,server=on"}]
-    assert parse_chardevs(devs) == {"console_pty": None, "console_socket": "/r/console.sock"}
+    assert parse_chardevs(devs) == {"console_pty": None, "console_socket": "/r/console.sock",
+                                    "chardevs": {"serial0": {"console_socket": "/r/console.sock"}}}
 
 
 # --------------------------------------------------------------------------------------

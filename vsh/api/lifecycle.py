@@ -123,9 +123,16 @@ class DomainLifecycle(ABC):
 
     @abstractmethod
     def open_console(self, devname: str | None = None, force: bool = False) -> ConsoleStream:
-        """``virDomainOpenConsole``: a :class:`ConsoleStream` on the serial console ``devname``
-        (serial0 or console0; None: the first). One session per domain: OperationInvalid
-        ``Active console session exists`` unless ``force`` takes the session over."""
+        """``virDomainOpenConsole``: a :class:`ConsoleStream` on the character device whose alias
+        is ``devname`` (serial0, serial1, console0, channel0...; None: the first console, which is
+        serial port 0 if there is one, else the first virtio console). OperationInvalid
+        ``cannot find character device`` for an unknown alias. One session per domain:
+        OperationInvalid ``Active console session exists`` unless ``force`` takes it over."""
+
+    @abstractmethod
+    def console_pty(self) -> str | None:
+        """The pty path of the domain's first console (virsh ``ttyconsole``), None when that
+        console is not a pty. OperationInvalid when the domain is not running."""
 
     @abstractmethod
     def console_log(self, follow: bool = False, timeout: float | None = None):

@@ -75,8 +75,9 @@ class Snapshot(ABC):
     @abstractmethod
     def revert(self, running: bool = False, paused: bool = False, force: bool = False) -> dict:
         """``virDomainRevertToSnapshot``: disks, definition and (for a running snapshot) memory go
-        back to it. OperationInvalid when it would discard a state no snapshot keeps unless
-        ``force``. Returns the domain's runtime state (empty when it does not run)."""
+        back to it. OperationInvalid ("revert requires force: ...") in libvirt's risky cases unless
+        ``force``: a snapshot without a domain definition, an ABI-incompatible running revert,
+        starting an inactive snapshot over a running domain, a managed save image. Returns the domain's runtime state (empty when it does not run)."""
 
     @abstractmethod
     def delete(self, children: bool = False, children_only: bool = False,

@@ -146,7 +146,7 @@ def resume(ctx, domain):
 
 @command("console", group="domain", summary="connect to the guest console",
          opts=[DOMAIN,
-               Opt("devname", kind="string", help="character device name (serial0 or console0)"),
+               Opt("devname", kind="string", help="character device name (an alias: serial0, console0, console1...)"),
                Opt("force", kind="bool", help="force console connection (disconnect already connected sessions)"),
                Opt("safe", kind="bool", help="only connect if safe console handling is supported (always)"),
                Opt("resume", kind="bool", help="resume a paused domain after connecting"),
@@ -202,10 +202,7 @@ def console_log(ctx, domain, follow=False, raw=False):
 def ttyconsole(ctx, domain):
     from vsh.core.errors import OperationInvalid
 
-    st = ctx.conn.lookup_domain(domain).runtime()
-    if st is None:
-        raise OperationInvalid("Requested operation is not valid: domain is not running")
-    pty = st.get("console_pty")
+    pty = ctx.conn.lookup_domain(domain).console_pty()
     if not pty:
         raise OperationInvalid("internal error: the domain has no pty serial console")
     return Text(f"{pty}\n", json_data={"tty": pty})

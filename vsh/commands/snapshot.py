@@ -396,15 +396,17 @@ def snapshot_parent(ctx, domain, snapshotname=None, current=False):
          opts=[DOMAIN, SNAPNAME, CURRENT,
                Opt("running", kind="bool", help="after reverting, change state to running"),
                Opt("paused", kind="bool", help="after reverting, change state to paused"),
-               Opt("force", kind="bool", help="discard the domain's current state even if no snapshot keeps it")],
+               Opt("force", kind="bool", help="try harder on risky reverts")],
          exclusive=(("running", "paused"),), mutating=True,
          examples=("snapshot-revert vm1 s1", "snapshot-revert vm1 s1 --force --running"),
          description="Make the domain what it was when the snapshot was taken: its disks, its\n"
                      "definition and, for a snapshot of a running domain, its memory (it resumes\n"
                      "running or paused). Any node of the tree can be reverted to; later\n"
-                     "snapshots stay. vsh refuses to discard a current state that no snapshot\n"
-                     "keeps (a running domain, a disk changed since the current snapshot, a\n"
-                     "managed save image) unless --force is given.")
+                     "snapshots stay. As with libvirt, --force is needed only for a risky revert:\n"
+                     "a snapshot without a domain definition, a running domain whose definition\n"
+                     "is ABI-incompatible with the snapshot's (QEMU must restart), --running or\n"
+                     "--paused to an inactive snapshot of a running domain, or a snapshot without\n"
+                     "memory state while a managed save image exists.")
 def snapshot_revert(ctx, domain, snapshotname=None, current=False, running=False, paused=False, force=False):
     snap = _pick(ctx.conn.lookup_domain(domain), snapshotname, current)
     snap.revert(running=running, paused=paused, force=force)

@@ -122,6 +122,12 @@ def _progress(ctx, label: str):
 def pool_define_as(ctx, name, type, source_host=None, source_path=None, source_dev=None, source_name=None,
                    target=None, source_format=None, print_xml=False):
     """Define a directory pool; it is not built or started (see pool-build, pool-start)."""
+    from vsh.core.pools import check_pool_type
+
+    try:
+        check_pool_type(type)
+    except VshError as err:
+        raise err.with_context(f"Failed to define pool {name}") from None
     for opt, value in (("source-host", source_host), ("source-path", source_path), ("source-dev", source_dev),
                        ("source-name", source_name), ("source-format", source_format)):
         if value not in (None, "", "-"):

@@ -205,7 +205,7 @@ def clear_previous_run(rundir: RunDir, st: dict | None) -> None:
 def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
           lifecycle: dict | None = None, transient: bool = False, paused: bool = False,
           timeout: float = 30.0, uuid: str | None = None, first_run: dict | None = None,
-          taps: list | None = None) -> dict:
+          taps: list | None = None, balloon_kib: int | None = None, vcpus_hotplug: int = 0) -> dict:
     """Launch QEMU under a new supervisor; return the state once the guest runs (or is paused).
 
     ``argv`` is QEMU's full command line; its QMP socket must be ``RUNDIR/qmp.sock``
@@ -222,6 +222,12 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
 
     ``taps`` (``[{"dev", "bridge", "mtu"}]``, see :func:`vsh.kvm.hostnet.plan_taps`)
     are plugged into their bridges while QEMU is still stopped, on every launch.
+
+    ``balloon_kib`` (the domain's ``<currentMemory>`` when it has a balloon device and it is
+    below ``<memory>``) is set as the balloon target before the CPUs first run, on every
+    launch but a restore (the save image carries the balloon's state), as libvirt does.
+    ``vcpus_hotplug`` vCPUs are added with device_add before the guest runs or loads a save
+    image (the argv's -smp has only the others).
     """
     rundir = RunDir(rundir)
     control = os.fsencode(rundir / CONTROL_SOCKET)
@@ -262,6 +268,8 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
             "timeout": float(timeout),
             **({"first_run": first_run} if first_run else {}),
             **({"taps": list(taps)} if taps else {}),
+            **({"balloon_kib": int(balloon_kib)} if balloon_kib else {}),
+            **({"vcpus_hotplug": int(vcpus_hotplug)} if vcpus_hotplug else {}),
         })
         return spawn_supervisor(rundir, lock_fd, attach=False, timeout=timeout + SLACK)
     finally:

@@ -195,16 +195,24 @@ async def execute(client, cmd: str, args: dict | None = None, timeout: float = 3
 
 
 def parse_chardevs(chardevs) -> dict:
-    """From ``query-chardev``: the serial console's pty path and/or unix socket path.
+    """From ``query-chardev``: the serial console's pty path and/or unix socket path, and
+    ``chardevs``: each device's pty or socket by its alias (``{"serial0": {"console_pty": ...}}``).
 
     The serial console is the chardev labelled like ``charserial0``/``serial0``/
     ``console0``; failing that, the first pty.
     """
-    found = {"console_pty": None, "console_socket": None}
+    found = {"console_pty": None, "console_socket": None, "chardevs": {}}
     ranked = []
     for dev in chardevs or []:
         label = str(dev.get("label", ""))
         filename = str(dev.get("filename", ""))
+        if label.startswith("char") and label != QMP_CHARDEV_ID:
+            # every device's chardev by the device's alias (serial0, console1, channel0...)
+            if filename.startswith("pty:"):
+                found["chardevs"][label[4:]] = {"console_pty": filename[4:]}
+            elif "unix:" in filename and "server" in filename:
+                path = filename[filename.index("unix:") + 5:]
+                found["chardevs"][label[4:]] = {"console_socket": split_opts(path)[0]}
         rank = 0 if "serial0" in label else 1 if ("serial" in label or "console" in label) else 2
         ranked.append((rank, label, filename))
     ranked.sort()

@@ -69,8 +69,8 @@ class LocalDomainSettings:
             out["config"] = {"maximum": cfg.vcpus or 1, "current": cfg.effective_vcpus}
         if ref.active:
             livedom = store.load(ref)
-            out["live"] = {"maximum": livedom.vcpus or 1,
-                           "current": ref.runtime.data.get("vcpus") or livedom.effective_vcpus}
+            out["live"] = {"maximum": livedom.vcpus or 1, "current": _online_vcpus(store, ref)
+                           or livedom.effective_vcpus}
         return out
 
     def set_vcpus(self, count: int, maximum: bool = False, live: bool = False, config: bool = False,
@@ -97,6 +97,8 @@ class LocalDomainSettings:
                 raise InvalidArgument("invalid argument: requested vcpus is greater than max allowable vcpus for "
                                       f"the live domain: {count} > {top}")
             supervisor_call(store, ref, "set_vcpus", count)
+            # the live definition counts them: dominfo, and a save image restores them
+            self._update_live_xml(lambda dom: live_vcpus(dom, count))
         if do_config:
             change_config(store, ref, change)
         return {"live": do_live, "config": do_config}
@@ -332,3 +334,29 @@ def _replace_metadata(node, uri: str, new) -> None:
         meta.append(new)
     if meta is not None and len(meta) == 0 and not (meta.text or "").strip():
         node.remove(meta)
+
+
+def _online_vcpus(store, ref) -> int | None:
+    """How many vCPUs the running QEMU has (``query-cpus-fast``, hot-plugged ones included)."""
+    from vsh.api.local.qemustats import qmp
+    from vsh.core.errors import VshError
+
+    try:
+        return len(qmp(store, ref, "query-cpus-fast")) or None
+    except VshError:
+        return None
+
+
+def live_vcpus(dom, count: int) -> None:
+    """A live setvcpus in the live definition: ``current`` and libvirt's <vcpus> list, whose
+    vCPUs enabled since the start are hot-pluggable (a restore adds them with device_add)."""
+    from lxml import etree
+
+    if dom.node.find("./vcpus") is None:
+        booted = dom.effective_vcpus
+        vlist = etree.Element("vcpus")
+        for vid in range(dom.vcpus or 1):
+            etree.SubElement(vlist, "vcpu", id=str(vid), enabled="yes" if vid < booted else "no",
+                             hotpluggable="no" if vid < booted else "yes")
+        dom.node.find("vcpu").addnext(vlist)
+    dom.set_vcpus_config(count, hotpluggable=True)

@@ -24,6 +24,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     first run only, e.g. ``-incoming defer``).
     """
     from vsh.kvm import client
+    from vsh.kvm.argv import hotplugged_vcpus
 
     rundir = store.runtime_path(dom.name)
     live = dom.copy()
@@ -37,7 +38,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     try:
         return client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
                             transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
-                            taps=taps)
+                            taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node))
     except VshError:
         if created:
             try:
@@ -61,6 +62,18 @@ def name_vnc_sockets(live, rundir) -> None:
             el.remove(old)
         el.set("socket", os.path.join(rundir, VNC_SOCKET))
         el.insert(0, etree.Element("listen", type="socket", socket=el.get("socket")))
+
+
+def balloon_target(dom) -> int | None:
+    """The balloon target to set at start: ``<currentMemory>`` when below ``<memory>`` and the
+    domain has a balloon device (libvirt's rule), else None."""
+    cur, mem = dom.current_memory, dom.memory
+    if not cur or not mem or cur >= mem:
+        return None
+    bal = dom.node.find("./devices/memballoon")
+    if bal is None or bal.get("model") == "none":
+        return None
+    return cur
 
 
 def plan_taps(store, live) -> list[dict]:

@@ -159,15 +159,35 @@ class LocalDomainLifecycle(DomainLifecycle):
     def open_console(self, devname: str | None = None, force: bool = False):
         from vsh.api.local.console import LocalConsole
 
+        return LocalConsole(self._console_device(devname), self._rundir(), force=force)
+
+    def console_pty(self) -> str | None:
+        return self._console_device(None).get("console_pty")
+
+    def _console_device(self, devname: str | None) -> dict:
+        """The pty or socket of character device ``devname`` (an alias; None: the first console,
+        as libvirt picks it), as ``{"console_pty": ...}`` or ``{"console_socket": ...}``."""
         ref = self.refresh()
         if not ref.active:
             raise OperationInvalid("Requested operation is not valid: domain is not running")
-        if devname not in CONSOLE_DEVICES:
-            raise OperationInvalid(f"internal error: cannot find character device {devname}")
         state = _client().read_state(self._rundir())
         if not state or state.get("state") not in _client().ACTIVE_STATES:
             raise OperationInvalid("Requested operation is not valid: domain is not running")
-        return LocalConsole(state, self._rundir(), force=force)
+        chardevs = state.get("chardevs")
+        if chardevs is None:            # a supervisor that records only the first console
+            if devname not in CONSOLE_DEVICES:
+                raise OperationInvalid(f"internal error: cannot find character device {devname}")
+            return state
+        if devname is None or (devname == "console0" and devname not in chardevs):
+            from vsh.kvm.argv import console_chardev
+
+            chardev = console_chardev(self.store.load(ref).node)    # console0 stands for serial0
+            alias = chardev[4:] if chardev else None
+        else:
+            alias = devname
+        if alias not in chardevs:
+            raise OperationInvalid(f"internal error: cannot find character device {devname or '<null>'}")
+        return chardevs[alias]
 
     def console_log(self, follow: bool = False, timeout: float | None = None):
         from vsh.kvm.console import log_chunks

@@ -39,11 +39,11 @@ and the ``<volume>`` XML), :mod:`.definitions` (the stored pools and their state
 domains use). The names other modules use are importable from here.
 """
 
-from vsh.core.pools.model import POOL_TYPES, Pool, parse_pool_xml, pool_from_args
+from vsh.core.pools.model import POOL_TYPES, Pool, check_pool_type, parse_pool_xml, pool_from_args
 from vsh.core.pools.usage import disk_paths, paths_in_use, removable_storage
 from vsh.core.pools.volume_ops import Pools
 from vsh.core.pools.volumes import Volume, VolumeSpec, parse_size, parse_volume_xml, volume_spec_xml
 
-__all__ = ["POOL_TYPES", "Pool", "Pools", "Volume", "VolumeSpec", "disk_paths", "parse_pool_xml",
+__all__ = ["POOL_TYPES", "Pool", "check_pool_type", "Pools", "Volume", "VolumeSpec", "disk_paths", "parse_pool_xml",
            "parse_size", "parse_volume_xml", "paths_in_use", "pool_from_args", "removable_storage",
            "volume_spec_xml"]

@@ -23,6 +23,15 @@ MAX_CHAIN = 16
 # -- names ---------------------------------------------------------------------------------------
 
 
+def check_pool_type(ptype: str, unknown=InvalidArgument) -> None:
+    """A pool type vsh can define: libvirt's list of types, of which vsh has ``dir``."""
+    if ptype not in POOL_TYPES:
+        raise unknown(f"{'XML error: ' if unknown is XMLError else ''}unknown storage pool type {ptype}")
+    if ptype != "dir":
+        raise Unsupported(f"unsupported configuration: vsh supports storage pools of type 'dir' only, not "
+                          f"'{ptype}' (libvirt's pool types: {', '.join(POOL_TYPES)})")
+
+
 def check_volume_name(name: str) -> None:
     """A volume name becomes a file name in the pool directory: refuse what could escape it."""
     _check_file_name(name, "volume", MAX_NAME_BYTES)
@@ -119,11 +128,7 @@ def parse_pool_xml(data, origin: str = "pool_definition") -> Pool:
     ptype = root.get("type")
     if not ptype:
         raise XMLError("XML error: missing storage pool type")
-    if ptype not in POOL_TYPES:
-        raise XMLError(f"XML error: unknown storage pool type {ptype}")
-    if ptype != "dir":
-        raise Unsupported(f"unsupported configuration: storage pool type '{ptype}' is not supported by vsh "
-                          "(only 'dir' pools)")
+    check_pool_type(ptype, unknown=XMLError)
     name = root.findtext("name")
     if name is None or name == "":
         raise XMLError("XML error: missing pool name element")
@@ -184,11 +189,7 @@ def quick_pool(data: bytes) -> Pool | None:
 
 def pool_from_args(name: str, ptype: str, target: str | None) -> Pool:
     """pool-define-as NAME TYPE --target PATH (a relative target is taken from the current directory)."""
-    if ptype not in POOL_TYPES:
-        raise InvalidArgument(f"unknown storage pool type {ptype}")
-    if ptype != "dir":
-        raise Unsupported(f"unsupported configuration: storage pool type '{ptype}' is not supported by vsh "
-                          "(only 'dir' pools)")
+    check_pool_type(ptype)
     check_pool_name(name)
     if not target:
         raise XMLError("XML error: missing storage pool target path")

@@ -75,9 +75,10 @@ from vsh.kvm.argv.build import build_argv, device_options
 from vsh.kvm.argv.builder import DEFAULT_MACHINE
 from vsh.kvm.argv.chardevs import console_chardev
 from vsh.kvm.argv.images import qcow2_backing_file, qcow2_data_file
+from vsh.kvm.argv.machine import hotplugged_vcpus
 from vsh.kvm.argv.network import check_host_ports
 from vsh.kvm.argv.options import split_opts
 from vsh.kvm.argv.paths import RuntimePaths
 
 __all__ = ["RuntimePaths", "build_argv", "console_chardev", "DEFAULT_MACHINE", "check_host_ports",
-           "device_options", "split_opts", "qcow2_backing_file", "qcow2_data_file"]
+           "device_options", "hotplugged_vcpus", "split_opts", "qcow2_backing_file", "qcow2_data_file"]

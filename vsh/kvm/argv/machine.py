@@ -166,6 +166,13 @@ def memory(b: Builder) -> None:
     b.add("-m", str(mib))
 
 
+def hotplugged_vcpus(root) -> int:
+    """How many enabled vCPUs of the <vcpus> list are hot-pluggable: libvirt starts QEMU with
+    the others on -smp and adds these with device_add before the guest runs (so that a
+    restore recreates the vCPUs a setvcpus --live added, and they can be unplugged again)."""
+    return len(root.xpath("./vcpus/vcpu[@enabled='yes'][@hotpluggable='yes']"))
+
+
 def smp(b: Builder) -> None:
     """<vcpu> and <cpu><topology>: the -smp option."""
     vcpu = b.root.find("vcpu")
@@ -184,6 +191,11 @@ def smp(b: Builder) -> None:
                                   "does not match <vcpu> %d" % (s, d, c, t, s * d * c * t, maxc))
     else:
         s, d, c, t = maxc, 1, 1, 1
+    hot = hotplugged_vcpus(b.root)
+    if hot:
+        cur -= hot          # enabled hot-pluggable vCPUs are added with device_add before they run
+        if cur < 1:
+            raise InvalidArgument("<vcpus>: vCPU 0 must be enabled and not hot-pluggable")
     pairs = [("maxcpus", maxc), ("sockets", s)]
     if d != 1:
         pairs.append(("dies", d))

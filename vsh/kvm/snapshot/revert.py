@@ -1,4 +1,4 @@
-"""Reverting to a snapshot: refuse to discard unsaved state unless forced, give the domain
+"""Reverting to a snapshot: refuse libvirt's risky cases unless forced, give the domain
 new overlays or copies of frozen images, load the memory state of a running snapshot.
 
 A mixin of :class:`vsh.kvm.snapshot.engine.Engine`.
@@ -17,47 +17,33 @@ from vsh.kvm.snapshot.images import (copy_image, create_overlay, fresh_path, ima
                                      real_path, short_id, tags_of, tmp_for, unlink)
 
 
+def risky(why: str) -> VshError:
+    """libvirt's VIR_ERR_SNAPSHOT_REVERT_RISKY: the revert goes ahead only with --force."""
+    return OperationInvalid(f"revert requires force: {why}")
+
+
 class Revert:
     """Revert to a snapshot (a mixin of the Engine)."""
 
     def revert(self, name: str, running: bool = False, paused: bool = False, force: bool = False) -> dict:
         return self._locked(self._revert, name, running, paused, force)
 
-    def unsaved_reason(self, ref=None, defs: dict | None = None) -> str | None:
-        """Why the domain's current state is not kept by any snapshot (None: it is)."""
-        from vsh.kvm import qcow2
+    def _check_risky(self, target: SnapshotDef, ref, start: bool, with_memory: bool) -> None:
+        """libvirt's cases where a revert needs ``force`` (VIR_ERR_SNAPSHOT_REVERT_RISKY)."""
+        from vsh.kvm.snapshot.abi import abi_difference
 
-        ref = ref or self._ref()
-        defs = self.meta.load_all() if defs is None else defs
-        if self._has_managed_save():
-            return "it has a managed save image"
-        if ref.active:
-            return f"it is {ref.state}"
-        current = self.meta.state().get("current")
-        if current not in defs:
-            return "no snapshot is current"
-        cur = defs[current]
-        config = self._config(ref)
-        if config is None or cur.domain is None:
-            return "no snapshot is current"
-        for el in disk_elements(config.node):
-            if not is_writable(el):
-                continue
-            target = disk_target(el)
-            spec = cur.disk(target)
-            then = disk_element(cur.domain, target)
-            if spec is None or then is None or spec.snapshot == "no":
-                continue
-            now = chain(el)
-            if spec.snapshot == "internal":
-                if not (os.path.exists(now[0][0]) and qcow2.is_qcow2(now[0][0])
-                        and qcow2.equals_snapshot(now[0][0], cur.name)):
-                    return f"disk {target} has changed since snapshot '{cur.name}'"
-            else:
-                base = chain(then)[0][0]
-                if len(now) < 2 or real_path(now[1][0]) != real_path(base) or qcow2.has_data(now[0][0]):
-                    return f"disk {target} has changed since snapshot '{cur.name}'"
-        return None
+        if target.domain is None:
+            raise risky(f"snapshot '{target.name}' lacks domain '{self.name}' rollback info")
+        if ref.active and not with_memory and start:
+            raise risky("must respawn qemu to start inactive snapshot")
+        if self._has_managed_save() and not with_memory:
+            raise risky("snapshot without memory state, removal of existing managed saved state "
+                        "strongly recommended to avoid corruption")
+        live = self._live(ref) if with_memory else None
+        if live is not None:
+            why = abi_difference(target.domain, live.node)
+            if why:
+                raise risky(why)
 
     def _revert(self, name: str, running: bool, paused: bool, force: bool) -> dict:
         check_name(name)
@@ -69,29 +55,25 @@ class Revert:
         if not ref.persistent:
             raise OperationInvalid("Requested operation is not valid: cannot revert a transient domain "
                                    "(define it first)")
-        if target.domain is None:
-            raise OperationInvalid(f"Requested operation is not valid: snapshot '{name}' has no domain "
-                                   "definition to revert to")
-        if not force:
-            why = self.unsaved_reason(ref, defs)
-            if why:
-                raise OperationInvalid(f"Requested operation is not valid: reverting to snapshot '{name}' "
-                                       f"would discard the domain's current state ({why})",
-                                       hint="add --force to discard it")
-        self._check_images(target)
+        config = self._config(ref)
         with_memory = target.memory == "internal" and target.state in ("running", "paused")
+        if not force:
+            self._check_risky(target, ref, running or paused, with_memory)
+        if target.domain is None:           # forced: the disks go back, the definition stays
+            target.domain = copy.deepcopy(config.node)
+        drop_managed_save = self._has_managed_save()
+        self._check_images(target)
         if running or paused:
             final = "paused" if paused else "running"
         elif with_memory:
             final = target.state
         else:
             final = "shutoff"
-        config = self._config(ref)
         if ref.active and with_memory and self._inplace_ok(target, defs, ref):
             return self._revert_inplace(target, final, config)
         plan = self._plan_revert(target, defs, config)
         intent = dict(plan, op="revert", name=name, phase="prepare", final=final,
-                      with_memory=with_memory, drop_managed_save=bool(force))
+                      with_memory=with_memory, drop_managed_save=drop_managed_save)
         self.meta.write_intent(intent, durable=False)     # only new files follow
         self.hook("revert:intent")
         for src, dst in plan["copies"]:

@@ -13,7 +13,7 @@ import signal
 import time
 
 from vsh.core import runtime as rt
-from vsh.core.errors import InvalidArgument, OperationInvalid, Timeout, VshError
+from vsh.core.errors import InvalidArgument, OperationInvalid, Timeout, Unsupported, VshError
 from vsh.kvm.supervisor import aio
 from vsh.kvm.supervisor.lifecycle import TRANSITIONS
 from vsh.kvm.supervisor.log import log
@@ -251,19 +251,18 @@ class ControlServer:
                                   f"live domain: {count} > {len(slots)}" if count > 1 else
                                   f"invalid vCPU count {count}")
         online = [s for s in slots if s.get("qom-path")]
-        offline = [s for s in slots if not s.get("qom-path")]
         if count > len(online):
-            for slot in offline[:count - len(online)]:
-                props = slot.get("props") or {}
-                dev_id = "vsh-vcpu" + "-".join(str(props[k]) for k in sorted(props))
-                await self._exec("device_add", dict(props, driver=slot["type"], id=dev_id))
+            await self.add_vcpus(count - len(online), slots)
         elif count < len(online):
+            if _accel(self.argv) == "tcg":
+                raise Unsupported(TCG_UNPLUG)
             removable = [s for s in online if "/peripheral/" in s["qom-path"]]
             need = len(online) - count
             if len(removable) < need:
                 raise OperationInvalid(f"internal error: only {len(removable)} hot-plugged vCPUs "
                                        f"can be unplugged")
-            for slot in removable[-need:]:
+            removable.sort(key=_slot_order)
+            for slot in removable[-need:]:          # the highest go first
                 await self._exec("device_del", {"id": slot["qom-path"].rsplit("/", 1)[1]})
         return {"vcpus": count, "max": len(slots)}
 
@@ -283,6 +282,17 @@ class ControlServer:
         self.write_state()
         return self.state_dict()
 
+    async def add_vcpus(self, n: int, slots: list | None = None) -> None:
+        """device_add ``n`` vCPUs into the first free slots (ids vsh-vcpu<socket-core-thread...>)."""
+        if slots is None:
+            slots = await self._exec("query-hotpluggable-cpus")
+        # QEMU lists the slots from the highest; fill them from the lowest, as -smp does
+        offline = sorted((s for s in slots if not s.get("qom-path")), key=_slot_order)
+        for slot in offline[:n]:
+            props = slot.get("props") or {}
+            dev_id = "vsh-vcpu" + "-".join(str(props[k]) for k in sorted(props))
+            await self._exec("device_add", dict(props, driver=slot["type"], id=dev_id))
+
     async def op_attach_device(self, req):
         self._require("running", "paused")
         from vsh.kvm import hotplug
@@ -300,3 +310,30 @@ class ControlServer:
         return await hotplug.change_media(self, str(req.get("target") or ""), req.get("xml") or None,
                                           force=bool(req.get("force")),
                                           timeout=float(req.get("wait_s") or hotplug.TRAY_TIMEOUT))
+
+
+def _slot_order(slot: dict) -> list:
+    """A vCPU slot's place in -smp's order (socket, die, core, thread)."""
+    props = slot.get("props") or {}
+    return [props.get(k, 0) for k in ("node-id", "socket-id", "die-id", "core-id", "thread-id")]
+
+
+#: Why vsh refuses to unplug a vCPU under TCG. Measured with QEMU 7.2: after a TCG vCPU that
+#: the guest had online is unplugged, QEMU still has the memory listener of the vCPU's address
+#: space (tcg_commit); the next change of the memory map (a stop/cont then the dirty logging a
+#: save starts) flushes the freed vCPU's TLB, and QEMU dies of heap corruption (SIGSEGV or
+#: "free(): invalid next size" in qemu_savevm_state_cleanup). Upstream frees it with
+#: cpu_address_space_destroy, which QEMU 7.2 lacks.
+TCG_UNPLUG = ("Operation not supported: QEMU cannot unplug a vCPU of a TCG (type='qemu') domain safely: "
+              "the unplugged vCPU's memory listener stays behind and a later save or memory map change "
+              "crashes QEMU; use --config and restart the domain")
+
+
+def _accel(argv: list) -> str:
+    """The accelerator QEMU's argv asks for (-accel NAME or -machine ...,accel=NAME)."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "-accel":
+            return argv[i + 1].split(",")[0]
+        if arg in ("-machine", "-M") and "accel=" in argv[i + 1]:
+            return argv[i + 1].split("accel=")[1].split(",")[0].split(":")[0]
+    return "tcg"

@@ -58,7 +58,8 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
         self.exit_status = None
         self.exit_signal = None
         self.console = {"console_pty": self.prev.get("console_pty"),
-                        "console_socket": self.prev.get("console_socket")}
+                        "console_socket": self.prev.get("console_socket"),
+                        "chardevs": self.prev.get("chardevs")}
         self.balloon_kib = self.prev.get("balloon_kib")
         self.restarts: list[float] = []
         self._qmp_path: str | None = None
@@ -108,6 +109,7 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
             "console_log": str(self.rundir / rt.CONSOLE_LOG),
             "console_pty": self.console.get("console_pty") if active else None,
             "console_socket": self.console.get("console_socket") if active else None,
+            "chardevs": self.console.get("chardevs") if active else None,
             "transient": bool(self.spec.get("transient")),
             "persistent": not self.spec.get("transient"),
             "exit_status": self.exit_status, "signal": self.exit_signal,

@@ -137,9 +137,14 @@ class QemuProcess:
             self._events_task = self._spawn_task(self._pump_events(self._qmp))
             await self._setup_qemu()
             self._plug_taps()
+            if self.spec.get("vcpus_hotplug"):            # hot-pluggable vCPUs, as libvirt adds them
+                await self.add_vcpus(int(self.spec["vcpus_hotplug"]))
             first = self.spec.get("first_run") or {}      # restore / revert: once only
             if first.get("incoming"):
                 await self._incoming(first["incoming"])
+            elif self.spec.get("balloon_kib"):            # <currentMemory>, before the CPUs run
+                await self._exec("balloon", {"value": int(self.spec["balloon_kib"]) * 1024})
+                self.balloon_kib = int(self.spec["balloon_kib"])
             if self.spec.get("paused"):
                 self.lc.transition("paused", first.get("paused_reason") or "user")
             else:
