@@ -48,3 +48,10 @@ class DomainDevices(ABC):
         removable disk ``target``, or eject it (``xml`` None); no flag means current. NotFound for
         no such disk, OperationInvalid when it is not a cdrom or floppy. Returns ``{"live",
         "config"}``."""
+
+    @abstractmethod
+    def detach_alias(self, alias: str, live: bool = False, config: bool = False, current: bool = False) -> dict:
+        """``virDomainDetachDeviceAlias``: remove the device whose ``<alias name>`` is ``alias``
+        (a user alias ``ua-...`` kept in the definition, or the alias of the live device); no flag
+        means current. NotFound (libvirt's words) when no device has it. Returns ``{"live",
+        "config"}``."""

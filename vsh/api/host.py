@@ -59,3 +59,13 @@ class Host(ABC):
         as define would) and ``domain`` (a defined domain's name, id or UUID: its persistent
         definition) is given, else InvalidArgument; NotFound for an unknown domain, XMLError for
         XML that does not parse or validate."""
+
+    @abstractmethod
+    def domxml_from_native(self, fmt: str, config: str) -> str:
+        """``virConnectDomainXMLFromNative``: domain XML for the QEMU command line ``config`` (one
+        text, shell-quoted as ``ps`` or a script shows it) when ``fmt`` is ``qemu-argv`` (else
+        InvalidArgument ``unsupported config type``). Reads -name, -uuid, -m, -smp, -machine,
+        -cpu, -accel/-enable-kvm, -drive and -blockdev file disks, -cdrom, -hda..-hdd, -netdev
+        user/tap with virtio-net/e1000 -device (or -net nic), -kernel/-initrd/-append, -serial,
+        -boot; other options are skipped as libvirt skips what it does not know. InvalidArgument
+        for a line that does not parse."""

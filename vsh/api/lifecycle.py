@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+# QEMU's dump-guest-memory formats, as virsh's dump --format names them
+DUMP_FORMATS = ("elf", "kdump-zlib", "kdump-lzo", "kdump-snappy", "kdump-zstd", "win-dmp")
+
 
 class ConnectionLifecycle(ABC):
     """Connection-level operations that make running domains (create from XML, restore)."""
@@ -35,6 +38,14 @@ class ConnectionLifecycle(ABC):
     @abstractmethod
     def save_image_xml(self, path: str) -> str:
         """The domain XML recorded in the save image at host ``path``."""
+
+    @abstractmethod
+    def save_image_define(self, path: str, xml: str, running: bool = False, paused: bool = False) -> bool:
+        """``virDomainSaveImageDefineXML``: replace the domain XML recorded in the save image at
+        host ``path``; the new XML must describe the same machine (libvirt's ABI check: same name,
+        UUID, memory, vCPUs, disks, NICs...). ``running`` / ``paused`` change the state restore
+        gives. Returns False when the XML and state were already those. Raises OperationInvalid
+        (no valid image), XMLError, Unsupported (an ABI difference, in libvirt's words)."""
 
 
 class ConsoleStream(ABC):
@@ -161,3 +172,47 @@ class DomainLifecycle(ABC):
     @abstractmethod
     def managed_save_xml(self) -> str:
         """The domain XML recorded in the managed save image; OperationInvalid when there is none."""
+
+    @abstractmethod
+    def managed_save_define(self, xml: str, running: bool = False, paused: bool = False) -> bool:
+        """``virDomainManagedSaveDefineXML``: :meth:`ConnectionLifecycle.save_image_define` on the
+        managed save image; OperationInvalid when there is none."""
+
+    @abstractmethod
+    def dump(self, path: str, fmt: str | None = None, memory_only: bool = False, live: bool = False,
+             crash: bool = False, reset: bool = False) -> dict:
+        """``virDomainCoreDumpWithFormat``: write the guest's memory to the host file ``path``
+        (QEMU's ``dump-guest-memory``; ``fmt`` one of elf, kdump-zlib, kdump-lzo, kdump-snappy,
+        kdump-zstd, win-dmp, only with ``memory_only``). The guest is paused while it is written
+        unless ``live``; ``crash`` stops it afterwards, ``reset`` resets it. Returns ``{"path",
+        "format"}``. OperationInvalid when not running, InvalidArgument for a bad combination."""
+
+    @abstractmethod
+    def monitor_events(self, event: str | None = None, timeout: float | None = None):
+        """``virConnectDomainQemuMonitorEventRegister``: an iterator over the QEMU monitor events of
+        the running domain from now on (``{"event", "data", "timestamp": {"seconds",
+        "microseconds"}}``), only those named ``event`` when given, until the domain stops or
+        ``timeout`` seconds pass. OperationInvalid (at once) when the domain is not running."""
+
+    @abstractmethod
+    def send_process_signal(self, pid: int, signum: int) -> None:
+        """``virDomainSendProcessSignal``: signal a process inside the domain. libvirt's QEMU
+        driver has no such operation, and neither has vsh: Unsupported, in libvirt's words."""
+
+    @abstractmethod
+    def lxc_enter_namespace(self, argv: list[str], noseclabel: bool = False) -> int:
+        """``virDomainLxcEnterNamespace``: run ``argv`` in the namespaces of an LXC container.
+        Only libvirt's LXC driver has containers; for a QEMU domain this is Unsupported, in
+        libvirt's words, as with libvirt's QEMU driver."""
+
+    @abstractmethod
+    def launch_security_info(self) -> dict:
+        """``virDomainGetLaunchSecurityInfo``: the SEV measurement and policy of a domain with
+        ``<launchSecurity>``; an empty dict for any other domain (as libvirt's QEMU driver).
+        Unsupported for an SEV domain: vsh runs none (no SEV hardware)."""
+
+    @abstractmethod
+    def set_launch_security_state(self, secret_header: str, secret: str, set_address: int | None = None) -> None:
+        """``virDomainSetLaunchSecurityState``: inject a launch secret (base64 texts) into an SEV
+        guest. OperationInvalid when not running; Unsupported otherwise (libvirt's wording for a
+        domain without SEV; vsh runs none)."""

@@ -1,5 +1,5 @@
 """Adding, removing and changing devices: attach-disk, detach-disk, attach-interface,
-detach-interface, attach-device, detach-device, update-device, change-media.
+detach-interface, attach-device, detach-device, detach-device-alias, update-device, change-media.
 
 The device XML is built here the way virsh builds it (``--print-xml`` prints exactly
 that; host paths made absolute), and the API (:mod:`vsh.api.devices`) attaches, detaches
@@ -341,6 +341,21 @@ def detach_device(ctx, domain, file, persistent=False, config=False, live=False,
     except VshError as err:
         raise err.with_context(f"Failed to detach device from {file}") from None
     return _done("Device detached successfully", dom, node, done)
+
+
+@command("detach-device-alias", group="domain", summary="detach device from an alias",
+         opts=[DOMAIN, Opt("alias", required=True, positional=True, help="device alias"), CURRENT, CONFIG, LIVE],
+         exclusive=EXCLUSIVE[1:], mutating=True,
+         description="Remove the device with that alias: a user alias (<alias name='ua-...'/>) kept in\n"
+                     "the definition, or, in a running domain, the name QEMU knows the device by.",
+         examples=("detach-device-alias vm1 ua-rng0 --config", "detach-device-alias vm1 net1 --live"))
+def detach_device_alias(ctx, domain, alias, current=False, config=False, live=False):
+    dom = ctx.conn.lookup_domain(domain)
+    try:
+        done = dom.devices.detach_alias(alias, live=live, config=config, current=current)
+    except VshError as err:
+        raise err.with_context(f"Failed to detach device with alias {alias}") from None
+    return Message("Device detach request sent successfully", json_data={"domain": dom.name, "alias": alias, **done})
 
 
 # -- update-device / change-media (cdrom and floppy media) -------------------------------------------

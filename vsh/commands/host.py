@@ -90,3 +90,17 @@ def domxml_to_native(ctx, format, domain=None, xml=None):
     import shlex
 
     return Text(" ".join(shlex.quote(a) for a in argv) + "\n", json_data={"argv": argv})
+
+
+@command("domxml-from-native", group="domain", summary="Convert native config to domain XML",
+         opts=[Opt("format", kind="enum", required=True, positional=True, choices=("qemu-argv",),
+                   help="source config data format"),
+               Opt("config", kind="file", required=True, positional=True, help="config data file to import from")],
+         examples=("domxml-from-native qemu-argv vm1.args",),
+         description="Read a QEMU command line (as a script or ps shows it) and print the domain XML it\n"
+                     "describes: name, memory, vCPUs, machine, disks, NICs, kernel, serial ports.")
+def domxml_from_native(ctx, format, config):
+    from vsh.core.inputfile import read_input_file
+
+    xml = ctx.conn.host.domxml_from_native(format, read_input_file(config).decode("utf-8", "surrogateescape"))
+    return Text(xml, json_data={"xml": xml})

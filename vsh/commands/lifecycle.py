@@ -1,5 +1,6 @@
 """Running domains: start, create, shutdown, reboot, reset, destroy, suspend, resume,
-console, console-log, ttyconsole, qemu-monitor-command.
+console, console-log, ttyconsole, qemu-monitor-command, qemu-monitor-event, dump,
+send-process-signal, lxc-enter-namespace, domlaunchsecinfo, domsetlaunchsecstate.
 
 Each command is a thin layer over the domain handle's lifecycle methods
 (:mod:`vsh.api.lifecycle`), whose errors already carry virsh's first line
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from vsh.api.lifecycle import DUMP_FORMATS
 from vsh.core.errors import VshError
 from vsh.core.output import Message, Text
 from vsh.registry import Opt, command
@@ -238,3 +240,215 @@ def qemu_monitor_command(ctx, domain, cmd, hmp=False, pretty=False, return_value
     else:
         text = json.dumps(value, separators=(",", ":"))
     return Text(text + "\n", json_data=value)
+
+
+# -- dump, monitor events ----------------------------------------------------------------------
+
+
+@command("dump", group="domain", summary="dump the core of a domain to a file for analysis",
+         opts=[DOMAIN, Opt("file", kind="file", required=True, positional=True, help="where to dump the core"),
+               Opt("live", kind="bool", help="perform a live core dump if supported"),
+               Opt("crash", kind="bool", help="crash the domain after core dump"),
+               Opt("bypass-cache", kind="bool", help="avoid file system cache when dumping"),
+               Opt("reset", kind="bool", help="reset the domain after core dump"),
+               Opt("verbose", kind="bool", help="display the progress of dump"),
+               Opt("memory-only", kind="bool", help="dump domain's memory only"),
+               Opt("format", kind="enum", choices=DUMP_FORMATS, help="specify the format of memory-only dump")],
+         mutating=True, examples=("dump vm1 /tmp/vm1.core --memory-only", "dump vm1 vm1.kdump --memory-only --format kdump-zlib"),
+         description="Write the guest's memory to a file with QEMU's dump-guest-memory (an ELF core\n"
+                     "that crash(8) and gdb read, or a kdump / Windows dump with --format). The\n"
+                     "guest's vCPUs stop while it is written; --crash stops the domain afterwards,\n"
+                     "--reset resets it.")
+def dump(ctx, domain, file, live=False, crash=False, bypass_cache=False, reset=False, verbose=False,
+         memory_only=False, format=None):
+    if format is not None and not memory_only:
+        raise VshError("--format only works with --memory-only")
+    dom = ctx.conn.lookup_domain(domain)
+    if verbose and not ctx.quiet:
+        sys.stderr.write("\rDump: [  0 %]")
+    try:
+        done = dom.dump(file, fmt=format, memory_only=memory_only, live=live, crash=crash, reset=reset)
+    except VshError as err:
+        raise err.with_context(f"Failed to core dump domain '{dom.name}' to {file}") from None
+    if verbose and not ctx.quiet:
+        sys.stderr.write("\rDump: [100 %]")
+    return Message(f"\nDomain '{dom.name}' dumped to {file}", json_data={"name": dom.name, **done})
+
+
+@command("qemu-monitor-event", group="domain", summary="QEMU Monitor Events",
+         opts=[Opt("domain", kind="domain", positional=True, help="filter by domain name, id or uuid"),
+               Opt("event", help="filter by event name"),
+               Opt("pretty", kind="bool", help="pretty-print any JSON output"),
+               Opt("loop", kind="bool", help="loop until timeout or interrupt, rather than one-shot"),
+               Opt("timeout", kind="int", help="timeout seconds"),
+               Opt("regex", kind="bool", help="treat event as a regex rather than literal filter"),
+               Opt("no-case", kind="bool", help="treat event case-insensitively"),
+               Opt("timestamp", kind="bool", help="show timestamp for each printed event")],
+         examples=("qemu-monitor-event vm1 --loop", "qemu-monitor-event vm1 --event STOP --timeout 10"),
+         description="Print the QEMU monitor events of a running domain as they come (every domain\n"
+                     "that runs when none is named): the first one, or all of them with --loop, until\n"
+                     "the timeout, an interrupt or the domain's end.")
+def qemu_monitor_event(ctx, domain=None, event=None, pretty=False, loop=False, timeout=None, regex=False,
+                       no_case=False, timestamp=False):
+    match = _event_filter(event, regex, no_case)
+    doms = [ctx.conn.lookup_domain(domain)] if domain else \
+        [ctx.conn.lookup_domain(d["name"]) for d in ctx.conn.list_domains(active=True)]
+    if timeout is not None and timeout < 1:
+        raise VshError("invalid timeout")
+    plain = event if event and not (regex or no_case) else None
+    count, timed_out = 0, True
+    try:
+        for dom, ev in _merged(doms, plain, timeout):
+            if ev is None:
+                timed_out = False
+                break
+            if not match(ev["event"]):
+                continue
+            ctx.out.write(_event_line(dom.name, ev, pretty, timestamp))
+            ctx.out.flush()
+            count += 1
+            if not loop:
+                timed_out = False
+                break
+    except KeyboardInterrupt:
+        ctx.out.write("event loop interrupted\n")
+        timed_out = False
+    if timed_out and timeout is not None:
+        ctx.out.write("event loop timed out\n")
+    return Text(f"events received: {count}\n", json_data={"count": count})
+
+
+def _event_filter(event, regex: bool, no_case: bool):
+    if not event:
+        return lambda name: True
+    if regex:
+        import re
+
+        pattern = re.compile(event, re.IGNORECASE if no_case else 0)
+        return lambda name: pattern.search(name) is not None
+    if no_case:
+        return lambda name: name.lower() == event.lower()
+    return lambda name: name == event
+
+
+def _merged(doms, event, timeout):
+    """(domain, event) as the domains' streams give them; (None, None) when all have ended."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue()
+    streams = [(dom, dom.monitor_events(event, timeout=timeout)) for dom in doms]
+
+    def pump(dom, stream):
+        try:
+            for ev in stream:
+                q.put((dom, ev))
+        finally:
+            q.put((dom, None))
+
+    if not streams and timeout is not None:
+        import time
+
+        time.sleep(timeout)
+    for dom, stream in streams:
+        threading.Thread(target=pump, args=(dom, stream), daemon=True).start()
+    left = len(streams)
+    while left:
+        dom, ev = q.get()
+        if ev is None:
+            left -= 1
+            continue
+        yield dom, ev
+    if timeout is None:
+        yield None, None
+
+
+def _event_line(name: str, ev: dict, pretty: bool, timestamp: bool) -> str:
+    import json
+
+    data = ev.get("data")
+    details = None if data is None else json.dumps(data, separators=(",", ":"))
+    if pretty and data is not None:
+        details = json.dumps(data, indent=2, separators=(",", ": "))
+    if timestamp:
+        import time
+
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}" + \
+            time.strftime("%z", time.localtime(now))
+        return f"{stamp}: event {ev['event']} for domain '{name}': {details or '<null>'}\n"
+    ts = ev.get("timestamp") or {}
+    return (f"event {ev['event']} at {ts.get('seconds', 0)}.{ts.get('microseconds', 0):06d} "
+            f"for domain '{name}': {details or '<null>'}\n")
+
+
+# -- what libvirt's QEMU driver refuses, and launch security -----------------------------------
+
+
+SIGNALS = ("nop", "hup", "int", "quit", "ill", "trap", "abrt", "bus", "fpe", "kill", "usr1", "segv", "usr2",
+           "pipe", "alrm", "term", "stkflt", "chld", "cont", "stop", "tstp", "ttin", "ttou", "urg", "xcpu",
+           "xfsz", "vtalrm", "prof", "winch", "poll", "pwr", "sys", *(f"rt{i}" for i in range(33)))
+
+
+def signal_number(signame: str) -> int:
+    """virsh's reading of a signal: a number, or a name with or without ``sig``/``sig_``."""
+    name = signame.lower()
+    try:
+        return int(name)
+    except ValueError:
+        pass
+    name = name[4:] if name.startswith("sig_") else name[3:] if name.startswith("sig") else name
+    if name not in SIGNALS:
+        raise VshError(f"malformed signal name: {signame}")
+    return SIGNALS.index(name)
+
+
+@command("send-process-signal", group="domain", summary="Send signals to processes",
+         opts=[DOMAIN, Opt("pid", kind="int", required=True, positional=True, help="the process ID"),
+               Opt("signame", required=True, positional=True, help="the signal number or name")],
+         mutating=True, examples=("send-process-signal vm1 1 sigterm",),
+         description="Send a signal to a process inside an LXC container. Only libvirt's LXC driver\n"
+                     "can; like libvirt's QEMU driver, vsh refuses it for its QEMU domains.")
+def send_process_signal(ctx, domain, pid, signame):
+    dom = ctx.conn.lookup_domain(domain)
+    dom.send_process_signal(pid, signal_number(signame))
+
+
+@command("lxc-enter-namespace", group="domain", summary="LXC Guest Enter Namespace",
+         opts=[DOMAIN, Opt("noseclabel", kind="bool", help="Do not change process security label"),
+               Opt("cmd", kind="argv", required=True, help="command to run")],
+         mutating=True, examples=("lxc-enter-namespace vm1 -- /bin/ls",),
+         description="Run a command in the namespaces of an LXC container. Only libvirt's LXC driver\n"
+                     "has containers; like libvirt's QEMU driver, vsh refuses it for its QEMU domains.")
+def lxc_enter_namespace(ctx, domain, cmd, noseclabel=False):
+    if not cmd:
+        raise VshError("No command to run")
+    ctx.conn.lookup_domain(domain).lxc_enter_namespace(list(cmd), noseclabel=noseclabel)
+
+
+@command("domlaunchsecinfo", group="domain", summary="Get domain launch security info",
+         opts=[DOMAIN], examples=("domlaunchsecinfo vm1",),
+         description="Print the launch-security (AMD SEV) measurement of a domain. Nothing for a\n"
+                     "domain without <launchSecurity>, as libvirt; vsh runs no SEV guest (it needs\n"
+                     "SEV hardware and firmware), so a domain with one is refused.")
+def domlaunchsecinfo(ctx, domain):
+    info = ctx.conn.lookup_domain(domain).launch_security_info()
+    return Text("".join(f"{key:<15}: {value}\n" for key, value in info.items()), json_data=info)
+
+
+@command("domsetlaunchsecstate", group="domain", summary="Set domain launch security state",
+         opts=[DOMAIN, Opt("secrethdr", kind="file", required=True, help="path to file containing the secret header"),
+               Opt("secret", kind="file", required=True, help="path to file containing the secret"),
+               Opt("set-address", kind="int", help="physical address within the guest domain's memory to set the secret")],
+         mutating=True, examples=("domsetlaunchsecstate vm1 --secrethdr hdr.b64 --secret secret.b64",),
+         description="Inject a launch secret into a running AMD SEV guest. vsh runs no SEV guest (it\n"
+                     "needs SEV hardware), so this is refused with libvirt's reason.")
+def domsetlaunchsecstate(ctx, domain, secrethdr, secret, set_address=None):
+    from vsh.core.inputfile import read_input_file
+
+    texts = [read_input_file(path).decode("ascii", "replace").strip() for path in (secrethdr, secret)]
+    dom = ctx.conn.lookup_domain(domain)
+    try:
+        dom.set_launch_security_state(texts[0], texts[1], set_address=set_address)
+    except VshError as err:
+        raise err.with_context("Unable to set launch security state") from None

@@ -1,5 +1,5 @@
 """Saved state: save, restore, managedsave, managedsave-remove, save-image-dumpxml,
-managedsave-dumpxml, and the snapshot commands (snapshot-create-as, snapshot-create,
+managedsave-dumpxml, save-image-define/-edit, managedsave-define/-edit, and the snapshot commands (snapshot-create-as, snapshot-create,
 snapshot-list, snapshot-info, snapshot-dumpxml, snapshot-current, snapshot-parent,
 snapshot-revert, snapshot-delete).
 
@@ -147,6 +147,106 @@ def managedsave_dumpxml(ctx, domain, security_info=False):
 def save_image_dumpxml(ctx, file, security_info=False):
     xml = ctx.conn.save_image_xml(file)
     return Text(xml, json_data={"xml": xml})
+
+
+STATE_OPTS = [Opt("running", kind="bool", help="set domain to be running on restore"),
+              Opt("paused", kind="bool", help="set domain to be paused on restore")]
+
+
+def _read_xml(path: str) -> str:
+    from vsh.core.inputfile import read_input_file
+
+    return read_input_file(path).decode("utf-8", "surrogateescape")
+
+
+@command("save-image-define", group="domain", summary="redefine the XML for a domain's saved state file",
+         opts=[Opt("file", kind="file", required=True, positional=True, help="saved state file to modify"),
+               Opt("xml", kind="file", required=True, positional=True,
+                   help="filename containing updated XML for the target"), *STATE_OPTS],
+         exclusive=(("running", "paused"),), mutating=True,
+         examples=("save-image-define vm1.save vm1.xml", "save-image-define vm1.save vm1.xml --paused"),
+         description="Replace the domain XML recorded in a save image. The new XML must describe the\n"
+                     "same machine (libvirt's ABI check: name, UUID, memory, vCPUs, disks, NICs);\n"
+                     "--running or --paused changes the state restore gives the domain.")
+def save_image_define(ctx, file, xml, running=False, paused=False):
+    text = _read_xml(xml)
+    try:
+        changed = ctx.conn.save_image_define(file, text, running=running, paused=paused)
+    except VshError as err:
+        raise err.with_context(f"Failed to update {file}") from None
+    return Message(f"State file {file} updated.", json_data={"file": file, "changed": changed})
+
+
+@command("save-image-edit", group="domain", summary="edit XML for a domain's saved state file",
+         opts=[Opt("file", kind="file", required=True, positional=True, help="saved state file to edit"),
+               *STATE_OPTS],
+         exclusive=(("running", "paused"),), mutating=True, examples=("save-image-edit vm1.save",),
+         description="Open the domain XML recorded in a save image in $VISUAL or $EDITOR (default vi)\n"
+                     "and record the result, which must describe the same machine.")
+def save_image_edit(ctx, file, running=False, paused=False):
+    before = ctx.conn.save_image_xml(file)
+    text = _edited(before, f"the save image {file}")
+    if text == before:
+        return Message(f"Saved image {file} XML configuration not changed.", json_data={"file": file, "changed": False})
+    try:
+        ctx.conn.save_image_define(file, text, running=running, paused=paused)
+    except VshError as err:
+        raise err.with_context(f"Failed to update {file}") from None
+    return Message(f"State file {file} edited.", json_data={"file": file, "changed": True})
+
+
+@command("managedsave-define", group="domain", summary="redefine the XML for a domain's managed save state file",
+         opts=[DOMAIN, Opt("xml", kind="file", required=True, positional=True,
+                           help="filename containing updated XML for the target"), *STATE_OPTS],
+         exclusive=(("running", "paused"),), mutating=True, examples=("managedsave-define vm1 vm1.xml",),
+         description="Replace the domain XML recorded in the domain's managed save image; the new XML\n"
+                     "must describe the same machine.")
+def managedsave_define(ctx, domain, xml, running=False, paused=False):
+    text = _read_xml(xml)
+    dom = ctx.conn.lookup_domain(domain)
+    try:
+        changed = dom.managed_save_define(text, running=running, paused=paused)
+    except VshError as err:
+        raise err.with_context(f"Failed to update {dom.name} XML configuration") from None
+    return Message(f"Managed save state file of domain '{dom.name}' updated.",
+                   json_data={"name": dom.name, "changed": changed})
+
+
+@command("managedsave-edit", group="domain", summary="edit XML for a domain's managed save state file",
+         opts=[DOMAIN, *STATE_OPTS], exclusive=(("running", "paused"),), mutating=True,
+         examples=("managedsave-edit vm1",),
+         description="Open the domain XML recorded in the managed save image in $VISUAL or $EDITOR\n"
+                     "(default vi) and record the result, which must describe the same machine.")
+def managedsave_edit(ctx, domain, running=False, paused=False):
+    dom = ctx.conn.lookup_domain(domain)
+    before = dom.managed_save_xml()
+    text = _edited(before, f"the managed save image of domain '{dom.name}'")
+    if text == before:
+        return Message(f"Managed save image of domain '{dom.name}' XML configuration not changed.",
+                       json_data={"name": dom.name, "changed": False})
+    try:
+        dom.managed_save_define(text, running=running, paused=paused)
+    except VshError as err:
+        raise err.with_context(f"Failed to update {dom.name} XML configuration") from None
+    return Message(f"Managed save image of domain '{dom.name}' XML configuration edited.",
+                   json_data={"name": dom.name, "changed": True})
+
+
+def _edited(before: str, what: str) -> str:
+    """``before`` after the user's editor had it."""
+    import tempfile
+
+    from vsh.ui.editor import run_editor
+
+    fd, path = tempfile.mkstemp(prefix="vsh", suffix=".xml")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(before)
+        run_editor(path, unchanged=what)
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            return fh.read()
+    finally:
+        os.unlink(path)
 
 
 # -- snapshots -------------------------------------------------------------------------------------

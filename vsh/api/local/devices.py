@@ -225,3 +225,37 @@ class LocalDomainDevices(DomainDevices):
                             _serialize(new_node) if new_node is not None else None, force=force)
         if do_config:
             change_config(store, ref, change)
+
+    def detach_alias(self, alias: str, live=False, config=False, current=False) -> dict:
+        store, ref = self.dom.store, self.dom.ref
+        do_live, do_config = impact(ref, live=live, config=config, current=current, default="current")
+        if do_config:
+            check_config_change(store, ref, lambda cfg: cfg.remove_device(_by_alias(cfg, alias)))
+        if do_live:
+            dev = _by_alias(store.load(ref), alias, store.runtime_dir(ref.name))
+            supervisor_call(store, ref, "detach_device", _serialize(dev.node))
+        if do_config:
+            change_config(store, ref, lambda cfg: cfg.remove_device(_by_alias(cfg, alias)))
+        return {"live": do_live, "config": do_config}
+
+
+def _by_alias(dom, alias: str, rundir=None):
+    """The device of ``dom`` whose <alias name> is ``alias``; in a running domain's live XML
+    also the device QEMU knows by that id (libvirt's live XML names every device)."""
+    for dev in dom.devices():
+        el = dev.node.find("alias")
+        name = el.get("name") if el is not None else None
+        if name == alias:
+            return dev
+        if rundir is not None and name is None and dev.node.tag != "emulator" and _qemu_id(dom, dev, rundir) == alias:
+            return dev
+    raise NotFound(f"device not found: no device found with alias {alias}")
+
+
+def _qemu_id(dom, dev, rundir) -> str:
+    from vsh.kvm.qemudevs import device_id
+
+    try:
+        return device_id(dom, dev.node, rundir)
+    except VshError:
+        return ""

@@ -84,3 +84,8 @@ class LocalHost(Host):
 
         # the argv vsh would run, with the paths of the domain's runtime directory
         return build_argv(dom.node, _probe(), RuntimePaths.for_rundir(store.runtime_dir(name)))
+
+    def domxml_from_native(self, fmt: str, config: str) -> str:
+        from vsh.api.local.fromnative import domxml_from_native
+
+        return domxml_from_native(fmt, config)

@@ -50,6 +50,11 @@ class LocalConnectionLifecycle(ConnectionLifecycle):
 
         return saveimage.read(path).xml
 
+    def save_image_define(self, path: str, xml: str, running: bool = False, paused: bool = False) -> bool:
+        from vsh.api.local.extras import define_image
+
+        return define_image(self.store, path, xml, running, paused)
+
 
 class LocalDomainLifecycle(DomainLifecycle):
     store = None        # set by LocalDomain, with ref, name and refresh()
@@ -240,6 +245,46 @@ class LocalDomainLifecycle(DomainLifecycle):
         from vsh.kvm import saveimage
 
         return saveimage.read(str(managed_save_path(self.store, self.name))).xml
+
+    def managed_save_define(self, xml: str, running: bool = False, paused: bool = False) -> bool:
+        from vsh.api.local.extras import managed_define
+
+        return managed_define(self, xml, running, paused)
+
+    # -- dumps, monitor events, and what libvirt's QEMU driver refuses ----------------------------
+
+    def dump(self, path: str, fmt: str | None = None, memory_only: bool = False, live: bool = False,
+             crash: bool = False, reset: bool = False) -> dict:
+        from vsh.api.local.extras import dump
+
+        return dump(self, path, fmt, memory_only, live, crash, reset)
+
+    def monitor_events(self, event: str | None = None, timeout: float | None = None):
+        from vsh.api.local.extras import monitor_events
+
+        return monitor_events(self, event, timeout)
+
+    def send_process_signal(self, pid: int, signum: int) -> None:
+        from vsh.api.local.extras import not_supported
+
+        self.refresh()
+        raise not_supported("virDomainSendProcessSignal")
+
+    def lxc_enter_namespace(self, argv: list[str], noseclabel: bool = False) -> int:
+        from vsh.api.local.extras import not_supported
+
+        self.refresh()
+        raise not_supported("virDomainLxcOpenNamespace")
+
+    def launch_security_info(self) -> dict:
+        from vsh.api.local.extras import launch_security_info
+
+        return launch_security_info(self)
+
+    def set_launch_security_state(self, secret_header: str, secret: str, set_address: int | None = None) -> None:
+        from vsh.api.local.extras import set_launch_security_state
+
+        set_launch_security_state(self)
 
 
 def _check_mode(mode, verb: str) -> None:
