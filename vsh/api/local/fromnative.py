@@ -24,19 +24,9 @@ PREFIX = {"virtio": "vd", "ide": "hd", "scsi": "sd", "sata": "sd", "usb": "sd"}
 
 def split_opts(text: str, first: str | None = None) -> dict:
     """``a=b,c=d`` (``,,`` is a comma) as a dict; a leading word without ``=`` is ``first``."""
-    parts, cur, i = [], "", 0
-    while i < len(text):
-        if text[i] == ",":
-            if text[i + 1:i + 2] == ",":
-                cur += ","
-                i += 2
-                continue
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += text[i]
-        i += 1
-    parts.append(cur)
+    from vsh.kvm.qemuopts import split_opts as split
+
+    parts = split(text)
     opts: dict = {}
     for n, part in enumerate(parts):
         if "=" in part:
