@@ -239,3 +239,8 @@ def test_event_lines():
                                                     "{\"guest\":true,\"reason\":\"guest-reset\"}\n")
     assert "{\n  \"guest\": true,\n" in _event_line("vm1", ev, True, False)
     assert _event_line("vm1", ev, False, True).split(": event RESET for domain 'vm1': ")[1].startswith("{")
+
+
+def test_qemu_monitor_event_json_mode(vsh):
+    r = vsh("qemu-monitor-event", "--timeout", "1", "--json")
+    assert r.status == 0 and '"count": 0' in r.out and "timed out" not in r.out

@@ -287,9 +287,12 @@ def dump(ctx, domain, file, live=False, crash=False, bypass_cache=False, reset=F
          examples=("qemu-monitor-event vm1 --loop", "qemu-monitor-event vm1 --event STOP --timeout 10"),
          description="Print the QEMU monitor events of a running domain as they come (every domain\n"
                      "that runs when none is named): the first one, or all of them with --loop, until\n"
-                     "the timeout, an interrupt or the domain's end.")
+                     "the timeout, an interrupt or the domain's end. With --json each event is one JSON\n"
+                     "line ({\"domain\", \"event\", \"data\", \"timestamp\"}), then the count.")
 def qemu_monitor_event(ctx, domain=None, event=None, pretty=False, loop=False, timeout=None, regex=False,
                        no_case=False, timestamp=False):
+    import json
+
     match = _event_filter(event, regex, no_case)
     doms = [ctx.conn.lookup_domain(domain)] if domain else \
         [ctx.conn.lookup_domain(d["name"]) for d in ctx.conn.list_domains(active=True)]
@@ -304,7 +307,10 @@ def qemu_monitor_event(ctx, domain=None, event=None, pretty=False, loop=False, t
                 break
             if not match(ev["event"]):
                 continue
-            ctx.out.write(_event_line(dom.name, ev, pretty, timestamp))
+            if ctx.json:
+                ctx.out.write(json.dumps({"domain": dom.name, **ev}) + "\n")
+            else:
+                ctx.out.write(_event_line(dom.name, ev, pretty, timestamp))
             ctx.out.flush()
             count += 1
             if not loop:
@@ -313,7 +319,7 @@ def qemu_monitor_event(ctx, domain=None, event=None, pretty=False, loop=False, t
     except KeyboardInterrupt:
         ctx.out.write("event loop interrupted\n")
         timed_out = False
-    if timed_out and timeout is not None:
+    if timed_out and timeout is not None and not ctx.json:
         ctx.out.write("event loop timed out\n")
     return Text(f"events received: {count}\n", json_data={"count": count})
 
@@ -446,8 +452,8 @@ def domlaunchsecinfo(ctx, domain):
 def domsetlaunchsecstate(ctx, domain, secrethdr, secret, set_address=None):
     from vsh.core.inputfile import read_input_file
 
-    texts = [read_input_file(path).decode("ascii", "replace").strip() for path in (secrethdr, secret)]
     dom = ctx.conn.lookup_domain(domain)
+    texts = [read_input_file(path).decode("ascii", "replace").strip() for path in (secrethdr, secret)]
     try:
         dom.set_launch_security_state(texts[0], texts[1], set_address=set_address)
     except VshError as err:
