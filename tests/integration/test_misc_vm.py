@@ -23,6 +23,10 @@ Guest = _vmguest.Guest
 
 
 
+BOOT_DISK = "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/>" \
+            "<target dev='vdc' bus='virtio'/></disk>"
+
+
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory):
     m = _vmguest.manifest()
@@ -34,7 +38,9 @@ def vm(tmp_path_factory):
                PYTHONPATH=str(ROOT))
     env.pop("VSH_URI", None)
     xml = base / "mx1.xml"
-    xml.write_text(_vmguest.guest_domain_xml("mx1", m, "", memory_mib=128))
+    disk = base / "boot-disk.img"
+    disk.write_bytes(b"\0" * 1024 * 1024)
+    xml.write_text(_vmguest.guest_domain_xml("mx1", m, BOOT_DISK.format(disk), memory_mib=128))
     g = Guest(store, "mx1", env)
     g.base = base
     g.vsh("define", xml)
@@ -49,7 +55,7 @@ def vm(tmp_path_factory):
 
 def test_dump_memory_only_writes_an_elf_core(vm):
     core = vm.base / "mx1.core"
-    res = vm.vsh("dump", "mx1", core, "--memory-only")
+    res = vm.vsh("dump", "mx1", core, "--memory-only", "--bypass-cache")
     assert res.stdout == f"\nDomain 'mx1' dumped to {core}\n\n"
     data = core.read_bytes()
     assert data[:4] == b"\x7fELF" and len(data) > 64 * 1024 * 1024
@@ -93,3 +99,10 @@ def test_detach_device_alias_unplugs_a_hot_plugged_device(vm):
     res = vm.vsh("detach-device-alias", "mx1", alias)
     assert res.stdout == "Device detach request sent successfully\n\n"
     assert "vdb" not in vm.xml()
+
+
+def test_detach_device_alias_finds_a_boot_device_by_its_qemu_id(vm):
+    res = vm.vsh("detach-device-alias", "mx1", "virtio-disk2", "--live")
+    assert res.stdout == "Device detach request sent successfully\n\n"
+    assert "vdc" not in vm.xml()
+    assert "vdc" in vm.xml("--inactive")

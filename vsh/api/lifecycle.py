@@ -180,11 +180,13 @@ class DomainLifecycle(ABC):
 
     @abstractmethod
     def dump(self, path: str, fmt: str | None = None, memory_only: bool = False, live: bool = False,
-             crash: bool = False, reset: bool = False) -> dict:
+             crash: bool = False, reset: bool = False, bypass_cache: bool = False) -> dict:
         """``virDomainCoreDumpWithFormat``: write the guest's memory to the host file ``path``
         (QEMU's ``dump-guest-memory``; ``fmt`` one of elf, kdump-zlib, kdump-lzo, kdump-snappy,
         kdump-zstd, win-dmp, only with ``memory_only``). The guest is paused while it is written
-        unless ``live``; ``crash`` stops it afterwards, ``reset`` resets it. Returns ``{"path",
+        unless ``live``; ``crash`` stops it afterwards, ``reset`` resets it; ``bypass_cache`` drops the
+        file from the host page cache once written. Without ``memory_only`` the file is the same
+        ELF core (libvirt writes its save format there). Returns ``{"path",
         "format"}``. OperationInvalid when not running, InvalidArgument for a bad combination."""
 
     @abstractmethod

@@ -267,7 +267,8 @@ def dump(ctx, domain, file, live=False, crash=False, bypass_cache=False, reset=F
     if verbose and not ctx.quiet:
         sys.stderr.write("\rDump: [  0 %]")
     try:
-        done = dom.dump(file, fmt=format, memory_only=memory_only, live=live, crash=crash, reset=reset)
+        done = dom.dump(file, fmt=format, memory_only=memory_only, live=live, crash=crash, reset=reset,
+                        bypass_cache=bypass_cache)
     except VshError as err:
         raise err.with_context(f"Failed to core dump domain '{dom.name}' to {file}") from None
     if verbose and not ctx.quiet:

@@ -28,7 +28,8 @@ def _running_rundir(dom) -> str:
     return rundir
 
 
-def dump(dom, path: str, fmt: str | None, memory_only: bool, live: bool, crash: bool, reset: bool) -> dict:
+def dump(dom, path: str, fmt: str | None, memory_only: bool, live: bool, crash: bool, reset: bool,
+         bypass_cache: bool = False) -> dict:
     """The guest's memory as an ELF core (or ``fmt``) in ``path``, through QEMU's
     ``dump-guest-memory``; QEMU stops the vCPUs while it writes and resumes them after."""
     from vsh.kvm import client
@@ -48,6 +49,15 @@ def dump(dom, path: str, fmt: str | None, memory_only: bool, live: bool, crash: 
         raise InvalidArgument(f"Failed to create file '{path}': No such file or directory")
     client.qmp(rundir, "dump-guest-memory", {"paging": False, "protocol": f"file:{path}",
                                              "detach": False, "format": fmt}, timeout=3600.0)
+    if bypass_cache:
+        from vsh.kvm import saveimage
+
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fdatasync(fd)
+            saveimage.drop_page_cache(fd)
+        finally:
+            os.close(fd)
     if crash:
         client.destroy(rundir)
     elif reset:

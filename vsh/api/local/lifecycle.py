@@ -254,10 +254,10 @@ class LocalDomainLifecycle(DomainLifecycle):
     # -- dumps, monitor events, and what libvirt's QEMU driver refuses ----------------------------
 
     def dump(self, path: str, fmt: str | None = None, memory_only: bool = False, live: bool = False,
-             crash: bool = False, reset: bool = False) -> dict:
+             crash: bool = False, reset: bool = False, bypass_cache: bool = False) -> dict:
         from vsh.api.local.extras import dump
 
-        return dump(self, path, fmt, memory_only, live, crash, reset)
+        return dump(self, path, fmt, memory_only, live, crash, reset, bypass_cache)
 
     def monitor_events(self, event: str | None = None, timeout: float | None = None):
         from vsh.api.local.extras import monitor_events
