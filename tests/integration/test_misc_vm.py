@@ -106,3 +106,17 @@ def test_detach_device_alias_finds_a_boot_device_by_its_qemu_id(vm):
     assert res.stdout == "Device detach request sent successfully\n\n"
     assert "vdc" not in vm.xml()
     assert "vdc" in vm.xml("--inactive")
+
+
+def test_save_image_define_then_restore(vm):
+    image = vm.base / "mx1.save"
+    vm.vsh("save", "mx1", image)
+    xml = vm.vsh("save-image-dumpxml", image).stdout
+    new = vm.base / "new.xml"
+    new.write_text(xml.replace("</name>", "</name>\n  <title>from save-image-define</title>", 1))
+    res = vm.vsh("save-image-define", image, new, "--paused")
+    assert res.stdout == f"State file {image} updated.\n\n"
+    vm.vsh("restore", image)
+    assert vm.vsh("domstate", "mx1").stdout.startswith("paused")
+    assert "<title>from save-image-define</title>" in vm.xml()
+    vm.vsh("resume", "mx1")
