@@ -187,6 +187,12 @@ _DECLARED: dict[str, list[Command]] = {}
 JSON_OPT = Opt("json", kind="bool", help="print one JSON document")
 
 
+def check_readonly(ctx, name: str) -> None:
+    """For commands that are read-only in one mode (a query, ``--print-xml``) and not in the other."""
+    if ctx.readonly:
+        raise VshError(f"operation forbidden: read only access prevents {name}")
+
+
 def command(name: str, *, group: str, summary: str, opts: list | None = None,
             description: str = "", aliases: tuple = (), examples: tuple = (),
             mutating: bool = False, exclusive: tuple = (), hidden: bool = False):
