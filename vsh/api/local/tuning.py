@@ -67,6 +67,20 @@ def _cpuset_text(cpus) -> str:
     return format_cpuset(cpus)
 
 
+def merge_iotune(old: dict, params: dict) -> dict:
+    """libvirt's merge of new I/O limits with the current ones: a total/read/write group given in
+    ``params`` replaces the whole group (the members not given become 0), other values are kept."""
+    merged = dict(old)
+    merged.update(params)
+    for unit in ("bytes_sec", "iops_sec"):
+        for suffix in ("", "_max", "_max_length"):
+            group = [f"{way}_{unit}{suffix}" for way in ("total", "read", "write")]
+            if any(name in params for name in group):
+                for name in group:
+                    merged[name] = params.get(name, 0)
+    return merged
+
+
 class LocalDomainTuning(DomainTuning):
     """``dom.tuning`` of a :class:`~vsh.api.local.domain.LocalDomain`."""
 
@@ -394,8 +408,7 @@ class LocalDomainTuning(DomainTuning):
             d = self._def(ref, True)
             found = self._disk(d, disk)
             qdev, ins = self._qdev(ref, found)
-            merged = {name: ins.get(QMP_IOTUNE[name]) for name in IOTUNE_PARAMS}
-            merged.update(params)
+            merged = merge_iotune({name: ins.get(QMP_IOTUNE[name]) for name in IOTUNE_PARAMS}, params)
             args = {"id": qdev}
             for name in IOTUNE_PARAMS:
                 value = merged.get(name)
@@ -417,7 +430,7 @@ class LocalDomainTuning(DomainTuning):
             def change(cfg):
                 found = self._disk(cfg, disk)
                 old = {name: found.node.findtext(f"./iotune/{name}") for name in IOTUNE_PARAMS}
-                self._write_iotune(found, {**old, **params})
+                self._write_iotune(found, merge_iotune(old, params))
 
             self._change(ref, change)
         return {"live": do_live, "config": do_config}
