@@ -11,14 +11,12 @@ import os
 
 from vsh.core.errors import InvalidArgument, OperationInvalid, VshError
 from vsh.core.output import Lines, Message, Text
-from vsh.registry import Opt, check_readonly, command
+from vsh.registry import CONFIG_OPT, CURRENT_EXCLUSIVE, CURRENT_OPT, LIVE_OPT, Opt, check_readonly, command
 from vsh.ui.editor import run_editor
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
-CONFIG = Opt("config", kind="bool", help="affect next boot")
-LIVE = Opt("live", kind="bool", help="affect running domain")
-CURRENT = Opt("current", kind="bool", help="affect current domain")
-EXCLUSIVE = (("current", "live"), ("current", "config"))
+CONFIG, LIVE, CURRENT = CONFIG_OPT, LIVE_OPT, CURRENT_OPT
+EXCLUSIVE = CURRENT_EXCLUSIVE
 
 
 # -- setmem / setmaxmem / setvcpus ---------------------------------------------------------

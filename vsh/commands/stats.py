@@ -11,7 +11,7 @@ from __future__ import annotations
 from vsh.api.stats import ADDRESS_SOURCES
 from vsh.core.errors import InvalidArgument, VshError
 from vsh.core.output import KeyValue, Many, Message, Table, Text
-from vsh.registry import Opt, check_readonly, command
+from vsh.registry import CONFIG_OPT, CURRENT_EXCLUSIVE, CURRENT_OPT, LIVE_OPT, Opt, check_readonly, command
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
 
@@ -245,10 +245,8 @@ class _Quietable(Text):
 
 @command("dommemstat", group="monitor", summary="get memory statistics for a domain",
          opts=[DOMAIN, Opt("period", kind="int", help="period in seconds to set collection"),
-               Opt("config", kind="bool", help="affect next boot"),
-               Opt("live", kind="bool", help="affect running domain"),
-               Opt("current", kind="bool", help="affect current domain")],
-         exclusive=(("current", "live"), ("current", "config")),
+               CONFIG_OPT, LIVE_OPT, CURRENT_OPT],
+         exclusive=CURRENT_EXCLUSIVE,
          description="Memory statistics of a running domain, in KiB: actual (the balloon size), the\n"
                      "guest balloon driver's numbers (swap_in ... usable, last_update, disk_caches) once\n"
                      "a collection period is set, and rss (the QEMU process's resident memory).\n"
@@ -333,10 +331,7 @@ def cpu_stats(ctx, domain, total=False, start=None, count=None):
 
 # -- vcpupin / emulatorpin / iothreadinfo -------------------------------------------------------------
 
-CONFIG = Opt("config", kind="bool", help="affect next boot")
-LIVE = Opt("live", kind="bool", help="affect running domain")
-CURRENT = Opt("current", kind="bool", help="affect current domain")
-EXCLUSIVE = (("current", "live"), ("current", "config"))
+AFFECT = [CONFIG_OPT, LIVE_OPT, CURRENT_OPT]
 
 
 def _cpulist(text: str, maxcpu: int) -> list[int]:
@@ -354,8 +349,8 @@ def _cpulist(text: str, maxcpu: int) -> list[int]:
 @command("vcpupin", group="domain", summary="control or query domain vcpu affinity",
          opts=[DOMAIN, Opt("vcpu", kind="int", positional=True, help="vcpu number"),
                Opt("cpulist", positional=True, help="host cpu number(s) to set, or omit option to query"),
-               CONFIG, LIVE, CURRENT],
-         exclusive=EXCLUSIVE,
+               *AFFECT],
+         exclusive=CURRENT_EXCLUSIVE,
          description="Query or change the host CPUs each vCPU may run on. Live this is the affinity of\n"
                      "the vCPU's QEMU thread; --config writes <cputune><vcpupin>. cpulist is libvirt's\n"
                      "syntax (0-3,^2) or 'r' for every host CPU.",
@@ -383,8 +378,8 @@ def vcpupin(ctx, domain, vcpu=None, cpulist=None, config=False, live=False, curr
 
 @command("emulatorpin", group="domain", summary="control or query domain emulator affinity",
          opts=[DOMAIN, Opt("cpulist", positional=True, help="host cpu number(s) to set, or omit option to query"),
-               CONFIG, LIVE, CURRENT],
-         exclusive=EXCLUSIVE,
+               *AFFECT],
+         exclusive=CURRENT_EXCLUSIVE,
          description="Query or change the host CPUs QEMU's own threads (all but the vCPUs and iothreads)\n"
                      "may run on. --config writes <cputune><emulatorpin>.",
          examples=("emulatorpin vm1", "emulatorpin vm1 0-1 --live --config"))
@@ -402,7 +397,7 @@ def emulatorpin(ctx, domain, cpulist=None, config=False, live=False, current=Fal
 
 
 @command("iothreadinfo", group="domain", summary="view domain IOThreads",
-         opts=[DOMAIN, CONFIG, LIVE, CURRENT], exclusive=EXCLUSIVE,
+         opts=[DOMAIN, *AFFECT], exclusive=CURRENT_EXCLUSIVE,
          description="The domain's IOThreads (<iothreads>, <iothreadids>) and the host CPUs each may\n"
                      "run on (live: the affinity of the thread QEMU runs it in).",
          examples=("iothreadinfo vm1", "iothreadinfo vm1 --config"))
