@@ -153,3 +153,16 @@ def test_domiftune_writes_the_config_and_refuses_live(vm):
     assert out == ("inbound.average: 100\ninbound.peak   : 200\ninbound.burst  : 300\ninbound.floor  : 0\n"
                    "outbound.average: 50\noutbound.peak  : 0\noutbound.burst : 0\n\n")
     assert vm.vsh("domiftune", "tu1", MAC).stdout.startswith("inbound.average: 0\n")     # live: none
+
+
+def test_a_start_applies_the_pinning_and_io_limits_of_the_definition(vm):
+    vm.vsh("emulatorpin", "tu1", "0", "--config")
+    vm.vsh("destroy", "tu1")
+    vm.vsh("start", "tu1")
+    threads = _vcpu_threads(vm)
+    assert os.sched_getaffinity(threads[0]) == {0}                # <vcpupin vcpu='0' cpuset='0'/>
+    assert os.sched_getaffinity(threads[1]) == set(range(NCPU))
+    assert os.sched_getaffinity(vm.state()["qemu_pid"]) == {0}     # <emulatorpin cpuset='0'/>
+    entry = next(b for b in vm.qmp("query-block") if (b.get("inserted") or {}).get("file") == str(vm.disk))
+    assert entry["inserted"]["bps"] == 10 << 20                  # <iotune><total_bytes_sec>
+    assert vm.vsh("blkdeviotune", "tu1", "vdb").stdout.startswith("total_bytes_sec: 10485760\n")

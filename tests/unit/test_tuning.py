@@ -154,3 +154,15 @@ def test_domiftune_config_and_live_refusal(vsh, vm):
     assert vsh("domiftune", "t1", "nope").err == ("error: Unable to get interface parameters\nerror: invalid "
                                                    "argument: Interface 'nope' not found in domain 't1'\n")
     assert vsh("domiftune", "t1", MAC, "--inbound", "1,2,3,4,5").err == "error: inbound format is incorrect\n"
+
+
+def test_a_start_refuses_pins_on_cpus_this_process_cannot_use(vsh, define, make_xml):
+    from vsh.api.local.tuning import check_cputune
+
+    bad = max(os.sched_getaffinity(0)) + 1
+    d = Domain.parse(f"<domain type='qemu'><name>x</name><memory>1024</memory><vcpu>1</vcpu><cputune>"
+                     f"<vcpupin vcpu='0' cpuset='{bad}'/></cputune></domain>")
+    with pytest.raises(InvalidArgument, match=f"<vcpupin> names host CPU {bad}, which is not available"):
+        check_cputune(d)
+    check_cputune(Domain.parse("<domain type='qemu'><name>x</name><memory>1024</memory><vcpu cpuset='0'>1</vcpu>"
+                               "</domain>"))
