@@ -157,7 +157,7 @@ def test_domiftune_config_and_live_refusal(vsh, vm):
 
 
 def test_a_start_refuses_pins_on_cpus_this_process_cannot_use(vsh, define, make_xml):
-    from vsh.api.local.tuning import check_cputune
+    from vsh.api.local.threads import check_cputune
 
     bad = max(os.sched_getaffinity(0)) + 1
     d = Domain.parse(f"<domain type='qemu'><name>x</name><memory>1024</memory><vcpu>1</vcpu><cputune>"

@@ -23,7 +23,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     ``extra_argv`` and ``first_run`` serve restore and snapshot revert (arguments for this
     first run only, e.g. ``-incoming defer``).
     """
-    from vsh.api.local.tuning import apply_tuning, check_cputune
+    from vsh.api.local.threads import apply_tuning, check_cputune
     from vsh.kvm import client
     from vsh.kvm.argv import hotplugged_vcpus
 
