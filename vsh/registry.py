@@ -185,6 +185,18 @@ class Command:
 _DECLARED: dict[str, list[Command]] = {}
 
 JSON_OPT = Opt("json", kind="bool", help="print one JSON document")
+#: virsh's --config/--live/--current of the commands that change or query either definition
+CONFIG_OPT = Opt("config", kind="bool", help="affect next boot")
+LIVE_OPT = Opt("live", kind="bool", help="affect running domain")
+CURRENT_OPT = Opt("current", kind="bool", help="affect current domain")
+#: --current names one definition, so it goes with neither of the others
+CURRENT_EXCLUSIVE = (("current", "live"), ("current", "config"))
+
+
+def check_readonly(ctx, name: str) -> None:
+    """For commands that are read-only in one mode (a query, ``--print-xml``) and not in the other."""
+    if ctx.readonly:
+        raise VshError(f"operation forbidden: read only access prevents {name}")
 
 
 def command(name: str, *, group: str, summary: str, opts: list | None = None,

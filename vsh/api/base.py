@@ -14,6 +14,7 @@ families hang off them as sub-handles, imported only when used:
 ``dom.stats``          statistics (:mod:`vsh.api.stats`)
 ``dom.snapshots``      snapshots (:mod:`vsh.api.snapshots`)
 ``dom.display``        graphics, screen, keys, NMI (:mod:`vsh.api.display`)
+``dom.tuning``         pinning, scheduler, I/O limits, bandwidth (:mod:`vsh.api.tuning`)
 ``dom.block_jobs``     block jobs, job and disk-error queries (:mod:`vsh.api.blockjobs`)
 =====================  ==========================================
 
@@ -106,3 +107,8 @@ class Domain(DomainConfig, DomainLifecycle):
     @abstractmethod
     def block_jobs(self):
         """Block jobs: a :class:`vsh.api.blockjobs.DomainBlockJobs`."""
+
+    @property
+    @abstractmethod
+    def tuning(self):
+        """CPU pinning, scheduler, I/O limits, bandwidth: a :class:`vsh.api.tuning.DomainTuning`."""

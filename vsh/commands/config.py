@@ -11,14 +11,12 @@ import os
 
 from vsh.core.errors import InvalidArgument, OperationInvalid, VshError
 from vsh.core.output import Lines, Message, Text
-from vsh.registry import Opt, command
+from vsh.registry import CONFIG_OPT, CURRENT_EXCLUSIVE, CURRENT_OPT, LIVE_OPT, Opt, check_readonly, command
 from vsh.ui.editor import run_editor
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
-CONFIG = Opt("config", kind="bool", help="affect next boot")
-LIVE = Opt("live", kind="bool", help="affect running domain")
-CURRENT = Opt("current", kind="bool", help="affect current domain")
-EXCLUSIVE = (("current", "live"), ("current", "config"))
+CONFIG, LIVE, CURRENT = CONFIG_OPT, LIVE_OPT, CURRENT_OPT
+EXCLUSIVE = CURRENT_EXCLUSIVE
 
 
 # -- setmem / setmaxmem / setvcpus ---------------------------------------------------------
@@ -309,3 +307,128 @@ def _edit_metadata(ctx, dom, uri: str, key: str, flags: dict):
             os.unlink(path)
         except OSError:
             pass
+
+
+# -- schedinfo / blkdeviotune / domiftune ---------------------------------------------------------------
+
+
+def _params_text(pairs) -> str:
+    """virsh's ``%-15s: %s`` parameter lines (longer names are not cut)."""
+    return "".join(f"{name:<15}: {value}\n" for name, value in pairs)
+
+
+@command("schedinfo", group="domain", summary="show/set scheduler parameters",
+         opts=[DOMAIN, Opt("weight", kind="int", help="weight for XEN_CREDIT"),
+               Opt("cap", kind="int", help="cap for XEN_CREDIT"), CURRENT, CONFIG, LIVE,
+               Opt("set", kind="argv", help="parameter=value")],
+         exclusive=EXCLUSIVE,
+         description="Show the domain's scheduler parameters (cpu_shares, vcpu/emulator/global/iothread\n"
+                     "period and quota) or set some with name=value. --config writes <cputune>. The\n"
+                     "running domain's values need a cgroup v2 of QEMU's own; vsh says why it has none.",
+         examples=("schedinfo vm1 --config", "schedinfo vm1 --config cpu_shares=512"))
+def schedinfo(ctx, domain, weight=None, cap=None, current=False, config=False, live=False, set=()):
+    from vsh.api.tuning import SCHED_PARAMS
+
+    dom = ctx.conn.lookup_domain(domain)
+    flags = {"live": live, "config": config, "current": current}
+    params = {}
+    for item in set:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise InvalidArgument("Invalid syntax for --set, expecting name=value")
+        if name not in SCHED_PARAMS:
+            raise InvalidArgument(f"invalid scheduler option: {name}")
+        try:
+            params[name] = int(value)
+        except ValueError:
+            raise InvalidArgument(f"invalid value of {name}: {value}") from None
+    if weight is not None or cap is not None:
+        raise InvalidArgument(f"invalid scheduler option: {'weight' if weight is not None else 'cap'}")
+    if params:
+        check_readonly(ctx, "virDomainSetSchedulerParametersFlags")
+        dom.tuning.set_scheduler(params, **flags)
+    info = dom.tuning.scheduler(**flags)
+    text = _params_text([("Scheduler", info["scheduler"]), *info["params"].items()])
+    return Text(text, json_data=info)
+
+
+IOTUNE_OPTS = [
+    ("total-bytes-sec", "bytes", "total throughput limit, as scaled integer (default bytes)"),
+    ("read-bytes-sec", "bytes", "read throughput limit, as scaled integer (default bytes)"),
+    ("write-bytes-sec", "bytes", "write throughput limit, as scaled integer (default bytes)"),
+    ("total-iops-sec", "int", "total I/O operations limit per second"),
+    ("read-iops-sec", "int", "read I/O operations limit per second"),
+    ("write-iops-sec", "int", "write I/O operations limit per second"),
+    ("total-bytes-sec-max", "bytes", "total max, as scaled integer (default bytes)"),
+    ("read-bytes-sec-max", "bytes", "read max, as scaled integer (default bytes)"),
+    ("write-bytes-sec-max", "bytes", "write max, as scaled integer (default bytes)"),
+    ("total-iops-sec-max", "int", "total I/O operations max"),
+    ("read-iops-sec-max", "int", "read I/O operations max"),
+    ("write-iops-sec-max", "int", "write I/O operations max"),
+    ("size-iops-sec", "int", "I/O size in bytes"),
+    ("group-name", "string", "group name to share I/O quota between multiple drives"),
+    ("total-bytes-sec-max-length", "int", "duration in seconds to allow total max bytes"),
+    ("read-bytes-sec-max-length", "int", "duration in seconds to allow read max bytes"),
+    ("write-bytes-sec-max-length", "int", "duration in seconds to allow write max bytes"),
+    ("total-iops-sec-max-length", "int", "duration in seconds to allow total I/O operations max"),
+    ("read-iops-sec-max-length", "int", "duration in seconds to allow read I/O operations max"),
+    ("write-iops-sec-max-length", "int", "duration in seconds to allow write I/O operations max"),
+]
+
+
+@command("blkdeviotune", group="domain", summary="Set or query a block device I/O tuning parameters",
+         opts=[DOMAIN, Opt("device", kind="device", required=True, positional=True, help="block device"),
+               *(Opt(name, kind=kind, help=text) for name, kind, text in IOTUNE_OPTS), CONFIG, LIVE, CURRENT],
+         exclusive=EXCLUSIVE,
+         description="Query or set the I/O limits of one disk. Live they are QEMU's throttling of the\n"
+                     "drive (block_set_io_throttle); --config writes the disk's <iotune>. Values not\n"
+                     "given are kept.",
+         examples=("blkdeviotune vm1 vda", "blkdeviotune vm1 vda --total-iops-sec 200 --live --config"))
+def blkdeviotune(ctx, domain, device, config=False, live=False, current=False, **values):
+    dom = ctx.conn.lookup_domain(domain)
+    flags = {"live": live, "config": config, "current": current}
+    params = {name.replace("-", "_"): values[name.replace("-", "_")] for name, _, _ in IOTUNE_OPTS
+              if values.get(name.replace("-", "_")) is not None}
+    if params:
+        check_readonly(ctx, "virDomainSetBlockIoTune")
+        try:
+            done = dom.tuning.set_block_iotune(device, params, **flags)
+        except VshError as err:
+            raise err.with_context("Unable to change block I/O throttle") from None
+        return Text("", json_data={"domain": dom.name, "device": device, "params": params, **done})
+    try:
+        tune = dom.tuning.block_iotune(device, **flags)
+    except VshError as err:
+        raise err.with_context("Unable to get block I/O throttle parameters") from None
+    return Text(_params_text(tune.items()), json_data=tune)
+
+
+@command("domiftune", group="domain", summary="get/set parameters of a virtual interface",
+         opts=[DOMAIN, Opt("interface", kind="interface", required=True, positional=True,
+                           help="interface device (MAC Address)"),
+               Opt("inbound", help="control domain's incoming traffics"),
+               Opt("outbound", help="control domain's outgoing traffics"), CONFIG, LIVE, CURRENT],
+         exclusive=EXCLUSIVE,
+         description="Query or set the <bandwidth> of a NIC: --inbound average[,peak[,burst[,floor]]]\n"
+                     "and --outbound average[,peak[,burst]] in KiB/s (average 0 removes it). Only the\n"
+                     "definition changes (--config): vsh shapes no traffic of a running domain.",
+         examples=("domiftune vm1 52:54:00:12:34:56", "domiftune vm1 52:54:00:12:34:56 --inbound 1000,2000 --config"))
+def domiftune(ctx, domain, interface, inbound=None, outbound=None, config=False, live=False, current=False):
+    from vsh.api.tuning import parse_bandwidth
+
+    dom = ctx.conn.lookup_domain(domain)
+    flags = {"live": live, "config": config, "current": current}
+    if inbound is not None or outbound is not None:
+        check_readonly(ctx, "virDomainSetInterfaceParameters")
+        inb = parse_bandwidth(inbound, True) if inbound is not None else None
+        outb = parse_bandwidth(outbound, False) if outbound is not None else None
+        try:
+            done = dom.tuning.set_interface_bandwidth(interface, inb, outb, **flags)
+        except VshError as err:
+            raise err.with_context("Unable to set interface parameters") from None
+        return Text("", json_data={"domain": dom.name, "interface": interface, **done})
+    try:
+        bw = dom.tuning.interface_bandwidth(interface, **flags)
+    except VshError as err:
+        raise err.with_context("Unable to get interface parameters") from None
+    return Text(_params_text(bw.items()), json_data=bw)

@@ -14,14 +14,12 @@ import os
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
 from vsh.core.output import Lines, Message, Text
-from vsh.registry import Opt, command
+from vsh.registry import CONFIG_OPT, CURRENT_EXCLUSIVE, CURRENT_OPT, LIVE_OPT, Opt, check_readonly, command
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
 PERSISTENT = Opt("persistent", kind="bool", help="make live change persistent")
-CONFIG = Opt("config", kind="bool", help="affect next boot")
-LIVE = Opt("live", kind="bool", help="affect running domain")
-CURRENT = Opt("current", kind="bool", help="affect current domain")
-EXCLUSIVE = (("persistent", "current"), ("current", "live"), ("current", "config"))
+CONFIG, LIVE, CURRENT = CONFIG_OPT, LIVE_OPT, CURRENT_OPT
+EXCLUSIVE = (("persistent", "current"), *CURRENT_EXCLUSIVE)
 FLAG_OPTS = [PERSISTENT, CONFIG, LIVE, CURRENT]
 REMOVABLE = ("cdrom", "floppy")
 
@@ -30,12 +28,6 @@ def _serialize(node) -> str:
     from vsh.core.xml import serialize
 
     return serialize(node)
-
-
-def check_readonly(ctx, name: str) -> None:
-    """For commands that are read-only in one mode (``--print-xml``) and not in the other."""
-    if ctx.readonly:
-        raise VshError(f"operation forbidden: read only access prevents {name}")
 
 
 def _definition(dom, config: bool, live: bool = False, current: bool = False, persistent: bool = False):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from vsh.api.stats import ADDRESS_SOURCES
 from vsh.core.errors import InvalidArgument, VshError
-from vsh.core.output import KeyValue, Table, Text
-from vsh.registry import Opt, command
+from vsh.core.output import KeyValue, Many, Message, Table, Text
+from vsh.registry import CONFIG_OPT, CURRENT_EXCLUSIVE, CURRENT_OPT, LIVE_OPT, Opt, check_readonly, command
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
 
@@ -23,16 +23,9 @@ def _affinity_text(cpus, maxcpu: int, pretty: bool) -> str:
 
 
 def _ranges(cpus) -> str:
-    cpus = sorted(cpus)
-    parts = []
-    i = 0
-    while i < len(cpus):
-        j = i
-        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
-            j += 1
-        parts.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
-        i = j + 1
-    return ",".join(parts)
+    from vsh.core.domain import format_cpuset
+
+    return format_cpuset(cpus)
 
 
 def pretty_capacity(value: int) -> str:
@@ -252,10 +245,8 @@ class _Quietable(Text):
 
 @command("dommemstat", group="monitor", summary="get memory statistics for a domain",
          opts=[DOMAIN, Opt("period", kind="int", help="period in seconds to set collection"),
-               Opt("config", kind="bool", help="affect next boot"),
-               Opt("live", kind="bool", help="affect running domain"),
-               Opt("current", kind="bool", help="affect current domain")],
-         exclusive=(("current", "live"), ("current", "config")),
+               CONFIG_OPT, LIVE_OPT, CURRENT_OPT],
+         exclusive=CURRENT_EXCLUSIVE,
          description="Memory statistics of a running domain, in KiB: actual (the balloon size), the\n"
                      "guest balloon driver's numbers (swap_in ... usable, last_update, disk_caches) once\n"
                      "a collection period is set, and rss (the QEMU process's resident memory).\n"
@@ -336,3 +327,83 @@ def cpu_stats(ctx, domain, total=False, start=None, count=None):
             out.append(f"\t{key:<12} {ns // 1_000_000_000:9d}.{ns % 1_000_000_000:09d} seconds\n")
         data["total"] = times
     return Text("".join(out), json_data=data)
+
+
+# -- vcpupin / emulatorpin / iothreadinfo -------------------------------------------------------------
+
+AFFECT = [CONFIG_OPT, LIVE_OPT, CURRENT_OPT]
+
+
+def _cpulist(text: str, maxcpu: int) -> list[int]:
+    """virsh's cpulist: ``0-3,^2``, or ``r`` for every host CPU."""
+    from vsh.core.domain import parse_cpuset
+
+    if text == "r":
+        return list(range(maxcpu))
+    try:
+        return sorted(parse_cpuset(text))
+    except VshError:
+        raise InvalidArgument("cpulist: Invalid format.") from None
+
+
+@command("vcpupin", group="domain", summary="control or query domain vcpu affinity",
+         opts=[DOMAIN, Opt("vcpu", kind="int", positional=True, help="vcpu number"),
+               Opt("cpulist", positional=True, help="host cpu number(s) to set, or omit option to query"),
+               *AFFECT],
+         exclusive=CURRENT_EXCLUSIVE,
+         description="Query or change the host CPUs each vCPU may run on. Live this is the affinity of\n"
+                     "the vCPU's QEMU thread; --config writes <cputune><vcpupin>. cpulist is libvirt's\n"
+                     "syntax (0-3,^2) or 'r' for every host CPU.",
+         examples=("vcpupin vm1", "vcpupin vm1 0 1-2", "vcpupin vm1 --vcpu 1 --cpulist 0 --config"))
+def vcpupin(ctx, domain, vcpu=None, cpulist=None, config=False, live=False, current=False):
+    dom = ctx.conn.lookup_domain(domain)
+    flags = {"live": live, "config": config, "current": current}
+    if vcpu is not None and vcpu < 0:
+        raise InvalidArgument("vcpupin: Invalid vCPU number.")
+    if cpulist is None:
+        pins = dom.tuning.vcpu_pins(**flags)
+        if vcpu is not None:
+            if vcpu >= len(pins):
+                raise InvalidArgument("vcpupin: vCPU index out of range.")
+            pins = [p for p in pins if p["vcpu"] == vcpu]
+        return Table(["VCPU", "CPU Affinity"], [[str(p["vcpu"]), _ranges(p["cpus"])] for p in pins],
+                     json_data=pins)
+    if vcpu is None:
+        raise InvalidArgument("vcpupin: Missing vCPU number in pin mode.")
+    check_readonly(ctx, "virDomainPinVcpuFlags")
+    cpus = _cpulist(cpulist, ctx.conn.host.cpu_count())
+    done = dom.tuning.pin_vcpu(vcpu, cpus, **flags)
+    return Text("", json_data={"domain": dom.name, "vcpu": vcpu, "cpus": cpus, **done})
+
+
+@command("emulatorpin", group="domain", summary="control or query domain emulator affinity",
+         opts=[DOMAIN, Opt("cpulist", positional=True, help="host cpu number(s) to set, or omit option to query"),
+               *AFFECT],
+         exclusive=CURRENT_EXCLUSIVE,
+         description="Query or change the host CPUs QEMU's own threads (all but the vCPUs and iothreads)\n"
+                     "may run on. --config writes <cputune><emulatorpin>.",
+         examples=("emulatorpin vm1", "emulatorpin vm1 0-1 --live --config"))
+def emulatorpin(ctx, domain, cpulist=None, config=False, live=False, current=False):
+    dom = ctx.conn.lookup_domain(domain)
+    flags = {"live": live, "config": config, "current": current}
+    if cpulist is None:
+        cpus = dom.tuning.emulator_pin(**flags)
+        return Many([Message("emulator: CPU Affinity\n----------------------------------\n       *: ",
+                             newline=False), Text(_ranges(cpus) + "\n")], json_data={"cpus": cpus})
+    check_readonly(ctx, "virDomainPinEmulator")
+    cpus = _cpulist(cpulist, ctx.conn.host.cpu_count())
+    done = dom.tuning.pin_emulator(cpus, **flags)
+    return Text("", json_data={"domain": dom.name, "cpus": cpus, **done})
+
+
+@command("iothreadinfo", group="domain", summary="view domain IOThreads",
+         opts=[DOMAIN, *AFFECT], exclusive=CURRENT_EXCLUSIVE,
+         description="The domain's IOThreads (<iothreads>, <iothreadids>) and the host CPUs each may\n"
+                     "run on (live: the affinity of the thread QEMU runs it in).",
+         examples=("iothreadinfo vm1", "iothreadinfo vm1 --config"))
+def iothreadinfo(ctx, domain, config=False, live=False, current=False):
+    threads = ctx.conn.lookup_domain(domain).tuning.iothreads(live=live, config=config, current=current)
+    if not threads:
+        return Message("No IOThreads found for the domain", newline=False, json_data=[])
+    return Table(["IOThread ID", "CPU Affinity"], [[str(t["id"]), _ranges(t["cpus"])] for t in threads],
+                 json_data=threads)

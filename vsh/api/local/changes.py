@@ -82,3 +82,17 @@ def change_config(store, ref, change):
         cfg.validate()
         store.write_config(cfg)
     return cfg
+
+
+def update_live_xml(ref, change) -> None:
+    """Apply ``change`` to the running domain's live definition (``live.xml``), if it has one."""
+    from vsh.core.domain import Domain
+    from vsh.core.store import atomic_write
+
+    live = ref.runtime.rundir / "live.xml"
+    try:
+        dom = Domain.parse(live.read_bytes(), "live.xml")
+    except FileNotFoundError:
+        return
+    change(dom)
+    atomic_write(live, dom.to_xml())

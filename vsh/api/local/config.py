@@ -46,16 +46,9 @@ class LocalDomainSettings:
                 self._update_live_xml(lambda dom: setattr(dom, attr, text or None))
 
     def _update_live_xml(self, change) -> None:
-        from vsh.core.domain import Domain
-        from vsh.core.store import atomic_write
+        from vsh.api.local.changes import update_live_xml
 
-        live = self.ref.runtime.rundir / "live.xml"
-        try:
-            dom = Domain.parse(live.read_bytes(), "live.xml")
-        except FileNotFoundError:
-            return
-        change(dom)
-        atomic_write(live, dom.to_xml())
+        update_live_xml(self.ref, change)
 
     # -- vCPUs -------------------------------------------------------------------------------------
 

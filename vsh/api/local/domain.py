@@ -49,3 +49,7 @@ class LocalDomain(LocalDomainConfig, LocalDomainSettings, LocalDomainLifecycle, 
     @property
     def block_jobs(self):
         return sub_handle(self, "block_jobs", "vsh.api.local.blockjobs", "LocalDomainBlockJobs")
+
+    @property
+    def tuning(self):
+        return sub_handle(self, "tuning", "vsh.api.local.tuning", "LocalDomainTuning")

@@ -23,10 +23,12 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     ``extra_argv`` and ``first_run`` serve restore and snapshot revert (arguments for this
     first run only, e.g. ``-incoming defer``).
     """
+    from vsh.api.local.threads import apply_tuning, check_cputune
     from vsh.kvm import client
     from vsh.kvm.argv import hotplugged_vcpus
 
     rundir = store.runtime_path(dom.name)
+    check_cputune(dom)
     live = dom.copy()
     taps = plan_taps(store, live)       # network/bridge NICs: bridge and tap names in the live XML
     argv = build_argv(live, rundir) + list(extra_argv)  # a missing disk or kernel fails before anything is created
@@ -36,9 +38,9 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     live.id = domid
     name_vnc_sockets(live, rundir)
     try:
-        return client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
-                            transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
-                            taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node))
+        state = client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
+                             transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
+                             taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node))
     except VshError:
         if created:
             try:
@@ -46,6 +48,8 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
             except OSError:
                 pass
         raise
+    apply_tuning(store, store.get(dom.name), live)
+    return state
 
 
 def name_vnc_sockets(live, rundir) -> None:

@@ -7,7 +7,7 @@ know survive define → dumpxml. By concern: :mod:`.model` (the domain),
 The names other modules use are importable from here.
 """
 
-from vsh.core.domain.checks import check_name, parse_cpuset
+from vsh.core.domain.checks import check_name, format_cpuset, parse_cpuset
 from vsh.core.domain.devices import (DEVICE_CLASSES, Channel, CharDevice, Console, Controller, Device, Disk,
                                      Filesystem, Graphics, HostDev, Input, Interface, MemBalloon, Rng, Serial,
                                      Sound, Video, Watchdog, default_bus, device_for)
@@ -19,5 +19,5 @@ from vsh.core.xmlobject import (DEVICE_TAGS, ORDER, XFlag, XMLObject, XProp, ens
 __all__ = ["DEVICE_CLASSES", "DEVICE_TAGS", "ORDER", "Channel", "CharDevice", "Console", "Controller", "Device",
            "Disk", "Domain", "Filesystem", "Graphics", "HostDev", "Input", "Interface", "MemBalloon", "Rng",
            "Serial", "Sound", "Video", "Watchdog", "XFlag", "XMLObject", "XProp", "check_name", "default_bus",
-           "device_for", "ensure", "is_mac", "is_uuid", "normalize_order", "parse_cpuset", "random_mac",
+           "device_for", "ensure", "format_cpuset", "is_mac", "is_uuid", "normalize_order", "parse_cpuset", "random_mac",
            "subset_match", "to_kib", "unit_scale", "yesno"]

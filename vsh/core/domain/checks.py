@@ -167,6 +167,20 @@ def parse_cpuset(text: str) -> set[int]:
     return cpus - excluded
 
 
+def format_cpuset(cpus) -> str:
+    """libvirt's bitmap text of a set of numbers: ``0-3,6`` (ranges of neighbours)."""
+    cpus = sorted(set(cpus))
+    parts = []
+    i = 0
+    while i < len(cpus):
+        j = i
+        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+            j += 1
+        parts.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
 #: Where a domain names host CPU or NUMA node sets (libvirt parses each as a bitmap on define).
 CPUSET_PATHS = ("./vcpu/@cpuset", "./cputune/vcpupin/@cpuset", "./cputune/emulatorpin/@cpuset",
                 "./cputune/iothreadpin/@cpuset", "./numatune/memory/@nodeset", "./numatune/memnode/@nodeset",

@@ -1,0 +1,118 @@
+"""Tuning of one domain: CPU pinning, iothreads, scheduler, disk I/O limits, NIC bandwidth.
+
+Owned by the tuning commands (vcpupin, emulatorpin, iothreadinfo in ``vsh/commands/stats.py``;
+schedinfo, blkdeviotune, domiftune in ``vsh/commands/config.py``). Every method takes virsh's
+``live``/``config``/``current`` flags (none: the running definition of a running domain, else
+the persistent one) and returns plain data; the setters return ``{"live": bool, "config": bool}``,
+the definitions they changed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from vsh.core.errors import InvalidArgument
+
+#: the scheduler parameters virsh schedinfo shows for QEMU, in its order (``<cputune>`` element names
+#: are these without the ``cpu_`` prefix of ``cpu_shares``)
+SCHED_PARAMS = ("cpu_shares", "vcpu_period", "vcpu_quota", "emulator_period", "emulator_quota",
+                "global_period", "global_quota", "iothread_period", "iothread_quota")
+
+#: virsh blkdeviotune's parameters in its order (also the ``<iotune>`` element names)
+IOTUNE_PARAMS = ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec", "total_iops_sec", "read_iops_sec",
+                 "write_iops_sec", "total_bytes_sec_max", "read_bytes_sec_max", "write_bytes_sec_max",
+                 "total_iops_sec_max", "read_iops_sec_max", "write_iops_sec_max", "size_iops_sec", "group_name",
+                 "total_bytes_sec_max_length", "read_bytes_sec_max_length", "write_bytes_sec_max_length",
+                 "total_iops_sec_max_length", "read_iops_sec_max_length", "write_iops_sec_max_length")
+
+#: virsh domiftune's parameters in its order
+BANDWIDTH_PARAMS = ("inbound.average", "inbound.peak", "inbound.burst", "inbound.floor",
+                    "outbound.average", "outbound.peak", "outbound.burst")
+
+
+def parse_bandwidth(text: str, inbound: bool) -> dict:
+    """virsh's ``average[,peak[,burst[,floor]]]`` (floor inbound only) → dict of ints."""
+    keys = ["average", "peak", "burst"] + (["floor"] if inbound else [])
+    parts = text.split(",")
+    if not text or len(parts) > len(keys):
+        raise InvalidArgument("inbound format is incorrect" if inbound else "outbound format is incorrect")
+    out = {}
+    for key, part in zip(keys, parts):
+        if part == "":
+            continue
+        if not part.isdigit():
+            raise InvalidArgument(f"{'inbound' if inbound else 'outbound'} {key} '{part}' is invalid")
+        out[key] = int(part)
+    if "average" not in out and not (inbound and "floor" in out):
+        raise InvalidArgument(f"{'inbound' if inbound else 'outbound'} average is mandatory")
+    return out
+
+
+class DomainTuning(ABC):
+    """CPU pinning, iothreads, scheduler parameters, I/O limits and bandwidth of one domain."""
+
+    @abstractmethod
+    def vcpu_pins(self, live: bool = False, config: bool = False, current: bool = False) -> list[dict]:
+        """``virDomainGetVcpuPinInfo``: per vCPU ``{"vcpu": n, "cpus": [host CPU numbers]}``; live,
+        the affinity of the vCPU's thread, else ``<cputune><vcpupin>`` (or ``<vcpu cpuset>``, or every
+        host CPU). OperationInvalid for --live of a domain that is not running."""
+
+    @abstractmethod
+    def pin_vcpu(self, vcpu: int, cpus: list[int], live: bool = False, config: bool = False,
+                 current: bool = False) -> dict:
+        """``virDomainPinVcpuFlags``: let vCPU ``vcpu`` run only on host CPUs ``cpus`` (live: the affinity
+        of its thread; config: ``<vcpupin>``). InvalidArgument for a vCPU the domain does not have or a
+        CPU the host does not have."""
+
+    @abstractmethod
+    def emulator_pin(self, live: bool = False, config: bool = False, current: bool = False) -> list[int]:
+        """``virDomainGetEmulatorPinInfo``: the host CPUs QEMU's own (non-vCPU) threads may run on."""
+
+    @abstractmethod
+    def pin_emulator(self, cpus: list[int], live: bool = False, config: bool = False,
+                     current: bool = False) -> dict:
+        """``virDomainPinEmulator``: let QEMU's threads other than the vCPUs and iothreads run only
+        on ``cpus`` (config: ``<cputune><emulatorpin>``)."""
+
+    @abstractmethod
+    def iothreads(self, live: bool = False, config: bool = False, current: bool = False) -> list[dict]:
+        """``virDomainGetIOThreadInfo``: ``{"id": n, "cpus": [...]}`` per iothread (``<iothreads>``,
+        ``<iothreadids>``; live, the affinity of the thread QMP query-iothreads names)."""
+
+    @abstractmethod
+    def scheduler(self, live: bool = False, config: bool = False, current: bool = False) -> dict:
+        """``virDomainGetSchedulerParametersFlags``: ``{"scheduler": "posix", "params": {name: int}}``
+        with :data:`SCHED_PARAMS` (0 where ``<cputune>`` says nothing, as libvirt shows). Live it needs a
+        cgroup v2 of the QEMU process's own with the cpu controller: OperationInvalid saying why not."""
+
+    @abstractmethod
+    def set_scheduler(self, params: dict, live: bool = False, config: bool = False,
+                      current: bool = False) -> dict:
+        """``virDomainSetSchedulerParametersFlags``: set ``params`` (names of :data:`SCHED_PARAMS`,
+        int values). InvalidArgument for an unknown name or a value out of libvirt's range."""
+
+    @abstractmethod
+    def block_iotune(self, disk: str, live: bool = False, config: bool = False, current: bool = False) -> dict:
+        """``virDomainGetBlockIoTune``: :data:`IOTUNE_PARAMS` → int (``group_name``: str) of the disk
+        named by target or source (live: QMP query-block; config: ``<iotune>``). InvalidArgument for a
+        disk the domain does not have."""
+
+    @abstractmethod
+    def set_block_iotune(self, disk: str, params: dict, live: bool = False, config: bool = False,
+                         current: bool = False) -> dict:
+        """``virDomainSetBlockIoTune``: change ``params`` (names of :data:`IOTUNE_PARAMS`), keeping the
+        others (live: QMP block_set_io_throttle; config: ``<iotune>``). InvalidArgument for combinations
+        QEMU refuses (a ``total_*`` with its ``read_*``/``write_*``, a ``*_max`` below its base)."""
+
+    @abstractmethod
+    def interface_bandwidth(self, interface: str, live: bool = False, config: bool = False,
+                            current: bool = False) -> dict:
+        """``virDomainGetInterfaceParameters``: :data:`BANDWIDTH_PARAMS` → int (0: unset) of the NIC named
+        by MAC address or host-side name, from its ``<bandwidth>``."""
+
+    @abstractmethod
+    def set_interface_bandwidth(self, interface: str, inbound: dict | None = None, outbound: dict | None = None,
+                                live: bool = False, config: bool = False, current: bool = False) -> dict:
+        """``virDomainSetInterfaceParameters``: ``inbound``/``outbound`` (``average``, ``peak``,
+        ``burst``, inbound ``floor``; average 0 removes the direction) into ``<bandwidth>``. Unsupported
+        for the live definition when the driver shapes no traffic."""
