@@ -20,6 +20,27 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_ENV = dict(os.environ)          # before conftest points HOME/XDG into tmp dirs
 
 
+def store_env(base: Path, store: Path) -> dict:
+    """The environment of a vsh that keeps its store in ``store`` (HOME in ``base``, this
+    checkout first on the path), taken from the environment before the fixtures changed it."""
+    env = dict(REAL_ENV, VSH_DEFAULT_URI=f"vsh:///session?root={store}", HOME=str(base), PYTHONPATH=str(ROOT))
+    env.pop("VSH_URI", None)
+    return env
+
+
+def module_store(tmp_path_factory, label: str) -> tuple[dict, Path, Path, dict]:
+    """(manifest, base dir, store dir, environment) for a test module's guests; skips the module
+    when there is no test guest."""
+    m = manifest()
+    if m is None:
+        import pytest
+
+        pytest.skip("no test guest: scripts/build-test-guest failed or is missing")
+    base = tmp_path_factory.mktemp(label)
+    store = base / "store"
+    return m, base, store, store_env(base, store)
+
+
 def manifest() -> dict | None:
     script = ROOT / "scripts" / "build-test-guest"
     if not script.exists():

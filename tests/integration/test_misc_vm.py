@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import subprocess
 import sys
@@ -15,7 +14,6 @@ import pytest
 pytestmark = pytest.mark.vm
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL_ENV = dict(os.environ)          # before conftest points HOME/XDG into tmp dirs
 _spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
 _vmguest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_vmguest)
@@ -29,14 +27,7 @@ BOOT_DISK = "<disk type='file' device='disk'><driver name='qemu' type='raw'/><so
 
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory):
-    m = _vmguest.manifest()
-    if m is None:
-        pytest.skip("no test guest: scripts/build-test-guest failed or is missing")
-    base = tmp_path_factory.mktemp("misc")
-    store = base / "store"
-    env = dict(REAL_ENV, VSH_DEFAULT_URI=f"vsh:///session?root={store}", HOME=str(base),
-               PYTHONPATH=str(ROOT))
-    env.pop("VSH_URI", None)
+    m, base, store, env = _vmguest.module_store(tmp_path_factory, "misc")
     xml = base / "mx1.xml"
     disk = base / "boot-disk.img"
     disk.write_bytes(b"\0" * 1024 * 1024)

@@ -19,7 +19,6 @@ import pytest
 pytestmark = pytest.mark.vm
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL_ENV = dict(os.environ)
 _spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
 _vmguest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_vmguest)
@@ -31,13 +30,7 @@ NCPU = os.cpu_count() or 1
 
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory):
-    m = _vmguest.manifest()
-    if m is None:
-        pytest.skip("no test guest: scripts/build-test-guest failed or is missing")
-    base = tmp_path_factory.mktemp("tuning")
-    store = base / "store"
-    env = dict(REAL_ENV, VSH_DEFAULT_URI=f"vsh:///session?root={store}", HOME=str(base), PYTHONPATH=str(ROOT))
-    env.pop("VSH_URI", None)
+    m, base, store, env = _vmguest.module_store(tmp_path_factory, "tuning")
     disk = base / "data.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
     devices = f"""<disk type='file' device='disk'>

@@ -19,7 +19,6 @@ import pytest
 pytestmark = pytest.mark.vm
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL_ENV = dict(os.environ)          # before conftest points HOME/XDG into tmp dirs
 _spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
 _vmguest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_vmguest)
@@ -55,13 +54,7 @@ SERIAL_AND_VIRTIO = """<serial type='pty'><target port='0'/></serial>
 
 @pytest.fixture(scope="module")
 def env_store(tmp_path_factory):
-    m = _vmguest.manifest()
-    if m is None:
-        pytest.skip("no test guest: scripts/build-test-guest failed or is missing")
-    base = tmp_path_factory.mktemp("behaviour")
-    store = base / "store"
-    env = dict(REAL_ENV, VSH_DEFAULT_URI=f"vsh:///session?root={store}", HOME=str(base))
-    env.pop("VSH_URI", None)
+    m, base, store, env = _vmguest.module_store(tmp_path_factory, "behaviour")
     return m, base, store, env
 
 

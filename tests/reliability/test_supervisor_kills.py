@@ -25,7 +25,6 @@ import pytest
 pytestmark = pytest.mark.vm
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL_ENV = dict(os.environ)          # before conftest points HOME/XDG into tmp dirs
 _spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
 _vmguest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_vmguest)
@@ -51,8 +50,7 @@ class Fleet:
     def __init__(self, m, base: Path, names_crash: dict):
         self.m = m
         self.store = base / "store"
-        self.env = dict(REAL_ENV, VSH_DEFAULT_URI=f"vsh:///session?root={self.store}", HOME=str(base))
-        self.env.pop("VSH_URI", None)
+        self.env = _vmguest.store_env(base, self.store)
         self.guests = {}
         self.on_crash = names_crash
         for name, on_crash in names_crash.items():
