@@ -199,7 +199,39 @@ class ExtFilesystem(Filesystem):
 
 
 class XfsFilesystem(Filesystem):
+    """XFS.  The library reports an extent's start as the raw XFS block number times the block
+    size; that number is (allocation group << agblklog) | block within the group, so extents
+    outside the first group would point at the wrong bytes.  :meth:`extents` turns them into
+    byte offsets on the device from the superblock's geometry."""
+
     vfs_type = "xfs"
     library = "pyfsxfs"
     root_by_path = True
+
+    def _open(self):
+        super()._open()
+        sb = self.block.read_exact(128, 0)
+        if sb[:4] != b"XFSB":
+            raise FsError(f"{self.device.name}: not an XFS superblock")
+        self._bsize = int.from_bytes(sb[4:8], "big")
+        self._agblocks = int.from_bytes(sb[84:88], "big")
+        self._agblklog = sb[124]
+        if not self._bsize or not self._agblocks or self._agblocks > 1 << self._agblklog:
+            raise FsError(f"{self.device.name}: inconsistent XFS superblock geometry")
+
+    def extents(self, node: Node):
+        ext = super().extents(node)
+        if ext is None:
+            return None
+        out, mask = [], (1 << self._agblklog) - 1
+        for off, size, flags in ext:
+            if not flags & 1:
+                fsblock, rest = divmod(off, self._bsize)
+                agno, agbno = fsblock >> self._agblklog, fsblock & mask
+                if agbno >= self._agblocks:
+                    raise FsError(f"{self.device.name}:{join_path(node.parts)}: an extent names block "
+                                  f"{agbno} of allocation group {agno}, which has {self._agblocks} blocks")
+                off = (agno * self._agblocks + agbno) * self._bsize + rest
+            out.append((off, size, flags))
+        return out
 
