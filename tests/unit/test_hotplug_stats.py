@@ -379,12 +379,13 @@ def test_update_device_cdrom(vsh, cd, vsh_env, tmp_path):
 
 
 def test_pretty_capacity():
-    from vsh.commands.stats import pretty_capacity
+    """virsh's vshPrettyCapacity with three decimals (domblkinfo --human)."""
+    from vsh.core.output import human_size
 
-    assert pretty_capacity(1099506450432) == "1023.995 GiB"
-    assert pretty_capacity(1099511627776) == "1.000 TiB"
-    assert pretty_capacity(512) == "512.000 B"
-    assert pretty_capacity(4 << 20) == "4.000 MiB"
+    assert human_size(1099506450432, 3) == "1023.995 GiB"
+    assert human_size(1099511627776, 3) == "1.000 TiB"
+    assert human_size(512, 3) == "512.000 B"
+    assert human_size(4 << 20, 3) == "4.000 MiB"
 
 
 def test_domblkinfo_shut_off(vsh, define, tmp_path):

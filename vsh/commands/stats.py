@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from vsh.api.stats import ADDRESS_SOURCES
 from vsh.core.errors import InvalidArgument, VshError
-from vsh.core.output import KeyValue, Many, Message, Table, Text
+from vsh.core.output import KeyValue, Many, Message, Table, Text, human_size
 from vsh.registry import CONFIG_OPT, CURRENT_EXCLUSIVE, CURRENT_OPT, LIVE_OPT, Opt, check_readonly, command
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
@@ -26,17 +26,6 @@ def _ranges(cpus) -> str:
     from vsh.core.domain import format_cpuset
 
     return format_cpuset(cpus)
-
-
-def pretty_capacity(value: int) -> str:
-    """virsh's vshPrettyCapacity with 3 decimals: ``1023.995 GiB``, ``1.000 TiB``, ``512.000 B``."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
-    scaled = float(value)
-    i = 0
-    while scaled >= 1024 and i < len(units) - 1:
-        scaled /= 1024
-        i += 1
-    return f"{scaled:.3f} {units[i]}"
 
 
 # -- domstats ---------------------------------------------------------------------------------------
@@ -163,7 +152,7 @@ def domblkinfo(ctx, domain, device=None, human=False, all=False):
         keys = ("capacity", "allocation", "physical")
         if not any(values[k] for k in keys):
             return ["-", "-", "-"]
-        return [pretty_capacity(values[k]) if human else str(values[k]) for k in keys]
+        return [human_size(values[k], 3) if human else str(values[k]) for k in keys]
 
     if all:
         data = stats.block_info_all()
