@@ -401,66 +401,109 @@ def bench_download(manifest: dict | None, tmp: Path, vsh_ok: dict) -> None:
         image, inner, size = make_big_image(tmp)
         made = True
     try:
-        extents = file_extents(image, inner)
-        out = tmp / "out.bin"
-        if extents and sum(n for _, n in extents) >= size:
-            # the file's own bytes, extent by extent (the last block may be partial)
-            script, left = [], size
-            for off, n in extents:
-                n = min(n, left)
-                if n <= 0:
-                    break
-                script.append(f"dd if='{image}' bs=4M iflag=skip_bytes,count_bytes skip={off} count={n} status=none")
-                left -= n
-            base_argv = ["sh", "-c", "{ " + "; ".join(script) + "; } > " + str(out)]
-            how = f"dd of the file's {len(script)} extents"
-        else:
-            base_argv = ["sh", "-c", f"head -c {size} '{image}' > {out}"]
-            how = "head -c of the image"
-        forms = [
-            ("-i download", [VSH, "-a", image, "-i", "download", inner, str(out)], None),
-            ("-m /dev/sda download", [VSH, "-a", image, "-m", "/dev/sda", "download", inner, str(out)], None),
-            ("run; mount-ro; download (stdin)", [VSH, "-a", image],
-             f"run\nmount-ro /dev/sda /\ndownload {inner} {out}\n".encode()),
-        ]
-        t_base = []
-        t_vsh = []
-        form = None
-        if vsh_ok.get("download"):
-            for name, argv, stdin in forms:
-                out.unlink(missing_ok=True)
-                p, _ = run_cmd(argv, stdin=stdin)
-                if p.returncode == 0 and out.exists() and out.stat().st_size == size:
-                    form = (name, argv, stdin)
-                    break
-                log(f"vsh {name}: {last_err(p) if p.returncode else 'wrong output size'}")
-            if form is None:
-                report("vsh download 1 GiB", "FAILED in every form tried")
-            elif big and big.get("sha256"):
-                h = subprocess.run(["sha256sum", str(out)], stdout=subprocess.PIPE, text=True).stdout.split()[0]
-                report("vsh download 1 GiB: sha256", "matches the manifest" if h == big["sha256"] else "MISMATCH")
-        out.unlink(missing_ok=True)
-        subprocess.run(base_argv, check=True)  # warm the page cache
-        for _ in range(3):
-            out.unlink(missing_ok=True)
-            _, dt = run_cmd(base_argv)
-            t_base.append(dt)
-            if form is not None:
-                out.unlink(missing_ok=True)
-                p, dt = run_cmd(form[1], stdin=form[2])
-                if p.returncode == 0:
-                    t_vsh.append(dt)
-        out.unlink(missing_ok=True)
-        mb = size / (1 << 20)
-        tb = statistics.median(t_base)
-        report(f"read 1 GiB straight from the raw image ({how})", f"{tb:.2f} s ({mb / tb:.0f} MiB/s)")
-        if t_vsh:
-            tv = statistics.median(t_vsh)
-            report(f"vsh -a IMG {form[0]} of 1 GiB", f"{tv:.2f} s ({mb / tv:.0f} MiB/s)")
-            report("ratio download throughput vsh/raw read (goal >= 0.5x)", f"{tb / tv:.2f}x")
+        time_download(image, inner, size, file_extents(image, inner), "", tmp, vsh_ok,
+                      (big or {}).get("sha256"))
     finally:
         if made:
             Path(image).unlink(missing_ok=True)
+
+
+def time_download(image: str, inner: str, size: int, extents, label: str, tmp: Path, vsh_ok: dict,
+                  sha: str | None = None) -> None:
+    """vsh's download of a 1 GiB guest file against dd of its extents straight from the image."""
+    out = tmp / "out.bin"
+    if extents and sum(n for _, n in extents) >= size:
+        # the file's own bytes, extent by extent (the last block may be partial)
+        script, left = [], size
+        for off, n in extents:
+            n = min(n, left)
+            if n <= 0:
+                break
+            script.append(f"dd if='{image}' bs=4M iflag=skip_bytes,count_bytes skip={off} count={n} status=none")
+            left -= n
+        base_argv = ["sh", "-c", "{ " + "; ".join(script) + "; } > " + str(out)]
+        how = f"dd of the file's {len(script)} extents"
+    else:
+        base_argv = ["sh", "-c", f"head -c {size} '{image}' > {out}"]
+        how = "head -c of the image"
+    forms = [
+        ("-i download", [VSH, "-a", image, "-i", "download", inner, str(out)], None),
+        ("-m /dev/sda download", [VSH, "-a", image, "-m", "/dev/sda", "download", inner, str(out)], None),
+        ("run; mount-ro; download (stdin)", [VSH, "-a", image],
+         f"run\nmount-ro /dev/sda /\ndownload {inner} {out}\n".encode()),
+    ]
+    t_base = []
+    t_vsh = []
+    form = None
+    if vsh_ok.get("download"):
+        for name, argv, stdin in forms:
+            out.unlink(missing_ok=True)
+            p, _ = run_cmd(argv, stdin=stdin)
+            if p.returncode == 0 and out.exists() and out.stat().st_size == size:
+                form = (name, argv, stdin)
+                break
+            log(f"vsh {name}: {last_err(p) if p.returncode else 'wrong output size'}")
+        if form is None:
+            report(f"vsh download 1 GiB{label}", "FAILED in every form tried")
+        elif sha:
+            h = subprocess.run(["sha256sum", str(out)], stdout=subprocess.PIPE, text=True).stdout.split()[0]
+            report(f"vsh download 1 GiB{label}: sha256", "matches the source" if h == sha else "MISMATCH")
+    out.unlink(missing_ok=True)
+    subprocess.run(base_argv, check=True)  # warm the page cache
+    for _ in range(3):
+        out.unlink(missing_ok=True)
+        _, dt = run_cmd(base_argv)
+        t_base.append(dt)
+        if form is not None:
+            out.unlink(missing_ok=True)
+            p, dt = run_cmd(form[1], stdin=form[2])
+            if p.returncode == 0:
+                t_vsh.append(dt)
+    out.unlink(missing_ok=True)
+    mb = size / (1 << 20)
+    tb = statistics.median(t_base)
+    report(f"read 1 GiB{label} straight from the raw image ({how})", f"{tb:.2f} s ({mb / tb:.0f} MiB/s)")
+    if t_vsh:
+        tv = statistics.median(t_vsh)
+        report(f"vsh -a IMG {form[0]} of 1 GiB{label}", f"{tv:.2f} s ({mb / tv:.0f} MiB/s)")
+        report(f"ratio download throughput{label} vsh/raw read (goal >= 0.5x)", f"{tb / tv:.2f}x")
+
+
+def xfs_extents(image: str, path: str):
+    """[(byte offset in the image, byte length)] of `path` in a bare XFS image, via xfs_db: an XFS
+    block number is (group << agblklog) | block, the device offset (group * agblocks + block)."""
+    sb = subprocess.run(["xfs_db", "-r", "-c", "sb 0", "-c", "p agblocks blocksize", image],
+                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+    geo = dict(re.findall(r"(\w+) = (\d+)", sb))
+    bmap = subprocess.run(["xfs_db", "-r", "-c", f"path {path}", "-c", "bmap", image],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+    agblocks, bsize = int(geo.get("agblocks", 0)), int(geo.get("blocksize", 0))
+    out = [((int(ag) * agblocks + int(agb)) * bsize, int(n) * bsize)
+           for ag, agb, n in re.findall(r"\((\d+)/(\d+)\) count (\d+)", bmap)]
+    return out or None
+
+
+def bench_xfs_download(tmp: Path, vsh_ok: dict) -> None:
+    """A 1 GiB file in the second allocation group of an XFS image (mkfs.xfs -p, nothing mounted)."""
+    if shutil.which("mkfs.xfs") is None:
+        report("xfs download 1 GiB", "skipped: xfsprogs is not installed")
+        return
+    log("making a 1 GiB file in the second allocation group of an XFS image (mkfs.xfs -p)")
+    src = tmp / "xfs-big"
+    with open(src, "wb") as f:
+        subprocess.run(["head", "-c", str(GIB), "/dev/urandom"], stdout=f, check=True)
+    sha = subprocess.run(["sha256sum", str(src)], stdout=subprocess.PIPE, text=True).stdout.split()[0]
+    proto = tmp / "xfs-proto"
+    proto.write_text(f"/dev/null\n0 0\nd--755 0 0\nd d--755 0 0\nbig ---644 0 0 {src}\n$\n$\n")
+    image = tmp / "big-xfs.img"
+    try:
+        subprocess.run(["truncate", "-s", str(GIB * 5 // 2), str(image)], check=True)
+        subprocess.run(["mkfs.xfs", "-q", "-d", "agcount=2", "-p", str(proto), str(image)], check=True)
+        src.unlink()
+        time_download(str(image), "/d/big", GIB, xfs_extents(str(image), "/d/big"), " (xfs)", tmp, vsh_ok, sha)
+    finally:
+        src.unlink(missing_ok=True)
+        image.unlink(missing_ok=True)
 
 
 def run() -> None:
@@ -501,5 +544,6 @@ def run() -> None:
                     continue
                 bench_image(key, img, manifest["dir"], peer_env, vsh_ok)
         bench_download(manifest, tmp, vsh_ok)
+        bench_xfs_download(tmp, vsh_ok)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
