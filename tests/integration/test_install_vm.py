@@ -214,3 +214,79 @@ def test_install_attaches_the_console_on_a_terminal(vsh, vsh_env, guest, cleanup
         child.close(force=True)
     assert child.exitstatus == 0, child.before
     assert vsh("domstate", "a1").out.strip() == "running"
+
+
+def _install_iso(tmp_path, guest) -> str:
+    """An ISO laid out like Debian's (install.amd/vmlinuz, install.amd/initrd.gz) holding the test
+    guest's kernel and initramfs."""
+    import io
+
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, rock_ridge="1.09", vol_ident="VSHTEST")
+    iso.add_directory("/INSTALL_AMD", rr_name="install.amd")
+    for src, name, iso_name in ((guest["kernel"], "vmlinuz", "VMLINUZ.;1"),
+                                (guest["initrd"], "initrd.gz", "INITRD.GZ;1")):
+        data = Path(src).read_bytes()
+        iso.add_fp(io.BytesIO(data), len(data), f"/INSTALL_AMD/{iso_name}", rr_name=name)
+    path = tmp_path / "netinst.iso"
+    iso.write(str(path))
+    iso.close()
+    return str(path)
+
+
+def test_location_iso_boots_its_kernel_once_with_extra_args_and_injected_files(vsh, vsh_env, guest, cleanup,
+                                                                               tmp_path):
+    iso = _install_iso(tmp_path, guest)
+    preseed = tmp_path / "preseed.cfg"
+    preseed.write_text("vsh-injected-preseed\n")
+    res = vsh("install", "--name", "loc", "--memory", "256", "--machine", "pc", "--disk", "none",
+              "--location", iso, "--extra-args", "quiet vsh.marker=loc42", "--initrd-inject", preseed,
+              "--noautoconsole")
+    assert res.status == 0, res
+    cleanup.append("loc")
+    assert "Domain 'loc' defined\nDomain 'loc' started\n" in res.out
+    wait_ready(vsh_env, "loc", guest["ready_line"])
+    out = console_type("loc", "cat /proc/cmdline; cat /preseed.cfg\n")
+    assert "vsh.marker=loc42" in out and "console=ttyS0" in out
+    assert "vsh-injected-preseed" in out
+    assert list((vsh_env.store / "data" / "boot").iterdir()) == []        # QEMU read them; vsh removed them
+    live = vsh("dumpxml", "loc").out
+    assert "<kernel>" in live and "<on_reboot>destroy</on_reboot>" in live
+    inactive = vsh("dumpxml", "--inactive", "loc").out
+    assert "<kernel>" not in inactive and iso not in inactive
+    # the installer reboots: the install run ends, the definition is the installed system's
+    console_type("loc", "reboot\n")
+    deadline = time.monotonic() + 60
+    while vsh("domstate", "loc").out.strip() != "shut off" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert vsh("domstate", "loc").out.strip() == "shut off"
+    assert "<kernel>" not in vsh("dumpxml", "loc").out
+
+
+def test_wait_boots_the_installed_system_after_the_install_run(vsh_env, guest, tmp_path):
+    iso = _install_iso(tmp_path, guest)
+    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, "-m", "vsh", "install", "--name", "w", "--memory", "256",
+                             "--machine", "pc", "--disk", "none", "--location", iso, "--wait", "2",
+                             "--noautoconsole"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        wait_ready(vsh_env, "w", guest["ready_line"])
+        console_type("w", "reboot\n")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        text = out.decode()
+        assert "Waiting 2 minutes for the installation to complete." in text
+        assert "Domain has shutdown. Continuing.\nDomain 'w' started (installed system)\n" in text
+        state = subprocess.run([sys.executable, "-m", "vsh", "domstate", "w"], capture_output=True, text=True,
+                               env=env, timeout=60).stdout.strip()
+        assert state == "running"
+        xml = subprocess.run([sys.executable, "-m", "vsh", "dumpxml", "w"], capture_output=True, text=True,
+                             env=env, timeout=60).stdout
+        assert "<kernel>" not in xml and "<on_reboot>restart</on_reboot>" in xml
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run([sys.executable, "-m", "vsh", "destroy", "w"], capture_output=True, env=env, timeout=60)

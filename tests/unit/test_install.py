@@ -343,8 +343,8 @@ def test_bad_options_are_clear_errors_and_create_nothing(vsh, words, message, st
 
 
 def test_unknown_option_and_alias(vsh):
-    res = vsh("install", "--name", "x", "--location", "http://x")
-    assert res.status == 1 and "doesn't support option --location" in res.err
+    res = vsh("install", "--name", "x", "--hostdev", "pci_0000_00_1f_2")
+    assert res.status == 1 and "doesn't support option --hostdev" in res.err
     res = vsh("virt-install", "--os-variant", "list")
     assert res.status == 0 and "generic" in res.out
     assert "install" in vsh("help", "domain").out
@@ -538,9 +538,12 @@ def test_installer_create_and_discard(vsh_env, store_tree):
     made = conn.installer.create(_options(name="m", uuid=UUID, boot="hd", disk=["size=0.01"]), autostart=True)
     assert json.loads(json.dumps(made)) == made
     image = f"{vsh_env.store}/data/images/m.qcow2"
+    xml = made.pop("xml")
+    assert etree.fromstring(xml.encode()).findtext("name") == "m"
     assert made == {"name": "m", "uuid": UUID, "created": [image], "disks": [image],
                     "new_disks": [{"path": image, "format": "qcow2", "size": 10737664, "backing": None,
-                                   "backing_format": None}], "seed": None, "root_password": None}
+                                   "backing_format": None}], "seed": None, "root_password": None,
+                    "install_xml": None, "boot_files": [], "transient": False}
     info = conn.lookup_domain("m").info()
     assert os.path.exists(image)
     assert (info["state"], info["autostart"]) == ("shut off", True)  # defined, not started: the caller's next step

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from vsh.api.install import NOTHING_KEPT, Installer
-from vsh.core.errors import OperationInvalid, Unsupported, VshError
+from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
 
 
 class LocalInstaller(Installer):
@@ -41,16 +41,42 @@ class LocalInstaller(Installer):
     def plan(self, options: dict, check: bool = False) -> dict:
         return self._plan(options, check).to_dict()
 
-    def create(self, options: dict, autostart: bool = False) -> dict:
+    def create(self, options: dict, autostart: bool = False, transient: bool = False) -> dict:
+        if transient and autostart:
+            raise InvalidArgument("--transient and --autostart cannot go together: a transient domain "
+                                  "is gone when it stops")
         plan = self._plan(options, True)
-        created = carry_out(self.conn.store, plan, autostart)
+        created = carry_out(self.conn.store, plan, autostart, define=not transient)
         planned = plan.to_dict()
         return {"name": planned["name"], "uuid": planned["uuid"], "created": created,
                 "disks": [d.source for d in plan.dom.disks if d.source], "new_disks": planned["disks"],
-                "seed": planned["seed"], "root_password": planned["root_password"]}
+                "seed": planned["seed"], "root_password": planned["root_password"], "xml": planned["xml"],
+                "install_xml": planned["install_xml"], "boot_files": planned["boot_files"],
+                "transient": transient}
+
+    def start(self, made: dict) -> dict:
+        conn = self.conn
+        try:
+            if made["install_xml"] is not None:
+                info = conn.create_xml(made["install_xml"])
+            elif made["transient"]:
+                info = conn.create_xml(made["xml"])
+            else:
+                info = conn.lookup_domain(made["name"]).start()
+        except BaseException as err:
+            self.discard(made)
+            if isinstance(err, VshError):
+                raise err.__class__(*err.lines, hint=NOTHING_KEPT) from None
+            raise
+        for path in made["boot_files"]:     # QEMU has read them
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return info
 
     def discard(self, made: dict) -> None:
-        _remove(self.conn.store, made["name"], True, made["created"])
+        _remove(self.conn.store, made["name"], not made.get("transient"), made["created"])
 
 
 def precheck(plan, host, check_ports: bool = True) -> None:
@@ -68,18 +94,22 @@ def precheck(plan, host, check_ports: bool = True) -> None:
                 if disk["format"] == "qcow2":
                     fh.write(b"QFI\xfb" + bytes(28))  # a header naming no backing file
             stand_ins[disk["path"]] = stand_in
-        for path in ([plan.seed[0]] if plan.seed else []) + ([plan.nvram[1]] if plan.nvram else []):
+        boot = list(plan.boot[1:3]) if plan.boot else []
+        for path in ([plan.seed[0]] if plan.seed else []) + ([plan.nvram[1]] if plan.nvram else []) + boot:
             stand_in = os.path.join(tmp, os.path.basename(path))
             open(stand_in, "wb").close()
             stand_ins[path] = stand_in
-        for src in dom.node.iter("source"):
-            if src.get("file") in stand_ins:
-                src.set("file", stand_ins[src.get("file")])
-        nv = dom.node.find("os/nvram")
-        if nv is not None and (nv.text or "").strip() in stand_ins:
-            nv.text = stand_ins[nv.text.strip()]
+        doms = [dom] + ([plan.install_dom.copy()] if plan.install_dom is not None else [])
+        for one in doms:
+            for src in one.node.iter("source"):
+                if src.get("file") in stand_ins:
+                    src.set("file", stand_ins[src.get("file")])
+            for el in (one.node.find(f"os/{tag}") for tag in ("nvram", "kernel", "initrd")):
+                if el is not None and (el.text or "").strip() in stand_ins:
+                    el.text = stand_ins[el.text.strip()]
         try:
-            build_argv(dom.node, host, RuntimePaths.for_rundir(os.path.join(tmp, "run")))
+            for one in doms:
+                build_argv(one.node, host, RuntimePaths.for_rundir(os.path.join(tmp, "run")))
         except Unsupported as err:
             if err.hint is None and "interface type" in str(err):
                 raise Unsupported(*err.lines, hint="vsh runs user-mode networking today: --network user"
@@ -125,9 +155,10 @@ def _seed_in_use(store, path: str, name: str) -> str | None:
     return None
 
 
-def carry_out(store, plan, autostart: bool = False) -> list[str]:
-    """Create the files of ``plan`` and define its domain; the paths created, in order. If a
-    step fails, what was made is removed again (the error's hint says so)."""
+def carry_out(store, plan, autostart: bool = False, define: bool = True) -> list[str]:
+    """Create the files of ``plan`` and define its domain (unless ``define`` is false: a transient
+    install); the paths created, in order. If a step fails, what was made is removed again (the
+    error's hint says so)."""
     import shutil
 
     from vsh.api.local.installplan import pools_of
@@ -161,6 +192,17 @@ def carry_out(store, plan, autostart: bool = False) -> list[str]:
                 raise OperationInvalid(f"cloud-init seed '{path}' is a disk of domain '{user}'; not replacing it")
             atomic_write(path, data)
             created.append(path)
+        if plan.boot:
+            from vsh.core.installmedia import fetch_boot_files, inject_files
+
+            location, kernel, initrd, inject = plan.boot
+            ensure_private_dir(os.path.dirname(kernel))
+            created += [kernel, initrd]     # removed again whatever happens below
+            fetch_boot_files(location, os.path.dirname(kernel), os.path.basename(kernel).removesuffix("-vmlinuz"))
+            if inject:
+                inject_files(initrd, inject)
+        if not define:
+            return created
         store.define(plan.dom)
         defined = True
         if autostart:

@@ -29,6 +29,8 @@ class Plan:
         self.seed: tuple[str, bytes] | None = None
         self.nvram: tuple[str, str] | None = None  # (template, path)
         self.password: str | None = None
+        self.install_dom = None      # --location: the domain of the install run (its kernel, on_reboot destroy)
+        self.boot = None             # --location: (Location, kernel path, initrd path, files to inject)
 
     def new_paths(self) -> list[str]:
         out = [d["path"] for d in self.disks]
@@ -41,7 +43,9 @@ class Plan:
     def to_dict(self) -> dict:
         """The plan as plain data (what :meth:`vsh.api.install.Installer.plan` returns)."""
         xml = self.dom.to_xml(inactive=True)
-        return {"name": self.dom.name, "uuid": self.dom.uuid, "xml": xml,
+        install_xml = self.install_dom.to_xml(inactive=True) if self.install_dom is not None else None
+        return {"name": self.dom.name, "uuid": self.dom.uuid, "xml": xml, "install_xml": install_xml,
+                "boot_files": list(self.boot[1:3]) if self.boot else [],
                 "disks": [dict(d) for d in self.disks], "seed": self.seed[0] if self.seed else None,
                 "nvram": self.nvram[1] if self.nvram else None, "would_create": self.new_paths(),
                 "root_password": self.password}
@@ -154,6 +158,14 @@ def make_plan(store, opts: dict, host=None) -> Plan:
 
     cloud = parse_cloud_init(opts.get("cloud_init"), name, uuid)
     cdrom = opts.get("cdrom")
+    location = None
+    if opts.get("location"):
+        from vsh.core.installmedia import parse_location
+
+        location = parse_location(opts["location"])
+    for opt, what in (("extra_args", "--extra-args"), ("initrd_inject", "--initrd-inject")):
+        if opts.get(opt) and location is None:
+            raise InvalidArgument(f"{what} only works with --location (the kernel it boots)")
     do_import = bool(opts.get("import_"))
     machine = opts.get("machine") or variant.machine
     microvm = machine == "microvm"
@@ -168,15 +180,16 @@ def make_plan(store, opts: dict, host=None) -> Plan:
         if not os.path.isfile(cdrom) and not os.path.exists(cdrom):
             raise NotFound(f"--cdrom: cannot access '{cdrom}': No such file or directory")
     methods = [m for m, on in (("--cdrom", cdrom is not None), ("--import", do_import),
-                               ("--boot kernel=", boot.kernel is not None)) if on]
+                               ("--boot kernel=", boot.kernel is not None), ("--location", location is not None))
+               if on]
     if len(methods) > 1 and not (methods == ["--cdrom", "--boot kernel="]):
         raise InvalidArgument(f"{' and '.join(methods)} are different ways to install; give one")
     if not methods and not boot.devices and cloud is None:
-        raise InvalidArgument("no install method: give --cdrom ISO, --import (boot an existing disk), "
-                              "--boot kernel=... or --boot hd|cdrom|network")
+        raise InvalidArgument("no install method: give --cdrom ISO, --location ISO|TREE|URL, --import (boot an "
+                              "existing disk), --boot kernel=... or --boot hd|cdrom|network")
     if do_import and not any(d.device == "disk" for d in disks):
         raise InvalidArgument("--import boots an existing disk: give it with --disk path=IMAGE")
-    if not disks and not disk_none and not (boot.kernel or cdrom):
+    if not disks and not disk_none and not (boot.kernel or cdrom or location):
         raise InvalidArgument("no storage: give --disk (e.g. --disk size=10, or --disk path=IMAGE with --import) "
                               "or --disk none")
 
@@ -217,12 +230,55 @@ def make_plan(store, opts: dict, host=None) -> Plan:
         ctrl = etree.SubElement(devices.node, "controller", type="scsi", index="0", model="virtio-scsi")
         if microvm:
             etree.SubElement(ctrl, "address", type="virtio-mmio")
+    if location is not None and location.kind == "iso":
+        if microvm:
+            raise InvalidArgument("--location: machine 'microvm' has no cdrom bus for the install ISO")
+        devices.add(location.source, "raw", devices.cdrom_bus, "cdrom", True, None)
     _nics_xml(store, root, devices.node, nets, variant, microvm)
     _other_devices_xml(devices.node, opts, microvm)
     _order_metadata(root)
+    if location is not None:
+        _install_phase(plan, store, location, opts)
     dom.fill_defaults()
     dom.validate()
     return plan
+
+
+def _install_phase(plan: Plan, store, location, opts: dict) -> None:
+    """--location: the install run boots the media's kernel (extra args on its command line) with
+    the media attached and ends at the installer's reboot; the defined domain boots its disk, the
+    install ISO ejected. The kernel and initrd are copied out at create time (``plan.boot``)."""
+    import secrets
+
+    from lxml import etree
+
+    boot_dir = os.path.join(os.fspath(store.data_dir), "boot")
+    stem = f"{plan.dom.name}-{secrets.token_hex(4)}"
+    kernel, initrd = os.path.join(boot_dir, f"{stem}-vmlinuz"), os.path.join(boot_dir, f"{stem}-initrd")
+    inject = [os.path.abspath(os.path.expanduser(p)) for p in opts.get("initrd_inject") or []]
+    for path in inject:
+        if not os.path.isfile(path):
+            raise NotFound(f"--initrd-inject: cannot access '{path}': No such file")
+    plan.boot = (location, kernel, initrd, inject)
+    args = (opts.get("extra_args") or "").strip()
+    if plan.dom.node.find("devices/graphics") is None and "console=" not in args:
+        args = f"{args} console=ttyS0".strip()          # a text install talks on the serial console
+    inst = plan.dom.copy()
+    os_el = inst.node.find("os")
+    for el in os_el.findall("boot"):
+        os_el.remove(el)
+    for tag, text in (("kernel", kernel), ("initrd", initrd), ("cmdline", args)):
+        if text:
+            etree.SubElement(os_el, tag).text = text
+    inst.node.find("on_reboot").text = "destroy"
+    inst.fill_defaults()
+    inst.validate()
+    plan.install_dom = inst
+    if location.kind == "iso":      # the defined domain keeps the cdrom drive, its media ejected
+        for disk in plan.dom.node.findall("devices/disk"):
+            src = disk.find("source")
+            if disk.get("device") == "cdrom" and src is not None and src.get("file") == location.source:
+                disk.remove(src)
 
 
 def _os_xml(plan: Plan, store, boot, machine: str, cdrom: str | None) -> None:
@@ -430,8 +486,11 @@ def _nics_xml(store, root, devices, nets: list, variant, microvm: bool) -> None:
 
 
 def _other_devices_xml(devices, opts: dict, microvm: bool) -> None:
-    """The console, graphics, the balloon and the RNG."""
+    """The console, graphics, the devices of --filesystem, --channel... (:mod:`vsh.core.installdevs`),
+    the balloon and the RNG."""
     from lxml import etree
+
+    from vsh.core.installdevs import DEVICE_OPTIONS, memballoon_xml
 
     console = parse_console(opts.get("console"))
     if console == "serial":
@@ -448,10 +507,17 @@ def _other_devices_xml(devices, opts: dict, microvm: bool) -> None:
             raise InvalidArgument("--graphics vnc: machine 'microvm' has no display device")
         g = etree.SubElement(devices, "graphics", type="vnc")
         etree.SubElement(g, "listen", type="socket")
-        video = etree.SubElement(devices, "video")
-        etree.SubElement(video, "model", type="vga")
-    balloon = etree.SubElement(devices, "memballoon", model="virtio")
-    if microvm:
+        if not opts.get("video"):
+            video = etree.SubElement(devices, "video")
+            etree.SubElement(video, "model", type="vga")
+    for option, parse in DEVICE_OPTIONS:
+        for text in opts.get(option) or []:
+            element = parse(text)
+            if element is not None:
+                devices.append(element)
+    balloon = memballoon_xml(opts.get("memballoon"))
+    devices.append(balloon)
+    if microvm and balloon.get("model") != "none":
         etree.SubElement(balloon, "address", type="virtio-mmio")
     rng = parse_rng(opts.get("rng"))
     if rng is not None:
