@@ -127,6 +127,40 @@ class DomainLifecycle(ABC):
         """``virDomainResume``: let a paused guest run again."""
 
     @abstractmethod
+    def migrate(self, dest_uri: str, *, live: bool = False, offline: bool = False, persistent: bool = False,
+                undefine_source: bool = False, copy_storage: bool = False, suspend: bool = False,
+                timeout: float | None = None, auto_converge: bool = False, progress=None) -> dict:
+        """``virDomainMigrateToURI3``: move the domain to the connection ``dest_uri``. A running
+        domain moves with its memory (``live``: the guest keeps running during the transfer;
+        else it is paused for it; ``timeout``: paused after that many seconds; ``auto_converge``:
+        its vCPUs are throttled until the transfer converges), ends ``shut off (migrated)`` here
+        and runs (``suspend``: stays paused) there as ``running (migrated)``, transient there
+        unless ``persistent``; ``undefine_source`` removes the definition here. ``offline``
+        (needs ``persistent``) copies the definition only. ``copy_storage`` copies the disks.
+        ``progress(percent)`` is called during the transfer. Returns ``name``, ``offline``,
+        ``persistent``, ``source_undefined`` and QEMU's figures: ``downtime_ms``, ``total_ms``,
+        ``transferred`` (bytes), ``iterations``. A failed migration leaves the domain running
+        here as before. Unsupported for a destination this driver cannot reach."""
+
+    @abstractmethod
+    def migration_parameters(self) -> dict:
+        """The running domain's migration tunables: ``downtime_ms`` (the longest pause tolerated at
+        the switch), ``bandwidth_mib`` and ``postcopy_bandwidth_mib`` (MiB/s; 0 for no limit) and
+        ``compression_cache`` (bytes). OperationInvalid when it does not run."""
+
+    @abstractmethod
+    def set_migration_parameters(self, downtime_ms: int | None = None, bandwidth_mib: int | None = None,
+                                 postcopy_bandwidth_mib: int | None = None,
+                                 compression_cache: int | None = None) -> None:
+        """Change the tunables of :meth:`migration_parameters` that are not None (they apply to the
+        next migration, and to one that runs). OperationInvalid when the domain does not run."""
+
+    @abstractmethod
+    def start_postcopy(self) -> None:
+        """``virDomainMigrateStartPostCopy``: switch a running migration to post-copy.
+        OperationInvalid when no migration runs or it was not started for post-copy."""
+
+    @abstractmethod
     def monitor_command(self, cmd: str, hmp: bool = False) -> dict | str:
         """``virDomainQemuMonitorCommand``: with ``hmp`` the human-monitor line's text output;
         otherwise ``cmd`` is a QMP command in JSON and the result QEMU's reply as a dict (with the

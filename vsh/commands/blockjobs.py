@@ -312,7 +312,7 @@ def domblkerror(ctx, domain):
 
 
 JOB_TYPES = {"none": "None", "bounded": "Bounded", "unbounded": "Unbounded"}
-OPERATIONS = {"save": "Save", "block": "Unknown"}
+OPERATIONS = {"save": "Save", "block": "Unknown", "outgoing_migration": "Outgoing migration"}
 SIZES = (("data_processed", "Data processed:"), ("data_remaining", "Data remaining:"), ("data_total", "Data total:"),
          ("memory_processed", "Memory processed:"), ("memory_remaining", "Memory remaining:"),
          ("memory_total", "Memory total:"))
@@ -329,7 +329,8 @@ COUNTS = (("memory_dirty_rate", "Dirty rate:", " pages/s"), ("memory_page_size",
                Opt("rawstats", kind="bool", help="print the raw data returned by libvirt")],
          examples=("domjobinfo vm1",),
          description="Show the job the domain runs: a save or managedsave (Operation: Save, with the\n"
-                     "memory counters) or its block jobs (the data copied so far). vsh keeps no\n"
+                     "memory counters), a migration (Operation: Outgoing migration) or its block jobs\n"
+                     "(the data copied so far). vsh keeps no\n"
                      "statistics of finished jobs: --completed shows 'Job type: None'.")
 def domjobinfo(ctx, domain, completed=False, keep_completed=False, anystats=False, rawstats=False):
     if keep_completed and not completed:
@@ -361,8 +362,9 @@ def domjobinfo(ctx, domain, completed=False, keep_completed=False, anystats=Fals
 @command("domjobabort", group="domain", summary="abort active domain job",
          opts=[DOMAIN, Opt("postcopy", kind="bool", help="interrupt post-copy migration")], mutating=True,
          examples=("domjobabort vm1",),
-         description="Abort the job the domain runs: a save or managedsave (the guest goes on running)\n"
-                     "or its block jobs. vsh does not migrate, so --postcopy finds no job to interrupt.")
+         description="Abort the job the domain runs: a save, managedsave or migration (the guest goes\n"
+                     "on running here) or its block jobs. vsh does not migrate in post-copy mode, so\n"
+                     "--postcopy finds no job to interrupt.")
 def domjobabort(ctx, domain, postcopy=False):
     dom = ctx.conn.lookup_domain(domain)
     if postcopy:

@@ -366,6 +366,14 @@ def save(rundir, tmp: str, final: str, offset: int, bypass_cache: bool = False,
                 bypass_cache=bool(bypass_cache))
 
 
+def migrate_out(rundir, uri: str, live: bool = True, auto_converge: bool = False,
+                suspend_after: float | None = None, timeout: float = 600.0) -> dict:
+    """Migrate the running domain to the QEMU listening on ``uri`` and stop it (``shut off
+    (migrated)``); QEMU's figures of the migration (see ``op_migrate_out``)."""
+    return call(rundir, "migrate_out", timeout=timeout, uri=uri, live=bool(live),
+                auto_converge=bool(auto_converge), suspend_after=suspend_after)
+
+
 def job(rundir, command: str | None, arguments: dict | None = None, job_id: str | None = None,
         existing: bool = False, stop: bool = False, stop_reason: str | None = None,
         complete: bool = False, after: dict | None = None, what: str | None = None,

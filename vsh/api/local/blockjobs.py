@@ -452,7 +452,7 @@ class LocalDomainBlockJobs(DomainBlockJobs):
         mig = self._qmp("query-migrate")
         if mig.get("status") in ("setup", "active", "pre-switchover", "device", "cancelling"):
             ram = mig.get("ram") or {}
-            out = {"type": "unbounded", "operation": "save", "time_elapsed": int(mig.get("total-time", 0)),
+            out = {"type": "unbounded", "operation": self._migration_kind(), "time_elapsed": int(mig.get("total-time", 0)),
                    "data_processed": ram.get("transferred", 0), "data_remaining": ram.get("remaining", 0),
                    "data_total": ram.get("total", 0), "memory_processed": ram.get("transferred", 0),
                    "memory_remaining": ram.get("remaining", 0), "memory_total": ram.get("total", 0),
@@ -476,12 +476,19 @@ class LocalDomainBlockJobs(DomainBlockJobs):
                 "data_processed": done, "data_remaining": total - done, "data_total": total,
                 "disks": [j["disk"] for j in jobs]}
 
+    def _migration_kind(self) -> str:
+        """What QEMU's migration job is for: ``outgoing_migration`` (vsh migrate) or ``save``."""
+        from vsh.kvm import client
+
+        st = client.read_state(self.dom.store.runtime_dir(self.dom.name)) or {}
+        return "outgoing_migration" if st.get("job") == "migration_out" else "save"
+
     def abort_job(self) -> dict:
         self._running()
         mig = self._qmp("query-migrate")
         if mig.get("status") in ("setup", "active", "pre-switchover", "device"):
             self._qmp("migrate_cancel")
-            return {"aborted": ["save"]}
+            return {"aborted": [self._migration_kind()]}
         aborted = []
         for target in sorted(self._records()):
             try:

@@ -203,6 +203,33 @@ class LocalDomainLifecycle(DomainLifecycle):
             raise OperationInvalid(f"Requested operation is not valid: domain '{ref.name}' has no console log yet")
         return log_chunks(rundir, follow=follow, timeout=timeout)
 
+    def migrate(self, dest_uri: str, *, live: bool = False, offline: bool = False, persistent: bool = False,
+                undefine_source: bool = False, copy_storage: bool = False, suspend: bool = False,
+                timeout: float | None = None, auto_converge: bool = False, progress=None) -> dict:
+        from vsh.api.local.migrate import migrate
+
+        return migrate(self, dest_uri, live=live, offline=offline, persistent=persistent,
+                       undefine_source=undefine_source, copy_storage=copy_storage, suspend=suspend,
+                       timeout=timeout, auto_converge=auto_converge, progress=progress)
+
+    def migration_parameters(self) -> dict:
+        from vsh.api.local.migrate import parameters
+
+        return parameters(self)
+
+    def set_migration_parameters(self, downtime_ms: int | None = None, bandwidth_mib: int | None = None,
+                                 postcopy_bandwidth_mib: int | None = None,
+                                 compression_cache: int | None = None) -> None:
+        from vsh.api.local.migrate import set_parameters
+
+        set_parameters(self, downtime_ms=downtime_ms, bandwidth_mib=bandwidth_mib,
+                       postcopy_bandwidth_mib=postcopy_bandwidth_mib, compression_cache=compression_cache)
+
+    def start_postcopy(self) -> None:
+        from vsh.api.local.migrate import start_postcopy
+
+        start_postcopy(self)
+
     # -- saved state ---------------------------------------------------------------------------
 
     def save(self, path: str, xml: str | None = None, running: bool = False, paused: bool = False,

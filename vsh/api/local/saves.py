@@ -56,7 +56,7 @@ def _save_locked(store, ref, final, st, running, paused, bypass_cache, xml, prog
         offset = saveimage.create(tmp, xml if xml is not None else dom.to_xml(inactive=True), resume)
     except OSError as exc:
         raise InvalidArgument(f"Failed to create file '{final}': {exc.strerror}") from None
-    stop = _progress_thread(rundir, progress) if progress else None
+    stop = progress_thread(rundir, progress) if progress else None
     try:
         return client.save(rundir, tmp, os.path.abspath(final), offset, bypass_cache=bypass_cache)
     except BaseException:
@@ -70,7 +70,7 @@ def _save_locked(store, ref, final, st, running, paused, bypass_cache, xml, prog
             stop()
 
 
-def _progress_thread(rundir, progress):
+def progress_thread(rundir, progress):
     """Call ``progress(percent)`` while a save runs (from QEMU's migration counters); returns
     the function that stops it."""
     import threading

@@ -115,6 +115,7 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
             "exit_status": self.exit_status, "signal": self.exit_signal,
             "balloon_kib": self.balloon_kib, "lifecycle": self.lifecycle,
             "restarts": len(self.restarts), "updated_at": time.time(),
+            "job": getattr(self, "job", None),
             "pending": "reboot" if self._reboot_requested else
                        "shutdown" if self._shutdown_requested else None,
         }

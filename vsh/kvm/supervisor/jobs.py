@@ -14,6 +14,10 @@ from vsh.kvm.supervisor.lifecycle import REASONS
 from vsh.kvm.supervisor.log import describe_exit, log
 
 
+#: QEMU's own migration bandwidth limit (bytes/s) until someone sets one
+QEMU_DEFAULT_BANDWIDTH = 32 << 20
+
+
 class Jobs:
     """Save, restore and QMP jobs (a mixin of the Supervisor)."""
 
@@ -25,22 +29,35 @@ class Jobs:
             self._qmp.send_fd_scm(fd)
             await self._exec("getfd", {"fdname": name})
 
-    async def _migrate(self, fd: int, outgoing: bool, timeout: float) -> None:
-        """Migrate the guest into ``fd`` (save) or out of it (restore); wait for the end."""
-        what = "save" if outgoing else "restore"
+    async def _migrate(self, fd: int | None, outgoing: bool, timeout: float, *, uri: str | None = None,
+                       capabilities: tuple = (), suspend_after: float | None = None,
+                       what: str | None = None) -> dict:
+        """Migrate the guest into ``fd`` (save) or out of it (restore), or over ``uri`` (a live
+        migration to or from another supervisor's QEMU); wait for the end and return QEMU's last
+        ``query-migrate``. ``suspend_after`` (outgoing): pause the guest after that many seconds
+        so that the migration converges (virsh migrate --timeout)."""
+        what = what or ("save" if outgoing else "restore")
         listener = aio.qmplib.EventListener(("MIGRATION",))
         with self._qmp.listen(listener):
-            await self._exec("migrate-set-capabilities",
-                             {"capabilities": [{"capability": "events", "state": True}]})
-            if outgoing:        # QEMU's default limit (32 MiB/s) is meant for networks
-                await self._exec("migrate-set-parameters", {"max-bandwidth": 1 << 62})
-            await self._send_fd(fd, "vsh-migration")
-            await self._exec("migrate" if outgoing else "migrate-incoming", {"uri": "fd:vsh-migration"})
+            caps = [{"capability": "events", "state": True}]
+            caps += [{"capability": name, "state": True} for name in capabilities]
+            await self._exec("migrate-set-capabilities", {"capabilities": caps})
+            if outgoing:        # QEMU's default limit (32 MiB/s) is meant for networks; keep a limit
+                params = await self._exec("query-migrate-parameters")    # someone set (migrate-setspeed)
+                if uri is None or params.get("max-bandwidth") == QEMU_DEFAULT_BANDWIDTH:
+                    await self._exec("migrate-set-parameters", {"max-bandwidth": 1 << 62})
+            if uri is None:
+                await self._send_fd(fd, "vsh-migration")
+                uri = "fd:vsh-migration"
+            await self._exec("migrate" if outgoing else "migrate-incoming", {"uri": uri})
             loop = aio.asyncio.get_running_loop()
             deadline = loop.time() + timeout
+            suspend_at = None if suspend_after is None else loop.time() + suspend_after
             status = None
             while status not in ("completed", "failed", "cancelled"):
                 left = deadline - loop.time()
+                if suspend_at is not None:
+                    left = min(left, max(suspend_at - loop.time(), 0))
                 getter = aio.asyncio.ensure_future(listener.get())
                 waits = {getter} | ({self._exit_fut} if self._exit_fut is not None else set())
                 done, _ = await aio.asyncio.wait(waits, timeout=max(left, 0),
@@ -51,19 +68,32 @@ class Jobs:
                         raise VshError(f"operation failed: {what} of domain '{self.name}' failed: QEMU "
                                        f"exited ({describe_exit(self._exit_fut.result())})",
                                        *self._qemu_output())
+                    if suspend_at is not None and loop.time() >= suspend_at and loop.time() < deadline:
+                        suspend_at = None
+                        if self.lc.state == "running":
+                            log(f"{what}: suspending the guest so that it converges")
+                            await self._exec("stop")
+                            self._settle("paused", "migration")
+                        continue
                     if outgoing:
                         await self._exec("migrate_cancel")
                     raise Timeout(f"the {what} of domain '{self.name}' did not finish within "
                                   f"{timeout:g} s")
                 status = (getter.result().get("data") or {}).get("status")
+        info = await self._exec("query-migrate")
         if status != "completed":
-            info = await self._exec("query-migrate")
             raise VshError(f"operation failed: {what} of domain '{self.name}' failed: "
                            f"{info.get('error-desc') or status}")
+        return info
 
     async def _incoming(self, spec: dict) -> None:
-        """Load the guest from a save image (QEMU was started with ``-incoming defer``)."""
+        """Load the guest from a save image, or take it over ``uri`` from a migrating QEMU (QEMU
+        was started with ``-incoming defer``)."""
         from vsh.kvm import saveimage
+        if spec.get("uri"):
+            await self._migrate(None, outgoing=False, timeout=float(spec.get("timeout") or 600.0),
+                                uri=str(spec["uri"]), what="incoming migration")
+            return
         path = str(spec["path"])
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -130,6 +160,46 @@ class Jobs:
         await self._quit()
         await self._wait_for(["shutoff"], 10.0)
         return self.state_dict()
+
+    async def op_migrate_out(self, req):
+        """Migrate the guest to the QEMU listening on ``uri`` (``unix:PATH``: another supervisor's
+        incoming QEMU), then quit: ``shut off (migrated)``. Not ``live``: the guest is paused for
+        the transfer. ``suspend_after``: pause it after that many seconds. ``auto_converge``:
+        QEMU throttles the vCPUs until the migration converges. On failure the guest goes on as
+        before (resumed if vsh paused it) and the error is raised."""
+        self._require("running", "paused")
+        timeout = float(req.get("timeout_s") or 600.0)
+        was_running = self.lc.state == "running"
+        self.job = "migration_out"
+        self.write_state()
+        try:
+            if was_running and not req.get("live"):
+                await self._exec("stop")
+                self._settle("paused", "migration")
+            caps = ("auto-converge",) if req.get("auto_converge") else ()
+            suspend = req.get("suspend_after")
+            info = await self._migrate(None, outgoing=True, timeout=timeout, uri=str(req["uri"]),
+                                       capabilities=caps, what="migration",
+                                       suspend_after=float(suspend) if suspend else None)
+        except BaseException:
+            if was_running and self._qmp is not None and self.lc.state == "paused":
+                try:
+                    await self._exec("cont")
+                    self._settle("running", "unpaused")
+                except VshError as exc:
+                    log("resuming after a failed migration: " + " | ".join(exc.lines))
+            raise
+        finally:
+            self.job = None
+            self.write_state()
+        log(f"migrated to {req['uri']}")
+        self._stopping("migrated")
+        await self._quit()
+        await self._wait_for(["shutoff"], 10.0)
+        ram = info.get("ram") or {}
+        return {"state": self.state_dict(), "downtime_ms": info.get("downtime"),
+                "total_ms": info.get("total-time"), "setup_ms": info.get("setup-time"),
+                "transferred": ram.get("transferred"), "iterations": ram.get("dirty-sync-count")}
 
     async def op_job(self, req):
         """Start a QMP job (``command`` with ``arguments`` that name its ``job-id``) and wait
