@@ -14,8 +14,8 @@ from vsh.kvm.supervisor.lifecycle import REASONS
 from vsh.kvm.supervisor.log import describe_exit, log
 
 
-#: QEMU's own migration bandwidth limit (bytes/s) until someone sets one
-QEMU_DEFAULT_BANDWIDTH = 32 << 20
+#: QEMU's own migration bandwidth limit (bytes/s; MAX_THROTTLE) until someone sets one
+QEMU_DEFAULT_BANDWIDTH = 128 << 20
 
 
 class Jobs:
@@ -42,7 +42,7 @@ class Jobs:
             caps = [{"capability": "events", "state": True}]
             caps += [{"capability": name, "state": True} for name in capabilities]
             await self._exec("migrate-set-capabilities", {"capabilities": caps})
-            if outgoing:        # QEMU's default limit (32 MiB/s) is meant for networks; keep a limit
+            if outgoing:        # QEMU's default limit (128 MiB/s) is meant for networks; keep a limit
                 params = await self._exec("query-migrate-parameters")    # someone set (migrate-setspeed)
                 if uri is None or params.get("max-bandwidth") == QEMU_DEFAULT_BANDWIDTH:
                     await self._exec("migrate-set-parameters", {"max-bandwidth": 1 << 62})
