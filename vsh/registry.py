@@ -29,7 +29,6 @@ from __future__ import annotations
 import sys
 
 from vsh.core.errors import InvalidArgument, ParseError, VshError
-from vsh.core.units import parse_scaled
 
 GROUPS: list[tuple[str, str]] = [
     ("domain", "Domain Management"),
@@ -432,10 +431,12 @@ def convert(cmd: Command, opt: Opt, raw):
         if value < 0:
             raise InvalidArgument(f"Numeric value '{raw}' for <{opt.name}> option is malformed or out of range")
         return value
-    if opt.kind == "scaled":
+    if opt.kind in ("scaled", "bytes"):
+        from vsh.core.units import parse_scaled
+
+        if opt.kind == "bytes":
+            return parse_scaled(raw, 1, opt.name)
         return -(-parse_scaled(raw, 1024, opt.name) // 1024)  # KiB, rounded up as virsh does
-    if opt.kind == "bytes":
-        return parse_scaled(raw, 1, opt.name)
     if opt.kind == "enum" and opt.choices and raw not in opt.choices:
         raise InvalidArgument(f"invalid value '{raw}' for --{opt.name}; expected one of: {', '.join(opt.choices)}")
     return raw
