@@ -290,3 +290,25 @@ def test_wait_boots_the_installed_system_after_the_install_run(vsh_env, guest, t
             proc.kill()
             proc.wait()
         subprocess.run([sys.executable, "-m", "vsh", "destroy", "w"], capture_output=True, env=env, timeout=60)
+
+
+def test_install_with_device_and_domain_options_boots(vsh, vsh_env, guest, cleanup, tmp_path):
+    serial_log = tmp_path / "second-serial.log"
+    res = vsh("install", "--name", "dev", "--memory", "256", *kernel_words(guest), "--disk", "none",
+              "--noautoconsole", "--panic", "isa", "--iothreads", "2", "--watchdog", "i6300esb,action=reset",
+              "--memorybacking", "source.type=memfd,access.mode=shared", "--serial", f"file,path={serial_log}",
+              "--channel", "unix,name=org.qemu.guest_agent.0", "--graphics", "vnc", "--video", "virtio",
+              "--input", "tablet", "--controller", "usb3", "--sound", "ich9", "--clock", "offset=localtime",
+              "--events", "on_crash=preserve", "--metadata", "title=Device options",
+              "--xml", "./devices/watchdog/@action=poweroff")
+    assert res.status == 0, res
+    cleanup.append("dev")
+    wait_ready(vsh_env, "dev", guest["ready_line"])
+    xml = vsh("dumpxml", "dev").out
+    for text in ("<panic model='isa'", "<iothreads>2</iothreads>", "<watchdog model='i6300esb' action='poweroff'",
+                 "<title>Device options</title>", "<on_crash>preserve</on_crash>", "<source type='memfd'/>",
+                 "org.qemu.guest_agent.0", "<model type='virtio'", "<input type='tablet' bus='usb'"):
+        assert text in xml, text
+    assert serial_log.exists()          # QEMU opened the second serial port's file
+    out = console_type("dev", "ls /sys/bus/pci/devices | wc -l; cat /sys/class/virtio-ports/*/name\n")
+    assert "org.qemu.guest_agent.0" in out

@@ -255,3 +255,61 @@ def test_install_option_errors(vsh, words, message, store_tree):
     res = vsh("install", "--name", "e", "--disk", "none", *words)
     assert res.status != 0 and res.err.startswith("error: ") and message in res.err, res
     assert store_tree() == before
+
+
+def _print_xml(vsh, *words):
+    res = vsh("install", "--name", "d", "--memory", "256", "--disk", "none", "--boot", "hd", "--print-xml", *words)
+    assert res.status == 0, res.err
+    return etree.fromstring(res.out.encode())
+
+
+def test_domain_options(vsh):
+    dom = _print_xml(vsh, "--events", "on_poweroff=preserve,on_crash=restart", "--metadata", "title=My VM",
+                     "--description", "a, b and c", "--features", "pmu=off,smm=on,kvm_hidden=on",
+                     "--clock", "offset=localtime", "--memorybacking", "source.type=memfd,access.mode=shared",
+                     "--iothreads", "2", "--panic", "isa", "--serial", "file,path=/tmp/s.log", "--serial", "null")
+    assert dom.findtext("on_poweroff") == "preserve" and dom.findtext("on_crash") == "restart"
+    assert dom.findtext("on_reboot") == "restart"
+    assert dom.findtext("title") == "My VM" and dom.findtext("description") == "a, b and c"
+    assert dom.find("features/smm") is not None and dom.find("features/pmu") is None
+    assert dom.find("features/kvm/hidden").get("state") == "on"
+    assert dom.find("clock").get("offset") == "localtime"
+    assert dom.find("memoryBacking/source").get("type") == "memfd"
+    assert dom.find("memoryBacking/access").get("mode") == "shared"
+    assert dom.findtext("iothreads") == "2"
+    assert dom.find("devices/panic").get("model") == "isa"
+    serials = dom.findall("devices/serial")
+    assert [(s.get("type"), s.find("target").get("port")) for s in serials] == [("pty", "0"), ("file", "1"),
+                                                                                 ("null", "2")]
+    assert serials[1].find("source").get("path") == "/tmp/s.log"
+    # the order libvirt's schema wants: the document validates (define would refuse it otherwise)
+    assert [c.tag for c in dom][:3] == ["name", "uuid", "title"]
+
+
+def test_xml_edits(vsh):
+    dom = _print_xml(vsh, "--disk", "size=1", "--xml", "./devices/disk/driver/@cache=none",
+                     "--xml", "./on_crash=preserve", "--xml", "xpath.create=./devices/panic",
+                     "--xml", "xpath.delete=./devices/rng", "--xml", "./seclabel/@type=none")
+    assert dom.find("devices/disk/driver").get("cache") == "none"
+    assert dom.findtext("on_crash") == "preserve"
+    assert dom.find("devices/panic") is not None and dom.find("devices/rng") is None
+    assert dom.find("seclabel").get("type") == "none"
+
+
+@pytest.mark.parametrize("words, message", [
+    (["--events", "on_poweroff=explode"], "action 'explode'"),
+    (["--events", "on_boot=destroy"], "--events"),
+    (["--features", "warp=on"], "--features"),
+    (["--clock", "offset=timezone"], "needs timezone=ZONE"),
+    (["--memorybacking", "source.type=swap"], "source type 'swap'"),
+    (["--iothreads", "two"], "expected a number"),
+    (["--panic", "boom"], "model 'boom'"),
+    (["--serial", "file"], "path= is needed"),
+    (["--xml", "devices/disk/@cache=none"], "must start with ./"),
+    (["--xml", "./devices/disk[@bus='x']/@y=1"], "plain steps"),
+    (["--xml", "nothing"], "expected XPATH=VALUE"),
+    (["--metadata", "name=other"], "must match --name"),
+])
+def test_domain_option_errors(vsh, words, message):
+    res = vsh("install", "--name", "d", "--memory", "256", "--disk", "none", "--boot", "hd", "--print-xml", *words)
+    assert res.status == 1 and res.err.startswith("error: ") and message in res.err, res

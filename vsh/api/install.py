@@ -6,9 +6,10 @@ values, the text of each option as given on the command line:
 
 ``name``, ``memory``, ``vcpus``, ``cpu``, ``cdrom``, ``location``, ``extra_args``, ``boot``,
 ``graphics``, ``console``, ``rng``, ``memballoon``, ``os_variant``, ``virt_type``, ``machine``,
-``cloud_init``, ``uuid``: str or None; ``disk``, ``network``, ``initrd_inject``,
-``filesystem``, ``channel``, ``video``, ``tpm``, ``sound``, ``watchdog``, ``controller``,
-``input``: lists of str (``network`` None for the default, user-mode networking);
+``cloud_init``, ``uuid``, ``description``: str or None; ``disk``, ``network``,
+``initrd_inject``, ``filesystem``, ``channel``, ``video``, ``tpm``, ``sound``, ``watchdog``,
+``controller``, ``input``, ``serial``, ``panic``, ``events``, ``metadata``, ``features``,
+``clock``, ``memorybacking``, ``iothreads``, ``xml``: lists of str (``network`` None for the default, user-mode networking);
 ``import_``: bool (``--import``).
 
 Paths in the options (disks, install media, kernels, cloud-init files) name files on

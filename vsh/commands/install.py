@@ -97,6 +97,22 @@ def _failed(err: VshError, name: str | None) -> VshError:
                    help="controller: usb2, usb3, virtio-scsi, or type=usb|scsi|virtio-serial,model=M[,index=N]"),
                Opt("input", kind="string", repeat=True, help="input device: tablet, mouse, keyboard[,bus=usb|ps2|virtio]"),
                Opt("memballoon", kind="string", help="memory balloon: virtio (default) or none"),
+               Opt("serial", kind="string", repeat=True,
+                   help="one more serial port: pty, file,path=FILE, unix,path=SOCKET[,mode=bind|connect], null"),
+               Opt("panic", kind="string", repeat=True, help="panic notifier: isa (pvpanic, default), hyperv..."),
+               Opt("events", kind="string", repeat=True,
+                   help="lifecycle actions: on_poweroff=, on_reboot=, on_crash= (destroy, restart, preserve...)"),
+               Opt("metadata", kind="string", repeat=True, help="title=TEXT,description=TEXT"),
+               Opt("description", kind="string", help="the domain's description (its text as given)"),
+               Opt("features", kind="string", repeat=True,
+                   help="hypervisor features: acpi=on|off, apic=, pae=, pmu=, vmport=, smm=, kvm_hidden=on..."),
+               Opt("clock", kind="string", repeat=True, help="offset=utc|localtime|timezone|variable[,timezone=ZONE]"),
+               Opt("memorybacking", kind="string", repeat=True,
+                   help="hugepages=on, source.type=memfd|file|anonymous, access.mode=shared|private, locked=on"),
+               Opt("iothreads", kind="string", repeat=True, help="the number of I/O threads"),
+               Opt("xml", kind="string", repeat=True,
+                   help="edit the XML: ./XPATH=VALUE (attribute or text, made if missing), "
+                        "xpath.delete=./XPATH, xpath.create=./XPATH"),
                Opt("os-variant", kind="string",
                    help="OS defaults (memory, disk size, machine): debian12, debian11, ubuntu22.04, "
                         "ubuntu24.04, fedora40, alpine3.19, generic (default); 'list' shows them"),
@@ -116,8 +132,11 @@ def _failed(err: VshError, name: str | None) -> VshError:
                Opt("noreboot", kind="bool", help="with --wait: do not boot the installed system afterwards"),
                Opt("print-xml", kind="bool", help="print the domain XML and stop (nothing is created)"),
                Opt("dry-run", kind="bool", help="check everything, create nothing"),
-               Opt("noautoconsole", kind="bool", help="do not attach to the console after the start")],
-         exclusive=(("print-xml", "dry-run"), ("os-variant", "osinfo"), ("transient", "autostart")),
+               Opt("noautoconsole", kind="bool", help="do not attach to the console after the start"),
+               Opt("autoconsole", kind="enum", choices=("text", "none"),
+                   help="text (the serial console, when on a terminal) or none (as --noautoconsole)")],
+         exclusive=(("print-xml", "dry-run"), ("os-variant", "osinfo"), ("transient", "autostart"),
+                    ("noautoconsole", "autoconsole")),
          examples=("install --name vm1 --memory 1024 --disk size=10 --cdrom debian-12.iso",
                    "install --name c1 --os-variant debian12 --import --disk debian-12-generic-amd64.qcow2 "
                    "--cloud-init root-ssh-key=~/.ssh/id_ed25519.pub --network user,portforward=2222:22",
@@ -144,7 +163,7 @@ def install(ctx, name=None, memory=None, vcpus=None, cpu=None, disk=(), cdrom=No
             graphics=None, console=None, rng=None, os_variant=None, virt_type=None, machine=None,
             cloud_init=None, uuid=None, autostart=False, print_xml=False, dry_run=False, noautoconsole=False,
             location=None, extra_args=None, initrd_inject=(), osinfo=None, transient=False, wait=None,
-            noreboot=False, memballoon=None, **kw):
+            noreboot=False, memballoon=None, description=None, autoconsole=None, **kw):
     installer = ctx.conn.installer
     os_variant = os_variant if osinfo is None else osinfo
     if os_variant is not None and os_variant.strip().lower() == "list":
@@ -155,8 +174,9 @@ def install(ctx, name=None, memory=None, vcpus=None, cpu=None, disk=(), cdrom=No
                 network=list(network) or None, graphics=graphics, console=console, rng=rng,
                 os_variant=os_variant, virt_type=virt_type, machine=machine, cloud_init=cloud_init, uuid=uuid,
                 import_=kw.get("import", False), location=location, extra_args=extra_args,
-                initrd_inject=list(initrd_inject), memballoon=memballoon,
-                **{key: list(kw.get(key) or ()) for key in DEVICE_KEYS})
+                initrd_inject=list(initrd_inject), memballoon=memballoon, description=description,
+                **{key: list(kw.get(key) or ()) for key in DEVICE_KEYS + DOMAIN_KEYS})
+    noautoconsole = noautoconsole or autoconsole == "none"
     try:
         if print_xml or dry_run:
             plan = installer.plan(opts, check=dry_run)
@@ -201,6 +221,7 @@ def install(ctx, name=None, memory=None, vcpus=None, cpu=None, disk=(), cdrom=No
 
 
 DEVICE_KEYS = ("filesystem", "channel", "video", "tpm", "sound", "watchdog", "controller", "input")
+DOMAIN_KEYS = ("serial", "panic", "events", "metadata", "features", "clock", "memorybacking", "iothreads", "xml")
 POLL = 0.5
 
 

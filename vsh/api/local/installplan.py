@@ -236,6 +236,7 @@ def make_plan(store, opts: dict, host=None) -> Plan:
         devices.add(location.source, "raw", devices.cdrom_bus, "cdrom", True, None)
     _nics_xml(store, root, devices.node, nets, variant, microvm)
     _other_devices_xml(devices.node, opts, microvm)
+    _domain_options(root, devices.node, opts)
     _order_metadata(root)
     if location is not None:
         _install_phase(plan, store, location, opts)
@@ -528,6 +529,26 @@ def _other_devices_xml(devices, opts: dict, microvm: bool) -> None:
             etree.SubElement(rng_el, "backend", model="random").text = rng
         if microvm:
             etree.SubElement(rng_el, "address", type="virtio-mmio")
+
+
+def _domain_options(root, devices, opts: dict) -> None:
+    """--events, --metadata, --description, --features, --clock, --memorybacking, --iothreads,
+    --panic and --serial (:mod:`vsh.core.installdom`), then the --xml edits, in their order."""
+    from vsh.core import installdom
+
+    for option, apply in installdom.DOMAIN_OPTIONS:
+        for text in opts.get(option) or []:
+            apply(root, text)
+    if opts.get("description"):
+        installdom.apply_description(root, opts["description"])
+    for text in opts.get("panic") or []:
+        devices.append(installdom.panic_xml(text))
+    port = len(devices.findall("serial"))
+    for text in opts.get("serial") or []:
+        devices.append(installdom.serial_xml(text, port))
+        port += 1
+    for text in opts.get("xml") or []:
+        installdom.apply_xml_edit(root, text)
 
 
 def _order_metadata(root) -> None:

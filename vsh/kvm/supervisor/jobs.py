@@ -116,6 +116,16 @@ class Jobs:
             self.lc.reason = reason
             self.write_state()
 
+    async def _resume_after(self, what: str) -> None:
+        """Let the guest run again after a failed ``what`` that had paused it (failures logged)."""
+        if self._qmp is None:
+            return
+        try:
+            await self._exec("cont")
+            self._settle("running", "unpaused")
+        except VshError as exc:
+            log(f"resuming after a failed {what}: " + " | ".join(exc.lines))
+
     async def op_save(self, req):
         """Save the guest into a save image and stop: pause, migrate into the file (whose
         header vsh wrote), make it durable and complete, rename it into place, quit QEMU."""
@@ -148,12 +158,8 @@ class Jobs:
                 os.unlink(tmp)
             except OSError:
                 pass
-            if was_running and self._qmp is not None:
-                try:
-                    await self._exec("cont")
-                    self._settle("running", "unpaused")
-                except VshError as exc:
-                    log("resuming after a failed save: " + " | ".join(exc.lines))
+            if was_running:
+                await self._resume_after("save")
             raise
         log(f"saved to {final}")
         self._stopping("saved")
@@ -182,12 +188,8 @@ class Jobs:
                                        capabilities=caps, what="migration",
                                        suspend_after=float(suspend) if suspend else None)
         except BaseException:
-            if was_running and self._qmp is not None and self.lc.state == "paused":
-                try:
-                    await self._exec("cont")
-                    self._settle("running", "unpaused")
-                except VshError as exc:
-                    log("resuming after a failed migration: " + " | ".join(exc.lines))
+            if was_running and self.lc.state == "paused":
+                await self._resume_after("migration")
             raise
         finally:
             self.job = None
