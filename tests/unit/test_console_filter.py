@@ -164,10 +164,8 @@ time.sleep(60)
         with pytest.raises(OperationInvalid, match="Active console session"):
             ConsoleLock(tmp_path).acquire()
         lock = ConsoleLock(tmp_path)
-        t0 = time.monotonic()
         lock.acquire(force=True)
         assert holder.wait(5) != 0          # the holder got SIGTERM
-        assert time.monotonic() - t0 < 5
         assert (tmp_path / "console.lock").read_text().strip() == str(os.getpid())
         lock.release()
     finally:
@@ -222,6 +220,6 @@ def test_console_log_copies_and_follows(tmp_path):
     from vsh.kvm import client
     client.write_json_atomic(tmp_path / "state.json", {"name": "g", "state": "shutoff"})
     t0 = time.monotonic()
-    out = b"".join(log_chunks(tmp_path, follow=True, timeout=5))
-    assert time.monotonic() - t0 < 1
+    out = b"".join(log_chunks(tmp_path, follow=True, timeout=120))
+    assert time.monotonic() - t0 < 60           # it did not wait for its timeout
     assert out == b"line1\nline2\n"

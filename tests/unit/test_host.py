@@ -353,11 +353,9 @@ def test_domcapabilities_refuses_kvm_where_unusable_and_unknown_machines():
 
 
 @pytest.mark.skipif(QEMU is None, reason="needs qemu-system-x86_64")
-def test_real_probe_decides_in_time_and_explains_itself(tmp_path):
-    t0 = time.monotonic()
+def test_real_probe_decides_and_explains_itself(tmp_path):
+    """(How long the probe takes is scripts/bench's business, not a test's.)"""
     h = H.probe(str(tmp_path), refresh=True)
-    cold = time.monotonic() - t0
-    assert cold < 2.0, "the probe took %.2f s" % cold
     assert h.qemu_path and h.qemu_version_tuple >= (2, 0, 0) and h.machine("pc") and h.machine("q35")
     assert h.tcg, "TCG must run the test guest"
     k = h.kvm
@@ -365,7 +363,5 @@ def test_real_probe_decides_in_time_and_explains_itself(tmp_path):
         assert k.reason, "KVM is called unusable without a reason"
     if k.present and k.accessible and k.decided:
         assert k.api_version == 12
-    t0 = time.monotonic()
     again = H.probe(str(tmp_path))
     assert again.from_cache and again.kvm == h.kvm
-    assert time.monotonic() - t0 < 0.5
