@@ -185,8 +185,11 @@ def dominfo(ctx, domain):
     pairs += [("Max memory", f"{info['max_memory_kib']} KiB"), ("Used memory", f"{info['used_memory_kib']} KiB"),
               ("Persistent", "yes" if info["persistent"] else "no"),
               ("Autostart", "enable" if info["autostart"] else "disable"),
-              ("Managed save", "yes" if info["managed_save"] else "no"),
-              ("Security model", "none"), ("Security DOI", "0")]
+              ("Managed save", "yes" if info["managed_save"] else "no")]
+    security = info.get("security") or {"model": "none", "doi": "0", "label": None}
+    pairs += [("Security model", escape(security["model"])), ("Security DOI", escape(security["doi"]))]
+    if security["label"]:
+        pairs.append(("Security label", escape(f"{security['label']} ({'enforcing' if security['enforcing'] else 'permissive'})")))
     return KeyValue(pairs, json_data=info)
 
 

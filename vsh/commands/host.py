@@ -32,7 +32,7 @@ def capabilities(ctx, xpath=None, wrap=False):
         from vsh.core.xml import parse
 
         return Text(xpath_select(parse(text, "capabilities", None), xpath, wrap))
-    return Text(text, json_data={"xml": text})
+    return Text(text + "\n", json_data={"xml": text})       # virsh prints the document and a newline
 
 
 @command("domcapabilities", group="host", summary="domain capabilities",
