@@ -88,13 +88,13 @@ class LibvirtConnection(Connection):
 
     def define_xml(self, xml: str, validate=False):
         flags = 1 if validate is True else 0        # VIR_DOMAIN_DEFINE_VALIDATE
-        return self._domain(call("virDomainDefineXMLFlags", self.ptr, xml, flags))
+        return self._domain(call("virDomainDefineXMLFlags", self.ptr, _text(xml), flags))
 
     # --- making running domains -----------------------------------------------------------------
 
     def create_xml(self, xml: str, paused: bool = False, validate: bool = False) -> dict:
         flags = (1 if paused else 0) | (4 if validate else 0)      # VIR_DOMAIN_START_PAUSED, _VALIDATE
-        return self._domain(call("virDomainCreateXML", self.ptr, xml, flags)).runtime() or {}
+        return self._domain(call("virDomainCreateXML", self.ptr, _text(xml), flags)).runtime() or {}
 
     def restore(self, path: str, xml: str | None = None, running: bool = False, paused: bool = False,
                 bypass_cache: bool = False) -> dict:
@@ -138,6 +138,11 @@ class LibvirtConnection(Connection):
         from vsh.api.local.guestdisks import LocalGuestDisks
 
         return LocalGuestDisks(self, readonly=readonly)
+
+
+def _text(xml) -> str:
+    """XML as text (a command may hand over the bytes of a file)."""
+    return xml.decode("utf-8") if isinstance(xml, bytes) else xml
 
 
 def _name_of(xml: str) -> str:
