@@ -190,6 +190,8 @@ def dominfo(ctx, domain):
     pairs += [("Security model", escape(security["model"])), ("Security DOI", escape(security["doi"]))]
     if security["label"]:
         pairs.append(("Security label", escape(f"{security['label']} ({'enforcing' if security['enforcing'] else 'permissive'})")))
+    for number, text in enumerate(info.get("messages") or ()):
+        pairs.append(("Messages" if number == 0 else "", escape(text)))
     return KeyValue(pairs, json_data=info)
 
 

@@ -61,6 +61,9 @@ class LibvirtDomain(LibvirtDomainLifecycle, Domain):
             label = m.virDomainGetSecurityLabel(self.ptr) or ["", False]
             info["security"] = {"model": model[0], "doi": model[1], "label": label[0] or None,
                                 "enforcing": bool(label[1])}
+        messages = m.virDomainGetMessages(self.ptr, 0)     # taint and deprecation notes (libvirt >= 7.1)
+        if messages:
+            info["messages"] = list(messages)
         return info
 
     def uuid(self) -> str | None:
