@@ -60,7 +60,9 @@ QUERIES = [
     "pool-list", "pool-list --all", "pool-list --all --details", "pool-info default-pool",
     "pool-dumpxml default-pool", "pool-uuid default-pool", "vol-list default-pool", "vol-list default-pool --details",
     "net-list", "net-list --all", "net-info default", "net-dumpxml default", "net-uuid default",
-    "nodeinfo", "hostname", "capabilities",
+    "nodeinfo", "hostname", "capabilities", "version", "uri", "blkdeviotune test vda", "domiftune test testnet0",
+    "domxml-to-native qemu-argv --domain test", "domblkinfo test --all", "domstats --list-active",
+    "dumpxml test --xpath //name", "vncdisplay test",
 ]
 
 
@@ -89,6 +91,14 @@ SEQUENCES = [
     "pool-destroy default-pool; pool-list --all; pool-start default-pool; pool-autostart default-pool; "
     "pool-list --all --details",
     "net-destroy default; net-list --all; net-start default; net-autostart default; net-info default",
+    "attach-disk test /tmp/x.img vdb --config; domblklist test --inactive; detach-disk test vdb --config; "
+    "domblklist test --inactive; attach-interface test network default --config; domiflist test --inactive",
+    "setmaxmem test 4000000 --config; dominfo test; set-lifecycle-action test poweroff restart; "
+    "dumpxml test --xpath //on_poweroff; send-key test KEY_A; inject-nmi test",
+    "vol-create-as default-pool v1 1M; vol-clone --pool default-pool v1 v2; vol-list default-pool; "
+    "vol-resize --pool default-pool v2 2M; vol-info --pool default-pool v2; vol-wipe --pool default-pool v2",
+    "metadata test http://example.org/x --key x --set '<a/>'; metadata test http://example.org/x",
+    "destroy test; undefine test --remove-all-storage; list --all",
 ]
 
 

@@ -19,6 +19,13 @@ class Host(ABC):
         when no QEMU is found, None when the host could not be probed at all."""
 
     @abstractmethod
+    def versions(self) -> dict:
+        """virsh version's facts: ``library`` and ``compiled`` (``(name, version)`` of the library
+        that answers, as it runs and as the client was built against), ``api`` (``(hypervisor
+        type, library version)``) and ``hypervisor`` (``(type, version)``, the version None when
+        it cannot be found)."""
+
+    @abstractmethod
     def cpu_count(self) -> int:
         """The number of host CPUs a vCPU may be pinned to (their numbers are 0 to count-1): the width
         of vcpuinfo's affinity maps and the range cpu-stats accepts."""

@@ -45,8 +45,8 @@ def undefine(ctx, domain, managed_save=False, snapshots_metadata=False, nvram=Fa
     kept = done["kept"]
     for vol in kept:
         if vol["reason"] == "unmanaged":
-            _storage_error(ctx, f"Storage volume '{vol['target']}'({vol['path']}) is not managed by vsh. "
-                                "Remove it manually.")
+            _storage_error(ctx, f"Storage volume '{vol['target']}'({vol['path']}) is not managed by "
+                                f"{done.get('manager', 'vsh')}. Remove it manually.\n")    # virsh's text ends in a newline too
     if dry_run:
         paths = [vol["path"] for vol in done["removed"]]
         return Lines(paths, json_data={"would_remove": paths, "kept": kept})

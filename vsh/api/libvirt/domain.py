@@ -85,7 +85,7 @@ class LibvirtDomain(LibvirtDomainLifecycle, Domain):
                  remove_all_storage=False, dry_run=False) -> dict:
         from vsh.api.libvirt.storage import domain_volumes
 
-        result = {"name": self.name, "removed": [], "failed": [], "kept": []}
+        result = {"name": self.name, "removed": [], "failed": [], "kept": [], "manager": "libvirt"}
         volumes = []
         if remove_all_storage:
             if self.active():

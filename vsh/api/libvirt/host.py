@@ -19,7 +19,15 @@ class LibvirtHost(Host):
         version = mod().virConnectGetVersion(self.conn.ptr)
         if version is None or version < 0:
             return None
-        return f"{version // 1000000}.{version // 1000 % 1000}.{version % 1000}"
+        return _dotted(version)
+
+    def versions(self) -> dict:
+        m = mod()
+        library = _dotted(m.virGetVersion())
+        kind = call("virConnectGetType", self.conn.ptr)
+        # libvirt-python is built against the libvirt it runs with (scripts/setup pins the same version)
+        return {"library": ("libvirt", library), "compiled": ("libvirt", library), "api": (kind, library),
+                "hypervisor": (kind, self.hypervisor_version())}
 
     def cpu_count(self) -> int:
         return call("virNodeGetCPUMap", self.conn.ptr, 0)[0]
@@ -63,3 +71,8 @@ class LibvirtHost(Host):
 
     def domxml_from_native(self, fmt: str, config: str) -> str:
         return call("virConnectDomainXMLFromNative", self.conn.ptr, fmt, config, 0)
+
+
+def _dotted(version: int) -> str:
+    """libvirt's version number (major * 1000000 + minor * 1000 + release) as ``major.minor.release``."""
+    return f"{version // 1000000}.{version // 1000 % 1000}.{version % 1000}"

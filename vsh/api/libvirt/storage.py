@@ -283,7 +283,8 @@ class LibvirtVolume(Volume):
             total = os.fstat(fh.fileno()).st_size if length is None else min(length, os.fstat(fh.fileno()).st_size)
             stream = call("virStreamNew", self.storage.conn.ptr, 0)
             try:
-                self._call("virStorageVolUpload", stream, offset, total, 0)
+                call("virStorageVolUpload", self.ptr, stream, offset, total, 0,
+                     context=(f"cannot upload to volume {self.name}",))
                 done = 0
                 if progress is not None:
                     progress.start(total)
@@ -320,7 +321,8 @@ class LibvirtVolume(Volume):
         stream = call("virStreamNew", self.storage.conn.ptr, 0)
         done = 0
         try:
-            self._call("virStorageVolDownload", stream, offset, length or 0, 0)
+            call("virStorageVolDownload", self.ptr, stream, offset, length or 0, 0,
+                 context=(f"cannot download from volume {self.name}",))
             if progress is not None:
                 progress.start(length)
             while True:

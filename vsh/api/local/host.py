@@ -30,6 +30,12 @@ class LocalHost(Host):
             return None
         return version and str(version)
 
+    def versions(self) -> dict:
+        from vsh import __version__
+
+        return {"library": ("vsh", __version__), "compiled": ("vsh", __version__), "api": ("QEMU", __version__),
+                "hypervisor": ("QEMU", self.hypervisor_version())}
+
     def cpu_count(self) -> int:
         return os.cpu_count() or 1
 
