@@ -77,7 +77,6 @@ SEQUENCES = [
     "shutdown test; domstate --reason test; reboot test; reset test",
     "autostart test; dominfo test; autostart --disable test; list --all --autostart",
     "destroy test; domrename test other; list --all; undefine other; list --all",
-    "managedsave test; list --all --managed-save; dominfo test; start test; domstate --reason test",
     "setmem test 1024000; dominfo test; setvcpus test 1; vcpucount test",
     "desc test hello there; desc test; desc test --title a title; list --title --all",
     "snapshot-create-as test s1 --description first; snapshot-create-as test s2; snapshot-list test; "
@@ -105,6 +104,16 @@ SEQUENCES = [
 @pytest.mark.parametrize("line", SEQUENCES)
 def test_sequences_in_one_session_print_what_virsh_prints(line):
     same(line)
+
+
+def test_managedsave_and_start_again():
+    # virsh's own managedsave sometimes never returns here (its job watcher waits on a pipe), so vsh
+    # alone: what virsh prints for each step is in the expectations
+    status, out, err = run_vsh("managedsave test; list --all --managed-save; domstate --reason test; start test; "
+                               "domstate --reason test")
+    assert (status, err) == (0, "")
+    assert out == ("\nDomain 'test' state saved by libvirt\n\n Id   Name   State\n--------------------\n"
+                   " -    test   saved\n\nshut off (saved)\n\nDomain 'test' started\n\nrunning (booted)\n\n")
 
 
 def test_define_create_undefine(tmp_path):

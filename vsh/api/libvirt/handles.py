@@ -26,3 +26,25 @@ def parse_xml(text: str):
     from xml.etree import ElementTree
 
     return ElementTree.fromstring(text)
+
+
+class Named:
+    """A handle on a libvirt object that has a name and a UUID (networks, pools): ``ptr`` is its
+    pointer, ``KIND`` libvirt's prefix of its calls (``virNetwork``)."""
+
+    KIND = ""
+
+    def _take(self, ptr) -> None:
+        from vsh.api.libvirt.lv import mod
+
+        self.ptr = ptr
+        self.name = getattr(mod(), f"{self.KIND}GetName")(ptr)
+        self.uuid = getattr(mod(), f"{self.KIND}GetUUIDString")(ptr)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    def _call(self, name: str, *args):
+        from vsh.api.libvirt.lv import call
+
+        return call(name, self.ptr, *args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vsh.api.libvirt.handles import parse_xml
+from vsh.api.libvirt.handles import Named, parse_xml
 from vsh.api.libvirt.lv import call, mod
 from vsh.api.libvirt.states import is_uuid
 from vsh.api.networks import Network, Networks
@@ -50,18 +50,12 @@ class LibvirtNetworks(Networks):
         return LibvirtNetwork(self.conn, call("virNetworkCreateXML", self.conn.ptr, _text(xml)))
 
 
-class LibvirtNetwork(Network):
+class LibvirtNetwork(Named, Network):
+    KIND = "virNetwork"
+
     def __init__(self, conn, ptr):
         self.conn = conn
-        self.ptr = ptr
-        self.name = mod().virNetworkGetName(ptr)
-        self.uuid = mod().virNetworkGetUUIDString(ptr)
-
-    def __repr__(self) -> str:
-        return f"<LibvirtNetwork {self.name!r}>"
-
-    def _call(self, name: str, *args):
-        return call(name, self.ptr, *args)
+        self._take(ptr)
 
     def info(self) -> dict:
         m = mod()

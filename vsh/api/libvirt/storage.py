@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vsh.api.libvirt.handles import parse_xml
+from vsh.api.libvirt.handles import Named, parse_xml
 from vsh.api.libvirt.lv import call, mod
 from vsh.api.libvirt.states import is_uuid
 from vsh.api.storage import Pool, Storage, Volume
@@ -134,18 +134,12 @@ class LibvirtStorage(Storage):
         return LibvirtVolume(self, vol)
 
 
-class LibvirtPool(Pool):
+class LibvirtPool(Named, Pool):
+    KIND = "virStoragePool"
+
     def __init__(self, storage: LibvirtStorage, ptr):
         self.storage = storage
-        self.ptr = ptr
-        self.name = mod().virStoragePoolGetName(ptr)
-        self.uuid = mod().virStoragePoolGetUUIDString(ptr)
-
-    def __repr__(self) -> str:
-        return f"<LibvirtPool {self.name!r}>"
-
-    def _call(self, name: str, *args):
-        return call(name, self.ptr, *args)
+        self._take(ptr)
 
     def info(self, sizes: bool = True) -> dict:
         m = mod()
