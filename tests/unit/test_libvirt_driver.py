@@ -150,6 +150,14 @@ def test_json_output_on_the_libvirt_driver():
     assert [p["name"] for p in json.loads(out)] == ["default-pool"]
 
 
+def test_a_read_only_connection_is_refused_by_libvirt_in_its_words():
+    theirs = subprocess.run(["virsh", "-r", "-c", URI, "destroy test; suspend test; domstate test"],
+                            capture_output=True, text=True, timeout=60)
+    ours = run_vsh("destroy test; suspend test; domstate test", URI, "-r")
+    assert ours == (theirs.returncode, theirs.stdout, theirs.stderr)
+    assert "read only access prevents virDomainDestroy" in ours[2]
+
+
 def test_a_bad_uri_is_libvirts_error():
     theirs, ours = run_virsh("list", "test:///nonexistent/node.xml"), run_vsh("list", "test:///nonexistent/node.xml")
     assert ours == theirs and ours[0] == 1

@@ -17,6 +17,8 @@ _LIST_STATES = {"running": 16, "paused": 32, "shutoff": 64, "other": 128}
 class LibvirtConnection(Connection):
     """A connection libvirt opened; ``ptr`` is its ``virConnectPtr``."""
 
+    enforces_readonly = True
+
     def __init__(self, ptr, uri: str, readonly: bool = False):
         self.ptr = ptr
         self.uri = uri

@@ -96,7 +96,11 @@ class LibvirtDomain(LibvirtDomainLifecycle, Domain):
             return result
         flags = (1 if managed_save else 0) | (2 if snapshots_metadata else 0) | (4 if nvram else 0) \
             | (8 if keep_nvram else 0)
-        self._call("virDomainUndefineFlags", flags, context=(f"Failed to undefine domain '{self.name}'",))
+        context = (f"Failed to undefine domain '{self.name}'",)
+        if flags:
+            self._call("virDomainUndefineFlags", flags, context=context)
+        else:
+            self._call("virDomainUndefine", context=context)
         for target, path, vol in volumes:
             try:
                 call("virStorageVolDelete", vol, 0)

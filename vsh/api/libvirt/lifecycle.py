@@ -50,10 +50,13 @@ class LibvirtDomainLifecycle(DomainLifecycle):
         if self.id is not None:
             raise OperationInvalid("Domain is already active")
         flags = (1 if paused else 0) | (4 if bypass_cache else 0) | (8 if force_boot else 0)
-        return self._act("start", "virDomainCreateWithFlags", flags)
+        # as virsh: the call without flags when there are none (its name is in a refusal's message)
+        return self._act("start", "virDomainCreateWithFlags", flags) if flags else self._act("start", "virDomainCreate")
 
     def shutdown(self, mode: str | None = None) -> dict:
-        return self._act("shutdown", "virDomainShutdownFlags", _mode_flags(mode))
+        flags = _mode_flags(mode)
+        return self._act("shutdown", "virDomainShutdownFlags", flags) if flags else \
+            self._act("shutdown", "virDomainShutdown")
 
     def reboot(self, mode: str | None = None) -> dict:
         return self._act("reboot", "virDomainReboot", _mode_flags(mode))
@@ -62,7 +65,7 @@ class LibvirtDomainLifecycle(DomainLifecycle):
         return self._act("reset", "virDomainReset", 0)
 
     def destroy(self, graceful: bool = False) -> dict:
-        return self._act("destroy", "virDomainDestroyFlags", 1 if graceful else 0)
+        return self._act("destroy", "virDomainDestroyFlags", 1) if graceful else self._act("destroy", "virDomainDestroy")
 
     def suspend(self) -> dict:
         return self._act("suspend", "virDomainSuspend")
