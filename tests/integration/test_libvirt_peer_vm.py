@@ -183,3 +183,42 @@ def test_a_tcg_guest_through_libvirtd(peer):
     assert NAME not in vsh(uri, "list", "--all", "--name").stdout
     missing = vsh(uri, "dominfo", NAME, check=False)
     assert (missing.returncode, missing.stderr) == (1, f"error: failed to get domain '{NAME}'\n")
+
+
+def test_pause_save_restore_monitor_and_events_through_libvirtd(peer):
+    uri, m, base = peer
+    name = "lvg2"
+    xml = base / f"{name}.xml"
+    xml.write_text(vmguest.guest_domain_xml(name, m, ""))
+    vsh(uri, "define", str(xml), timeout=180)
+    try:
+        vsh(uri, "start", name)
+        events = subprocess.Popen([sys.executable, "-m", "vsh", "-c", uri, "qemu-monitor-event", name, "--event", "STOP",
+                                   "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=_env())
+        time.sleep(2)           # the watcher registers with libvirtd before the guest is paused
+        assert vsh(uri, "suspend", name).stdout == f"Domain '{name}' suspended\n\n"
+        out, err = events.communicate(timeout=90)
+        assert events.returncode == 0 and "event STOP" in out, (out, err)
+        assert "paused (user)" in same(uri, "domstate", "--reason", name)
+        assert vsh(uri, "resume", name).stdout == f"Domain '{name}' resumed\n\n"
+        status = vsh(uri, "qemu-monitor-command", name, '{"execute":"query-status"}')
+        assert '"status":"running"' in status.stdout.replace(" ", "")
+        assert "running" in vsh(uri, "qemu-monitor-command", name, "--hmp", "info status").stdout
+        same(uri, "domstats", "--state", name)
+
+        image = base / f"{name}.save"
+        assert vsh(uri, "save", name, str(image), timeout=180).stdout == f"\nDomain '{name}' saved to {image}\n\n"
+        assert "shut off (saved)" in same(uri, "domstate", "--reason", name)
+        same(uri, "save-image-dumpxml", str(image))
+        assert vsh(uri, "restore", str(image), timeout=180).stdout == f"Domain restored from {image}\n\n"
+        assert "running (restored)" in same(uri, "domstate", "--reason", name)
+
+        vsh(uri, "managedsave", name, timeout=180)
+        same(uri, "list", "--all", "--managed-save")
+        same(uri, "dominfo", name)
+        vsh(uri, "start", name, timeout=180)
+        assert "running (restored)" in same(uri, "domstate", "--reason", name)
+    finally:
+        vsh(uri, "destroy", name, check=False)
+        vsh(uri, "undefine", name, "--managed-save", check=False)
