@@ -62,7 +62,8 @@ QUERIES = [
     "net-list", "net-list --all", "net-info default", "net-dumpxml default", "net-uuid default",
     "nodeinfo", "hostname", "capabilities", "version", "uri", "blkdeviotune test vda", "domiftune test testnet0",
     "domxml-to-native qemu-argv --domain test", "domblkinfo test --all", "domstats --list-active",
-    "dumpxml test --xpath //name", "vncdisplay test",
+    "dumpxml test --xpath //name", "vncdisplay test", "cpu-stats test", "cpu-stats test --total",
+    "cpu-stats test --start 1 --count 1", "cpu-stats test --count 5", "cpu-stats test --start 7",
 ]
 
 

@@ -103,3 +103,6 @@ class LibvirtDomainStats(DomainStats):
         total = totals[0]
         return {"cpu_time": total.get("cpu_time", 0), "user_time": total.get("user_time", 0),
                 "system_time": total.get("system_time", 0)}
+
+    def per_cpu_times(self) -> list[dict] | None:
+        return [dict(cpu) for cpu in self._call("virDomainGetCPUStats", False, 0)]
