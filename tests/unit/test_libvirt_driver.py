@@ -64,6 +64,8 @@ QUERIES = [
     "domxml-to-native qemu-argv --domain test", "domblkinfo test --all", "domstats --list-active",
     "dumpxml test --xpath //name", "vncdisplay test", "cpu-stats test", "cpu-stats test --total",
     "cpu-stats test --start 1 --count 1", "cpu-stats test --count 5", "cpu-stats test --start 7",
+    "freecell", "freecell --all", "freecell --cellno 1", "freecell --cellno 5", "freecell --all --cellno 1",
+    "sysinfo",
 ]
 
 

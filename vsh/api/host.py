@@ -38,6 +38,20 @@ class Host(ABC):
         ``Memory size`` (KiB); numbers are ints."""
 
     @abstractmethod
+    def free_memory(self, cell: int | None = None) -> int:
+        """``virNodeGetFreeMemory`` (all cells), or with ``cell`` ``virNodeGetCellsFreeMemory`` of that
+        NUMA cell: free memory in bytes. InvalidArgument (``invalid argument: Range exceeds available
+        cells``) for a cell the host does not have."""
+
+    @abstractmethod
+    def numa_cells(self) -> list[int]:
+        """The ids of the host's NUMA cells, in order (the cells of the capabilities' topology)."""
+
+    @abstractmethod
+    def sysinfo_xml(self) -> str:
+        """``virConnectGetSysinfo``: the host's SMBIOS facts as libvirt's ``<sysinfo type='smbios'>``."""
+
+    @abstractmethod
     def capabilities_xml(self) -> str:
         """``virConnectGetCapabilities``: the host's capabilities document (libvirt's
         ``<capabilities>`` format: host CPU, topology, guests the hypervisor can run)."""

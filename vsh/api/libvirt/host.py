@@ -42,6 +42,20 @@ class LibvirtHost(Host):
                 "Core(s) per socket": cores, "Thread(s) per core": threads, "NUMA cell(s)": nodes,
                 "Memory size": memory_kib}
 
+    def free_memory(self, cell: int | None = None) -> int:
+        if cell is None:
+            return call("virNodeGetFreeMemory", self.conn.ptr)
+        return call("virNodeGetCellsFreeMemory", self.conn.ptr, cell, 1)[0]
+
+    def numa_cells(self) -> list[int]:
+        from vsh.api.libvirt.handles import parse_xml
+
+        cells = parse_xml(self.capabilities_xml()).iterfind("host/topology/cells/cell")
+        return [int(cell.get("id")) for cell in cells] or [0]
+
+    def sysinfo_xml(self) -> str:
+        return call("virConnectGetSysinfo", self.conn.ptr, 0)
+
     def capabilities_xml(self) -> str:
         return call("virConnectGetCapabilities", self.conn.ptr)
 

@@ -44,6 +44,21 @@ class LocalHost(Host):
 
         return nodeinfo(_probe())
 
+    def free_memory(self, cell: int | None = None) -> int:
+        from vsh.kvm.host import free_memory
+
+        return free_memory(cell)
+
+    def numa_cells(self) -> list[int]:
+        from vsh.kvm.host import numa_cells
+
+        return numa_cells()
+
+    def sysinfo_xml(self) -> str:
+        from vsh.kvm.host import sysinfo_xml
+
+        return sysinfo_xml()
+
     def capabilities_xml(self) -> str:
         from vsh.kvm.host import capabilities_xml
 
