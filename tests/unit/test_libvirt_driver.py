@@ -183,3 +183,19 @@ def test_guest_disk_commands_read_the_domains_disks_from_its_libvirt_xml(tmp_pat
     status, out, err = run_vsh("run; list-filesystems; mount-ro /dev/sda /; cat /etc/hostname", f"test://{node}",
                                "--domain", "g1")
     assert (status, out, err) == (0, "/dev/sda: ext4\nfrom-libvirt\n", "")
+
+
+def test_the_libvirt_driver_implements_every_api_method():
+    import inspect
+
+    from vsh import api
+
+    conn = api.connect(URI)
+    dom = conn.lookup_domain("test")
+    handles = [conn, dom, dom.devices, dom.stats, dom.snapshots, dom.display, dom.block_jobs, dom.tuning,
+               conn.storage, conn.networks, conn.host, conn.installer, conn.guest_disks()]
+    for handle in handles:
+        missing = {n for n, v in inspect.getmembers(type(handle)) if getattr(v, "__isabstractmethod__", False)}
+        assert not missing, f"{type(handle).__name__} lacks {missing}"
+    assert type(conn).__module__ == "vsh.api.libvirt.connection" and conn.uri == URI
+    conn.close()

@@ -28,8 +28,17 @@ class LibvirtInstaller(Installer):
         err.hint = _INSTEAD
         raise err
 
-    def create(self, options: dict, autostart: bool = False) -> dict:
+    def create(self, options: dict, autostart: bool = False, transient: bool = False) -> dict:
         return self.plan(options, check=True)
+
+    def start(self, made: dict) -> dict:
+        """Start what :meth:`create` made (nothing, on this driver: it refuses first); undone if that
+        fails."""
+        try:
+            return self.conn.lookup_domain(made["name"]).start()
+        except Exception:
+            self.discard(made)
+            raise
 
     def discard(self, made: dict) -> None:
         name = made.get("name")
