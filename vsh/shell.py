@@ -230,7 +230,7 @@ class Shell:
                 ctx.json = True  # `CMD --json` behaves like `vsh --json CMD` for the handler
             if cmd.broken:
                 raise VshError(f"command '{cmd.name}' is unavailable: plug-in {cmd.module} failed to load: {cmd.broken}")
-            if ctx.readonly and cmd.mutating:
+            if ctx.readonly and cmd.mutating and not ctx.conn.enforces_readonly:
                 raise VshError(f"operation forbidden: read only access prevents {cmd.name}")
             kwargs = bind(cmd, prep.raw)
             kwargs.pop("json", None)

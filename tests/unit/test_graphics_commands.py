@@ -128,10 +128,10 @@ def test_the_live_xml_names_the_vnc_socket():
 
 
 def test_link_state_of_an_inactive_domain_is_its_configuration(vm, vsh):
-    ok(vsh("domif-getlink", "vm1", MAC), f"{MAC} up\n\n")
+    ok(vsh("domif-getlink", "vm1", MAC), f"{MAC} up\n")
     ok(vsh("domif-setlink", "vm1", MAC, "down"), "Device updated successfully\n\n")
     assert "<link state='down'/>" in vm.read_text()
-    ok(vsh("domif-getlink", "vm1", MAC.upper(), "--config"), f"{MAC.upper()} down\n\n")
+    ok(vsh("domif-getlink", "vm1", MAC.upper(), "--config"), f"{MAC.upper()} down\n")
     assert json.loads(vsh("domif-getlink", "vm1", MAC, "--json").out) == {
         "interface": MAC, "mac": MAC, "state": "down"}
     ok(vsh("domif-setlink", "vm1", MAC, "up", "--config"), "Device updated successfully\n\n")

@@ -365,3 +365,25 @@ def test_real_probe_decides_and_explains_itself(tmp_path):
         assert k.api_version == 12
     again = H.probe(str(tmp_path))
     assert again.from_cache and again.kvm == h.kvm
+
+
+def test_freecell_and_sysinfo_facts_from_sysfs(tmp_path):
+    from vsh.core.errors import InvalidArgument
+    from vsh.kvm.host import free_memory, numa_cells, sysinfo_xml
+
+    for cell, free in ((0, 1000), (1, 3000)):
+        node = tmp_path / "devices" / "system" / "node" / f"node{cell}"
+        node.mkdir(parents=True)
+        (node / "meminfo").write_text(f"Node {cell} MemTotal:       9999 kB\nNode {cell} MemFree:        {free} kB\n")
+    assert numa_cells(str(tmp_path)) == [0, 1]
+    assert free_memory(None, str(tmp_path)) == 4000 * 1024
+    assert free_memory(1, str(tmp_path)) == 3000 * 1024
+    with pytest.raises(InvalidArgument, match="Range exceeds available cells"):
+        free_memory(2, str(tmp_path))
+    dmi = tmp_path / "dmi"
+    dmi.mkdir()
+    (dmi / "bios_vendor").write_text("ACME & Co\n")
+    (dmi / "product_name").write_text("Box\n")
+    assert sysinfo_xml(str(dmi)) == ("<sysinfo type='smbios'>\n  <bios>\n    <entry name='vendor'>ACME &amp; Co</entry>\n"
+                                     "  </bios>\n  <system>\n    <entry name='product'>Box</entry>\n  </system>\n"
+                                     "</sysinfo>\n")

@@ -31,7 +31,7 @@ FORBIDDEN = {
     "vsh.api": ("vsh.kvm", "vsh.guestfs", "vsh.api.local", "vsh.core.store"),   # the interface
 }
 # drivers implement the interface over the layers below
-EXEMPT = {"vsh.api": ("vsh.api.local",)}
+EXEMPT = {"vsh.api": ("vsh.api.local", "vsh.api.libvirt")}
 
 
 def _modules() -> dict[str, str]:

@@ -821,7 +821,7 @@ def test_shared_volume_survives_remove_all_storage(vsh, define, images, vsh_env)
     res = vsh("undefine", "vm1", "--remove-all-storage", "--dry-run")
     assert res.status == 0
     assert res.out == f"{images / 'own.img'}\n{images / 'own2.qcow2'}\n\n"
-    assert res.err == f"error: Storage volume 'vdd'({outside}) is not managed by vsh. Remove it manually.\n"
+    assert res.err == f"error: Storage volume 'vdd'({outside}) is not managed by vsh. Remove it manually.\n\n"
     assert (vsh_env.domains / "vm1.xml").exists() and (images / "own.img").exists()
     res = vsh("undefine", "vm1", "--remove-all-storage")
     assert res.status == 0
@@ -829,7 +829,7 @@ def test_shared_volume_survives_remove_all_storage(vsh, define, images, vsh_env)
                        f"Volume 'vda'({images / 'shared.img'}) kept: used by domain 'vm2'.\n"
                        f"Volume 'vdb'({images / 'own.img'}) removed.\n"
                        f"Volume 'vdc'({images / 'own2.qcow2'}) removed.\n\n")
-    assert res.err == f"error: Storage volume 'vdd'({outside}) is not managed by vsh. Remove it manually.\n"
+    assert res.err == f"error: Storage volume 'vdd'({outside}) is not managed by vsh. Remove it manually.\n\n"
     assert sorted(os.listdir(images)) == ["shared.img"] and outside.exists()
     # the last user takes it with it
     res = vsh("undefine", "vm2", "--remove-all-storage")

@@ -31,6 +31,8 @@ from __future__ import annotations
 # plus its package; no command changes.
 DRIVERS: list[tuple[tuple[str, ...], str]] = [
     (("vsh",), "vsh.api.local"),
+    (("qemu", "test", "lxc", "xen", "libxl", "ch", "bhyve", "vz", "openvz", "vbox", "esx", "hyperv"),
+     "vsh.api.libvirt"),
 ]
 
 

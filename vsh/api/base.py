@@ -39,6 +39,9 @@ class Connection(ConnectionDomains, ConnectionLifecycle):
 
     uri: str            # the URI it was opened with (or the default one)
     readonly: bool      # opened read-only: every operation that changes something is refused
+    #: the backend itself refuses changes on a read-only connection (libvirt does, in its words);
+    #: otherwise the front end refuses commands that change something before they run
+    enforces_readonly: bool = False
 
     def close(self) -> None:
         """Release what the connection holds (sessions, channels); idempotent."""

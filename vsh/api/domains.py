@@ -103,7 +103,8 @@ class DomainConfig(ABC):
         volumes of its disks that no other domain uses; ``dry_run`` only says which, and changes
         nothing. Returns ``{"name", "removed": [{"target", "path"}], "failed": [{"target", "path",
         "error"}], "kept": [{"target", "path", "reason"}]}``; ``reason`` is ``"unmanaged"`` for a
-        file that is no pool's volume, else why it stays (``used by domain 'X'``).
+        file that is no pool's volume, else why it stays (``used by domain 'X'``); a driver whose
+        volumes someone else manages names it as ``"manager"`` (``libvirt``; default ``vsh``).
         """
 
     @abstractmethod

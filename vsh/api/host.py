@@ -19,6 +19,13 @@ class Host(ABC):
         when no QEMU is found, None when the host could not be probed at all."""
 
     @abstractmethod
+    def versions(self) -> dict:
+        """virsh version's facts: ``library`` and ``compiled`` (``(name, version)`` of the library
+        that answers, as it runs and as the client was built against), ``api`` (``(hypervisor
+        type, library version)``) and ``hypervisor`` (``(type, version)``, the version None when
+        it cannot be found)."""
+
+    @abstractmethod
     def cpu_count(self) -> int:
         """The number of host CPUs a vCPU may be pinned to (their numbers are 0 to count-1): the width
         of vcpuinfo's affinity maps and the range cpu-stats accepts."""
@@ -29,6 +36,20 @@ class Host(ABC):
         architecture), ``CPU(s)``, ``CPU frequency`` (MHz), ``CPU socket(s)`` (per NUMA cell, as
         libvirt counts them), ``Core(s) per socket``, ``Thread(s) per core``, ``NUMA cell(s)``,
         ``Memory size`` (KiB); numbers are ints."""
+
+    @abstractmethod
+    def free_memory(self, cell: int | None = None) -> int:
+        """``virNodeGetFreeMemory`` (all cells), or with ``cell`` ``virNodeGetCellsFreeMemory`` of that
+        NUMA cell: free memory in bytes. InvalidArgument (``invalid argument: Range exceeds available
+        cells``) for a cell the host does not have."""
+
+    @abstractmethod
+    def numa_cells(self) -> list[int]:
+        """The ids of the host's NUMA cells, in order (the cells of the capabilities' topology)."""
+
+    @abstractmethod
+    def sysinfo_xml(self) -> str:
+        """``virConnectGetSysinfo``: the host's SMBIOS facts as libvirt's ``<sysinfo type='smbios'>``."""
 
     @abstractmethod
     def capabilities_xml(self) -> str:

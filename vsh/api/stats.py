@@ -91,3 +91,10 @@ class DomainStats(ABC):
     def cpu_times(self) -> dict:
         """``virDomainGetCPUStats`` totals: ``cpu_time``, ``user_time``, ``system_time`` of the whole
         emulator, in ns. Needs the running domain."""
+
+    @abstractmethod
+    def per_cpu_times(self) -> list[dict] | None:
+        """``virDomainGetCPUStats`` per host CPU: one dict per host CPU, in order, with its counters in
+        ns (``cpu_time``, ``vcpu_time``...; empty for a CPU the domain has no figures for), or None
+        when the driver keeps no per-CPU accounting (the local driver sets up no cgroups). Needs
+        the running domain."""

@@ -312,7 +312,10 @@ def domblkerror(ctx, domain):
 
 
 JOB_TYPES = {"none": "None", "bounded": "Bounded", "unbounded": "Unbounded"}
-OPERATIONS = {"save": "Save", "block": "Unknown", "outgoing_migration": "Outgoing migration"}
+OPERATIONS = {"save": "Save", "block": "Unknown", "start": "Start", "restore": "Restore",
+              "migration in": "Incoming migration", "migration out": "Outgoing migration", "snapshot": "Snapshot",
+              "snapshot revert": "Snapshot revert", "dump": "Dump", "backup": "Backup",
+              "snapshot delete": "Snapshot delete"}
 SIZES = (("data_processed", "Data processed:"), ("data_remaining", "Data remaining:"), ("data_total", "Data total:"),
          ("memory_processed", "Memory processed:"), ("memory_remaining", "Memory remaining:"),
          ("memory_total", "Memory total:"))

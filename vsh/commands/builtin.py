@@ -133,17 +133,17 @@ def hostname(ctx):
 @command("version", group="host", summary="show versions",
          opts=[Opt("daemon", kind="bool", help="accepted for virsh compatibility (vsh has no daemon)")])
 def version(ctx, daemon=False):
-    from vsh import __version__
-
-    qemu = ctx.conn.host.hypervisor_version()
+    facts = ctx.conn.host.versions()
     lines = [
-        f"Compiled against library: vsh {__version__}",
-        f"Using library: vsh {__version__}",
-        f"Using API: QEMU {__version__}",
-        f"Running hypervisor: QEMU {qemu or 'not found'}",
+        "Compiled against library: {} {}".format(*facts["compiled"]),
+        "Using library: {} {}".format(*facts["library"]),
+        "Using API: {} {}".format(*facts["api"]),
+        "Running hypervisor: {} {}".format(facts["hypervisor"][0], facts["hypervisor"][1] or "not found"),
     ]
+    name, number = facts["library"]
     return Text("".join(f"{line}\n" for line in lines),
-                json_data={"vsh": __version__, "hypervisor": "QEMU", "hypervisor_version": qemu})
+                json_data={name: number, "hypervisor": facts["hypervisor"][0],
+                           "hypervisor_version": facts["hypervisor"][1]})
 
 
 # global options that take a value, as the shell scripts see them on a command line

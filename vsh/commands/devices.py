@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
-from vsh.core.output import Lines, Message, Text
+from vsh.core.output import Message, Text
 from vsh.registry import CONFIG_OPT, CURRENT_EXCLUSIVE, CURRENT_OPT, LIVE_OPT, Opt, check_readonly, command
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
@@ -502,4 +502,5 @@ def domif_setlink(ctx, domain, interface, state, config=False, persistent=False)
 def domif_getlink(ctx, domain, interface, config=False):
     dom = ctx.conn.lookup_domain(domain)
     link = dom.interface_link(interface, inactive=config)
-    return Lines([f"{interface} {link['state']}"], json_data=link)
+    # virsh prints the pair without a newline (its own blank line after the command ends it)
+    return Text(f"{interface} {link['state']}", json_data=link)

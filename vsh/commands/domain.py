@@ -45,8 +45,8 @@ def undefine(ctx, domain, managed_save=False, snapshots_metadata=False, nvram=Fa
     kept = done["kept"]
     for vol in kept:
         if vol["reason"] == "unmanaged":
-            _storage_error(ctx, f"Storage volume '{vol['target']}'({vol['path']}) is not managed by vsh. "
-                                "Remove it manually.")
+            _storage_error(ctx, f"Storage volume '{vol['target']}'({vol['path']}) is not managed by "
+                                f"{done.get('manager', 'vsh')}. Remove it manually.\n")    # virsh's text ends in a newline too
     if dry_run:
         paths = [vol["path"] for vol in done["removed"]]
         return Lines(paths, json_data={"would_remove": paths, "kept": kept})
@@ -185,8 +185,13 @@ def dominfo(ctx, domain):
     pairs += [("Max memory", f"{info['max_memory_kib']} KiB"), ("Used memory", f"{info['used_memory_kib']} KiB"),
               ("Persistent", "yes" if info["persistent"] else "no"),
               ("Autostart", "enable" if info["autostart"] else "disable"),
-              ("Managed save", "yes" if info["managed_save"] else "no"),
-              ("Security model", "none"), ("Security DOI", "0")]
+              ("Managed save", "yes" if info["managed_save"] else "no")]
+    security = info.get("security") or {"model": "none", "doi": "0", "label": None}
+    pairs += [("Security model", escape(security["model"])), ("Security DOI", escape(security["doi"]))]
+    if security["label"]:
+        pairs.append(("Security label", escape(f"{security['label']} ({'enforcing' if security['enforcing'] else 'permissive'})")))
+    for number, text in enumerate(info.get("messages") or ()):
+        pairs.append(("Messages" if number == 0 else "", escape(text)))
     return KeyValue(pairs, json_data=info)
 
 

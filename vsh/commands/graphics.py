@@ -116,7 +116,7 @@ def screenshot(ctx, domain, file=None, screen=None):
         raise VshError(f"cannot create file {path}") from None
     with os.fdopen(fd, "wb") as fh:
         fh.write(shot["data"])
-    return Message(f"Screenshot saved to {path}, with type of {shot['mime']}",
+    return Message(f"Screenshot saved to {path}, with type of {shot['mime']}", newline=False,
                    json_data={"domain": dom.name, "file": path, "mime": shot["mime"], "size": len(shot["data"])})
 
 

@@ -22,6 +22,32 @@ def nodeinfo(ctx):
     return KeyValue(pairs, width=20, json_data=info)
 
 
+@command("freecell", group="host", summary="NUMA free memory",
+         opts=[Opt("cellno", kind="int", help="NUMA cell number"),
+               Opt("all", kind="bool", help="show free memory for all NUMA cells")],
+         exclusive=(("all", "cellno"),), examples=("freecell", "freecell --all", "freecell --cellno 0"))
+def freecell(ctx, cellno=None, all=False):
+    host = ctx.conn.host
+    if all:
+        cells = [(cell, host.free_memory(cell) // 1024) for cell in host.numa_cells()]
+        total = sum(kib for _cell, kib in cells)
+        text = "".join(f"{cell:5d}: {kib:10d} KiB\n" for cell, kib in cells)
+        text += "-" * 20 + f"\n{'Total':>5}: {total:10d} KiB\n"
+        return Text(text, json_data={"cells": [{"cell": c, "free_kib": k} for c, k in cells], "total_kib": total})
+    if cellno is not None:
+        kib = host.free_memory(cellno) // 1024
+        return Text(f"{cellno}: {kib} KiB\n", json_data={"cell": cellno, "free_kib": kib})
+    kib = host.free_memory() // 1024
+    return Text(f"Total: {kib} KiB\n", json_data={"total_kib": kib})
+
+
+@command("sysinfo", group="host", summary="print the hypervisor sysinfo",
+         description="The host's SMBIOS facts (BIOS, system) as libvirt's <sysinfo> XML.")
+def sysinfo(ctx):
+    text = ctx.conn.host.sysinfo_xml()
+    return Text(text, json_data={"xml": text})
+
+
 @command("capabilities", group="host", summary="capabilities",
          opts=[Opt("xpath", kind="xpath", help="print only nodes matching this XPath expression"),
                Opt("wrap", kind="bool", help="wrap xpath results in a common root element")])
@@ -32,7 +58,7 @@ def capabilities(ctx, xpath=None, wrap=False):
         from vsh.core.xml import parse
 
         return Text(xpath_select(parse(text, "capabilities", None), xpath, wrap))
-    return Text(text, json_data={"xml": text})
+    return Text(text + "\n", json_data={"xml": text})       # virsh prints the document and a newline
 
 
 @command("domcapabilities", group="host", summary="domain capabilities",

@@ -302,20 +302,38 @@ def cpu_stats(ctx, domain, total=False, start=None, count=None):
         raise err.with_context(f"Failed to retrieve CPU statistics for domain '{dom.name}'") from None
     out = []
     if per_cpu:
-        max_id = ctx.conn.host.cpu_count()
+        try:
+            cpus = dom.stats.per_cpu_times()
+        except VshError as err:
+            raise err.with_context(f"Failed to retrieve CPU statistics for domain '{dom.name}'") from None
+        # as virsh: the CPUs the statistics cover (the host's when there are none)
+        max_id = ctx.conn.host.cpu_count() if cpus is None else len(cpus)
         if (start or 0) >= max_id:
             raise InvalidArgument(f"Start CPU {start} is out of range (min: 0, max: {max_id - 1})")
         if count is not None and count > max_id:
             out.append(f"Only {max_id} CPUs available to show\n")
-        out.append("No per-CPU stats available\n")
-    data: dict = {"per_cpu": None}
+        if cpus is None:
+            out.append("No per-CPU stats available\n")
+        else:
+            first = start or 0
+            cpus = cpus[first:first + count if count is not None else None]
+            for number, counters in enumerate(cpus, first):
+                if counters:
+                    out.append(f"CPU{number}:\n" + "".join(_cpu_line(k, v) for k, v in counters.items()))
+    data: dict = {"per_cpu": cpus if per_cpu else None}
     if total:
         out.append("Total:\n")
         for key in ("cpu_time", "user_time", "system_time"):
-            ns = times[key]
-            out.append(f"\t{key:<12} {ns // 1_000_000_000:9d}.{ns % 1_000_000_000:09d} seconds\n")
+            out.append(_cpu_line(key, times[key]))
         data["total"] = times
     return Text("".join(out), json_data=data)
+
+
+def _cpu_line(key: str, value) -> str:
+    """virsh cpu-stats' line of one counter: times in seconds with 9 decimals, others as they are."""
+    if key.endswith("_time") and isinstance(value, int):
+        return f"\t{key:<12} {value // 1_000_000_000:9d}.{value % 1_000_000_000:09d} seconds\n"
+    return f"\t{key:<12} {value}\n"
 
 
 # -- vcpupin / emulatorpin / iothreadinfo -------------------------------------------------------------

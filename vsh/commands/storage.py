@@ -322,10 +322,10 @@ def _lookup(ctx, vol, pool=None):
     """virsh's volume lookup: by name in --pool, then by key or path."""
     try:
         return ctx.conn.storage.lookup_volume(vol, pool)
-    except NotFound:
+    except NotFound as err:
         if pool is not None:
             raise
-        raise NotFound(f"failed to get vol '{vol}', specifying --pool might help") from None
+        raise NotFound(f"failed to get vol '{vol}', specifying --pool might help", *err.lines[1:]) from None
 
 
 @command("vol-create-as", group="volume", summary="create a volume from a set of args",

@@ -135,7 +135,8 @@ class KeyValue(Output):
         self.json_data = json_data
 
     def text(self, quiet: bool) -> str:
-        return "".join(f"{key + ':':<{self.width}} {value}\n" for key, value in self.pairs)
+        # an empty key continues the value above it (virsh's dominfo Messages)
+        return "".join(f"{key + ':' if key else '':<{self.width}} {value}\n" for key, value in self.pairs)
 
     def data(self):
         if self.json_data is not None:

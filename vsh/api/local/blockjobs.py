@@ -477,11 +477,11 @@ class LocalDomainBlockJobs(DomainBlockJobs):
                 "disks": [j["disk"] for j in jobs]}
 
     def _migration_kind(self) -> str:
-        """What QEMU's migration job is for: ``outgoing_migration`` (vsh migrate) or ``save``."""
+        """What QEMU's migration job is for: ``migration out`` (vsh migrate) or ``save``."""
         from vsh.kvm import client
 
         st = client.read_state(self.dom.store.runtime_dir(self.dom.name)) or {}
-        return "outgoing_migration" if st.get("job") == "migration_out" else "save"
+        return "migration out" if st.get("job") == "migration_out" else "save"
 
     def abort_job(self) -> dict:
         self._running()

@@ -30,6 +30,12 @@ class LocalHost(Host):
             return None
         return version and str(version)
 
+    def versions(self) -> dict:
+        from vsh import __version__
+
+        return {"library": ("vsh", __version__), "compiled": ("vsh", __version__), "api": ("QEMU", __version__),
+                "hypervisor": ("QEMU", self.hypervisor_version())}
+
     def cpu_count(self) -> int:
         return os.cpu_count() or 1
 
@@ -37,6 +43,21 @@ class LocalHost(Host):
         from vsh.kvm.host import nodeinfo
 
         return nodeinfo(_probe())
+
+    def free_memory(self, cell: int | None = None) -> int:
+        from vsh.kvm.host import free_memory
+
+        return free_memory(cell)
+
+    def numa_cells(self) -> list[int]:
+        from vsh.kvm.host import numa_cells
+
+        return numa_cells()
+
+    def sysinfo_xml(self) -> str:
+        from vsh.kvm.host import sysinfo_xml
+
+        return sysinfo_xml()
 
     def capabilities_xml(self) -> str:
         from vsh.kvm.host import capabilities_xml

@@ -236,3 +236,7 @@ class LocalDomainStats(DomainStats):
 
     def cpu_times(self) -> dict:
         return cpu_times(qemu_pid(self._running()))
+
+    def per_cpu_times(self) -> list[dict] | None:
+        self._running()
+        return None         # per host CPU times need cgroup accounting, which vsh does not set up

@@ -25,7 +25,8 @@ control guest) is never cached.
 The modules: ``records`` (HostInfo and friends), ``qemu`` (finding QEMU,
 reading its answers), ``hardware`` (/proc and /sys), ``kvmprobe`` (the KVM
 test guest), ``cache`` (``probe()`` and its cache), ``validate`` (nodeinfo,
-host-validate) and ``capabilities`` (capabilities and domcapabilities XML).
+host-validate), ``capabilities`` (capabilities and domcapabilities XML) and ``facts`` (free
+memory per NUMA cell, SMBIOS facts).
 
 Loading this package is cheap (json, os, re, time): what a probe answered
 from its cache needs is loaded here; the KVM probe (subprocess, selectors,
@@ -50,13 +51,17 @@ __all__ = [
     "capabilities_xml",
     "domcapabilities_xml",
     "nodeinfo",
+    "free_memory",
+    "numa_cells",
+    "sysinfo_xml",
     "cache_key",
     "CACHE_FILE",
 ]
 
 #: The reports, loaded on first use (``vsh start`` never needs them).
 LAZY = {"host_validate": "validate", "nodeinfo": "validate",
-        "capabilities_xml": "capabilities", "domcapabilities_xml": "capabilities"}
+        "capabilities_xml": "capabilities", "domcapabilities_xml": "capabilities",
+        "free_memory": "facts", "numa_cells": "facts", "sysinfo_xml": "facts"}
 
 
 def __getattr__(name: str):

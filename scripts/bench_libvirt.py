@@ -1,0 +1,106 @@
+"""Bench section `libvirt` (issue 11 §1): vsh's libvirt driver against virsh on the same URI.
+
+Imported by scripts/bench.py, which calls run().
+
+* ``test:///default`` (libvirt's test driver, in the client process): single-shot ``list --all``
+  and ``dominfo test``, vsh and virsh run alternately (goal: vsh <= 1.2x virsh).
+* a private libvirtd (scripts/libvirt-peer, in its own mount and PID namespaces, as root):
+  ``list --all`` and ``dominfo`` of a defined microvm guest, and ``start`` of it (each start is
+  followed by an untimed destroy), alternately through vsh and virsh with
+  ``-c qemu+unix:///system?socket=…``.
+
+Both clients load libvirt's shared library; vsh loads it through libvirt-python's extension, and
+most of its extra time is that ``dlopen`` inside Python (~20 ms here, against ~2 ms of the same
+linking when virsh starts).
+
+Environment knobs: VSH_BENCH_LIBVIRT_RUNS (single-shot pairs, default 30),
+VSH_BENCH_LIBVIRT_STARTS (start pairs, default 5).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench import VSH, paired, ratio, report
+
+RUNS = int(os.environ.get("VSH_BENCH_LIBVIRT_RUNS", "30"))
+STARTS = int(os.environ.get("VSH_BENCH_LIBVIRT_STARTS", "5"))
+
+
+def _pair(label: str, ours: list, theirs: list) -> None:
+    v, p = paired({"argv": ours}, {"argv": theirs}, runs=RUNS)
+    report(label, f"vsh {v * 1e3:.1f} ms, virsh {p * 1e3:.1f} ms ({ratio(v, p)})")
+
+
+def _start_once(argv_start: list, argv_destroy: list) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv_start, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    took = time.perf_counter() - t0
+    subprocess.run(argv_destroy, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    return took
+
+
+def _peer_section(virsh: str) -> None:
+    import bench_start
+
+    if os.geteuid() != 0:
+        print("    (the libvirtd figures need root: skipped)")
+        return
+    if not bench_start.ensure_libvirt():
+        print("    (libvirtd is not available: skipped)")
+        return
+    m = bench_start.test_guest()
+    if m is None:
+        print("    (no test guest: the libvirtd figures are skipped)")
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="vsh-bench-libvirt-"))
+    peer = bench_start.LibvirtPeer(tmp / "peer")
+    try:
+        if not peer.start():
+            return
+        uri = peer.uri
+        xml = tmp / "g.xml"
+        xml.write_text(bench_start.DOMAIN_XML.format(**_guest_params(bench_start, m, tmp)))
+        subprocess.run([virsh, "-c", uri, "define", str(xml)], check=True, stdout=subprocess.DEVNULL, timeout=300)
+        _pair("libvirtd: list --all", [VSH, "-c", uri, "list", "--all"], [virsh, "-c", uri, "list", "--all"])
+        _pair("libvirtd: dominfo", [VSH, "-c", uri, "dominfo", "lvbench"], [virsh, "-c", uri, "dominfo", "lvbench"])
+        ours, theirs = [], []
+        for _ in range(STARTS):
+            ours.append(_start_once([VSH, "-c", uri, "start", "lvbench"], [VSH, "-c", uri, "destroy", "lvbench"]))
+            theirs.append(_start_once([virsh, "-c", uri, "start", "lvbench"],
+                                      [virsh, "-c", uri, "destroy", "lvbench"]))
+        v, p = statistics.median(ours), statistics.median(theirs)
+        report("libvirtd: start (microvm guest)", f"vsh {v * 1e3:.0f} ms, virsh {p * 1e3:.0f} ms ({ratio(v, p)})")
+    finally:
+        peer.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _guest_params(bench_start, m: dict, tmp: Path) -> dict:
+    """The microvm guest of bench_start's DOMAIN_XML: the test guest's kernel, initrd and disk."""
+    return {"name": "lvbench", "mem": 256, "kernel": m.get("vmlinux") or m["kernel"], "initrd": m["initrd"],
+            "cmdline": m["cmdline_full"], "qemu": bench_start.QEMU, "disk": m["disk"],
+            "serial": str(tmp / "serial.log")}
+
+
+def run() -> None:
+    print("== libvirt: the libvirt driver against virsh on the same URI (issue 11)")
+    virsh = shutil.which("virsh")
+    if virsh is None:
+        print("    (virsh is not installed: skipped)")
+        return
+    probe = subprocess.run([VSH, "-c", "test:///default", "list", "--all"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"    (vsh cannot open test:///default: {probe.stderr.strip()[:200]})")
+        return
+    _pair("test:///default: list --all", [VSH, "-c", "test:///default", "list", "--all"],
+          [virsh, "-c", "test:///default", "list", "--all"])
+    _pair("test:///default: dominfo test", [VSH, "-c", "test:///default", "dominfo", "test"],
+          [virsh, "-c", "test:///default", "dominfo", "test"])
+    _peer_section(virsh)
