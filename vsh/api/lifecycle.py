@@ -143,10 +143,11 @@ class DomainLifecycle(ABC):
         here as before. Unsupported for a destination this driver cannot reach."""
 
     @abstractmethod
-    def migration_parameters(self) -> dict:
-        """The running domain's migration tunables: ``downtime_ms`` (the longest pause tolerated at
-        the switch), ``bandwidth_mib`` and ``postcopy_bandwidth_mib`` (MiB/s; 0 for no limit) and
-        ``compression_cache`` (bytes). OperationInvalid when it does not run."""
+    def migration_parameters(self, names: list[str] | None = None) -> dict:
+        """The running domain's migration tunables (those in ``names``, or all): ``downtime_ms``
+        (the longest pause tolerated at the switch), ``bandwidth_mib`` and
+        ``postcopy_bandwidth_mib`` (MiB/s; 0 for no limit) and ``compression_cache`` (bytes).
+        OperationInvalid when it does not run."""
 
     @abstractmethod
     def set_migration_parameters(self, downtime_ms: int | None = None, bandwidth_mib: int | None = None,

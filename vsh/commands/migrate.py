@@ -84,7 +84,7 @@ def migrate_setmaxdowntime(ctx, domain, downtime):
 
 @command("migrate-getmaxdowntime", group="domain", summary="get maximum tolerable downtime", opts=[DOMAIN])
 def migrate_getmaxdowntime(ctx, domain):
-    params = ctx.conn.lookup_domain(domain).migration_parameters()
+    params = ctx.conn.lookup_domain(domain).migration_parameters(["downtime_ms"])
     return Text(f"{params['downtime_ms']}\n", json_data={"downtime_ms": params["downtime_ms"]})
 
 
@@ -100,8 +100,8 @@ def migrate_setspeed(ctx, domain, bandwidth, postcopy=False):
 @command("migrate-getspeed", group="domain", summary="Get the maximum migration bandwidth",
          opts=[DOMAIN, Opt("postcopy", kind="bool", help="get post-copy migration bandwidth")])
 def migrate_getspeed(ctx, domain, postcopy=False):
-    params = ctx.conn.lookup_domain(domain).migration_parameters()
     key = "postcopy_bandwidth_mib" if postcopy else "bandwidth_mib"
+    params = ctx.conn.lookup_domain(domain).migration_parameters([key])
     return Text(f"{params[key]}\n", json_data={key: params[key]})
 
 
@@ -113,7 +113,7 @@ def migrate_compcache(ctx, domain, size=None):
     dom = ctx.conn.lookup_domain(domain)
     if size is not None:
         dom.set_migration_parameters(compression_cache=size)
-    value = dom.migration_parameters()["compression_cache"]
+    value = dom.migration_parameters(["compression_cache"])["compression_cache"]
     return Text(f"Compression cache: {human_size(value, 3)}\n", json_data={"compression_cache": value})
 
 

@@ -116,11 +116,13 @@ class LibvirtDomainLifecycle(DomainLifecycle):
                 "source_undefined": bool(undefine_source), "downtime_ms": None, "total_ms": None,
                 "transferred": None, "iterations": None, "suspended_after_timeout": bool(timeout_hit)}
 
-    def migration_parameters(self) -> dict:
-        return {"downtime_ms": self._call("virDomainMigrateGetMaxDowntime", 0),
-                "bandwidth_mib": self._call("virDomainMigrateGetMaxSpeed", 0),
-                "postcopy_bandwidth_mib": self._call("virDomainMigrateGetMaxSpeed", 1),
-                "compression_cache": self._call("virDomainMigrateGetCompressionCache", 0) or 0}
+    def migration_parameters(self, names: list[str] | None = None) -> dict:
+        getters = {"downtime_ms": ("virDomainMigrateGetMaxDowntime", 0),
+                   "bandwidth_mib": ("virDomainMigrateGetMaxSpeed", 0),
+                   "postcopy_bandwidth_mib": ("virDomainMigrateGetMaxSpeed", 1),
+                   "compression_cache": ("virDomainMigrateGetCompressionCache", 0)}
+        return {key: self._call(api, flags) for key, (api, flags) in getters.items()
+                if names is None or key in names}
 
     def set_migration_parameters(self, downtime_ms: int | None = None, bandwidth_mib: int | None = None,
                                  postcopy_bandwidth_mib: int | None = None,

@@ -212,10 +212,11 @@ class LocalDomainLifecycle(DomainLifecycle):
                        undefine_source=undefine_source, copy_storage=copy_storage, suspend=suspend,
                        timeout=timeout, auto_converge=auto_converge, progress=progress)
 
-    def migration_parameters(self) -> dict:
+    def migration_parameters(self, names: list[str] | None = None) -> dict:
         from vsh.api.local.migrate import parameters
 
-        return parameters(self)
+        found = parameters(self)
+        return {k: v for k, v in found.items() if names is None or k in names}
 
     def set_migration_parameters(self, downtime_ms: int | None = None, bandwidth_mib: int | None = None,
                                  postcopy_bandwidth_mib: int | None = None,
