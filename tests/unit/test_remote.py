@@ -322,3 +322,20 @@ def test_remote_protocol_version_mismatch_is_reported(ssh_log, vsh_env, vsh, tmp
     assert res.status == 1
     assert res.err == ("error: failed to connect to the hypervisor\nerror: remote protocol version mismatch: "
                        f"vsh 0.1.0 speaks {protocol.VERSION}, the remote vsh 9.0 speaks 99\n")
+
+
+def test_completion_and_readonly_go_through_the_remote_connection(ssh_log, vsh_env, vsh, define):
+    define("vm1")
+    define("vm2")
+    from vsh.completion import complete
+    from vsh.shell import Context
+
+    ctx = Context(uri=remote_uri(vsh_env))
+    try:
+        assert complete(ctx, ["dominfo", "vm"]) == ["vm1", "vm2"]
+        assert complete(ctx, ["domstate", "--domain", "vm2"]) == ["vm2"]
+    finally:
+        ctx.conn.close()
+    here = vsh("-r", "-c", vsh_env.uri, "undefine", "vm1")
+    there = vsh("-r", "-c", remote_uri(vsh_env), "undefine", "vm1")
+    assert there.status == here.status != 0 and there.err == here.err

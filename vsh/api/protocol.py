@@ -65,7 +65,9 @@ class FrameReader:
         self.fd = fd
         self.buf = bytearray()
 
-    def next(self) -> dict | None:
+    def next(self, deadline: float | None = None) -> dict | None:
+        """The next frame; None at the end. With ``deadline`` (``time.monotonic()``), Timeout
+        when no whole frame is there by then."""
         while True:
             end = self.buf.find(b"\n")
             if end >= 0:
@@ -74,6 +76,15 @@ class FrameReader:
                 return load_frame(line)
             if len(self.buf) > MAX_FRAME:
                 raise ProtocolError(f"frame from the peer larger than {MAX_FRAME} bytes")
+            if deadline is not None:
+                import select
+                import time
+
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                    from vsh.core.errors import Timeout
+
+                    raise Timeout("no frame from the peer in time")
             try:
                 data = os.read(self.fd, 1 << 20)
             except InterruptedError:
@@ -215,13 +226,20 @@ def api_class(name: str) -> type:
     return cls
 
 
+_ATTRIBUTES: dict = {}
+
+
 def handle_attributes(cls: type) -> tuple[str, ...]:
     """The plain attributes an abstract class declares (``name``, ``uuid``, ``uri``...): sent with
     each handle so that reading them costs no round trip."""
+    names = _ATTRIBUTES.get(cls)
+    if names is not None:
+        return names
     names = []
     for base in reversed(cls.__mro__):
         if base.__module__.startswith("vsh.api."):
             for attr in vars(base).get("__annotations__", {}):
                 if attr not in names and not isinstance(getattr(cls, attr, None), property):
                     names.append(attr)
-    return tuple(names)
+    names = _ATTRIBUTES[cls] = tuple(names)
+    return names

@@ -254,7 +254,8 @@ class Server:
                     for oid in frame["release"] if isinstance(frame["release"], list) else ():
                         if oid != 0:
                             self._release(oid)
-                    continue
+                    if "id" not in frame:
+                        continue
                 self.call(frame)
         finally:
             self.close()

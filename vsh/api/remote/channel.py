@@ -1,10 +1,12 @@
-"""The client end of the remote protocol: the ``ssh`` process, its reader thread, calls and streams.
+"""The client end of the remote protocol: the ``ssh`` process, calls and streams.
 
 One :class:`Channel` is one child process (``ssh … vsh serve --stdio``) whose stdin/stdout carry
-the frames of :mod:`vsh.api.protocol`. A reader thread takes every frame off stdout as it
-comes: a reply goes to the call waiting for it (with the callbacks that call gets on the way),
-stream data to the :class:`StreamBuffer` of its stream, so a console's output arrives while
-the caller is busy elsewhere. Another thread keeps ssh's stderr: before the hello it is the
+the frames of :mod:`vsh.api.protocol`. While no stream is open the caller reads its own reply
+(one process switch each way per call). The first stream (a console, an iterator) starts a
+reader thread that takes every frame off stdout as it comes: a reply goes to the call waiting
+for it (with the callbacks that call gets on the way), stream data to the
+:class:`StreamBuffer` of its stream, so a console's output arrives while the caller waits in
+``select`` or is busy elsewhere. Another thread keeps ssh's stderr: before the hello it is the
 reason a connection failed; after it, it is passed on to our stderr (the remote vsh's warnings).
 """
 
@@ -116,10 +118,12 @@ class Channel:
             raise VshError("failed to connect to the hypervisor",
                            f"cannot run '{argv[0]}': {exc.strerror}") from None
         self.in_fd = self.proc.stdin.fileno()
+        self.reader = FrameReader(self.proc.stdout.fileno())
+        self.read_lock = threading.Lock()
+        self.threaded = False               # a reader thread takes the frames (once a stream is open)
         self.waiting[0] = SimpleQueue()
         self.stderr_thread = threading.Thread(target=self._read_stderr, daemon=True, name="vsh-remote-stderr")
         self.stderr_thread.start()
-        threading.Thread(target=self._read_frames, daemon=True, name="vsh-remote-reader").start()
 
     # -- the threads ----------------------------------------------------------------------
     def _read_stderr(self) -> None:
@@ -134,17 +138,45 @@ class Channel:
                 self.stderr_lines.append(line.decode(errors="replace").rstrip())
 
     def _read_frames(self) -> None:
-        reader = FrameReader(self.proc.stdout.fileno())
-        err = None
+        with self.read_lock:
+            while self._read_one():
+                pass
+
+    def _read_one(self, deadline: float | None = None) -> bool:
+        """Read and dispatch one frame (the caller holds ``read_lock``); False once the channel ended."""
         try:
-            while True:
-                frame = reader.next()
-                if frame is None:
-                    break
-                self._dispatch(frame)
+            frame = self.reader.next(deadline)
+        except Timeout:
+            raise
         except VshError as exc:
-            err = exc
-        self._lost(err)
+            self._lost(exc)
+            return False
+        if frame is None:
+            self._lost(None)
+            return False
+        self._dispatch(frame)
+        return True
+
+    def _wait(self, queue: SimpleQueue, timeout: float | None = None):
+        """The next frame for the call waiting on ``queue`` (None when the channel ended); the
+        caller reads the channel itself until a stream makes a reader thread do it."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return queue.get_nowait()
+            except Empty:
+                pass
+            if self.threaded:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    return queue.get(timeout=left)
+                except Empty:
+                    raise Timeout("no answer in time") from None
+            with self.read_lock:
+                if not self.threaded and queue.empty() and not self._read_one(deadline):
+                    return None if queue.empty() else queue.get()
 
     def _dispatch(self, frame: dict) -> None:
         if "s" in frame:
@@ -214,8 +246,8 @@ class Channel:
         with self.lock:
             self._send({"hello": VERSION, "vsh": __version__, "uri": uri, "readonly": readonly})
         try:
-            frame = queue.get(timeout=HELLO_TIMEOUT)
-        except Empty:
+            frame = self._wait(queue, HELLO_TIMEOUT)
+        except Timeout:
             self.close(wait=0.0)
             raise Timeout("failed to connect to the hypervisor",
                           f"no answer from the remote vsh on '{self.target}' within {HELLO_TIMEOUT:g} s") from None
@@ -266,11 +298,10 @@ class Channel:
                     frame["k"] = encode(kwargs, special)
             self.waiting[rid] = queue
             if self.released:
-                self._send({"release": self.released})
-                self.released = []
+                frame["release"], self.released = self.released, []
             self._send(frame)
         while True:
-            reply = queue.get()
+            reply = self._wait(queue)
             if reply is None:
                 raise self.dead
             if "cb" in reply:
@@ -294,7 +325,11 @@ class Channel:
             buf = self.streams.setdefault(sid, StreamBuffer())
             if self.dead is not None:
                 buf.end(self.dead)
-            return buf
+            start = not self.threaded
+            self.threaded = True
+        if start:
+            threading.Thread(target=self._read_frames, daemon=True, name="vsh-remote-reader").start()
+        return buf
 
     def forget_stream(self, sid: int) -> None:
         with self.lock:
