@@ -12,11 +12,8 @@ undefined remotely; a batch of commands takes one ssh session (counted in sshd's
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -29,65 +26,24 @@ _spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmgu
 _vmguest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_vmguest)
 
-SSHD = "/usr/sbin/sshd"
+_spec = importlib.util.spec_from_file_location("sshpeer", ROOT / "tests" / "sshpeer.py")
+_sshpeer = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_sshpeer)
+
 PORT = 2222
 NAME = "rm1"
 
 
-class Remote:
+class Remote(_sshpeer.SshPeer):
     """The namespace with its sshd, and how a client there runs vsh against the remote store."""
 
     def __init__(self, base: Path, store: Path, env: dict):
-        self.base, self.store = base, store
-        self.keys = base / "keys"
-        self.keys.mkdir(mode=0o700)
-        for name in ("host", "client", "stranger"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", self.keys / name],
-                           check=True, timeout=60)
-        (self.keys / "authorized_keys").write_text((self.keys / "client.pub").read_text())
-        host_pub = (self.keys / "host.pub").read_text().split()
-        (self.keys / "known_hosts").write_text(f"[127.0.0.1]:{PORT} {host_pub[0]} {host_pub[1]}\n")
-        self.log = base / "sshd.log"
-        config = base / "sshd_config"
-        config.write_text(f"""Port {PORT}
-ListenAddress 127.0.0.1
-HostKey {self.keys / 'host'}
-AuthorizedKeysFile {self.keys / 'authorized_keys'}
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PidFile {base / 'sshd.pid'}
-LogLevel VERBOSE
-""")
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)     # sshd's privilege separation directory
-        self.sshd = subprocess.Popen(["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
-                                      SSHD, "-D", "-f", config, "-E", self.log], stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while "Server listening on 127.0.0.1" not in (self.log.read_text() if self.log.exists() else ""):
-            if self.sshd.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"sshd did not start: {self.log.read_text() if self.log.exists() else ''}")
-            time.sleep(0.05)
+        super().__init__(base, PORT)
+        self.store = store
         self.env = dict(env, VSH_SSH=self.ssh("client"))
         remote_vsh = f"env PYTHONPATH={ROOT} {sys.executable} -m vsh"
         self.uri = (f"vsh+ssh://root@127.0.0.1:{PORT}/session?root={quote(str(store))}"
                     f"&command={quote(remote_vsh)}")
-
-    def ssh(self, key: str) -> str:
-        config = self.base / f"ssh_config.{key}"
-        config.write_text(f"""Host *
-  IdentityFile {self.keys / key}
-  IdentitiesOnly yes
-  UserKnownHostsFile {self.keys / 'known_hosts'}
-  StrictHostKeyChecking yes
-  LogLevel ERROR
-""")
-        return f"ssh -F {config}"
-
-    @property
-    def prefix(self) -> list[str]:
-        return ["nsenter", "-t", str(self.sshd.pid), "-n", "--"]
 
     def vsh(self, *args, uri: str | None = None, input: str | None = None, env: dict | None = None,
             check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -98,22 +54,12 @@ LogLevel VERBOSE
             assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
         return proc
 
-    def sessions(self) -> int:
-        return self.log.read_text().count("Accepted publickey for root")
-
-    def stop(self) -> None:
-        self.sshd.terminate()
-        try:
-            self.sshd.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.sshd.kill()
-            self.sshd.wait()
-
 
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory):
-    if os.geteuid() != 0 or not os.path.exists(SSHD) or not shutil.which("nsenter") or not shutil.which("ssh"):
-        pytest.skip("needs root, OpenSSH's sshd and ssh, and nsenter")
+    why = _sshpeer.missing()
+    if why:
+        pytest.skip(why)
     m, base, store, env = _vmguest.module_store(tmp_path_factory, "remote")
     r = Remote(base, store, env)
     r.manifest = m

@@ -339,3 +339,29 @@ def test_completion_and_readonly_go_through_the_remote_connection(ssh_log, vsh_e
     here = vsh("-r", "-c", vsh_env.uri, "undefine", "vm1")
     there = vsh("-r", "-c", remote_uri(vsh_env), "undefine", "vm1")
     assert there.status == here.status != 0 and there.err == here.err
+
+
+def test_volume_upload_and_download_use_the_callers_files(ssh_log, vsh_env, tmp_path):
+    src = tmp_path / "src.img"
+    with open(src, "wb") as fh:
+        fh.write(b"head" * 1000)
+        fh.seek(3 << 20)
+        fh.write(b"tail")
+    with api.connect(remote_uri(vsh_env)) as conn:
+        pool = conn.storage.define_pool_as("p1", "dir", str(tmp_path / "pool"))
+        pool.build()
+        pool.start()
+        vol = pool.create_volume_as("v1", 4 << 20)
+        assert vol.upload(str(src), sparse=True) == src.stat().st_size
+        assert vol.download(str(tmp_path / "back.img"), length=src.stat().st_size) == src.stat().st_size
+        assert (tmp_path / "back.img").read_bytes() == src.read_bytes()
+        assert (tmp_path / "back.img").stat().st_mode & 0o777 == 0o600
+        with pytest.raises(VshError, match=f"cannot read {tmp_path}/nosuch: No such file or directory"):
+            vol.upload(str(tmp_path / "nosuch"))
+        with pytest.raises(VshError, match="cannot create"):
+            vol.download(str(tmp_path / "nodir" / "x"))
+        assert not (tmp_path / "nodir").exists()
+        assert conn.list_domains() == []                     # the session goes on
+    leftovers = [p for p in os.listdir("/tmp") if p.startswith("vsh-serve-")]
+    assert not [p for p in leftovers if os.stat(f"/tmp/{p}").st_uid == os.getuid()
+                and os.path.getmtime(f"/tmp/{p}") > src.stat().st_mtime]

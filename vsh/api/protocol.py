@@ -6,7 +6,7 @@ newline). Values are JSON, with tagged objects for what JSON lacks (:func:`encod
 dict whose keys are not all plain strings, ``{"$h": id, "t": "module.Class", "a": {...}}`` a
 handle the server keeps (a domain, a pool, a sub-handle...), ``{"$s": id, ...}`` a stream
 (an iterator the server pushes, or a console), ``{"$cb": id}`` a callback of the caller
-(a progress reporter).
+(a progress reporter), ``{"$f": id}`` a file of the caller's machine that crosses the channel.
 
 This module is shared by the client (:mod:`vsh.api.remote`) and the server
 (:mod:`vsh.api.serve`); it imports nothing heavy.
@@ -166,7 +166,7 @@ def decode(data, special=None):
     if isinstance(data, list):
         return [decode(v, special) for v in data]
     if isinstance(data, dict):
-        if len(data) == 1 or "$h" in data or "$s" in data:
+        if len(data) == 1 or "$h" in data or "$s" in data or "$f" in data:
             if "$b" in data:
                 import base64
                 import binascii
@@ -182,7 +182,7 @@ def decode(data, special=None):
                     return {decode(k, special): decode(v, special) for k, v in data["$d"]}
                 except (TypeError, ValueError):
                     raise ProtocolError("malformed mapping from the peer") from None
-            for tag in ("$h", "$s", "$cb"):
+            for tag in ("$h", "$s", "$cb", "$f"):
                 if tag in data:
                     if special is None:
                         raise ProtocolError(f"unexpected {tag} from the peer")
@@ -243,3 +243,50 @@ def handle_attributes(cls: type) -> tuple[str, ...]:
                     names.append(attr)
     names = _ATTRIBUTES[cls] = tuple(names)
     return names
+
+
+# --------------------------------------------------------------------------------------
+# files that cross the channel (a volume's upload from, or download to, the caller's machine)
+# --------------------------------------------------------------------------------------
+
+FILE_CHUNK = 1 << 20
+
+
+def file_frames(fd: int, head: dict, length: int | None = None, sparse: bool = False):
+    """Frames carrying what ``fd`` holds from its start (at most ``length`` bytes): ``head`` plus
+    ``{"d": bytes}`` for data, ``{"hole": n}`` for a hole (with ``sparse``), then ``{"end": size}``."""
+    import base64
+
+    size = os.fstat(fd).st_size if length is None else length
+    pos = 0
+    while pos < size:
+        if sparse:
+            try:
+                data_at = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:             # ENXIO: only a hole is left
+                data_at = size
+            if data_at > pos:
+                hole = min(data_at, size) - pos
+                yield dict(head, hole=hole)
+                pos += hole
+                continue
+        chunk = os.pread(fd, min(FILE_CHUNK, size - pos), pos)
+        if not chunk:
+            break
+        yield dict(head, d=base64.b64encode(chunk).decode())
+        pos += len(chunk)
+    yield dict(head, end=pos)
+
+
+def write_file_frame(fd: int, frame: dict) -> bool:
+    """Apply one frame of :func:`file_frames` to ``fd`` (written in order); True at the end."""
+    import base64
+
+    if "d" in frame:
+        os.write(fd, base64.b64decode(frame["d"]))
+    elif "hole" in frame:
+        os.lseek(fd, int(frame["hole"]), os.SEEK_CUR)
+    elif "end" in frame:
+        os.ftruncate(fd, int(frame["end"]))
+        return True
+    return False

@@ -14,8 +14,9 @@ import os
 import sys
 import threading
 
-from vsh.api.protocol import (CALLBACK_METHODS, VERSION, FrameReader, ProtocolError, api_type,
-                              decode, dump_frame, encode, error_to_wire, handle_attributes, write_all)
+from vsh.api.protocol import (CALLBACK_METHODS, VERSION, FrameReader, ProtocolError, api_type, decode,
+                              dump_frame, encode, error_to_wire, file_frames, handle_attributes, write_all,
+                              write_file_frame)
 from vsh.core.errors import VshError
 
 
@@ -123,6 +124,8 @@ class Server:
         self.pumps: dict[int, _Pump] = {}
         self.next_id = 1
         self.conn = None
+        self.tmpdir = None          # private directory of the files that cross the channel
+        self.files: dict = {}       # file id -> [path, descriptor while it is being received]
 
     def send(self, frame: dict) -> None:
         data = dump_frame(frame)
@@ -169,10 +172,62 @@ class Server:
             raise ProtocolError(f"no operation '{attr}' on a {type(obj).__name__}")
         return getattr(obj, attr)
 
-    def _decode_arg(self, request: int):
+    def _file_path(self, fid) -> str:
+        if self.tmpdir is None:
+            import tempfile
+
+            self.tmpdir = tempfile.mkdtemp(prefix="vsh-serve-")
+        return os.path.join(self.tmpdir, f"file-{int(fid)}")
+
+    def _put(self, frame: dict) -> None:
+        """A piece of a file the client sends before the call that names it (``$f``)."""
+        fid = frame["put"]
+        entry = self.files.get(fid)
+        if entry is None:
+            path = self._file_path(fid)
+            entry = self.files[fid] = [path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)]
+        if entry[1] is not None and write_file_frame(entry[1], frame):
+            os.close(entry[1])
+            entry[1] = None
+
+    def _send_back(self, rid, outgoing: list) -> None:
+        """The files a call wrote for the client, sent before its reply; then gone here."""
+        for fid, path in outgoing:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                for frame in file_frames(fd, {"id": rid, "file": fid}, sparse=True):
+                    self.send(frame)
+            finally:
+                os.close(fd)
+                os.unlink(path)
+
+    def _drop_files(self, fids) -> None:
+        for fid in fids:
+            entry = self.files.pop(fid, None)
+            if entry is not None:
+                if entry[1] is not None:
+                    os.close(entry[1])
+                try:
+                    os.unlink(entry[0])
+                except FileNotFoundError:
+                    pass
+
+    def _decode_arg(self, request: int, outgoing: list):
         def special(tag, data):
             if tag == "$cb":
                 return _Callback(self, request, data["$cb"])
+            if tag == "$f":
+                if data.get("out"):
+                    path = self._file_path(data["$f"])
+                    outgoing.append((data["$f"], path))
+                    return path
+                entry = self.files.get(data["$f"])
+                if entry is None or entry[1] is not None:
+                    raise ProtocolError(f"file {data['$f']} was not sent whole before the call")
+                return entry[0]
             if tag == "$h":
                 return self._resolve([data["$h"]])
             raise ProtocolError(f"unexpected {tag} in a request")
@@ -205,16 +260,21 @@ class Server:
         handle = frame.get("h")
         if frame.get("m") == "close" and isinstance(handle, list) and len(handle) == 1 and handle[0] in self.pumps:
             self.pumps.pop(handle[0]).stop()      # the pushing ends before the device closes
+        outgoing: list = []
         try:
             target = self._resolve(frame.get("h"))
             if "get" in frame:
                 result = self._attribute(target, frame["get"])
             else:
                 method = self._attribute(target, frame.get("m"))
-                special = self._decode_arg(rid)
+                special = self._decode_arg(rid, outgoing)
                 args = decode(frame.get("a") or [], special)
                 kwargs = decode(frame.get("k") or {}, special)
-                result = method(*args, **kwargs)
+                try:
+                    result = method(*args, **kwargs)
+                finally:
+                    self._drop_files([f for f in frame.get("files") or () if isinstance(f, int)])
+            self._send_back(rid, outgoing)
             reply = {"id": rid, "r": encode(result, self._encode_object)}
         except BaseException as exc:          # the session goes on: every failure is a reply
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -224,6 +284,9 @@ class Server:
 
                 traceback.print_exc(file=sys.stderr)
             reply = {"id": rid, "e": error_to_wire(exc)}
+            for _fid, path in outgoing:
+                if os.path.exists(path):
+                    os.unlink(path)
         self.send(reply)
         if frame.get("m") == "close" and isinstance(frame.get("h"), list) and len(frame["h"]) == 1:
             self._release(frame["h"][0])
@@ -250,6 +313,9 @@ class Server:
                 frame = self.reader.next()
                 if frame is None:
                     return 0
+                if "put" in frame:
+                    self._put(frame)
+                    continue
                 if "release" in frame:
                     for oid in frame["release"] if isinstance(frame["release"], list) else ():
                         if oid != 0:
@@ -273,21 +339,27 @@ class Server:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        self._drop_files(list(self.files))
+        if self.tmpdir is not None:
+            import shutil
+
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
 
 
 def serve_stdio(uri: str | None = None) -> int:
     """Serve the API on this process's stdin/stdout until stdin ends; the exit status.
 
-    The channel gets private descriptors: file descriptors 0 and 1 are pointed elsewhere
-    (``/dev/null``, stderr) so that nothing a child process inherits can write into it."""
+    The channel gets private descriptors: file descriptors 0 and 1 are pointed at ``/dev/null``
+    so that nothing a child process inherits (or a stray print) can write into it; stderr stays."""
     in_fd = os.dup(0)
     out_fd = os.dup(1)
     os.set_inheritable(in_fd, False)
     os.set_inheritable(out_fd, False)
-    null = os.open(os.devnull, os.O_RDONLY)
+    null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
+    os.dup2(null, 1)
     os.close(null)
-    os.dup2(2, 1)
     try:
         return Server(in_fd, out_fd, uri).run()
     except ProtocolError as err:

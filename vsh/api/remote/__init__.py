@@ -59,6 +59,8 @@ def open(uri, readonly: bool = False):
     """A connection to the remote vsh for ``vsh+ssh://`` URIs; None for every other ``vsh`` URI."""
     if uri.transport != "ssh":
         return None
+    import weakref
+
     from vsh.api.base import Connection
     from vsh.api.remote.channel import Channel
     from vsh.api.remote.handles import ConnectionHandle, make_handle, proxy_class
@@ -68,4 +70,5 @@ def open(uri, readonly: bool = False):
     channel = Channel(ssh_argv(uri), target, make_handle)
     channel.hello(wanted, readonly)
     conn = proxy_class(Connection, ConnectionHandle)(channel, 0, {"uri": uri.text, "readonly": readonly})
+    weakref.finalize(conn, channel.close, 2.0)          # a connection nobody closed ends with its handle
     return conn

@@ -20,7 +20,7 @@ from collections import deque
 from queue import Empty, SimpleQueue
 
 from vsh.api.protocol import (CALLBACK_METHODS, VERSION, FrameReader, ProtocolError, decode, dump_frame,
-                              encode, error_from_wire, write_all)
+                              encode, error_from_wire, file_frames, write_all)
 from vsh.core.errors import Timeout, VshError
 
 #: Seconds from starting ssh to the remote vsh's hello (ssh's own ConnectTimeout is shorter).
@@ -94,6 +94,51 @@ class StreamBuffer:
                 if fd >= 0:
                     os.close(fd)
             self.notify_r = self.notify_w = -1
+
+
+class LocalFile:
+    """A file on the caller's machine that a call names (``Volume.upload``/``download``): sent to
+    the server before the call (``fd``, at most ``length`` bytes), or with ``out`` received into
+    :attr:`path` as the server sends it back (made 0600 when new, truncated when it exists)."""
+
+    def __init__(self, fd: int | None = None, length: int | None = None, sparse: bool = False,
+                 out: str | None = None):
+        self.fd, self.length, self.sparse, self.path = fd, length, sparse, out
+        self.out_fd = None
+        self.created = False
+
+    def receive(self, frame: dict) -> None:
+        from vsh.api.protocol import write_file_frame
+
+        if self.out_fd is None:
+            try:
+                self.out_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                self.created = True
+            except FileExistsError:
+                try:
+                    self.out_fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise VshError(f"cannot create {self.path}: {exc.strerror}") from None
+            except OSError as exc:
+                raise VshError(f"cannot create {self.path}: {exc.strerror}") from None
+        try:
+            done = write_file_frame(self.out_fd, frame)
+        except OSError as exc:
+            raise VshError(f"cannot write to {self.path}: {exc.strerror}") from None
+        if done:
+            os.close(self.out_fd)
+            self.out_fd = -1
+
+    def abandon(self) -> None:
+        """The call failed: a file made for it goes again."""
+        if self.out_fd is not None and self.out_fd >= 0:
+            os.close(self.out_fd)
+            self.out_fd = -1
+        if self.created:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
 
 
 class Channel:
@@ -189,8 +234,8 @@ class Channel:
             return
         with self.lock:
             queue = self.waiting.get(frame.get("id"))
-            if queue is not None and "cb" not in frame:
-                del self.waiting[frame["id"]]
+            if queue is not None and ("r" in frame or "e" in frame or "hello" in frame):
+                del self.waiting[frame["id"]]       # the reply: the call's last frame
         if queue is not None:
             queue.put(frame)
 
@@ -270,12 +315,16 @@ class Channel:
     def call(self, oid: int, method: str, args=(), kwargs=None, get: bool = False):
         """Run ``method`` of the server's handle ``oid`` (``get``: read that attribute); its result."""
         callbacks: dict = {}
+        files: dict = {}
 
         def special(value):
             from vsh.api.remote.handles import RemoteHandle
 
             if isinstance(value, RemoteHandle):
                 return {"$h": value._oid}
+            if isinstance(value, LocalFile):
+                files[len(files)] = value
+                return {"$f": len(files) - 1, "out": True} if value.path else {"$f": len(files) - 1}
             if callable(value) or (hasattr(value, "update") and hasattr(value, "finish")):
                 callbacks[len(callbacks)] = value
                 return {"$cb": len(callbacks) - 1}
@@ -299,17 +348,39 @@ class Channel:
             self.waiting[rid] = queue
             if self.released:
                 frame["release"], self.released = self.released, []
+            sent = [fid for fid, f in files.items() if f.path is None]
+            for fid in sent:
+                for piece in file_frames(files[fid].fd, {"put": fid}, files[fid].length, files[fid].sparse):
+                    self._send(piece)
+            if sent:
+                frame["files"] = sent
             self._send(frame)
-        while True:
-            reply = self._wait(queue)
-            if reply is None:
-                raise self.dead
-            if "cb" in reply:
-                self._callback(callbacks, reply)
-                continue
-            if "e" in reply:
-                raise error_from_wire(reply["e"])
-            return decode(reply.get("r"), lambda tag, data: self.make_handle(self, tag, data))
+        failed = None
+        try:
+            while True:
+                reply = self._wait(queue)
+                if reply is None:
+                    raise self.dead
+                if "cb" in reply:
+                    self._callback(callbacks, reply)
+                    continue
+                if "file" in reply:
+                    target = files.get(reply["file"])
+                    if target is not None and target.path and failed is None:
+                        try:
+                            target.receive(reply)
+                        except VshError as err:
+                            failed = err        # the rest of the file still comes: take it off the channel
+                    continue
+                if "e" in reply:
+                    raise error_from_wire(reply["e"])
+                if failed is not None:
+                    raise failed
+                return decode(reply.get("r"), lambda tag, data: self.make_handle(self, tag, data))
+        except BaseException:
+            for f in files.values():
+                f.abandon()
+            raise
 
     @staticmethod
     def _callback(callbacks: dict, frame: dict) -> None:

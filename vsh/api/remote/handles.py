@@ -10,10 +10,12 @@ reader thread) and :class:`RemoteIterator` (what an iterator-returning method gi
 
 from __future__ import annotations
 
+import os
 import weakref
 
 from vsh.api.lifecycle import ConsoleStream
 from vsh.api.protocol import ProtocolError, api_class, decode
+from vsh.core.errors import VshError
 
 _CLASSES: dict[type, type] = {}
 
@@ -50,6 +52,38 @@ class ConnectionHandle(RemoteHandle):
         self._channel.close()
 
 
+class VolumeHandle(RemoteHandle):
+    """The base of the remote :class:`~vsh.api.storage.Volume`: ``upload`` and ``download`` name a
+    file on the caller's machine, so its bytes travel over the channel (see the API's docstrings)."""
+
+    def upload(self, file: str, offset: int = 0, length: int | None = None, sparse: bool = False,
+               progress=None) -> int:
+        from vsh.api.remote.channel import LocalFile
+
+        try:
+            fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise VshError(f"cannot read {file}: {exc.strerror}") from None
+        try:
+            size = os.fstat(fd).st_size
+            sent = LocalFile(fd, size if length is None else min(length, size), sparse)
+            return self._channel.call(self._oid, "upload", (sent, offset, length),
+                                      {"sparse": sparse, "progress": progress})
+        finally:
+            os.close(fd)
+
+    def download(self, file: str, offset: int = 0, length: int | None = None, sparse: bool = False,
+                 progress=None) -> int:
+        from vsh.api.remote.channel import LocalFile
+
+        return self._channel.call(self._oid, "download", (LocalFile(out=file), offset, length),
+                                  {"sparse": sparse, "progress": progress})
+
+
+#: the base class of the handles whose methods do more than forward (by abstract class)
+BASES = {"storage.Volume": VolumeHandle}
+
+
 def _method(name: str, doc: str | None):
     def forward(self, *args, **kwargs):
         return self._channel.call(self._oid, name, args, kwargs)
@@ -70,6 +104,8 @@ def proxy_class(cls: type, base: type = RemoteHandle) -> type:
 
         ns = {"__module__": __name__}
         for name in sorted(cls.__abstractmethods__):
+            if name in vars(base):
+                continue
             static = inspect.getattr_static(cls, name)
             if isinstance(static, property):
                 ns[name] = _property(name, static.__doc__)
@@ -182,5 +218,5 @@ def make_handle(channel, tag: str, data: dict):
             return RemoteConsole(channel, oid, attrs)
         raise ProtocolError(f"unknown stream type '{data.get('t')}' from the peer")
     if tag == "$h":
-        return proxy_class(api_class(data.get("t")))(channel, oid, attrs)
+        return proxy_class(api_class(data.get("t")), BASES.get(data.get("t"), RemoteHandle))(channel, oid, attrs)
     raise ProtocolError(f"unexpected {tag} from the peer")
