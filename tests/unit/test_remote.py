@@ -365,3 +365,17 @@ def test_volume_upload_and_download_use_the_callers_files(ssh_log, vsh_env, tmp_
     leftovers = [p for p in os.listdir("/tmp") if p.startswith("vsh-serve-")]
     assert not [p for p in leftovers if os.stat(f"/tmp/{p}").st_uid == os.getuid()
                 and os.path.getmtime(f"/tmp/{p}") > src.stat().st_mtime]
+
+
+def test_a_connection_that_drops_is_an_error_not_a_hang(ssh_log, vsh_env):
+    import signal
+
+    conn = api.connect(remote_uri(vsh_env))
+    assert conn.list_domains() == []
+    os.killpg(conn._channel.proc.pid, signal.SIGKILL)      # ssh and the remote vsh go away
+    with pytest.raises(VshError, match="^End of file while reading data: the connection to "
+                                       "'alice@remote.example' ended"):
+        conn.list_domains()
+    with pytest.raises(VshError):
+        conn.lookup_domain("vm1")
+    conn.close()
