@@ -58,7 +58,7 @@ class VolumeHandle(RemoteHandle):
 
     def upload(self, file: str, offset: int = 0, length: int | None = None, sparse: bool = False,
                progress=None) -> int:
-        from vsh.api.remote.channel import LocalFile
+        from vsh.api.remote.files import LocalFile
 
         try:
             fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
@@ -74,7 +74,7 @@ class VolumeHandle(RemoteHandle):
 
     def download(self, file: str, offset: int = 0, length: int | None = None, sparse: bool = False,
                  progress=None) -> int:
-        from vsh.api.remote.channel import LocalFile
+        from vsh.api.remote.files import LocalFile
 
         return self._channel.call(self._oid, "download", (LocalFile(out=file), offset, length),
                                   {"sparse": sparse, "progress": progress})
