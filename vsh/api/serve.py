@@ -270,10 +270,7 @@ class Server:
                 special = self._decode_arg(rid, outgoing)
                 args = decode(frame.get("a") or [], special)
                 kwargs = decode(frame.get("k") or {}, special)
-                try:
-                    result = method(*args, **kwargs)
-                finally:
-                    self._drop_files([f for f in frame.get("files") or () if isinstance(f, int)])
+                result = method(*args, **kwargs)
             self._send_back(rid, outgoing)
             reply = {"id": rid, "r": encode(result, self._encode_object)}
         except BaseException as exc:          # the session goes on: every failure is a reply
@@ -287,6 +284,8 @@ class Server:
             for _fid, path in outgoing:
                 if os.path.exists(path):
                     os.unlink(path)
+        finally:
+            self._drop_files([f for f in frame.get("files") or () if isinstance(f, int)])
         self.send(reply)
         if frame.get("m") == "close" and isinstance(frame.get("h"), list) and len(frame["h"]) == 1:
             self._release(frame["h"][0])
