@@ -100,13 +100,11 @@ def proxy_class(cls: type, base: type = RemoteHandle) -> type:
     """The forwarding subclass of the abstract class ``cls`` (made once)."""
     made = _CLASSES.get(cls)
     if made is None:
-        import inspect
-
         ns = {"__module__": __name__}
         for name in sorted(cls.__abstractmethods__):
             if name in vars(base):
                 continue
-            static = inspect.getattr_static(cls, name)
+            static = next(vars(c)[name] for c in cls.__mro__ if name in vars(c))
             if isinstance(static, property):
                 ns[name] = _property(name, static.__doc__)
             else:
