@@ -19,6 +19,7 @@ COMMANDS = {
     'hostname': ('vsh.commands.builtin', 'host', 'print the host name', False),
     'pwd': ('vsh.commands.builtin', 'virsh', 'print the current directory', False),
     'quit': ('vsh.commands.builtin', 'virsh', 'quit this interactive terminal', False),
+    'serve': ('vsh.commands.builtin', 'virsh', 'serve the API to a remote vsh over stdin/stdout', False),
     'uri': ('vsh.commands.builtin', 'host', 'print the connection URI', False),
     'version': ('vsh.commands.builtin', 'host', 'show versions', False),
     'blkdeviotune': ('vsh.commands.config', 'domain', 'Set or query a block device I/O tuning parameters', False),

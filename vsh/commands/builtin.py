@@ -124,6 +124,24 @@ def uri(ctx):
     return Text(text + "\n", json_data={"uri": text})
 
 
+@command("serve", group="virsh", summary="serve the API to a remote vsh over stdin/stdout",
+         opts=[Opt("stdio", kind="bool", help="speak the remote protocol on stdin/stdout (the only way)"),
+               Opt("connect", short="c", metavar="URI",
+                   help="the connection to serve (default: the one the client asks for)")],
+         description="What a client's -c vsh+ssh://HOST/session runs on HOST through ssh: the remote\n"
+                     "protocol (docs/remote-protocol.md) on stdin/stdout until stdin ends. No socket is\n"
+                     "listened on. The client names the connection to open (vsh:///session or\n"
+                     "vsh:///system with its query); -c (or the global -c) serves that one instead.")
+def serve(ctx, stdio=False, connect=None):
+    from vsh.api.serve import serve_stdio
+
+    if not stdio:
+        raise InvalidArgument("serve needs --stdio: vsh listens on no socket")
+    if serve_stdio(connect or ctx.uri):
+        raise VshError("the remote protocol session ended on an error (the client was told)")
+    return None
+
+
 @command("hostname", group="host", summary="print the host name")
 def hostname(ctx):
     name = ctx.conn.host.hostname()
