@@ -30,8 +30,8 @@ from __future__ import annotations
 # VIR_DRV_OPEN_SUCCESS / DECLINED / ERROR the same way). Adding a driver is one entry here
 # plus its package; no command changes.
 DRIVERS: list[tuple[tuple[str, ...], str]] = [
-    (("vsh",), "vsh.api.remote"),      # vsh+ssh:// only; it declines the other vsh: URIs
-    (("vsh",), "vsh.api.local"),
+    (("vsh",), "vsh.api.local"),       # declines a URI with a transport (the local store is first:
+    (("vsh",), "vsh.api.remote"),      # single-shot commands import no other driver); vsh+ssh:// only
     (("qemu", "test", "lxc", "xen", "libxl", "ch", "bhyve", "vz", "openvz", "vbox", "esx", "hyperv"),
      "vsh.api.libvirt"),
 ]

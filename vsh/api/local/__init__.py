@@ -9,7 +9,10 @@ from __future__ import annotations
 
 
 def open(uri, readonly: bool = False):
-    """A :class:`~vsh.api.local.connection.LocalConnection` for a parsed ``vsh:`` URI."""
+    """A :class:`~vsh.api.local.connection.LocalConnection` for a parsed ``vsh:`` URI; None (declined)
+    for one with a transport (``vsh+ssh://`` is the remote driver's)."""
+    if uri.transport:
+        return None
     from vsh.api.local.connection import LocalConnection
     from vsh.core.store import Store, Uri
 
