@@ -1,0 +1,227 @@
+"""The web console's JSON API: thin handlers over the operations API (``vsh.api``).
+
+Every call into the API runs in the server's thread pool (:func:`call`): the event loop keeps
+serving consoles and live updates while a domain boots or a snapshot is written. Errors come
+back as ``{"error": message}`` with a status that says their kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+from aiohttp import web
+
+from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError, XMLError
+
+STATUS = {NotFound: 404, InvalidArgument: 400, XMLError: 400, OperationInvalid: 409, Unsupported: 501}
+ACTIONS = {
+    "start": lambda dom: dom.start(),
+    "shutdown": lambda dom: dom.shutdown(),
+    "reboot": lambda dom: dom.reboot(),
+    "reset": lambda dom: dom.reset(),
+    "destroy": lambda dom: dom.destroy(),
+    "suspend": lambda dom: dom.suspend(),
+    "resume": lambda dom: dom.resume(),
+}
+
+
+async def call(request, fn, *args, **kwargs):
+    """Run a blocking API call in the server's pool."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app["pool"], functools.partial(fn, *args, **kwargs))
+
+
+def error_response(err: VshError) -> web.Response:
+    status = next((code for cls, code in STATUS.items() if isinstance(err, cls)), 500)
+    return web.json_response({"error": "\n".join(err.lines)}, status=status)
+
+
+def api(fn):
+    """A JSON handler: its return value is the body; a VshError becomes ``{"error"}``."""
+
+    @functools.wraps(fn)
+    async def handler(request):
+        try:
+            result = await fn(request)
+        except VshError as err:
+            return error_response(err)
+        if isinstance(result, web.StreamResponse):
+            return result
+        return web.json_response({"result": "ok"} if result is None else result)
+
+    return handler
+
+
+async def body(request) -> dict:
+    try:
+        data = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("invalid argument: the request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument("invalid argument: the request body is not a JSON object")
+    return data
+
+
+def domain(request):
+    return request.app["conn"].lookup_domain(request.match_info["name"])
+
+
+def _overview(dom) -> dict:
+    info = dom.info()
+    state, reason = dom.state()
+    out = {"name": dom.name, "uuid": info.get("uuid"), "state": state, "reason": reason,
+           "id": info.get("id"), "vcpus": info.get("cpus"), "max_memory_kib": info.get("max_memory_kib"),
+           "memory_kib": info.get("used_memory_kib"), "autostart": info.get("autostart"),
+           "persistent": info.get("persistent"), "os_type": info.get("os_type")}
+    out["disks"] = dom.block_devices()
+    out["interfaces"] = dom.interfaces()
+    out["graphics"] = dom.display.graphics() if dom.id is not None else []
+    out["consoles"] = dom.id is not None
+    return out
+
+
+@api
+async def get_domain(request):
+    return await call(request, lambda: _overview(domain(request)))
+
+
+@api
+async def domain_action(request):
+    action = request.match_info["action"]
+    if action not in ACTIONS:
+        raise InvalidArgument(f"invalid argument: unknown action '{action}'")
+    await call(request, lambda: ACTIONS[action](domain(request)))
+    request.app["live"].poke()
+
+
+@api
+async def delete_domain(request):
+    storage = request.query.get("storage") == "1"
+
+    def undefine():
+        return domain(request).undefine(remove_all_storage=storage, snapshots_metadata=True,
+                                        managed_save=True, nvram=True)
+
+    result = await call(request, undefine)
+    request.app["live"].poke()
+    return result
+
+
+@api
+async def put_settings(request):
+    data = await body(request)
+
+    def change():
+        dom = domain(request)
+        running = dom.id is not None
+        if "autostart" in data:
+            dom.set_autostart(bool(data["autostart"]))
+        if "memory_kib" in data:
+            kib = int(data["memory_kib"])
+            if running:
+                dom.set_memory(kib, live=True)
+            else:
+                dom.set_max_memory(kib, config=True)
+                dom.set_memory(kib, config=True)
+        if "vcpus" in data:
+            count = int(data["vcpus"])
+            if running:
+                dom.set_vcpus(count, live=True)
+            else:
+                dom.set_vcpus(count, maximum=True, config=True)
+                dom.set_vcpus(count, config=True)
+        return _overview(dom)
+
+    try:
+        return await call(request, change)
+    except (TypeError, ValueError):
+        raise InvalidArgument("invalid argument: memory_kib and vcpus are whole numbers") from None
+
+
+@api
+async def get_xml(request):
+    inactive = request.query.get("inactive") == "1"
+    text = await call(request, lambda: domain(request).xml(inactive=inactive))
+    return web.Response(text=text, content_type="application/xml")
+
+
+@api
+async def put_xml(request):
+    text = await request.text()
+    conn = request.app["conn"]
+
+    def define():
+        dom = conn.define_xml(text, validate="if-installed")
+        return {"name": dom.name}
+
+    result = await call(request, define)
+    request.app["live"].poke()
+    return result
+
+
+@api
+async def list_snapshots(request):
+    def snaps():
+        handle = domain(request).snapshots
+        current = handle.current()
+        items = handle.list(topological=True)
+        return {"current": current.name if current is not None else None, "snapshots": items}
+
+    return await call(request, snaps)
+
+
+@api
+async def create_snapshot(request):
+    data = await body(request)
+    name = data.get("name") or None
+    description = data.get("description") or None
+    return await call(request, lambda: domain(request).snapshots.create(name=name, description=description))
+
+
+@api
+async def snapshot_action(request):
+    snap = request.match_info["snap"]
+    action = request.match_info["action"]
+
+    def act():
+        handle = domain(request).snapshots.snapshot(snap)
+        if action == "revert":
+            return handle.revert(force=True)
+        raise InvalidArgument(f"invalid argument: unknown snapshot action '{action}'")
+
+    result = await call(request, act)
+    request.app["live"].poke()
+    return result
+
+
+@api
+async def delete_snapshot(request):
+    snap = request.match_info["snap"]
+    children = request.query.get("children") == "1"
+    return await call(request, lambda: domain(request).snapshots.snapshot(snap).delete(children=children))
+
+
+@api
+async def host_info(request):
+    conn = request.app["conn"]
+
+    def info():
+        return {"uri": conn.uri, "hostname": conn.host.hostname(), "node": conn.host.node_info()}
+
+    return await call(request, info)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/host", host_info)
+    r.add_get("/api/domains/{name}", get_domain)
+    r.add_delete("/api/domains/{name}", delete_domain)
+    r.add_post("/api/domains/{name}/action/{action}", domain_action)
+    r.add_put("/api/domains/{name}/settings", put_settings)
+    r.add_get("/api/domains/{name}/xml", get_xml)
+    r.add_put("/api/domains/{name}/xml", put_xml)
+    r.add_get("/api/domains/{name}/snapshots", list_snapshots)
+    r.add_post("/api/domains/{name}/snapshots", create_snapshot)
+    r.add_post("/api/domains/{name}/snapshots/{snap}/{action}", snapshot_action)
+    r.add_delete("/api/domains/{name}/snapshots/{snap}", delete_snapshot)
