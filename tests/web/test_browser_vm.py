@@ -5,32 +5,19 @@ paint, shut down and force off. Screenshots of failures land in the test's tmp d
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.vm
-HERE = Path(__file__).resolve().parent
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-vmguest = _load("vmguest", HERE.parent / "vmguest.py")
-webserver = _load("webserver", HERE / "webserver.py")
-browser_mod = _load("browser", HERE / "browser.py")
+expect = pytest.importorskip("playwright.sync_api").expect
 NAME = "web1"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, web_helpers):
+    webserver, browser_mod, vmguest = web_helpers.webserver, web_helpers.browser, web_helpers.vmguest
     why = browser_mod.available()
     if why:
         pytest.skip(why)
@@ -61,12 +48,6 @@ def web(setup, request):
     request.node.vsh_browser = br
     request.node.vsh_tmp = base
     return setup
-
-
-def expect(locator):
-    from playwright.sync_api import expect as _expect
-
-    return _expect(locator)
 
 
 def row(page):
@@ -110,6 +91,17 @@ def test_type_into_the_serial_console_and_read_the_answer(web):
         expect(page.locator("#serial .xterm-rows")).to_contain_text("TWO-22-TABS", timeout=30000)
     finally:
         other.close()
+
+
+def test_usage_graphs_draw_samples_over_time(web):
+    srv, br, guest, m, _ = web
+    page = br.page
+    page.goto(f"{srv.origin}/#/vm/{NAME}/usage")
+    for graph in ("cpu", "memory", "disk", "net"):
+        expect(page.locator(f"#graph-{graph}")).to_be_visible()
+    expect(page.locator("#graph-cpu-label")).to_contain_text("%", timeout=30000)
+    expect(page.locator("#graph-memory-label")).to_contain_text("MiB", timeout=30000)
+    expect(page.locator("#graph-disk-label")).to_contain_text("/s", timeout=30000)
 
 
 def test_take_and_revert_a_snapshot(web):

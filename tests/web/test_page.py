@@ -3,25 +3,12 @@ the filter, actions and the rule that nothing from a guest or a user is inserted
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
+expect = pytest.importorskip("playwright.sync_api").expect
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-webserver = _load("webserver")
-browser_mod = _load("browser")
 HOSTILE = "<img src=x onerror=alert(1)>"
 DOMAIN = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>{mib}</memory><vcpu>{cpus}</vcpu>
 <os><type arch='x86_64' machine='pc'>hvm</type></os></domain>"""
@@ -36,25 +23,10 @@ def define(uri: str, name: str, mib: int = 64, cpus: int = 1):
 
 
 @pytest.fixture
-def web(request, vsh_env, tmp_path):
-    why = browser_mod.available()
-    if why:
-        pytest.skip(why)
+def web(open_web, vsh_env):
     for name, mib, cpus in (("alpha", 256, 2), ("beta", 64, 1), (HOSTILE, 128, 1)):
         define(vsh_env.uri, name, mib, cpus)
-    srv = webserver.Server(dict(os.environ))
-    br = browser_mod.Browser()
-    request.node.vsh_browser = br
-    request.node.vsh_tmp = tmp_path
-    yield srv, br
-    br.close()
-    assert srv.stop() == 0
-
-
-def expect(locator):
-    from playwright.sync_api import expect as _expect
-
-    return _expect(locator)
+    return open_web()
 
 
 def rows(page) -> list[list[str]]:

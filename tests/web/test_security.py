@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("webserver", Path(__file__).with_name("webserver.py"))
-webserver = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(webserver)
 
 DOMAIN = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
 <os><type arch='x86_64' machine='pc'>hvm</type></os></domain>"""
 
 
 @pytest.fixture
-def server(vsh_env):
+def webserver(web_helpers):
+    return web_helpers.webserver
+
+
+@pytest.fixture
+def server(vsh_env, webserver):
     srv = webserver.Server(dict(os.environ))
     yield srv
     srv.stop()
@@ -40,13 +40,13 @@ def test_first_line_is_the_url_and_print_url_prints_nothing_else(server):
     assert len(base64.urlsafe_b64decode(server.token + "=")) == 32
 
 
-def test_without_print_url_a_second_line_says_how_to_stop(vsh_env):
+def test_without_print_url_a_second_line_says_how_to_stop(vsh_env, webserver):
     srv = webserver.Server(dict(os.environ), print_url=False)
     assert srv.stop(signal.SIGINT) == 0
     assert srv.rest_stdout == "vsh web: serving the web console; SIGINT or SIGTERM stops it\n"
 
 
-def test_sigint_and_sigterm_exit_zero(vsh_env):
+def test_sigint_and_sigterm_exit_zero(vsh_env, webserver):
     for signum in (signal.SIGINT, signal.SIGTERM):
         srv = webserver.Server(dict(os.environ))
         assert srv.stop(signum) == 0
@@ -138,7 +138,7 @@ def test_every_answer_carries_the_content_security_policy(server):
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_the_page_has_no_inline_script_or_style():
+def test_the_page_has_no_inline_script_or_style(webserver):
     static = webserver.ROOT / "vsh" / "web" / "static"
     html = (static / "index.html").read_text()
     assert "<style" not in html and " style=" not in html

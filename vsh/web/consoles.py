@@ -21,7 +21,7 @@ import json
 from aiohttp import WSMsgType, web
 
 from vsh.core.errors import OperationInvalid, VshError
-from vsh.web.routes import call
+from vsh.web.common import call
 
 BACKLOG = 32 * 1024
 ENDED = 4000            # websocket close code: the console ended (the domain stopped)

@@ -17,7 +17,7 @@ from collections import deque
 from aiohttp import WSMsgType, web
 
 from vsh.core.errors import VshError
-from vsh.web.routes import api, call
+from vsh.web.common import api, call
 
 HISTORY = 300           # samples (seconds) of usage kept per domain
 PERIOD = 1.0

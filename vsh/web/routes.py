@@ -1,20 +1,17 @@
-"""The web console's JSON API: thin handlers over the operations API (``vsh.api``).
+"""The web console's JSON API for domains: thin handlers over the operations API (``vsh.api``).
 
-Every call into the API runs in the server's thread pool (:func:`call`): the event loop keeps
-serving consoles and live updates while a domain boots or a snapshot is written. Errors come
-back as ``{"error": message}`` with a status that says their kind.
+Every call into the API runs in the server's thread pool (:func:`vsh.web.common.call`): the event
+loop keeps serving consoles and live updates while a domain boots or a snapshot is written.
+Errors come back as ``{"error": message}`` with a status that says their kind.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-
 from aiohttp import web
 
-from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError, XMLError
+from vsh.core.errors import InvalidArgument
+from vsh.web.common import api, body, call, domain
 
-STATUS = {NotFound: 404, InvalidArgument: 400, XMLError: 400, OperationInvalid: 409, Unsupported: 501}
 ACTIONS = {
     "start": lambda dom: dom.start(),
     "shutdown": lambda dom: dom.shutdown(),
@@ -24,47 +21,6 @@ ACTIONS = {
     "suspend": lambda dom: dom.suspend(),
     "resume": lambda dom: dom.resume(),
 }
-
-
-async def call(request, fn, *args, **kwargs):
-    """Run a blocking API call in the server's pool."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(request.app["pool"], functools.partial(fn, *args, **kwargs))
-
-
-def error_response(err: VshError) -> web.Response:
-    status = next((code for cls, code in STATUS.items() if isinstance(err, cls)), 500)
-    return web.json_response({"error": "\n".join(err.lines)}, status=status)
-
-
-def api(fn):
-    """A JSON handler: its return value is the body; a VshError becomes ``{"error"}``."""
-
-    @functools.wraps(fn)
-    async def handler(request):
-        try:
-            result = await fn(request)
-        except VshError as err:
-            return error_response(err)
-        if isinstance(result, web.StreamResponse):
-            return result
-        return web.json_response({"result": "ok"} if result is None else result)
-
-    return handler
-
-
-async def body(request) -> dict:
-    try:
-        data = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument("invalid argument: the request body is not JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidArgument("invalid argument: the request body is not a JSON object")
-    return data
-
-
-def domain(request):
-    return request.app["conn"].lookup_domain(request.match_info["name"])
 
 
 def _overview(dom) -> dict:

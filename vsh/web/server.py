@@ -130,7 +130,7 @@ async def index(request):
 
 
 def make_app(conn, guard: Guard, pool: ThreadPoolExecutor) -> web.Application:
-    from vsh.web import consoles, live, routes
+    from vsh.web import consoles, devices, live, pages, routes
 
     app = web.Application(middlewares=[guard_middleware], client_max_size=8 * 1024 * 1024)
     app["guard"] = guard
@@ -139,6 +139,8 @@ def make_app(conn, guard: Guard, pool: ThreadPoolExecutor) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     routes.add_routes(app)
+    devices.add_routes(app)
+    pages.add_routes(app)
     live.add_routes(app)
     consoles.add_routes(app)
     return app
