@@ -93,6 +93,8 @@ async def guard_middleware(request, handler):
     response = await _guarded(guard, request, handler)
     for key, value in HEADERS.items():
         response.headers.setdefault(key, value)
+    if request.path.startswith("/static/") and response.status in (200, 304):
+        response.headers["Cache-Control"] = "no-cache"      # kept, revalidated (ETag) on each load
     return response
 
 

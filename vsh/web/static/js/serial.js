@@ -4,7 +4,13 @@ import {dom, h, mirrorStyles, notice, wsUrl} from "./util.js";
 
 const ENDED = 4000, REFUSED = 4001;
 
+function xtermStyles() {
+    if (!document.getElementById("xterm-css"))
+        document.head.append(h("link", {rel: "stylesheet", id: "xterm-css", href: "/static/vendor/xterm/css/xterm.css"}));
+}
+
 export function serialConsole(body, name) {
+    xtermStyles();
     const screen = h("div", {class: "terminal", id: "serial"});
     const status = h("span", {class: "badge", id: "serial-status"}, "connecting");
     const copy = h("button", {id: "serial-copy"}, "Copy selection");
