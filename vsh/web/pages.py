@@ -22,26 +22,22 @@ async def networks(request):
 
 
 @api
-async def network_action(request):
-    action = NETWORK_ACTIONS.get(request.match_info["action"])
-    if action is None:
-        raise InvalidArgument(f"invalid argument: unknown action '{request.match_info['action']}'")
-    conn = request.app["conn"]
-    await call(request, lambda: action(conn.networks.lookup(request.match_info["net"])))
-
-
-@api
 async def pools(request):
     return await call(request, request.app["conn"].storage.list_pools, sizes=True)
 
 
-@api
-async def pool_action(request):
-    action = POOL_ACTIONS.get(request.match_info["action"])
-    if action is None:
-        raise InvalidArgument(f"invalid argument: unknown action '{request.match_info['action']}'")
-    conn = request.app["conn"]
-    await call(request, lambda: action(conn.storage.lookup_pool(request.match_info["pool"])))
+def object_action(actions: dict, lookup):
+    """A handler running ``actions[ACTION]`` on the network or pool ``lookup(conn, name)`` finds."""
+
+    @api
+    async def handler(request):
+        action = actions.get(request.match_info["action"])
+        if action is None:
+            raise InvalidArgument(f"invalid argument: unknown action '{request.match_info['action']}'")
+        conn = request.app["conn"]
+        await call(request, lambda: action(lookup(conn, request.match_info["item"])))
+
+    return handler
 
 
 @api
@@ -110,9 +106,11 @@ async def plan(request):
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/networks", networks)
-    r.add_post("/api/networks/{net}/{action}", network_action)
+    r.add_post("/api/networks/{item}/{action}",
+               object_action(NETWORK_ACTIONS, lambda conn, name: conn.networks.lookup(name)))
     r.add_get("/api/pools", pools)
-    r.add_post("/api/pools/{pool}/{action}", pool_action)
+    r.add_post("/api/pools/{item}/{action}",
+               object_action(POOL_ACTIONS, lambda conn, name: conn.storage.lookup_pool(name)))
     r.add_get("/api/pools/{pool}/volumes", volumes)
     r.add_get("/api/install/os-variants", os_variants)
     r.add_post("/api/install/plan", plan)
