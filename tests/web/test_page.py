@@ -75,6 +75,7 @@ def test_the_vm_page_overview_edits_and_the_xml_editor_validates(web, vsh_env):
     page.goto(srv.url)
     page.click("#vm-rows tr[data-name='beta'] td.name a")
     page.wait_for_selector("#edit-memory")
+    expect(page.locator("#vm-firmware")).to_have_text("BIOS, machine pc")
     page.fill("#edit-memory", "96")
     page.click("#save-memory")
     page.wait_for_selector("#notice.info")

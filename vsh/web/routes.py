@@ -23,6 +23,33 @@ ACTIONS = {
 }
 
 
+def _boot(xml: str) -> dict:
+    """Firmware, machine and boot order as the definition says them."""
+    from vsh.core.domain import Domain as Model
+
+    node = Model.parse(xml).node
+    os_el = node.find("./os")
+    if os_el is None:
+        return {"firmware": None, "machine": None, "boot": []}
+    loader = os_el.find("loader")
+    efi = os_el.get("firmware") == "efi" or (loader is not None and loader.get("type") == "pflash")
+    type_el = os_el.find("type")
+    boot = [b.get("dev") for b in os_el.findall("boot")]
+    if not boot:            # per-device <boot order='N'/>
+        ordered = []
+        for el in node.findall("./devices/*/boot[@order]"):
+            dev = el.getparent()
+            target = dev.find("target")
+            label = f"{dev.tag} {target.get('dev', '')}".strip() if target is not None else dev.tag
+            if el.get("order", "").isdigit():
+                ordered.append((int(el.get("order")), label))
+        boot = [label for _order, label in sorted(ordered)]
+    if os_el.find("kernel") is not None:
+        boot.insert(0, "kernel")
+    return {"firmware": "UEFI" if efi else "BIOS", "machine": type_el.get("machine") if type_el is not None else None,
+            "boot": boot}
+
+
 def _overview(dom) -> dict:
     info = dom.info()
     state, reason = dom.state()
@@ -30,6 +57,7 @@ def _overview(dom) -> dict:
            "id": info.get("id"), "vcpus": info.get("cpus"), "max_memory_kib": info.get("max_memory_kib"),
            "memory_kib": info.get("used_memory_kib"), "autostart": info.get("autostart"),
            "persistent": info.get("persistent"), "os_type": info.get("os_type")}
+    out.update(_boot(dom.xml(inactive=True)))
     out["disks"] = dom.block_devices()
     out["interfaces"] = dom.interfaces()
     out["graphics"] = dom.display.graphics() if dom.id is not None else []

@@ -58,6 +58,8 @@ function overview(body, name) {
         clear(body, h("dl", {class: "facts"},
             h("dt", {}, "State"), h("dd", {}, info.state + (info.reason ? " (" + info.reason + ")" : "")),
             h("dt", {}, "UUID"), h("dd", {}, info.uuid || ""),
+            h("dt", {}, "Firmware"), h("dd", {id: "vm-firmware"}, (info.firmware || "") + (info.machine ? ", machine " + info.machine : "")),
+            h("dt", {}, "Boot order"), h("dd", {id: "vm-boot"}, info.boot.join(", ") || "-"),
             h("dt", {}, "Autostart"), h("dd", {}, h("label", {}, auto, " start with the host")),
             h("dt", {}, "vCPUs"), h("dd", {}, cpus, h("button", {onclick: (ev) => save(ev, {vcpus: Number(cpus.value)})}, "Apply")),
             h("dt", {}, "Memory (MiB)"), h("dd", {}, mem, h("button", {id: "save-memory",
