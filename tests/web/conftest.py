@@ -40,6 +40,7 @@ def web_helpers():
 @pytest.fixture
 def open_web(request, vsh_env, tmp_path):
     """``open_web()`` → (server, browser) on the test's store, both stopped after the test."""
+    pytest.importorskip("aiohttp")
     why = browser_mod.available()
     if why:
         pytest.skip(why)

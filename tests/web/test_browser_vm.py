@@ -17,6 +17,7 @@ NAME = "web1"
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, web_helpers):
+    pytest.importorskip("aiohttp")
     webserver, browser_mod, vmguest = web_helpers.webserver, web_helpers.browser, web_helpers.vmguest
     why = browser_mod.available()
     if why:

@@ -15,6 +15,7 @@ DOMAIN = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory
 
 @pytest.fixture
 def webserver(web_helpers):
+    pytest.importorskip("aiohttp")
     return web_helpers.webserver
 
 

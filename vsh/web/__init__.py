@@ -12,6 +12,11 @@ from __future__ import annotations
 def run(conn, host: str = "127.0.0.1", port: int = 0, print_url: bool = False,
         open_browser: bool = False, out=None, err=None) -> int:
     """Serve the web console for ``conn`` on ``host:port`` (0: a free port); the exit status."""
-    from vsh.web.server import run as serve
+    try:
+        from vsh.web.server import run as serve
+    except ModuleNotFoundError as exc:
+        from vsh.core.errors import VshError
+
+        raise VshError(f"the web console needs the Python package '{exc.name}' (scripts/setup installs it)") from None
 
     return serve(conn, host, port, print_url=print_url, open_browser=open_browser, out=out, err=err)
