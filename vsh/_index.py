@@ -229,6 +229,7 @@ COMMANDS = {
     'vol-resize': ('vsh.commands.storage', 'volume', 'resize a vol', False),
     'vol-upload': ('vsh.commands.storage', 'volume', 'upload file contents to a volume', False),
     'vol-wipe': ('vsh.commands.storage', 'volume', 'wipe a vol', False),
+    'web': ('vsh.commands.web', 'virsh', 'serve the web console on a local address', False),
 }
 
 ALIASES = {

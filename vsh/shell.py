@@ -20,6 +20,7 @@ import sys
 import time
 
 from vsh.core.errors import ParseError, VshError
+from vsh.core.output import FrontEnd
 from vsh.registry import Command, QuitShell, Registry, bind, help_command, parse_args, registry
 
 
@@ -160,6 +161,7 @@ class Shell:
     def __init__(self, ctx: Context, reg: Registry | None = None):
         self.ctx = ctx
         self.reg = reg or registry()
+        self.handed_off = False         # a front end ran in place of the shell (vsh web)
         if ctx.out is None:
             ctx.out = sys.stdout
         if ctx.err is None:
@@ -213,7 +215,7 @@ class Shell:
             pass
         elif ctx.timing:
             out.write(f"\n(Time: {(time.perf_counter() - started) * 1000:.3f} ms)\n\n")
-        elif not ctx.quiet and cmd.group not in NO_BLANK_LINE_GROUPS:
+        elif not ctx.quiet and cmd.group not in NO_BLANK_LINE_GROUPS and not self.handed_off:
             out.write("\n")
         if prep.ignore_failure:
             return 0
@@ -235,6 +237,9 @@ class Shell:
             kwargs = bind(cmd, prep.raw)
             kwargs.pop("json", None)
             result = cmd.handler(ctx, **kwargs)
+            if isinstance(result, FrontEnd):
+                self.handed_off = True
+                return self.hand_off(result)
             if as_json:
                 from vsh.core.output import to_json
 
@@ -263,6 +268,14 @@ class Shell:
             self.report(VshError(f"internal error: {type(exc).__name__}: {exc}"))
             status = 1
         return status
+
+    def hand_off(self, front: FrontEnd) -> int:
+        """Run the front end a command asked for (``vsh web``) on this shell's connection."""
+        if front.name != "web":
+            raise VshError(f"internal error: no front end '{front.name}'")
+        from vsh.web import run
+
+        return run(self.ctx.conn, out=self.ctx.out, err=self.ctx.err, **front.options)
 
     def execute(self, words: list[str]) -> int:
         """Parse and run one command given as words (argv mode)."""

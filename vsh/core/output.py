@@ -160,6 +160,21 @@ class Many(Output):
         return [part.data() for part in self.parts]
 
 
+class FrontEnd(Output):
+    """The process goes on as another front end (``vsh web``): the shell hands the connection
+    to the module ``vsh.<name>`` and returns its exit status instead of printing."""
+
+    def __init__(self, name: str, options: dict):
+        self.name = name
+        self.options = options
+
+    def text(self, quiet: bool) -> str:
+        return ""
+
+    def data(self):
+        return {"front_end": self.name, **self.options}
+
+
 def to_json(output: Output | None) -> str:
     import json as _json
 
