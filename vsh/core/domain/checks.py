@@ -24,6 +24,7 @@ def fill_defaults(dom) -> None:
             setattr(dom, prop, value)
             if slots is not None:
                 dom.max_memory_slots = slots
+    numa_memory(dom)
     if dom.memory is not None and dom.current_memory is None:
         mem = dom.node.find("./memory")
         from lxml import etree
@@ -55,6 +56,30 @@ def fill_defaults(dom) -> None:
     from vsh.core.domain.implicit import fill_implicit
 
     fill_implicit(dom)
+
+
+def numa_memory(dom) -> None:
+    """Guest NUMA cells: each cell's memory in KiB, and <memory> their sum (libvirt's rule);
+    <currentMemory> no higher than that."""
+    cells = dom.node.findall("./cpu/numa/cell")
+    if not cells or any(c.get("memory") is None for c in cells):
+        return
+    from vsh.core.units import scale_for_unit
+
+    total = 0
+    for cell in cells:
+        scale = scale_for_unit(cell.get("unit") or "KiB")
+        text = cell.get("memory").strip()
+        if scale is None or not text.isdigit():
+            raise InvalidArgument(f"invalid argument: invalid memory '{text}' unit '{cell.get('unit')}' "
+                                  f"of NUMA cell {cell.get('id')}")
+        kib = -(-int(text) * scale // 1024)
+        cell.set("memory", str(kib))
+        cell.set("unit", "KiB")
+        total += kib
+    dom.memory = total
+    if dom.current_memory is not None and dom.current_memory > total:
+        dom.current_memory = total
 
 
 def validate(dom) -> None:
