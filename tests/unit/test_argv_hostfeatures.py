@@ -103,3 +103,101 @@ def test_define_sets_memory_to_the_sum_of_the_numa_cells(tmp_path):
     assert dom.memory == dom.current_memory == 49152
     assert [(c.get("memory"), c.get("unit")) for c in dom.node.findall("cpu/numa/cell")] == \
         [("32768", "KiB"), ("16384", "KiB")]
+
+
+def descriptor(tmp_path, d: str, name: str, code: str, machines: list, features: list) -> None:
+    import json
+
+    (tmp_path / d).mkdir(exist_ok=True)
+    (tmp_path / (code + ".fd")).write_bytes(b"C")
+    (tmp_path / (code + "-vars.fd")).write_bytes(b"VARS-" + code.encode())
+    (tmp_path / d / name).write_text(json.dumps({
+        "interface-types": ["uefi"], "features": features,
+        "mapping": {"device": "flash", "executable": {"filename": str(tmp_path / (code + ".fd")), "format": "raw"},
+                    "nvram-template": {"filename": str(tmp_path / (code + "-vars.fd")), "format": "raw"}},
+        "targets": [{"architecture": "x86_64", "machines": machines}]}))
+
+
+@pytest.fixture
+def fwdirs(tmp_path):
+    descriptor(tmp_path, "a", "40-secure.json", "secure", ["pc-q35-*"], ["requires-smm", "secure-boot",
+                                                                          "enrolled-keys"])
+    descriptor(tmp_path, "a", "60-plain.json", "plain", ["pc-i440fx-*", "pc-q35-*"], ["acpi-s3"])
+    descriptor(tmp_path, "a", "50-hidden.json", "hidden", ["pc-q35-*"], [])
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "50-hidden.json").write_text("")            # an empty file masks it
+    return [str(tmp_path / "a"), str(tmp_path / "b")]
+
+
+def efi_domain(machine: str, os_extra: str = "", extra: str = ""):
+    return Domain.parse(f"<domain type='qemu'><name>t</name><memory>65536</memory>{extra}<os firmware='efi'>"
+                        f"<type arch='x86_64' machine='{machine}'>hvm</type>{os_extra}</os></domain>").node
+
+
+def test_efi_autoselection_takes_the_first_descriptor_that_fits(tmp_path, fwdirs):
+    from lxml import etree
+
+    from vsh.kvm.host.firmware import fill
+
+    root = efi_domain("q35")
+    fill(root, "pc-q35-7.2", str(tmp_path / "nv" / "t_VARS.fd"), dirs=fwdirs)
+    assert etree.tostring(root.find("os")).decode() == (
+        "<os firmware=\"efi\"><type arch=\"x86_64\" machine=\"q35\">hvm</type><firmware>"
+        "<feature enabled=\"yes\" name=\"enrolled-keys\"/><feature enabled=\"yes\" name=\"secure-boot\"/>"
+        f"</firmware><loader readonly=\"yes\" type=\"pflash\" secure=\"yes\">{tmp_path}/secure.fd</loader>"
+        f"<nvram template=\"{tmp_path}/secure-vars.fd\">{tmp_path}/nv/t_VARS.fd</nvram></os>")
+    assert root.find("features/smm").get("state") == "on"
+    assert (tmp_path / "nv" / "t_VARS.fd").read_bytes() == b"VARS-secure"
+    out = build_argv(root, am.fake_host(), RuntimePaths.for_rundir(str(tmp_path / "run")))
+    assert "smm=on" in values(out, "-machine")[0]
+    assert "driver=cfi.pflash01,property=secure,value=on" in values(out, "-global")
+    (tmp_path / "nv" / "t_VARS.fd").write_bytes(b"mine")
+    again = efi_domain("q35")
+    fill(again, "pc-q35-7.2", str(tmp_path / "nv" / "t_VARS.fd"), dirs=fwdirs)
+    assert (tmp_path / "nv" / "t_VARS.fd").read_bytes() == b"mine"   # never over an existing store
+    fill(efi_domain("q35"), "pc-q35-7.2", str(tmp_path / "nv" / "t_VARS.fd"), dirs=fwdirs, reset=True)
+    assert (tmp_path / "nv" / "t_VARS.fd").read_bytes() == b"VARS-secure"   # start --reset-nvram
+
+
+@pytest.mark.parametrize("machine, os_extra, extra, code", [
+    ("pc-i440fx-7.2", "", "", "plain"),
+    ("pc-q35-7.2", "<loader secure='no'/>", "", "plain"),
+    ("pc-q35-7.2", "<firmware><feature enabled='no' name='secure-boot'/></firmware>", "", "plain"),
+    ("pc-q35-7.2", "", "<features><smm state='off'/></features>", "plain"),
+])
+def test_efi_autoselection_follows_the_domain(tmp_path, fwdirs, machine, os_extra, extra, code):
+    from vsh.kvm.host.firmware import fill
+
+    root = efi_domain(machine, os_extra, extra)
+    fill(root, machine, str(tmp_path / "v.fd"), dirs=fwdirs)
+    assert root.findtext("os/loader") == str(tmp_path / (code + ".fd"))
+    assert root.find("os/loader").get("secure") in (None, "no")
+
+
+def test_efi_autoselection_says_why_nothing_fits(tmp_path, fwdirs):
+    from vsh.kvm.host.firmware import fill
+
+    with pytest.raises(Unsupported, match="none of the 2 firmware descriptors fits machine 'microvm'"):
+        fill(efi_domain("microvm"), "microvm", str(tmp_path / "v.fd"), dirs=fwdirs)
+    with pytest.raises(InvalidArgument, match="no firmware chosen yet"):
+        argv(tmp_path, os_attrs=" firmware='efi'")
+
+
+def test_undefine_with_an_nvram_needs_nvram_or_keep_nvram(tmp_path, vsh, vsh_env):
+    nvram = tmp_path / "e_VARS.fd"
+    (tmp_path / "e.xml").write_text(
+        "<domain type='qemu'><name>e</name><memory>65536</memory><os><type machine='q35'>hvm</type>"
+        "<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>"
+        f"<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>{nvram}</nvram></os></domain>")
+    assert vsh("define", tmp_path / "e.xml").status == 0
+    assert vsh("undefine", "e").status == 0          # no nvram file yet: nothing to keep or remove
+    assert vsh("define", tmp_path / "e.xml").status == 0
+    nvram.write_bytes(b"vars")
+    r = vsh("undefine", "e")
+    assert r.status == 1 and r.err.startswith("error: Failed to undefine domain 'e'\n"
+                                              "error: Requested operation is not valid: cannot undefine "
+                                              "domain with nvram\n"), r
+    assert vsh("undefine", "e", "--keep-nvram").status == 0 and nvram.exists()
+    assert vsh("define", tmp_path / "e.xml").status == 0
+    assert vsh("undefine", "e", "--nvram").out == "Domain 'e' has been undefined\n\n"
+    assert not nvram.exists()

@@ -16,7 +16,8 @@ def lifecycle_actions(dom) -> dict:
             "on_crash": dom.on_crash or "destroy"}
 
 
-def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_run: dict | None = None) -> dict:
+def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_run: dict | None = None,
+           reset_nvram: bool = False) -> dict:
     """Build QEMU's argv for ``dom`` (a :class:`vsh.core.domain.Domain`) and start it under a
     supervisor; the runtime state.
 
@@ -31,6 +32,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     check_cputune(dom)
     live = dom.copy()
     taps = plan_taps(store, live)       # network/bridge NICs: bridge and tap names in the live XML
+    prepare_firmware(store, live, reset_nvram)  # firmware='efi': the firmware chosen, the nvram from its template
     argv = build_argv(live, rundir) + list(extra_argv)  # a missing disk or kernel fails before anything is created
     created = not os.path.isdir(rundir)
     store.runtime_path(dom.name, create=True)
@@ -50,6 +52,28 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
         raise
     apply_tuning(store, store.get(dom.name), live)
     return state
+
+
+def default_nvram(store, name: str) -> str:
+    """Where a domain's UEFI variable store lives when its XML names none (libvirt: NAME_VARS.fd
+    in its nvram directory)."""
+    return store.data_file("nvram", f"{name}_VARS.fd")
+
+
+def prepare_firmware(store, live, reset: bool = False) -> None:
+    """Resolve ``<os firmware='efi'>`` in the live XML from QEMU's firmware descriptors and create
+    the nvram from its template where it does not exist yet, or anew with ``reset``
+    (vsh.kvm.host.firmware)."""
+    os_ = live.node.find("os")
+    if os_ is None or (os_.get("firmware") is None and os_.find("nvram[@template]") is None):
+        return
+    from vsh.kvm.argv import DEFAULT_MACHINE
+    from vsh.kvm.host import probe
+    from vsh.kvm.host.firmware import fill
+
+    machine = live.os_machine or DEFAULT_MACHINE
+    known = probe().machine(machine)
+    fill(live.node, known.name if known is not None else machine, default_nvram(store, live.name), reset=reset)
 
 
 def name_vnc_sockets(live, rundir) -> None:
