@@ -201,3 +201,35 @@ def test_undefine_with_an_nvram_needs_nvram_or_keep_nvram(tmp_path, vsh, vsh_env
     assert vsh("define", tmp_path / "e.xml").status == 0
     assert vsh("undefine", "e", "--nvram").out == "Domain 'e' has been undefined\n\n"
     assert not nvram.exists()
+
+
+def test_an_emulated_tpm_talks_to_its_swtpm_socket(tmp_path):
+    from vsh.kvm.argv.tpm import emulators
+
+    out = argv(tmp_path, "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>", machine="q35")
+    sock = f"{tmp_path}/run/tpm0-swtpm.sock"
+    assert values(out, "-chardev")[-1] == f"socket,id=chrtpm0,path={sock}"
+    assert values(out, "-tpmdev") == ["emulator,id=tpm-tpm0,chardev=chrtpm0"]
+    assert "tpm-crb,tpmdev=tpm-tpm0,id=tpm0" in values(out, "-device")
+    root = Domain.parse("<domain><devices><tpm model='tpm-tis'><backend type='emulator' version='1.2'/></tpm>"
+                        "</devices></domain>").node
+    assert emulators(root, RuntimePaths.for_rundir("/r")) == [{"socket": "/r/tpm0-swtpm.sock", "version": "1.2"}]
+
+
+@pytest.mark.parametrize("tpm, err, text", [
+    ("<tpm model='tpm-crb'><backend type='emulator' version='1.2'/></tpm>", InvalidArgument, "TPM 2.0 only"),
+    ("<tpm model='tpm-spapr'><backend type='emulator'/></tpm>", Unsupported, "tpm-crb, tpm-tis"),
+    ("<tpm><backend type='passthrough'><device path='TMP/tpm9'/></backend></tpm>", NotFound, "tpm9"),
+    ("<tpm><backend type='emulator'/></tpm><tpm><backend type='emulator'/></tpm>", Unsupported, "one TPM"),
+])
+def test_tpm_refusals(tmp_path, tpm, err, text):
+    with pytest.raises(err, match=None) as e:
+        argv(tmp_path, tpm, machine="q35")
+    assert text in str(e.value)
+
+
+def test_tpm_passthrough_uses_the_host_device(tmp_path):
+    (tmp_path / "tpm0").write_bytes(b"")
+    out = argv(tmp_path, "<tpm model='tpm-tis'><backend type='passthrough'><device path='TMP/tpm0'/></backend></tpm>")
+    assert values(out, "-tpmdev") == [f"passthrough,id=tpm-tpm0,path={tmp_path}/tpm0,"
+                                      "cancel-path=/sys/class/tpm/tpm0/device/cancel"]

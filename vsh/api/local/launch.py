@@ -42,7 +42,8 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     try:
         state = client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
                              transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
-                             taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node))
+                             taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node),
+                             swtpm=swtpm_plan(store, live, rundir))
     except VshError:
         if created:
             try:
@@ -52,6 +53,27 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
         raise
     apply_tuning(store, store.get(dom.name), live)
     return state
+
+
+def tpm_state_dir(store, uuid: str, version: str) -> str:
+    """Where an emulated TPM keeps its state between runs (libvirt: swtpm/UUID/tpm2 or tpm1.2)."""
+    return store.data_file("swtpm", uuid, "tpm2" if version == "2.0" else "tpm1.2")
+
+
+def swtpm_plan(store, live, rundir) -> list[dict]:
+    """The swtpm each emulated TPM of ``live`` needs (socket, version, state, log), for the supervisor."""
+    if live.node.find("devices/tpm") is None:
+        return []
+    from vsh.core.store import ensure_private_dir
+    from vsh.kvm.argv import RuntimePaths
+    from vsh.kvm.argv.tpm import emulators
+
+    plan = emulators(live.node, RuntimePaths.for_rundir(str(rundir)))
+    ensure_private_dir(store.data_file("swtpm"))
+    for n, tpm in enumerate(plan):
+        tpm["state"] = tpm_state_dir(store, live.uuid, tpm["version"])
+        tpm["log"] = os.path.join(rundir, f"tpm{n}-swtpm.log")
+    return plan
 
 
 def default_nvram(store, name: str) -> str:

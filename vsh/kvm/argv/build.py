@@ -11,7 +11,7 @@ import re
 
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
 from vsh.kvm.argv import (boot, chardevs, controllers, devices, disks, filesystems, graphics, machine, network,
-                          numa, slots, smbios, sound)
+                          numa, slots, smbios, sound, tpm)
 from vsh.kvm.argv.builder import Builder
 from vsh.kvm.argv.options import esc, split_opts
 from vsh.kvm.argv.paths import RuntimePaths
@@ -44,6 +44,7 @@ DEVICE_HANDLERS = {
     "hub": devices.hub,
     "vsock": devices.vsock,
     "filesystem": filesystems.filesystem,
+    "tpm": tpm.tpm,
 }
 
 
