@@ -233,3 +233,17 @@ def test_tpm_passthrough_uses_the_host_device(tmp_path):
     out = argv(tmp_path, "<tpm model='tpm-tis'><backend type='passthrough'><device path='TMP/tpm0'/></backend></tpm>")
     assert values(out, "-tpmdev") == [f"passthrough,id=tpm-tpm0,path={tmp_path}/tpm0,"
                                       "cancel-path=/sys/class/tpm/tpm0/device/cancel"]
+
+
+def test_define_writes_the_canonical_machine_type(tmp_path, vsh, vsh_env):
+    from vsh.kvm.host.machines import machine_aliases
+
+    aliases = machine_aliases()
+    if "pc" not in aliases:
+        pytest.skip("no qemu-system-x86_64 answering -machine help")
+    for machine, want in (("pc", aliases["pc"]), ("q35", aliases["q35"]), ("pc-i440fx-7.1", "pc-i440fx-7.1")):
+        (tmp_path / "m.xml").write_text(f"<domain type='qemu'><name>m</name><memory>65536</memory>"
+                                        f"<os><type machine='{machine}'>hvm</type></os></domain>")
+        assert vsh("define", tmp_path / "m.xml").status == 0
+        assert f"machine='{want}'" in vsh("dumpxml", "m").out
+    assert aliases["pc"].startswith("pc-i440fx-") and aliases["q35"].startswith("pc-q35-")

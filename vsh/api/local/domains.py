@@ -14,6 +14,15 @@ STATE_NAMES = {
 }
 
 
+def canonical_machine(dom) -> None:
+    """``<os><type machine>``: the machine type an alias stands for (pc → pc-i440fx-7.2), as
+    libvirt writes it on define (vsh.kvm.host.machines)."""
+    if dom.os_machine:
+        from vsh.kvm.host.machines import canonical_machine as canonical
+
+        dom.os_machine = canonical(dom.os_machine)
+
+
 def nvram_of(store, name: str, dom) -> str | None:
     """The UEFI variable store of a domain: its <nvram>, or for firmware='efi' the default path."""
     path = (dom.node.findtext("os/nvram") or "").strip()
@@ -164,6 +173,7 @@ class LocalConnectionDomains(ConnectionDomains):
         dom = Domain.parse(xml)
         if validate is True or (validate == "if-installed" and os.path.exists(SCHEMA)):
             check_schema(dom)
+        canonical_machine(dom)
         self.store.define(dom)
         return self.lookup_domain(dom.name)
 

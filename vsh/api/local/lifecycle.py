@@ -29,7 +29,10 @@ class LocalConnectionLifecycle(ConnectionLifecycle):
         from vsh.api.local.saves import check_not_running
         from vsh.core.domain import Domain
 
+        from vsh.api.local.domains import canonical_machine
+
         dom = Domain.parse(xml)
+        canonical_machine(dom)
         dom.fill_defaults()
         dom.validate()
         if validate:
