@@ -246,4 +246,5 @@ def test_define_writes_the_canonical_machine_type(tmp_path, vsh, vsh_env):
                                         f"<os><type machine='{machine}'>hvm</type></os></domain>")
         assert vsh("define", tmp_path / "m.xml").status == 0
         assert f"machine='{want}'" in vsh("dumpxml", "m").out
+        assert vsh("undefine", "m").status == 0
     assert aliases["pc"].startswith("pc-i440fx-") and aliases["q35"].startswith("pc-q35-")
