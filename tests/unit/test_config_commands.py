@@ -838,12 +838,9 @@ def test_attach_device_errors(vsh, vm, devfile, vsh_env, store_tree):
     fails(vsh("attach-device", "vm1", missing, "--config"),
           f"error: Failed to open file '{missing}': No such file or directory\n")
     second_balloon = devfile("<memballoon model='virtio'/>", "b.xml")
-    ok(vsh("attach-device", "vm1", second_balloon, "--config"), "Device attached successfully\n\n")
-    after_one = store_tree()
-    res = vsh("attach-device", "vm1", second_balloon, "--config")
+    res = vsh("attach-device", "vm1", second_balloon, "--config")   # define gave it libvirt's default one
     assert res.status == 1 and "already has a memballoon" in res.err
-    assert store_tree() == after_one
-    assert before != after_one
+    assert store_tree() == before
 
 
 def test_detach_device_errors(vsh, vm, devfile, store_tree):

@@ -220,7 +220,7 @@ def make_plan(store, opts: dict, host=None) -> Plan:
     _nics_xml(store, root, devices.node, nets, variant, microvm)
     _other_devices_xml(devices.node, opts, microvm)
     _order_metadata(root)
-    dom.fill_defaults()
+    dom.fill_defaults(default_devices=False)     # the PS/2 inputs are libvirt's, added on define
     dom.validate()
     return plan
 

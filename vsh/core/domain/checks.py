@@ -9,7 +9,7 @@ from vsh.core.errors import InvalidArgument, XMLError
 from vsh.core.names import control_message, has_control, is_mac, is_uuid, normal_uuid, random_mac
 
 
-def fill_defaults(dom) -> None:
+def fill_defaults(dom, default_devices: bool = True) -> None:
     """What libvirt adds on define: uuid, KiB units, currentMemory, placement, actions, MACs."""
     if not dom.uuid:
         import uuid as _uuid
@@ -40,6 +40,12 @@ def fill_defaults(dom) -> None:
         dom.os_type = "hvm"
     if dom.os_arch is None:
         dom.os_arch = "x86_64"
+    if dom.node.find("./clock") is None:     # libvirt always writes the clock (UTC unless told)
+        from lxml import etree
+
+        from vsh.core.xmlobject import insert_ordered
+
+        insert_ordered(dom.node, etree.Element("clock", offset="utc"))
     for key, default in (("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")):
         if getattr(dom, key) is None:
             setattr(dom, key, default)
@@ -55,7 +61,7 @@ def fill_defaults(dom) -> None:
             nic.mac = random_mac()
     from vsh.core.domain.implicit import fill_implicit
 
-    fill_implicit(dom)
+    fill_implicit(dom, default_devices)
 
 
 def numa_memory(dom) -> None:
