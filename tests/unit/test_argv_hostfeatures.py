@@ -248,3 +248,28 @@ def test_define_writes_the_canonical_machine_type(tmp_path, vsh, vsh_env):
         assert f"machine='{want}'" in vsh("dumpxml", "m").out
         assert vsh("undefine", "m").status == 0
     assert aliases["pc"].startswith("pc-i440fx-") and aliases["q35"].startswith("pc-q35-")
+
+
+def test_define_writes_libvirts_pci_addresses_on_pc(tmp_path, vsh, vsh_env):
+    (tmp_path / "d.raw").write_bytes(b"")
+    xml = ("<domain type='qemu'><name>{}</name><memory>65536</memory><os><type machine='{}'>hvm</type></os>"
+           f"<devices><disk type='file'><source file='{tmp_path}/d.raw'/><target dev='vda' bus='virtio'/></disk>"
+           f"<disk type='file'><source file='{tmp_path}/d.raw'/><target dev='hda' bus='ide'/></disk>"
+           "<interface type='user'><model type='virtio'/></interface><video><model type='vga'/></video>"
+           "</devices></domain>")
+    (tmp_path / "p.xml").write_text(xml.format("p", "pc"))
+    assert vsh("define", tmp_path / "p.xml").status == 0
+    from lxml import etree
+
+    root = etree.fromstring(vsh("dumpxml", "p").out.encode())
+    slots = {(el.tag, el.get("type") or el.get("model") or el.findtext("target/[@dev]") or ""):
+             (el.find("address").get("slot"), el.find("address").get("function"))
+             for el in root.find("devices") if el.find("address[@type='pci']") is not None}
+    assert slots == {("controller", "ide"): ("0x01", "0x1"), ("controller", "usb"): ("0x01", "0x2"),
+                     ("video", ""): ("0x02", "0x0"), ("interface", "user"): ("0x03", "0x0"),
+                     ("disk", "file"): ("0x04", "0x0"), ("memballoon", "virtio"): ("0x05", "0x0")}
+    out = build_argv(root, am.fake_host(), RuntimePaths.for_rundir(str(tmp_path / "run")))
+    assert "virtio-blk-pci" in " ".join(out) and "bus=pci.0,addr=0x4" in " ".join(values(out, "-device"))
+    (tmp_path / "q.xml").write_text(xml.format("q", "q35"))
+    assert vsh("define", tmp_path / "q.xml").status == 0
+    assert "<address type='pci'" not in vsh("dumpxml", "q").out     # q35: root ports first (not yet)

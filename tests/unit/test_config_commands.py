@@ -670,7 +670,8 @@ def test_detach_disk_not_found(vsh, vm, store_tree):
 def test_detach_disk_print_xml_and_flags(vsh, vm, vsh_env, store_tree, monkeypatch):
     ok(vsh("detach-disk", "vm1", "vda", "--print-xml"),
        "<disk type='file' device='disk'>\n  <driver name='qemu' type='raw'/>\n  <source file='/var/tmp/vm1.img'/>\n"
-       "  <target dev='vda' bus='virtio'/>\n</disk>\n\n")
+       "  <target dev='vda' bus='virtio'/>\n"
+       "  <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>\n</disk>\n\n")
     before = store_tree()
     fails(vsh("detach-disk", "vm1", "vda"),
           "error: Failed to detach disk\nerror: Requested operation is not valid: domain is not running\n"

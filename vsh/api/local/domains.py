@@ -23,6 +23,13 @@ def canonical_machine(dom) -> None:
         dom.os_machine = canonical(dom.os_machine)
 
 
+def pci_addresses(dom) -> None:
+    """The PCI address of each device that has none, as libvirt writes them on define."""
+    from vsh.kvm.argv.addresses import write_pci_addresses
+
+    write_pci_addresses(dom.node)
+
+
 def nvram_of(store, name: str, dom) -> str | None:
     """The UEFI variable store of a domain: its <nvram>, or for firmware='efi' the default path."""
     path = (dom.node.findtext("os/nvram") or "").strip()
@@ -174,6 +181,8 @@ class LocalConnectionDomains(ConnectionDomains):
         if validate is True or (validate == "if-installed" and os.path.exists(SCHEMA)):
             check_schema(dom)
         canonical_machine(dom)
+        dom.fill_defaults()
+        pci_addresses(dom)
         self.store.define(dom)
         return self.lookup_domain(dom.name)
 

@@ -29,11 +29,12 @@ class LocalConnectionLifecycle(ConnectionLifecycle):
         from vsh.api.local.saves import check_not_running
         from vsh.core.domain import Domain
 
-        from vsh.api.local.domains import canonical_machine
+        from vsh.api.local.domains import canonical_machine, pci_addresses
 
         dom = Domain.parse(xml)
         canonical_machine(dom)
         dom.fill_defaults()
+        pci_addresses(dom)
         dom.validate()
         if validate:
             from vsh.api.local.domains import check_schema

@@ -40,6 +40,10 @@ def fill_defaults(dom, default_devices: bool = True) -> None:
         dom.os_type = "hvm"
     if dom.os_arch is None:
         dom.os_arch = "x86_64"
+        t = dom.node.find("./os/type")
+        if t is not None and t.get("machine") is not None:    # libvirt's order: arch, then machine
+            machine = t.attrib.pop("machine")
+            t.set("machine", machine)
     if dom.node.find("./clock") is None:     # libvirt always writes the clock (UTC unless told)
         from lxml import etree
 
