@@ -19,6 +19,7 @@ import socket
 import subprocess
 
 from vsh.core.errors import Timeout, Unsupported, VshError
+from vsh.kvm.supervisor.log import spawn_logged
 
 #: How long swtpm_setup may take to manufacture a TPM.
 SETUP_TIMEOUT = 60.0
@@ -86,10 +87,7 @@ def spawn(tpm: dict, name: str, uuid: str | None) -> int:
             argv.append("--tpm2")
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
-            return os.posix_spawn(binary, argv, os.environ, setpgroup=0,
-                                  file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                                                (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                                                (os.POSIX_SPAWN_DUP2, log_fd, 2)])
+            return spawn_logged(argv, log_fd)
         finally:
             os.close(log_fd)
     except OSError as exc:

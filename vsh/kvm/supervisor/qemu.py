@@ -16,7 +16,7 @@ from vsh.core import runtime as rt
 from vsh.core.errors import Timeout, VshError
 from vsh.kvm.supervisor import aio
 from vsh.kvm.supervisor.lifecycle import ACTION_KIND
-from vsh.kvm.supervisor.log import describe_exit, log, shell_join
+from vsh.kvm.supervisor.log import describe_exit, log, shell_join, spawn_logged
 
 
 #: When the control request being served must be answered (``time.monotonic()``), or None.
@@ -44,10 +44,7 @@ class QemuProcess:
                 os.close(os.open(self.rundir / rt.CONSOLE_LOG,
                                  os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
             try:
-                pid = os.posix_spawnp(self.argv[0], self.argv, os.environ, setpgroup=0,
-                                      file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                                                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                                                    (os.POSIX_SPAWN_DUP2, log_fd, 2)])
+                pid = spawn_logged(self.argv, log_fd)
             finally:
                 os.close(log_fd)
         except OSError as exc:
