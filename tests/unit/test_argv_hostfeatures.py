@@ -262,14 +262,17 @@ def test_define_writes_libvirts_pci_addresses_on_pc(tmp_path, vsh, vsh_env):
     from lxml import etree
 
     root = etree.fromstring(vsh("dumpxml", "p").out.encode())
-    slots = {(el.tag, el.get("type") or el.get("model") or el.findtext("target/[@dev]") or ""):
+    slots = {(el.tag, el.get("type") or el.get("model") or ""):
              (el.find("address").get("slot"), el.find("address").get("function"))
              for el in root.find("devices") if el.find("address[@type='pci']") is not None}
     assert slots == {("controller", "ide"): ("0x01", "0x1"), ("controller", "usb"): ("0x01", "0x2"),
                      ("video", ""): ("0x02", "0x0"), ("interface", "user"): ("0x03", "0x0"),
                      ("disk", "file"): ("0x04", "0x0"), ("memballoon", "virtio"): ("0x05", "0x0")}
+    assert dict(root.xpath("devices/disk[target/@dev='hda']/address")[0].attrib) == {
+        "type": "drive", "controller": "0", "bus": "0", "target": "0", "unit": "0"}
     out = build_argv(root, am.fake_host(), RuntimePaths.for_rundir(str(tmp_path / "run")))
     assert "virtio-blk-pci" in " ".join(out) and "bus=pci.0,addr=0x4" in " ".join(values(out, "-device"))
     (tmp_path / "q.xml").write_text(xml.format("q", "q35"))
     assert vsh("define", tmp_path / "q.xml").status == 0
-    assert "<address type='pci'" not in vsh("dumpxml", "q").out     # q35: root ports first (not yet)
+    q35 = vsh("dumpxml", "q").out
+    assert "<address type='pci'" not in q35 and "<address type='drive'" in q35   # q35: root ports first

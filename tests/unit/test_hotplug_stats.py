@@ -318,7 +318,8 @@ def cd(define):
 def test_change_media_config(vsh, cd, vsh_env):
     res = vsh("change-media", "vm1", "hdc", "--eject", "--print-xml")
     assert res.out == ("<disk type='file' device='cdrom'>\n  <driver name='qemu' type='raw'/>\n"
-                       "  <target dev='hdc' bus='ide'/>\n  <readonly/>\n</disk>\n\n")
+                       "  <target dev='hdc' bus='ide'/>\n  <readonly/>\n"
+                       "  <address type='drive' controller='0' bus='1' target='0' unit='0'/>\n</disk>\n\n")
     assert vsh("change-media", "vm1", "hdc", "--eject", "--config").out == "Successfully ejected media.\n"
     assert " hdc      -\n" in vsh("domblklist", "vm1").out
     res = vsh("change-media", "vm1", "hdc", "--eject", "--config")

@@ -23,11 +23,11 @@ def canonical_machine(dom) -> None:
         dom.os_machine = canonical(dom.os_machine)
 
 
-def pci_addresses(dom) -> None:
-    """The PCI address of each device that has none, as libvirt writes them on define."""
-    from vsh.kvm.argv.addresses import write_pci_addresses
+def device_addresses(dom) -> None:
+    """The drive and PCI addresses of the devices that have none, as libvirt writes them on define."""
+    from vsh.kvm.argv.addresses import write_addresses
 
-    write_pci_addresses(dom.node)
+    write_addresses(dom.node)
 
 
 def nvram_of(store, name: str, dom) -> str | None:
@@ -182,7 +182,8 @@ class LocalConnectionDomains(ConnectionDomains):
             check_schema(dom)
         canonical_machine(dom)
         dom.fill_defaults()
-        pci_addresses(dom)
+        dom.validate()
+        device_addresses(dom)
         self.store.define(dom)
         return self.lookup_domain(dom.name)
 

@@ -29,13 +29,13 @@ class LocalConnectionLifecycle(ConnectionLifecycle):
         from vsh.api.local.saves import check_not_running
         from vsh.core.domain import Domain
 
-        from vsh.api.local.domains import canonical_machine, pci_addresses
+        from vsh.api.local.domains import canonical_machine, device_addresses
 
         dom = Domain.parse(xml)
         canonical_machine(dom)
         dom.fill_defaults()
-        pci_addresses(dom)
         dom.validate()
+        device_addresses(dom)
         if validate:
             from vsh.api.local.domains import check_schema
 
