@@ -182,7 +182,7 @@ def test_vsock_where_the_host_has_vhost_vsock(tmp_path, monkeypatch):
         devs(defined(tmp_path, vsock, machine="q35"))
     (tmp_path / "vhost-vsock").write_bytes(b"")
     monkeypatch.setattr(argv_devices, "VHOST_VSOCK", str(tmp_path / "vhost-vsock"))
-    assert "vhost-vsock-pci,id=vsock0,guest-cid=7,bus=pcie.0,addr=0x2" in devs(defined(tmp_path, vsock, "q35"))
+    assert "vhost-vsock-pci,id=vsock0,guest-cid=7,bus=pcie.0,addr=0x3" in devs(defined(tmp_path, vsock, "q35"))
 
 
 def test_smbios_from_sysinfo_only_in_mode_sysinfo(tmp_path):
@@ -209,3 +209,16 @@ def _argv(dom: Domain) -> list[str]:
     am = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(am)
     return build_argv(dom.node, am.fake_host(), RuntimePaths.for_rundir("/run/vsh/t"))
+
+
+def test_define_adds_the_clock_ps2_inputs_and_balloon_libvirt_adds(tmp_path):
+    dom = defined(tmp_path, VDA + "<graphics type='vnc'/><rng model='virtio'><backend model='random'>"
+                               "/dev/urandom</backend></rng>")
+    tags = [(el.tag, el.get("type") or el.get("model")) for el in dom.node.find("devices")]
+    assert tags == [("disk", "file"), ("controller", "usb"), ("controller", "pci"), ("input", "mouse"),
+                    ("input", "keyboard"), ("graphics", "vnc"), ("memballoon", "virtio"), ("rng", "virtio")]
+    assert etree.tostring(dom.node.find("clock")) == b'<clock offset="utc"/>'
+    assert dom.node.find("clock").getprevious().tag == "os"
+    off = defined(tmp_path, VDA + "<memballoon model='none'/>", extra="<features><ps2 state='off'/></features>")
+    assert [el.tag for el in off.node.find("devices")] == ["disk", "controller", "controller", "memballoon"]
+    assert not defined(tmp_path, "", machine="microvm").node.findall("devices/*")

@@ -223,9 +223,17 @@ def test_dumpxml_inactive_and_xpath(vsh, define):
     define("x1")
     assert vsh("dumpxml", "--inactive", "x1").out == vsh("dumpxml", "x1").out
     assert vsh("dumpxml", "x1", "--xpath", "/domain/name").out == "<name>x1</name>\n\n"
-    assert vsh("dumpxml", "x1", "--xpath", "string(/domain/name)").out == "x1\n\n"
-    assert vsh("dumpxml", "x1", "--xpath", "//memory/@unit").out == "KiB\n\n"
+    res = vsh("dumpxml", "x1", "--xpath", "string(/domain/name)")          # virsh prints node sets only
+    assert res.status == 1 and res.err == "error: internal error: Incorrect xpath 'string(/domain/name)'\n"
+    assert vsh("dumpxml", "x1", "--xpath", "//memory/@unit").out == ' unit="KiB"\n\n'
+    assert vsh("dumpxml", "x1", "--xpath", "/domain/name/text()").out == "x1\n\n"
     res = vsh("dumpxml", "x1", "--xpath", "/domain/name | /domain/vcpu", "--wrap")
-    assert res.out == "<nodes>\n  <name>x1</name>\n  <vcpu placement='static'>1</vcpu>\n</nodes>\n\n"
+    assert res.out == '<nodes>\n  <name>x1</name>\n  <vcpu placement="static">1</vcpu>\n</nodes>\n\n'
+    machine = vsh("dumpxml", "x1", "--xpath", "//os/type/@machine").out.strip()     # machine="pc-..."
+    assert vsh("dumpxml", "x1", "--xpath", "//memory/@unit | /domain/os", "--wrap").out == (
+        f'<nodes unit="KiB">\n  <os>\n    <type arch="x86_64" {machine}>hvm</type>\n  </os>\n</nodes>\n\n')
+    assert vsh("dumpxml", "x1", "--xpath", "/domain/os").out == (
+        f'<os>\n  <type arch="x86_64" {machine}>hvm</type>\n</os>\n\n')
+    assert vsh("dumpxml", "x1", "--xpath", "//nothing", "--wrap").out == "<nodes/>\n\n"
     res = vsh("dumpxml", "x1", "--xpath", "///[")
     assert res.status == 1 and res.err.startswith("error: ")

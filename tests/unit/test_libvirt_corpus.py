@@ -19,6 +19,7 @@ _spec.loader.exec_module(corpus)
 def test_corpus_defines_and_builds(name, vsh, vsh_env, tmp_path):
     from vsh.core.errors import VshError
     from vsh.kvm.argv import RuntimePaths, build_argv
+    from vsh.kvm.host.firmware import fill
 
     kind, text = corpus.expectation(name)
     path = corpus.materialize(name, tmp_path)
@@ -35,6 +36,8 @@ def test_corpus_defines_and_builds(name, vsh, vsh_env, tmp_path):
     for c in root.findall("devices/controller"):
         assert c.get("index") is not None
     paths = RuntimePaths.for_rundir(str(tmp_path / "run"))
+    machine = corpus.am.fake_host().machine(root.find("os/type").get("machine", "q35"))
+    fill(root, machine.name, str(tmp_path / "nvram" / "VARS.fd"))     # as start does
     if kind == "start":
         assert build_argv(root, corpus.am.fake_host(), paths)[0].endswith("qemu-system-x86_64")
     else:

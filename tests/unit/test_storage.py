@@ -213,7 +213,7 @@ def test_pool_dumpxml(vsh, vsh_env, images, fixed_sizes):
        f"<pool type='dir'>\n  <name>default</name>\n  <uuid>{uuid}</uuid>\n"
        "  <capacity unit='bytes'>0</capacity>\n  <allocation unit='bytes'>0</allocation>\n"
        "  <available unit='bytes'>0</available>\n" + body + "  </target>\n</pool>\n\n")
-    ok(vsh("pool-dumpxml", "default", "--xpath", "string(/pool/target/path)"), f"{images}\n\n")
+    ok(vsh("pool-dumpxml", "default", "--xpath", "/pool/target/path/text()"), f"{images}\n\n")
 
 
 def test_pool_define_from_xml(vsh, vsh_env):
@@ -404,8 +404,8 @@ def test_vol_dumpxml(vsh, images):
         f"      <group>{st.st_gid}</group>\n    </permissions>\n    <timestamps>\n")
     assert out.endswith("    </timestamps>\n    <compat>1.1</compat>\n    <clusterSize unit='B'>65536</clusterSize>\n"
                         "    <features/>\n  </target>\n</volume>\n\n")
-    ok(vsh("vol-dumpxml", "v.qcow2", "--pool", "default", "--xpath", "string(/volume/target/format/@type)"),
-       "qcow2\n\n")
+    ok(vsh("vol-dumpxml", "v.qcow2", "--pool", "default", "--xpath", "/volume/target/format/@type"),
+       ' type="qcow2"\n\n')
 
 
 def test_vol_create_print_xml(vsh, images, store_tree):

@@ -95,9 +95,11 @@ class DomainLifecycle(ABC):
         is starting and has none yet); None when it is not running."""
 
     @abstractmethod
-    def start(self, paused: bool = False, force_boot: bool = False, bypass_cache: bool = False) -> dict:
+    def start(self, paused: bool = False, force_boot: bool = False, bypass_cache: bool = False,
+              reset_nvram: bool = False) -> dict:
         """``virDomainCreateWithFlags``: boot the defined domain, or resume it from its managed save
-        image (``force_boot`` discards the image; ``bypass_cache`` reads it past the page cache);
+        image (``force_boot`` discards the image; ``bypass_cache`` reads it past the page cache;
+        ``reset_nvram`` makes the UEFI variable store afresh from its template);
         an interrupted snapshot operation is finished first. Returns the runtime state.
         OperationInvalid ``Domain is already active`` (without context) when it runs."""
 

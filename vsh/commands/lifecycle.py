@@ -29,14 +29,14 @@ DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="doma
                Opt("autodestroy", kind="bool", help="(accepted for virsh compatibility; ignored)"),
                Opt("bypass-cache", kind="bool", help="drop a managed save image from the host page cache as it is read"),
                Opt("force-boot", kind="bool", help="force fresh boot by discarding any managed save"),
-               Opt("reset-nvram", kind="bool", help="(accepted for virsh compatibility; ignored)")],
+               Opt("reset-nvram", kind="bool", help="re-initialize NVRAM from its pristine template")],
          mutating=True, examples=("start vm1", "start vm1 --paused", "start vm1 --console"),
          description="Boot a defined domain under its own supervisor process. The command returns\n"
                      "as soon as the guest's CPUs run (or, with --paused, once QEMU is ready).")
 def start(ctx, domain, console=False, paused=False, autodestroy=False, bypass_cache=False,
           force_boot=False, reset_nvram=False):
     dom = ctx.conn.lookup_domain(domain)
-    st = dom.start(paused=paused, force_boot=force_boot, bypass_cache=bypass_cache)
+    st = dom.start(paused=paused, force_boot=force_boot, bypass_cache=bypass_cache, reset_nvram=reset_nvram)
     msg = Message(f"Domain '{dom.name}' started", json_data=_state_json(st))
     if console:
         from vsh.ui.console import attach

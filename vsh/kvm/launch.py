@@ -205,7 +205,8 @@ def clear_previous_run(rundir: RunDir, st: dict | None) -> None:
 def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
           lifecycle: dict | None = None, transient: bool = False, paused: bool = False,
           timeout: float = 30.0, uuid: str | None = None, first_run: dict | None = None,
-          taps: list | None = None, balloon_kib: int | None = None, vcpus_hotplug: int = 0) -> dict:
+          taps: list | None = None, balloon_kib: int | None = None, vcpus_hotplug: int = 0,
+          swtpm: list | None = None) -> dict:
     """Launch QEMU under a new supervisor; return the state once the guest runs (or is paused).
 
     ``argv`` is QEMU's full command line; its QMP socket must be ``RUNDIR/qmp.sock``
@@ -228,6 +229,8 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
     launch but a restore (the save image carries the balloon's state), as libvirt does.
     ``vcpus_hotplug`` vCPUs are added with device_add before the guest runs or loads a save
     image (the argv's -smp has only the others).
+    ``swtpm`` (``[{"socket", "version", "state", "log"}]``, see :mod:`vsh.kvm.swtpm`): the
+    emulated TPMs whose swtpm the supervisor starts before QEMU on every launch.
     """
     rundir = RunDir(rundir)
     control = os.fsencode(rundir / CONTROL_SOCKET)
@@ -270,6 +273,7 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
             **({"taps": list(taps)} if taps else {}),
             **({"balloon_kib": int(balloon_kib)} if balloon_kib else {}),
             **({"vcpus_hotplug": int(vcpus_hotplug)} if vcpus_hotplug else {}),
+            **({"swtpm": list(swtpm)} if swtpm else {}),
         })
         return spawn_supervisor(rundir, lock_fd, attach=False, timeout=timeout + SLACK)
     finally:

@@ -46,10 +46,13 @@ class LibvirtDomainLifecycle(DomainLifecycle):
         self._call(name, *args, context=(f"Failed to {verb} domain '{self.name}'",))
         return self.runtime() or {}
 
-    def start(self, paused: bool = False, force_boot: bool = False, bypass_cache: bool = False) -> dict:
+    def start(self, paused: bool = False, force_boot: bool = False, bypass_cache: bool = False,
+              reset_nvram: bool = False) -> dict:
         if self.id is not None:
             raise OperationInvalid("Domain is already active")
-        flags = (1 if paused else 0) | (4 if bypass_cache else 0) | (8 if force_boot else 0)
+        # VIR_DOMAIN_START_PAUSED 1, BYPASS_CACHE 4, FORCE_BOOT 8, RESET_NVRAM 32
+        flags = (1 if paused else 0) | (4 if bypass_cache else 0) | (8 if force_boot else 0) | \
+            (32 if reset_nvram else 0)
         # as virsh: the call without flags when there are none (its name is in a refusal's message)
         return self._act("start", "virDomainCreateWithFlags", flags) if flags else self._act("start", "virDomainCreate")
 

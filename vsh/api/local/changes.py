@@ -80,6 +80,9 @@ def change_config(store, ref, change):
         change(cfg)
         cfg.fill_defaults()
         cfg.validate()
+        from vsh.api.local.domains import device_addresses
+
+        device_addresses(cfg)           # a device added gets its address, as libvirt gives it
         store.write_config(cfg)
     return cfg
 

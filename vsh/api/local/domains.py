@@ -14,6 +14,34 @@ STATE_NAMES = {
 }
 
 
+def canonical_machine(dom) -> None:
+    """``<os><type machine>``: the machine type an alias stands for (pc → pc-i440fx-7.2), as
+    libvirt writes it on define (vsh.kvm.host.machines)."""
+    if dom.os_machine:
+        from vsh.kvm.host.machines import canonical_machine as canonical
+
+        dom.os_machine = canonical(dom.os_machine)
+
+
+def device_addresses(dom) -> None:
+    """The drive and PCI addresses of the devices that have none, as libvirt writes them on define."""
+    from vsh.kvm.argv.addresses import write_addresses
+
+    write_addresses(dom.node)
+
+
+def nvram_of(store, name: str, dom) -> str | None:
+    """The UEFI variable store of a domain: its <nvram>, or for firmware='efi' the default path."""
+    path = (dom.node.findtext("os/nvram") or "").strip()
+    if path:
+        return path
+    if dom.node.find("os[@firmware='efi']") is not None or dom.node.find("os/nvram[@template]") is not None:
+        from vsh.api.local.launch import default_nvram
+
+        return default_nvram(store, name)
+    return None
+
+
 def state_text(ref) -> str:
     """virsh's words for a domain's state (``shut off``, ``in shutdown``...)."""
     return STATE_NAMES.get(ref.state, ref.state)
@@ -152,6 +180,10 @@ class LocalConnectionDomains(ConnectionDomains):
         dom = Domain.parse(xml)
         if validate is True or (validate == "if-installed" and os.path.exists(SCHEMA)):
             check_schema(dom)
+        canonical_machine(dom)
+        dom.fill_defaults()
+        dom.validate()
+        device_addresses(dom)
         self.store.define(dom)
         return self.lookup_domain(dom.name)
 
@@ -225,7 +257,14 @@ class LocalDomainConfig(DomainConfig):
                                    f"Requested operation is not valid: cannot delete inactive domain with "
                                    f"{len(snaps.names())} snapshots",
                                    hint="add --snapshots-metadata to forget them (their images stay)")
+        nvram_file = nvram_of(store, ref.name, store.load(ref, inactive=True))
+        if nvram_file and os.path.exists(nvram_file) and not (nvram or keep_nvram):
+            raise OperationInvalid(f"Failed to undefine domain '{ref.name}'",
+                                   "Requested operation is not valid: cannot undefine domain with nvram",
+                                   hint="add --nvram to remove it too, or --keep-nvram")
         store.undefine(ref)
+        if nvram and nvram_file and os.path.exists(nvram_file):
+            os.unlink(nvram_file)
         if snapshots_metadata:
             snaps.remove_all()
         if managed_save and msave.exists():

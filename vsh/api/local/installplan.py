@@ -240,7 +240,7 @@ def make_plan(store, opts: dict, host=None) -> Plan:
     _order_metadata(root)
     if location is not None:
         _install_phase(plan, store, location, opts)
-    dom.fill_defaults()
+    dom.fill_defaults(default_devices=False)     # the PS/2 inputs are libvirt's, added on define
     dom.validate()
     return plan
 
@@ -272,7 +272,7 @@ def _install_phase(plan: Plan, store, location, opts: dict) -> None:
         if text:
             etree.SubElement(os_el, tag).text = text
     inst.node.find("on_reboot").text = "destroy"
-    inst.fill_defaults()
+    inst.fill_defaults(default_devices=False)
     inst.validate()
     plan.install_dom = inst
     if location.kind == "iso":      # the defined domain keeps the cdrom drive, its media ejected

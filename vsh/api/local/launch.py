@@ -16,7 +16,8 @@ def lifecycle_actions(dom) -> dict:
             "on_crash": dom.on_crash or "destroy"}
 
 
-def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_run: dict | None = None) -> dict:
+def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_run: dict | None = None,
+           reset_nvram: bool = False) -> dict:
     """Build QEMU's argv for ``dom`` (a :class:`vsh.core.domain.Domain`) and start it under a
     supervisor; the runtime state.
 
@@ -31,6 +32,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     check_cputune(dom)
     live = dom.copy()
     taps = plan_taps(store, live)       # network/bridge NICs: bridge and tap names in the live XML
+    prepare_firmware(store, live, reset_nvram)  # firmware='efi': the firmware chosen, the nvram from its template
     argv = build_argv(live, rundir) + list(extra_argv)  # a missing disk or kernel fails before anything is created
     created = not os.path.isdir(rundir)
     store.runtime_path(dom.name, create=True)
@@ -40,7 +42,8 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     try:
         state = client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
                              transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
-                             taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node))
+                             taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node),
+                             swtpm=swtpm_plan(store, live, rundir))
     except VshError:
         if created:
             try:
@@ -50,6 +53,49 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
         raise
     apply_tuning(store, store.get(dom.name), live)
     return state
+
+
+def tpm_state_dir(store, uuid: str, version: str) -> str:
+    """Where an emulated TPM keeps its state between runs (libvirt: swtpm/UUID/tpm2 or tpm1.2)."""
+    return store.data_file("swtpm", uuid, "tpm2" if version == "2.0" else "tpm1.2")
+
+
+def swtpm_plan(store, live, rundir) -> list[dict]:
+    """The swtpm each emulated TPM of ``live`` needs (socket, version, state, log), for the supervisor."""
+    if live.node.find("devices/tpm") is None:
+        return []
+    from vsh.core.store import ensure_private_dir
+    from vsh.kvm.argv import RuntimePaths
+    from vsh.kvm.argv.tpm import emulators
+
+    plan = emulators(live.node, RuntimePaths.for_rundir(str(rundir)))
+    ensure_private_dir(store.data_file("swtpm"))
+    for n, tpm in enumerate(plan):
+        tpm["state"] = tpm_state_dir(store, live.uuid, tpm["version"])
+        tpm["log"] = os.path.join(rundir, f"tpm{n}-swtpm.log")
+    return plan
+
+
+def default_nvram(store, name: str) -> str:
+    """Where a domain's UEFI variable store lives when its XML names none (libvirt: NAME_VARS.fd
+    in its nvram directory)."""
+    return store.data_file("nvram", f"{name}_VARS.fd")
+
+
+def prepare_firmware(store, live, reset: bool = False) -> None:
+    """Resolve ``<os firmware='efi'>`` in the live XML from QEMU's firmware descriptors and create
+    the nvram from its template where it does not exist yet, or anew with ``reset``
+    (vsh.kvm.host.firmware)."""
+    os_ = live.node.find("os")
+    if os_ is None or (os_.get("firmware") is None and os_.find("nvram[@template]") is None):
+        return
+    from vsh.kvm.argv import DEFAULT_MACHINE
+    from vsh.kvm.host import probe
+    from vsh.kvm.host.firmware import fill
+
+    machine = live.os_machine or DEFAULT_MACHINE
+    known = probe().machine(machine)
+    fill(live.node, known.name if known is not None else machine, default_nvram(store, live.name), reset=reset)
 
 
 def name_vnc_sockets(live, rundir) -> None:

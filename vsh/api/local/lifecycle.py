@@ -29,9 +29,13 @@ class LocalConnectionLifecycle(ConnectionLifecycle):
         from vsh.api.local.saves import check_not_running
         from vsh.core.domain import Domain
 
+        from vsh.api.local.domains import canonical_machine, device_addresses
+
         dom = Domain.parse(xml)
+        canonical_machine(dom)
         dom.fill_defaults()
         dom.validate()
+        device_addresses(dom)
         if validate:
             from vsh.api.local.domains import check_schema
 
@@ -84,7 +88,8 @@ class LocalDomainLifecycle(DomainLifecycle):
 
     # -- start ---------------------------------------------------------------------------------
 
-    def start(self, paused: bool = False, force_boot: bool = False, bypass_cache: bool = False) -> dict:
+    def start(self, paused: bool = False, force_boot: bool = False, bypass_cache: bool = False,
+              reset_nvram: bool = False) -> dict:
         from vsh.api.local.domains import has_managed_save, managed_save_path
 
         store = self.store
@@ -104,7 +109,7 @@ class LocalDomainLifecycle(DomainLifecycle):
 
             dom = store.load(ref, inactive=True)
             dom.fill_defaults()
-            return launch(store, dom, transient=not ref.persistent, paused=paused)
+            return launch(store, dom, transient=not ref.persistent, paused=paused, reset_nvram=reset_nvram)
         except VshError as err:
             if err.lines == ("Domain is already active",):      # raced with another start: as virsh says it
                 raise

@@ -9,7 +9,7 @@ from vsh.core.errors import InvalidArgument, XMLError
 from vsh.core.names import control_message, has_control, is_mac, is_uuid, normal_uuid, random_mac
 
 
-def fill_defaults(dom) -> None:
+def fill_defaults(dom, default_devices: bool = True) -> None:
     """What libvirt adds on define: uuid, KiB units, currentMemory, placement, actions, MACs."""
     if not dom.uuid:
         import uuid as _uuid
@@ -24,6 +24,7 @@ def fill_defaults(dom) -> None:
             setattr(dom, prop, value)
             if slots is not None:
                 dom.max_memory_slots = slots
+    numa_memory(dom)
     if dom.memory is not None and dom.current_memory is None:
         mem = dom.node.find("./memory")
         from lxml import etree
@@ -39,6 +40,16 @@ def fill_defaults(dom) -> None:
         dom.os_type = "hvm"
     if dom.os_arch is None:
         dom.os_arch = "x86_64"
+        t = dom.node.find("./os/type")
+        if t is not None and t.get("machine") is not None:    # libvirt's order: arch, then machine
+            machine = t.attrib.pop("machine")
+            t.set("machine", machine)
+    if dom.node.find("./clock") is None:     # libvirt always writes the clock (UTC unless told)
+        from lxml import etree
+
+        from vsh.core.xmlobject import insert_ordered
+
+        insert_ordered(dom.node, etree.Element("clock", offset="utc"))
     for key, default in (("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")):
         if getattr(dom, key) is None:
             setattr(dom, key, default)
@@ -54,7 +65,31 @@ def fill_defaults(dom) -> None:
             nic.mac = random_mac()
     from vsh.core.domain.implicit import fill_implicit
 
-    fill_implicit(dom)
+    fill_implicit(dom, default_devices)
+
+
+def numa_memory(dom) -> None:
+    """Guest NUMA cells: each cell's memory in KiB, and <memory> their sum (libvirt's rule);
+    <currentMemory> no higher than that."""
+    cells = dom.node.findall("./cpu/numa/cell")
+    if not cells or any(c.get("memory") is None for c in cells):
+        return
+    from vsh.core.units import scale_for_unit
+
+    total = 0
+    for cell in cells:
+        scale = scale_for_unit(cell.get("unit") or "KiB")
+        text = cell.get("memory").strip()
+        if scale is None or not text.isdigit():
+            raise InvalidArgument(f"invalid argument: invalid memory '{text}' unit '{cell.get('unit')}' "
+                                  f"of NUMA cell {cell.get('id')}")
+        kib = -(-int(text) * scale // 1024)
+        cell.set("memory", str(kib))
+        cell.set("unit", "KiB")
+        total += kib
+    dom.memory = total
+    if dom.current_memory is not None and dom.current_memory > total:
+        dom.current_memory = total
 
 
 def validate(dom) -> None:

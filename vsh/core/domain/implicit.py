@@ -1,7 +1,8 @@
 """What libvirt's qemu driver writes into a definition on define beyond the plain defaults:
-the disk format (raw, never probed), controller indexes, and the implicit controllers
+the disk format (raw, never probed), controller indexes, the implicit controllers
 (the PCI root, USB, the IDE/SATA/SCSI controllers disks sit on, virtio-serial for
-virtio consoles and channels)."""
+virtio consoles and channels) and the default devices of a pc/q35 machine (a virtio
+memory balloon, the chipset's PS/2 mouse and keyboard)."""
 
 from __future__ import annotations
 
@@ -135,8 +136,38 @@ def add_implicit_controllers(dom) -> None:
         dom.add_device(Controller(el))
 
 
-def fill_implicit(dom) -> None:
-    """Everything of this module, in libvirt's order: disk formats, indexes, implicit controllers."""
+def add_default_devices(dom) -> None:
+    """pc and q35: the PS/2 mouse and keyboard the chipset has (unless <features><ps2 state='off'/>)
+    and a virtio balloon where the XML has no <memballoon> (libvirt's qemuDomainDefAddDefaultDevices)."""
+    from lxml import etree
+
+    from vsh.core.xmlobject import insert_ordered
+
+    if machine_family(dom.os_machine) not in ("pc", "q35"):
+        return
+    devs = dom.node.find("./devices")
+    if devs is None:
+        devs = etree.SubElement(dom.node, "devices")
+        dom.node.remove(devs)
+        insert_ordered(dom.node, devs)
+    if dom.node.find("./features/ps2[@state='off']") is None:
+        for kind in ("mouse", "keyboard"):
+            if devs.find(f"./input[@type='{kind}'][@bus='ps2']") is None:
+                el = etree.Element("input", type=kind, bus="ps2")
+                same = devs.findall("./input")
+                if same:
+                    same[-1].addnext(el)
+                else:
+                    insert_ordered(devs, el)
+    if devs.find("./memballoon") is None:
+        insert_ordered(devs, etree.Element("memballoon", model="virtio"))
+
+
+def fill_implicit(dom, default_devices: bool = True) -> None:
+    """Everything of this module, in libvirt's order: disk formats, indexes, implicit controllers,
+    default devices (left to define when ``default_devices`` is false: virt-install --print-xml)."""
     fill_disk_driver(dom)
     fill_controller_indexes(dom)
     add_implicit_controllers(dom)
+    if default_devices:
+        add_default_devices(dom)

@@ -338,9 +338,10 @@ class Domain(XMLObject):
                 raise OperationInvalid(f"Requested operation is not valid: domain already has a {tag} device")
 
     # -- defaults and validation (vsh.core.domain.checks) ---------------------------
-    def fill_defaults(self) -> None:
-        """What libvirt adds on define: uuid, KiB units, currentMemory, placement, actions, MACs."""
-        fill_defaults(self)
+    def fill_defaults(self, default_devices: bool = True) -> None:
+        """What libvirt adds on define: uuid, KiB units, currentMemory, placement, actions, MACs,
+        implicit controllers and (``default_devices``) the machine's default devices."""
+        fill_defaults(self, default_devices)
 
     def validate(self) -> None:
         """Semantic checks with precise messages."""

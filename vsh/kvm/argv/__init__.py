@@ -65,6 +65,7 @@ checks), ``paths`` (RuntimePaths), ``pci`` (the PCI address book),
 CPU, memory, vCPUs, monitor, clock, lifecycle actions), ``boot`` (firmware,
 kernel, boot order), ``controllers``, ``disks`` (with ``images``, the qcow2
 header checks), ``network``, ``chardevs``, ``graphics`` (VNC, video, input), ``sound``, ``smbios``,
+``filesystems`` (9p shares), ``numa`` (guest NUMA cells), ``tpm`` (TPMs),
 ``devices`` (rng, balloon, watchdog, panic, host PCI devices) and ``build``,
 which composes them.
 """

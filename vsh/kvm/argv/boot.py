@@ -12,9 +12,12 @@ from vsh.kvm.argv.options import given, need_file, number, opts
 def firmware(b: Builder) -> None:
     """<os><loader>: -bios for a ROM, flash blockdevs for UEFI (see pflash)."""
     os_ = b.root.find("os")
-    if b.dom.os_firmware:
-        raise Unsupported("firmware='%s' (UEFI) is not supported yet" % b.dom.os_firmware)
     loader = os_.find("loader")
+    if b.dom.os_firmware == "efi" and (loader is None or not (loader.text or "").strip()):
+        raise InvalidArgument("firmware='efi': no firmware chosen yet (vsh chooses it from QEMU's firmware "
+                              "descriptors when the domain starts)")
+    if b.dom.os_firmware not in (None, "efi", "bios"):
+        raise Unsupported("<os firmware='%s'> is not supported on x86_64 (efi or bios)" % b.dom.os_firmware)
     if loader is not None and b.dom.os_loader_type == "pflash":
         pflash(b, os_, loader)
         return
@@ -32,8 +35,8 @@ def pflash(b: Builder, os_, loader) -> None:
     what = "<os><loader type='pflash'>"
     if b.microvm:
         raise Unsupported("%s: machine 'microvm' has no flash firmware; it boots <os><kernel>" % what)
-    if loader.get("secure") == "yes":
-        raise Unsupported("%s: Secure Boot (secure='yes') is not supported yet" % what)
+    if loader.get("secure") == "yes" and not b.feature_state("smm"):
+        raise InvalidArgument("%s: Secure Boot (secure='yes') requires <features><smm state='on'/>" % what)
     if loader.get("format", "raw") != "raw":
         raise Unsupported("%s: firmware format '%s' is not supported (raw)" % (what, loader.get("format")))
     readonly = given(b.dom.os_loader_readonly, "yes") != "no"
@@ -58,6 +61,8 @@ def pflash(b: Builder, os_, loader) -> None:
                                        "read-only": ro}, separators=(",", ":")))
         b.add("-blockdev", json.dumps({"node-name": node + "-format", "read-only": ro, "driver": "raw",
                                        "file": node + "-storage"}, separators=(",", ":")))
+    if loader.get("secure") == "yes":      # only code running in SMM may write the variable store
+        b.add("-global", "driver=cfi.pflash01,property=secure,value=on")
 
 
 def boot(b: Builder) -> None:

@@ -10,7 +10,8 @@ import json
 import re
 
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
-from vsh.kvm.argv import boot, chardevs, controllers, devices, disks, graphics, machine, network, slots, smbios, sound
+from vsh.kvm.argv import (boot, chardevs, controllers, devices, disks, filesystems, graphics, machine, network,
+                          numa, slots, smbios, sound, tpm)
 from vsh.kvm.argv.builder import Builder
 from vsh.kvm.argv.options import esc, split_opts
 from vsh.kvm.argv.paths import RuntimePaths
@@ -42,6 +43,8 @@ DEVICE_HANDLERS = {
     "audio": _nothing,
     "hub": devices.hub,
     "vsock": devices.vsock,
+    "filesystem": filesystems.filesystem,
+    "tpm": tpm.tpm,
 }
 
 
@@ -80,6 +83,7 @@ def build(b: Builder) -> list[str]:
     boot.firmware(b)
     machine.memory(b)
     machine.smp(b)
+    numa.numa(b)
     machine.iothread_objects(b)
     uuid = (b.dom.uuid or "").strip()
     if uuid:

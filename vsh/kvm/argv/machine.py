@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
+from vsh.kvm.argv import numa
 from vsh.kvm.argv.builder import DEFAULT_MACHINE, Builder
 from vsh.kvm.argv.options import byte_size, check_socket_path, esc, given, need_file, number, opts
 from vsh.kvm.argv.pci import PciAddresses
@@ -111,8 +112,6 @@ def cpu(b: Builder) -> None:
     cpu = b.root.find("cpu")
     if cpu is None:
         return
-    if cpu.find("numa") is not None:
-        raise Unsupported("guest NUMA (<cpu><numa>) is not supported yet")
     mode = b.dom.cpu_mode or "custom"
     if mode in ("host-passthrough", "host-model"):
         if not b.kvm:
@@ -151,7 +150,7 @@ def cpu(b: Builder) -> None:
 
 
 def memory(b: Builder) -> None:
-    """<memory>: -m in MiB, rounded up."""
+    """<memory> (with guest NUMA: the sum of the cells, as libvirt counts it): -m in MiB, rounded up."""
     mem = b.root.find("memory")
     if mem is None:
         raise XMLError("the domain has no <memory>")
@@ -159,7 +158,7 @@ def memory(b: Builder) -> None:
         raise Unsupported("memory hotplug (<maxMemory>) is not supported yet")
     if b.root.find("memoryBacking/hugepages") is not None:
         raise Unsupported("hugepages (<memoryBacking><hugepages>) are not supported yet")
-    size = byte_size(mem, "<memory>")
+    size = numa.total_bytes(b.root) if numa.cells(b.root) else byte_size(mem, "<memory>")
     mib = -(-size // (1024 * 1024))  # rounded up to whole MiB, as libvirt aligns
     if mib < 1:
         raise InvalidArgument("<memory> must be at least 1 MiB")

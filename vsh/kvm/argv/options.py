@@ -58,10 +58,15 @@ def number(value: str | None, what: str, default: int | None = None) -> int:
 
 def byte_size(elem, what: str) -> int:
     """A size element (``<memory unit='MiB'>512</memory>``) in bytes; KiB when no unit is given."""
-    text = (elem.text or "").strip()
-    scale = scale_for_unit(elem.get("unit") or "KiB")
+    return size_bytes(elem.text, elem.get("unit"), what)
+
+
+def size_bytes(text: str | None, unit: str | None, what: str) -> int:
+    """A size given as a number and a unit (KiB when none) in bytes."""
+    text = (text or "").strip()
+    scale = scale_for_unit(unit or "KiB")
     if scale is None:
-        raise InvalidArgument("%s: unknown unit '%s'" % (what, elem.get("unit")))
+        raise InvalidArgument("%s: unknown unit '%s'" % (what, unit))
     try:
         n = int(text)
     except ValueError:

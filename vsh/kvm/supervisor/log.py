@@ -36,3 +36,12 @@ def shell_join(argv) -> str:
     import shlex
 
     return shlex.join(str(a) for a in argv)
+
+
+def spawn_logged(argv: list[str], log_fd: int) -> int:
+    """Start ``argv`` (``argv[0]`` looked up on PATH) in its own process group, stdin from
+    /dev/null and stdout/stderr into ``log_fd``; its pid.  QEMU and swtpm start this way."""
+    return os.posix_spawnp(argv[0], argv, os.environ, setpgroup=0,
+                           file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                                         (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                                         (os.POSIX_SPAWN_DUP2, log_fd, 2)])

@@ -16,7 +16,7 @@ from vsh.core import runtime as rt
 from vsh.core.errors import Timeout, VshError
 from vsh.kvm.supervisor import aio
 from vsh.kvm.supervisor.lifecycle import ACTION_KIND
-from vsh.kvm.supervisor.log import describe_exit, log, shell_join
+from vsh.kvm.supervisor.log import describe_exit, log, shell_join, spawn_logged
 
 
 #: When the control request being served must be answered (``time.monotonic()``), or None.
@@ -33,6 +33,7 @@ class QemuProcess:
         self._stop_reason = None
         self._shutdown_event = None
         self._shutdown_requested = self._reboot_requested = False
+        self._start_swtpms()
         listener, self._qmp_sock = aio.qmp_helpers().listening_socket(self.qmp_path)
         try:
             self.argv = aio.qmp_helpers().qmp_argv(self.spec["argv"], self.qmp_path, listener.fileno())
@@ -43,15 +44,13 @@ class QemuProcess:
                 os.close(os.open(self.rundir / rt.CONSOLE_LOG,
                                  os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
             try:
-                pid = os.posix_spawnp(self.argv[0], self.argv, os.environ, setpgroup=0,
-                                      file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                                                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                                                    (os.POSIX_SPAWN_DUP2, log_fd, 2)])
+                pid = spawn_logged(self.argv, log_fd)
             finally:
                 os.close(log_fd)
         except OSError as exc:
             self._qmp_sock.close()
             self._qmp_sock = None
+            self._stop_swtpms()
             self.lc.transition("shutoff", "failed")
             raise VshError(f"internal error: cannot execute '{self.argv[0]}': {exc.strerror}",
                            f"command: {shell_join(self.argv)}") from None
@@ -66,6 +65,33 @@ class QemuProcess:
         log(f"QEMU started, pid {pid}: {shell_join(self.argv)}")
         self.write_state()
 
+
+    def _start_swtpms(self) -> None:
+        """Start the swtpm of each emulated TPM before QEMU, which connects to it (vsh.kvm.swtpm)."""
+        tpms = self.spec.get("swtpm") or []
+        if not tpms:
+            return
+        from vsh.kvm import swtpm
+
+        try:
+            for tpm in tpms:
+                self.swtpm_pids.append((swtpm.spawn(tpm, self.name, self.spec.get("uuid")), tpm["socket"]))
+                log(f"swtpm started, pid {self.swtpm_pids[-1][0]}, control socket {tpm['socket']}")
+        except VshError:
+            self._stop_swtpms()
+            self.lc.transition("shutoff", "failed")
+            raise
+
+    def _stop_swtpms(self) -> None:
+        """Reap the swtpm processes of this run (they end with QEMU; stragglers are killed)."""
+        if not self.swtpm_pids:
+            return
+        from vsh.kvm import swtpm
+
+        while self.swtpm_pids:
+            pid, sock = self.swtpm_pids.pop()
+            swtpm.stop(pid, sock)
+            log(f"swtpm pid {pid} ended")
 
     async def _abandon_launch(self) -> None:
         """A launch that failed before _finish_launch() took QEMU over (e.g. the control
@@ -105,6 +131,7 @@ class QemuProcess:
             self.exit_status = code if code >= 0 else None
             self.exit_signal = -code if code < 0 else None
         log(f"QEMU (pid {self.qemu_pid}) exited: {describe_exit(code)}")
+        self._stop_swtpms()
         if not self._exit_fut.done():
             self._exit_fut.set_result(code)
         if not self._launching:

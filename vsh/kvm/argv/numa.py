@@ -1,0 +1,105 @@
+"""Guest NUMA: ``<cpu><numa><cell>`` → one memory backend and one ``-numa node`` per cell, and
+``-numa dist`` for ``<distances>``, as libvirt's qemu driver builds them.  The guest's memory is
+the sum of its cells (libvirt recomputes ``<memory>`` from them on define)."""
+
+from __future__ import annotations
+
+from vsh.core.domain import parse_cpuset
+from vsh.core.errors import InvalidArgument, Unsupported
+from vsh.kvm.argv.builder import Builder
+from vsh.kvm.argv.options import number, opts, size_bytes
+
+#: <memoryBacking><source type> -> QEMU's memory backend (file-backed memory needs a memory_backing_dir).
+BACKENDS = {"anonymous": "memory-backend-ram", "memfd": "memory-backend-memfd"}
+
+
+def cells(root) -> list:
+    """The <cell> elements of <cpu><numa>, in document order."""
+    return root.findall("cpu/numa/cell")
+
+
+def total_bytes(root) -> int:
+    """The guest memory in bytes: the sum of the NUMA cells."""
+    return sum(cell_bytes(c, "<numa><cell id='%s'>" % c.get("id")) for c in cells(root))
+
+
+def cell_bytes(cell, what: str) -> int:
+    if cell.get("memory") is None:
+        raise InvalidArgument("%s has no memory" % what)
+    return size_bytes(cell.get("memory"), cell.get("unit"), what + " memory")
+
+
+def _backend(b: Builder) -> tuple[str, bool | None]:
+    """The memory backend type and the domain-wide ``share`` setting from <memoryBacking>."""
+    mb = b.root.find("memoryBacking")
+    if mb is None:
+        return "memory-backend-ram", None
+    src = mb.find("source")
+    stype = src.get("type", "anonymous") if src is not None else "anonymous"
+    backend = BACKENDS.get(stype)
+    if backend is None:
+        raise Unsupported("<memoryBacking><source type='%s'> is not supported (anonymous, memfd)" % stype)
+    access = mb.find("access")
+    mode = access.get("mode") if access is not None else None
+    if mode not in (None, "shared", "private"):
+        raise InvalidArgument("<memoryBacking><access mode='%s'> is not a mode (shared, private)" % mode)
+    return backend, (None if mode is None else mode == "shared")
+
+
+def numa(b: Builder) -> None:
+    """The memory backends, -numa node and -numa dist options of the guest's NUMA cells."""
+    cell_list = cells(b.root)
+    if not cell_list:
+        return
+    vcpus = number((b.text("vcpu") or "").strip() or None, "<vcpu>", 1)
+    backend, share = _backend(b)
+    seen_cpus: set[int] = set()
+    for i, cell in enumerate(cell_list):
+        what = "<numa><cell id='%s'>" % cell.get("id", i)
+        cid = number(cell.get("id"), what + " id", i)
+        if cid != i:
+            raise InvalidArgument("%s: cell ids must be 0, 1, ... in document order (expected %d)" % (what, i))
+        cpus = parse_cpuset(cell.get("cpus")) if cell.get("cpus") else set()
+        if any(c >= vcpus for c in cpus):
+            raise InvalidArgument("%s: CPU %d is beyond <vcpu> %d" % (what, max(cpus), vcpus))
+        if cpus & seen_cpus:
+            raise InvalidArgument("%s: CPUs %s are in more than one cell"
+                                  % (what, ",".join(map(str, sorted(cpus & seen_cpus)))))
+        seen_cpus |= cpus
+        access = cell.get("memAccess")
+        if access not in (None, "shared", "private"):
+            raise InvalidArgument("%s: memAccess '%s' is not a mode (shared, private)" % (what, access))
+        cell_share = share if access is None else access == "shared"
+        discard = cell.get("discard")
+        pairs: list[tuple[str, object]] = [("id", "ram-node%d" % i),
+                                           ("size", cell_bytes(cell, what))]
+        if cell_share is not None:
+            pairs.append(("share", cell_share))
+        if discard is not None:
+            pairs.append(("discard-data", discard == "yes"))
+        b.add("-object", opts(backend, *pairs))
+        node: list[tuple[str, object]] = [("nodeid", i)]
+        node += [("cpus", r) for r in _ranges(cpus)]
+        node.append(("memdev", "ram-node%d" % i))
+        b.add("-numa", opts("node", *node))
+    for i, cell in enumerate(cell_list):
+        for sib in cell.findall("distances/sibling"):
+            dst = number(sib.get("id"), "<numa><cell id='%d'><sibling> id" % i)
+            if not 0 <= dst < len(cell_list):
+                raise InvalidArgument("<numa><cell id='%d'><sibling id='%d'>: no such cell" % (i, dst))
+            val = number(sib.get("value"), "<numa><cell id='%d'><sibling> value" % i)
+            if not (10 <= val <= 255) or (dst == i) != (val == 10):
+                raise InvalidArgument("<numa><cell id='%d'><sibling id='%d' value='%d'>: a distance is 10 to "
+                                      "the cell itself and 11-255 to the others" % (i, dst, val))
+            b.add("-numa", "dist,src=%d,dst=%d,val=%d" % (i, dst, val))
+
+
+def _ranges(cpus: set[int]) -> list[str]:
+    """QEMU's cpus= values for a set of vCPUs: one ``first-last`` (or ``n``) per run."""
+    out: list[str] = []
+    for c in sorted(cpus):
+        if out and int(out[-1].rpartition("-")[2]) == c - 1:
+            out[-1] = "%s-%d" % (out[-1].partition("-")[0], c)
+        else:
+            out.append(str(c))
+    return out
