@@ -203,7 +203,14 @@ def carry_out(store, plan, autostart: bool = False, define: bool = True) -> list
                 inject_files(initrd, inject)
         if not define:
             return created
-        store.define(plan.dom)
+        from vsh.api.local.domains import canonical_machine, device_addresses
+
+        dom = plan.dom.copy()           # what define writes: the canonical machine, PS/2, addresses
+        canonical_machine(dom)
+        dom.fill_defaults()
+        dom.validate()
+        device_addresses(dom)
+        store.define(dom)
         defined = True
         if autostart:
             store.set_autostart(name, True)
