@@ -34,6 +34,7 @@ from vsh.core.units import parse_scaled
 GROUPS: list[tuple[str, str]] = [
     ("domain", "Domain Management"),
     ("monitor", "Domain Monitoring"),
+    ("events", "Domain Events"),
     ("host", "Host and Hypervisor"),
     ("snapshot", "Snapshot"),
     ("pool", "Storage Pool"),

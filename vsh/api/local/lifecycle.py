@@ -264,6 +264,11 @@ class LocalDomainLifecycle(DomainLifecycle):
 
         return monitor_events(self, event, timeout)
 
+    def events(self, timeout: float | None = None):
+        from vsh.api.local.events import domain_events
+
+        return domain_events(self, timeout)
+
     def send_process_signal(self, pid: int, signum: int) -> None:
         from vsh.api.local.extras import not_supported
 
