@@ -25,6 +25,10 @@ IOTUNE_PARAMS = ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec", "total_
                  "total_bytes_sec_max_length", "read_bytes_sec_max_length", "write_bytes_sec_max_length",
                  "total_iops_sec_max_length", "read_iops_sec_max_length", "write_iops_sec_max_length")
 
+#: virsh iothreadset's parameters (``--poll-max-ns`` ...) → QEMU's iothread object properties
+IOTHREAD_PARAMS = {"poll_max_ns": "poll-max-ns", "poll_grow": "poll-grow", "poll_shrink": "poll-shrink",
+                   "thread_pool_min": "thread-pool-min", "thread_pool_max": "thread-pool-max"}
+
 #: virsh domiftune's parameters in its order
 BANDWIDTH_PARAMS = ("inbound.average", "inbound.peak", "inbound.burst", "inbound.floor",
                     "outbound.average", "outbound.peak", "outbound.burst")
@@ -78,6 +82,31 @@ class DomainTuning(ABC):
     def iothreads(self, live: bool = False, config: bool = False, current: bool = False) -> list[dict]:
         """``virDomainGetIOThreadInfo``: ``{"id": n, "cpus": [...]}`` per iothread (``<iothreads>``,
         ``<iothreadids>``; live, the affinity of the thread QMP query-iothreads names)."""
+
+    @abstractmethod
+    def add_iothread(self, iothread: int, live: bool = False, config: bool = False, current: bool = False) -> dict:
+        """``virDomainAddIOThread``: a new iothread ``iothread`` (live: QMP object-add; the definitions
+        list it in ``<iothreadids>``). InvalidArgument when that id exists or is not positive."""
+
+    @abstractmethod
+    def delete_iothread(self, iothread: int, live: bool = False, config: bool = False,
+                        current: bool = False) -> dict:
+        """``virDomainDelIOThread``: remove iothread ``iothread`` (live: QMP object-del).
+        InvalidArgument when there is none of that id; OperationInvalid when a disk uses it."""
+
+    @abstractmethod
+    def pin_iothread(self, iothread: int, cpus: list[int], live: bool = False, config: bool = False,
+                     current: bool = False) -> dict:
+        """``virDomainPinIOThread``: let iothread ``iothread`` run only on ``cpus`` (live: its thread's
+        affinity; config: ``<cputune><iothreadpin>``). InvalidArgument for an unknown iothread or CPU."""
+
+    @abstractmethod
+    def set_iothread(self, iothread: int, params: dict, live: bool = False, config: bool = False,
+                     current: bool = False) -> dict:
+        """``virDomainSetIOThreadParams``: ``params`` of :data:`IOTHREAD_PARAMS` (ints) of iothread
+        ``iothread`` (live: QOM properties of the iothread object; config: the ``<iothread>``
+        attributes and ``<poll>`` of libvirt's schema, applied at start). InvalidArgument for an
+        unknown iothread or a negative value."""
 
     @abstractmethod
     def scheduler(self, live: bool = False, config: bool = False, current: bool = False) -> dict:

@@ -80,7 +80,7 @@ def _merged(doms, timeout):
 
 @command("event", group="events", summary="Domain Events",
          opts=[Opt("domain", kind="domain", positional=True, help="filter by domain name, id or uuid"),
-               Opt("event", kind="enum", choices=EVENT_NAMES, positional=True, help="which event type to wait for"),
+               Opt("event", kind="domevent", positional=True, help="which event type to wait for"),
                Opt("all", kind="bool", help="wait for all events instead of just one type"),
                Opt("loop", kind="bool", help="loop until timeout or interrupt, rather than one-shot"),
                Opt("timeout", kind="int", help="timeout seconds"),
@@ -100,6 +100,8 @@ def event(ctx, domain=None, event=None, all=False, loop=False, timeout=None, lis
         return Text("".join(f"{name}\n" for name in EVENT_NAMES), json_data=[*EVENT_NAMES])
     if not event and not all:
         raise InvalidArgument("one of --list, --all, or --event <type> is required")
+    if event and event not in EVENT_NAMES:
+        raise InvalidArgument(f"unknown event type {event}")
     if timeout is not None and timeout < 1:
         raise InvalidArgument("invalid timeout")
     conn = ctx.conn

@@ -433,6 +433,23 @@ class LocalDomainBlockJobs(DomainBlockJobs):
                 raise Timeout(f"the block job of disk '{target}' did not end within {JOB_TIMEOUT:g} s")
             time.sleep(0.05)
 
+    def set_threshold(self, disk: str, threshold: int) -> None:
+        import re
+
+        if threshold < 0:
+            raise InvalidArgument("invalid argument: threshold must not be negative")
+        m = re.fullmatch(r"(.+)\[(\d+)\]", disk)
+        target, _el, chain = self._live_disk(m.group(1) if m else disk)
+        index = int(m.group(2)) if m else 0
+        if not chain:
+            raise InvalidArgument(f"invalid argument: disk '{target}' has no image")
+        if index >= len(chain):
+            raise InvalidArgument(f"invalid argument: failed to find backing store index '{index}' in chain of "
+                                  f"'{target}'")
+        path = chain[index][0]
+        self._qmp("block-set-write-threshold", {"node-name": self._node(self._nodes(), path, target),
+                                                "write-threshold": threshold})
+
     def disk_errors(self) -> list[dict]:
         from vsh.kvm.snapshot.chains import chains
 

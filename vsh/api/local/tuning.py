@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from vsh.api.local.iothreads import LocalIothreads
 from vsh.api.local.threads import QMP_IOTUNE, drive_of, emulator_threads, qemu_threads, set_affinity, throttle
 from vsh.api.tuning import BANDWIDTH_PARAMS, IOTUNE_PARAMS, SCHED_PARAMS, DomainTuning
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported
@@ -73,7 +74,7 @@ def merge_iotune(old: dict, params: dict) -> dict:
     return merged
 
 
-class LocalDomainTuning(DomainTuning):
+class LocalDomainTuning(LocalIothreads, DomainTuning):
     """``dom.tuning`` of a :class:`~vsh.api.local.domain.LocalDomain`."""
 
     def __init__(self, dom):
@@ -220,15 +221,7 @@ class LocalDomainTuning(DomainTuning):
             _, _, threads = self._threads(ref)
             return [{"id": n, "cpus": self._affinity(tid)} for n, tid in sorted(threads.items())]
         d = self._def(ref, False)
-        ids = [int(el.get("id")) for el in d.node.findall("./iothreadids/iothread") if (el.get("id") or "").isdigit()]
-        count = d.node.findtext("iothreads")
-        count = int(count) if count and count.strip().isdigit() else 0
-        n = 1
-        while len(ids) < count:
-            if n not in ids:
-                ids.append(n)
-            n += 1
-        return [{"id": i, "cpus": self._pinned(d, f"./cputune/iothreadpin[@iothread='{i}']")} for i in sorted(ids)]
+        return [{"id": i, "cpus": self._pinned(d, f"./cputune/iothreadpin[@iothread='{i}']")} for i in d.iothread_ids]
 
     # -- scheduler -----------------------------------------------------------------------------------------
 
