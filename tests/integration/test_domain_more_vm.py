@@ -44,6 +44,7 @@ def vm(tmp_path_factory):
     g.vsh("define", xml)
     g.vsh("start", "mo1")
     try:
+        g.wait_log(m["ready_line"])
         yield g
     finally:
         g.close_console()
@@ -59,7 +60,7 @@ def listen(vm, *args) -> subprocess.Popen:
 
 def subscribed(vm, before: int) -> None:
     """Wait until the supervisor has one more event subscriber than ``before``."""
-    _vmguest.poll(lambda: _subscribers(vm) > before, timeout=30)
+    assert _vmguest.poll(lambda: _subscribers(vm) > before, timeout=30), "the listener never subscribed"
 
 
 def _subscribers(vm) -> int:
@@ -116,9 +117,87 @@ def test_event_one_shot_json_and_timestamp(vm):
     ev = json.loads(out.splitlines()[0])
     assert ev["domain"] == "mo1" and ev["event"] == "reboot" and ev["timestamp"] > 0
     vm.wait_log(vm.m["ready_line"], count=2)
+    vm.close_console()          # the shell of the new boot gets a new console
 
 
 def test_event_times_out_without_events(vm):
     res = vm.vsh("event", "mo1", "--event", "watchdog", "--timeout", "1", check=False)
     assert res.returncode == 1
     assert res.stdout.startswith("event loop timed out\nevents received: 0\n")
+
+
+def _iothread_ids(vm) -> list[int]:
+    return sorted(int(t["id"][8:]) for t in vm.qmp("query-iothreads"))
+
+
+def test_iothreadadd_pin_set_and_del_live_and_config(vm):
+    assert _iothread_ids(vm) == [1]
+    assert vm.vsh("iothreadadd", "mo1", "3", "--live", "--config").stdout == "\n"
+    assert _iothread_ids(vm) == [1, 3]
+    for flags in ((), ("--config",)):
+        out = vm.vsh("iothreadinfo", "mo1", *flags).stdout
+        assert [line.split()[0] for line in out.splitlines()[2:] if line.strip()] == ["1", "3"], out
+    assert "<iothread id='3'/>" in vm.xml("--inactive")
+    res = vm.vsh("iothreadadd", "mo1", "3", check=False)
+    assert res.stderr == "error: invalid argument: an IOThread is already using iothread_id '3'\n"
+    vm.vsh("iothreadpin", "mo1", "3", "0")
+    tid = next(t["thread-id"] for t in vm.qmp("query-iothreads") if t["id"] == "iothread3")
+    assert os.sched_getaffinity(tid) == {0}
+    assert "<iothreadpin iothread='3' cpuset='0'/>" in vm.xml()
+    vm.vsh("iothreadset", "mo1", "3", "--poll-max-ns", "12345", "--thread-pool-max", "16")
+    got = {p["name"]: vm.qmp("qom-get", {"path": "/objects/iothread3", "property": p["name"]})
+           for p in ({"name": "poll-max-ns"}, {"name": "thread-pool-max"})}
+    assert got == {"poll-max-ns": 12345, "thread-pool-max": 16}
+    vm.vsh("iothreadset", "mo1", "3", "--poll-grow", "2", "--config")
+    assert "<poll grow='2'/>" in vm.xml("--inactive")
+    res = vm.vsh("iothreadset", "mo1", "3", check=False)
+    assert res.stderr == "error: Not enough arguments passed, nothing to set\n"
+    vm.vsh("iothreaddel", "mo1", "3", "--live", "--config")
+    assert _iothread_ids(vm) == [1]
+    assert "iothread id='3'" not in vm.xml() and "iothread id='3'" not in vm.xml("--inactive")
+    res = vm.vsh("iothreaddel", "mo1", "3", check=False)
+    assert res.stderr == "error: invalid argument: cannot find IOThread '3' in iothreadids list\n"
+
+
+def test_setvcpu_enables_the_next_vcpu(vm):
+    assert len(vm.qmp("query-cpus-fast")) == 2
+    res = vm.vsh("setvcpu", "mo1", "1", "--enable", check=False)
+    assert res.stderr == "error: invalid argument: vcpu '1' is already in requested state\n"
+    res = vm.vsh("setvcpu", "mo1", "7", "--enable", check=False)
+    assert res.stderr == "error: invalid argument: vcpu '7' is not present in live config\n"
+    res = vm.vsh("setvcpu", "mo1", "2", check=False)
+    assert res.stderr == "error: one of --enable, --disable is required\n"
+    vm.vsh("setvcpu", "mo1", "2", "--enable")
+    assert len(vm.qmp("query-cpus-fast")) == 3
+    assert vm.vsh("vcpucount", "mo1", "--live", "--active").stdout.strip() == "3"
+    vm.vsh("setvcpu", "mo1", "2", "--enable", "--config")
+    assert "<vcpu placement='static'>3</vcpu>" in vm.xml("--inactive")
+    res = vm.vsh("setvcpu", "mo1", "2", "--disable", check=False)
+    assert res.returncode == 1 and "TCG" in res.stderr          # QEMU 7.2 under TCG: no live unplug
+
+
+def test_domblkthreshold_fires_a_block_threshold_event(vm):
+    res = vm.vsh("domblkthreshold", "mo1", "vdz", "1M", check=False)
+    assert res.returncode == 1 and "disk 'vdz' not found" in res.stderr
+    vm.vsh("domblkthreshold", "mo1", "vdb", "1M")
+    before = _subscribers(vm)
+    proc = listen(vm, "mo1", "--event", "block-threshold", "--timeout", "60")
+    try:
+        subscribed(vm, before)
+        vm.sh("dd if=/dev/urandom of=/dev/vda bs=1M count=3 seek=1 conv=fsync 2>/dev/null; echo done")  # vdb is the guest's vda
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    line = out.splitlines()[0]
+    assert line.startswith(f"event 'block-threshold' for domain 'mo1': dev: vdb({vm.disk}) 1048576 "), out
+    assert int(line.rsplit(" ", 1)[1]) > 0
+
+
+def test_domdirtyrate_calc_then_domstats(vm):
+    res = vm.vsh("domdirtyrate-calc", "mo1", "--seconds", "1")
+    assert res.stdout == "Start to calculate domain's memory dirty rate successfully.\n\n"
+    stats = _vmguest.poll(lambda: (lambda s: s if "dirtyrate.calc_status=2" in s else None)(
+        vm.vsh("domstats", "mo1", "--dirtyrate").stdout), timeout=30)
+    assert "dirtyrate.calc_period=1" in stats and "dirtyrate.megabytes_per_second=" in stats, stats
+    res = vm.vsh("domdirtyrate-calc", "mo1", "--seconds", "99", check=False)
+    assert res.returncode == 1 and "[1, 60]" in res.stderr

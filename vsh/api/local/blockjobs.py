@@ -447,8 +447,13 @@ class LocalDomainBlockJobs(DomainBlockJobs):
             raise InvalidArgument(f"invalid argument: failed to find backing store index '{index}' in chain of "
                                   f"'{target}'")
         path = chain[index][0]
-        self._qmp("block-set-write-threshold", {"node-name": self._node(self._nodes(), path, target),
-                                                "write-threshold": threshold})
+        # as libvirt: the threshold is on the image's storage node, where the host allocation grows
+        node = next((n["node-name"] for n in self._qmp("query-named-block-nodes", {"flat": True})
+                     if n.get("drv") in ("file", "host_device") and _real(n.get("file") or "") == _real(path)),
+                    None)
+        if node is None:
+            raise VshError(f"internal error: QEMU has no storage node for image '{path}' of disk '{target}'")
+        self._qmp("block-set-write-threshold", {"node-name": node, "write-threshold": threshold})
 
     def disk_errors(self) -> list[dict]:
         from vsh.kvm.snapshot.chains import chains
