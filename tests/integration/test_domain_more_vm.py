@@ -201,3 +201,17 @@ def test_domdirtyrate_calc_then_domstats(vm):
     assert "dirtyrate.calc_period=1" in stats and "dirtyrate.megabytes_per_second=" in stats, stats
     res = vm.vsh("domdirtyrate-calc", "mo1", "--seconds", "99", check=False)
     assert res.returncode == 1 and "[1, 60]" in res.stderr
+
+
+def test_memtune_blkiotune_numatune_perf_on_a_running_domain(vm):
+    # QEMU runs in its supervisor's cgroup here, which vsh does not own: live values are refused with why
+    for cmd in ("memtune", "blkiotune", "numatune"):
+        res = vm.vsh(cmd, "mo1", check=False)
+        assert res.returncode == 1 and "Requested operation is not valid" in res.stderr, (cmd, res.stderr)
+    vm.vsh("memtune", "mo1", "--hard-limit", "1G", "--config")
+    assert "<hard_limit unit='KiB'>1048576</hard_limit>" in vm.xml("--inactive")
+    assert vm.vsh("perf", "mo1").stdout.count("disabled") == 22
+    res = vm.vsh("perf", "mo1", "--enable", "cpu_cycles", check=False)
+    assert res.returncode == 1 and "no perf counters" in res.stderr
+    vm.vsh("perf", "mo1", "--enable", "cpu_cycles", "--config")
+    assert "<event name='cpu_cycles' enabled='yes'/>" in vm.xml("--inactive")
