@@ -251,6 +251,12 @@ def test_dns_of_the_network_answers_for_its_guests(world, g1):
     assert f"{SUBNET}.10" in out, out
 
 
+def test_domhostname_from_the_lease(world, g1):
+    assert vsh(world, "domhostname", "g1", "--source", "lease").stdout == "fixed\n"
+    res = vsh(world, "domhostname", "g1", check=False)
+    assert res.returncode == 1 and res.stderr.startswith("error: failed to get hostname\n")
+
+
 def test_net_update_live_reaches_dnsmasq_and_config_the_definition(world, g1):
     res = vsh(world, "net-update", "n1", "add", "dns-host",
               f"<host ip='{SUBNET}.77'><hostname>added</hostname></host>", "--live")

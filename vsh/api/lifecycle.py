@@ -45,6 +45,12 @@ class ConnectionLifecycle(ABC):
         context."""
 
     @abstractmethod
+    def qemu_attach(self, pid: int):
+        """``virDomainQemuAttach``: adopt the QEMU process ``pid`` started outside the driver as a
+        domain. libvirt's QEMU driver no longer can (libvirt 5.5 removed it), nor the local
+        driver: Unsupported with libvirt's wording."""
+
+    @abstractmethod
     def save_image_xml(self, path: str) -> str:
         """The domain XML recorded in the save image at host ``path``."""
 
@@ -217,6 +223,12 @@ class DomainLifecycle(ABC):
         ``path``, ``threshold``, ``excess``; reboot, pm-suspend, pm-wakeup nothing more. It ends
         after the domain stops (lifecycle Stopped) or ``timeout`` seconds. OperationInvalid (at
         once) when the domain is not running."""
+
+    @abstractmethod
+    def pm_wakeup(self) -> None:
+        """``virDomainPMWakeup``: wake a guest that suspended itself to RAM (QMP system_wakeup).
+        OperationInvalid when the domain is not running; QEMU's error when the guest is not
+        suspended."""
 
     @abstractmethod
     def send_process_signal(self, pid: int, signum: int) -> None:

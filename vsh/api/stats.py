@@ -83,6 +83,13 @@ class DomainStats(ABC):
         as sources; ``agent`` is Unsupported (no guest agent). Needs the running domain."""
 
     @abstractmethod
+    def hostname(self, source: str = "agent") -> str:
+        """``virDomainGetHostname``: the guest's host name from ``source``: ``lease`` (the host name
+        the guest gave the DHCP server of a network its ``type='network'`` NIC is on) or ``agent``.
+        Unsupported for a source the driver has not; VshError ``no hostname found for domain X``;
+        the domain must run."""
+
+    @abstractmethod
     def vcpu_info(self) -> list[dict]:
         """``virDomainGetVcpus``: per vCPU ``vcpu`` (its number), ``cpu`` (the host CPU it last ran on),
         ``state`` (``running``), ``cpu_time_ns``, ``affinity`` (host CPU numbers it may run on) and

@@ -410,6 +410,31 @@ def signal_number(signame: str) -> int:
     return SIGNALS.index(name)
 
 
+@command("qemu-attach", group="domain", summary="QEMU Attach",
+         opts=[Opt("pid", kind="int", required=True, positional=True, help="pid")], mutating=True,
+         examples=("qemu-attach 4321",),
+         description="Attach to an existing QEMU process. libvirt's QEMU driver no longer can (libvirt 5.5\n"
+                     "removed it) and neither can vsh: start domains from their XML instead.")
+def qemu_attach(ctx, pid):
+    if pid <= 0:
+        raise VshError(f"numerical value {pid} for <pid> option is out of range")
+    ctx.conn.qemu_attach(pid)
+    return Message(f"Domain attached to pid {pid}")
+
+
+@command("dompmwakeup", group="domain", summary="wakeup a domain from pmsuspended state",
+         opts=[DOMAIN], mutating=True, examples=("dompmwakeup vm1",),
+         description="Wake up a domain that was previously suspended by power management (the guest\n"
+                     "suspended itself to RAM); QEMU's system_wakeup.")
+def dompmwakeup(ctx, domain):
+    dom = ctx.conn.lookup_domain(domain)
+    try:
+        dom.pm_wakeup()
+    except VshError as err:
+        raise err.with_context(f"Domain '{dom.name}' could not be woken up") from None
+    return Message(f"Domain '{dom.name}' successfully woken up", json_data={"domain": dom.name})
+
+
 @command("send-process-signal", group="domain", summary="Send signals to processes",
          opts=[DOMAIN, Opt("pid", kind="int", required=True, positional=True, help="the process ID"),
                Opt("signame", required=True, positional=True, help="the signal number or name")],

@@ -246,6 +246,24 @@ class LocalDomainStats(DomainStats):
         ref = self._running()
         return interface_addresses(self.dom.store, ref, self.dom.store.load(ref), source)
 
+    def hostname(self, source: str = "agent") -> str:
+        from vsh.core.errors import Unsupported
+
+        if source == "agent":
+            raise Unsupported("operation not supported: vsh uses no guest agent; use --source lease")
+        ref = self._running()
+        for nic in self.dom.store.load(ref).interfaces:
+            if nic.type != "network" or not nic.source_network:
+                continue
+            try:
+                leases = self.dom.conn.networks.lookup(nic.source_network).dhcp_leases(nic.mac)
+            except VshError:
+                continue
+            for lease in leases:
+                if lease.get("hostname"):
+                    return lease["hostname"]
+        raise VshError(f"no hostname found for domain {self.dom.name}")
+
     def vcpu_info(self) -> list[dict]:
         store, ref = self.dom.store, self.dom.refresh()
         if ref.active:
