@@ -13,6 +13,7 @@ from vsh.core.errors import InvalidArgument, VshError
 from vsh.core.escape import escape
 from vsh.core.output import Text
 from vsh.registry import Opt, command
+from vsh.ui.streams import merged
 
 
 def event_text(domain: str, ev: dict) -> str:
@@ -44,38 +45,6 @@ def timestamp_text(now: float) -> str:
     import time
 
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}+0000"
-
-
-def _merged(doms, timeout):
-    """(domain name, event) from every domain's stream as they come."""
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue()
-    streams = [(dom.name, dom.events(timeout=timeout)) for dom in doms]
-
-    def pump(name, stream):
-        try:
-            for ev in stream:
-                q.put((name, ev))
-        except VshError:
-            pass            # the domain's supervisor went away: its stream ends
-        finally:
-            q.put((name, None))
-
-    for name, stream in streams:
-        threading.Thread(target=pump, args=(name, stream), daemon=True).start()
-    left = len(streams)
-    if not left and timeout is not None:
-        import time
-
-        time.sleep(timeout)
-    while left:
-        name, ev = q.get()
-        if ev is None:
-            left -= 1
-            continue
-        yield name, ev
 
 
 @command("event", group="events", summary="Domain Events",
@@ -112,7 +81,7 @@ def event(ctx, domain=None, event=None, all=False, loop=False, timeout=None, lis
     deadline = None if timeout is None else time.monotonic() + timeout
     count, how = 0, None
     try:
-        for name, ev in _merged(doms, timeout):
+        for name, ev in merged([(dom.name, dom.events(timeout=timeout)) for dom in doms], timeout):
             if event and ev["event"] != event:
                 continue
             if ctx.json:

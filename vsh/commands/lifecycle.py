@@ -340,32 +340,9 @@ def _event_filter(event, regex: bool, no_case: bool):
 
 def _merged(doms, event, timeout):
     """(domain, event) as the domains' streams give them; (None, None) when all have ended."""
-    import queue
-    import threading
+    from vsh.ui.streams import merged
 
-    q: queue.Queue = queue.Queue()
-    streams = [(dom, dom.monitor_events(event, timeout=timeout)) for dom in doms]
-
-    def pump(dom, stream):
-        try:
-            for ev in stream:
-                q.put((dom, ev))
-        finally:
-            q.put((dom, None))
-
-    if not streams and timeout is not None:
-        import time
-
-        time.sleep(timeout)
-    for dom, stream in streams:
-        threading.Thread(target=pump, args=(dom, stream), daemon=True).start()
-    left = len(streams)
-    while left:
-        dom, ev = q.get()
-        if ev is None:
-            left -= 1
-            continue
-        yield dom, ev
+    yield from merged([(dom, dom.monitor_events(event, timeout=timeout)) for dom in doms], timeout)
     if timeout is None:
         yield None, None
 
