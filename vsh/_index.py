@@ -43,6 +43,7 @@ COMMANDS = {
     'domif-getlink': ('vsh.commands.devices', 'monitor', 'get link state of a virtual interface', False),
     'domif-setlink': ('vsh.commands.devices', 'domain', 'set link state of a virtual interface', False),
     'update-device': ('vsh.commands.devices', 'domain', 'update device from an XML file', False),
+    'update-memory-device': ('vsh.commands.devices', 'domain', 'update memory device of a domain', False),
     'autostart': ('vsh.commands.domain', 'domain', 'autostart a domain', False),
     'define': ('vsh.commands.domain', 'domain', "define (but don't start) a domain from an XML file", False),
     'desc': ('vsh.commands.domain', 'domain', "show or set domain's description or title", False),

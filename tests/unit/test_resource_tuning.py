@@ -67,3 +67,20 @@ def test_perf(vsh, define):
     assert (values["cpu_cycles"], values["instructions"]) == (True, False)
     assert "<event name='cpu_cycles' enabled='yes'/>" in vsh("dumpxml", "vm1").out
     assert vsh("perf", "vm1", "--enable", "bogus").err == "error: invalid argument: unknown perf event 'bogus'\n"
+
+
+VIRTIO_MEM = ("<memory model='virtio-mem'><target><size unit='GiB'>1</size><node>0</node>"
+              "<block unit='MiB'>2</block><requested unit='MiB'>0</requested></target></memory>")
+
+
+def test_update_memory_device(vsh, define):
+    define("vm1", memory="<maxMemory slots='2' unit='GiB'>4</maxMemory><memory unit='MiB'>1024</memory>",
+           extra="<cpu><numa><cell id='0' cpus='0' memory='1' unit='GiB'/></numa></cpu>", devices=VIRTIO_MEM)
+    assert vsh("update-memory-device", "vm1", "--requested-size", "512M", "--config").status == 0
+    assert "<requested unit='KiB'>524288</requested>" in vsh("dumpxml", "vm1", "--inactive").out
+    out = vsh("update-memory-device", "vm1", "--print-xml", "--node", "0", "--requested-size", "256M").out
+    assert out.startswith("<memory model='virtio-mem'>") and "<requested unit='KiB'>262144</requested>" in out
+    assert "524288" in vsh("dumpxml", "vm1", "--inactive").out       # --print-xml changes nothing
+    assert vsh("update-memory-device", "vm1", "--node", "3").err == "error: no memory device found\n"
+    define("vm2")
+    assert vsh("update-memory-device", "vm2", "--requested-size", "1G").err == "error: no memory device found\n"
