@@ -215,3 +215,20 @@ def test_memtune_blkiotune_numatune_perf_on_a_running_domain(vm):
     assert res.returncode == 1 and "no perf counters" in res.stderr
     vm.vsh("perf", "mo1", "--enable", "cpu_cycles", "--config")
     assert "<event name='cpu_cycles' enabled='yes'/>" in vm.xml("--inactive")
+
+
+def test_dompmwakeup_wakes_a_guest_suspended_to_ram(vm):
+    res = vm.vsh("dompmwakeup", "mo1", check=False)
+    assert res.returncode == 1 and res.stderr.startswith("error: Domain 'mo1' could not be woken up\n"), res.stderr
+    before = _subscribers(vm)
+    proc = listen(vm, "mo1", "--event", "pm-suspend", "--timeout", "60")
+    try:
+        subscribed(vm, before)
+        vm.sh("(sleep 1; echo mem > /sys/power/state) >/dev/null 2>&1 &")
+        assert _vmguest.poll(lambda: vm.qmp("query-status")["status"] == "suspended", timeout=60)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert out.startswith("event 'pm-suspend' for domain 'mo1'\n"), out
+    assert vm.vsh("dompmwakeup", "mo1").stdout == "Domain 'mo1' successfully woken up\n\n"
+    assert _vmguest.poll(lambda: vm.qmp("query-status")["status"] == "running", timeout=60)
