@@ -232,3 +232,17 @@ def test_dompmwakeup_wakes_a_guest_suspended_to_ram(vm):
     assert out.startswith("event 'pm-suspend' for domain 'mo1'\n"), out
     assert vm.vsh("dompmwakeup", "mo1").stdout == "Domain 'mo1' successfully woken up\n\n"
     assert _vmguest.poll(lambda: vm.qmp("query-status")["status"] == "running", timeout=60)
+
+
+def test_event_ends_with_the_domain(vm):
+    before = _subscribers(vm)
+    proc = listen(vm, "--domain", "mo1", "--event", "lifecycle", "--loop")
+    try:
+        subscribed(vm, before)
+        vm.vsh("destroy", "mo1")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert out == "event 'lifecycle' for domain 'mo1': Stopped Destroyed\nevents received: 1\n\n", out
+    res = vm.vsh("event", "mo1", "--all", check=False)
+    assert res.returncode == 1 and "domain is not running" in res.stderr
