@@ -252,7 +252,7 @@ def test_dns_of_the_network_answers_for_its_guests(world, g1):
 
 
 def test_domhostname_from_the_lease(world, g1):
-    assert vsh(world, "domhostname", "g1", "--source", "lease").stdout == "fixed\n"
+    assert vsh(world, "domhostname", "g1", "--source", "lease").stdout == "fixed\n\n"
     res = vsh(world, "domhostname", "g1", check=False)
     assert res.returncode == 1 and res.stderr.startswith("error: failed to get hostname\n")
 

@@ -45,3 +45,19 @@ def test_event_text_is_virsh_text():
 
 def test_timestamp_text():
     assert timestamp_text(0.25) == "1970-01-01 00:00:00.250+0000"
+
+
+def test_qemu_events_become_libvirt_events():
+    from vsh.api.local.events import _translate
+
+    def tr(name, data):
+        return [{k: v for k, v in ev.items()} for ev in _translate({"event": name, "data": data}, None)]
+
+    assert tr("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"}) == [
+        {"event": "lifecycle", "type": "Shutdown", "detail": "Finished after guest request"}]
+    assert tr("SHUTDOWN", {"guest": False, "reason": "host-signal"}) == []          # a destroy
+    assert tr("SHUTDOWN", {"guest": True, "reason": "guest-reset"}) == []
+    assert tr("RESET", {"guest": True}) == [{"event": "reboot"}]
+    assert tr("RTC_CHANGE", {"offset": 3600}) == [{"event": "rtc-change", "offset": 3600}]
+    assert tr("BALLOON_CHANGE", {"actual": 256 << 20}) == [{"event": "balloon-change", "actual": 262144}]
+    assert tr("STOP", {}) == []

@@ -92,6 +92,8 @@ def _translate(msg: dict, disks: _Disks) -> list[dict]:
     if name == "SHUTDOWN":
         if data.get("reason") in ("guest-reset", "host-qmp-system-reset"):
             return []                   # a reset: the RESET event follows
+        if data.get("reason") in ("host-qmp-quit", "host-signal"):
+            return []                   # destroy: only its Stopped Destroyed, as libvirt
         detail = "Finished after guest request" if data.get("guest") else "Finished after host request"
         return [{"event": "lifecycle", "type": "Shutdown", "detail": detail}]
     if name == "RESET":
