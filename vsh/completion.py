@@ -155,6 +155,12 @@ def complete_networks(ctx, opt, prefix: str, given: dict) -> list[str]:
     return [name for name in ctx.conn.networks.names() if name.startswith(prefix)]
 
 
+def complete_domain_events(ctx, opt, prefix: str, given: dict) -> list[str]:
+    from vsh.api.lifecycle import EVENT_NAMES
+
+    return [name for name in EVENT_NAMES if name.startswith(prefix)]
+
+
 def complete_snapshots(ctx, opt, prefix: str, given: dict) -> list[str]:
     """Snapshot names of the domain given before (``snapshot-revert vm1 <TAB>``)."""
     dom = _domain(ctx, given)

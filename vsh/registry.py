@@ -33,6 +33,7 @@ from vsh.core.errors import InvalidArgument, ParseError, VshError
 GROUPS: list[tuple[str, str]] = [
     ("domain", "Domain Management"),
     ("monitor", "Domain Monitoring"),
+    ("events", "Domain Events"),
     ("host", "Host and Hypervisor"),
     ("snapshot", "Snapshot"),
     ("pool", "Storage Pool"),
@@ -79,6 +80,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("pool", "storage pool name", "pools"),
     Kind("volume", "volume name or path", "volumes"),
     Kind("network", "network name", "networks"),
+    Kind("domevent", "domain event type (event --list)", "domain_events"),
     Kind("command", "command name", "commands"),
 )}
 # kinds whose values nobody can list: flags take none, the others are free text or numbers

@@ -251,6 +251,36 @@ def test_dns_of_the_network_answers_for_its_guests(world, g1):
     assert f"{SUBNET}.10" in out, out
 
 
+def test_domhostname_from_the_lease(world, g1):
+    assert vsh(world, "domhostname", "g1", "--source", "lease").stdout == "fixed\n\n"
+    res = vsh(world, "domhostname", "g1", check=False)
+    assert res.returncode == 1 and res.stderr.startswith("error: failed to get hostname\n")
+
+
+def test_net_update_live_reaches_dnsmasq_and_config_the_definition(world, g1):
+    res = vsh(world, "net-update", "n1", "add", "dns-host",
+              f"<host ip='{SUBNET}.77'><hostname>added</hostname></host>", "--live")
+    assert res.stdout == "Updated network n1 live state\n"
+    out = g1.sh(f"nslookup added {SUBNET}.1 2>&1")
+    assert f"{SUBNET}.77" in out, out
+    assert "added" in vsh(world, "net-dumpxml", "n1").stdout
+    assert "added" not in vsh(world, "net-dumpxml", "n1", "--inactive").stdout
+    host = f"<host mac='52:54:00:aa:bb:99' name='later' ip='{SUBNET}.11'/>"
+    res = vsh(world, "net-update", "n1", "add-last", "ip-dhcp-host", host, "--live", "--config")
+    assert res.stdout == "Updated network n1 persistent config and live state\n"
+    for flags in ((), ("--inactive",)):
+        assert host in vsh(world, "net-dumpxml", "n1", *flags).stdout
+    conf = world["store"].rglob("dnsmasq.conf")
+    assert any(f"dhcp-host=52:54:00:aa:bb:99,{SUBNET}.11,later" in p.read_text() for p in conf)
+    res = vsh(world, "net-update", "n1", "add", "ip-dhcp-host", host, check=False)
+    assert res.stderr == ("error: Failed to update network n1\nerror: Requested operation is not valid: there is an "
+                          f"existing dhcp host entry in network 'n1' that matches \"{host}\"\n")
+    vsh(world, "net-update", "n1", "delete", "ip-dhcp-host", host, "--live", "--config")
+    vsh(world, "net-update", "n1", "delete", "dns-host", f"<host ip='{SUBNET}.77'/>", "--live")
+    assert "later" not in vsh(world, "net-dumpxml", "n1").stdout
+    assert "%vshtbr1:67" in sh("ss", "-H", "-ulnp", ns=world["inner"]).stdout   # dnsmasq serves again
+
+
 def test_bridge_interface_gets_an_address_from_the_dynamic_range(world):
     g2 = guest(world, "g2")
     xml = world["base"] / "g2.xml"

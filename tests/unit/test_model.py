@@ -58,6 +58,7 @@ def case_basic(dom):
     assert dom.uuid is None
     assert (dom.memory, dom.current_memory, dom.max_memory) == (65536, None, None)
     assert (dom.vcpus, dom.effective_vcpus) == (None, 1)
+    assert dom.iothread_ids == []
     assert dom.features == [] and dom.boot_devs == []
     nic = dom.interfaces[0]
     assert (nic.type, nic.mac, nic.source) == ("user", None, None)

@@ -80,6 +80,13 @@ class DomainBlockJobs(ABC):
         (``block copy still active``) to pivot a job that is not ready."""
 
     @abstractmethod
+    def set_threshold(self, disk: str, threshold: int) -> None:
+        """``virDomainSetBlockThreshold``: have a ``block-threshold`` event (see
+        :meth:`vsh.api.lifecycle.DomainLifecycle.events`) sent once the guest writes past
+        ``threshold`` bytes of ``disk`` (a target, ``vda[N]`` for the Nth image below the top, or
+        an image path); 0 clears it. The domain must run; InvalidArgument for an unknown disk."""
+
+    @abstractmethod
     def disk_errors(self) -> list[dict]:
         """``virDomainGetDiskErrors``: ``[{"disk": target, "error": "unspecified error"|"no
         space"}]`` for the disks whose I/O stopped on an error. The domain must run."""

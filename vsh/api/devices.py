@@ -38,8 +38,10 @@ class DomainDevices(ABC):
                persistent: bool = False, force: bool = False) -> dict:
         """Change a device as ``xml`` describes it (``virDomainUpdateDeviceFlags``); no flag means
         current. The medium of a cdrom or floppy ``<disk>`` (found by its target) can change: the
-        new ``<source>`` and ``<driver>``, or none to eject; other changes are Unsupported. ``force``
-        opens a tray the guest has locked. Returns ``{"live", "config", "target"}``."""
+        new ``<source>`` and ``<driver>``, or none to eject; so can the ``<target><requested>`` size of
+        a ``<memory model='virtio-mem'>`` (found by its alias, else its ``<target><node>``); other
+        changes are Unsupported. ``force`` opens a tray the guest has locked. Returns ``{"live",
+        "config", "target"}``."""
 
     @abstractmethod
     def change_media(self, target: str, xml: str | None, live: bool = False, config: bool = False,

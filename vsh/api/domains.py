@@ -198,6 +198,14 @@ class DomainConfig(ABC):
         too. Returns ``{"live", "config"}``."""
 
     @abstractmethod
+    def set_vcpu(self, vcpus: list[int], enable: bool, live: bool = False, config: bool = False,
+                 current: bool = False) -> dict:
+        """``virDomainSetVcpu``: enable (hot-plug) or disable (unplug) the vCPUs numbered ``vcpus``.
+        InvalidArgument (libvirt's words) for a vCPU the domain does not have, one already in that
+        state, or vCPU 0; Unsupported where the driver cannot (the local driver keeps the enabled
+        vCPUs numbered from 0 without gaps; a live unplug under TCG). Returns ``{"live", "config"}``."""
+
+    @abstractmethod
     def set_vcpus(self, count: int, maximum: bool = False, live: bool = False, config: bool = False,
                   current: bool = False, guest: bool = False, hotpluggable: bool = False) -> dict:
         """Set the number of virtual CPUs (``virDomainSetVcpusFlags``); no flag means live. With

@@ -16,6 +16,15 @@ from abc import ABC, abstractmethod
 DUMP_FORMATS = ("elf", "kdump-zlib", "kdump-lzo", "kdump-snappy", "kdump-zstd", "win-dmp")
 
 
+#: virsh's domain event names (``event --list``), in libvirt's order of event IDs
+EVENT_NAMES = ("lifecycle", "reboot", "rtc-change", "watchdog", "io-error", "graphics", "io-error-reason",
+               "control-error", "block-job", "disk-change", "tray-change", "pm-wakeup", "pm-suspend",
+               "balloon-change", "pm-suspend-disk", "device-removed", "block-job-2", "tunable",
+               "agent-lifecycle", "device-added", "migration-iteration", "job-completed",
+               "device-removal-failed", "metadata-change", "block-threshold", "memory-failure",
+               "memory-device-size-change", "nic-mac-change")
+
+
 class ConnectionLifecycle(ABC):
     """Connection-level operations that make running domains (create from XML, restore)."""
 
@@ -34,6 +43,12 @@ class ConnectionLifecycle(ABC):
         (``xml`` replaces its definition; same devices only) and load its state; running (restored)
         unless the image or ``paused`` says paused. Returns the runtime state. Errors without
         context."""
+
+    @abstractmethod
+    def qemu_attach(self, pid: int):
+        """``virDomainQemuAttach``: adopt the QEMU process ``pid`` started outside the driver as a
+        domain. libvirt's QEMU driver no longer can (libvirt 5.5 removed it), nor the local
+        driver: Unsupported with libvirt's wording."""
 
     @abstractmethod
     def save_image_xml(self, path: str) -> str:
@@ -232,6 +247,25 @@ class DomainLifecycle(ABC):
         the running domain from now on (``{"event", "data", "timestamp": {"seconds",
         "microseconds"}}``), only those named ``event`` when given, until the domain stops or
         ``timeout`` seconds pass. OperationInvalid (at once) when the domain is not running."""
+
+    @abstractmethod
+    def events(self, timeout: float | None = None):
+        """``virConnectDomainEventRegisterAny`` for every event ID: an iterator over the running
+        domain's events from now on, each a dict with ``event`` (a name of :data:`EVENT_NAMES`)
+        and ``timestamp`` (seconds), and per event: lifecycle ``type``, ``detail`` (virsh's words,
+        e.g. Stopped / Destroyed); rtc-change ``offset``; watchdog ``action``; balloon-change
+        ``actual`` (KiB); device-removed ``alias``; tray-change ``alias``, ``tray`` (opened,
+        closed); block-job and block-job-2 ``job`` (Block Pull, ...), ``disk`` (top image path,
+        resp. target), ``status`` (completed, failed, canceled, ready); block-threshold ``dev``,
+        ``path``, ``threshold``, ``excess``; reboot, pm-suspend, pm-wakeup nothing more. It ends
+        after the domain stops (lifecycle Stopped) or ``timeout`` seconds. OperationInvalid (at
+        once) when the domain is not running."""
+
+    @abstractmethod
+    def pm_wakeup(self) -> None:
+        """``virDomainPMWakeup``: wake a guest that suspended itself to RAM (QMP system_wakeup).
+        OperationInvalid when the domain is not running; QEMU's error when the guest is not
+        suspended."""
 
     @abstractmethod
     def send_process_signal(self, pid: int, signum: int) -> None:

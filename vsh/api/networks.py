@@ -96,6 +96,18 @@ class Network(ABC):
         name (InvalidArgument otherwise); errors as :meth:`Networks.define_xml`."""
 
     @abstractmethod
+    def update(self, command: str, section: str, xml: str | bytes, parent_index: int | None = None,
+               live: bool = False, config: bool = False) -> dict:
+        """``virNetworkUpdate`` (net-update): ``command`` (add, add-first, add-last, delete,
+        modify) one ``<host>``/``<range>`` element of ``section`` (virsh's names: ip-dhcp-host,
+        ip-dhcp-range, dns-host, ...; ``parent_index`` picks the ``<ip>``) in the running network
+        (``live``), its persistent definition (``config``), or, with neither, the running
+        network when it is active, else the definition. Returns ``{"live", "config"}``: what
+        changed. InvalidArgument for an unknown command or section, OperationInvalid with
+        libvirt's wording for an entry that is missing or already there, Unsupported for a
+        section that cannot be updated."""
+
+    @abstractmethod
     def dhcp_leases(self, mac: str | None = None) -> list[dict]:
         """The unexpired DHCP leases of the active network (none when inactive), for ``mac`` only
         when given, sorted by MAC and address: dicts with ``expiry`` (epoch seconds, 0 for

@@ -73,6 +73,14 @@ class Snapshot(ABC):
         """Make this snapshot the current one (the next snapshot's parent)."""
 
     @abstractmethod
+    def redefine(self, xml: str | bytes, current: bool = False, rename: bool = False, clone: bool = False) -> str:
+        """``virDomainSnapshotCreateXML`` with ``REDEFINE`` (snapshot-edit): store ``xml`` (the
+        snapshot's ``<domainsnapshot>`` as edited) as this snapshot's metadata; ``current`` makes
+        it current. Returns the name. InvalidArgument ``Must use --rename or --clone to change A
+        to B`` for a new name without ``rename``/``clone``; Unsupported for what the driver
+        cannot change (the local driver: everything but the description, and the name)."""
+
+    @abstractmethod
     def revert(self, running: bool = False, paused: bool = False, force: bool = False) -> dict:
         """``virDomainRevertToSnapshot``: disks, definition and (for a running snapshot) memory go
         back to it. OperationInvalid ("revert requires force: ...") in libvirt's risky cases unless

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 
 #: the groups of virConnectGetAllDomainStats, in the order they are reported
 STATS_GROUPS = ("state", "cpu-total", "balloon", "vcpu", "interface", "block")
+#: groups shown only when asked for (``domstats --dirtyrate``)
+EXTRA_STATS_GROUPS = ("dirtyrate",)
 #: where domifaddr's addresses come from (virDomainInterfaceAddressesSource)
 ADDRESS_SOURCES = ("lease", "arp", "agent")
 #: virDomainBlockStatsFlags' counters, in virsh domblkstat's order
@@ -27,7 +29,7 @@ class DomainStats(ABC):
         """``virConnectGetAllDomainStats`` for this domain: libvirt's typed parameters
         (``state.state``, ``cpu.time``, ``balloon.current``, ``vcpu.0.time``, ``net.0.rx.bytes``,
         ``block.0.name``...) as an ordered dict of field -> int or str, for the groups named in
-        ``groups`` (:data:`STATS_GROUPS`; None: all). A shut-off domain has only what its definition
+        ``groups`` (:data:`STATS_GROUPS` and :data:`EXTRA_STATS_GROUPS`; None: the former). A shut-off domain has only what its definition
         says; a domain that stops meanwhile is reported as it is now."""
 
     @abstractmethod
@@ -81,11 +83,31 @@ class DomainStats(ABC):
         as sources; ``agent`` is Unsupported (no guest agent). Needs the running domain."""
 
     @abstractmethod
+    def hostname(self, source: str = "agent") -> str:
+        """``virDomainGetHostname``: the guest's host name from ``source``: ``lease`` (the host name
+        the guest gave the DHCP server of a network its ``type='network'`` NIC is on) or ``agent``.
+        Unsupported for a source the driver has not; VshError ``no hostname found for domain X``;
+        the domain must run."""
+
+    @abstractmethod
     def vcpu_info(self) -> list[dict]:
         """``virDomainGetVcpus``: per vCPU ``vcpu`` (its number), ``cpu`` (the host CPU it last ran on),
         ``state`` (``running``), ``cpu_time_ns``, ``affinity`` (host CPU numbers it may run on) and
         ``thread_id``; for a domain that is not running, ``cpu``, ``state`` and ``cpu_time_ns`` are
         None and the affinity is the definition's pinning."""
+
+    @abstractmethod
+    def start_dirty_rate_calc(self, seconds: int = 1, mode: str | None = None) -> None:
+        """``virDomainStartDirtyRateCalc``: start measuring how fast the guest dirties its memory
+        over ``seconds`` (1-60) by ``mode`` (page-sampling, dirty-bitmap, dirty-ring; None: QEMU's
+        default); :meth:`dirty_rate` reads the result. InvalidArgument for a bad value; the
+        domain must run."""
+
+    @abstractmethod
+    def dirty_rate(self) -> dict:
+        """The last dirty-rate measurement (domstats ``--dirtyrate``): ``calc_status`` (0 never
+        started, 1 measuring, 2 done), ``calc_start_time`` (s), ``calc_period`` (s), ``megabytes_per_second``
+        (when done) and ``calc_mode``. The domain must run."""
 
     @abstractmethod
     def cpu_times(self) -> dict:

@@ -69,6 +69,18 @@ class Storage(ABC):
         checked the same way; nothing is defined."""
 
     @abstractmethod
+    def create_pool_xml(self, xml: str | bytes, build: bool = False) -> "Pool":
+        """Create and start a transient pool from ``<pool>`` XML (``virStoragePoolCreateXML``): it
+        is gone once destroyed; ``build`` makes its directory first. Errors as
+        :meth:`define_pool_xml`; OperationInvalid when a pool of that name exists; VshError when
+        the directory is missing."""
+
+    @abstractmethod
+    def create_pool_as(self, name: str, type: str, target: str, build: bool = False) -> "Pool":
+        """:meth:`create_pool_xml` from arguments, as :meth:`define_pool_as` takes them
+        (pool-create-as)."""
+
+    @abstractmethod
     def lookup_volume(self, ident: str, pool: str | None = None) -> "Volume":
         """The volume named ``ident`` in the pool ``pool`` (name or UUID; it must be active), else
         the volume whose key or path is ``ident``. NotFound ``failed to get vol 'x'``, or

@@ -25,6 +25,25 @@ IOTUNE_PARAMS = ("total_bytes_sec", "read_bytes_sec", "write_bytes_sec", "total_
                  "total_bytes_sec_max_length", "read_bytes_sec_max_length", "write_bytes_sec_max_length",
                  "total_iops_sec_max_length", "read_iops_sec_max_length", "write_iops_sec_max_length")
 
+#: virsh iothreadset's parameters (``--poll-max-ns`` ...) → QEMU's iothread object properties
+IOTHREAD_PARAMS = {"poll_max_ns": "poll-max-ns", "poll_grow": "poll-grow", "poll_shrink": "poll-shrink",
+                   "thread_pool_min": "thread-pool-min", "thread_pool_max": "thread-pool-max"}
+
+#: virsh memtune's parameters (KiB) in its order
+MEMTUNE_PARAMS = ("hard_limit", "soft_limit", "swap_hard_limit", "min_guarantee")
+#: virsh blkiotune's per-device parameters in its order (``<blkiotune><device>`` children without
+#: the ``device_`` prefix; ``device_weight`` is ``<weight>``)
+BLKIO_DEVICE_PARAMS = ("device_weight", "device_read_iops_sec", "device_write_iops_sec", "device_read_bytes_sec",
+                       "device_write_bytes_sec")
+#: libvirt's perf events, in virsh perf's order
+PERF_EVENTS = ("cmt", "mbmt", "mbml", "cpu_cycles", "instructions", "cache_references", "cache_misses",
+               "branch_instructions", "branch_misses", "bus_cycles", "stalled_cycles_frontend",
+               "stalled_cycles_backend", "ref_cpu_cycles", "cpu_clock", "task_clock", "page_faults",
+               "context_switches", "cpu_migrations", "page_faults_min", "page_faults_maj", "alignment_faults",
+               "emulation_faults")
+#: numatune modes, by virsh's number
+NUMA_MODES = ("strict", "preferred", "interleave", "restrictive")
+
 #: virsh domiftune's parameters in its order
 BANDWIDTH_PARAMS = ("inbound.average", "inbound.peak", "inbound.burst", "inbound.floor",
                     "outbound.average", "outbound.peak", "outbound.burst")
@@ -78,6 +97,78 @@ class DomainTuning(ABC):
     def iothreads(self, live: bool = False, config: bool = False, current: bool = False) -> list[dict]:
         """``virDomainGetIOThreadInfo``: ``{"id": n, "cpus": [...]}`` per iothread (``<iothreads>``,
         ``<iothreadids>``; live, the affinity of the thread QMP query-iothreads names)."""
+
+    @abstractmethod
+    def add_iothread(self, iothread: int, live: bool = False, config: bool = False, current: bool = False) -> dict:
+        """``virDomainAddIOThread``: a new iothread ``iothread`` (live: QMP object-add; the definitions
+        list it in ``<iothreadids>``). InvalidArgument when that id exists or is not positive."""
+
+    @abstractmethod
+    def delete_iothread(self, iothread: int, live: bool = False, config: bool = False,
+                        current: bool = False) -> dict:
+        """``virDomainDelIOThread``: remove iothread ``iothread`` (live: QMP object-del).
+        InvalidArgument when there is none of that id; OperationInvalid when a disk uses it."""
+
+    @abstractmethod
+    def pin_iothread(self, iothread: int, cpus: list[int], live: bool = False, config: bool = False,
+                     current: bool = False) -> dict:
+        """``virDomainPinIOThread``: let iothread ``iothread`` run only on ``cpus`` (live: its thread's
+        affinity; config: ``<cputune><iothreadpin>``). InvalidArgument for an unknown iothread or CPU."""
+
+    @abstractmethod
+    def set_iothread(self, iothread: int, params: dict, live: bool = False, config: bool = False,
+                     current: bool = False) -> dict:
+        """``virDomainSetIOThreadParams``: ``params`` of :data:`IOTHREAD_PARAMS` (ints) of iothread
+        ``iothread`` (live: QOM properties of the iothread object; config: the ``<iothread>``
+        attributes and ``<poll>`` of libvirt's schema, applied at start). InvalidArgument for an
+        unknown iothread or a negative value."""
+
+    @abstractmethod
+    def memory_parameters(self, live: bool = False, config: bool = False, current: bool = False) -> dict:
+        """``virDomainGetMemoryParameters``: :data:`MEMTUNE_PARAMS` → KiB, or None for unlimited (live: the
+        cgroup v2 of QEMU's own; config: ``<memtune>``). OperationInvalid, saying why, when the live
+        values live nowhere vsh can reach."""
+
+    @abstractmethod
+    def set_memory_parameters(self, params: dict, live: bool = False, config: bool = False,
+                              current: bool = False) -> dict:
+        """``virDomainSetMemoryParameters``: :data:`MEMTUNE_PARAMS` → KiB (None: unlimited). InvalidArgument
+        for a hard limit above the swap hard limit; Unsupported for ``min_guarantee`` (QEMU has none)."""
+
+    @abstractmethod
+    def blkio_parameters(self, live: bool = False, config: bool = False, current: bool = False) -> dict:
+        """``virDomainGetBlkioParameters``: ``weight`` (int, 0 unset) and the per-device lists of
+        :data:`BLKIO_DEVICE_PARAMS` as virsh shows them (``/dev/sda,500,/dev/sdb,300``; "" for none)."""
+
+    @abstractmethod
+    def set_blkio_parameters(self, params: dict, live: bool = False, config: bool = False,
+                             current: bool = False) -> dict:
+        """``virDomainSetBlkioParameters``: ``weight`` (100-1000) and per-device lists as
+        :meth:`blkio_parameters` gives them (a device's value 0 removes it); config:
+        ``<blkiotune>``. InvalidArgument for a malformed list or a weight out of range."""
+
+    @abstractmethod
+    def numa_parameters(self, live: bool = False, config: bool = False, current: bool = False) -> dict:
+        """``virDomainGetNumaParameters``: ``numa_mode`` (strict, preferred, interleave, restrictive)
+        and ``numa_nodeset`` ("" for none), from ``<numatune><memory>`` (live: the cgroup's cpuset)."""
+
+    @abstractmethod
+    def set_numa_parameters(self, mode: str | None = None, nodeset: str | None = None, live: bool = False,
+                            config: bool = False, current: bool = False) -> dict:
+        """``virDomainSetNumaParameters``: the memory policy ``mode`` and host NUMA ``nodeset``.
+        InvalidArgument for an unknown mode or a node the host does not have; OperationInvalid for a
+        live mode change (libvirt's rule)."""
+
+    @abstractmethod
+    def perf_events(self, live: bool = False, config: bool = False, current: bool = False) -> dict:
+        """``virDomainGetPerfEvents``: :data:`PERF_EVENTS` → enabled? (config: ``<perf>``)."""
+
+    @abstractmethod
+    def set_perf_events(self, events: dict, live: bool = False, config: bool = False,
+                        current: bool = False) -> dict:
+        """``virDomainSetPerfEvents``: enable (True) or disable event names of :data:`PERF_EVENTS`.
+        InvalidArgument for an unknown name; Unsupported for the live domain when the driver opens
+        no perf counters."""
 
     @abstractmethod
     def scheduler(self, live: bool = False, config: bool = False, current: bool = False) -> dict:

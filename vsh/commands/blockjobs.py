@@ -373,3 +373,21 @@ def domjobabort(ctx, domain, postcopy=False):
     if postcopy:
         raise VshError("Requested operation is not valid: current job is not outgoing migration in post-copy mode")
     return Text("", json_data=dom.block_jobs.abort_job())
+
+
+@command("domblkthreshold", group="domain",
+         summary="set the threshold for block-threshold event for a given block device or it's backing chain "
+                 "element",
+         opts=[DOMAIN, Opt("dev", kind="device", required=True, positional=True, help="device to set threshold for"),
+               Opt("threshold", kind="string", required=True, positional=True,
+                   help="threshold as a scaled number (by default bytes)")],
+         mutating=True, examples=("domblkthreshold vm1 vda 1G", "domblkthreshold vm1 'vda[1]' 512M"),
+         description="Once the guest writes past the threshold of the disk's image (vda, or vda[N] for the\n"
+                     "Nth image below the top), QEMU sends one block-threshold event (see 'event'); 0 clears it.")
+def domblkthreshold(ctx, domain, dev, threshold):
+    from vsh.core.units import parse_scaled
+
+    nbytes = parse_scaled(threshold, 1, "threshold")
+    dom = ctx.conn.lookup_domain(domain)
+    dom.block_jobs.set_threshold(dev, nbytes)
+    return Text("", json_data={"dev": dev, "threshold": nbytes})

@@ -74,6 +74,30 @@ def setvcpus(ctx, domain, count, maximum=False, config=False, live=False, curren
     return Text("", json_data={"domain": dom.name, "count": count, "maximum": maximum, **done})
 
 
+@command("setvcpu", group="domain", summary="attach/detach vcpu or groups of threads",
+         opts=[DOMAIN, Opt("vcpulist", required=True, positional=True, help="ids of vcpus to manipulate"),
+               Opt("enable", kind="bool", help="enable cpus specified by cpumap"),
+               Opt("disable", kind="bool", help="disable cpus specified by cpumap"),
+               CONFIG, LIVE, CURRENT],
+         exclusive=EXCLUSIVE + (("enable", "disable"),), mutating=True,
+         description="Enable (hot-plug) or disable (unplug) the vCPUs of vcpulist (0-3,^2). vsh keeps\n"
+                     "the enabled vCPUs numbered from 0 without gaps, so the list continues the enabled\n"
+                     "ones (or ends them); under TCG a live unplug is refused.",
+         examples=("setvcpu vm1 2 --enable", "setvcpu vm1 2-3 --enable --config"))
+def setvcpu(ctx, domain, vcpulist, enable=False, disable=False, config=False, live=False, current=False):
+    from vsh.core.domain import parse_cpuset
+
+    if not (enable or disable):
+        raise InvalidArgument("one of --enable, --disable is required")
+    try:
+        vcpus = sorted(parse_cpuset(vcpulist))
+    except VshError:
+        raise InvalidArgument(f"invalid vcpu list '{vcpulist}'") from None
+    dom = ctx.conn.lookup_domain(domain)
+    done = dom.set_vcpu(vcpus, enable, live=live, config=config, current=current)
+    return Text("", json_data={"domain": dom.name, "vcpus": vcpus, "enabled": enable, **done})
+
+
 # -- edit ----------------------------------------------------------------------------------
 
 

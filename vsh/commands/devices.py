@@ -376,6 +376,51 @@ def update_device(ctx, domain, file, persistent=False, config=False, live=False,
                                                              "live": done["live"], "config": done["config"]})
 
 
+@command("update-memory-device", group="domain", summary="update memory device of a domain",
+         opts=[DOMAIN, Opt("print-xml", kind="bool", help="print updated memory device XML instead of executing "
+                                                         "the change"),
+               Opt("alias", help="memory device alias"), Opt("node", kind="int", help="memory device target node"),
+               Opt("requested-size", help="new value of <requested/> size, as scaled integer (default KiB)"),
+               CONFIG, LIVE, CURRENT],
+         exclusive=CURRENT_EXCLUSIVE + (("node", "alias"),), mutating=True,
+         description="Change the requested size of a virtio-mem memory device (picked by --alias or\n"
+                     "--node when there are several). vsh starts no domain with virtio-mem, so this\n"
+                     "changes the definition (--config).",
+         examples=("update-memory-device vm1 --requested-size 1G --config",))
+def update_memory_device(ctx, domain, print_xml=False, alias=None, node=None, requested_size=None, config=False,
+                         live=False, current=False):
+    from vsh.core.units import parse_scaled
+    from vsh.core.xml import parse, serialize
+
+    dom = ctx.conn.lookup_domain(domain)
+    root = parse(dom.xml(inactive=config), "domain")
+    mems = root.xpath("./devices/memory")
+    if alias is not None:
+        mems = [m for m in mems if m.find("alias") is not None and m.find("alias").get("name") == alias]
+    elif node is not None:
+        mems = [m for m in mems if m.findtext("target/node") == str(node)]
+    if not mems:
+        raise NotFound("no memory device found")
+    if len(mems) > 1:
+        raise InvalidArgument("multiple memory devices found, use --alias or --node to select one")
+    mem = mems[0]
+    if requested_size is not None:
+        el = mem.find("target/requested")
+        if el is None:
+            raise XMLError("virtio-mem device is missing <requested/>")
+        el.text = str(-(-parse_scaled(requested_size, 1024, "requested-size") // 1024))
+        el.set("unit", "KiB")
+    mem.tail = None
+    text = serialize(mem)
+    if print_xml:
+        return Text(text, json_data={"xml": text})
+    try:
+        done = dom.devices.update(text, config=config, live=live, current=current)
+    except VshError as err:
+        raise err.with_context("Failed to update memory device") from None
+    return Text("", json_data={"domain": dom.name, **done})
+
+
 def media_disk_xml(disk_node, source: str | None, block: bool, path: str, action: str):
     """virsh's virshUpdateDiskXML: the disk element with its medium ejected, inserted or updated."""
     import copy

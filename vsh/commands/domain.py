@@ -212,6 +212,22 @@ def domid(ctx, domain):
     return Text(f"{dom_id}\n", json_data={"id": dom_id})
 
 
+@command("domhostname", group="domain", summary="print the domain's hostname",
+         opts=[DOMAIN, Opt("source", kind="enum", choices=("agent", "lease"),
+                           help="address source: 'agent' or 'lease' (vsh: lease)")],
+         examples=("domhostname vm1 --source lease",),
+         description="The guest's host name: with --source lease the one it gave the DHCP server of a\n"
+                     "vsh network its NIC is on. vsh uses no guest agent, so the default source (agent)\n"
+                     "is refused with that reason.")
+def domhostname(ctx, domain, source=None):
+    dom = ctx.conn.lookup_domain(domain)
+    try:
+        name = dom.stats.hostname(source or "agent")
+    except VshError as err:
+        raise err.with_context("failed to get hostname") from None
+    return Text(f"{escape(name)}\n", json_data={"hostname": name})
+
+
 @command("domname", group="domain", summary="convert a domain id or UUID to domain name",
          opts=[Opt("domain", kind="domain", required=True, positional=True, help="domain id or uuid")])
 def domname(ctx, domain):

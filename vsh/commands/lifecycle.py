@@ -340,32 +340,9 @@ def _event_filter(event, regex: bool, no_case: bool):
 
 def _merged(doms, event, timeout):
     """(domain, event) as the domains' streams give them; (None, None) when all have ended."""
-    import queue
-    import threading
+    from vsh.ui.streams import merged
 
-    q: queue.Queue = queue.Queue()
-    streams = [(dom, dom.monitor_events(event, timeout=timeout)) for dom in doms]
-
-    def pump(dom, stream):
-        try:
-            for ev in stream:
-                q.put((dom, ev))
-        finally:
-            q.put((dom, None))
-
-    if not streams and timeout is not None:
-        import time
-
-        time.sleep(timeout)
-    for dom, stream in streams:
-        threading.Thread(target=pump, args=(dom, stream), daemon=True).start()
-    left = len(streams)
-    while left:
-        dom, ev = q.get()
-        if ev is None:
-            left -= 1
-            continue
-        yield dom, ev
+    yield from merged([(dom, dom.monitor_events(event, timeout=timeout)) for dom in doms], timeout)
     if timeout is None:
         yield None, None
 
@@ -408,6 +385,31 @@ def signal_number(signame: str) -> int:
     if name not in SIGNALS:
         raise VshError(f"malformed signal name: {signame}")
     return SIGNALS.index(name)
+
+
+@command("qemu-attach", group="domain", summary="QEMU Attach",
+         opts=[Opt("pid", kind="int", required=True, positional=True, help="pid")], mutating=True,
+         examples=("qemu-attach 4321",),
+         description="Attach to an existing QEMU process. libvirt's QEMU driver no longer can (libvirt 5.5\n"
+                     "removed it) and neither can vsh: start domains from their XML instead.")
+def qemu_attach(ctx, pid):
+    if pid <= 0:
+        raise VshError(f"numerical value {pid} for <pid> option is out of range")
+    ctx.conn.qemu_attach(pid)
+    return Message(f"Domain attached to pid {pid}")
+
+
+@command("dompmwakeup", group="domain", summary="wakeup a domain from pmsuspended state",
+         opts=[DOMAIN], mutating=True, examples=("dompmwakeup vm1",),
+         description="Wake up a domain that was previously suspended by power management (the guest\n"
+                     "suspended itself to RAM); QEMU's system_wakeup.")
+def dompmwakeup(ctx, domain):
+    dom = ctx.conn.lookup_domain(domain)
+    try:
+        dom.pm_wakeup()
+    except VshError as err:
+        raise err.with_context(f"Domain '{dom.name}' could not be woken up") from None
+    return Message(f"Domain '{dom.name}' successfully woken up", json_data={"domain": dom.name})
 
 
 @command("send-process-signal", group="domain", summary="Send signals to processes",

@@ -235,3 +235,41 @@ def net_dhcp_leases(ctx, network, mac=None):
                      escape(lease["hostname"] or "-"), escape(lease["clientid"] or "-")])
     return Table(["Expiry Time", "MAC address", "Protocol", "IP address", "Hostname", "Client ID or DUID"],
                  rows, json_data=data)
+
+
+@command("net-update", group="network", summary="update parts of an existing network's configuration",
+         opts=[NETWORK,
+               Opt("command", required=True, positional=True,
+                   help="type of update (add-first, add-last (add), delete, or modify)"),
+               Opt("section", required=True, positional=True,
+                   help="which section of network configuration to update (ip-dhcp-host, ip-dhcp-range, dns-host)"),
+               Opt("xml", required=True, positional=True,
+                   help="name of file containing xml (or, if it starts with '<', the complete xml element "
+                        "itself) to add/modify, or to be matched for search"),
+               Opt("parent-index", kind="int", help="which parent object to search through"),
+               Opt("config", kind="bool", help="affect next network startup"),
+               Opt("live", kind="bool", help="affect running network"),
+               Opt("current", kind="bool", help="affect current state of network")],
+         exclusive=(("current", "live"), ("current", "config")), mutating=True,
+         examples=("net-update default add ip-dhcp-host \"<host mac='52:54:00:00:00:01' ip='192.168.122.5'/>\" "
+                   "--live --config",
+                   "net-update default delete dns-host \"<host ip='192.168.122.7'/>\""),
+         description="Add, delete or modify one DHCP host, DHCP range or DNS host of a network, with\n"
+                     "libvirt's matching rules. --live changes the running network (its dnsmasq\n"
+                     "restarts on the new configuration), --config its definition; with neither, the\n"
+                     "running network if it is active, else the definition.")
+def net_update(ctx, network, command, section, xml, parent_index=None, config=False, live=False,
+               current=False):
+    text = xml.encode("utf-8") if xml.lstrip().startswith("<") else _read(xml)
+    net = ctx.conn.networks.lookup(network)
+    try:
+        done = net.update(command, section, text, parent_index=parent_index, live=live, config=config)
+    except VshError as err:
+        if err.lines[0].startswith("unrecognized "):
+            raise
+        raise err.with_context(f"Failed to update network {net.name}") from None
+    if done["config"] and done["live"]:
+        what = "persistent config and live state"
+    else:
+        what = "live state" if done["live"] else "persistent config"
+    return Message(f"Updated network {net.name} {what}", newline=False, json_data={"network": net.name, **done})

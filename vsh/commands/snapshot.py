@@ -15,6 +15,7 @@ from vsh.core.errors import InvalidArgument, OperationInvalid, VshError
 from vsh.core.escape import escape
 from vsh.core.output import KeyValue, Lines, Message, Table, Text
 from vsh.registry import Opt, command
+from vsh.ui.editor import edit_text
 from vsh.ui.progress import JobProgress
 
 DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="domain name, id or uuid")
@@ -185,7 +186,7 @@ def save_image_define(ctx, file, xml, running=False, paused=False):
                      "and record the result, which must describe the same machine.")
 def save_image_edit(ctx, file, running=False, paused=False):
     before = ctx.conn.save_image_xml(file)
-    text = _edited(before, f"the save image {file}")
+    text = edit_text(before, f"the save image {file}")
     if text == before:
         return Message(f"Saved image {file} XML configuration not changed.", json_data={"file": file, "changed": False})
     try:
@@ -220,7 +221,7 @@ def managedsave_define(ctx, domain, xml, running=False, paused=False):
 def managedsave_edit(ctx, domain, running=False, paused=False):
     dom = ctx.conn.lookup_domain(domain)
     before = dom.managed_save_xml()
-    text = _edited(before, f"the managed save image of domain '{dom.name}'")
+    text = edit_text(before, f"the managed save image of domain '{dom.name}'")
     if text == before:
         return Message(f"Managed save image of domain '{dom.name}' XML configuration not changed.",
                        json_data={"name": dom.name, "changed": False})
@@ -230,23 +231,6 @@ def managedsave_edit(ctx, domain, running=False, paused=False):
         raise err.with_context(f"Failed to update {dom.name} XML configuration") from None
     return Message(f"Managed save image of domain '{dom.name}' XML configuration edited.",
                    json_data={"name": dom.name, "changed": True})
-
-
-def _edited(before: str, what: str) -> str:
-    """``before`` after the user's editor had it."""
-    import tempfile
-
-    from vsh.ui.editor import run_editor
-
-    fd, path = tempfile.mkstemp(prefix="vsh", suffix=".xml")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(before)
-        run_editor(path, unchanged=what)
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            return fh.read()
-    finally:
-        os.unlink(path)
 
 
 # -- snapshots -------------------------------------------------------------------------------------
@@ -531,3 +515,29 @@ def snapshot_delete(ctx, domain, snapshotname=None, current=False, children=Fals
     if children_only:
         return Message(f"Domain snapshot {snap.name} children deleted", json_data={"deleted": deleted})
     return Message(f"Domain snapshot {snap.name} deleted", json_data={"deleted": deleted})
+
+
+@command("snapshot-edit", group="snapshot", summary="edit XML for a snapshot",
+         opts=[DOMAIN, SNAPNAME, Opt("current", kind="bool", help="also set edited snapshot as current"),
+               Opt("rename", kind="bool", help="allow renaming an existing snapshot"),
+               Opt("clone", kind="bool", help="allow cloning to new name")],
+         exclusive=(("rename", "clone"),), mutating=True,
+         examples=("snapshot-edit vm1 s1", "snapshot-edit vm1 --current"),
+         description="Open the snapshot's XML in $VISUAL or $EDITOR and store the result as its\n"
+                     "metadata (its description; what the images hold cannot change, nor its name).\n"
+                     "--current with a name also makes it the current snapshot; alone, it edits the\n"
+                     "current snapshot.")
+def snapshot_edit(ctx, domain, snapshotname=None, current=False, rename=False, clone=False):
+    dom = ctx.conn.lookup_domain(domain)
+    snap = _pick(dom, snapshotname, current and not snapshotname)
+    before = snap.xml()
+    after = edit_text(before, f"snapshot {snap.name}")
+    if after == before:
+        return Message(f"Snapshot {snap.name} XML configuration not changed.",
+                       json_data={"name": snap.name, "changed": False})
+    try:
+        snap.redefine(after.encode("utf-8", "surrogateescape"), current=bool(current and snapshotname),
+                      rename=rename, clone=clone)
+    except VshError as err:
+        raise VshError(*err.lines, f"Failed to update {snap.name}", hint=err.hint) from None
+    return Message(f"Snapshot {snap.name} edited.", json_data={"name": snap.name, "changed": True})

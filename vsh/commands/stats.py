@@ -34,7 +34,8 @@ def _ranges(cpus) -> str:
 GROUP_OPTS = [("state", "report domain state"), ("cpu-total", "report domain physical cpu usage"),
               ("balloon", "report domain balloon statistics"), ("vcpu", "report domain virtual cpu information"),
               ("interface", "report domain network interface information"),
-              ("block", "report domain block device statistics")]
+              ("block", "report domain block device statistics"),
+              ("dirtyrate", "report domain dirty rate information (after domdirtyrate-calc)")]
 LIST_OPTS = [("list-active", "list only active domains"), ("list-inactive", "list only inactive domains"),
              ("list-persistent", "list only persistent domains"), ("list-transient", "list only transient domains"),
              ("list-running", "list only running domains"), ("list-paused", "list only paused domains"),
@@ -54,11 +55,12 @@ LIST_OPTS = [("list-active", "list only active domains"), ("list-inactive", "lis
                      "domain has only what its definition says.",
          examples=("domstats", "domstats vm1 --block --interface", "domstats --list-running --cpu-total"))
 def domstats(ctx, state=False, cpu_total=False, balloon=False, vcpu=False, interface=False, block=False,
-             list_active=False, list_inactive=False, list_persistent=False, list_transient=False,
+             dirtyrate=False, list_active=False, list_inactive=False, list_persistent=False, list_transient=False,
              list_running=False, list_paused=False, list_shutoff=False, list_other=False, raw=False,
              enforce=False, domain=()):
     chosen = [name for name, flag in (("state", state), ("cpu-total", cpu_total), ("balloon", balloon),
-                                      ("vcpu", vcpu), ("interface", interface), ("block", block)) if flag]
+                                      ("vcpu", vcpu), ("interface", interface), ("block", block),
+                                      ("dirtyrate", dirtyrate)) if flag]
     groups = chosen or None       # None: every group
     conn = ctx.conn
     if domain:
@@ -414,3 +416,90 @@ def iothreadinfo(ctx, domain, config=False, live=False, current=False):
         return Message("No IOThreads found for the domain", newline=False, json_data=[])
     return Table(["IOThread ID", "CPU Affinity"], [[str(t["id"]), _ranges(t["cpus"])] for t in threads],
                  json_data=threads)
+
+
+IOTHREAD_ID = Opt("id", kind="int", required=True, positional=True, help="iothread id")
+
+
+def _iothread_id(value: int) -> int:
+    if value <= 0:
+        raise InvalidArgument(f"Invalid IOThread id value: '{value}'")
+    return value
+
+
+@command("iothreadadd", group="domain", summary="add an IOThread to the guest domain",
+         opts=[DOMAIN, IOTHREAD_ID, *AFFECT], exclusive=CURRENT_EXCLUSIVE, mutating=True,
+         description="Add iothread <id>: live a new QEMU iothread object, with --config in the\n"
+                     "definition (<iothreads>, <iothreadids>). Disks use it through <driver iothread='id'/>.",
+         examples=("iothreadadd vm1 2", "iothreadadd vm1 3 --live --config"))
+def iothreadadd(ctx, domain, id, config=False, live=False, current=False):
+    done = ctx.conn.lookup_domain(domain).tuning.add_iothread(_iothread_id(id), live=live, config=config,
+                                                              current=current)
+    return Text("", json_data={"id": id, **done})
+
+
+@command("iothreaddel", group="domain", summary="delete an IOThread from the guest domain",
+         opts=[DOMAIN, IOTHREAD_ID, *AFFECT], exclusive=CURRENT_EXCLUSIVE, mutating=True,
+         description="Remove iothread <id> (refused while a disk uses it).",
+         examples=("iothreaddel vm1 2",))
+def iothreaddel(ctx, domain, id, config=False, live=False, current=False):
+    done = ctx.conn.lookup_domain(domain).tuning.delete_iothread(_iothread_id(id), live=live, config=config,
+                                                                 current=current)
+    return Text("", json_data={"id": id, **done})
+
+
+@command("iothreadpin", group="domain", summary="control domain IOThread affinity",
+         opts=[DOMAIN, Opt("iothread", kind="int", required=True, positional=True, help="IOThread ID number"),
+               Opt("cpulist", required=True, positional=True, help="host cpu number(s) to set"), *AFFECT],
+         exclusive=CURRENT_EXCLUSIVE, mutating=True,
+         description="Let an iothread run only on the host CPUs of cpulist (libvirt's syntax, or 'r' for\n"
+                     "all): live the affinity of its QEMU thread, --config <cputune><iothreadpin>.",
+         examples=("iothreadpin vm1 1 0", "iothreadpin vm1 1 0-1 --config"))
+def iothreadpin(ctx, domain, iothread, cpulist, config=False, live=False, current=False):
+    cpus = _cpulist(cpulist, ctx.conn.host.cpu_count())
+    done = ctx.conn.lookup_domain(domain).tuning.pin_iothread(iothread, cpus, live=live, config=config,
+                                                              current=current)
+    return Text("", json_data={"iothread": iothread, "cpus": cpus, **done})
+
+
+IOTHREADSET_OPTS = [("poll-max-ns", "set the maximum IOThread polling time in ns"),
+                    ("poll-grow", "set the value to increase the IOThread polling time"),
+                    ("poll-shrink", "set the value for reduction of the IOThread polling time"),
+                    ("thread-pool-min", "lower boundary for worker thread pool"),
+                    ("thread-pool-max", "upper boundary for worker thread pool")]
+
+
+@command("iothreadset", group="domain", summary="modifies an existing IOThread of the guest domain",
+         opts=[DOMAIN, Opt("id", kind="int", required=True, positional=True, help="iothread id of existing IOThread"),
+               *(Opt(name, kind="int", help=text) for name, text in IOTHREADSET_OPTS), *AFFECT],
+         exclusive=CURRENT_EXCLUSIVE, mutating=True,
+         description="Change the polling and worker-pool parameters of an iothread: live the properties\n"
+                     "of its QEMU object, --config libvirt's <iothread> attributes and <poll>.",
+         examples=("iothreadset vm1 1 --poll-max-ns 32768", "iothreadset vm1 1 --thread-pool-max 16 --config"))
+def iothreadset(ctx, domain, id, poll_max_ns=None, poll_grow=None, poll_shrink=None, thread_pool_min=None,
+                thread_pool_max=None, config=False, live=False, current=False):
+    given = {"poll_max_ns": poll_max_ns, "poll_grow": poll_grow, "poll_shrink": poll_shrink,
+             "thread_pool_min": thread_pool_min, "thread_pool_max": thread_pool_max}
+    params = {k: v for k, v in given.items() if v is not None}
+    if not params:
+        raise InvalidArgument("Not enough arguments passed, nothing to set")
+    done = ctx.conn.lookup_domain(domain).tuning.set_iothread(_iothread_id(id), params, live=live, config=config,
+                                                              current=current)
+    return Text("", json_data={"id": id, "params": params, **done})
+
+
+@command("domdirtyrate-calc", group="domain", summary="Calculate a vm's memory dirty rate",
+         opts=[DOMAIN, Opt("seconds", kind="int", help="calculate memory dirty rate within specified seconds, the "
+                                                        "supported value range from 1 to 60, default to 1."),
+               Opt("mode", kind="enum", choices=("page-sampling", "dirty-bitmap", "dirty-ring"),
+                   help="dirty page rate calculation mode, either of these 3 options 'page-sampling, dirty-bitmap, "
+                        "dirty-ring' can be specified.")],
+         mutating=True, examples=("domdirtyrate-calc vm1 --seconds 2", "domstats vm1 --dirtyrate"),
+         description="Calculate memory dirty rate of a domain in order to decide whether it's proper to be\n"
+                     "migrated out or not. The calculated dirty rate information is available by calling\n"
+                     "'domstats --dirtyrate'.")
+def domdirtyrate_calc(ctx, domain, seconds=None, mode=None):
+    dom = ctx.conn.lookup_domain(domain)
+    dom.stats.start_dirty_rate_calc(1 if seconds is None else seconds, mode)
+    return Message("Start to calculate domain's memory dirty rate successfully.",
+                   json_data={"domain": dom.name, "seconds": 1 if seconds is None else seconds, "mode": mode})

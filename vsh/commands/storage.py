@@ -107,43 +107,6 @@ def _progress(ctx, label: str):
 # -- pools -----------------------------------------------------------------------------------------
 
 
-@command("pool-define-as", group="pool", summary="define a pool from a set of args",
-         opts=[Opt("name", required=True, positional=True, help="name of the pool"),
-               Opt("type", required=True, positional=True, help="type of the pool (vsh has 'dir' pools)"),
-               Opt("source-host", positional=True, help="source-host for underlying storage ('-' or empty for dir pools)"),
-               Opt("source-path", positional=True, help="source path for underlying storage ('-' or empty for dir pools)"),
-               Opt("source-dev", positional=True, help="source device for underlying storage ('-' or empty for dir pools)"),
-               Opt("source-name", positional=True, help="source name for underlying storage ('-' or empty for dir pools)"),
-               Opt("target", kind="dir", positional=True, help="target for underlying storage (the pool's directory)"),
-               Opt("source-format", help="format for underlying storage (not used by dir pools)"),
-               Opt("print-xml", kind="bool", help="print XML document, but don't define/create")],
-         mutating=True, examples=("pool-define-as images dir --target /srv/images",
-                                  "pool-define-as images dir - - - - /srv/images"))
-def pool_define_as(ctx, name, type, source_host=None, source_path=None, source_dev=None, source_name=None,
-                   target=None, source_format=None, print_xml=False):
-    """Define a directory pool; it is not built or started (see pool-build, pool-start)."""
-    from vsh.core.pools import check_pool_type
-
-    try:
-        check_pool_type(type)
-    except VshError as err:
-        raise err.with_context(f"Failed to define pool {name}") from None
-    for opt, value in (("source-host", source_host), ("source-path", source_path), ("source-dev", source_dev),
-                       ("source-name", source_name), ("source-format", source_format)):
-        if value not in (None, "", "-"):
-            raise InvalidArgument(f"Failed to define pool {name}",
-                                  f"unsupported configuration: --{opt} is not used by '{type}' pools")
-    storage = ctx.conn.storage
-    try:
-        if print_xml:
-            text = storage.pool_xml_as(name, type, target)
-            return Text(text, json_data={"xml": text})
-        obj = storage.define_pool_as(name, type, target)
-    except VshError as err:
-        raise err.with_context(f"Failed to define pool {name}") from None
-    return Message(f"Pool {name} defined", json_data=obj.info())
-
-
 @command("pool-define", group="pool", summary="define (but don't start) a pool from an XML file",
          opts=[Opt("file", kind="file", required=True, positional=True, help="file containing an XML pool description")],
          mutating=True)

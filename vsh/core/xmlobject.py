@@ -55,7 +55,7 @@ def _split(path: str) -> tuple[str, str | None]:
 ORDER = {
     "domain": ["name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory",
                "currentMemory", "blkiotune", "memtune", "memoryBacking", "vcpu", "vcpus", "iothreads",
-               "cputune", "resource", "sysinfo", "bootloader", "os", "idmap", "features", "cpu", "clock",
+               "iothreadids", "cputune", "numatune", "resource", "sysinfo", "bootloader", "os", "idmap", "features", "cpu", "clock",
                "on_poweroff", "on_reboot", "on_crash", "on_lockfailure", "pm", "perf", "devices",
                "seclabel", "keywrap", "launchSecurity"],
     "os": ["type", "firmware", "loader", "nvram", "kernel", "initrd", "cmdline", "dtb", "boot", "bootmenu",

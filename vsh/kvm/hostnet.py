@@ -420,6 +420,33 @@ def _start_dnsmasq(net, state_dir: str) -> int:
         time.sleep(0.01)
 
 
+def update_live(networks, net, new) -> None:
+    """net-update --live: ``new`` (an updated copy of ``net``'s live definition) becomes the
+    running network's: its dnsmasq is restarted on the new configuration (the old one comes
+    back if the new one fails), then the state records it."""
+    with networks.lock():
+        cur = networks._load(net.name)
+        if cur is None or not cur.active:
+            raise OperationInvalid(f"Requested operation is not valid: network '{net.name}' is not active")
+        state = dict(cur.state)
+        if state.get("dnsmasq_pid") and new.ipv4 is not None:
+            require_net_admin(f"updating network '{net.name}'")
+            from vsh.kvm.client import proc_starttime
+
+            state_dir = networks.prepare_state_dir(net.name)
+            _stop_pid(state.get("dnsmasq_pid"), state.get("dnsmasq_starttime"))
+            try:
+                pid = _start_dnsmasq(new, state_dir)
+            except VshError:
+                pid = _start_dnsmasq(cur, state_dir)
+                networks.write_state(net.name, {**state, "dnsmasq_pid": pid,
+                                                "dnsmasq_starttime": proc_starttime(pid)})
+                raise
+            state.update(dnsmasq_pid=pid, dnsmasq_starttime=proc_starttime(pid))
+        state["xml"] = new.xml()
+        networks.write_state(net.name, state)
+
+
 def _quiet(argv: list[str]) -> None:
     try:
         subprocess.run(argv, capture_output=True, timeout=TOOL_TIMEOUT)

@@ -24,3 +24,19 @@ def run_editor(path: str, unchanged: str = "the domain's configuration") -> None
     if proc.returncode != 0:
         raise VshError(f"the editor '{editor}' exited with status {proc.returncode}",
                        hint=f"{unchanged} is unchanged")
+
+
+def edit_text(before: str, unchanged: str) -> str:
+    """``before`` after the user's editor had it in a private temporary ``.xml`` file (removed
+    afterwards); ``unchanged`` names what stays as it was when the editor fails."""
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="vsh", suffix=".xml")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(before)
+        run_editor(path, unchanged=unchanged)
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            return fh.read()
+    finally:
+        os.unlink(path)

@@ -433,6 +433,28 @@ class LocalDomainBlockJobs(DomainBlockJobs):
                 raise Timeout(f"the block job of disk '{target}' did not end within {JOB_TIMEOUT:g} s")
             time.sleep(0.05)
 
+    def set_threshold(self, disk: str, threshold: int) -> None:
+        import re
+
+        if threshold < 0:
+            raise InvalidArgument("invalid argument: threshold must not be negative")
+        m = re.fullmatch(r"(.+)\[(\d+)\]", disk)
+        target, _el, chain = self._live_disk(m.group(1) if m else disk)
+        index = int(m.group(2)) if m else 0
+        if not chain:
+            raise InvalidArgument(f"invalid argument: disk '{target}' has no image")
+        if index >= len(chain):
+            raise InvalidArgument(f"invalid argument: failed to find backing store index '{index}' in chain of "
+                                  f"'{target}'")
+        path = chain[index][0]
+        # as libvirt: the threshold is on the image's storage node, where the host allocation grows
+        node = next((n["node-name"] for n in self._qmp("query-named-block-nodes", {"flat": True})
+                     if n.get("drv") in ("file", "host_device") and _real(n.get("file") or "") == _real(path)),
+                    None)
+        if node is None:
+            raise VshError(f"internal error: QEMU has no storage node for image '{path}' of disk '{target}'")
+        self._qmp("block-set-write-threshold", {"node-name": node, "write-threshold": threshold})
+
     def disk_errors(self) -> list[dict]:
         from vsh.kvm.snapshot.chains import chains
 

@@ -96,6 +96,40 @@ class LocalDomainSettings:
             change_config(store, ref, change)
         return {"live": do_live, "config": do_config}
 
+    def set_vcpu(self, vcpus: list[int], enable: bool, live: bool = False, config: bool = False,
+                 current: bool = False) -> dict:
+        from vsh.api.local.changes import impact
+
+        do_live, do_config = impact(self.ref, live=live, config=config, current=current)
+        wanted = sorted(set(vcpus))
+        if not wanted:
+            raise InvalidArgument("invalid argument: no vCPU given")
+        counts = {}
+        for is_live, do in ((True, do_live), (False, do_config)):
+            if not do:
+                continue
+            d = self.store.load(self.ref, inactive=not is_live)
+            top, count = d.vcpus or 1, d.effective_vcpus
+            which = "live" if is_live else "persistent"
+            for v in wanted:
+                if v >= top:
+                    raise InvalidArgument(f"invalid argument: vcpu '{v}' is not present in {which} config")
+                if v == 0 and not enable:
+                    raise InvalidArgument("invalid argument: vCPU '0' can't be modified")
+                if (v < count) == enable:
+                    raise InvalidArgument(f"invalid argument: vcpu '{v}' is already in requested state")
+            span = list(range(count, count + len(wanted))) if enable else list(range(count - len(wanted), count))
+            if wanted != span:
+                nxt = f"enable vCPU {count} first" if enable else f"disable vCPU {count - 1} first"
+                raise Unsupported(f"unsupported configuration: vsh keeps the enabled vCPUs numbered from 0 "
+                                  f"without gaps ({which} config has 0-{count - 1}): {nxt}")
+            counts[is_live] = count + len(wanted) if enable else count - len(wanted)
+        if True in counts:
+            self.set_vcpus(counts[True], live=True)
+        if False in counts:
+            self.set_vcpus(counts[False], config=True, hotpluggable=True)
+        return {"live": do_live, "config": do_config}
+
     # -- memory ------------------------------------------------------------------------------------
 
     def set_memory(self, kib: int, live: bool = False, config: bool = False, current: bool = False) -> dict:

@@ -177,6 +177,8 @@ class LocalDomainDevices(DomainDevices):
     def update(self, xml: str, live=False, config=False, current=False, persistent=False, force=False) -> dict:
         store, ref = self.dom.store, self.dom.ref
         node = _parse(xml)
+        if node.tag == "memory" and node.get("model") == "virtio-mem":
+            return self._update_memory(node, live, config, current, persistent)
         if node.tag != "disk" or node.get("device") not in REMOVABLE:
             raise Unsupported("operation not supported: update-device can change only the medium (<source>) "
                               "of a cdrom or floppy <disk>; detach other devices and attach the new ones")
@@ -198,6 +200,39 @@ class LocalDomainDevices(DomainDevices):
         new_node = node if src is not None and (src.get("file") or src.get("dev")) else None
         self._media_change(target, new_node, do_live, do_config, force)
         return {"live": do_live, "config": do_config, "target": target}
+
+    def _update_memory(self, node, live, config, current, persistent) -> dict:
+        """A virtio-mem device's new requested size (the one change libvirt allows), in the
+        definitions that have the device (a running domain never does: start refuses virtio-mem)."""
+        store, ref = self.dom.store, self.dom.ref
+        alias = node.find("alias").get("name") if node.find("alias") is not None else None
+        target_node = node.findtext("target/node")
+        requested = node.find("target/requested")
+        if requested is None:
+            raise XMLError("XML error: virtio-mem device is missing <requested/>")
+        do_live, do_config = impact(ref, live=live, config=config, current=current, persistent=persistent,
+                                    default="current")
+
+        def find(d):
+            mems = d.node.xpath("./devices/memory[@model='virtio-mem']")
+            if alias is not None:
+                mems = [m for m in mems if m.find("alias") is not None and m.find("alias").get("name") == alias]
+            elif target_node is not None:
+                mems = [m for m in mems if m.findtext("target/node") == target_node]
+            if len(mems) != 1 or mems[0].find("target/requested") is None:
+                raise NotFound("device not found: matching memory device was not found")
+            return mems[0]
+
+        def change(d):
+            el = find(d).find("target/requested")
+            el.text = (requested.text or "").strip()
+            el.set("unit", requested.get("unit", "KiB"))
+
+        if do_live:
+            find(store.load(ref))
+        if do_config:
+            change_config(store, ref, change)
+        return {"live": do_live, "config": do_config, "target": alias or target_node}
 
     def change_media(self, target: str, xml: str | None, live=False, config=False, current=False,
                      force=False) -> dict:

@@ -17,7 +17,7 @@ def not_supported(api: str) -> Unsupported:
     return Unsupported(f"this function is not supported by the connection driver: {api}")
 
 
-def _running_rundir(dom) -> str:
+def running_rundir(dom) -> str:
     from vsh.kvm import client
 
     ref = dom.refresh()
@@ -43,7 +43,7 @@ def dump(dom, path: str, fmt: str | None, memory_only: bool, live: bool, crash: 
     if fmt not in (None, "elf") and not memory_only:
         raise InvalidArgument("invalid argument: dump format other than ELF needs memory-only dump")
     fmt = fmt or "elf"
-    rundir = _running_rundir(dom)
+    rundir = running_rundir(dom)
     path = os.path.abspath(path)
     if not os.path.isdir(os.path.dirname(path)):
         raise InvalidArgument(f"Failed to create file '{path}': No such file or directory")
@@ -68,7 +68,7 @@ def dump(dom, path: str, fmt: str | None, memory_only: bool, live: bool, crash: 
 def monitor_events(dom, event: str | None, timeout: float | None):
     from vsh.kvm import client
 
-    rundir = _running_rundir(dom)
+    rundir = running_rundir(dom)
     stream = client.events(rundir, [event] if event else None, timeout=timeout)
     return ({"event": msg.get("event"), "data": msg.get("data"), "timestamp": msg.get("timestamp")}
             for msg in stream if msg.get("event") and msg.get("event") != "VSH_LIFECYCLE")
@@ -126,13 +126,13 @@ def launch_security_info(dom) -> dict:
     node = dom.store.load(dom.refresh()).node
     if node.find("launchSecurity") is None:
         return {}
-    _running_rundir(dom)
+    running_rundir(dom)
     raise Unsupported("operation not supported: this host has no SEV or TDX support; vsh runs no "
                       "launch-security guest")
 
 
 def set_launch_security_state(dom) -> None:
-    _running_rundir(dom)
+    running_rundir(dom)
     node = dom.store.load(dom.refresh()).node
     sec = node.find("launchSecurity")
     if sec is None or sec.get("type") != "sev":

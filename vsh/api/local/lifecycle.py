@@ -54,6 +54,11 @@ class LocalConnectionLifecycle(ConnectionLifecycle):
 
         return saveimage.read(path).xml
 
+    def qemu_attach(self, pid: int):
+        from vsh.api.local.extras import not_supported
+
+        raise not_supported("virDomainQemuAttach")
+
     def save_image_define(self, path: str, xml: str, running: bool = False, paused: bool = False) -> bool:
         from vsh.api.local.extras import define_image
 
@@ -296,6 +301,17 @@ class LocalDomainLifecycle(DomainLifecycle):
         from vsh.api.local.extras import monitor_events
 
         return monitor_events(self, event, timeout)
+
+    def events(self, timeout: float | None = None):
+        from vsh.api.local.events import domain_events
+
+        return domain_events(self, timeout)
+
+    def pm_wakeup(self) -> None:
+        from vsh.api.local.extras import running_rundir
+        from vsh.kvm import client
+
+        client.qmp(running_rundir(self), "system_wakeup")
 
     def send_process_signal(self, pid: int, signum: int) -> None:
         from vsh.api.local.extras import not_supported

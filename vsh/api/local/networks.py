@@ -120,6 +120,37 @@ class LocalNetwork(Network):
                                   "(define a new network instead)")
         self.net, _new = self.networks.define(new)
 
+    def update(self, command: str, section: str, xml, parent_index: int | None = None,
+               live: bool = False, config: bool = False) -> dict:
+        from vsh.core.errors import OperationInvalid
+        from vsh.core.networks.update import check_command, check_section, updated
+
+        check_command(command)
+        check_section(section)
+        net = self.networks.get(self.name)
+        if not (live or config):
+            live, config = net.active, not net.active
+        if live and not net.active:
+            raise OperationInvalid(f"Requested operation is not valid: network '{self.name}' is not active")
+        if config and not net.persistent:
+            raise OperationInvalid("Requested operation is not valid: cannot change persistent config of a "
+                                   "transient network")
+        running = persistent = None
+        if live:
+            from vsh.core.networks import parse_network_xml
+
+            running = updated(parse_network_xml(self.networks.live_xml(net), f"{self.name} (live)"), command,
+                              section, xml, parent_index)
+        if config:
+            persistent = updated(net, command, section, xml, parent_index)
+        if running is not None:
+            from vsh.kvm import hostnet
+
+            hostnet.update_live(self.networks, net, running)
+        if persistent is not None:
+            self.net, _new = self.networks.define(persistent)
+        return {"live": bool(live), "config": bool(config)}
+
     def dhcp_leases(self, mac: str | None = None) -> list[dict]:
         import time
 

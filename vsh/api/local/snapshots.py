@@ -202,6 +202,20 @@ class LocalSnapshot(Snapshot):
     def set_current(self) -> None:
         self.snapshots.engine().set_current(self.name)
 
+    def redefine(self, xml, current: bool = False, rename: bool = False, clone: bool = False) -> str:
+        from vsh.core.errors import Unsupported
+        from vsh.core.snapshots import SnapshotDef
+
+        edited = SnapshotDef.parse(xml)
+        if edited.name != self.name:
+            if not (rename or clone):
+                raise InvalidArgument(f"Must use --rename or --clone to change {self.name} to {edited.name}")
+            raise Unsupported(f"unsupported configuration: cannot {'rename' if rename else 'clone'} snapshot "
+                              f"'{self.name}' to '{edited.name}': its name is the name of its internal "
+                              "snapshots and overlays in the disk images")
+        self.snapshots.engine().redefine(edited, current=current)
+        return self.name
+
     def revert(self, running: bool = False, paused: bool = False, force: bool = False) -> dict:
         return self.snapshots.engine().revert(self.name, running=running, paused=paused, force=force) or {}
 

@@ -76,6 +76,18 @@ def _net_params(store, ref, dom) -> list[tuple[str, object]]:
     return out
 
 
+def dirty_rate(store, ref) -> dict:
+    """QMP query-dirty-rate in libvirt's ``dirtyrate.*`` names."""
+    info = qmp(store, ref, "query-dirty-rate")
+    status = {"unstarted": 0, "measuring": 1, "measured": 2}.get(info.get("status"), 0)
+    out = {"calc_status": status, "calc_start_time": info.get("start-time", 0),
+           "calc_period": info.get("calc-time", 0)}
+    if status == 2 and "dirty-rate" in info:
+        out["megabytes_per_second"] = info["dirty-rate"]
+    out["calc_mode"] = info.get("mode", "page-sampling")
+    return out
+
+
 def domain_stats(store, ref, groups) -> dict:
     """The typed parameters libvirt's virConnectGetAllDomainStats gives for one domain."""
     out: list[tuple[str, object]] = []
@@ -108,6 +120,8 @@ def domain_stats(store, ref, groups) -> dict:
         out += _net_params(store, ref, dom)
     if "block" in groups:
         out += _block_params(store, ref, dom, active)
+    if "dirtyrate" in groups and active:
+        out += [(f"dirtyrate.{k}", v) for k, v in dirty_rate(store, ref).items()]
     return dict(out)
 
 
@@ -124,6 +138,22 @@ class LocalDomainStats(DomainStats):
         if not ref.active:
             raise not_running()
         return ref
+
+    DIRTY_MODES = {"page-sampling": "page-sampling", "dirty-bitmap": "dirty-bitmap", "dirty-ring": "dirty-ring"}
+
+    def start_dirty_rate_calc(self, seconds: int = 1, mode: str | None = None) -> None:
+        if not 1 <= seconds <= 60:
+            raise InvalidArgument(f"invalid argument: seconds={seconds} is invalid, please choose value within "
+                                  "[1, 60].")
+        if mode is not None and mode not in self.DIRTY_MODES:
+            raise InvalidArgument(f"invalid argument: unknown dirty page rate calculation mode '{mode}'")
+        args = {"calc-time": seconds}
+        if mode is not None:
+            args["mode"] = self.DIRTY_MODES[mode]
+        qmp(self.dom.store, self._running(), "calc-dirty-rate", args)
+
+    def dirty_rate(self) -> dict:
+        return dirty_rate(self.dom.store, self._running())
 
     def domain_stats(self, groups: list[str] | None = None) -> dict:
         groups = list(STATS_GROUPS) if groups is None else groups
@@ -215,6 +245,24 @@ class LocalDomainStats(DomainStats):
             raise InvalidArgument(f"Unknown data source '{source}'")
         ref = self._running()
         return interface_addresses(self.dom.store, ref, self.dom.store.load(ref), source)
+
+    def hostname(self, source: str = "agent") -> str:
+        from vsh.core.errors import Unsupported
+
+        if source == "agent":
+            raise Unsupported("operation not supported: vsh uses no guest agent; use --source lease")
+        ref = self._running()
+        for nic in self.dom.store.load(ref).interfaces:
+            if nic.type != "network" or not nic.source_network:
+                continue
+            try:
+                leases = self.dom.conn.networks.lookup(nic.source_network).dhcp_leases(nic.mac)
+            except VshError:
+                continue
+            for lease in leases:
+                if lease.get("hostname"):
+                    return lease["hostname"]
+        raise VshError(f"no hostname found for domain {self.dom.name}")
 
     def vcpu_info(self) -> list[dict]:
         store, ref = self.dom.store, self.dom.refresh()

@@ -106,6 +106,21 @@ class LocalStorage(Storage):
 
         return self._define(pool_from_args(name, type, target))
 
+    def _create(self, pool, build: bool):
+        pools = self.pools()
+        pools.create_transient(pool, build=build)
+        return self.pool_handle(pools, pool)
+
+    def create_pool_xml(self, xml, build: bool = False):
+        from vsh.core.pools import parse_pool_xml
+
+        return self._create(parse_pool_xml(xml), build)
+
+    def create_pool_as(self, name: str, type: str, target: str, build: bool = False):
+        from vsh.core.pools import pool_from_args
+
+        return self._create(pool_from_args(name, type, target), build)
+
     def pool_xml_as(self, name: str, type: str, target: str) -> str:
         from vsh.core.pools import pool_from_args
         from vsh.core.xml import escape_attr, escape_text

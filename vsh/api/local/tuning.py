@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from vsh.api.local.iothreads import LocalIothreads
+from vsh.api.local.resources import LocalResources
 from vsh.api.local.threads import QMP_IOTUNE, drive_of, emulator_threads, qemu_threads, set_affinity, throttle
 from vsh.api.tuning import BANDWIDTH_PARAMS, IOTUNE_PARAMS, SCHED_PARAMS, DomainTuning
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported
@@ -73,7 +75,7 @@ def merge_iotune(old: dict, params: dict) -> dict:
     return merged
 
 
-class LocalDomainTuning(DomainTuning):
+class LocalDomainTuning(LocalIothreads, LocalResources, DomainTuning):
     """``dom.tuning`` of a :class:`~vsh.api.local.domain.LocalDomain`."""
 
     def __init__(self, dom):
@@ -220,21 +222,13 @@ class LocalDomainTuning(DomainTuning):
             _, _, threads = self._threads(ref)
             return [{"id": n, "cpus": self._affinity(tid)} for n, tid in sorted(threads.items())]
         d = self._def(ref, False)
-        ids = [int(el.get("id")) for el in d.node.findall("./iothreadids/iothread") if (el.get("id") or "").isdigit()]
-        count = d.node.findtext("iothreads")
-        count = int(count) if count and count.strip().isdigit() else 0
-        n = 1
-        while len(ids) < count:
-            if n not in ids:
-                ids.append(n)
-            n += 1
-        return [{"id": i, "cpus": self._pinned(d, f"./cputune/iothreadpin[@iothread='{i}']")} for i in sorted(ids)]
+        return [{"id": i, "cpus": self._pinned(d, f"./cputune/iothreadpin[@iothread='{i}']")} for i in d.iothread_ids]
 
     # -- scheduler -----------------------------------------------------------------------------------------
 
-    def _cgroup(self, ref) -> str:
-        """The cgroup v2 directory holding the QEMU process alone, with a writable cpu controller;
-        OperationInvalid with libvirt's words and the reason otherwise."""
+    def _cgroup(self, ref, probe: str = "cpu.weight", what: str = "cgroup CPU controller is not mounted") -> str:
+        """The cgroup v2 directory holding the QEMU process alone, with a writable controller
+        file ``probe``; OperationInvalid with libvirt's words ``what`` and the reason otherwise."""
         from vsh.api.local.qemustats import qemu_pid
 
         pid = qemu_pid(ref)
@@ -258,10 +252,11 @@ class LocalDomainTuning(DomainTuning):
             if procs != [str(pid)]:
                 why = (f"QEMU (pid {pid}) shares its cgroup {unified[0]} with other processes; vsh does not "
                        "create a cgroup of its own for it, and changing that one would throttle them too")
-            elif not os.access(os.path.join(path, "cpu.weight"), os.W_OK):
-                why = f"the cpu controller of cgroup {unified[0]} is not enabled or not writable by this user"
+            elif not os.access(os.path.join(path, probe), os.W_OK):
+                why = (f"the {probe.split('.')[0]} controller of cgroup {unified[0]} is not enabled or not "
+                       "writable by this user")
         if why:
-            raise OperationInvalid("Requested operation is not valid: cgroup CPU controller is not mounted",
+            raise OperationInvalid(f"Requested operation is not valid: {what}",
                                    hint=why + "; use --config to change the definition for the next boot")
         return path
 

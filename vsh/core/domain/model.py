@@ -169,6 +169,21 @@ class Domain(XMLObject):
     def effective_vcpus(self) -> int:
         return self.vcpu_current or self.vcpus or 1
 
+    @property
+    def iothread_ids(self) -> list[int]:
+        """The iothreads' ids, as libvirt numbers them: those of <iothreadids>, then the lowest
+        free ids up to the <iothreads> count."""
+        ids = [int(el.get("id")) for el in self.node.findall("./iothreadids/iothread")
+               if (el.get("id") or "").isdigit()]
+        count = (self.node.findtext("iothreads") or "").strip()
+        count = int(count) if count.isdigit() else 0
+        n = 1
+        while len(ids) < count:
+            if n not in ids:
+                ids.append(n)
+            n += 1
+        return sorted(set(ids))
+
     # -- changes of the persistent configuration (setmem, setmaxmem, setvcpus --config) ----------
     # The checks and messages are libvirt's (qemuDomainSetMemoryFlags, qemuDomainSetVcpusFlags).
 

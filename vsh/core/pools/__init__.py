@@ -8,6 +8,7 @@ its volumes are the files in it. Layout in the store::
     <config>/storage/.lock             held while definitions change
     <config>/storage/.initialized      the default pool has been set up once
     <runtime>/.pools/NAME              "active BOOT_ID" or "inactive BOOT_ID"
+    <runtime>/.pools/NAME.xml          a transient pool's definition (pool-create-as), while active
 
 There is no daemon to start pools when the host boots, so a pool that has no
 state for the current boot is active exactly when it is marked autostart and

@@ -7,7 +7,7 @@ import os
 import stat as _stat
 
 from vsh.core.definitions import DefinitionDir
-from vsh.core.errors import NotFound, OperationInvalid, Unsupported, VshError
+from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError
 from vsh.core.pools.model import (CREATE_FORMATS, DEFAULT_POOL, MAX_CHAIN, Pool, check_pool_name, check_volume_name,
                                   new_uuid, parse_pool_xml, quick_pool, valid_name)
 from vsh.core.pools.volumes import Volume
@@ -47,14 +47,21 @@ class PoolStore(DefinitionDir):
     def _path(self, name: str) -> str:
         return os.path.join(self.dir, f"{name}.xml")
 
+    def _transient_path(self, name: str) -> str:
+        return os.path.join(self.state_dir, f"{name}.xml")
+
     def _load(self, name: str) -> Pool | None:
         if not valid_name(check_pool_name, name):
             return None
+        persistent = True
         try:
             with open(self._path(name), "rb") as fh:
                 data = fh.read()
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            data = self._read_transient(name)
+            if data is None:
+                return None
+            persistent = False
         pool = quick_pool(data)
         if pool is None:
             try:
@@ -63,8 +70,19 @@ class PoolStore(DefinitionDir):
                 return None
         if pool.name != name:
             return None
+        pool.persistent = persistent
         self._fill_state(pool)
         return pool
+
+    def _read_transient(self, name: str) -> bytes | None:
+        """The definition of the transient pool ``name`` when it is active in this boot."""
+        if self._state_words(name) != ["active", boot_id()]:
+            return None
+        try:
+            with open(self._transient_path(name), "rb") as fh:
+                return fh.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def _not_found(self, ident: str) -> NotFound:
         return NotFound(f"failed to get pool '{ident}'")
@@ -73,7 +91,11 @@ class PoolStore(DefinitionDir):
         try:
             entries = os.listdir(self.dir)
         except FileNotFoundError:
-            return []
+            entries = []
+        try:
+            entries += [e for e in os.listdir(self.state_dir) if e not in entries]
+        except FileNotFoundError:
+            pass
         pools = []
         for entry in entries:
             if entry.endswith(".xml") and not entry.startswith("."):
@@ -87,27 +109,49 @@ class PoolStore(DefinitionDir):
         ensure_private_dir(self.dir)
         atomic_write(self._path(pool.name), pool.xml())
 
+    def _check_conflicts(self, pool: Pool) -> Pool | None:
+        """Refuse a UUID or directory another pool has; the pool of that name now, if any."""
+        pools = self._load_all()
+        old = next((p for p in pools if p.name == pool.name), None)
+        for other in pools:
+            if other.name == pool.name:
+                continue
+            if other.uuid == pool.uuid:
+                raise OperationInvalid(f"operation failed: pool '{other.name}' already exists with uuid {pool.uuid}")
+            if same_dir(other.target, pool.target):
+                raise OperationInvalid(f"operation failed: Storage source conflict with pool: '{other.name}'")
+        if old is not None and old.uuid != pool.uuid:
+            raise OperationInvalid(f"operation failed: pool '{pool.name}' is already defined with uuid {old.uuid}")
+        return old
+
     def define(self, pool: Pool) -> bool:
-        """Store a definition (new, or a redefinition with the same UUID); True when it is new."""
+        """Store a definition (new, or a redefinition with the same UUID; a transient pool
+        becomes persistent); True when it is new."""
         check_pool_name(pool.name)
         with self.lock():
-            pools = self._load_all()
-            old = next((p for p in pools if p.name == pool.name), None)
-            for other in pools:
-                if other.name == pool.name:
-                    continue
-                if other.uuid == pool.uuid:
-                    raise OperationInvalid(f"operation failed: pool '{other.name}' already exists with uuid {pool.uuid}")
-                if same_dir(other.target, pool.target):
-                    raise OperationInvalid(f"operation failed: Storage source conflict with pool: '{other.name}'")
-            if old is not None:
-                if old.uuid != pool.uuid:
-                    raise OperationInvalid(f"operation failed: pool '{pool.name}' is already defined with uuid {old.uuid}")
-                if old.active and not same_dir(old.target, pool.target):
-                    raise OperationInvalid(f"Requested operation is not valid: storage pool '{pool.name}' is active; "
-                                           "destroy it before changing its target path")
+            old = self._check_conflicts(pool)
+            if old is not None and old.active and not same_dir(old.target, pool.target):
+                raise OperationInvalid(f"Requested operation is not valid: storage pool '{pool.name}' is active; "
+                                       "destroy it before changing its target path")
             self._write(pool)
+            if old is not None and not old.persistent:
+                remove_file(self._transient_path(pool.name))
         return old is None
+
+    def create_transient(self, pool: Pool, build: bool = False) -> None:
+        """Start ``pool`` as a transient pool (its definition lives only while it is active,
+        in this boot's runtime directory); ``build`` makes its directory first."""
+        check_pool_name(pool.name)
+        with self.lock():
+            old = self._check_conflicts(pool)
+            if old is not None:
+                raise OperationInvalid(f"operation failed: pool '{pool.name}' is already defined with uuid {old.uuid}")
+            if build:
+                self.build(pool)
+            self._require_dir(pool)
+            self._write_state(pool.name, True)
+            atomic_write(self._transient_path(pool.name), pool.xml())
+            pool.active, pool.persistent = True, False
 
     def undefine(self, pool: Pool) -> None:
         with self.lock():
@@ -119,6 +163,8 @@ class PoolStore(DefinitionDir):
             remove_file(os.path.join(self.state_dir, pool.name))
 
     def set_autostart(self, pool: Pool, enabled: bool) -> None:
+        if not pool.persistent:
+            raise InvalidArgument("invalid argument: pool has no config file")
         with self.lock():
             self._write_autostart(pool.name, enabled)
             pool.autostart = enabled
@@ -126,13 +172,16 @@ class PoolStore(DefinitionDir):
             self._write_state(pool.name, pool.active)
 
     # -- state ------------------------------------------------------------------------------
-    def _fill_state(self, pool: Pool) -> None:
-        pool.autostart = os.path.exists(os.path.join(self.autostart_dir, pool.name))
+    def _state_words(self, name: str) -> list[str]:
         try:
-            with open(os.path.join(self.state_dir, pool.name), "rb") as fh:
-                words = fh.read(200).decode("ascii", "replace").split()
+            with open(os.path.join(self.state_dir, name), "rb") as fh:
+                return fh.read(200).decode("ascii", "replace").split()
         except OSError:
-            words = []
+            return []
+
+    def _fill_state(self, pool: Pool) -> None:
+        pool.autostart = pool.persistent and os.path.exists(os.path.join(self.autostart_dir, pool.name))
+        words = self._state_words(pool.name)
         if len(words) == 2 and words[1] == boot_id() and words[0] in ("active", "inactive"):
             pool.active = words[0] == "active"
         else:
@@ -169,18 +218,26 @@ class PoolStore(DefinitionDir):
                 raise OperationInvalid(f"Requested operation is not valid: storage pool '{pool.name}' is already active")
             if build:
                 self.build(pool)
-            if not os.path.isdir(pool.target):
-                why = "Not a directory" if os.path.lexists(pool.target) else "No such file or directory"
-                raise VshError(f"cannot open directory '{pool.target}': {why}")
+            self._require_dir(pool)
             self._write_state(pool.name, True)
             pool.active = True
+
+    @staticmethod
+    def _require_dir(pool: Pool) -> None:
+        if not os.path.isdir(pool.target):
+            why = "Not a directory" if os.path.lexists(pool.target) else "No such file or directory"
+            raise VshError(f"cannot open directory '{pool.target}': {why}")
 
     def destroy(self, pool: Pool) -> None:
         with self.lock():
             self._fill_state(pool)
             if not pool.active:
                 raise OperationInvalid(f"Requested operation is not valid: storage pool '{pool.name}' is not active")
-            self._write_state(pool.name, False)
+            if pool.persistent:
+                self._write_state(pool.name, False)
+            else:                   # a transient pool ends with its activity
+                remove_file(self._transient_path(pool.name))
+                remove_file(os.path.join(self.state_dir, pool.name))
             pool.active = False
 
     def require_active(self, pool: Pool) -> None:

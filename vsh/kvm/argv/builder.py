@@ -41,6 +41,7 @@ class Builder:
         self.pci: PciAddresses | None = None
         self.bootindex: dict[str, int] = {}   # element path -> bootindex
         self.iothreads = 0
+        self.iothread_ids: list[int] = []
         self.scsi_ctrls: dict[int, str] = {}  # index -> model (declared)
         self.sata_ctrls: set[int] = set()
         self.vser_ctrls: set[int] = set()
@@ -96,7 +97,7 @@ class Builder:
         if value is None:
             return None
         i = number(value, what + " iothread")
-        if not 1 <= i <= self.iothreads:
+        if i not in self.iothread_ids:
             raise InvalidArgument("%s: iothread %d does not exist (<iothreads>%d</iothreads>)"
                                   % (what, i, self.iothreads))
         return ("iothread", "iothread%d" % i)

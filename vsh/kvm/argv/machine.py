@@ -206,8 +206,19 @@ def iothread_objects(b: Builder) -> None:
     """<iothreads>: one iothread object each (devices refer to them by number)."""
     n = b.text("iothreads")
     b.iothreads = number(n, "<iothreads>", 0) if n else 0
-    for i in range(1, b.iothreads + 1):
-        b.add("-object", "iothread,id=iothread%d" % i)
+    b.iothread_ids = b.dom.iothread_ids
+    for i in b.iothread_ids:
+        el = b.root.find("./iothreadids/iothread[@id='%d']" % i)
+        props = [("id", "iothread%d" % i)]
+        if el is not None:
+            for attr, prop in (("thread_pool_min", "thread-pool-min"), ("thread_pool_max", "thread-pool-max")):
+                if el.get(attr) is not None:
+                    props.append((prop, number(el.get(attr), "<iothread %s>" % attr)))
+            poll = el.find("poll")
+            for attr, prop in (("max", "poll-max-ns"), ("grow", "poll-grow"), ("shrink", "poll-shrink")):
+                if poll is not None and poll.get(attr) is not None:
+                    props.append((prop, number(poll.get(attr), "<poll %s>" % attr)))
+        b.add("-object", "iothread," + ",".join("%s=%s" % (k, v) for k, v in props))
 
 
 def monitor(b: Builder) -> None:

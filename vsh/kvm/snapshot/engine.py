@@ -210,6 +210,31 @@ class Engine(Create, Revert, Delete):
             self.meta.write_state(state)
         self._locked(run)
 
+    def redefine(self, edited, current: bool = False) -> None:
+        """snapshot-edit: store ``edited`` (a SnapshotDef) over the snapshot of its name, which
+        it may differ from only in its description; ``current`` makes it the current one."""
+        from vsh.core.errors import Unsupported
+
+        def run():
+            old = self.meta.load(edited.name)
+            if edited.description:
+                from vsh.core.xml import check_xml_text
+
+                check_xml_text(edited.description, "description")
+            was = old.description
+            old.description = edited.description
+            if old.to_xml() != edited.to_xml():
+                raise Unsupported(f"unsupported configuration: only the description of snapshot '{edited.name}' "
+                                  "can change: its state, parent, time, memory, disks and domain are what "
+                                  "its images hold")
+            if was != edited.description:
+                self.meta.write(old)
+            if current:
+                state = self.meta.state()
+                state["current"] = edited.name
+                self.meta.write_state(state)
+        self._locked(run)
+
     def drop_all_metadata(self) -> None:
         """undefine --snapshots-metadata: forget every snapshot, keep every image."""
         def run():

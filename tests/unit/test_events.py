@@ -1,0 +1,63 @@
+"""Domain events: the supervisor's state changes as libvirt's lifecycle events, and virsh's
+text for each event (vsh event)."""
+
+import pytest
+
+from vsh.api.local.events import lifecycle_events
+from vsh.commands.events import event_text, timestamp_text
+
+
+@pytest.mark.parametrize("change, events", [
+    (("running", "booted", "starting"), [("Started", "Booted")]),
+    (("running", "restored", "starting"), [("Started", "Restored")]),
+    (("paused", "user", "starting"), [("Started", "Booted"), ("Suspended", "Paused")]),
+    (("paused", "user", "running"), [("Suspended", "Paused")]),
+    (("paused", "ioerror", "running"), [("Suspended", "I/O Error")]),
+    (("running", "unpaused", "paused"), [("Resumed", "Unpaused")]),
+    (("running", "from snapshot", "paused"), [("Resumed", "Snapshot")]),
+    (("shutoff", "destroyed", "running"), [("Stopped", "Destroyed")]),
+    (("shutoff", "shutdown", "shutdown"), [("Stopped", "Shutdown")]),
+    (("shutoff", "saved", "paused"), [("Stopped", "Saved")]),
+    (("shutoff", "crashed", "running"), [("Stopped", "Crashed")]),
+    (("crashed", "panicked", "running"), [("Crashed", "Panicked")]),
+    (("shutdown", "user", "running"), []),
+    (("running", "booted", "shutdown"), []),
+])
+def test_lifecycle_events(change, events):
+    state, reason, previous = change
+    assert lifecycle_events({"state": state, "reason": reason, "previous": previous}) == events
+
+
+def test_event_text_is_virsh_text():
+    assert event_text("vm1", {"event": "lifecycle", "type": "Stopped", "detail": "Destroyed"}) == \
+        "event 'lifecycle' for domain 'vm1': Stopped Destroyed\n"
+    assert event_text("vm1", {"event": "reboot"}) == "event 'reboot' for domain 'vm1'\n"
+    assert event_text("vm1", {"event": "balloon-change", "actual": 1024}) == \
+        "event 'balloon-change' for domain 'vm1': 1024KiB\n"
+    assert event_text("vm1", {"event": "block-job-2", "job": "Block Pull", "disk": "vda", "status": "completed"}) == \
+        "event 'block-job-2' for domain 'vm1': Block Pull for vda completed\n"
+    assert event_text("vm1", {"event": "block-threshold", "dev": "vda", "path": None, "threshold": 5,
+                              "excess": 1}) == "event 'block-threshold' for domain 'vm1': dev: vda((null)) 5 1\n"
+    assert event_text("vm1", {"event": "tray-change", "alias": "ide0-1-0", "tray": "opened"}) == \
+        "event 'tray-change' for domain 'vm1' disk ide0-1-0: opened\n"
+    assert event_text("v\x1bm", {"event": "reboot"}) == "event 'reboot' for domain 'v\\x1bm'\n"
+
+
+def test_timestamp_text():
+    assert timestamp_text(0.25) == "1970-01-01 00:00:00.250+0000"
+
+
+def test_qemu_events_become_libvirt_events():
+    from vsh.api.local.events import _translate
+
+    def tr(name, data):
+        return [{k: v for k, v in ev.items()} for ev in _translate({"event": name, "data": data}, None)]
+
+    assert tr("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"}) == [
+        {"event": "lifecycle", "type": "Shutdown", "detail": "Finished after guest request"}]
+    assert tr("SHUTDOWN", {"guest": False, "reason": "host-signal"}) == []          # a destroy
+    assert tr("SHUTDOWN", {"guest": True, "reason": "guest-reset"}) == []
+    assert tr("RESET", {"guest": True}) == [{"event": "reboot"}]
+    assert tr("RTC_CHANGE", {"offset": 3600}) == [{"event": "rtc-change", "offset": 3600}]
+    assert tr("BALLOON_CHANGE", {"actual": 256 << 20}) == [{"event": "balloon-change", "actual": 262144}]
+    assert tr("STOP", {}) == []

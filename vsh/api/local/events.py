@@ -1,0 +1,146 @@
+"""The local driver: libvirt's domain events from what a running domain's supervisor
+publishes: its own state changes (``VSH_LIFECYCLE``) become ``lifecycle`` events, QEMU's QMP
+events the others, as libvirt's QEMU driver derives them."""
+
+from __future__ import annotations
+
+import time
+
+from vsh.core.errors import VshError
+
+#: supervisor reason → libvirt's detail, per libvirt event type
+STARTED = {"booted": "Booted", "restored": "Restored", "from snapshot": "Snapshot", "migrated": "Migrated",
+           "wakeup": "Event wakeup"}
+SUSPENDED = {"ioerror": "I/O Error", "watchdog": "Watchdog", "snapshot": "Snapshot", "from snapshot": "Snapshot",
+             "migration": "Migrated"}
+RESUMED = {"from snapshot": "Snapshot", "migrated": "Migrated"}
+STOPPED = {"shutdown": "Shutdown", "destroyed": "Destroyed", "crashed": "Crashed", "failed": "Failed",
+           "saved": "Saved", "from snapshot": "Snapshot", "migrated": "Migrated"}
+#: QMP block job types and events → virsh's words
+JOB_TYPES = {"stream": "Block Pull", "mirror": "Block Copy", "commit": "Block Commit"}
+JOB_STATUS = {"BLOCK_JOB_COMPLETED": "completed", "BLOCK_JOB_CANCELLED": "canceled", "BLOCK_JOB_READY": "ready"}
+#: the QMP events this module turns into libvirt events (the supervisor's own come too)
+QMP_EVENTS = ("SHUTDOWN", "RESET", "RTC_CHANGE", "WATCHDOG", "BALLOON_CHANGE", "DEVICE_DELETED",
+              "DEVICE_TRAY_MOVED", "SUSPEND", "WAKEUP", "BLOCK_WRITE_THRESHOLD", *JOB_STATUS)
+
+
+def lifecycle_events(data: dict) -> list[tuple[str, str]]:
+    """(type, detail) of the lifecycle events one supervisor state change stands for."""
+    state, reason, before = data.get("state"), data.get("reason"), data.get("previous")
+    if state == "running":
+        if before == "starting":
+            return [("Started", STARTED.get(reason, "Booted"))]
+        if before == "paused":
+            return [("Resumed", RESUMED.get(reason, "Unpaused"))]
+        if before == "crashed":
+            return [("Started", "Booted")]
+        return []               # back from "shutdown": the reboot event says it
+    if state == "paused":
+        out = [("Started", "Booted")] if before == "starting" else []
+        return out + [("Suspended", SUSPENDED.get(reason, "Paused"))]
+    if state == "shutoff":
+        return [("Stopped", STOPPED.get(reason, "Destroyed"))]
+    if state == "crashed":
+        return [("Crashed", "Panicked")]
+    return []                   # starting, shutdown: QEMU's SHUTDOWN event has the detail
+
+
+class _Disks:
+    """The running domain's disks, read when an event first needs them."""
+
+    def __init__(self, dom, rundir):
+        self.dom, self.rundir, self._by_target = dom, rundir, None
+
+    def targets(self) -> dict:
+        """target → list of image paths, top first."""
+        if self._by_target is None:
+            from vsh.kvm.snapshot.chains import chain, disk_elements, disk_target
+
+            self._by_target = {}
+            try:
+                live = self.dom.store.load(self.dom.refresh())
+                for el in disk_elements(live.node):
+                    self._by_target[disk_target(el)] = [path for path, _ in chain(el)]
+            except (VshError, OSError):     # the domain went away meanwhile: events keep raw names
+                self._by_target = {}
+        return self._by_target
+
+    def node_dev(self, node: str) -> tuple[str, str | None]:
+        """libvirt's ``dev`` (``vda``, or ``vda[2]`` below the top) and path of a block node."""
+        import os
+
+        from vsh.kvm import client
+
+        try:
+            nodes = client.qmp(self.rundir, "query-named-block-nodes", {"flat": True})
+        except (VshError, OSError):
+            return node, None
+        path = next((n.get("file") for n in nodes if n.get("node-name") == node), None)
+        if path is None:
+            return node, None
+        for target, paths in self.targets().items():
+            for i, p in enumerate(paths):
+                if os.path.realpath(p) == os.path.realpath(path):
+                    return (target if i == 0 else f"{target}[{i}]"), path
+        return node, path
+
+
+def _translate(msg: dict, disks: _Disks) -> list[dict]:
+    name, data = msg.get("event"), msg.get("data") or {}
+    if name == "VSH_LIFECYCLE":
+        return [{"event": "lifecycle", "type": t, "detail": d} for t, d in lifecycle_events(data)]
+    if name == "SHUTDOWN":
+        if data.get("reason") in ("guest-reset", "host-qmp-system-reset"):
+            return []                   # a reset: the RESET event follows
+        if data.get("reason") in ("host-qmp-quit", "host-signal"):
+            return []                   # destroy: only its Stopped Destroyed, as libvirt
+        detail = "Finished after guest request" if data.get("guest") else "Finished after host request"
+        return [{"event": "lifecycle", "type": "Shutdown", "detail": detail}]
+    if name == "RESET":
+        return [{"event": "reboot"}]
+    if name == "RTC_CHANGE":
+        return [{"event": "rtc-change", "offset": data.get("offset", 0)}]
+    if name == "WATCHDOG":
+        return [{"event": "watchdog", "action": data.get("action", "unknown")}]
+    if name == "BALLOON_CHANGE":
+        return [{"event": "balloon-change", "actual": int(data.get("actual", 0)) // 1024}]
+    if name == "DEVICE_DELETED":
+        return [{"event": "device-removed", "alias": data["device"]}] if data.get("device") else []
+    if name == "DEVICE_TRAY_MOVED":
+        return [{"event": "tray-change", "alias": data.get("id") or data.get("device"),
+                 "tray": "opened" if data.get("tray-open") else "closed"}]
+    if name == "SUSPEND":
+        return [{"event": "pm-suspend"}]
+    if name == "WAKEUP":
+        return [{"event": "pm-wakeup"}]
+    if name == "BLOCK_WRITE_THRESHOLD":
+        dev, path = disks.node_dev(data.get("node-name", ""))
+        return [{"event": "block-threshold", "dev": dev, "path": path, "threshold": data.get("write-threshold", 0),
+                 "excess": data.get("amount-exceeded", 0)}]
+    if name in JOB_STATUS:
+        target = str(data.get("device", "")).removeprefix("vsh-block-")
+        status = "failed" if data.get("error") else JOB_STATUS[name]
+        job = JOB_TYPES.get(data.get("type"), "Block Commit")
+        top = (disks.targets().get(target) or [target])[0]
+        return [{"event": "block-job", "job": job, "disk": top, "status": status},
+                {"event": "block-job-2", "job": job, "disk": target, "status": status}]
+    return []
+
+
+def domain_events(dom, timeout: float | None):
+    from vsh.api.local.extras import running_rundir
+    from vsh.kvm import client
+
+    rundir = running_rundir(dom)
+    stream = client.events(rundir, ["VSH_LIFECYCLE", *QMP_EVENTS], timeout=timeout)
+    disks = _Disks(dom, rundir)
+
+    def gen():
+        for msg in stream:
+            stamp = msg.get("timestamp")
+            if isinstance(stamp, dict):
+                stamp = stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6
+            for ev in _translate(msg, disks):
+                ev["timestamp"] = stamp if isinstance(stamp, (int, float)) else time.time()
+                yield ev
+    return gen()
