@@ -83,9 +83,10 @@ class DomainStats(ABC):
         as sources; ``agent`` is Unsupported (no guest agent). Needs the running domain."""
 
     @abstractmethod
-    def hostname(self, source: str = "agent") -> str:
+    def hostname(self, source: str | None = None) -> str:
         """``virDomainGetHostname``: the guest's host name from ``source``: ``lease`` (the host name
-        the guest gave the DHCP server of a network its ``type='network'`` NIC is on) or ``agent``.
+        the guest gave the DHCP server of a network its ``type='network'`` NIC is on), ``agent``, or
+        None (the driver's default source: the agent for the local driver).
         Unsupported for a source the driver has not; VshError ``no hostname found for domain X``;
         the domain must run."""
 

@@ -222,7 +222,7 @@ def domid(ctx, domain):
 def domhostname(ctx, domain, source=None):
     dom = ctx.conn.lookup_domain(domain)
     try:
-        name = dom.stats.hostname(source or "agent")
+        name = dom.stats.hostname(source)
     except VshError as err:
         raise err.with_context("failed to get hostname") from None
     return Text(f"{escape(name)}\n", json_data={"hostname": name})

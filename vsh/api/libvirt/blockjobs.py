@@ -111,3 +111,6 @@ class LibvirtDomainBlockJobs(DomainBlockJobs):
     def abort_job(self) -> dict:
         self._call("virDomainAbortJob")
         return {"aborted": ["job"]}
+
+    def set_threshold(self, disk: str, threshold: int) -> None:
+        self._call("virDomainSetBlockThreshold", disk, threshold, 0)

@@ -141,6 +141,17 @@ class LibvirtConnection(Connection):
 
         return LocalGuestDisks(self, readonly=readonly)
 
+    def qemu_attach(self, pid: int):
+        import libvirtmod_qemu
+
+        from vsh.api.libvirt.lv import last_error
+
+        m = mod()
+        m.virResetLastError()
+        ptr = libvirtmod_qemu.virDomainQemuAttach(self.ptr, pid, 0)
+        if ptr is None:
+            raise last_error()
+        return self.lookup_domain(m.virDomainGetUUIDString(ptr))
 
 def _text(xml) -> str:
     """XML as text (a command may hand over the bytes of a file)."""

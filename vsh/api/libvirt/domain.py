@@ -249,6 +249,11 @@ class LibvirtDomain(LibvirtDomainLifecycle, Domain):
         self._call("virDomainSetVcpusFlags", count, flags)
         return changed(self.active(), self.persistent(), live, config, current)
 
+    def set_vcpu(self, vcpus: list[int], enable: bool, live: bool = False, config: bool = False,
+                 current: bool = False) -> dict:
+        self._call("virDomainSetVcpu", ",".join(str(n) for n in vcpus), 1 if enable else 0, affect(live, config))
+        return changed(self.active(), self.persistent(), live, config, current)
+
     # --- sub-handles -------------------------------------------------------------------------------
 
     @property

@@ -76,6 +76,15 @@ class LibvirtDomainLifecycle(DomainLifecycle):
     def resume(self) -> dict:
         return self._act("resume", "virDomainResume")
 
+    def pm_wakeup(self) -> None:
+        self._call("virDomainPMWakeup", 0)
+
+    def events(self, timeout: float | None = None):
+        """libvirt delivers domain events only through an event loop registered before the
+        connection opened; this driver opens its connections without one."""
+        raise Unsupported("domain events on a libvirt connection: vsh's libvirt driver opens its connection "
+                          "without libvirt's event loop, so it cannot receive them; use virsh event")
+
     # --- migration -----------------------------------------------------------------------------
 
     def migrate(self, dest_uri: str, *, live: bool = False, offline: bool = False, persistent: bool = False,

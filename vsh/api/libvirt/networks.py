@@ -105,3 +105,22 @@ class LibvirtNetwork(Named, Network):
                 "prefix": lease.get("prefix"), "hostname": lease.get("hostname") or None,
                 "clientid": lease.get("clientid") or None} for lease in leases]
         return sorted(out, key=lambda lease: (lease["mac"] or "", lease["ip"] or ""))
+
+    def update(self, command: str, section: str, xml, parent_index: int | None = None,
+               live: bool = False, config: bool = False) -> dict:
+        commands = {"modify": 1, "delete": 2, "add": 3, "add-last": 3, "add-first": 4}
+        sections = {"bridge": 1, "domain": 2, "ip": 3, "ip-dhcp-host": 4, "ip-dhcp-range": 5, "forward": 6,
+                    "forward-interface": 7, "forward-pf": 8, "portgroup": 9, "dns-host": 10, "dns-txt": 11,
+                    "dns-srv": 12}
+        if command not in commands:
+            raise InvalidArgument(f"unrecognized command name '{command}'")
+        if section not in sections:
+            raise InvalidArgument(f"unrecognized section name '{section}'")
+        text = xml.decode() if isinstance(xml, bytes) else xml
+        flags = (1 if live else 0) | (2 if config else 0)
+        call("virNetworkUpdate", self.ptr, commands[command], sections[section],
+             -1 if parent_index is None else parent_index, text, flags)
+        active = mod().virNetworkIsActive(self.ptr) == 1
+        if not (live or config):
+            return {"live": active, "config": not active}
+        return {"live": bool(live), "config": bool(config)}

@@ -218,3 +218,16 @@ class LibvirtSnapshot(Snapshot):
             return names
 
         return self._with(remove)
+
+    def redefine(self, xml, current: bool = False, rename: bool = False, clone: bool = False) -> str:
+        text = xml.decode() if isinstance(xml, bytes) else xml
+        new = parse_xml(text).findtext("name") or self.name
+        if new != self.name and not (rename or clone):
+            raise InvalidArgument(f"Must use --rename or --clone to change {self.name} to {new}")
+        # VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE 1, _CURRENT 2
+        ptr = call("virDomainSnapshotCreateXML", self.dom.ptr, text, 1 | (2 if current else 0))
+        name = mod().virDomainSnapshotGetName(ptr)
+        if rename and name != self.name:
+            call("virDomainSnapshotDelete", self._ptr(), 2)     # METADATA_ONLY
+        self.name = name
+        return name

@@ -106,3 +106,21 @@ class LibvirtDomainStats(DomainStats):
 
     def per_cpu_times(self) -> list[dict] | None:
         return [dict(cpu) for cpu in self._call("virDomainGetCPUStats", False, 0)]
+
+    def hostname(self, source: str | None = None) -> str:
+        flags = {None: 0, "lease": 1, "agent": 2}.get(source)
+        if flags is None:
+            raise InvalidArgument(f"Unknown data source '{source}'")
+        return self._call("virDomainGetHostname", flags)
+
+    def start_dirty_rate_calc(self, seconds: int = 1, mode: str | None = None) -> None:
+        modes = {None: 0, "page-sampling": 0, "dirty-bitmap": 1, "dirty-ring": 2}
+        if mode not in modes:
+            raise InvalidArgument(f"Unknown calculation mode '{mode}'")
+        self._call("virDomainStartDirtyRateCalc", seconds, modes[mode])
+
+    def dirty_rate(self) -> dict:
+        records = call("virDomainListGetStats", self.dom.conn.ptr, [self.dom.ptr], 512, 0)   # STATS_DIRTYRATE
+        stats = dict(records[0][1]) if records else {}
+        return {key.removeprefix("dirtyrate."): value for key, value in stats.items()
+                if key.startswith("dirtyrate.")}

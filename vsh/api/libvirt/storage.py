@@ -133,6 +133,13 @@ class LibvirtStorage(Storage):
             vol = call("virStorageVolLookupByPath", self.conn.ptr, ident, context=(f"failed to get vol '{ident}'",))
         return LibvirtVolume(self, vol)
 
+    def create_pool_xml(self, xml, build: bool = False) -> "Pool":
+        text = xml.decode() if isinstance(xml, bytes) else xml
+        # VIR_STORAGE_POOL_CREATE_WITH_BUILD 1
+        return LibvirtPool(self, call("virStoragePoolCreateXML", self.conn.ptr, text, 1 if build else 0))
+
+    def create_pool_as(self, name: str, type: str, target: str, build: bool = False) -> "Pool":
+        return self.create_pool_xml(pool_xml(name, type, target), build=build)
 
 class LibvirtPool(Named, Pool):
     KIND = "virStoragePool"

@@ -76,3 +76,83 @@ class LibvirtDomainTuning(DomainTuning):
                 params[f"{direction}.{key}"] = value
         self._call("virDomainSetInterfaceParameters", interface, params, affect(live, config))
         return self._changed(live, config, current)
+
+    # --- iothreads, memory, blkio, NUMA and perf (virsh iothread*, memtune, blkiotune, numatune, perf) ------
+
+    def add_iothread(self, iothread: int, live=False, config=False, current=False) -> dict:
+        self._call("virDomainAddIOThread", iothread, affect(live, config))
+        return self._changed(live, config, current)
+
+    def delete_iothread(self, iothread: int, live=False, config=False, current=False) -> dict:
+        self._call("virDomainDelIOThread", iothread, affect(live, config))
+        return self._changed(live, config, current)
+
+    def pin_iothread(self, iothread: int, cpus: list[int], live=False, config=False, current=False) -> dict:
+        self._call("virDomainPinIOThread", iothread, self._cpumap(cpus), affect(live, config))
+        return self._changed(live, config, current)
+
+    def set_iothread(self, iothread: int, params: dict, live=False, config=False, current=False) -> dict:
+        from vsh.api.tuning import IOTHREAD_PARAMS
+
+        typed = {IOTHREAD_PARAMS.get(k, k).replace("-", "_"): int(v) for k, v in params.items()}
+        self._call("virDomainSetIOThreadParams", iothread, typed, affect(live, config))
+        return self._changed(live, config, current)
+
+    def memory_parameters(self, live=False, config=False, current=False) -> dict:
+        from vsh.api.tuning import MEMTUNE_PARAMS
+
+        got = dict(self._call("virDomainGetMemoryParameters", affect(live, config)))
+        return {k: (None if got[k] == UNLIMITED_KIB else int(got[k])) for k in MEMTUNE_PARAMS if k in got}
+
+    def set_memory_parameters(self, params: dict, live=False, config=False, current=False) -> dict:
+        typed = {k: UNLIMITED_KIB if v is None else int(v) for k, v in params.items()}
+        self._call("virDomainSetMemoryParameters", typed, affect(live, config))
+        return self._changed(live, config, current)
+
+    def blkio_parameters(self, live=False, config=False, current=False) -> dict:
+        from vsh.api.tuning import BLKIO_DEVICE_PARAMS
+
+        got = dict(self._call("virDomainGetBlkioParameters", affect(live, config)))
+        out = {"weight": int(got.get("weight") or 0)}
+        for key in BLKIO_DEVICE_PARAMS:
+            out[key] = got.get(key) or ""
+        return out
+
+    def set_blkio_parameters(self, params: dict, live=False, config=False, current=False) -> dict:
+        typed = {k: (int(v) if k == "weight" else str(v)) for k, v in params.items()}
+        self._call("virDomainSetBlkioParameters", typed, affect(live, config))
+        return self._changed(live, config, current)
+
+    def numa_parameters(self, live=False, config=False, current=False) -> dict:
+        from vsh.api.tuning import NUMA_MODES
+
+        got = dict(self._call("virDomainGetNumaParameters", affect(live, config)))
+        mode = got.get("numa_mode")
+        return {"numa_mode": NUMA_MODES[mode] if isinstance(mode, int) and mode < len(NUMA_MODES) else mode,
+                "numa_nodeset": got.get("numa_nodeset") or ""}
+
+    def set_numa_parameters(self, mode=None, nodeset=None, live=False, config=False, current=False) -> dict:
+        from vsh.api.tuning import NUMA_MODES
+
+        typed = {}
+        if mode is not None:
+            typed["numa_mode"] = NUMA_MODES.index(mode) if mode in NUMA_MODES else mode
+        if nodeset is not None:
+            typed["numa_nodeset"] = nodeset
+        self._call("virDomainSetNumaParameters", typed, affect(live, config))
+        return self._changed(live, config, current)
+
+    def perf_events(self, live=False, config=False, current=False) -> dict:
+        from vsh.api.tuning import PERF_EVENTS
+
+        got = dict(self._call("virDomainGetPerfEvents", affect(live, config)))
+        return {name: bool(got.get(name)) for name in PERF_EVENTS if name in got} or \
+            {name: False for name in PERF_EVENTS}
+
+    def set_perf_events(self, events: dict, live=False, config=False, current=False) -> dict:
+        self._call("virDomainSetPerfEvents", {k: bool(v) for k, v in events.items()}, affect(live, config))
+        return self._changed(live, config, current)
+
+
+#: libvirt's "unlimited" for memory tunables (VIR_DOMAIN_MEMORY_PARAM_UNLIMITED), in KiB
+UNLIMITED_KIB = 9007199254740991

@@ -246,10 +246,10 @@ class LocalDomainStats(DomainStats):
         ref = self._running()
         return interface_addresses(self.dom.store, ref, self.dom.store.load(ref), source)
 
-    def hostname(self, source: str = "agent") -> str:
+    def hostname(self, source: str | None = None) -> str:
         from vsh.core.errors import Unsupported
 
-        if source == "agent":
+        if source in (None, "agent"):
             raise Unsupported("operation not supported: vsh uses no guest agent; use --source lease")
         ref = self._running()
         for nic in self.dom.store.load(ref).interfaces:
