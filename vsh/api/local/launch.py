@@ -25,13 +25,14 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     """
     from vsh.api.local.threads import apply_tuning, check_cputune
     from vsh.kvm import client
-    from vsh.kvm.argv import hotplugged_vcpus
+    from vsh.kvm.argv import custom_commandline, hotplugged_vcpus
 
     rundir = store.runtime_path(dom.name)
     check_cputune(dom)
     live = dom.copy()
     taps = plan_taps(store, live)       # network/bridge NICs: bridge and tap names in the live XML
     argv = build_argv(live, rundir) + list(extra_argv)  # a missing disk or kernel fails before anything is created
+    custom = custom_commandline(live.node)      # <qemu:commandline>: its args are in argv already
     created = not os.path.isdir(rundir)
     store.runtime_path(dom.name, create=True)
     domid = store.next_id()
@@ -40,7 +41,8 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     try:
         state = client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
                              transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
-                             taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node))
+                             taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node),
+                             env=custom[1], tainted=["custom-argv"] if any(custom) else None)
     except VshError:
         if created:
             try:

@@ -12,6 +12,7 @@ import re
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
 from vsh.kvm.argv import boot, chardevs, controllers, devices, disks, graphics, machine, network, slots, smbios, sound
 from vsh.kvm.argv.builder import Builder
+from vsh.kvm.argv.custom import custom_commandline
 from vsh.kvm.argv.options import esc, split_opts
 from vsh.kvm.argv.paths import RuntimePaths
 
@@ -101,6 +102,7 @@ def build(b: Builder) -> list[str]:
     network.unused_forwards(b)
     b.add("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
     b.add("-msg", "timestamp=on")
+    b.argv += custom_commandline(b.root)[0]     # <qemu:commandline>, last, as libvirt puts it
     return b.argv
 
 
