@@ -71,6 +71,20 @@ def test_grant_is_counted_and_the_last_release_restores_acl_and_mode(tmp_path, m
     assert not acl.grant(str(f), 4242, "r")     # everyone may read it: nothing to grant
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="trusted.* attributes need root")
+def test_ensure_puts_back_a_grant_a_chmod_masked(tmp_path, monkeypatch):
+    monkeypatch.setattr(acl, "LOCK_PATH", str(tmp_path / "acl.lock"))
+    d = tmp_path / "dir"
+    d.mkdir(mode=0o700)
+    assert acl.grant(str(d), 4242, "x")
+    os.chmod(d, 0o700)                          # what pytest does to its base directory
+    assert acl.user_bits(acl.parse(os.getxattr(d, acl.ACL_XATTR)), 4242) == 0
+    acl.ensure(str(d), 4242, "x")
+    assert acl.user_bits(acl.parse(os.getxattr(d, acl.ACL_XATTR)), 4242) == 1
+    acl.release(str(d))
+    assert acl.holders(str(d)) == 0 and os.stat(d).st_mode & 0o777 == 0o700
+
+
 def test_tap_netdev_by_name_becomes_fds():
     text = "tap,id=hostnet0,ifname=vnet0,script=no,downscript=no,vhost=on"
     assert taps.tap_name(text) == "vnet0" and taps.wants_vhost(text)

@@ -103,9 +103,10 @@ def _grant_all(rundir, uid: int, wanted) -> None:
     done = _load(rundir)
     have = {(p, perms) for p, perms in done}
     for path, perms in wanted:
-        if (path, perms) in have or any(p == path and set(perms) <= set(q) for p, q in done):
-            continue
         try:
+            if (path, perms) in have or any(p == path and set(perms) <= set(q) for p, q in done):
+                acl.ensure(path, uid, perms)    # granted already this run; a chmod may have masked it
+                continue
             counted = acl.grant(path, uid, perms)
         except FileNotFoundError:
             raise VshError(f"internal error: cannot grant {QEMU_USER} access to '{path}': "

@@ -127,6 +127,19 @@ def grant(path: str, uid: int, perms: str) -> bool:
     return True
 
 
+def ensure(path: str, uid: int, perms: str) -> None:
+    """Put back a granted entry that a ``chmod`` masked since (it rewrites the ACL mask), without
+    counting: a running domain's grants are checked again before QEMU opens more files."""
+    bits = perm_bits(perms)
+    with _Lock():
+        if _getxattr(path, MARK_XATTR) is None:
+            return
+        current = _getxattr(path, ACL_XATTR)
+        entries = parse(current) if current else from_mode(os.stat(path).st_mode)
+        if user_bits(entries, uid) & bits != bits:
+            os.setxattr(path, ACL_XATTR, encode(with_user(entries, uid, bits)))
+
+
 def release(path: str) -> None:
     """Count one holder of ``path``'s grant down; the last one restores the ACL and mode."""
     with _Lock():
