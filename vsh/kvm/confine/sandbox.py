@@ -108,13 +108,18 @@ def enter(plan: Plan) -> None:
     os.chdir("/")
 
 
+class ConfineError(OSError):
+    """The child could not confine itself (before QEMU was executed)."""
+
+
 def spawn(argv: list[str], env: dict, stdin: int, out: int, plan: Plan | None) -> int:
     """Fork and execute ``argv`` (inheritable fds stay open) in its own process group,
-    confined by ``plan`` (None: as we are).  Raises OSError with the child's reason if the
-    confinement or the exec failed."""
+    confined by ``plan`` (None: as we are).  Raises ConfineError if the confinement failed,
+    OSError with the reason if the exec did."""
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:        # the child: no Python-level cleanup, ever
+        stage = "confine"
         try:
             os.close(r)
             os.setpgid(0, 0)
@@ -123,10 +128,12 @@ def spawn(argv: list[str], env: dict, stdin: int, out: int, plan: Plan | None) -
             os.dup2(out, 2)
             if plan is not None:
                 enter(plan)
+            stage = "exec"
             os.execvpe(argv[0], argv, env)
         except BaseException as exc:    # noqa: BLE001 - report anything to the parent
             try:
-                os.write(w, f"{getattr(exc, 'errno', 0) or 0}:{exc}".encode(errors="replace")[:4000])
+                why = getattr(exc, "strerror", None) or str(exc)
+                os.write(w, f"{stage}:{getattr(exc, 'errno', 0) or 0}:{why}".encode(errors="replace")[:4000])
             finally:
                 os._exit(127)
     os.close(w)
@@ -141,6 +148,7 @@ def spawn(argv: list[str], env: dict, stdin: int, out: int, plan: Plan | None) -
         os.close(r)
     if msg:
         os.waitpid(pid, 0)
-        code, _, text = msg.decode(errors="replace").partition(":")
-        raise OSError(int(code) if code.isdigit() else 0, text)
+        stage, _, rest = msg.decode(errors="replace").partition(":")
+        code, _, text = rest.partition(":")
+        raise (ConfineError if stage == "confine" else OSError)(int(code) if code.isdigit() else 0, text)
     return pid

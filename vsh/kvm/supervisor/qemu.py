@@ -61,6 +61,10 @@ class QemuProcess:
             self.lc.transition("shutoff", "failed")
             if isinstance(exc, VshError):
                 raise
+            if isinstance(exc, sandbox.ConfineError):
+                raise VshError(f"internal error: cannot confine QEMU as user '{confine.QEMU_USER}': {exc.strerror}",
+                               "(QEMU runs unprivileged in its own mount namespace when vsh runs as root)",
+                               f"command: {shell_join(self.argv)}") from None
             raise VshError(f"internal error: cannot execute '{self.argv[0]}': {exc.strerror or exc}",
                            f"command: {shell_join(self.argv)}") from None
         finally:
