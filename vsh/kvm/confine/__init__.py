@@ -143,7 +143,8 @@ def prepare(rundir, argv: list[str]):
     for need in found:
         if need.create and not need.path.startswith("/dev/"):
             _create(need.path)
-    _grant_all(rundir, uid, [(rundir, "rwx")] + _wanted(found))
+    above = [(os.path.realpath(d), "x") for d in _ancestors(rundir)]
+    _grant_all(rundir, uid, above + [(rundir, "rwx")] + _wanted(found))
     st = os.stat(rundir)
     if not st.st_mode & stat.S_ISVTX:
         os.chmod(rundir, stat.S_IMODE(st.st_mode) | stat.S_ISVTX)

@@ -8,6 +8,7 @@ say is granted.
 from __future__ import annotations
 
 import json
+import os
 from collections import namedtuple
 
 from vsh.kvm.qemuopts import split_opts
@@ -63,8 +64,11 @@ def _chardev(text: str) -> list[Need]:
         return out
     if head == "file":
         out.append(Need(path, "rw", True))
-    elif head == "pipe":
-        out += [Need(path + ".in", "rw", False), Need(path + ".out", "rw", False)]
+    elif head == "pipe":        # QEMU opens PATH.in and PATH.out when both exist, else PATH
+        if os.path.exists(path + ".in") and os.path.exists(path + ".out"):
+            out += [Need(path + ".in", "rw", False), Need(path + ".out", "rw", False)]
+        else:
+            out.append(Need(path, "rw", False))
     elif head in ("serial", "tty", "parallel"):
         out.append(Need(path, "rw", False))
     elif head == "socket" and kv.get("server") not in ("on", "true", "yes", ""):
