@@ -132,7 +132,7 @@ def main(argv: list[str]) -> int:
     which = argv[0] if argv else "all"
     sections = {"shell": bench_shell}
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    for extra in ("start", "guestfs", "storage", "snapshot", "network", "migrate", "libvirt", "remote", "web"):
+    for extra in ("start", "guestfs", "storage", "snapshot", "network", "migrate", "libvirt", "remote", "web", "scale"):
         try:
             module = __import__(f"bench_{extra}")
         except ImportError as exc:

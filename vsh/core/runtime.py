@@ -13,6 +13,8 @@ Each running domain has a runtime directory (``<runtime>/NAME/``, see
 ``supervisor.lock`` flock held by the live supervisor for its whole life
 ``stop.json``       why QEMU is being stopped (``destroyed``, ``shutdown``...), written before
                     it is told to stop, so whoever finds it gone knows why
+``grants.json``     the files QEMU's user was granted for this run (:mod:`vsh.kvm.confine`),
+                    undone when the domain stops
 
 This module owns the file names, the domain states the supervisor writes, the
 host's boot id, process liveness and the reading of ``state.json`` (a state left
@@ -35,6 +37,7 @@ SUPERVISOR_LOG = "supervisor.log"
 QEMU_LOG = "qemu.log"
 LOCK_FILE = "supervisor.lock"
 STOP_FILE = "stop.json"
+GRANTS_FILE = "grants.json"
 
 #: Every state the supervisor writes (its transition table, vsh.kvm.supervisor.lifecycle,
 #: has exactly these).  "shutdown" means "shutting down"; "crashed" is a panicked guest
@@ -159,7 +162,12 @@ def load_json(path) -> dict | None:
 def _write_atomic(path, data: bytes) -> None:
     path = os.fspath(path)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    # A confined QEMU may create files in its runtime directory: never follow or reuse one.
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)

@@ -15,9 +15,10 @@ The bridge of a ``forward mode='bridge'`` network is the host's: vsh never
 creates or deletes it.
 
 A domain's ``<interface type='network'>`` or ``type='bridge'`` becomes a tap
-that QEMU creates (``-netdev tap,ifname=vnetN,script=no,downscript=no``); the
-supervisor plugs it into the bridge (:func:`attach_tap`) while QEMU is still
-stopped, so the guest never runs unplugged.  The tap goes away with QEMU.
+named in the argv (``-netdev tap,ifname=vnetN,script=no,downscript=no``) that the
+supervisor opens and hands to QEMU as an fd (:mod:`vsh.kvm.confine.taps`: QEMU runs
+without CAP_NET_ADMIN); it plugs it into the bridge (:func:`attach_tap`) while QEMU is
+still stopped, so the guest never runs unplugged.  The tap goes away with QEMU.
 
 All of it needs CAP_NET_ADMIN (root); without it the commands say so before
 touching anything.

@@ -16,9 +16,9 @@ so a hot-plugged device is the device the same XML gives at boot:
   ``-netdev`` text exactly as the command line does), the traffic accounting filter
   (:mod:`vsh.kvm.netacct`), then ``device_add``; a failure removes the netdev.
 * network and bridge NICs: the caller names the tap and the bridge in the element
-  (:func:`vsh.kvm.hostnet.plan_tap`); ``netdev_add`` makes QEMU create the tap, it
-  is plugged into the bridge, then ``device_add``; a failure removes the netdev
-  (and with it the tap).
+  (:func:`vsh.kvm.hostnet.plan_tap`); the supervisor opens the tap and hands its fd to
+  QEMU (``getfd``, QMP ``netdev_add fd=``: QEMU has no CAP_NET_ADMIN), it is plugged
+  into the bridge, then ``device_add``; a failure removes the netdev (and with it the tap).
 * unplug: ``device_del``, then wait for QEMU's ``DEVICE_DELETED`` event (the guest has
   to let the device go: ACPI/PCIe hot-plug); then ``blockdev-del`` / ``netdev_del``.
   When the guest does not answer in time the command fails with a message saying so;
@@ -38,8 +38,10 @@ QEMU really used, so a command line rebuilt from it places the device the same w
 from __future__ import annotations
 
 import copy
+import os
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Timeout, Unsupported, VshError
+from vsh.kvm import confine
 # what the running QEMU holds; network_clients, delete_nodes and device_id keep their names here
 from vsh.kvm.qemudevs import (  # noqa: F401
     block_entry, delete_nodes, device_id, free_index, netdev_ids, network_clients, nic_id, node_names,
@@ -219,6 +221,7 @@ async def _attach_disk(sup, dom, node) -> dict:
     added: list[str] = []
     try:
         for args in opts["blockdev"]:
+            confine.grant_blockdev(sup.rundir, args)
             await sup._exec("blockdev-add", args)
             added.append(args["node-name"])
         await sup._exec("device_add", dev)
@@ -259,12 +262,16 @@ async def _attach_nic(sup, dom, node) -> dict:
         dev.update(await pci_placement(sup, dom, opts["family"], what))
     netdev_id = dev["netdev"]
     tap = node.get("type") in ("network", "bridge")
-    out = await sup._exec("human-monitor-command", {"command-line": "netdev_add " + opts["netdev"]})
+    if tap:     # the supervisor opens the tap (QEMU has no CAP_NET_ADMIN) and hands QEMU its fds
+        await sup._exec("netdev_add", await _tap_fds(sup, netdev_id, opts["netdev"]))
+        out = ""
+    else:
+        out = await sup._exec("human-monitor-command", {"command-line": "netdev_add " + opts["netdev"]})
     if out.strip():
         raise VshError(f"internal error: unable to execute QEMU command 'netdev_add': "
                        f"{out.strip().removeprefix('Error: ')}")
     try:
-        if tap:     # QEMU made the tap; into the bridge before the guest sees the NIC
+        if tap:     # the tap is QEMU's now; into the bridge before the guest sees the NIC
             from vsh.kvm import hostnet
 
             hostnet.attach_tap(node.find("target").get("dev"), node.find("source").get("bridge"))
@@ -285,6 +292,30 @@ async def _attach_nic(sup, dom, node) -> dict:
         _set_child(node, "address", addr)
     log(f"hot-plugged interface {dev['id']} ({dev['driver']}, netdev {netdev_id})")
     return {"alias": dev["id"], "driver": dev["driver"], "netdev": netdev_id}
+
+
+async def _tap_fds(sup, netdev_id: str, netdev: str) -> dict:
+    """Open the tap of a -netdev text by name (and its vhost-net fd), pass them to QEMU
+    (``getfd``: names the QMP monitor knows, so QMP's netdev_add, not the human monitor's)
+    and return netdev_add's arguments."""
+    from vsh.kvm.confine import taps
+
+    fds = []
+    try:
+        fds.append(taps.open_tap(taps.tap_name(netdev)))
+        await sup._send_fd(fds[0], netdev_id + "-tap")
+        vhost = None
+        if taps.wants_vhost(netdev):
+            fds.append(taps.open_vhost())
+            await sup._send_fd(fds[1], netdev_id + "-vhost")
+            vhost = netdev_id + "-vhost"
+        args = {"type": "tap", "id": netdev_id, "fd": netdev_id + "-tap"}
+        if vhost:
+            args.update(vhost=True, vhostfd=vhost)
+        return args
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 # -- detach -------------------------------------------------------------------------------------
@@ -394,6 +425,7 @@ async def change_media(sup, target: str, disk_xml: str | None, force: bool = Fal
             opts = device_options(dom.node, new_node, paths=_paths(sup), index=n)
             try:
                 for args in opts["blockdev"]:
+                    confine.grant_blockdev(sup.rundir, args)
                     await sup._exec("blockdev-add", args)
                     added.append(args["node-name"])
             except BaseException:

@@ -21,7 +21,7 @@ import time
 from vsh.core import errors as _errors
 from vsh.core.errors import OperationInvalid, Timeout, VshError
 from vsh.core.runtime import (ACTIVE_STATES, CONTROL_SOCKET, LAUNCH_FILE, LIVE_XML, LOCK_FILE,
-                              QMP_SOCKET, STATE_FILE, STOP_FILE, SUPERVISOR_LOG, RunDir, load_json,
+                              QMP_SOCKET, STATE_FILE, STOP_FILE, SUPERVISOR_LOG, GRANTS_FILE, RunDir, load_json,
                               other_boot, pid_alive, qemu_alive, read_state, tail, write_json_atomic,
                               write_text_atomic)
 from vsh.kvm.supervisor.lifecycle import DEFAULT_LIFECYCLE, LIFECYCLE_ACTIONS
@@ -188,6 +188,10 @@ def clear_previous_run(rundir: RunDir, st: dict | None) -> None:
         entries = os.listdir(rundir)
     except FileNotFoundError:
         return
+    if GRANTS_FILE in entries:      # the last run's supervisor died with its QEMU: undo its grants
+        from vsh.kvm import confine
+
+        confine.release(rundir)
     for entry in entries:
         if entry == LOCK_FILE:
             continue
@@ -206,7 +210,7 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
           lifecycle: dict | None = None, transient: bool = False, paused: bool = False,
           timeout: float = 30.0, uuid: str | None = None, first_run: dict | None = None,
           taps: list | None = None, balloon_kib: int | None = None, vcpus_hotplug: int = 0,
-          swtpm: list | None = None) -> dict:
+          swtpm: list | None = None, env: dict | None = None, tainted: list | None = None) -> dict:
     """Launch QEMU under a new supervisor; return the state once the guest runs (or is paused).
 
     ``argv`` is QEMU's full command line; its QMP socket must be ``RUNDIR/qmp.sock``
@@ -231,6 +235,9 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
     image (the argv's -smp has only the others).
     ``swtpm`` (``[{"socket", "version", "state", "log"}]``, see :mod:`vsh.kvm.swtpm`): the
     emulated TPMs whose swtpm the supervisor starts before QEMU on every launch.
+
+    ``env`` is added to QEMU's environment; ``tainted`` names why the domain is tainted
+    (libvirt's words, e.g. ``custom-argv``), written to ``qemu.log`` at each start.
     """
     rundir = RunDir(rundir)
     control = os.fsencode(rundir / CONTROL_SOCKET)
@@ -274,6 +281,8 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
             **({"balloon_kib": int(balloon_kib)} if balloon_kib else {}),
             **({"vcpus_hotplug": int(vcpus_hotplug)} if vcpus_hotplug else {}),
             **({"swtpm": list(swtpm)} if swtpm else {}),
+            **({"env": {str(k): str(v) for k, v in env.items()}} if env else {}),
+            **({"tainted": list(tainted)} if tainted else {}),
         })
         return spawn_supervisor(rundir, lock_fd, attach=False, timeout=timeout + SLACK)
     finally:

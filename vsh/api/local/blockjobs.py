@@ -17,6 +17,7 @@ import time
 
 from vsh.api.blockjobs import DomainBlockJobs
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError
+from vsh.kvm import confine
 
 JOBS_FILE = "blockjobs.json"
 FORMATS = ("qcow2", "raw")
@@ -352,6 +353,7 @@ class LocalDomainBlockJobs(DomainBlockJobs):
         options = [opts]
         if file_node is not None:
             options.insert(0, {"driver": "file", "node-name": file_node, "filename": path, "read-only": False})
+        confine.grant_more(self._rundir(), [(path, "rw")])
         self._qmp("blockdev-reopen", {"options": options})
 
     def copy(self, disk: str, dest: str, format: str | None = None, shallow: bool = False,
@@ -372,6 +374,7 @@ class LocalDomainBlockJobs(DomainBlockJobs):
             raise OperationInvalid(f"Requested operation is not valid: destination file '{dest}' exists; "
                                    "use --reuse-external")
         nodes = self._nodes()
+        confine.grant_output(self._rundir(), dest)
         args = {"device": self._node(nodes, ch[0][0], target), "target": dest, "format": fmt,
                 "sync": "top" if shallow else "full",
                 "mode": "existing" if (reuse_external or blockdev) else "absolute-paths"}

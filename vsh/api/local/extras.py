@@ -9,6 +9,7 @@ import os
 
 from vsh.api.lifecycle import DUMP_FORMATS
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported
+from vsh.kvm import confine
 
 
 
@@ -47,6 +48,7 @@ def dump(dom, path: str, fmt: str | None, memory_only: bool, live: bool, crash: 
     path = os.path.abspath(path)
     if not os.path.isdir(os.path.dirname(path)):
         raise InvalidArgument(f"Failed to create file '{path}': No such file or directory")
+    confine.grant_output(rundir, path)      # QEMU writes it: a confined QEMU needs the grant
     client.qmp(rundir, "dump-guest-memory", {"paging": False, "protocol": f"file:{path}",
                                              "detach": False, "format": fmt}, timeout=3600.0)
     if bypass_cache:

@@ -26,7 +26,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     """
     from vsh.api.local.threads import apply_tuning, check_cputune
     from vsh.kvm import client
-    from vsh.kvm.argv import hotplugged_vcpus
+    from vsh.kvm.argv import custom_commandline, hotplugged_vcpus
 
     rundir = store.runtime_path(dom.name)
     check_cputune(dom)
@@ -34,6 +34,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     taps = plan_taps(store, live)       # network/bridge NICs: bridge and tap names in the live XML
     prepare_firmware(store, live, reset_nvram)  # firmware='efi': the firmware chosen, the nvram from its template
     argv = build_argv(live, rundir) + list(extra_argv)  # a missing disk or kernel fails before anything is created
+    custom = custom_commandline(live.node)      # <qemu:commandline>: its args are in argv already
     created = not os.path.isdir(rundir)
     store.runtime_path(dom.name, create=True)
     domid = store.next_id()
@@ -43,7 +44,8 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
         state = client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
                              transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
                              taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node),
-                             swtpm=swtpm_plan(store, live, rundir))
+                             swtpm=swtpm_plan(store, live, rundir),
+                             env=custom[1], tainted=["custom-argv"] if any(custom) else None)
     except VshError:
         if created:
             try:

@@ -75,6 +75,7 @@ from __future__ import annotations
 from vsh.kvm.argv.build import build_argv, device_options
 from vsh.kvm.argv.builder import DEFAULT_MACHINE
 from vsh.kvm.argv.chardevs import console_chardev
+from vsh.kvm.argv.custom import custom_commandline
 from vsh.kvm.argv.images import qcow2_backing_file, qcow2_data_file
 from vsh.kvm.argv.machine import hotplugged_vcpus
 from vsh.kvm.argv.network import check_host_ports

@@ -12,6 +12,7 @@ import time
 
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
 from vsh.core.snapshots import DiskSpec, SnapshotDef, check_name
+from vsh.kvm import confine
 from vsh.kvm.snapshot.chains import (chain, chains, disk_element, disk_elements, disk_target,
                                      is_writable, push_overlay)
 from vsh.kvm.snapshot.images import (FORMATS, create_overlay, fresh_path, image_size, qemu_img,
@@ -251,6 +252,7 @@ class Create:
                 if top is None:
                     raise VshError(f"internal error: domain '{self.name}' does not have image "
                                    f"'{item['base']}' open")
+                confine.grant_more(self._rundir(), [(item["overlay"], "rw")])
                 self._qmp("blockdev-add", {
                     "driver": "qcow2", "node-name": item["node"], "backing": None,
                     "file": {"driver": "file", "filename": item["overlay"], "node-name": item["node"] + "-f"}})

@@ -12,6 +12,7 @@ import time
 
 from vsh.core import runtime as rt
 from vsh.core.errors import OperationInvalid, VshError
+from vsh.kvm import confine
 from vsh.kvm.supervisor import aio
 from vsh.kvm.supervisor.control import ControlServer
 from vsh.kvm.supervisor.jobs import Jobs
@@ -246,6 +247,8 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
                     os.unlink(self.qmp_path)
                 except FileNotFoundError:
                     pass
+                for warning in confine.release(self.rundir):    # QEMU's file grants
+                    log("warning: " + warning)
         try:
             os.unlink(self.rundir / rt.CONTROL_SOCKET)
         except OSError:

@@ -14,6 +14,8 @@ import time
 
 from vsh.core import runtime as rt
 from vsh.core.errors import Timeout, VshError
+from vsh.kvm import confine
+from vsh.kvm.confine import sandbox, taps
 from vsh.kvm.supervisor import aio
 from vsh.kvm.supervisor.lifecycle import ACTION_KIND
 from vsh.kvm.supervisor.log import describe_exit, log, shell_join, spawn_logged
@@ -35,27 +37,42 @@ class QemuProcess:
         self._shutdown_requested = self._reboot_requested = False
         self._start_swtpms()
         listener, self._qmp_sock = aio.qmp_helpers().listening_socket(self.qmp_path)
+        tap_fds: list[int] = []
         try:
             self.argv = aio.qmp_helpers().qmp_argv(self.spec["argv"], self.qmp_path, listener.fileno())
             os.set_inheritable(listener.fileno(), True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if first else os.O_APPEND)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_TRUNC if first else os.O_APPEND)
             log_fd = os.open(self.rundir / rt.QEMU_LOG, flags, 0o600)
             if first:   # console.log holds the current run (QEMU may be told to append)
-                os.close(os.open(self.rundir / rt.CONSOLE_LOG,
-                                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
+                os.close(os.open(self.rundir / rt.CONSOLE_LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                                 | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+            null_fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                pid = spawn_logged(self.argv, log_fd)
+                self._taint_notice(log_fd)
+                plan = confine.prepare(self.rundir, self.argv)     # None unless vsh is root
+                self.argv, tap_fds = taps.open_for_argv(self.argv)
+                env = dict(os.environ, **(self.spec.get("env") or {}))
+                pid = sandbox.spawn(self.argv, env, null_fd, log_fd, plan)
             finally:
                 os.close(log_fd)
-        except OSError as exc:
+                os.close(null_fd)
+        except (OSError, VshError) as exc:
             self._qmp_sock.close()
             self._qmp_sock = None
             self._stop_swtpms()
             self.lc.transition("shutoff", "failed")
-            raise VshError(f"internal error: cannot execute '{self.argv[0]}': {exc.strerror}",
+            if isinstance(exc, VshError):
+                raise
+            if isinstance(exc, sandbox.ConfineError):
+                raise VshError(f"internal error: cannot confine QEMU as user '{confine.QEMU_USER}': {exc.strerror}",
+                               "(QEMU runs unprivileged in its own mount namespace when vsh runs as root)",
+                               f"command: {shell_join(self.argv)}") from None
+            raise VshError(f"internal error: cannot execute '{self.argv[0]}': {exc.strerror or exc}",
                            f"command: {shell_join(self.argv)}") from None
         finally:
             listener.close()
+            for fd in tap_fds:
+                os.close(fd)
         self.qemu_pid = pid
         self.is_child = True
         self.qemu_starttime = rt.proc_starttime(pid)
@@ -92,6 +109,15 @@ class QemuProcess:
             pid, sock = self.swtpm_pids.pop()
             swtpm.stop(pid, sock)
             log(f"swtpm pid {pid} ended")
+
+    def _taint_notice(self, log_fd: int) -> None:
+        """<qemu:commandline> arguments in the argv taint the domain, as libvirt says in the
+        domain's log (``qemu.log``) and the supervisor's."""
+        if self.spec.get("tainted"):
+            line = (f"Domain id={self.spec.get('id')} is tainted: "
+                    + ", ".join(self.spec["tainted"]) + "\n")
+            os.write(log_fd, line.encode())
+            log(line.strip())
 
     async def _abandon_launch(self) -> None:
         """A launch that failed before _finish_launch() took QEMU over (e.g. the control

@@ -1,0 +1,151 @@
+"""Load and scale figures (issue 15 §4), run through ``scripts/bench scale``:
+
+* 10,000 defined domains: the time to define them (one batch), ``list --all``, one more
+  ``define``, and the store's size on disk;
+* 40 tiny guests (microvm, 64 MiB, TCG) supervised at once: start time, the RSS of each
+  supervisor and of all of them, QEMU's RSS; domstate / suspend / resume / destroy under that
+  load; then kill -9 of 10 random supervisors and 10 random QEMUs, and how many domains
+  still answer with a true state and can be destroyed (nothing wedged).
+
+Figures are printed, never asserted.  ``VSH_BENCH_SCALE_DOMAINS`` / ``VSH_BENCH_SCALE_GUESTS``
+make the runs smaller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench import DOMAIN_XML, VSH, report, store_env, timed
+from bench_start import fmt_ms, kill_pid, log, med, run_cmd, test_guest, vm_rss_kib
+
+DOMAINS = int(os.environ.get("VSH_BENCH_SCALE_DOMAINS", "10000"))
+GUESTS = int(os.environ.get("VSH_BENCH_SCALE_GUESTS", "40"))
+KILLS = 10
+
+
+def du_kib(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_blocks // 2
+            except OSError:
+                pass
+    return total
+
+
+def many_domains(tmp: Path) -> None:
+    env = store_env(tmp / "store")
+    lines = []
+    for i in range(DOMAINS):
+        path = tmp / "xml" / f"d{i}.xml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(DOMAIN_XML.format(name=f"dom{i:05d}"))
+        lines.append(f"define {path}\n")
+    (tmp / "define.txt").write_text("".join(lines))
+    t0 = time.perf_counter()
+    subprocess.run([VSH, "-q", "-f", str(tmp / "define.txt")], env=env, check=True, stdout=subprocess.DEVNULL)
+    report(f"define {DOMAINS} domains (one batch)", f"{time.perf_counter() - t0:.1f} s")
+    report(f"vsh list --all with {DOMAINS} domains (goal <= 100 ms)",
+           f"{timed([VSH, 'list', '--all'], env=env, runs=5, warmup=1) * 1000:.0f} ms")
+    one_more = []
+    for i in range(5):
+        path = tmp / "xml" / f"extra{i}.xml"
+        path.write_text(DOMAIN_XML.format(name=f"extra{i}"))
+        one_more.append(run_cmd([VSH, "define", str(path)], env=env, check=True)[1])
+    report(f"define one more with {DOMAINS} (goal <= 50 ms)", fmt_ms(med(one_more)))
+    report(f"store size with {DOMAINS + 5} domains", f"{du_kib(tmp / 'store') / 1024:.1f} MiB on disk")
+
+
+def tiny_xml(name: str, g: dict) -> str:
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='microvm'>hvm</type>
+    <kernel>{g.get('vmlinux') or g['kernel']}</kernel>
+    <initrd>{g['initrd']}</initrd>
+    <cmdline>{g['cmdline_full']}</cmdline>
+  </os>
+  <on_crash>destroy</on_crash>
+  <devices><serial type='pty'><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console></devices>
+</domain>
+"""
+
+
+def state_of(store: Path, name: str) -> dict:
+    try:
+        return json.loads((store / "run" / name / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def many_guests(tmp: Path, g: dict) -> None:
+    store = tmp / "gstore"
+    env = store_env(store)
+    names = [f"t{i:02d}" for i in range(GUESTS)]
+    for name in names:
+        path = tmp / f"{name}.xml"
+        path.write_text(tiny_xml(name, g))
+        run_cmd([VSH, "define", str(path)], env=env, check=True)
+    try:
+        t0 = time.perf_counter()
+        for name in names:
+            run_cmd([VSH, "start", name], env=env, check=True)
+        report(f"start {GUESTS} tiny guests one after another (TCG)", f"{time.perf_counter() - t0:.1f} s")
+        time.sleep(5)
+        sup = [vm_rss_kib(state_of(store, n).get("supervisor_pid")) or 0 for n in names]
+        qemu = [vm_rss_kib(state_of(store, n).get("qemu_pid")) or 0 for n in names]
+        report("supervisor RSS, median / max", f"{med(sup) / 1024:.1f} / {max(sup) / 1024:.1f} MiB")
+        report(f"supervisors' RSS, all {GUESTS}", f"{sum(sup) / 1024:.0f} MiB")
+        report(f"QEMUs' RSS, all {GUESTS}", f"{sum(qemu) / 1024:.0f} MiB")
+        sample = random.sample(names, min(5, len(names)))
+        for op in ("domstate", "suspend", "resume"):
+            times = [run_cmd([VSH, op, n], env=env, check=True)[1] for n in sample]
+            report(f"{op} under load (median of {len(sample)}, goal <= 1 s)", fmt_ms(med(times)))
+        victims_sup = random.sample(names, min(KILLS, len(names)))
+        victims_qemu = random.sample(names, min(KILLS, len(names)))
+        for n in victims_sup:
+            kill_pid(state_of(store, n).get("supervisor_pid"))
+        for n in victims_qemu:
+            kill_pid(state_of(store, n).get("qemu_pid"))
+        time.sleep(2)
+        truthful = 0
+        for n in names:
+            p, _dt = run_cmd([VSH, "domstate", n, "--reason"], env=env)
+            want = "shut off" if n in victims_qemu else "running"
+            truthful += p.stdout.strip().startswith(want)
+        report(f"after kill -9 of {KILLS} supervisors and {KILLS} QEMUs: domstate true", f"{truthful}/{GUESTS}")
+    finally:
+        times, stopped = [], 0
+        for name in names:
+            p, dt = run_cmd([VSH, "destroy", name], env=env)
+            if "destroyed" in p.stdout:
+                times.append(dt)
+            p, _dt = run_cmd([VSH, "domstate", name], env=env)
+            stopped += p.stdout.startswith("shut off")
+        report("destroy under load (median)", fmt_ms(med(times)))
+        report("domains shut off at the end (nothing wedged)", f"{stopped}/{GUESTS}")
+
+
+def run() -> None:
+    print(f"== scale: {DOMAINS} defined domains, {GUESTS} running tiny guests (issue 15 §4)")
+    tmp = Path(tempfile.mkdtemp(prefix="vsh-bench-scale-"))
+    try:
+        many_domains(tmp)
+        g = test_guest()
+        if g is None:
+            log("no test guest: the running-guests part is skipped")
+            return
+        many_guests(tmp, g)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
