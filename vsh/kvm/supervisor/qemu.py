@@ -18,7 +18,7 @@ from vsh.kvm import confine
 from vsh.kvm.confine import sandbox, taps
 from vsh.kvm.supervisor import aio
 from vsh.kvm.supervisor.lifecycle import ACTION_KIND
-from vsh.kvm.supervisor.log import describe_exit, log, shell_join, spawn_logged
+from vsh.kvm.supervisor.log import describe_exit, log, shell_join
 
 
 #: When the control request being served must be answered (``time.monotonic()``), or None.
