@@ -76,7 +76,8 @@ def _wanted(needs) -> list[tuple[str, str]]:
         for d in _ancestors(need.path) + _ancestors(real):
             d = os.path.realpath(d)
             out.setdefault(d, "x")
-        out[real] = "rw" if "w" in need.perms or "w" in out.get(real, "") else need.perms
+        had = out.get(real, "")
+        out[real] = "".join(c for c in "rwx" if c in need.perms or c in had)
     return list(out.items())
 
 

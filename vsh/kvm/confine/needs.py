@@ -1,7 +1,8 @@
 """What a QEMU command line opens: the files, device nodes and directories QEMU's user must
 reach.  Read from the argv itself (the builder names every file QEMU opens explicitly:
 ``-blockdev`` file nodes with their ``read-only``, ``-kernel``/``-initrd``/``-dtb``/``-bios``,
-chardev ``path=``/``logfile=``, ``rng-random`` ``filename=``), so nothing the argv does not
+chardev ``path=``/``logfile=``, ``rng-random`` ``filename=``, ``-fsdev local`` ``path=``), so
+nothing the argv does not
 say is granted.
 """
 
@@ -13,7 +14,7 @@ from collections import namedtuple
 
 from vsh.kvm.qemuopts import split_opts
 
-#: ``path`` QEMU opens with ``perms`` ('r' or 'rw'); ``create``: vsh makes an empty file first
+#: ``path`` QEMU opens with ``perms`` ('r', 'rw'; 'rx'/'rwx' for a directory); ``create``: vsh makes an empty file first
 #: (QEMU would create it, which needs write access to the directory).
 Need = namedtuple("Need", "path perms create")
 
@@ -87,6 +88,11 @@ def needs(argv: list[str]) -> list[Need]:
             items = _blockdev(value)
         elif opt == "-chardev":
             items = _chardev(value)
+        elif opt == "-fsdev":         # a directory shared over 9p: QEMU lists, reads (and writes) in it
+            head, kv = _opts(value)
+            if head == "local" and kv.get("path"):
+                ro = kv.get("readonly") in ("on", "true", "yes", "")
+                items = [Need(kv["path"], "rx" if ro else "rwx", False)]
         elif opt == "-object":
             head, kv = _opts(value)
             if head == "rng-random" and kv.get("filename"):
@@ -95,7 +101,7 @@ def needs(argv: list[str]) -> list[Need]:
             if not item.path.startswith("/"):
                 continue
             old = found.get(item.path)
-            if old is None or ("w" in item.perms and "w" not in old.perms):
-                found[item.path] = Need(item.path, "rw" if old and "w" in old.perms else item.perms,
-                                        item.create or bool(old and old.create))
+            if old is None or not set(item.perms) <= set(old.perms):
+                perms = "".join(c for c in "rwx" if c in item.perms or (old and c in old.perms))
+                found[item.path] = Need(item.path, perms, item.create or bool(old and old.create))
     return list(found.values())
