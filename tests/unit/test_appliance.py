@@ -89,3 +89,32 @@ def test_customize_steps_are_checked_before_any_disk_is_opened():
     assert password_of("disabled", "x") == (None, None)
     h = sha512_crypt("pw")
     assert h.startswith("$6$") and len(h) > 90
+
+
+def test_file_operations_of_the_agent(tmp_path, monkeypatch):
+    """The agent's file operations (run here in a scratch directory; in the appliance they run
+    with the root directory changed to the guest's tree)."""
+    import os
+
+    F = agent.FS_OPS
+    (tmp_path / "w").mkdir()
+    monkeypatch.chdir(tmp_path / "w")
+    F["mkdir"]({"path": "a/b", "parents": True}, b"")
+    F["write"]({"path": "a/b/f"}, b"hello")
+    F["write"]({"path": "a/b/f", "append": True}, b" more")
+    assert F["read"]({"path": "a/b/f"}, b"") == (None, b"hello more")
+    F["symlink"]({"target": "/etc", "linkname": "l"}, b"")
+    F["symlink"]({"target": "/usr", "linkname": "l", "force": True}, b"")
+    assert os.readlink("l") == "/usr"
+    F["touch"]({"path": "t"}, b"")
+    F["truncate"]({"path": "a/b/f", "size": 3}, b"")
+    assert F["stat"]({"path": "a/b/f"}, b"")[0]["st_size"] == 3
+    F["cp"]({"src": "a", "dest": "c", "archive": True}, b"")
+    F["mv"]({"src": "c", "dest": "d"}, b"")
+    assert F["ls"]({"path": "d/b"}, b"")[0] == ["f"]
+    F["rm"]({"path": "d", "recursive": True}, b"")
+    assert sorted(os.listdir(".")) == ["a", "l", "t"]
+    with pytest.raises(IsADirectoryError):
+        F["rm"]({"path": "a"}, b"")
+    with pytest.raises(FileExistsError):
+        F["mkdir"]({"path": "a"}, b"")

@@ -315,7 +315,7 @@ def fs_rm(req, data):
         os.rmdir(path)
     else:
         if os.path.isdir(path) and not os.path.islink(path):
-            raise OSError(21, f"{path}: Is a directory")
+            raise OSError(21, "Is a directory")
         os.unlink(path)
     return None, b""
 
@@ -369,7 +369,8 @@ def fs_chown(req, data):
 
 
 def fs_symlink(req, data):
-    if req.get("force") and os.path.lexists(req["linkname"]) and not os.path.isdir(req["linkname"]):
+    link = req["linkname"]
+    if req.get("force") and (os.path.islink(link) or os.path.lexists(link) and not os.path.isdir(link)):
         os.unlink(req["linkname"])
     os.symlink(req["target"], req["linkname"])
     return None, b""
@@ -378,7 +379,7 @@ def fs_symlink(req, data):
 def fs_touch(req, data):
     path = req["path"]
     if os.path.exists(path) and not os.path.isfile(path):
-        raise OSError(22, f"{path}: not a regular file")
+        raise OSError(22, "Not a regular file")
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOCTTY | os.O_NONBLOCK, 0o666))
     os.utime(path)
     return None, b""
