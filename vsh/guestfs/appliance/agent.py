@@ -39,7 +39,10 @@ def _read_exact(f, n: int) -> bytes:
 def send(f, obj: dict, payload: bytes = b"") -> None:
     """Write one frame (the JSON object ``obj`` and ``payload``) to the binary file ``f``."""
     data = json.dumps(obj).encode()
-    f.write(HEADER.pack(len(data), len(payload)) + data + payload)
+    for part in (HEADER.pack(len(data), len(payload)) + data, payload):
+        view = memoryview(part)
+        while view:                 # a raw socket or port may take part of a large write
+            view = view[f.write(view) or 0:]
     f.flush()
 
 
