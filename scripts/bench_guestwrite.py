@@ -31,27 +31,34 @@ def _copy(src: str, tmp: Path, name: str) -> str:
     return dest
 
 
+def side_by_side(label: str, src: str, tmp: Path, vsh_args: list[str], peer: str, peer_args: list[str],
+                 peer_env: dict | None) -> bool:
+    """One vsh run and one peer run, each on a fresh copy of ``src`` (``IMG`` in the arguments)."""
+    img = _copy(src, tmp, "vsh.img")
+    p, t_vsh = run_cmd([VSH] + [img if a == "IMG" else a for a in vsh_args])
+    if p.returncode:
+        report(label, f"failed: {last_err(p)}")
+        return False
+    t_peer = None
+    if peer_env is not None and shutil.which(peer):
+        img = _copy(src, tmp, "peer.img")
+        p, t_peer = run_cmd([peer] + [img if a == "IMG" else a for a in peer_args], env=peer_env)
+        if p.returncode:
+            log(f"{peer} failed: {last_err(p)}")
+            t_peer = None
+    report(label, f"{t_vsh:.2f} s" + (f" vs {peer} {t_peer:.2f} s = {ratio(t_vsh, t_peer)}" if t_peer else ""))
+    return True
+
+
 def run(manifest: dict | None, tmp: Path, peer_env: dict | None) -> None:
     if manifest is None or "gpt" not in manifest["images"]:
         report("guestfs writes", "skipped: no test images (scripts/build-test-images)")
         return
     src = str(manifest["dir"] / manifest["images"]["gpt"]["file"])
-    # first write, cold appliance
-    img = _copy(src, tmp, "w-vsh.img")
-    p, t_vsh = run_cmd([VSH, "--format", "raw", "-a", img, "-i", "write", "/etc/motd", "from vsh"])
-    if p.returncode:
-        report("vsh first write (cold appliance)", f"failed: {last_err(p)}")
+    if not side_by_side("first write: vsh -a IMG -i write (cold appliance)", src, tmp,
+                        ["--format", "raw", "-a", "IMG", "-i", "write", "/etc/motd", "from vsh"], "guestfish",
+                        ["--format=raw", "-a", "IMG", "-i", "write", "/etc/motd", "from guestfish"], peer_env):
         return
-    t_peer = None
-    if peer_env is not None and shutil.which("guestfish"):
-        img = _copy(src, tmp, "w-gf.img")
-        p, t_peer = run_cmd(["guestfish", "--format=raw", "-a", img, "-i", "write", "/etc/motd", "from guestfish"],
-                            env=peer_env)
-        if p.returncode:
-            log(f"guestfish failed: {last_err(p)}")
-            t_peer = None
-    report("first write: vsh -a IMG -i write (cold appliance)",
-           f"{t_vsh:.2f} s" + (f" vs guestfish {t_peer:.2f} s = {ratio(t_vsh, t_peer)}" if t_peer else ""))
     # per command in a session
     img = _copy(src, tmp, "w-batch.img")
     one = "write /etc/motd x\n"
@@ -62,18 +69,6 @@ def run(manifest: dict | None, tmp: Path, peer_env: dict | None) -> None:
         report("write per command in a session", f"failed: {last_err(p50 if p50.returncode else p1)}")
     else:
         report("write per command in a session (51 vs 1 in a batch)", f"{(t50 - t1) / 50 * 1000:.1f} ms")
-    # customize
-    img = _copy(src, tmp, "c-vsh.img")
-    p, t_vsh = run_cmd([VSH, "customize", "-a", img, "--format", "raw", "-q", *CUSTOMIZE])
-    if p.returncode:
-        report("vsh customize", f"failed: {last_err(p)}")
-        return
-    t_peer = None
-    if peer_env is not None and shutil.which("virt-customize"):
-        img = _copy(src, tmp, "c-vc.img")
-        p, t_peer = run_cmd(["virt-customize", "--format=raw", "-a", img, "-q", *CUSTOMIZE], env=peer_env)
-        if p.returncode:
-            log(f"virt-customize failed: {last_err(p)}")
-            t_peer = None
-    report("customize --hostname --root-password --ssh-inject --write",
-           f"{t_vsh:.2f} s" + (f" vs virt-customize {t_peer:.2f} s = {ratio(t_vsh, t_peer)}" if t_peer else ""))
+    side_by_side("customize --hostname --root-password --ssh-inject --write", src, tmp,
+                 ["customize", "-a", "IMG", "--format", "raw", "-q", *CUSTOMIZE], "virt-customize",
+                 ["--format=raw", "-a", "IMG", "-q", *CUSTOMIZE], peer_env)

@@ -20,6 +20,9 @@ OPERATIONS = ("hostname", "timezone", "mkdir", "write", "append-line", "upload",
 SEED_FILES = ("/var/lib/random-seed", "/var/lib/urandom/random-seed", "/var/lib/systemd/random-seed")
 FIRSTBOOT_DIR = "/usr/lib/virt-sysprep"
 FIRSTBOOT_UNIT = "/etc/systemd/system/guestfs-firstboot.service"
+# operations that are one call of the session on their argument: (message, method, keywords)
+ONE_CALL = {"mkdir": ("Making directory", "mkdir", {"parents": True}),
+            "delete": ("Deleting", "rm", {"recursive": True})}
 
 
 def split(arg: str, what: str, parts: int = 2) -> list[str]:
@@ -80,7 +83,12 @@ class Customize:
         msgs: list[str] = []
         check_steps(steps)
         for op, arg in steps:
-            getattr(self, "_c_" + op.replace("-", "_"))(arg, msgs)
+            if op in ONE_CALL:
+                text, method, kw = ONE_CALL[op]
+                msgs.append(f"{text}: {arg}")
+                getattr(self, method)(arg, **kw)
+            else:
+                getattr(self, "_c_" + op.replace("-", "_"))(arg, msgs)
         msgs.append("Setting a random seed")
         seeds = [p for p in SEED_FILES if self.is_file(p)] or \
             [p for p in SEED_FILES[2:] if self.is_dir(os.path.dirname(p))]
@@ -109,10 +117,6 @@ class Customize:
             raise VshError(f"--timezone: {tz}: no such timezone in the guest")
         self.ln_s(zone, "/etc/localtime", force=True)
 
-    def _c_mkdir(self, path, msgs):
-        msgs.append(f"Making directory: {path}")
-        self.mkdir(path, parents=True)
-
     def _c_write(self, arg, msgs):
         path, content = split(arg, "write")
         msgs.append(f"Writing: {path}")
@@ -139,10 +143,6 @@ class Customize:
         src, dest = split(arg, "copy-in")
         msgs.append(f"Copying: {src} to {dest}")
         self.copy_in(src, dest)
-
-    def _c_delete(self, path, msgs):
-        msgs.append(f"Deleting: {path}")
-        self.rm(path, recursive=True)
 
     def _c_chmod(self, arg, msgs):
         mode, path = split(arg, "chmod")

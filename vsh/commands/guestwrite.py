@@ -129,6 +129,16 @@ def _two_paths(name, summary, method, kw, opts, aliases):
     return handler
 
 
+def _one_device(name, summary, method):
+    @command(name, group=G, summary=summary, mutating=True, opts=[DEVICE])
+    def handler(ctx, device):
+        getattr(session(ctx), method)(device)
+    handler.__name__ = handler.__qualname__ = name.replace("-", "_")
+    return handler
+
+
+resize2fs = _one_device("resize2fs", "resize an ext2/3/4 filesystem to its device", "resize2fs")
+e2fsck_f = _one_device("e2fsck-f", "check and repair an ext2/3/4 filesystem", "e2fsck_f")
 for _name, _spec in ONE_PATH.items():
     globals()[_name.replace("-", "_")] = _one_path(_name, *_spec)
 for _name, _spec in TWO_PATHS.items():
@@ -240,20 +250,10 @@ def part_del(ctx, device, partnum):
     session(ctx).part_del(device, partnum)
 
 
-@command("resize2fs", group=G, summary="resize an ext2/3/4 filesystem to its device", mutating=True, opts=[DEVICE])
-def resize2fs(ctx, device):
-    session(ctx).resize2fs(device)
-
-
 @command("resize2fs-size", group=G, summary="resize an ext2/3/4 filesystem to a size in bytes", mutating=True,
          opts=[DEVICE, Opt("size", required=True, positional=True, help="bytes")])
 def resize2fs_size(ctx, device, size):
     session(ctx).resize2fs(device, number(size, "resize2fs-size"))
-
-
-@command("e2fsck-f", group=G, summary="check and repair an ext2/3/4 filesystem", mutating=True, opts=[DEVICE])
-def e2fsck_f(ctx, device):
-    session(ctx).e2fsck_f(device)
 
 
 @command("set-label", group=G, summary="set a filesystem's label", mutating=True,
