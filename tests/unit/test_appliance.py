@@ -118,3 +118,20 @@ def test_file_operations_of_the_agent(tmp_path, monkeypatch):
         F["rm"]({"path": "a"}, b"")
     with pytest.raises(FileExistsError):
         F["mkdir"]({"path": "a"}, b"")
+
+
+def test_colon_separates_commands_on_the_command_line():
+    from vsh.cli import _run_words
+
+    ran = []
+
+    class Shell:
+        def execute(self, words):
+            ran.append(words)
+            return 1 if words == ["fail"] else 0
+
+    assert _run_words(Shell(), ["a", "x", ":", "b", ":", ":", "c", "y"]) == 0
+    assert ran == [["a", "x"], ["b"], ["c", "y"]]
+    ran.clear()
+    assert _run_words(Shell(), ["fail", ":", "never"]) == 1
+    assert ran == [["fail"]]
