@@ -19,6 +19,16 @@ import json
 import os
 import struct
 
+# Everything the file operations use is imported before the agent ever changes its root
+# directory: inside the guest's tree, Python's library is the guest's (or missing).
+if __name__ == "__main__":
+    import bz2  # noqa: F401  (tarfile's decompressors)
+    import gzip  # noqa: F401
+    import lzma  # noqa: F401
+    import shutil  # noqa: F401
+    import subprocess  # noqa: F401
+    import tarfile  # noqa: F401
+
 PORT_NAME = "org.vsh.appliance.0"
 HEADER = struct.Struct(">II")
 MAX_FRAME = 1 << 30
