@@ -282,7 +282,7 @@ class LocalGuestWrites(GuestDiskWrites):
         label = PARTTYPES.get(parttype)
         if label is None:
             raise InvalidArgument(f"part-init: {parttype}: unknown partition type (gpt, msdos)")
-        self._tool("part-init", ["sfdisk", "-q", "--wipe", "always", self._disk("part-init", device)], [3],
+        self._tool("part-init", ["sfdisk", "-q", "--wipe", "always", self._disk("part-init", device)], [4],
                    f"label: {label}\n".encode())
 
     def part_add(self, device: str, prlogex: str, startsect: int, endsect: int) -> None:
@@ -297,7 +297,7 @@ class LocalGuestWrites(GuestDiskWrites):
         label = PARTTYPES.get(parttype)
         if label is None:
             raise InvalidArgument(f"part-disk: {parttype}: unknown partition type (gpt, msdos)")
-        self._tool("part-disk", ["sfdisk", "-q", "--wipe", "always", self._disk("part-disk", device)], [3],
+        self._tool("part-disk", ["sfdisk", "-q", "--wipe", "always", self._disk("part-disk", device)], [4],
                    f"label: {label}\nstart=2048\n".encode())
 
     def part_del(self, device: str, partnum: int) -> None:
