@@ -58,7 +58,7 @@ def customize(ctx, add=(), domain=None, format=None, quiet=False, **ops):
     msgs = ["Examining the guest ..."]
     g = ctx.conn.guest_disks(readonly=False)
     try:
-        for path in add or ():
+        for path in [add] if isinstance(add, str) else add or ():
             g.add_drive(path, format)
         if domain:
             g.add_domain(domain)

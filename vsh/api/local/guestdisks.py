@@ -41,10 +41,10 @@ class LocalGuestDisks(LocalGuestWrites, GuestDisks):
         import os
 
         out = {}
-        for dom in self.conn.list_domains(active=True):
+        for row in self.conn.list_domains(active=True):
             try:
-                for path, _fmt in domain_disks(dom.xml()):
-                    out[os.path.realpath(path)] = dom.name
+                for path, _fmt in domain_disks(self.conn.lookup_domain(row["name"]).xml()):
+                    out[os.path.realpath(path)] = row["name"]
             except VshError:
                 continue
         return out
