@@ -278,12 +278,15 @@ class LocalGuestWrites(GuestDiskWrites):
             raise InvalidArgument(f"{what}: {device}: not a whole disk device")
         return device
 
-    def part_init(self, device: str, parttype: str) -> None:
+    def _new_table(self, what: str, device: str, parttype: str, partitions: str) -> None:
         label = PARTTYPES.get(parttype)
         if label is None:
-            raise InvalidArgument(f"part-init: {parttype}: unknown partition type (gpt, msdos)")
-        self._tool("part-init", ["sfdisk", "-q", "--wipe", "always", self._disk("part-init", device)], [4],
-                   f"label: {label}\n".encode())
+            raise InvalidArgument(f"{what}: {parttype}: unknown partition type (gpt, msdos)")
+        self._tool(what, ["sfdisk", "-q", "--wipe", "always", self._disk(what, device)], [4],
+                   f"label: {label}\n{partitions}".encode())
+
+    def part_init(self, device: str, parttype: str) -> None:
+        self._new_table("part-init", device, parttype, "")
 
     def part_add(self, device: str, prlogex: str, startsect: int, endsect: int) -> None:
         kind = {"p": "", "primary": "", "l": "", "logical": "", "e": ", type=Ex", "extended": ", type=Ex"}.get(prlogex)
@@ -294,11 +297,7 @@ class LocalGuestWrites(GuestDiskWrites):
                    f"start={startsect}{size}{kind}\n".encode(), rereadpt=True)
 
     def part_disk(self, device: str, parttype: str) -> None:
-        label = PARTTYPES.get(parttype)
-        if label is None:
-            raise InvalidArgument(f"part-disk: {parttype}: unknown partition type (gpt, msdos)")
-        self._tool("part-disk", ["sfdisk", "-q", "--wipe", "always", self._disk("part-disk", device)], [4],
-                   f"label: {label}\nstart=2048\n".encode())
+        self._new_table("part-disk", device, parttype, "start=2048\n")
 
     def part_del(self, device: str, partnum: int) -> None:
         self._tool("part-del", ["sfdisk", "-q", "--delete", "--no-reread", self._disk("part-del", device),
