@@ -6,7 +6,8 @@ Imported by scripts/bench.py, which calls run().
   (hostname, distro, version, product name, mountpoints, number of packages);
 * virt-cat -a IMG /etc/hostname  vs  vsh -a IMG -i cat /etc/hostname;
 * download of a 1 GiB file from a raw ext4 image through vsh vs reading the same bytes
-  straight from the image with dd (the file's extents, found with debugfs).
+  straight from the image with dd (the file's extents, found with debugfs);
+* the writes (scripts/bench_guestwrite.py): first write, per command, customize.
 
 libguestfs runs with LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=force_tcg (the
 only way it runs here).  Debian's libguestfs needs a kernel for its supermin appliance;
@@ -545,5 +546,8 @@ def run() -> None:
                 bench_image(key, img, manifest["dir"], peer_env, vsh_ok)
         bench_download(manifest, tmp, vsh_ok)
         bench_xfs_download(tmp, vsh_ok)
+        import bench_guestwrite
+
+        bench_guestwrite.run(manifest, tmp, peer_env)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -174,6 +174,34 @@ def _version(kind: str) -> str:
     return f"{__version__}\n"
 
 
+def _run_words(shell, words: list[str]) -> int:
+    """Run the command in ``words``, or several separated by ``:`` words as guestfish does
+    (stopping at the first that fails)."""
+    rc = 0
+    start = 0
+    for i in range(len(words) + 1):
+        if i == len(words) or words[i] == ":":
+            if i > start:
+                rc = shell.execute(words[start:i])
+                if rc:
+                    return rc
+            start = i + 1
+    return rc
+
+
+def _close_guest(shell) -> None:
+    """Shut the guest-disk session's appliance down (all changes written), if a write started one."""
+    if "guest.session" not in shell.ctx.state:
+        return
+    from vsh.core.errors import VshError
+    from vsh.ui.guestsession import close_session
+
+    try:
+        close_session(shell.ctx.state)
+    except (VshError, OSError) as err:
+        sys.stderr.write(f"error: closing the guest disks: {err}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -206,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             if len(rest) == 1:
                 return shell.run_string(rest[0])
-            return shell.execute(rest)
+            return _run_words(shell, rest)
         if opts["file"] is not None:
             try:
                 fh = open(opts["file"], encoding="utf-8", errors="surrogateescape")
@@ -229,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("error: interrupted\n")
         return 130
     finally:
+        _close_guest(shell)
         try:
             sys.stdout.flush()
         except (BrokenPipeError, ValueError):

@@ -10,8 +10,10 @@ resolved inside the guest's tree (a symbolic link never leads to a host file).
 
 Results are plain data; strings read from the guest come back as they are
 (untrusted): a front end escapes them (:func:`vsh.core.escape.escape`) before
-showing them. Nothing is written to the images; only ``download`` and
-``copy_out`` write, and only the host files they are told to. Errors are
+showing them. The images change only through the write methods
+(:class:`vsh.api.guestwrites.GuestDiskWrites`, in the appliance VM) of a session made
+with ``readonly=False``; ``download`` and ``copy_out`` write only the host files they are
+told to. Errors are
 :class:`~vsh.core.errors.VshError` (``InvalidArgument`` before launch or for a
 wrong kind of device or file, ``NotFound`` for a missing device or path,
 ``Unsupported`` for what needs the appliance).
@@ -19,7 +21,10 @@ wrong kind of device or file, ``NotFound`` for a missing device or path,
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+
+from vsh.api.customize import Customize
+from vsh.api.guestwrites import GuestDiskWrites
 
 # what inspect_get(root, item) answers, as guestfish's inspect-get-ITEM
 INSPECT_ITEMS = ("type", "distro", "product-name", "product-variant", "major-version", "minor-version",
@@ -27,8 +32,8 @@ INSPECT_ITEMS = ("type", "distro", "product-name", "product-variant", "major-ver
                  "mountpoints", "filesystems")
 
 
-class GuestDisks(ABC):
-    """A guest-disk session (guestfish): add drives, launch, then read (see the module docstring)."""
+class GuestDisks(GuestDiskWrites, Customize):
+    """A guest-disk session (guestfish): add drives, launch, then read and write (see the module docstring)."""
 
     readonly: bool      # the default access of the drives added without saying
 
@@ -44,8 +49,8 @@ class GuestDisks(ABC):
 
     @abstractmethod
     def add_domain(self, name: str) -> list[str]:
-        """Add the disks of the domain ``name`` (name, id or UUID) read-only, in their order in its
-        XML: the ``disk`` and ``lun`` devices with a source, raw unless the driver names a format
+        """Add the disks of the domain ``name`` (name, id or UUID) in their order in its XML,
+        read-only in a read-only session or while the domain runs: the ``disk`` and ``lun`` devices with a source, raw unless the driver names a format
         (as libvirt: never probed). Returns their paths. NotFound (``failed to get domain 'x'``)
         for no such domain, InvalidArgument when it has no disk with a source."""
 
@@ -71,7 +76,8 @@ class GuestDisks(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Unmount everything and close the images; the session is unusable afterwards. Idempotent."""
+        """Unmount everything, shut the appliance down (all changes written) and close the images;
+        the session is unusable afterwards. Idempotent."""
 
     # --- devices ----------------------------------------------------------------------
 
@@ -151,13 +157,13 @@ class GuestDisks(ABC):
 
     @abstractmethod
     def mount(self, device: str, mountpoint: str) -> None:
-        """guestfish ``mount``: a read-only mount when ``device`` is on a drive added read-only;
-        Unsupported (a write mount needs the appliance) otherwise."""
+        """guestfish ``mount``: read-only when ``device`` is on a drive added read-only; otherwise
+        read here and read-write in the appliance when a write needs it."""
 
     @abstractmethod
     def mount_options(self, options: str, device: str, mountpoint: str) -> None:
-        """Mount with comma-separated mount ``options``: read-only when they say ``ro`` (or the
-        drive is read-only and they do not say ``rw``); Unsupported otherwise."""
+        """Mount with comma-separated mount ``options``: read-only when they say ``ro`` or the drive
+        is read-only; otherwise as ``mount``."""
 
     @abstractmethod
     def umount(self, target: str) -> None:

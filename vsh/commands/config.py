@@ -192,7 +192,13 @@ def _define_edited(ctx, name: str, uuid: str | None, text, validate_schema: bool
                      "Without a terminal the configuration is left unchanged.",
          examples=("edit vm1", "EDITOR=nano vsh edit vm1"))
 def edit(ctx, domain, skip_validate=False):
+    """With guest disks (-a, -d) and a path, guestfish's edit of a guest file."""
     import tempfile
+
+    from vsh.ui.guestsession import edit_guest_file, has_guest_disks
+
+    if domain.startswith("/") and has_guest_disks(ctx):
+        return edit_guest_file(ctx, domain)
 
     current = ctx.conn.lookup_domain(domain)
     name, uuid = current.name, current.uuid()

@@ -9,8 +9,7 @@ finds, so ``vsh -a disk.qcow2 -i cat /etc/hostname`` works like virt-cat. The
 session is launched on first use when drives were added.
 
 Everything read from a guest is escaped (control characters → ``\\xNN``) before
-it is printed, unless ``--raw`` is given. Only read-only access exists here;
-writing needs the appliance backend.
+it is printed, unless ``--raw`` is given. The writes are in vsh/commands/guestwrite.py.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import time
 from vsh.api.guestdisks import INSPECT_ITEMS
 from vsh.core.errors import InvalidArgument, VshError
 from vsh.core.escape import escape
-from vsh.completion import GUEST_SESSION
+from vsh.ui.guestsession import session
 from vsh.core.output import KeyValue, Lines, Message, Text
 from vsh.registry import Opt, command
 
@@ -30,35 +29,9 @@ DEVICE = Opt("device", kind="guestdevice", required=True, positional=True, help=
 ROOT = Opt("root", kind="guestdevice", required=True, positional=True, help="root device from inspect-os")
 PATH = Opt("path", kind="guestpath", required=True, positional=True, help="path inside the guest")
 RAW = Opt("raw", kind="bool", help="print guest bytes as they are (no escaping of control characters)")
-STATE_KEY = GUEST_SESSION   # where a shell keeps its session (the completers look there)
 
 
 # -- the session -----------------------------------------------------------------------
-
-
-def session(ctx, launch: bool = True):
-    """The shell's guest-disk session (created on first use from the -a/-d/-i/-m options)."""
-    g = ctx.state.get(STATE_KEY)
-    if g is None:
-        g = ctx.conn.guest_disks(readonly=True)
-        ctx.state[STATE_KEY] = g
-        opts = ctx.state.get("guest.options") or {}
-        for path, fmt in opts.get("add", []):
-            g.add_drive(path, fmt, readonly=True)
-        for name in opts.get("domains", []):
-            g.add_domain(name)
-        ctx.state["guest.inspector"] = bool(opts.get("inspector"))
-        ctx.state["guest.mounts"] = list(opts.get("mounts", []))
-    if launch and not g.is_launched():
-        if not g.drives():
-            raise InvalidArgument("no disk has been added", hint="use -a IMAGE, -d DOMAIN or the add command")
-        g.launch()
-        if ctx.state.pop("guest.inspector", False):
-            g.mount_inspected()
-        # guestfish -m DEV[:MOUNTPOINT], parents before children
-        for device, mountpoint in sorted(ctx.state.pop("guest.mounts", []), key=lambda m: len(m[1])):
-            g.mount_ro(device, mountpoint)
-    return g
 
 
 def esc(ctx, value, raw: bool = False) -> str:
@@ -92,13 +65,13 @@ def _structs(rows: list[dict]) -> str:
          opts=[Opt("filename", kind="file", required=True, positional=True, help="disk image"),
                Opt("format", kind="enum", choices=("raw", "qcow2", "vmdk", "vhdx", "vpc"),
                    help="image format (default: detected conservatively; backing files need it)"),
-               Opt("readonly", kind="bool", help="read-only (the default; writes need the appliance backend)"),
-               Opt("rw", kind="bool", help="add writable (mounting it then needs the appliance backend)")],
+               Opt("readonly", kind="bool", help="read-only (the default with --ro)"),
+               Opt("rw", kind="bool", help="writable (the default without --ro)")],
          examples=("add disk.qcow2 --format qcow2", "run", "list-filesystems"))
 def add_drive(ctx, filename, format=None, readonly=False, rw=False):
     """Add a disk image. Drives are named /dev/sda, /dev/sdb ... in the order they are added."""
     g = session(ctx, launch=False)
-    g.add_drive(filename, format, readonly=not rw)
+    g.add_drive(filename, format, readonly=True if readonly else False if rw else None)
     return None
 
 
@@ -206,14 +179,16 @@ def mount_ro(ctx, device, mountpoint):
     return None
 
 
-@command("mount", group=G, summary="mount a guest filesystem (read-only drives only)", opts=[DEVICE, MOUNTPOINT])
+@command("mount", group=G, summary="mount a guest filesystem (read-write on a writable drive)",
+         opts=[DEVICE, MOUNTPOINT])
 def mount(ctx, device, mountpoint):
-    """On a drive added read-only this is a read-only mount; a write mount needs the appliance backend."""
+    """On a drive added read-only this is a read-only mount; on a writable one, the first write
+    mounts it read-write in the appliance."""
     session(ctx).mount(device, mountpoint)
     return None
 
 
-@command("mount-options", group=G, summary="mount with options (ro only)",
+@command("mount-options", group=G, summary="mount with options (ro, or as mount)",
          opts=[Opt("options", required=True, positional=True, help="mount options, e.g. ro"), DEVICE, MOUNTPOINT])
 def mount_options(ctx, options, device, mountpoint):
     session(ctx).mount_options(options, device, mountpoint)

@@ -31,7 +31,7 @@ from .inspect import Inspector, sorted_mountpoints
 __all__ = ["GuestSession"]
 
 
-_APPLIANCE = "needs the appliance backend, which this build does not have yet"
+_APPLIANCE = "is done in the appliance VM (the API's write path), never in-process"
 
 
 class GuestSession(SessionFiles):

@@ -1,0 +1,137 @@
+"""The appliance's pure parts: the frame, the package closure, the cpio writer, argument parsing."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+
+import pytest
+
+from vsh.guestfs.appliance import agent, build
+
+
+def test_frames_round_trip():
+    buf = io.BytesIO()
+    agent.send(buf, {"op": "write", "path": "/etc/x"}, b"\x00payload\xff")
+    agent.send(buf, {"ok": True, "result": None})
+    buf.seek(0)
+    assert agent.recv(buf) == ({"op": "write", "path": "/etc/x"}, b"\x00payload\xff")
+    assert agent.recv(buf) == ({"ok": True, "result": None}, b"")
+    with pytest.raises(EOFError):
+        agent.recv(buf)
+
+
+def test_oversized_frame_is_refused():
+    buf = io.BytesIO(agent.HEADER.pack(agent.MAX_FRAME + 1, 0))
+    with pytest.raises(ValueError):
+        agent.recv(buf)
+
+
+def test_disk_letters_follow_guestfish_names():
+    assert [agent._letters(i) for i in (0, 1, 25, 26, 27)] == ["a", "b", "z", "aa", "ab"]
+
+
+def test_closure_takes_the_first_installed_alternative_and_skips_left_out_packages():
+    pkgs = {"tool": ("1", "libc6 (>= 2), mawk | gawk, libicu72"), "libc6": ("2", ""), "gawk": ("5", "libc6"),
+            "libicu72": ("72", "")}
+    assert build.closure(["tool"], pkgs) == ["gawk", "libc6", "tool"]
+    with pytest.raises(Exception, match="not installed"):
+        build.closure(["nothere"], pkgs)
+
+
+def test_cpio_is_read_back_by_cpio(tmp_path):
+    path = tmp_path / "a.cpio"
+    with open(path, "wb") as f:
+        c = build.Cpio(f)
+        c.symlink("bin", "usr/bin")
+        c.file("usr/bin/hello", b"#!/bin/sh\necho hi\n", 0o755)
+        c.file("usr/bin/hello", b"second copy is ignored")
+        c.file("etc/x", b"")
+        c.trailer()
+    out = subprocess.run(["cpio", "-it", "--quiet"], stdin=open(path, "rb"), stdout=subprocess.PIPE, text=True)
+    assert out.stdout.split() == ["bin", "usr", "usr/bin", "usr/bin/hello", "etc", "etc/x"]
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["cpio", "-idm", "--quiet"], stdin=open(path, "rb"), cwd=dest, check=True)
+    assert (dest / "usr/bin/hello").read_bytes() == b"#!/bin/sh\necho hi\n"
+    assert (dest / "bin").is_symlink()
+
+
+def test_vmlinux_is_found_in_an_xz_payload():
+    import lzma
+
+    elf = b"\x7fELF" + b"\x02" * 100
+    image = b"MZ" + b"\0" * 50 + lzma.compress(elf, format=lzma.FORMAT_XZ) + b"trailer"
+    assert build.vmlinux_from(image) == elf
+
+
+def test_numbers_as_guestfish_reads_them():
+    from vsh.commands.guestwrite import number
+
+    assert number("0755", "x") == 0o755
+    assert number("0x1ed", "x") == 0x1ED
+    assert number("493", "x") == 493
+    assert number("-1", "x") == -1
+    with pytest.raises(Exception, match="not a number"):
+        number("08z", "x")
+
+
+def test_customize_steps_are_checked_before_any_disk_is_opened():
+    from vsh.api.customize import check_steps, password_of, sha512_crypt
+
+    check_steps([("hostname", "h"), ("write", "/etc/x:a:b"), ("root-password", "random")])
+    for bad in ([("write", "no-colon")], [("root-password", "plain")], [("explode", "x")]):
+        with pytest.raises(Exception):
+            check_steps(bad)
+    assert password_of("password:a:b", "x") == ("a:b", None)
+    pw, shown = password_of("random", "x")
+    assert pw == shown and len(pw) == 16
+    assert password_of("disabled", "x") == (None, None)
+    h = sha512_crypt("pw")
+    assert h.startswith("$6$") and len(h) > 90
+
+
+def test_file_operations_of_the_agent(tmp_path, monkeypatch):
+    """The agent's file operations (run here in a scratch directory; in the appliance they run
+    with the root directory changed to the guest's tree)."""
+    import os
+
+    F = agent.FS_OPS
+    (tmp_path / "w").mkdir()
+    monkeypatch.chdir(tmp_path / "w")
+    F["mkdir"]({"path": "a/b", "parents": True}, b"")
+    F["write"]({"path": "a/b/f"}, b"hello")
+    F["write"]({"path": "a/b/f", "append": True}, b" more")
+    assert F["read"]({"path": "a/b/f"}, b"") == (None, b"hello more")
+    F["symlink"]({"target": "/etc", "linkname": "l"}, b"")
+    F["symlink"]({"target": "/usr", "linkname": "l", "force": True}, b"")
+    assert os.readlink("l") == "/usr"
+    F["touch"]({"path": "t"}, b"")
+    F["truncate"]({"path": "a/b/f", "size": 3}, b"")
+    assert F["stat"]({"path": "a/b/f"}, b"")[0]["st_size"] == 3
+    F["cp"]({"src": "a", "dest": "c", "archive": True}, b"")
+    F["mv"]({"src": "c", "dest": "d"}, b"")
+    assert F["ls"]({"path": "d/b"}, b"")[0] == ["f"]
+    F["rm"]({"path": "d", "recursive": True}, b"")
+    assert sorted(os.listdir(".")) == ["a", "l", "t"]
+    with pytest.raises(IsADirectoryError):
+        F["rm"]({"path": "a"}, b"")
+    with pytest.raises(FileExistsError):
+        F["mkdir"]({"path": "a"}, b"")
+
+
+def test_colon_separates_commands_on_the_command_line():
+    from vsh.cli import _run_words
+
+    ran = []
+
+    class Shell:
+        def execute(self, words):
+            ran.append(words)
+            return 1 if words == ["fail"] else 0
+
+    assert _run_words(Shell(), ["a", "x", ":", "b", ":", ":", "c", "y"]) == 0
+    assert ran == [["a", "x"], ["b"], ["c", "y"]]
+    ran.clear()
+    assert _run_words(Shell(), ["fail", ":", "never"]) == 1
+    assert ran == [["fail"]]

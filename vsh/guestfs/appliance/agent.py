@@ -1,0 +1,468 @@
+"""The appliance's agent: PID 1's child inside the appliance VM (Python's standard library only).
+
+It serves one request at a time on the virtio-serial port named :data:`PORT_NAME`. A frame
+is an 8-byte header (two big-endian u32: the JSON length and the payload length), a JSON
+object and the payload bytes. A request is ``{"op": NAME, ...arguments}``; the answer is
+``{"ok": true, "result": ...}`` or ``{"ok": false, "errno": N|null, "error": TEXT}``, with
+file contents in the payload. The host side imports :func:`send` and :func:`recv` from here,
+so both ends share one definition of the frame.
+
+Guest paths are resolved inside the guest: every file operation runs with the agent's root
+directory changed to ``/sysroot`` (where the guest's filesystems are mounted), so an
+absolute symbolic link, ``..`` or a host path in the guest lands inside the guest's tree.
+The agent returns to the appliance's own root (an open directory descriptor) afterwards.
+Devices are named as on the host side (``/dev/sda1``, the order the drives were added);
+the agent maps them to the virtio disks by their serial numbers (``vsh-d0``, ``vsh-d1`` ...).
+"""
+
+import json
+import os
+import struct
+
+# Everything the file operations use is imported before the agent ever changes its root
+# directory: inside the guest's tree, Python's library is the guest's (or missing).
+if __name__ == "__main__":
+    import bz2  # noqa: F401  (tarfile's decompressors)
+    import gzip  # noqa: F401
+    import lzma  # noqa: F401
+    import shutil  # noqa: F401
+    import subprocess  # noqa: F401
+    import tarfile  # noqa: F401
+
+PORT_NAME = "org.vsh.appliance.0"
+HEADER = struct.Struct(">II")
+MAX_FRAME = 1 << 30
+SYSROOT = "/sysroot"
+
+
+def _read_exact(f, n: int) -> bytes:
+    parts = []
+    while n:
+        chunk = f.read(n)
+        if not chunk:
+            raise EOFError("the channel closed")
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def send(f, obj: dict, payload: bytes = b"") -> None:
+    """Write one frame (the JSON object ``obj`` and ``payload``) to the binary file ``f``."""
+    data = json.dumps(obj).encode()
+    for part in (HEADER.pack(len(data), len(payload)) + data, payload):
+        view = memoryview(part)
+        while view:                 # a raw socket or port may take part of a large write
+            view = view[f.write(view) or 0:]
+    f.flush()
+
+
+def recv(f) -> tuple[dict, bytes]:
+    """Read one frame from the binary file ``f``: (object, payload)."""
+    jlen, plen = HEADER.unpack(_read_exact(f, HEADER.size))
+    if jlen > MAX_FRAME or plen > MAX_FRAME:
+        raise ValueError("frame too large")
+    return json.loads(_read_exact(f, jlen)), _read_exact(f, plen) if plen else b""
+
+
+# --- inside the appliance ------------------------------------------------------------------
+
+
+class Agent:
+    def __init__(self):
+        self.real_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+        self.disks = {}
+        self.mounts = []          # [(guest mountpoint, appliance path)], in mount order
+        self.stage = {}
+
+    # devices
+
+    def scan_disks(self):
+        self.disks = {}
+        for name in sorted(os.listdir("/sys/block")):
+            try:
+                with open(f"/sys/block/{name}/serial") as f:
+                    serial = f.read().strip()
+            except OSError:
+                continue
+            if serial.startswith("vsh-d"):
+                self.disks["sd" + _letters(int(serial[5:]))] = name
+
+    def dev(self, name: str) -> str:
+        if not name.startswith("/dev/"):
+            raise OSError(2, f"{name}: not a device name")
+        base = name[5:]
+        head = base.rstrip("0123456789")
+        if head in self.disks:
+            return "/dev/" + self.disks[head] + base[len(head):]
+        if os.path.exists(name):
+            return name
+        self.activate_lvm()
+        if os.path.exists(name):
+            return name
+        raise OSError(2, f"{name}: no such device")
+
+    def activate_lvm(self):
+        load_module("dm_mod")
+        _tool(["lvm", "vgscan", "--mknodes"], 60)
+        _tool(["lvm", "vgchange", "-ay", "--sysinit"], 60)
+        _tool(["lvm", "vgscan", "--mknodes"], 60)
+
+    # the guest root
+
+    def enter(self):
+        os.chroot(SYSROOT)
+        os.chdir("/")
+
+    def leave(self):
+        os.fchdir(self.real_root)
+        os.chroot(".")
+        os.chdir("/")
+
+    def in_guest(self, fn, *args):
+        if not self.mounts or self.mounts[0][0] != "/":
+            raise OSError(22, "no filesystem is mounted on /")
+        self.enter()
+        try:
+            return fn(*args)
+        finally:
+            self.leave()
+
+    def guest_dir(self, path: str) -> str:
+        """The appliance path of the guest directory ``path`` (links resolved inside the guest)."""
+        def resolve():
+            os.chdir(path)
+            return os.getcwd()
+        inside = self.in_guest(resolve)
+        return SYSROOT + ("" if inside == "/" else inside)
+
+    # requests
+
+    def op_ping(self, req, data):
+        self.scan_disks()
+        return {"disks": self.disks}, b""
+
+    def op_mount(self, req, data):
+        device = self.dev(req["device"])
+        mp = req["mountpoint"]
+        if mp == "/":
+            if self.mounts:
+                raise OSError(16, "/: a filesystem is already mounted on /")
+            target = SYSROOT
+        else:
+            target = self.guest_dir(mp)
+        kind = req.get("vfstype") or _tool(["blkid", "-o", "value", "-s", "TYPE", device], 60)["stdout"].strip()
+        if kind:
+            load_module(kind)
+        argv = ["mount"] + (["-o", req["options"]] if req.get("options") else []) + \
+            (["-t", req["vfstype"]] if req.get("vfstype") else []) + [device, target]
+        _check(argv, 120)
+        self.mounts.append((mp, target))
+        return None, b""
+
+    def op_umount_all(self, req, data):
+        os.sync()
+        while self.mounts:
+            _check(["umount", self.mounts[-1][1]], 120)
+            self.mounts.pop()
+        return None, b""
+
+    def op_tool(self, req, data):
+        argv = list(req["argv"])
+        for i in req.get("devices", []):
+            argv[i] = self.dev(argv[i])
+        r = _tool(argv, req.get("timeout", 600), data)
+        if req.get("rereadpt"):
+            _tool(["blockdev", "--rereadpt", argv[req["devices"][0]]], 60)
+        return r, b""
+
+    def op_sync(self, req, data):
+        os.sync()
+        return None, b""
+
+    def op_fs(self, req, data):
+        fn = FS_OPS[req["call"]]
+        return self.in_guest(fn, req, data)
+
+    def op_stage(self, req, data):
+        mode = "ab" if req.get("offset") else "wb"
+        with open("/tmp/stage", mode) as f:
+            f.write(data)
+        return None, b""
+
+    def op_tar_in(self, req, data):
+        """Unpack the staged tar file (any compression) into a guest directory, numeric owners."""
+        src = open("/tmp/stage", "rb")
+        try:
+            return self.in_guest(_untar, src, req["directory"])
+        finally:
+            src.close()
+            os.unlink("/tmp/stage")
+
+    def op_sh(self, req, data):
+        import subprocess
+
+        binds = []
+        for d in ("proc", "sys", "dev"):
+            target = SYSROOT + "/" + d
+            if os.path.isdir(target) and not os.path.islink(target):
+                _check(["mount", "--rbind", "/" + d, target], 30)
+                binds.append(target)
+        try:
+            r = subprocess.run(["/bin/sh", "-c", req["command"]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=req.get("limit", 600),
+                               preexec_fn=lambda: (os.chroot(SYSROOT), os.chdir("/")),
+                               env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C"})
+            return {"status": r.returncode, "output": r.stdout.decode("utf-8", "replace")}, b""
+        finally:
+            for target in reversed(binds):
+                _tool(["umount", "-l", target], 30)
+
+
+def load_module(name: str) -> None:
+    """Load a kernel module of the appliance and what it depends on (modules.dep, written by
+    the builder); unknown names and modules already loaded are no error."""
+    top = "/usr/lib/modules/" + os.uname().release
+    deps = {}
+    with open(top + "/modules.dep") as f:
+        for line in f:
+            path, _, rest = line.partition(":")
+            deps[path] = rest.split()
+    by_name = {os.path.basename(p).split(".ko")[0].replace("-", "_"): p for p in deps}
+
+    def load(path, seen):
+        if path in seen:
+            return
+        seen.add(path)
+        for d in deps.get(path, []):
+            load(d, seen)
+        _tool(["insmod", top + "/" + path], 60)
+
+    path = by_name.get(name.replace("-", "_"))
+    if path:
+        load(path, set())
+
+
+def _untar(src, directory):
+    import tarfile
+
+    if not os.path.isdir(directory):
+        raise OSError(20, "Not a directory", directory)
+    with tarfile.open(fileobj=src, mode="r:*") as t:
+        t.extractall(directory, numeric_owner=True)
+    return None, b""
+
+
+def _letters(i: int) -> str:
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = chr(97 + r) + s
+    return s
+
+
+def _tool(argv, timeout, data=b""):
+    import subprocess
+
+    try:
+        r = subprocess.run(argv, input=data or None, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                           env={"PATH": "/usr/sbin:/usr/bin", "LANG": "C"})
+    except FileNotFoundError:
+        return {"status": 127, "stdout": "", "stderr": f"{argv[0]}: command not found"}
+    except subprocess.TimeoutExpired:
+        return {"status": 124, "stdout": "", "stderr": f"{argv[0]}: timed out after {timeout} s"}
+    return {"status": r.returncode, "stdout": r.stdout.decode("utf-8", "replace"),
+            "stderr": r.stderr.decode("utf-8", "replace")}
+
+
+def _check(argv, timeout):
+    r = _tool(argv, timeout)
+    if r["status"]:
+        raise OSError(None, (r["stderr"] or r["stdout"]).strip() or f"{argv[0]} failed")
+    return r
+
+
+# --- file operations, run inside the guest root -------------------------------------------
+
+
+def fs_write(req, data):
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if req.get("append") else os.O_TRUNC)
+    if req.get("offset"):
+        flags = os.O_WRONLY
+    fd = os.open(req["path"], flags | os.O_NOFOLLOW if req.get("nofollow") else flags, 0o644)
+    try:
+        if req.get("offset"):
+            os.lseek(fd, req["offset"], 0)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    return None, b""
+
+
+def fs_read(req, data):
+    with open(req["path"], "rb") as f:
+        f.seek(req.get("offset", 0))
+        return None, f.read(req.get("size", 1 << 20))
+
+
+def fs_mkdir(req, data):
+    if req.get("parents"):
+        os.makedirs(req["path"], mode=req.get("mode", 0o755), exist_ok=True)
+    else:
+        os.mkdir(req["path"], req.get("mode", 0o755))
+    return None, b""
+
+
+def fs_rm(req, data):
+    path = req["path"]
+    if req.get("recursive"):
+        import shutil
+
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+    elif req.get("directory"):
+        os.rmdir(path)
+    else:
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise OSError(21, "Is a directory")
+        os.unlink(path)
+    return None, b""
+
+
+def fs_mv(req, data):
+    import shutil
+
+    shutil.move(req["src"], req["dest"])
+    return None, b""
+
+
+def fs_cp(req, data):
+    import shutil
+
+    src, dest = req["src"], req["dest"]
+    if req.get("archive"):
+        if os.path.isdir(dest):
+            dest = os.path.join(dest, os.path.basename(src.rstrip("/")))
+        if os.path.isdir(src) and not os.path.islink(src):
+            shutil.copytree(src, dest, symlinks=True)
+            _copy_owner_tree(src, dest)
+        else:
+            shutil.copy2(src, dest, follow_symlinks=False)
+            _copy_owner(src, dest)
+    else:
+        shutil.copyfile(src, dest)
+    return None, b""
+
+
+def _copy_owner(src, dest):
+    st = os.lstat(src)
+    os.chown(dest, st.st_uid, st.st_gid, follow_symlinks=False)
+
+
+def _copy_owner_tree(src, dest):
+    _copy_owner(src, dest)
+    for top, dirs, files in os.walk(src):
+        for name in dirs + files:
+            rel = os.path.relpath(os.path.join(top, name), src)
+            _copy_owner(os.path.join(src, rel), os.path.join(dest, rel))
+
+
+def fs_chmod(req, data):
+    os.chmod(req["path"], req["mode"])
+    return None, b""
+
+
+def fs_chown(req, data):
+    os.chown(req["path"], req["uid"], req["gid"], follow_symlinks=not req.get("nofollow"))
+    return None, b""
+
+
+def fs_symlink(req, data):
+    link = req["linkname"]
+    if req.get("force") and (os.path.islink(link) or os.path.lexists(link) and not os.path.isdir(link)):
+        os.unlink(req["linkname"])
+    os.symlink(req["target"], req["linkname"])
+    return None, b""
+
+
+def fs_touch(req, data):
+    path = req["path"]
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise OSError(22, "Not a regular file")
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOCTTY | os.O_NONBLOCK, 0o666))
+    os.utime(path)
+    return None, b""
+
+
+def fs_truncate(req, data):
+    os.truncate(req["path"], req.get("size", 0))
+    return None, b""
+
+
+def fs_stat(req, data):
+    st = os.stat(req["path"], follow_symlinks=req.get("follow", True))
+    out = {k: getattr(st, k) for k in ("st_dev", "st_ino", "st_mode", "st_nlink", "st_uid", "st_gid", "st_rdev",
+                                       "st_size", "st_blksize", "st_blocks")}
+    for t in ("atime", "mtime", "ctime"):
+        ns = getattr(st, f"st_{t}_ns")
+        out[f"st_{t}_sec"], out[f"st_{t}_nsec"] = divmod(ns, 1000000000)
+    return out, b""
+
+
+def fs_ls(req, data):
+    return sorted(os.listdir(req["path"])), b""
+
+
+def fs_readlink(req, data):
+    return os.readlink(req["path"]), b""
+
+
+def fs_realpath(req, data):
+    return os.path.realpath(req["path"]), b""
+
+
+def fs_statvfs(req, data):
+    s = os.statvfs(req["path"])
+    return {"bsize": s.f_frsize, "blocks": s.f_blocks, "bfree": s.f_bfree, "bavail": s.f_bavail}, b""
+
+
+FS_OPS = {name[3:]: fn for name, fn in dict(globals()).items() if name.startswith("fs_")}
+
+
+def main():
+    agent = Agent()
+    port = None
+    for v in sorted(os.listdir("/sys/class/virtio-ports")):
+        with open(f"/sys/class/virtio-ports/{v}/name") as f:
+            if f.read().strip() == PORT_NAME:
+                port = "/dev/" + v
+    rf = wf = open(port, "r+b", buffering=0)
+    agent.scan_disks()
+    send(wf, {"ready": True, "disks": agent.disks})
+    while True:
+        try:
+            req, data = recv(rf)
+        except EOFError:
+            continue
+        try:
+            if req.get("op") == "quit":
+                agent.op_umount_all(req, data)
+                send(wf, {"ok": True, "result": None})
+                break
+            result, payload = getattr(agent, "op_" + req["op"])(req, data)
+            send(wf, {"ok": True, "result": result}, payload)
+        except OSError as e:
+            send(wf, {"ok": False, "errno": e.errno, "error": e.strerror or str(e),
+                      "filename": e.filename if isinstance(e.filename, str) else None})
+        except Exception as e:
+            send(wf, {"ok": False, "errno": None, "error": f"{type(e).__name__}: {e}"})
+    with open("/proc/sysrq-trigger", "w") as f:
+        f.write("o")
+
+
+if __name__ == "__main__":
+    main()
