@@ -153,10 +153,10 @@ def test_raw_image_with_a_qcow2_header_stays_raw(tmp_path, rundir):
         try:
             return await qmp.execute("query-named-block-nodes", {"flat": True})
         finally:
-            await qmp.execute("quit")
             await qmp.disconnect()
 
     named = asyncio.run(nodes())
+    proc.terminate()                # (a QMP 'quit' races the client's disconnect: QEMU may close first)
     _finish(proc)
     files = {n["node-name"]: n for n in named}
     assert files["disk0-fmt"]["drv"] == "raw"
