@@ -63,7 +63,8 @@ class LocalDomainSnapshots(DomainSnapshots):
         return Engine(store, self.dom.name, runner=_Runner(store, self.dom.name))
 
     def recover_pending(self) -> None:
-        """Finish or undo an interrupted snapshot operation of the domain (before it starts)."""
+        """Finish or undo an interrupted snapshot operation of the domain (before it starts, and
+        before its snapshots are listed)."""
         from vsh.core.snapshots import SnapshotStore
 
         if os.path.exists(self.dom.store.data_file("snapshots", self.dom.name, SnapshotStore.INTENT)):
@@ -112,6 +113,7 @@ class LocalDomainSnapshots(DomainSnapshots):
              external: bool = False, topological: bool = False) -> list[dict]:
         from vsh.core.snapshots import children_of, descendants_of, not_found
 
+        self.recover_pending()      # a snapshot operation killed half-way is settled before it is listed
         engine = self.engine()
         defs = engine.meta.load_all()
         cur = engine.meta.current()
