@@ -57,7 +57,10 @@ async def _talk(path: str, chardev: str | None) -> dict:
         chardevs = await qmp.execute("query-chardev")
         await qmp.execute("quit")
     finally:
-        await qmp.disconnect()
+        try:
+            await qmp.disconnect()
+        except EOFError:        # QEMU closed the socket after 'quit' before the client's own close
+            pass
     return {"status": status, "chardevs": {c["label"]: c["filename"] for c in chardevs}}
 
 
