@@ -99,6 +99,7 @@ class LibvirtDomainLifecycle(DomainLifecycle):
         m = mod()
         dconn = call("virConnectOpen", dest_uri, context=("failed to connect to the destination hypervisor",))
         done = threading.Event()
+        timeout_hit: list = []
 
         def watch():
             waited = 0.0
@@ -113,7 +114,6 @@ class LibvirtDomainLifecycle(DomainLifecycle):
                     if len(info) > 6 and info[6]:       # memTotal, memRemaining
                         progress(max(0, min(99, int(100 * (info[6] - info[8]) / info[6]))))
 
-        timeout_hit: list = []
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         try:

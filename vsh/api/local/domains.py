@@ -30,6 +30,15 @@ def device_addresses(dom) -> None:
     write_addresses(dom.node)
 
 
+def as_defined(dom) -> None:
+    """Make ``dom`` what define (and create) writes: the canonical machine type, libvirt's
+    defaults, checked, then the device addresses."""
+    canonical_machine(dom)
+    dom.fill_defaults()
+    dom.validate()
+    device_addresses(dom)
+
+
 def nvram_of(store, name: str, dom) -> str | None:
     """The UEFI variable store of a domain: its <nvram>, or for firmware='efi' the default path."""
     path = (dom.node.findtext("os/nvram") or "").strip()
@@ -180,10 +189,7 @@ class LocalConnectionDomains(ConnectionDomains):
         dom = Domain.parse(xml)
         if validate is True or (validate == "if-installed" and os.path.exists(SCHEMA)):
             check_schema(dom)
-        canonical_machine(dom)
-        dom.fill_defaults()
-        dom.validate()
-        device_addresses(dom)
+        as_defined(dom)
         self.store.define(dom)
         return self.lookup_domain(dom.name)
 

@@ -203,13 +203,10 @@ def carry_out(store, plan, autostart: bool = False, define: bool = True) -> list
                 inject_files(initrd, inject)
         if not define:
             return created
-        from vsh.api.local.domains import canonical_machine, device_addresses
+        from vsh.api.local.domains import as_defined
 
-        dom = plan.dom.copy()           # what define writes: the canonical machine, PS/2, addresses
-        canonical_machine(dom)
-        dom.fill_defaults()
-        dom.validate()
-        device_addresses(dom)
+        dom = plan.dom.copy()
+        as_defined(dom)                 # what define writes: the canonical machine, PS/2, addresses
         store.define(dom)
         defined = True
         if autostart:

@@ -29,13 +29,10 @@ class LocalConnectionLifecycle(ConnectionLifecycle):
         from vsh.api.local.saves import check_not_running
         from vsh.core.domain import Domain
 
-        from vsh.api.local.domains import canonical_machine, device_addresses
+        from vsh.api.local.domains import as_defined
 
         dom = Domain.parse(xml)
-        canonical_machine(dom)
-        dom.fill_defaults()
-        dom.validate()
-        device_addresses(dom)
+        as_defined(dom)
         if validate:
             from vsh.api.local.domains import check_schema
 

@@ -78,7 +78,7 @@ def _offline(dom, dest, undefine_source: bool) -> dict:
 def _live(dom, dest, live, persistent, undefine_source, suspend, timeout, auto_converge, progress,
           job_timeout) -> dict:
     from vsh.api.local.launch import launch
-    from vsh.api.local.saves import check_not_running
+    from vsh.api.local.saves import check_not_running, progress_thread
     from vsh.core.domain import Domain
     from vsh.kvm import client
 
@@ -123,7 +123,7 @@ def _live(dom, dest, live, persistent, undefine_source, suspend, timeout, auto_c
     thread.start()
     try:
         _wait_for_socket(sock, thread, outcome)
-        stop = _progress(rundir, progress) if progress else None
+        stop = progress_thread(rundir, progress) if progress else None
         try:
             figures = client.migrate_out(rundir, f"unix:{sock}", live=live, auto_converge=auto_converge,
                                          suspend_after=timeout, timeout=job_timeout)
@@ -184,12 +184,6 @@ def _abandon_destination(dest, name: str, thread, defined_here: bool) -> None:
             dest.store.undefine(dest.store.get(name))
         except VshError:
             pass
-
-
-def _progress(rundir, progress):
-    from vsh.api.local.saves import progress_thread
-
-    return progress_thread(rundir, progress)
 
 
 # -- the migration tunables of a running domain ------------------------------------------------
