@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# the helpers beside this file (vmguest, argv_materials, ...) import as top-level modules in every test
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 

@@ -1,8 +1,6 @@
 """A running test guest driven through its serial console (shared by the VM test modules).
 
-Load it the way the tests load argv_materials::
-
-    _spec = importlib.util.spec_from_file_location("vmguest", Path(__file__).resolve().parents[1] / "vmguest.py")
+The test modules import it as ``vmguest`` (tests/conftest.py puts this directory on the path).
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +78,19 @@ class Guest:
                     except OSError:
                         return
         threading.Thread(target=drain, daemon=True).start()
+
+    @contextmanager
+    def running(self, xml, ready_line: str):
+        """Define the domain of the XML file ``xml``, start it and wait for ``ready_line`` on its
+        console; destroy it when the block ends (a module fixture's ``with``)."""
+        self.vsh("define", xml)
+        self.vsh("start", self.name)
+        try:
+            self.wait_log(ready_line)
+            yield self
+        finally:
+            self.close_console()
+            self.vsh("destroy", self.name, check=False)
 
     def close_console(self) -> None:
         self._stop.set()

@@ -8,7 +8,6 @@ Run with ``flock /tmp/vsh-vm.lock``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -17,15 +16,11 @@ from pathlib import Path
 
 import pytest
 
+import vmguest as VMGUEST
+
 pytestmark = pytest.mark.vm
 
-ROOT = Path(__file__).resolve().parents[2]
 NAME = "bj1"
-
-
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-VMGUEST = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(VMGUEST)
 
 
 @pytest.fixture(scope="module")

@@ -7,21 +7,17 @@ serves the tests in file order; what vsh reports is checked against QEMU (QMP) a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+import vmguest as _vmguest
+
 pytestmark = pytest.mark.vm
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-_vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_vmguest)
 Guest = _vmguest.Guest
 
 
@@ -41,14 +37,8 @@ def vm(tmp_path_factory):
     xml.write_text(text)
     g = Guest(store, "mo1", env)
     g.base, g.disk, g.m = base, disk, m
-    g.vsh("define", xml)
-    g.vsh("start", "mo1")
-    try:
-        g.wait_log(m["ready_line"])
+    with g.running(xml, m["ready_line"]):
         yield g
-    finally:
-        g.close_console()
-        g.vsh("destroy", "mo1", check=False)
 
 
 def listen(vm, *args) -> subprocess.Popen:

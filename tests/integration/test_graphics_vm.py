@@ -7,23 +7,19 @@ the serial console checks what it saw. The last test makes the guest's reboot st
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+import vmguest as _vmguest
+
 pytestmark = pytest.mark.vm
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-_vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_vmguest)
 Guest = _vmguest.Guest
 
 MAC = "52:54:00:12:34:77"
@@ -44,14 +40,8 @@ def vm(tmp_path_factory):
     xml.write_text(_vmguest.guest_domain_xml("gr1", m, DEVICES))
     g = Guest(store, "gr1", env)
     g.base, g.ready = base, m["ready_line"]
-    g.vsh("define", xml)
-    g.vsh("start", "gr1")
-    try:
-        g.wait_log(m["ready_line"])
+    with g.running(xml, m["ready_line"]):
         yield g
-    finally:
-        g.close_console()
-        g.vsh("destroy", "gr1", check=False)
 
 
 def test_domdisplay_names_the_vnc_socket_which_speaks_rfb(vm):

@@ -3,20 +3,17 @@ inside real test guests under TCG (issue 14 §1)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+import vmguest as _vmguest
+
 pytestmark = [pytest.mark.vm,
               pytest.mark.skipif(shutil.which("swtpm") is None, reason="needs swtpm (scripts/setup installs it)")]
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-_vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_vmguest)
 Guest = _vmguest.Guest
 
 # accessmode 'mapped': QEMU runs as an unprivileged user (vsh-qemu), which cannot give a file the
@@ -65,14 +62,8 @@ def vm(tmp_path_factory):
     (base / "hf1.xml").write_text(xml.replace("<vcpu>1</vcpu>", NUMA))
     g = Guest(store, "hf1", env)
     g.base, g.share = base, share
-    g.vsh("define", base / "hf1.xml")
-    g.vsh("start", "hf1")
-    try:
-        g.wait_log(m["ready_line"])
+    with g.running(base / "hf1.xml", m["ready_line"]):
         yield g
-    finally:
-        g.close_console()
-        g.vsh("destroy", "hf1", check=False)
 
 
 def test_the_guest_reads_and_writes_the_host_directory_over_9p(vm):

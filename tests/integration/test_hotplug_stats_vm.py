@@ -9,7 +9,6 @@ and leave it running.  A second, q35, guest checks root-port placement.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -18,13 +17,11 @@ from pathlib import Path
 
 import pytest
 
+import vmguest as _vmguest
+
 pytestmark = pytest.mark.vm
 
-ROOT = Path(__file__).resolve().parents[2]
 REAL_ENV = dict(os.environ)          # before conftest points HOME/XDG into tmp dirs
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-_vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_vmguest)
 Guest = _vmguest.Guest
 
 
@@ -99,14 +96,8 @@ def vm(env_store):
     xml = base / "hp1.xml"
     xml.write_text(domain_xml("hp1", m, images))
     g = Guest(store, "hp1", env)
-    g.vsh("define", xml)
-    g.vsh("start", "hp1")
-    try:
-        g.wait_log(m["ready_line"])
+    with g.running(xml, m["ready_line"]):
         yield g
-    finally:
-        g.close_console()
-        g.vsh("destroy", "hp1", check=False)
 
 
 # -- hot-plug -----------------------------------------------------------------------------------

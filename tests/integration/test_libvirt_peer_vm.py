@@ -8,7 +8,6 @@ The first hypervisor call on a cold cache probes QEMU's capabilities (~8 s here)
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import select
@@ -20,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
+import vmguest
+
 pytest.importorskip("libvirtmod", reason="libvirt-python is not installed (scripts/setup installs it)")
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(vmguest)
 
 NAME = "lvg1"
 

@@ -8,19 +8,15 @@ Run serialized: flock /tmp/vsh-vm.lock .venv/bin/python -m pytest tests/integrat
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.vm
+import vmguest
 
-_spec = importlib.util.spec_from_file_location("vmguest", Path(__file__).resolve().parents[1] / "vmguest.py")
-vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(vmguest)
+pytestmark = pytest.mark.vm
 
 
 @pytest.fixture(scope="module")

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+import vmguest as _vmguest
+
 pytestmark = pytest.mark.vm
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-_vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_vmguest)
 Guest = _vmguest.Guest
-
 
 
 BOOT_DISK = "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/>" \
@@ -34,14 +29,8 @@ def vm(tmp_path_factory):
     xml.write_text(_vmguest.guest_domain_xml("mx1", m, BOOT_DISK.format(disk), memory_mib=128))
     g = Guest(store, "mx1", env)
     g.base = base
-    g.vsh("define", xml)
-    g.vsh("start", "mx1")
-    try:
-        g.wait_log(m["ready_line"])
+    with g.running(xml, m["ready_line"]):
         yield g
-    finally:
-        g.close_console()
-        g.vsh("destroy", "mx1", check=False)
 
 
 def test_dump_memory_only_writes_an_elf_core(vm):

@@ -10,23 +10,19 @@ network and the first guest.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
+import vmguest as _vmguest
+
 pytestmark = pytest.mark.vm
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-_vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_vmguest)
 
 SUBNET = "10.213.0"
 FIXED_MAC = "52:54:00:aa:bb:01"

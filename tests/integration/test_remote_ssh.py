@@ -19,12 +19,11 @@ from urllib.parse import quote
 
 import pytest
 
+import vmguest as _vmguest
+
 pytestmark = pytest.mark.vm
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-_vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_vmguest)
 
 _spec = importlib.util.spec_from_file_location("sshpeer", ROOT / "tests" / "sshpeer.py")
 _sshpeer = importlib.util.module_from_spec(_spec)

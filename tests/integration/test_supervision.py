@@ -13,7 +13,6 @@ Two guests of one store serve the tests in file order (each leaves them running)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -23,12 +22,10 @@ from pathlib import Path
 
 import pytest
 
+import vmguest as _vmguest
+
 pytestmark = pytest.mark.vm
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-_vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_vmguest)
 Guest = _vmguest.Guest
 
 

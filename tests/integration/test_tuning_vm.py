@@ -8,20 +8,16 @@ threads) and QEMU (QMP query-block, query-iothreads).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
+import vmguest as _vmguest
+
 pytestmark = pytest.mark.vm
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-_vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_vmguest)
 Guest = _vmguest.Guest
 
 MAC = "52:54:00:12:34:78"

@@ -8,20 +8,16 @@ file order; a second domain, started paused, checks a virtio console as the firs
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 
+import vmguest as _vmguest
+
 pytestmark = pytest.mark.vm
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-_vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_vmguest)
 Guest = _vmguest.Guest
 NAME = "vb1"
 
@@ -64,14 +60,8 @@ def vm(env_store):
     xml = base / f"{NAME}.xml"
     xml.write_text(domain_xml(NAME, m, SERIAL_AND_VIRTIO))
     g = Guest(store, NAME, env)
-    g.vsh("define", xml)
-    g.vsh("start", NAME)
-    try:
-        g.wait_log(m["ready_line"])
+    with g.running(xml, m["ready_line"]):
         yield g
-    finally:
-        g.close_console()
-        g.vsh("destroy", NAME, check=False)
 
 
 def _api(env_store):

@@ -13,7 +13,6 @@ iterations.  Each prints its figures (tried / held) and fails on the first miss.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import signal
@@ -22,12 +21,10 @@ from pathlib import Path
 
 import pytest
 
+import vmguest as _vmguest
+
 pytestmark = pytest.mark.vm
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("vmguest", ROOT / "tests" / "vmguest.py")
-_vmguest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_vmguest)
 Guest = _vmguest.Guest
 
 BUDGET_S = 45.0                     # the bounded form: stop starting iterations after this
