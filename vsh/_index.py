@@ -2,6 +2,19 @@
 
 # name: (module, group, summary, hidden)
 COMMANDS = {
+    'domfsfreeze': ('vsh.commands.agent', 'domain', "Freeze domain's mounted filesystems", False),
+    'domfsinfo': ('vsh.commands.agent', 'domain', "Get information of domain's mounted filesystems", False),
+    'domfsthaw': ('vsh.commands.agent', 'domain', "Thaw domain's mounted filesystems", False),
+    'domfstrim': ('vsh.commands.agent', 'domain', "Invoke fstrim on domain's mounted filesystems", False),
+    'dompmsuspend': ('vsh.commands.agent', 'domain', 'suspend a domain gracefully using power management functions', False),
+    'domtime': ('vsh.commands.agent', 'monitor', 'domain time', False),
+    'get-user-sshkeys': ('vsh.commands.agent', 'domain', 'list authorized SSH keys for given user (via agent)', False),
+    'guest-agent-timeout': ('vsh.commands.agent', 'domain', 'Set the guest agent timeout', False),
+    'guestinfo': ('vsh.commands.agent', 'domain', 'query information about the guest (via agent)', False),
+    'guestvcpus': ('vsh.commands.agent', 'domain', 'query or modify state of vcpu in the guest (via agent)', False),
+    'qemu-agent-command': ('vsh.commands.agent', 'domain', 'QEMU Guest Agent Command', False),
+    'set-user-password': ('vsh.commands.agent', 'domain', 'set the user password inside the domain', False),
+    'set-user-sshkeys': ('vsh.commands.agent', 'domain', 'manipulate authorized SSH keys file for given user (via agent)', False),
     'blockcommit': ('vsh.commands.blockjobs', 'domain', 'Start a block commit operation', False),
     'blockcopy': ('vsh.commands.blockjobs', 'domain', 'Start a block copy operation', False),
     'blockjob': ('vsh.commands.blockjobs', 'domain', 'Manage active block operations', False),

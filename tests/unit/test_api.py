@@ -54,7 +54,8 @@ def test_local_driver_implements_everything(conn, tmp_path):
 
     conn.store.define(Domain.parse(xml.read_bytes()))
     dom = conn.lookup_domain("vm1")
-    handles = [conn, dom, dom.devices, dom.stats, dom.snapshots, dom.display, dom.block_jobs, dom.tuning, conn.storage, conn.networks, conn.host,
+    handles = [conn, dom, dom.devices, dom.stats, dom.snapshots, dom.display, dom.block_jobs, dom.tuning, dom.agent,
+               conn.storage, conn.networks, conn.host,
                conn.installer, conn.guest_disks()]
     for handle in handles:
         assert not _abstract_methods(type(handle)), f"{type(handle).__name__} lacks {_abstract_methods(type(handle))}"

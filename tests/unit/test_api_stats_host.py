@@ -42,11 +42,16 @@ def test_stats_that_need_the_running_domain(conn):
     stats = conn.lookup_domain("vm1").stats
     for call in (stats.memory_stats, stats.cpu_times, stats.block_stats, lambda: stats.block_stats("hdc"),
                  lambda: stats.interface_stats("net0"), stats.interface_addresses,
-                 lambda: stats.interface_addresses("arp")):
+                 lambda: stats.interface_addresses("arp"), lambda: stats.interface_addresses("agent"),
+                 stats.hostname):
         with pytest.raises(OperationInvalid, match="domain is not running"):
             call()
-    with pytest.raises(Unsupported, match="no guest agent"):
-        stats.interface_addresses("agent")
+    agent = conn.lookup_domain("vm1").agent
+    for call in (agent.fs_info, agent.get_time, agent.guest_vcpus, lambda: agent.guest_info(("os",))):
+        with pytest.raises(OperationInvalid, match="domain is not running"):
+            call()
+    with pytest.raises(InvalidArgument, match="Unknown data source 'dns'"):
+        stats.hostname("dns")
     with pytest.raises(InvalidArgument, match="Unknown data source 'dns'"):
         stats.interface_addresses("dns")
     with pytest.raises(InvalidArgument, match="invalid path vdz not assigned to domain"):

@@ -66,6 +66,9 @@ QUERIES = [
     "cpu-stats test --start 1 --count 1", "cpu-stats test --count 5", "cpu-stats test --start 7",
     "freecell", "freecell --all", "freecell --cellno 1", "freecell --cellno 5", "freecell --all --cellno 1",
     "sysinfo",
+    # the guest-agent commands libvirt's test driver answers
+    "domfsinfo test", "domtime test", "domtime test --pretty", "domifaddr test --source agent",
+    "domifaddr test --source agent --full", "domhostname test",
 ]
 
 
@@ -101,6 +104,7 @@ SEQUENCES = [
     "vol-resize --pool default-pool v2 2M; vol-info --pool default-pool v2; vol-wipe --pool default-pool v2",
     "metadata test http://example.org/x --key x --set '<a/>'; metadata test http://example.org/x",
     "destroy test; undefine test --remove-all-storage; list --all",
+    "domfsfreeze test; domfsthaw test; domfstrim test; set-user-password test root s3cret; domtime test --now",
 ]
 
 
@@ -132,6 +136,9 @@ ERRORS = [
     "vol-info --pool default-pool nosuch", "net-info nosuch", "snapshot-info test nosuch", "snapshot-current test",
     "domblkstat test", "domifstat test vnet0", "net-dhcp-leases default",
     "destroy test; destroy test", "suspend test; suspend test", "define /nonexistent.xml",
+    "guestinfo test", "guestvcpus test", "get-user-sshkeys test root", "dompmsuspend test mem",
+    "guest-agent-timeout test --timeout 5", "qemu-agent-command test '{\"execute\":\"guest-ping\"}'",
+    "domhostname test --source agent", "destroy test; domfsinfo test",
 ]
 
 
@@ -193,7 +200,7 @@ def test_the_libvirt_driver_implements_every_api_method():
     conn = api.connect(URI)
     dom = conn.lookup_domain("test")
     handles = [conn, dom, dom.devices, dom.stats, dom.snapshots, dom.display, dom.block_jobs, dom.tuning,
-               conn.storage, conn.networks, conn.host, conn.installer, conn.guest_disks()]
+               dom.agent, conn.storage, conn.networks, conn.host, conn.installer, conn.guest_disks()]
     for handle in handles:
         missing = {n for n, v in inspect.getmembers(type(handle)) if getattr(v, "__isabstractmethod__", False)}
         assert not missing, f"{type(handle).__name__} lacks {missing}"

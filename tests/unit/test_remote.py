@@ -200,7 +200,7 @@ def test_every_handle_implements_every_abstract_method(ssh_log, vsh_env):
         assert dom.devices is dom.devices                          # a sub-handle is read once
         snap_handles = [dom.snapshots.snapshot("s1")]
         pool = conn.storage.define_pool_as("p1", "dir", str(vsh_env.tmp / "pool"))
-        handles = [conn, dom, dom.devices, dom.stats, dom.snapshots, dom.display, dom.block_jobs, dom.tuning,
+        handles = [conn, dom, dom.devices, dom.stats, dom.snapshots, dom.display, dom.block_jobs, dom.tuning, dom.agent,
                    conn.storage, conn.networks, conn.host, conn.installer, conn.guest_disks(), pool,
                    *snap_handles]
         for handle in handles:

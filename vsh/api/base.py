@@ -16,6 +16,7 @@ families hang off them as sub-handles, imported only when used:
 ``dom.display``        graphics, screen, keys, NMI (:mod:`vsh.api.display`)
 ``dom.tuning``         pinning, scheduler, I/O limits, bandwidth (:mod:`vsh.api.tuning`)
 ``dom.block_jobs``     block jobs, job and disk-error queries (:mod:`vsh.api.blockjobs`)
+``dom.agent``          the guest agent (:mod:`vsh.api.agent`)
 =====================  ==========================================
 
 A driver subclasses these and implements every abstract method; Python refuses to
@@ -115,3 +116,8 @@ class Domain(DomainConfig, DomainLifecycle):
     @abstractmethod
     def tuning(self):
         """CPU pinning, scheduler, I/O limits, bandwidth: a :class:`vsh.api.tuning.DomainTuning`."""
+
+    @property
+    @abstractmethod
+    def agent(self):
+        """The guest agent: a :class:`vsh.api.agent.DomainAgent`."""

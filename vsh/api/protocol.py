@@ -21,12 +21,12 @@ from vsh.core import errors
 from vsh.core.errors import VshError
 
 #: The protocol version both ends must speak (the hello carries it).
-VERSION = 1
+VERSION = 2
 #: Callback methods a server may invoke on the caller's progress object (None: call it).
 CALLBACK_METHODS = (None, "start", "update", "finish")
 #: The modules of :mod:`vsh.api` that define the abstract classes a handle can be.
 API_MODULES = ("base", "domains", "lifecycle", "storage", "networks", "host", "install", "guestdisks",
-               "devices", "stats", "snapshots", "display", "blockjobs", "tuning")
+               "devices", "stats", "snapshots", "display", "blockjobs", "tuning", "agent")
 #: Largest frame accepted (a guest file chunk is 1 MiB, a quarter more as base64).
 MAX_FRAME = 64 << 20
 

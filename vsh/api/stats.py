@@ -80,13 +80,13 @@ class DomainStats(ABC):
         """``virDomainInterfaceAddresses``: per NIC with an address, ``{"name", "mac", "addresses":
         [{"type": "ipv4"|"ipv6", "address", "prefix"}]}``. ``source`` (:data:`ADDRESS_SOURCES`):
         ``lease``, the address a DHCP server gave the NIC's MAC; ``arp``, the addresses the guest used
-        as sources; ``agent`` is Unsupported (no guest agent). Needs the running domain."""
+        as sources; ``agent``, what the guest agent reports. Needs the running domain."""
 
     @abstractmethod
     def hostname(self, source: str | None = None) -> str:
         """``virDomainGetHostname``: the guest's host name from ``source``: ``lease`` (the host name
         the guest gave the DHCP server of a network its ``type='network'`` NIC is on), ``agent``, or
-        None (the driver's default source: the agent for the local driver).
+        None (the driver's default source: the agent, as libvirt's QEMU driver).
         Unsupported for a source the driver has not; VshError ``no hostname found for domain X``;
         the domain must run."""
 

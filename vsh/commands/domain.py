@@ -214,11 +214,10 @@ def domid(ctx, domain):
 
 @command("domhostname", group="domain", summary="print the domain's hostname",
          opts=[DOMAIN, Opt("source", kind="enum", choices=("agent", "lease"),
-                           help="address source: 'agent' or 'lease' (vsh: lease)")],
-         examples=("domhostname vm1 --source lease",),
-         description="The guest's host name: with --source lease the one it gave the DHCP server of a\n"
-                     "vsh network its NIC is on. vsh uses no guest agent, so the default source (agent)\n"
-                     "is refused with that reason.")
+                           help="address source: 'agent' (default) or 'lease'")],
+         examples=("domhostname vm1", "domhostname vm1 --source lease"),
+         description="The guest's host name: from the guest agent (the default), or with --source lease\n"
+                     "the one it gave the DHCP server of a vsh network its NIC is on.")
 def domhostname(ctx, domain, source=None):
     dom = ctx.conn.lookup_domain(domain)
     try:

@@ -86,10 +86,11 @@ def _state_json(st: dict | None) -> dict:
 
 @command("shutdown", group="domain", summary="gracefully shutdown a domain",
          opts=[DOMAIN,
-               Opt("mode", kind="string", help="shutdown mode: acpi (the only one vsh has)")],
+               Opt("mode", kind="string", help="shutdown mode: acpi (default) or agent, or both: acpi,agent")],
          mutating=True,
-         description="Press the guest's ACPI power button. The guest decides what to do; the\n"
-                     "domain stops once it powers off (see domstate, or use destroy).")
+         description="Press the guest's ACPI power button (or, with --mode agent, ask the guest agent\n"
+                     "to power off; with acpi,agent the agent first, ACPI when it fails). The guest\n"
+                     "decides what to do; the domain stops once it powers off (see domstate, or use destroy).")
 def shutdown(ctx, domain, mode=None):
     dom = ctx.conn.lookup_domain(domain)
     st = dom.shutdown(mode=mode)
@@ -98,11 +99,12 @@ def shutdown(ctx, domain, mode=None):
 
 @command("reboot", group="domain", summary="reboot a domain",
          opts=[DOMAIN,
-               Opt("mode", kind="string", help="reboot mode: acpi (default) or reset")],
+               Opt("mode", kind="string", help="reboot mode: acpi (default), agent or reset, or a list: acpi,agent")],
          mutating=True,
          description="With acpi, press the ACPI power button and boot the guest again when it\n"
                      "powers off (libvirt's \"fake reboot\"); a guest that ignores ACPI does not\n"
-                     "reboot. With reset, reset the machine at once.")
+                     "reboot. With agent, the guest agent reboots the guest. With reset, reset the\n"
+                     "machine at once.")
 def reboot(ctx, domain, mode=None):
     dom = ctx.conn.lookup_domain(domain)
     st = dom.reboot(mode=mode)

@@ -209,12 +209,16 @@ def domifaddr(ctx, domain, interface=None, full=False, source=None):
     if interface:
         rows = [row for row in rows if row["name"] == interface]
     head = (f" {'Name':<10} {'MAC address':<20} {'Protocol':<8}     Address\n" + "-" * 49 + "-" * 30 + "\n")
+    from vsh.core.escape import escape
+
     lines = []
-    for row in rows:
+    for row in rows:            # with --source agent, names and addresses come from the guest
+        if not row["addresses"]:
+            lines.append(f" {escape(row['name']):<10} {escape(row['mac'] or 'N/A'):<17}    {'N/A':<12} N/A\n")
         for j, addr in enumerate(row["addresses"]):
-            cell = f"{addr['type']:<12} {addr['address']}/{addr['prefix']}"
+            cell = f"{escape(addr['type']):<12} {escape(str(addr['address']))}/{addr['prefix']}"
             if full or not j:
-                lines.append(f" {row['name']:<10} {row['mac']:<17}    {cell}\n")
+                lines.append(f" {escape(row['name']):<10} {escape(row['mac'] or ''):<17}    {cell}\n")
             else:
                 lines.append(f" {'-':<10} {'-':<17}    {cell}\n")
     return _Quietable(head, "".join(lines), rows)

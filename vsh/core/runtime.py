@@ -41,8 +41,8 @@ GRANTS_FILE = "grants.json"
 
 #: Every state the supervisor writes (its transition table, vsh.kvm.supervisor.lifecycle,
 #: has exactly these).  "shutdown" means "shutting down"; "crashed" is a panicked guest
-#: kept for inspection (on_crash=preserve).
-STATES = ("starting", "running", "paused", "shutdown", "shutoff", "crashed")
+#: kept for inspection (on_crash=preserve); "pmsuspended" a guest that suspended itself to RAM.
+STATES = ("starting", "running", "paused", "shutdown", "shutoff", "crashed", "pmsuspended")
 
 #: States in which a QEMU process exists (or is being created).
 ACTIVE_STATES = frozenset(STATES) - {"shutoff"}

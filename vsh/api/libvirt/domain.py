@@ -279,3 +279,7 @@ class LibvirtDomain(LibvirtDomainLifecycle, Domain):
     @property
     def tuning(self):
         return sub_handle(self, "tuning", "vsh.api.libvirt.tuning", "LibvirtDomainTuning")
+
+    @property
+    def agent(self):
+        return sub_handle(self, "agent", "vsh.api.libvirt.agent", "LibvirtDomainAgent")

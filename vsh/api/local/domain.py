@@ -53,3 +53,7 @@ class LocalDomain(LocalDomainConfig, LocalDomainSettings, LocalDomainLifecycle, 
     @property
     def tuning(self):
         return sub_handle(self, "tuning", "vsh.api.local.tuning", "LocalDomainTuning")
+
+    @property
+    def agent(self):
+        return sub_handle(self, "agent", "vsh.api.local.agent", "LocalDomainAgent")

@@ -120,16 +120,37 @@ class LocalDomainLifecycle(DomainLifecycle):
     # -- stop / pause --------------------------------------------------------------------------
 
     def shutdown(self, mode: str | None = None) -> dict:
-        _check_mode(mode, "shutdown")
+        modes = _modes(mode, "shutdown")
+        if "agent" in modes:
+            done = self._agent_power("shutdown", "powerdown", fallback="acpi" in modes)
+            if done is not None:
+                return done
         self._check_acpi("shutdown")
         return self._act("shutdown", lambda rd: _client().shutdown(rd))
 
     def reboot(self, mode: str | None = None) -> dict:
-        if mode not in (None, "acpi", "reset"):
-            _check_mode(mode, "reboot")
-        if mode in (None, "acpi"):
+        modes = _modes(mode, "reboot")
+        if "agent" in modes:
+            done = self._agent_power("reboot", "reboot", fallback=bool({"acpi", "reset"} & modes))
+            if done is not None:
+                return done
+        how = "reset" if modes == {"reset"} else "acpi"
+        if how == "acpi":
             self._check_acpi("reboot")
-        return self._act("reboot", lambda rd: _client().reboot(rd, mode=mode or "acpi"))
+        return self._act("reboot", lambda rd: _client().reboot(rd, mode=how))
+
+    def _agent_power(self, verb: str, agent_mode: str, fallback: bool) -> dict | None:
+        """guest-shutdown through the guest agent; None when it failed and another mode of the
+        list may act (libvirt tries the agent first, then ACPI)."""
+        def op(rundir):
+            self.agent.guest_shutdown(agent_mode)
+            return _client().status(rundir) or {"state": "shutoff"}
+        try:
+            return self._act(verb, op)
+        except VshError:
+            if fallback:
+                return None
+            raise
 
     def _check_acpi(self, verb: str) -> None:
         """A guest without <features><acpi/> has no power button to press: say so instead of waiting."""
@@ -333,14 +354,21 @@ class LocalDomainLifecycle(DomainLifecycle):
         set_launch_security_state(self)
 
 
-def _check_mode(mode, verb: str) -> None:
-    if mode is None or mode == "acpi":
-        return
-    if mode in ("agent", "initctl", "signal", "paravirt"):
-        raise Unsupported(f"Failed to {verb} domain", f"{verb} mode '{mode}' is not supported by vsh "
-                          "(no guest agent); use acpi")
-    raise InvalidArgument(f"Unknown mode {mode} value, expecting 'acpi', 'agent', 'initctl', "
-                          "'signal' or 'paravirt'")
+def _modes(mode, verb: str) -> set[str]:
+    """The modes of virsh's ``--mode`` list (``acpi,agent``): acpi, agent and, for a reboot, reset."""
+    if mode is None:
+        return {"acpi"}
+    modes = set()
+    for word in str(mode).split(","):
+        if word in ("acpi", "agent") or (word == "reset" and verb == "reboot"):
+            modes.add(word)
+        elif word in ("initctl", "signal", "paravirt"):
+            raise Unsupported(f"Failed to {verb} domain", f"{verb} mode '{word}' is not supported by vsh "
+                              "(containers and Xen only); use acpi or agent")
+        else:
+            raise InvalidArgument(f"Unknown mode {word} value, expecting 'acpi', 'agent', 'initctl', "
+                                  "'signal' or 'paravirt'")
+    return modes
 
 
 def _monitor(rundir: str, line: str, hmp: bool):

@@ -238,19 +238,17 @@ class LocalDomainStats(DomainStats):
         from vsh.api.local.nicstats import interface_addresses
 
         if source == "agent":
-            from vsh.core.errors import Unsupported
-
-            raise Unsupported("operation not supported: vsh uses no guest agent; use --source lease or arp")
+            return self.dom.agent.interfaces()
         if source not in ("lease", "arp"):
             raise InvalidArgument(f"Unknown data source '{source}'")
         ref = self._running()
         return interface_addresses(self.dom.store, ref, self.dom.store.load(ref), source)
 
     def hostname(self, source: str | None = None) -> str:
-        from vsh.core.errors import Unsupported
-
         if source in (None, "agent"):
-            raise Unsupported("operation not supported: vsh uses no guest agent; use --source lease")
+            return self.dom.agent.hostname()
+        if source != "lease":
+            raise InvalidArgument(f"Unknown data source '{source}'")
         ref = self._running()
         for nic in self.dom.store.load(ref).interfaces:
             if nic.type != "network" or not nic.source_network:

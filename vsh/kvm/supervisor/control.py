@@ -170,7 +170,7 @@ class ControlServer:
         return self.state_dict()
 
     async def op_reset(self, req):
-        self._require("running", "paused", "shutdown", "crashed")
+        self._require("running", "paused", "shutdown", "crashed", "pmsuspended")
         await self._exec("system_reset")
         if self.lc.state in ("crashed", "shutdown"):
             await self._exec("cont")
@@ -213,7 +213,7 @@ class ControlServer:
         return self.state_dict()
 
     async def op_qmp(self, req):
-        self._require("running", "paused", "shutdown", "crashed")
+        self._require("running", "paused", "shutdown", "crashed", "pmsuspended")
         cmd, args = str(req.get("command")), req.get("arguments") or None
         timeout = float(req.get("timeout_s") or 30.0)
         if not req.get("raw"):
@@ -230,7 +230,7 @@ class ControlServer:
                                    f"{exc or type(exc).__name__}") from None
 
     async def op_hmp(self, req):
-        self._require("running", "paused", "shutdown", "crashed")
+        self._require("running", "paused", "shutdown", "crashed", "pmsuspended")
         return await self._exec("human-monitor-command", {"command-line": str(req.get("line", ""))},
                                 timeout=float(req.get("timeout_s") or 30.0))
 
@@ -269,7 +269,7 @@ class ControlServer:
 
     async def op_set_lifecycle(self, req):
         """Change on_poweroff / on_reboot / on_crash from now on (and for a re-attached supervisor)."""
-        self._require("running", "paused", "shutdown", "crashed")
+        self._require("running", "paused", "shutdown", "crashed", "pmsuspended")
         from vsh.kvm.supervisor.lifecycle import LIFECYCLE_ACTIONS
 
         key, action = str(req.get("event") or ""), str(req.get("action") or "")

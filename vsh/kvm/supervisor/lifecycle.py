@@ -26,8 +26,9 @@ __all__ = ["STATES", "TRANSITIONS", "REASONS", "ACTION_KIND", "LIFECYCLE_ACTIONS
 TRANSITIONS: dict[str, frozenset[str]] = {
     "shutoff": frozenset({"starting"}),
     "starting": frozenset({"running", "paused", "shutdown", "shutoff", "crashed"}),
-    "running": frozenset({"paused", "shutdown", "shutoff", "crashed"}),
+    "running": frozenset({"paused", "shutdown", "shutoff", "crashed", "pmsuspended"}),
     "paused": frozenset({"running", "shutdown", "shutoff", "crashed"}),
+    "pmsuspended": frozenset({"running", "paused", "shutdown", "shutoff", "crashed"}),
     "shutdown": frozenset({"running", "paused", "shutoff", "crashed"}),
     "crashed": frozenset({"running", "shutoff"}),
 }
@@ -40,6 +41,7 @@ REASONS: dict[str, frozenset[str]] = {
     "paused": frozenset({"unknown", "user", "shutdown", "ioerror", "watchdog", "crashed",
                          "starting up", "migration", "snapshot", "saving", "from snapshot"}),
     "shutdown": frozenset({"unknown", "user"}),
+    "pmsuspended": frozenset({"unknown"}),
     "shutoff": frozenset({"unknown", "shutdown", "destroyed", "crashed", "failed", "saved",
                           "migrated", "from snapshot", "daemon"}),
     "crashed": frozenset({"unknown", "panicked"}),
@@ -132,7 +134,7 @@ class LifecycleEvents:
             log(f"event SHUTDOWN {data}")
             self._shutdown_event = data
             await self._on_shutdown(data)
-        elif name in ("STOP", "RESUME"):
+        elif name in ("STOP", "RESUME", "SUSPEND", "WAKEUP"):
             # Events may be stale by the time they are handled (the pump waits while a
             # lifecycle action resets and continues the guest): ask QEMU what is true.
             await self._sync_runstate()
@@ -148,14 +150,19 @@ class LifecycleEvents:
             log(f"event DEVICE_DELETED {data}")
 
     async def _sync_runstate(self) -> None:
-        """Make running/paused agree with QEMU's run state (query-status)."""
-        if self.lc.state not in ("running", "paused"):
+        """Make running/paused/pmsuspended agree with QEMU's run state (query-status): a guest
+        that suspended itself (S3, dompmsuspend) is pmsuspended until it wakes up."""
+        if self.lc.state not in ("running", "paused", "pmsuspended"):
             return
         status = (await self._exec("query-status")).get("status")
-        if self.lc.state not in ("running", "paused"):
+        if self.lc.state not in ("running", "paused", "pmsuspended"):
             return
         if status == "running":
-            self.lc.move("running", "unpaused")
+            self.lc.move("running", "wakeup" if self.lc.state == "pmsuspended" else "unpaused")
+        elif status == "suspended" and self.lc.state == "running":
+            self.lc.move("pmsuspended", "unknown")
+        elif status == "suspended" and self.lc.state == "pmsuspended":
+            return
         elif status not in ("shutdown", "guest-panicked"):   # those have their own events
             self.lc.move("paused", PAUSE_REASONS.get(status, "user"))
 
