@@ -224,15 +224,40 @@ def test_dompmwakeup_wakes_a_guest_suspended_to_ram(vm):
     assert _vmguest.poll(lambda: vm.qmp("query-status")["status"] == "running", timeout=60)
 
 
-def test_event_ends_with_the_domain(vm):
+def test_event_outlives_the_domain_until_interrupted(vm):
+    # as virsh's: a listener for one domain keeps listening after it stops (it may start again)
+    import signal
+
     before = _subscribers(vm)
     proc = listen(vm, "--domain", "mo1", "--event", "lifecycle", "--loop")
     try:
         subscribed(vm, before)
         vm.vsh("destroy", "mo1")
+        first = proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert out == "event 'lifecycle' for domain 'mo1': Stopped Destroyed\nevents received: 1\n\n", out
-    res = vm.vsh("event", "mo1", "--all", check=False)
-    assert res.returncode == 1 and "domain is not running" in res.stderr
+    assert first == "event 'lifecycle' for domain 'mo1': Stopped Destroyed\n"
+    assert out == "event loop interrupted\nevents received: 1\n\n", out
+    res = vm.vsh("event", "mo1", "--all", "--timeout", "1", check=False)
+    assert res.returncode == 1 and res.stdout.startswith("event loop timed out\nevents received: 0\n")
+
+
+def test_event_follows_domains_that_start_later(vm):
+    # as virsh's: a listener started while no domain runs sees the next one start, pause and stop
+    proc = listen(vm, "--all", "--loop", "--timeout", "20")
+    try:
+        import time
+
+        time.sleep(1.5)             # the listener is up and has looked at the store
+        vm.vsh("start", "mo1", "--paused")
+        assert _vmguest.poll(lambda: vm.vsh("domstate", "mo1").stdout.strip() == "paused", 30)
+        vm.vsh("destroy", "mo1")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert out == ("event 'lifecycle' for domain 'mo1': Started Booted\n"
+                   "event 'lifecycle' for domain 'mo1': Suspended Paused\n"
+                   "event 'lifecycle' for domain 'mo1': Stopped Destroyed\n"
+                   "event loop timed out\nevents received: 3\n\n"), out

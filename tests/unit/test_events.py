@@ -22,6 +22,8 @@ from vsh.commands.events import event_text, timestamp_text
     (("crashed", "panicked", "running"), [("Crashed", "Panicked")]),
     (("shutdown", "user", "running"), []),
     (("running", "booted", "shutdown"), []),
+    (("pmsuspended", "unknown", "running"), [("PMSuspended", "Memory")]),
+    (("running", "wakeup", "pmsuspended"), [("Started", "Event wakeup")]),
 ])
 def test_lifecycle_events(change, events):
     state, reason, previous = change

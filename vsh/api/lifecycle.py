@@ -45,6 +45,14 @@ class ConnectionLifecycle(ABC):
         context."""
 
     @abstractmethod
+    def domain_events(self, domain: str | None = None, timeout: float | None = None):
+        """``virConnectDomainEventRegisterAny``, for one domain or (None) all: an iterator of
+        ``(domain name, event)`` (events as :meth:`DomainLifecycle.events` gives them) from now on,
+        following every domain that runs now or starts later (a domain named here need not run
+        yet), until ``timeout`` seconds pass (None: until the caller stops reading).
+        NotFound for an unknown ``domain``."""
+
+    @abstractmethod
     def qemu_attach(self, pid: int):
         """``virDomainQemuAttach``: adopt the QEMU process ``pid`` started outside the driver as a
         domain. libvirt's QEMU driver no longer can (libvirt 5.5 removed it), nor the local

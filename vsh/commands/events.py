@@ -2,8 +2,8 @@
 running domains (``dom.events()``, vsh.api.lifecycle) in virsh's words, one line each
 (``event 'lifecycle' for domain 'vm1': Stopped Destroyed``).
 
-There is no daemon that sees every domain: ``event`` follows the domains that run when it
-starts (or the one named, which must run), until each stops, the timeout, or an interrupt.
+``event`` follows the domains that run when it starts and those that start later (or the one
+named, running or not yet), until the timeout or an interrupt (``conn.domain_events``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from vsh.core.errors import InvalidArgument, VshError
 from vsh.core.escape import escape
 from vsh.core.output import Text
 from vsh.registry import Opt, command
-from vsh.ui.streams import merged
 
 
 def event_text(domain: str, ev: dict) -> str:
@@ -58,8 +57,8 @@ def timestamp_text(now: float) -> str:
          exclusive=(("all", "event"), ("list", "all"), ("list", "event")),
          examples=("event --list", "event vm1 --event lifecycle --loop --timeout 60", "event --all --loop"),
          description="List event types, or wait for domain events to occur: the first one, or all of\n"
-                     "them with --loop, of the running domains (or the one named), until the timeout, an\n"
-                     "interrupt or the end of every domain followed. Then 'events received: N'; the exit\n"
+                     "them with --loop, of every domain (or the one named) that runs or starts, until the\n"
+                     "timeout or an interrupt. Then 'events received: N'; the exit\n"
                      "status is 1 when none came. With --json each event is one JSON line\n"
                      "({\"domain\", \"event\", ...}), then the count.")
 def event(ctx, domain=None, event=None, all=False, loop=False, timeout=None, list=False, timestamp=False):
@@ -73,15 +72,12 @@ def event(ctx, domain=None, event=None, all=False, loop=False, timeout=None, lis
         raise InvalidArgument(f"unknown event type {event}")
     if timeout is not None and timeout < 1:
         raise InvalidArgument("invalid timeout")
-    conn = ctx.conn
-    doms = [conn.lookup_domain(domain)] if domain else \
-        [conn.lookup_domain(d["name"]) for d in conn.list_domains(active=True)]
     import time
 
     deadline = None if timeout is None else time.monotonic() + timeout
     count, how = 0, None
     try:
-        for name, ev in merged([(dom.name, dom.events(timeout=timeout)) for dom in doms], timeout):
+        for name, ev in ctx.conn.domain_events(domain, timeout):
             if event and ev["event"] != event:
                 continue
             if ctx.json:

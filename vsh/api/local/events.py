@@ -34,6 +34,8 @@ def lifecycle_events(data: dict) -> list[tuple[str, str]]:
             return [("Resumed", RESUMED.get(reason, "Unpaused"))]
         if before == "crashed":
             return [("Started", "Booted")]
+        if before == "pmsuspended":
+            return [("Started", "Event wakeup")]
         return []               # back from "shutdown": the reboot event says it
     if state == "paused":
         out = [("Started", "Booted")] if before == "starting" else []
@@ -42,6 +44,8 @@ def lifecycle_events(data: dict) -> list[tuple[str, str]]:
         return [("Stopped", STOPPED.get(reason, "Destroyed"))]
     if state == "crashed":
         return [("Crashed", "Panicked")]
+    if state == "pmsuspended":
+        return [("PMSuspended", "Memory")]
     return []                   # starting, shutdown: QEMU's SHUTDOWN event has the detail
 
 
@@ -127,7 +131,9 @@ def _translate(msg: dict, disks: _Disks) -> list[dict]:
     return []
 
 
-def domain_events(dom, timeout: float | None):
+def domain_events(dom, timeout: float | None, seen_start: bool = False):
+    """The events of the running domain ``dom`` (its supervisor's stream); ``seen_start``: the
+    caller has reported the domain's start itself, so the stream's own start event is dropped."""
     from vsh.api.local.extras import running_rundir
     from vsh.kvm import client
 
@@ -137,6 +143,9 @@ def domain_events(dom, timeout: float | None):
 
     def gen():
         for msg in stream:
+            if seen_start and msg.get("event") == "VSH_LIFECYCLE" and \
+                    (msg.get("data") or {}).get("previous") == "starting":
+                continue
             stamp = msg.get("timestamp")
             if isinstance(stamp, dict):
                 stamp = stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6
@@ -144,3 +153,71 @@ def domain_events(dom, timeout: float | None):
                 ev["timestamp"] = stamp if isinstance(stamp, (int, float)) else time.time()
                 yield ev
     return gen()
+
+
+#: how often connection_events looks for domains that started
+_SCAN = 0.2
+
+
+def connection_events(conn, name: str | None, timeout: float | None):
+    """``(domain, event)`` of every running domain (or the one named), and of those that start
+    while this runs (a start seen only once the domain runs is reported as its Started event, as
+    the supervisor's own would have been), until ``timeout`` seconds pass."""
+    import queue
+    import threading
+
+    from vsh.core.runtime import ACTIVE_STATES
+
+    if name is not None:
+        name = conn.lookup_domain(name).name            # NotFound for an unknown domain
+    q: queue.Queue = queue.Queue()
+    done = object()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    following: set[str] = set()
+
+    def follow(dom_name: str, was_running: bool) -> None:
+        try:
+            dom = conn.lookup_domain(dom_name)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            stream = domain_events(dom, left, seen_start=not was_running)
+            if not was_running:         # started since we looked: say so once, from its state now
+                ref = dom.refresh()
+                if ref.state in ("running", "paused", "pmsuspended"):
+                    for kind, detail in lifecycle_events({"state": ref.state, "reason": ref.reason,
+                                                          "previous": "starting"}):
+                        q.put((dom_name, {"event": "lifecycle", "type": kind, "detail": detail,
+                                          "timestamp": time.time()}))
+            for ev in stream:
+                q.put((dom_name, ev))
+        except VshError:
+            pass                        # it stopped (or its supervisor went) meanwhile
+        finally:
+            q.put((dom_name, done))
+
+    def scan(first: bool) -> None:
+        refs = [conn.store.get(name)] if name is not None else conn.store.refs()
+        for ref in refs:
+            if ref is None or ref.name in following or ref.state not in ACTIVE_STATES:
+                continue
+            following.add(ref.name)
+            starting = ref.state == "starting"
+            threading.Thread(target=follow, args=(ref.name, first or starting), daemon=True).start()
+
+    scan(True)
+    scanned = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now - scanned >= _SCAN:
+            scan(False)
+            scanned = now
+        wait = _SCAN if deadline is None else min(_SCAN, deadline - now)
+        if wait <= 0:
+            return
+        try:
+            dom_name, ev = q.get(timeout=wait)
+        except queue.Empty:
+            continue
+        if ev is done:
+            following.discard(dom_name)
+            continue
+        yield dom_name, ev

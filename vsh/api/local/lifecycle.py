@@ -51,6 +51,11 @@ class LocalConnectionLifecycle(ConnectionLifecycle):
 
         return saveimage.read(path).xml
 
+    def domain_events(self, domain: str | None = None, timeout: float | None = None):
+        from vsh.api.local.events import connection_events
+
+        return connection_events(self, domain, timeout)
+
     def qemu_attach(self, pid: int):
         from vsh.api.local.extras import not_supported
 
