@@ -205,6 +205,10 @@ def test_memtune_blkiotune_numatune_perf_on_a_running_domain(vm):
     assert res.returncode == 1 and "no perf counters" in res.stderr
     vm.vsh("perf", "mo1", "--enable", "cpu_cycles", "--config")
     assert "<event name='cpu_cycles' enabled='yes'/>" in vm.xml("--inactive")
+    # a start refuses what it cannot apply (tests/integration/test_starttune_vm.py): put them back
+    vm.vsh("memtune", "mo1", "--hard-limit", "-1", "--config")
+    vm.vsh("perf", "mo1", "--disable", "cpu_cycles", "--config")
+    assert "hard_limit" not in vm.xml("--inactive") and "enabled='yes'" not in vm.xml("--inactive")
 
 
 def test_dompmwakeup_wakes_a_guest_suspended_to_ram(vm):
@@ -222,6 +226,9 @@ def test_dompmwakeup_wakes_a_guest_suspended_to_ram(vm):
     assert out.startswith("event 'pm-suspend' for domain 'mo1'\n"), out
     assert vm.vsh("dompmwakeup", "mo1").stdout == "Domain 'mo1' successfully woken up\n\n"
     assert _vmguest.poll(lambda: vm.qmp("query-status")["status"] == "running", timeout=60)
+    # the supervisor follows (pmsuspended -> running (wakeup)) once QEMU's WAKEUP event reaches it
+    assert _vmguest.poll(lambda: vm.vsh("domstate", "mo1", "--reason").stdout == "running (wakeup)\n\n",
+                         timeout=30)
 
 
 def test_event_outlives_the_domain_until_interrupted(vm):

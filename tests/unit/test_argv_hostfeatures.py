@@ -76,6 +76,19 @@ def test_numa_cells_become_backends_and_nodes_and_memory_is_their_sum(tmp_path):
     assert out.index("-numa") > out.index("-smp")
 
 
+def test_numatune_policies_go_on_the_backends_as_libvirt_writes_them(tmp_path):
+    # libvirt's qemuxml2argvdata/numatune-memnode: a cell's <memnode>, else the domain's <memory>
+    tune = ("<numatune><memnode cellid='0' mode='preferred' nodeset='3'/><memory mode='strict' nodeset='0-7'/>"
+            "<memnode cellid='2' mode='strict' nodeset='1-2,5-7,^6'/></numatune>")
+    cells = ("<cpu><numa><cell id='0' cpus='0' memory='20' unit='MiB'/><cell id='1' cpus='1' memory='16' unit='MiB'/>"
+             "<cell id='2' cpus='2' memory='16' unit='MiB'/></numa></cpu>")
+    out = argv(tmp_path, extra=tune + cells, vcpu=3)
+    assert values(out, "-object")[:3] == [
+        "memory-backend-ram,id=ram-node0,size=20971520,host-nodes=3,policy=preferred",
+        "memory-backend-ram,id=ram-node1,size=16777216,host-nodes=0-7,policy=bind",
+        "memory-backend-ram,id=ram-node2,size=16777216,host-nodes=1-2,host-nodes=5,host-nodes=7,policy=bind"]
+
+
 def test_numa_memfd_backing(tmp_path):
     out = argv(tmp_path, extra=NUMA.format(16) + "<memoryBacking><source type='memfd'/>"
                                                 "<access mode='shared'/></memoryBacking>", vcpu=4)

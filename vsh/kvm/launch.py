@@ -210,7 +210,8 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
           lifecycle: dict | None = None, transient: bool = False, paused: bool = False,
           timeout: float = 30.0, uuid: str | None = None, first_run: dict | None = None,
           taps: list | None = None, balloon_kib: int | None = None, vcpus_hotplug: int = 0,
-          swtpm: list | None = None, env: dict | None = None, tainted: list | None = None) -> dict:
+          swtpm: list | None = None, env: dict | None = None, tainted: list | None = None,
+          mempolicy: dict | None = None) -> dict:
     """Launch QEMU under a new supervisor; return the state once the guest runs (or is paused).
 
     ``argv`` is QEMU's full command line; its QMP socket must be ``RUNDIR/qmp.sock``
@@ -238,6 +239,8 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
 
     ``env`` is added to QEMU's environment; ``tainted`` names why the domain is tainted
     (libvirt's words, e.g. ``custom-argv``), written to ``qemu.log`` at each start.
+    ``mempolicy`` (``{"mode": strict|preferred|interleave, "nodes": [...]}``) is QEMU's NUMA memory
+    policy, set before it executes (:func:`vsh.kvm.confine.sandbox.spawn`).
     """
     rundir = RunDir(rundir)
     control = os.fsencode(rundir / CONTROL_SOCKET)
@@ -283,6 +286,7 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
             **({"swtpm": list(swtpm)} if swtpm else {}),
             **({"env": {str(k): str(v) for k, v in env.items()}} if env else {}),
             **({"tainted": list(tainted)} if tainted else {}),
+            **({"mempolicy": dict(mempolicy)} if mempolicy else {}),
         })
         return spawn_supervisor(rundir, lock_fd, attach=False, timeout=timeout + SLACK)
     finally:

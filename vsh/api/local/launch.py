@@ -28,8 +28,12 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     from vsh.kvm import client
     from vsh.kvm.argv import custom_commandline, hotplugged_vcpus
 
+    from vsh.api.local.starttune import check_memnodes, memory_policy
+
     rundir = store.runtime_path(dom.name)
     check_cputune(dom)
+    mempolicy = memory_policy(dom)      # refuses the tunables vsh cannot apply, before anything runs
+    check_memnodes(dom)
     live = dom.copy()
     taps = plan_taps(store, live)       # network/bridge NICs: bridge and tap names in the live XML
     prepare_firmware(store, live, reset_nvram)  # firmware='efi': the firmware chosen, the nvram from its template
@@ -44,7 +48,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
         state = client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
                              transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
                              taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node),
-                             swtpm=swtpm_plan(store, live, rundir),
+                             swtpm=swtpm_plan(store, live, rundir), mempolicy=mempolicy,
                              env=custom[1], tainted=["custom-argv"] if any(custom) else None)
     except VshError:
         if created:

@@ -77,6 +77,7 @@ def numa(b: Builder) -> None:
             pairs.append(("share", cell_share))
         if discard is not None:
             pairs.append(("discard-data", discard == "yes"))
+        pairs += _host_policy(b.root, i)
         b.add("-object", opts(backend, *pairs))
         node: list[tuple[str, object]] = [("nodeid", i)]
         node += [("cpus", r) for r in _ranges(cpus)]
@@ -92,6 +93,27 @@ def numa(b: Builder) -> None:
                 raise InvalidArgument("<numa><cell id='%d'><sibling id='%d' value='%d'>: a distance is 10 to "
                                       "the cell itself and 11-255 to the others" % (i, dst, val))
             b.add("-numa", "dist,src=%d,dst=%d,val=%d" % (i, dst, val))
+
+
+#: numatune modes → QEMU memory backend policies ('restrictive' leaves the backend alone)
+POLICIES = {"strict": "bind", "preferred": "preferred", "interleave": "interleave"}
+
+
+def _host_policy(root, cell: int) -> list[tuple[str, object]]:
+    """``host-nodes`` and ``policy`` of guest cell ``cell``'s backend, as libvirt writes them: its
+    ``<numatune><memnode cellid>``, else the domain's ``<numatune><memory>``."""
+    el = root.find("./numatune/memnode[@cellid='%d']" % cell)
+    if el is None:
+        el = root.find("./numatune/memory")
+    if el is None or not el.get("nodeset") or el.get("placement") == "auto":
+        return []
+    mode = el.get("mode") or "strict"
+    if mode not in POLICIES:
+        if mode == "restrictive":
+            return []
+        raise InvalidArgument("<numatune>: unsupported mode '%s' (strict, preferred, interleave, restrictive)" % mode)
+    nodes = parse_cpuset(el.get("nodeset"))
+    return [("host-nodes", r) for r in _ranges(nodes)] + [("policy", POLICIES[mode])]
 
 
 def _ranges(cpus: set[int]) -> list[str]:

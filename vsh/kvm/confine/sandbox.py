@@ -112,10 +112,45 @@ class ConfineError(OSError):
     """The child could not confine itself (before QEMU was executed)."""
 
 
-def spawn(argv: list[str], env: dict, stdin: int, out: int, plan: Plan | None) -> int:
+class MempolicyError(OSError):
+    """The child could not set its NUMA memory policy (before QEMU was executed)."""
+
+
+#: set_mempolicy(2): its number per machine, and the policies of libvirt's numatune modes
+_SET_MEMPOLICY = {"x86_64": 238, "aarch64": 237, "ppc64le": 260, "s390x": 270}
+_MPOL = {"preferred": 1, "strict": 2, "interleave": 3}
+
+
+def mempolicy(policy: dict | None):
+    """A call that sets the NUMA memory ``policy`` (``{"mode", "nodes"}``) of the calling process
+    (made here, run in the child before exec: it is inherited), or None."""
+    if not policy:
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    nodes = [int(n) for n in policy["nodes"]]
+    bits = ctypes.sizeof(ctypes.c_ulong) * 8
+    mask = (ctypes.c_ulong * (max(nodes) // bits + 1))()
+    for n in nodes:
+        mask[n // bits] |= 1 << (n % bits)
+    number = _SET_MEMPOLICY.get(os.uname().machine)
+    mode = _MPOL[policy["mode"]]
+
+    def apply() -> None:
+        if number is None:
+            raise OSError(0, f"set_mempolicy: not known on {os.uname().machine}")
+        if libc.syscall(number, mode, mask, len(mask) * bits + 1) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"set_mempolicy({policy['mode']}, nodes {nodes}): {os.strerror(err)}")
+    return apply
+
+
+def spawn(argv: list[str], env: dict, stdin: int, out: int, plan: Plan | None, mempolicy=None) -> int:
     """Fork and execute ``argv`` (inheritable fds stay open) in its own process group,
-    confined by ``plan`` (None: as we are).  Raises ConfineError if the confinement failed,
-    OSError with the reason if the exec did."""
+    confined by ``plan`` (None: as we are), with the NUMA memory policy ``mempolicy`` sets (a
+    call from :func:`mempolicy`, or None).  Raises ConfineError if the confinement failed,
+    OSError with the reason if the memory policy or the exec did."""
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:        # the child: no Python-level cleanup, ever
@@ -128,6 +163,9 @@ def spawn(argv: list[str], env: dict, stdin: int, out: int, plan: Plan | None) -
             os.dup2(out, 2)
             if plan is not None:
                 enter(plan)
+            if mempolicy is not None:
+                stage = "mempolicy"
+                mempolicy()
             stage = "exec"
             os.execvpe(argv[0], argv, env)
         except BaseException as exc:    # noqa: BLE001 - report anything to the parent
@@ -150,5 +188,6 @@ def spawn(argv: list[str], env: dict, stdin: int, out: int, plan: Plan | None) -
         os.waitpid(pid, 0)
         stage, _, rest = msg.decode(errors="replace").partition(":")
         code, _, text = rest.partition(":")
-        raise (ConfineError if stage == "confine" else OSError)(int(code) if code.isdigit() else 0, text)
+        cls = {"confine": ConfineError, "mempolicy": MempolicyError}.get(stage, OSError)
+        raise cls(int(code) if code.isdigit() else 0, text)
     return pid

@@ -52,7 +52,8 @@ class QemuProcess:
                 plan = confine.prepare(self.rundir, self.argv)     # None unless vsh is root
                 self.argv, tap_fds = taps.open_for_argv(self.argv)
                 env = dict(os.environ, **(self.spec.get("env") or {}))
-                pid = sandbox.spawn(self.argv, env, null_fd, log_fd, plan)
+                pid = sandbox.spawn(self.argv, env, null_fd, log_fd, plan,
+                                    mempolicy=sandbox.mempolicy(self.spec.get("mempolicy")))
             finally:
                 os.close(log_fd)
                 os.close(null_fd)
@@ -67,6 +68,8 @@ class QemuProcess:
                 raise VshError(f"internal error: cannot confine QEMU as user '{confine.QEMU_USER}': {exc.strerror}",
                                "(QEMU runs unprivileged in its own mount namespace when vsh runs as root)",
                                f"command: {shell_join(self.argv)}") from None
+            if isinstance(exc, sandbox.MempolicyError):
+                raise VshError(f"internal error: cannot set QEMU's NUMA memory policy: {exc.strerror}") from None
             raise VshError(f"internal error: cannot execute '{self.argv[0]}': {exc.strerror or exc}",
                            f"command: {shell_join(self.argv)}") from None
         finally:

@@ -1,0 +1,61 @@
+"""What a start does with <numatune>, <memtune>, <blkiotune> and <perf> (vsh/api/local/starttune.py):
+the memory policy is QEMU's (checked in /proc/PID/numa_maps), the rest is refused before QEMU
+starts, with the element named. The guests start paused (nothing needs to boot)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import vmguest
+
+pytestmark = pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86_64")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    m, base, store, env = vmguest.module_store(tmp_path_factory, "starttune")
+    return m, base, store, env
+
+
+def _guest(env, name: str, extra: str) -> vmguest.Guest:
+    m, base, store, e = env
+    xml = vmguest.guest_domain_xml(name, m, "").replace("<vcpu>1</vcpu>", "<vcpu>1</vcpu>\n  " + extra)
+    path = base / f"{name}.xml"
+    path.write_text(xml)
+    g = vmguest.Guest(store, name, e)
+    g.vsh("define", path)
+    return g
+
+
+def test_numatune_strict_binds_qemus_memory(env):
+    g = _guest(env, "nt1", "<numatune><memory mode='strict' nodeset='0'/></numatune>")
+    g.vsh("start", "nt1", "--paused")
+    try:
+        maps = open(f"/proc/{g.state()['qemu_pid']}/numa_maps").read()
+        assert " bind:0 " in maps, maps[:2000]
+        assert g.vsh("numatune", "nt1", "--config").stdout.splitlines()[:2] == \
+            ["numa_mode      : strict", "numa_nodeset   : 0"]
+    finally:
+        g.vsh("destroy", "nt1")
+
+
+def test_a_node_the_host_lacks_and_what_vsh_cannot_apply_are_refused(env):
+    cases = [("nt2", "<numatune><memory mode='strict' nodeset='63'/></numatune>",
+              "NUMA node 63 is unavailable"),
+             ("nt3", "<memtune><hard_limit unit='KiB'>1048576</hard_limit></memtune>",
+              "<memtune> limits need a cgroup of the domain's own"),
+             ("nt4", "<blkiotune><weight>500</weight></blkiotune>", "<blkiotune> limits need a cgroup"),
+             ("nt5", "<numatune><memory mode='restrictive' nodeset='0'/></numatune>",
+              "numatune mode 'restrictive' needs the cpuset cgroup"),
+             ("nt6", "<perf><event name='cpu_cycles' enabled='yes'/></perf>",
+              "perf event 'cpu_cycles': vsh opens no perf counters")]
+    for name, extra, words in cases:
+        g = _guest(env, name, extra)
+        res = g.vsh("start", name, "--paused", check=False)
+        assert res.returncode == 1, (name, res.stdout)
+        assert res.stderr.startswith(f"error: Failed to start domain '{name}'\nerror: unsupported configuration: ")
+        assert words in res.stderr, res.stderr
+        assert g.vsh("domstate", name).stdout.strip() == "shut off"
+        assert not g.rundir.exists() or not (g.rundir / "qmp.sock").exists()
