@@ -243,3 +243,45 @@ def test_concurrent_writers_lose_no_update(store, long_mode):
             store.vsh("undefine", name)
         tried += 1
     report("concurrent writers (field edits, two defines, one name twice)", tried, tried)
+
+
+def test_kill_leaves_the_uuid_index_true(store, long_mode):
+    """kill -9 at a random moment of define, undefine or rename (each under the UUID index):
+    afterwards every domain is found by its UUID, a UUID a config holds is refused to another
+    name, and a UUID no config holds is free (the index never lies, whatever it had to rebuild)."""
+    disk = store.image("ix")
+    xml = store.base / "ix.xml"
+    xml.write_text(domain_xml("ixtime", disk))
+    d = max(duration(store, "define", xml), duration(store, "domrename", "ixtime", "ixtime2"),
+            duration(store, "undefine", "ixtime2"))
+    held: dict[str, str] = {}       # uuid -> the name vsh lists it under (or absent)
+    tried = 0
+    for n in budget(long_mode):
+        action = ("define", "undefine", "domrename")[n % 3] if held else "define"
+        if action == "define":
+            uid, name = str(uuid.uuid4()), f"ix{n}"
+            xml.write_text(domain_xml(name, disk, uid=uid))
+            store.killed(random.uniform(0, d * 1.2), "define", xml)
+        else:
+            uid = random.choice(sorted(held))
+            name = held[uid]
+            args = ("undefine", name) if action == "undefine" else ("domrename", name, f"ix{n}")
+            store.killed(random.uniform(0, d * 1.2), *args)
+        listed = set(store.names())
+        held = {}
+        for each in [name for name in listed if name.startswith("ix")]:
+            held[store.vsh("domuuid", each).stdout.strip()] = each
+        old_new = {name, f"ix{n}"}
+        assert len(listed & old_new) <= 1, listed & old_new        # a rename is whole, or not at all
+        for u, each in held.items():
+            assert store.vsh("domname", u).stdout.strip() == each
+        probe = store.base / "probe.xml"
+        probe.write_text(domain_xml("probe", disk, uid=uid))
+        res = store.vsh("define", probe, check=False)
+        if uid in held:
+            assert res.returncode == 1 and f"is already defined with uuid {uid}" in res.stderr, res
+        else:
+            assert res.returncode == 0, res
+            store.vsh("undefine", "probe")
+        tried += 1
+    report("kill -9 during define / undefine / domrename: the UUID index told the truth", tried, tried)
