@@ -81,6 +81,8 @@ class Uri:
 class DomainRef:
     """A domain found by name, id or UUID."""
 
+    __slots__ = ("name", "persistent", "runtime")
+
     def __init__(self, name: str, persistent: bool, runtime: Runtime | None):
         self.name = name
         self.persistent = persistent
@@ -224,20 +226,22 @@ class Store:
 
     def refs(self) -> list[DomainRef]:
         """Every domain: persistent ones and running transient ones."""
+        quiet, refs = self.refs_split()
+        return refs + [DomainRef(name, True, None) for name in quiet]
+
+    def refs_split(self) -> tuple[list[str], list[DomainRef]]:
+        """:meth:`refs` as (the names of persistent domains with no runtime directory, the refs
+        of the others): a listing of 10,000 defined domains needs no object for most of them."""
         persistent = set(self.persistent_names())
-        out = []
-        seen = set()
+        refs = []
         for name in self.runtime_names():
             rt = self.runtime(name)
             if name in persistent:
-                out.append(DomainRef(name, True, rt))
-                seen.add(name)
+                refs.append(DomainRef(name, True, rt))
+                persistent.discard(name)
             elif rt is not None and rt.active:
-                out.append(DomainRef(name, False, rt))
-                seen.add(name)
-        for name in persistent - seen:
-            out.append(DomainRef(name, True, None))
-        return out
+                refs.append(DomainRef(name, False, rt))
+        return list(persistent), refs
 
     def find(self, ident: str) -> DomainRef | None:
         if ident is None or ident == "":
