@@ -361,7 +361,7 @@ class Store:
         dom.fill_defaults()
         dom.validate()
         name = dom.name
-        self.config_path(name)
+        check_store_name(name)
         with self.lock(name), self.uuid_index:
             existing = self.find(name)
             uuid_owner = self._uuid_owner(dom.uuid)
