@@ -235,3 +235,31 @@ def test_rename_killed_is_finished(store, dom, vsh_env, step):
     assert store.autostart("after") and not store.autostart("before")
     assert links(store) == configs(store) == {u: "after"}
     assert not os.path.exists(os.path.join(store.uuid_index.root, "renaming"))
+
+
+def test_threads_sharing_one_store(store, dom):
+    """The web console's pool shares one Store: defines from several threads at once, two of
+    them with one UUID, leave the index equal to the configs and one UUID with one domain."""
+    import threading
+
+    from vsh.core.errors import XMLError
+
+    u = new_uuid()
+    errors, done = [], []
+
+    def work(i):
+        try:
+            store.define(dom(f"t{i}", u if i < 2 else None))
+            done.append(i)
+        except XMLError as err:
+            errors.append(str(err))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(errors) == 1 and "is already defined with uuid" in errors[0], errors
+    assert len(done) == 7
+    assert links(store) == configs(store) and len(configs(store)) == 7
+    assert store.uuid_index.fresh()

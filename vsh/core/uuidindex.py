@@ -75,20 +75,33 @@ class UuidIndex:
     (re-entrant within this object), after which the index is fresh."""
 
     def __init__(self, store):
+        import threading
+
         self.store = store
         self.root = os.path.join(store._config, INDEX_DIR)
         self.links = os.path.join(self.root, LINKS)
+        self._mutex = threading.RLock()     # one Store may serve threads (the web console's pool)
+        self._holder: int | None = None     # the thread that holds the index
         self._held = 0
         self._lock: Lock | None = None
         self._begun = False
 
+    def _mine(self) -> bool:
+        import threading
+
+        return self._holder == threading.get_ident()
+
     # -- the lock and the stamp -----------------------------------------------------------
     def __enter__(self) -> "UuidIndex":
+        import threading
+
+        self._mutex.acquire()
         if self._held == 0:
-            lock = Lock(os.path.join(self.root, "lock"), 30.0, "the domain index is locked by another vsh process")
-            lock.__enter__()
-            self._lock = lock
             try:
+                lock = Lock(os.path.join(self.root, "lock"), 30.0, "the domain index is locked by another vsh process")
+                lock.__enter__()
+                self._lock = lock
+                self._holder = threading.get_ident()
                 if not self.fresh():
                     self.rebuild()
             except BaseException:
@@ -100,6 +113,7 @@ class UuidIndex:
     def __exit__(self, exc_type, exc, tb) -> None:
         self._held -= 1
         if self._held:
+            self._mutex.release()
             return
         try:
             if self._begun and exc_type is None:
@@ -114,9 +128,13 @@ class UuidIndex:
 
     def _release(self) -> None:
         self._begun = False
-        if self._lock is not None:
-            self._lock.__exit__(None, None, None)
-            self._lock = None
+        self._holder = None
+        try:
+            if self._lock is not None:
+                self._lock.__exit__(None, None, None)
+                self._lock = None
+        finally:
+            self._mutex.release()
 
     def _identity(self) -> str | None:
         links, domains = _dir_identity(self.links), _dir_identity(self.store._domains)
@@ -135,7 +153,7 @@ class UuidIndex:
     def begin(self) -> None:
         """About to change configs or links (index lock held): until this writer is done, nobody
         trusts the index (``.busy`` is there; a crash from here on means a rebuild)."""
-        if self._lock is None:
+        if not self._mine():
             raise RuntimeError("UuidIndex.begin without the index lock")
         if not self._begun:
             os.close(os.open(os.path.join(self.root, BUSY), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
@@ -164,7 +182,7 @@ class UuidIndex:
         is read instead."""
         if not uuid or not os.path.isdir(self.store._domains):
             return None
-        if not self._held and not self.fresh():
+        if not self._mine() and not self.fresh():
             from vsh.core.errors import VshError
 
             try:
