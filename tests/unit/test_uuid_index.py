@@ -263,3 +263,15 @@ def test_threads_sharing_one_store(store, dom):
     assert len(done) == 7
     assert links(store) == configs(store) and len(configs(store)) == 7
     assert store.uuid_index.fresh()
+
+
+def test_a_legacy_malformed_uuid_is_indexed_too(store, dom, vsh_env):
+    """A config written before define checked UUIDs may hold anything there (long, with '/'):
+    the rebuild still links it."""
+    weird = "not/a-uuid " + "z" * 300
+    store.define(dom("old"))
+    text = (vsh_env.domains / "old.xml").read_text()
+    (vsh_env.tmp / "old.xml").write_text(text.replace(store.config_uuid("old"), weird))
+    os.replace(vsh_env.tmp / "old.xml", vsh_env.domains / "old.xml")     # as an editor saves it
+    assert store.uuid_index.owner(weird) == "old"
+    assert links(store) and list(links(store).values()) == ["old"]

@@ -52,11 +52,13 @@ def uuid_key(uuid: str | None) -> str:
 
 def link_name(uuid: str) -> str:
     """The file name of a UUID's link: the UUID in libvirt's spelling, or for a malformed legacy
-    value (which may hold any character) ``x`` and its UTF-8 bytes in hex."""
+    value (which may hold any character, and be of any length) ``x`` and its SHA-256."""
     key = uuid_key(uuid)
     if len(key) == 36 and all(c in "0123456789abcdef-" for c in key):
         return key
-    return "x" + key.encode("utf-8").hex()
+    import hashlib
+
+    return "x" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _dir_identity(path: str) -> str | None:
