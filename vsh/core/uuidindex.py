@@ -77,25 +77,25 @@ class UuidIndex:
     (re-entrant within this object), after which the index is fresh."""
 
     def __init__(self, store):
-        import threading
+        import _thread      # threading's own base: no import cost for a single-shot define
 
         self.store = store
         self.root = os.path.join(store._config, INDEX_DIR)
         self.links = os.path.join(self.root, LINKS)
-        self._mutex = threading.RLock()     # one Store may serve threads (the web console's pool)
+        self._mutex = _thread.RLock()     # one Store may serve threads (the web console's pool)
         self._holder: int | None = None     # the thread that holds the index
         self._held = 0
         self._lock: Lock | None = None
         self._begun = False
 
     def _mine(self) -> bool:
-        import threading
+        import _thread
 
-        return self._holder == threading.get_ident()
+        return self._holder == _thread.get_ident()
 
     # -- the lock and the stamp -----------------------------------------------------------
     def __enter__(self) -> "UuidIndex":
-        import threading
+        import _thread
 
         self._mutex.acquire()
         if self._held == 0:
@@ -103,7 +103,7 @@ class UuidIndex:
                 lock = Lock(os.path.join(self.root, "lock"), 30.0, "the domain index is locked by another vsh process")
                 lock.__enter__()
                 self._lock = lock
-                self._holder = threading.get_ident()
+                self._holder = _thread.get_ident()
                 if not self.fresh():
                     self.rebuild()
             except BaseException:
