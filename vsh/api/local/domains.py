@@ -176,12 +176,11 @@ class LocalConnectionDomains(ConnectionDomains):
                      snapshot=None, details=False) -> list[dict]:
         store = self.store
         quiet, refs = store.refs_split()
-        # a defined domain with no runtime directory is shut off, persistent, has no id: when the
-        # state filters let such domains through, only their names are kept (10,000 of them
-        # cost a few ms; an object and a dict each cost ten times that)
-        plain = (active is not True and persistent is not False and autostart is None and managed_save is None
-                 and snapshot is None and (states is None or "shutoff" in states))
-        if not plain:
+        # a defined domain with no runtime directory is shut off, persistent, has no id: only its
+        # name is kept (10,000 of them cost a few ms; an object and a dict each, ten times that)
+        if active is True or persistent is False or (states is not None and "shutoff" not in states):
+            quiet = []          # none of them passes
+        elif autostart is not None or managed_save is not None or snapshot is not None:
             refs += [DomainRef(name, True, None) for name in quiet]
             quiet = []
         chosen = [ref for ref in refs if _passes(store, watched(store, ref), active, persistent, states,
