@@ -1,6 +1,7 @@
 """The embedded store: persistent configs, data and runtime state of one connection.
 
-Layout (DESIGN.md): persistent domain configs in ``<config>/domains/NAME.xml``,
+Layout (DESIGN.md): persistent domain configs in ``<config>/domains/NAME.xml``, which
+domain holds which UUID in ``<config>/.index/`` (:mod:`vsh.core.uuidindex`, docs/store.md),
 autostart marks in ``<config>/autostart/NAME``, images and pools under
 ``<data>``, and one runtime directory per running domain in
 ``<runtime>/NAME/`` (state.json, sockets, logs, live.xml) written by the
