@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import DOMAIN_XML, VSH, report, store_env, timed
+from bench import DOMAIN_XML, VSH, paired, ratio, report, store_env, timed
 from bench_start import fmt_ms, kill_pid, log, med, run_cmd, test_guest, vm_rss_kib
 
 DOMAINS = int(os.environ.get("VSH_BENCH_SCALE_DOMAINS", "10000"))
@@ -84,6 +84,44 @@ def many_domains(tmp: Path) -> None:
     report(f"UUID index rebuilt from {DOMAINS} configs (once, after a crash)",
            fmt_ms(run_cmd([VSH, "dominfo", uuid], env=env, check=True)[1]))
     report(f"store size with {DOMAINS + 7} domains", f"{du_kib(tmp / 'store') / 1024:.1f} MiB on disk")
+    libvirtd_peer(tmp, env)
+
+
+def libvirtd_peer(tmp: Path, env: dict) -> None:
+    """The same store in a private libvirtd (scripts/libvirt-peer, root only): its define of the
+    DOMAINS configs, then list --all and one more define, vsh and virsh alternately."""
+    import bench_start
+
+    virsh = shutil.which("virsh")
+    if os.geteuid() != 0 or virsh is None or not bench_start.ensure_libvirt():
+        log("no libvirtd peer (needs root and libvirt): no virsh figures at this scale")
+        return
+    peer = bench_start.LibvirtPeer(tmp / "peer")
+    if not peer.start():
+        return
+    try:
+        uri = peer.uri
+        paths = [tmp / "xml" / f"d{i}.xml" for i in range(DOMAINS)]
+        t0 = time.perf_counter()
+        for at in range(0, DOMAINS, 500):       # virsh runs ';'-separated commands in one connection
+            script = "; ".join(f"define {p}" for p in paths[at:at + 500])
+            subprocess.run([virsh, "-q", "-c", uri, script], check=True, stdout=subprocess.DEVNULL, timeout=1800)
+        report(f"libvirtd: define {DOMAINS} (virsh, 500 a connection)", f"{time.perf_counter() - t0:.1f} s")
+        v, p = paired({"argv": [VSH, "list", "--all"], "env": env}, {"argv": [virsh, "-c", uri, "list", "--all"]},
+                      runs=5, warmup=1)
+        report(f"list --all with {DOMAINS}: vsh store vs virsh on libvirtd",
+               f"vsh {v * 1e3:.0f} ms, virsh {p * 1e3:.0f} ms ({ratio(v, p)})")
+        ours, theirs = [], []
+        for i in range(5):
+            ours.append(define_one(env, tmp, f"more{i}"))
+            path = tmp / "xml" / f"lv{i}.xml"
+            path.write_text(DOMAIN_XML.format(name=f"lv{i}"))
+            theirs.append(run_cmd([virsh, "-c", uri, "define", str(path)], check=True)[1])
+        v, p = med(ours), med(theirs)
+        report(f"define one more with {DOMAINS}: vsh vs virsh on libvirtd",
+               f"vsh {v * 1e3:.0f} ms, virsh {p * 1e3:.0f} ms ({ratio(v, p)})")
+    finally:
+        peer.stop()
 
 
 def tiny_xml(name: str, g: dict) -> str:
