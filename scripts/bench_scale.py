@@ -2,7 +2,8 @@
 
 * 10,000 defined domains: the time to define them (one batch), ``list --all``, one more
   ``define`` (beside the same define into an empty store), a lookup by UUID, the UUID
-  index's rebuild, and the store's size on disk;
+  index's rebuild, and the store's size on disk; as root, the same configs in a private
+  libvirtd (scripts/libvirt-peer): ``list --all`` and one more ``define``, vsh against virsh;
 * 40 tiny guests (microvm, 64 MiB, TCG) supervised at once: start time, the RSS of each
   supervisor and of all of them, QEMU's RSS; domstate / suspend / resume / destroy under that
   load; then kill -9 of 10 random supervisors and 10 random QEMUs, and how many domains
