@@ -147,6 +147,9 @@ def tree(path: Path) -> dict:
             out[os.path.relpath(os.path.join(dirpath, d), path) + "/"] = None
         for f in filenames:
             full = os.path.join(dirpath, f)
+            if os.path.islink(full):        # the UUID index's links name a domain, not a file
+                out[os.path.relpath(full, path)] = "-> " + os.readlink(full)
+                continue
             with open(full, "rb") as fh:
                 out[os.path.relpath(full, path)] = hashlib.sha256(fh.read()).hexdigest()
     return out

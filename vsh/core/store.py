@@ -1,6 +1,7 @@
 """The embedded store: persistent configs, data and runtime state of one connection.
 
-Layout (DESIGN.md): persistent domain configs in ``<config>/domains/NAME.xml``,
+Layout (DESIGN.md): persistent domain configs in ``<config>/domains/NAME.xml``, which
+domain holds which UUID in ``<config>/.index/`` (:mod:`vsh.core.uuidindex`, docs/store.md),
 autostart marks in ``<config>/autostart/NAME``, images and pools under
 ``<data>``, and one runtime directory per running domain in
 ``<runtime>/NAME/`` (state.json, sockets, logs, live.xml) written by the
@@ -20,6 +21,9 @@ from __future__ import annotations
 import os
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError, XMLError
+# the file primitives have their own home; these names stay importable from here
+from vsh.core.files import (TMP_PREFIX, Lock, atomic_write, ensure_private_dir, fsync_dir,  # noqa: F401
+                            remove_file, remove_stale_tmp)
 # the runtime state has its own home; these names stay importable from here
 from vsh.core.runtime import ACTIVE_STATES, Runtime, boot_id, pid_alive, read_runtime  # noqa: F401
 
@@ -75,114 +79,10 @@ class Uri:
         return cls(text=text, kind=path, root=root)
 
 
-def ensure_private_dir(path):
-    """Create a directory 0700 (and its parents); refuse one owned by someone else.
-
-    A symbolic link there counts as someone else's unless this user owns the link
-    too (another user's link in /tmp could point vsh anywhere, and swap its target).
-    Takes and returns a str or a Path.
-    """
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise VshError(f"cannot create directory '{path}': {exc.strerror}") from None
-    link = os.lstat(path)
-    if link.st_uid != os.geteuid():
-        raise VshError(f"{'symbolic link' if os.path.islink(path) else 'directory'} '{path}' belongs "
-                       f"to another user (uid {link.st_uid})")
-    st = os.stat(path)
-    if st.st_uid != os.geteuid():
-        raise VshError(f"directory '{path}' belongs to another user (uid {st.st_uid})")
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
-    return path
-
-
-TMP_PREFIX = ".tmp-"  # atomic_write's temporary files: .tmp-PID-RANDOM
-
-
-def atomic_write(path, data: bytes | str, mode: int = 0o600, durable: bool = True) -> None:
-    """Write a file so that readers see the old or the new content, never a mix (str or Path).
-
-    ``durable`` also fsyncs the file and its directory (what must survive a power loss; a
-    killed writer never loses a renamed file either way). Temporary files that a killed
-    writer left in the directory are removed afterwards (:func:`remove_stale_tmp`).
-    """
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    directory = os.path.dirname(os.fspath(path)) or "."
-    # a short hidden temp name: listings skip it, and it fits however long the final name is
-    tmp = os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        if durable:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        remove_file(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        remove_file(tmp)
-        raise
-    if durable:
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    remove_stale_tmp(directory)
-
-
-def remove_stale_tmp(directory) -> int:
-    """Remove the ``.tmp-PID-*`` files of writers that died before their rename (PID no longer
-    runs); a live writer's (this process's included) are left alone. Returns how many went."""
-    me = os.getpid()
-    try:
-        with os.scandir(directory) as entries:
-            names = [e.name for e in entries if e.name.startswith(TMP_PREFIX)]
-    except OSError:
-        return 0
-    removed = 0
-    for name in names:
-        pid = name[len(TMP_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == me or pid_alive(int(pid)):
-            continue
-        removed += remove_file(os.path.join(directory, name))
-    return removed
-
-
-def remove_file(path) -> bool:
-    """Remove a file if it is there; True when it was."""
-    try:
-        os.unlink(path)
-        return True
-    except OSError:
-        return False
-
-
-def fsync_dir(path) -> None:
-    """Make a rename or unlink in ``path`` durable (best effort: errors are ignored)."""
-    try:
-        fd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class DomainRef:
     """A domain found by name, id or UUID."""
+
+    __slots__ = ("name", "persistent", "runtime")
 
     def __init__(self, name: str, persistent: bool, runtime: Runtime | None):
         self.name = name
@@ -214,14 +114,6 @@ class DomainRef:
 # The longest suffix the store adds to a domain name on disk is ".lock"; a file name
 # may have at most 255 bytes.
 MAX_STORED_NAME = 255 - len(".lock")
-
-
-def _uuid_key(uuid: str | None) -> str:
-    """A UUID to compare with another: libvirt's spelling (stores written before define normalised
-    UUIDs may hold other spellings of the same one)."""
-    from vsh.core.names import is_uuid, normal_uuid
-
-    return normal_uuid(uuid) if uuid and is_uuid(uuid) else (uuid or "").lower()
 
 
 def check_store_name(name: str) -> None:
@@ -335,20 +227,22 @@ class Store:
 
     def refs(self) -> list[DomainRef]:
         """Every domain: persistent ones and running transient ones."""
+        quiet, refs = self.refs_split()
+        return refs + [DomainRef(name, True, None) for name in quiet]
+
+    def refs_split(self) -> tuple[list[str], list[DomainRef]]:
+        """:meth:`refs` as (the names of persistent domains with no runtime directory, the refs
+        of the others): a listing of 10,000 defined domains needs no object for most of them."""
         persistent = set(self.persistent_names())
-        out = []
-        seen = set()
+        refs = []
         for name in self.runtime_names():
             rt = self.runtime(name)
             if name in persistent:
-                out.append(DomainRef(name, True, rt))
-                seen.add(name)
+                refs.append(DomainRef(name, True, rt))
+                persistent.discard(name)
             elif rt is not None and rt.active:
-                out.append(DomainRef(name, False, rt))
-                seen.add(name)
-        for name in persistent - seen:
-            out.append(DomainRef(name, True, None))
-        return out
+                refs.append(DomainRef(name, False, rt))
+        return list(persistent), refs
 
     def find(self, ident: str) -> DomainRef | None:
         if ident is None or ident == "":
@@ -364,17 +258,12 @@ class Store:
             for ref in self.refs():
                 if ref.active and ref.id == wanted:
                     return ref
-        from vsh.core.names import is_uuid, is_uuid_arg, normal_uuid    # after the name: a lookup by name imports less
+        from vsh.core.names import is_uuid_arg    # after the name: a lookup by name imports less
 
         if is_uuid_arg(ident):
-            wanted_uuid = normal_uuid(ident)
-            for ref in self.refs():
-                try:
-                    uuid = self.facts(ref)["uuid"]
-                except VshError:
-                    continue
-                if is_uuid(uuid) and normal_uuid(uuid) == wanted_uuid:
-                    return ref
+            owner = self._uuid_owner(ident)
+            if owner is not None:
+                return self.find(owner)
         return None
 
     def get(self, ident: str) -> DomainRef:
@@ -448,65 +337,97 @@ class Store:
         return facts
 
     # -- changing configs ---------------------------------------------------------------
+    @property
+    def uuid_index(self):
+        """The UUID index (:mod:`vsh.core.uuidindex`); ``with store.uuid_index:`` holds its lock."""
+        if "_uuid_index" not in self.__dict__:
+            from vsh.core.uuidindex import UuidIndex
+
+            self._uuid_index = UuidIndex(self)
+        return self._uuid_index
+
     def write_config(self, dom) -> None:
+        """Store ``dom`` as its name's config (atomically), its UUID in the index first."""
         ensure_private_dir(self._config)
         ensure_private_dir(self._domains)
-        atomic_write(os.path.join(self._domains, f"{dom.name}.xml"), dom.to_xml(inactive=True))
+        with self.uuid_index as index:
+            index.link(dom.uuid, dom.name)
+            index.begin()
+            atomic_write(os.path.join(self._domains, f"{dom.name}.xml"), dom.to_xml(inactive=True), sweep=False)
 
     def define(self, dom) -> bool:
         """Validate and store a persistent definition; True when it is new."""
+        from vsh.core.uuidindex import uuid_key
+
         dom.fill_defaults()
         dom.validate()
         name = dom.name
-        self.config_path(name)
-        with self.lock(name):
+        check_store_name(name)
+        with self.lock(name), self.uuid_index:
             existing = self.find(name)
             uuid_owner = self._uuid_owner(dom.uuid)
             if uuid_owner is not None and uuid_owner != name:
                 raise XMLError(f"domain '{uuid_owner}' is already defined with uuid {dom.uuid}")
             if existing is not None:
                 old = self.load(existing, inactive=True)
-                if _uuid_key(old.uuid) != _uuid_key(dom.uuid):
+                if uuid_key(old.uuid) != uuid_key(dom.uuid):
                     raise XMLError(f"domain '{name}' already exists with uuid {old.uuid}")
             self.write_config(dom)
             return existing is None or not existing.persistent
 
     def _uuid_owner(self, uuid: str | None) -> str | None:
-        if not uuid:
-            return None
-        wanted = _uuid_key(uuid)
-        for ref in self.refs():
+        """The domain that holds ``uuid``: a persistent one (the UUID index), else a running
+        transient one (read from its live XML: there are few, each has a QEMU)."""
+        owner = self.uuid_index.owner(uuid)
+        if owner is not None or not uuid:
+            return owner
+        from vsh.core.uuidindex import uuid_key
+
+        wanted = uuid_key(uuid)
+        for name in self.runtime_names():
+            if os.path.exists(os.path.join(self._domains, f"{name}.xml")):
+                continue
+            ref = DomainRef(name, False, self.runtime(name))
             try:
-                other = self.facts(ref, inactive=True)["uuid"]
+                if ref.active and uuid_key(self.facts(ref)["uuid"]) == wanted:
+                    return name
             except VshError:
                 continue
-            if _uuid_key(other) == wanted:
-                return ref.name
         return None
+
+    def config_uuid(self, name: str) -> str | None:
+        """The UUID in ``name``'s persistent config (None when it has none or cannot be read)."""
+        try:
+            return self.facts(DomainRef(name, True, None), inactive=True)["uuid"]
+        except (VshError, OSError):
+            return None
 
     def undefine(self, ref: DomainRef) -> None:
         if not ref.persistent:
             raise OperationInvalid(f"Requested operation is not valid: cannot undefine transient domain")
-        with self.lock(ref.name):
+        with self.lock(ref.name), self.uuid_index as index:
+            uuid = self.config_uuid(ref.name)
+            index.begin()
             remove_file(os.path.join(self._domains, f"{ref.name}.xml"))
             remove_file(os.path.join(self._autostart, ref.name))
             self._fsync_dir(self._domains)
+            index.unlink(uuid, ref.name)
 
     def rename(self, ref: DomainRef, new_name: str) -> None:
         check_store_name(new_name)
         if ref.active:
             raise OperationInvalid("Requested operation is not valid: cannot rename active domain")
+        taken = OperationInvalid(f"Requested operation is not valid: domain with name '{new_name}' already exists")
         if self.find(new_name) is not None:
-            raise OperationInvalid(f"Requested operation is not valid: domain with name '{new_name}' already exists")
-        with self.lock(ref.name), self.lock(new_name):
+            raise taken
+        with self.lock(ref.name), self.lock(new_name), self.uuid_index as index:
+            if self.find(new_name) is not None:     # defined while this waited for the locks
+                raise taken
             dom = self.load(ref, inactive=True)
             dom.name = new_name
+            index.renaming(ref.name, new_name)
             self.write_config(dom)
-            os.unlink(os.path.join(self._domains, f"{ref.name}.xml"))
-            if self.autostart(ref.name):
-                self.set_autostart(ref.name, False)
-                self.set_autostart(new_name, True)
-            self._fsync_dir(self._domains)
+            index.finish_rename(ref.name, new_name)
 
     @staticmethod
     def _fsync_dir(path) -> None:
@@ -544,50 +465,3 @@ class Store:
             return value
         finally:
             os.close(fd)
-
-
-class Lock:
-    """An exclusive flock on a file, as a context manager: vsh's one lock.
-
-    ``with Lock(path, timeout, busy):`` makes the file's directory (and that
-    directory's parent) private first, waits at most ``timeout`` seconds, then
-    fails with ``BUSY (waited N s)``. Closing the descriptor releases the lock.
-    """
-
-    def __init__(self, path: str, timeout: float, busy: str):
-        self.path = path
-        self.timeout = timeout
-        self.busy = busy
-        self.fd: int | None = None
-
-    def __enter__(self) -> "Lock":
-        import fcntl
-        import time
-
-        directory = os.path.dirname(self.path)
-        ensure_private_dir(os.path.dirname(directory))
-        ensure_private_dir(directory)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            deadline = time.monotonic() + self.timeout
-            delay = 0.005
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise OperationInvalid(f"{self.busy} (waited {self.timeout:.0f} s)") from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.1)
-        except BaseException:
-            os.close(fd)
-            raise
-        self.fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor releases the flock
-            self.fd = None
-

@@ -6,15 +6,13 @@ from __future__ import annotations
 from vsh.core.domain.devices import default_bus
 from vsh.core.domain.implicit import disk_index
 from vsh.core.errors import InvalidArgument, XMLError
-from vsh.core.names import control_message, has_control, is_mac, is_uuid, normal_uuid, random_mac
+from vsh.core.names import control_message, has_control, is_mac, is_uuid, normal_uuid, random_mac, random_uuid
 
 
 def fill_defaults(dom, default_devices: bool = True) -> None:
     """What libvirt adds on define: uuid, KiB units, currentMemory, placement, actions, MACs."""
     if not dom.uuid:
-        import uuid as _uuid
-
-        dom.uuid = str(_uuid.uuid4())
+        dom.uuid = random_uuid()
     elif is_uuid(dom.uuid):  # libvirt keeps the 16 bytes it parsed and writes them back its own way
         dom.uuid = normal_uuid(dom.uuid)
     for prop in ("memory", "current_memory", "max_memory"):

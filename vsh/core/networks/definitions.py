@@ -205,10 +205,10 @@ class Networks(DefinitionDir):
         """What libvirt adds to a new definition: a UUID, a bridge name and a bridge MAC."""
         root = net.root
         if net.uuid is None:
-            import uuid
+            from vsh.core.names import random_uuid
 
             insert_element(root, new_element("uuid"))
-            root.find("uuid").text = str(uuid.uuid4())
+            root.find("uuid").text = random_uuid()
         if not net.creates_bridge:
             return
         br = root.find("bridge")

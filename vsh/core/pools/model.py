@@ -50,9 +50,9 @@ def valid_name(check, name) -> bool:
 
 
 def new_uuid() -> str:
-    import uuid
+    from vsh.core.names import random_uuid
 
-    return str(uuid.uuid4())
+    return random_uuid()
 
 
 # -- pools -----------------------------------------------------------------------------------------
