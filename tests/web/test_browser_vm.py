@@ -48,7 +48,9 @@ def web(setup, request):
     srv, br, guest, m, base = setup
     request.node.vsh_browser = br
     request.node.vsh_tmp = base
-    return setup
+    since = len(br.console)
+    yield setup
+    assert br.csp_violations(since) == [], "the page broke its Content-Security-Policy"
 
 
 def row(page):

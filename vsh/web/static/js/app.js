@@ -1,5 +1,5 @@
 // The page: a router over location.hash, the live connection, and the VM list.
-import {act, api, clear, dom, h, kib, notice, wsUrl} from "./util.js";
+import {act, api, clear, dom, h, kib, leaveNotice, notice, wsUrl} from "./util.js";
 
 const main = document.getElementById("main");
 const listeners = new Set();        // pages that want live messages
@@ -149,7 +149,7 @@ let leave = null;
 async function route() {
     if (leave) leave();
     leave = null;
-    notice("");
+    leaveNotice();
     const hash = location.hash || "#/";
     const parts = hash.slice(2).split("/").map(decodeURIComponent);
     for (const a of document.querySelectorAll("nav a")) a.classList.toggle("current", a.getAttribute("href") === "#/" + parts[0]);
