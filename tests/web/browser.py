@@ -19,6 +19,13 @@ def available() -> str | None:
     return None
 
 
+# what chromium's own console message leaves out: the element and the script that broke the policy
+REPORT_VIOLATIONS = """document.addEventListener("securitypolicyviolation", (e) => console.error(
+    "Content Security Policy violation:", e.violatedDirective, JSON.stringify(e.sample),
+    e.target && e.target.outerHTML ? e.target.outerHTML.slice(0, 200) : String(e.target),
+    e.sourceFile + ":" + e.lineNumber + ":" + e.columnNumber));"""
+
+
 class Browser:
     """One headless chromium and one page; close() leaves no process behind."""
 
@@ -29,6 +36,7 @@ class Browser:
         args = ["--no-sandbox"] if os.geteuid() == 0 else []
         self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         self.context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        self.context.add_init_script(REPORT_VIOLATIONS)
         self.console: list[str] = []
         self.dialogs: list[str] = []
         self.page = self.new_page()

@@ -62,7 +62,7 @@ def open_web(request, vsh_env, tmp_path):
             assert thing.stop() == 0
         else:
             thing.close()
-    assert violations == [], "the page broke its Content-Security-Policy"
+    assert not violations, "the page broke its Content-Security-Policy:\n" + "\n".join(violations)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -51,7 +51,8 @@ def web(setup, request):
     request.node.vsh_tmp = base
     since = len(br.console)
     yield setup
-    assert br.csp_violations(since) == [], "the page broke its Content-Security-Policy"
+    violations = br.csp_violations(since)
+    assert not violations, "the page broke its Content-Security-Policy:\n" + "\n".join(violations)
 
 
 def row(page):

@@ -87,6 +87,15 @@ def test_resize_a_disk_over_http(server, vsh_env, tmp_path):
     assert status == 400 and "malformed" in answer["error"]
 
 
+def test_the_xml_editors_check_uses_the_define_parser(server):
+    assert post(server, "/api/xml/check", {"xml": "<domain><name>x</name></domain>"}) == \
+        (200, {"problem": "", "root": "domain"})
+    status, got = post(server, "/api/xml/check", {"xml": "<domain><name>x</broken>"})
+    assert status == 200 and got["problem"].startswith("XML error: (domain_definition):1:")
+    status, got = post(server, "/api/xml/check", {"xml": "<!DOCTYPE d [<!ENTITY e 'x'>]><domain/>"})
+    assert "DTDs and entity declarations are not allowed" in got["problem"]
+
+
 BROWSER_SCRIPT = """#!/bin/sh
 # a stand-in for the user's browser: note the arguments, stay open until the test is done
 printf '%s\\n' "$@" > "{out}.tmp" && mv "{out}.tmp" "{out}"
