@@ -24,6 +24,18 @@ def conn(vsh_env):
     return api.connect(vsh_env.uri)
 
 
+def vm_with_disk(open_web, vsh_env, name: str, image, fmt: str, tab: str):
+    """Define ``name`` with ``image`` as its vda, open a browser on the VM page's ``tab``: the browser."""
+    conn(vsh_env).define_xml(DOMAIN.format(name=name, devices=(
+        f"<disk type='file' device='disk'><driver name='qemu' type='{fmt}'/><source file='{image}'/>"
+        f"<target dev='vda' bus='virtio'/></disk>")))
+    srv, br = open_web()
+    page = br.page
+    page.goto(srv.url)
+    page.goto(f"{srv.origin}/#/vm/{name}/{tab}")
+    return br
+
+
 def test_networks_and_pools(open_web, vsh_env, tmp_path):
     c = conn(vsh_env)
     c.networks.define_xml(NETWORK)
@@ -49,16 +61,22 @@ def test_networks_and_pools(open_web, vsh_env, tmp_path):
     expect(page.locator("#pool-rows tr[data-name='images']")).to_contain_text("inactive")
 
 
-def test_create_a_vm_from_the_form(open_web, vsh_env, tmp_path):
-    disk = tmp_path / "root.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
+def create_form(open_web, name: str, disk):
+    """The Create VM form in a new browser, filled with a name, 128 MiB and an existing disk."""
     srv, br = open_web()
     page = br.page
     page.goto(srv.url)
     page.click("#nav-create")
-    page.fill("#c-name", "made")
+    page.fill("#c-name", name)
     page.fill("#c-memory", "128")
     page.fill("#c-disk", f"path={disk}")
+    return page
+
+
+def test_create_a_vm_from_the_form(open_web, vsh_env, tmp_path):
+    disk = tmp_path / "root.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
+    page = create_form(open_web, "made", disk)
     page.check("#c-import")
     page.click("#c-plan")
     expect(page.locator("#create-output")).to_contain_text("<name>made</name>")
@@ -101,13 +119,8 @@ def test_the_guest_disk_browser_shows_files_as_text(open_web, vsh_env, tmp_path)
     (tree / HOSTILE_FILE).write_text(HOSTILE_TEXT)
     image = tmp_path / "fs.img"
     subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(tree), str(image), "8M"], check=True)
-    conn(vsh_env).define_xml(DOMAIN.format(name="files1", devices=(
-        f"<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{image}'/>"
-        f"<target dev='vda' bus='virtio'/></disk>")))
-    srv, br = open_web()
+    br = vm_with_disk(open_web, vsh_env, "files1", image, "raw", "files")
     page = br.page
-    page.goto(srv.url)
-    page.goto(f"{srv.origin}/#/vm/files1/files")
     expect(page.locator("#guest-fs")).to_contain_text("ext4", timeout=30000)
     page.click("#guest-files tr[data-file='etc'] a.dir")
     expect(page.locator("#guest-path")).to_have_text("/etc")
@@ -164,13 +177,7 @@ def virtual_size(path) -> int:
 def test_resize_a_disk_of_a_shut_off_vm(open_web, vsh_env, tmp_path):
     disk = tmp_path / "grow.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
-    conn(vsh_env).define_xml(DOMAIN.format(name="grow1", devices=(
-        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>"
-        f"<target dev='vda' bus='virtio'/></disk>")))
-    srv, br = open_web()
-    page = br.page
-    page.goto(srv.url)
-    page.goto(f"{srv.origin}/#/vm/grow1/devices")
+    page = vm_with_disk(open_web, vsh_env, "grow1", disk, "qcow2", "devices").page
     disk_row = page.locator("#disk-rows tr[data-target='vda']")
     expect(disk_row.locator("td.capacity")).to_have_text("16 MiB")
     disk_row.locator("input.resize-size").fill("40M")
@@ -204,13 +211,7 @@ def test_create_a_vm_with_cloud_init_from_the_form(open_web, vsh_env, tmp_path):
     disk, disk2 = tmp_path / "cloud.qcow2", tmp_path / "cloud2.qcow2"
     for path in (disk, disk2):
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "16M"], check=True)
-    srv, br = open_web()
-    page = br.page
-    page.goto(srv.url)
-    page.click("#nav-create")
-    page.fill("#c-name", "cloudy")
-    page.fill("#c-memory", "128")
-    page.fill("#c-disk", f"path={disk}")
+    page = create_form(open_web, "cloudy", disk)
     page.fill("#c-user", "alice")
     page.fill("#c-password", "s3cret pass")
     page.fill("#c-ssh-key", KEY)
