@@ -19,6 +19,13 @@ def available() -> str | None:
     return None
 
 
+# what chromium's own console message leaves out: the element and the script that broke the policy
+REPORT_VIOLATIONS = """document.addEventListener("securitypolicyviolation", (e) => console.error(
+    "Content Security Policy violation:", e.violatedDirective, JSON.stringify(e.sample),
+    e.target && e.target.outerHTML ? e.target.outerHTML.slice(0, 200) : String(e.target),
+    e.sourceFile + ":" + e.lineNumber + ":" + e.columnNumber));"""
+
+
 class Browser:
     """One headless chromium and one page; close() leaves no process behind."""
 
@@ -29,12 +36,10 @@ class Browser:
         args = ["--no-sandbox"] if os.geteuid() == 0 else []
         self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         self.context = self.browser.new_context(viewport={"width": 1280, "height": 900})
-        self.page = self.context.new_page()
+        self.context.add_init_script(REPORT_VIOLATIONS)
         self.console: list[str] = []
         self.dialogs: list[str] = []
-        self.page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
-        self.page.on("pageerror", lambda exc: self.console.append(f"pageerror: {exc}"))
-        self.page.on("dialog", self._dialog)
+        self.page = self.new_page()
 
     def _dialog(self, dialog) -> None:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")
@@ -45,8 +50,15 @@ class Browser:
 
     def new_page(self):
         page = self.context.new_page()
+        page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
+        page.on("pageerror", lambda exc: self.console.append(f"pageerror: {exc}"))
         page.on("dialog", self._dialog)
         return page
+
+    def csp_violations(self, since: int = 0) -> list[str]:
+        """The console's Content-Security-Policy reports (chromium logs every blocked inline style
+        or script as an error naming the policy), from message number ``since`` on."""
+        return [line for line in self.console[since:] if "Content Security Policy" in line]
 
     def screenshot(self, path) -> None:
         try:

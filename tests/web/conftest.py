@@ -56,11 +56,13 @@ def open_web(request, vsh_env, tmp_path):
         return srv, br
 
     yield start
+    violations = [line for br in made if not isinstance(br, webserver.Server) for line in br.csp_violations()]
     for thing in reversed(made):
         if isinstance(thing, webserver.Server):
             assert thing.stop() == 0
         else:
             thing.close()
+    assert not violations, "the page broke its Content-Security-Policy:\n" + "\n".join(violations)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,7 +1,8 @@
 """The web console on a real guest, in a real browser: Debian's chromium headless, a TCG test guest
 (tests/vmguest.py), a `vsh web` process on loopback. In file order: see the list, start the guest,
-type into the serial console and read the answer, take and revert a snapshot, watch the VNC canvas
-paint, shut down and force off. Screenshots of failures land in the test's tmp dir."""
+type into the serial console and read the answer, copy and paste there, resize a disk live, take
+and revert a snapshot, watch the VNC canvas paint, shut down and force off. No test may make the
+page break its Content-Security-Policy. Screenshots of failures land in the test's tmp dir."""
 
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def web(setup, request):
     srv, br, guest, m, base = setup
     request.node.vsh_browser = br
     request.node.vsh_tmp = base
-    return setup
+    since = len(br.console)
+    yield setup
+    violations = br.csp_violations(since)
+    assert not violations, "the page broke its Content-Security-Policy:\n" + "\n".join(violations)
 
 
 def row(page):
@@ -92,6 +96,67 @@ def test_type_into_the_serial_console_and_read_the_answer(web):
         expect(page.locator("#serial .xterm-rows")).to_contain_text("TWO-22-TABS", timeout=30000)
     finally:
         other.close()
+
+
+def set_clipboard(page, text: str) -> None:
+    page.evaluate("text => navigator.clipboard.writeText(text)", text)
+
+
+def clipboard(page) -> str:
+    return page.evaluate("() => navigator.clipboard.readText()")
+
+
+def output_row(page, text: str):
+    """The terminal row that holds exactly ``text`` (a command's output, not its echo)."""
+    return page.locator("#serial .xterm-rows > div", has_text=re.compile(rf"^{re.escape(text)}\s*$")).last
+
+
+def triple_click(page, row) -> None:
+    """Select a terminal row as a user does (the rows let the mouse through to xterm's screen)."""
+    box = row.bounding_box()
+    page.mouse.click(box["x"] + 4, box["y"] + box["height"] / 2, click_count=3)
+
+
+def test_copy_and_paste_in_the_serial_console(web):
+    srv, br, guest, m, _ = web
+    page = br.page
+    br.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=srv.origin)
+    page.goto(f"{srv.origin}/#/vm/{NAME}/console")
+    expect(page.locator("#serial-status")).to_have_text("connected", timeout=30000)
+    # paste: the Paste button and Ctrl+Shift+V send the clipboard to the guest as typed text
+    set_clipboard(page, "echo PASTED-$((3*3))-BUTTON\n")
+    page.click("#serial-paste")
+    expect(output_row(page, "PASTED-9-BUTTON")).to_be_visible(timeout=30000)
+    set_clipboard(page, "echo PASTED-$((4*4))-KEYS\n")
+    page.click("#serial")
+    page.keyboard.press("Control+Shift+V")
+    expect(output_row(page, "PASTED-16-KEYS")).to_be_visible(timeout=30000)
+    # copy: a line selected with the mouse (triple click) goes to the clipboard with the
+    # Copy button, and with Ctrl+Shift+C
+    set_clipboard(page, "")
+    triple_click(page, output_row(page, "PASTED-9-BUTTON"))
+    page.click("#serial-copy")
+    assert clipboard(page).strip() == "PASTED-9-BUTTON"
+    triple_click(page, output_row(page, "PASTED-16-KEYS"))
+    page.keyboard.press("Control+Shift+C")
+    page.wait_for_function("() => navigator.clipboard.readText().then(t => t.includes('PASTED-16-KEYS'))")
+    assert clipboard(page).strip() == "PASTED-16-KEYS"
+
+
+def test_resize_a_disk_of_the_running_guest(web):
+    srv, br, guest, m, _ = web
+    page = br.page
+    page.goto(f"{srv.origin}/#/vm/{NAME}/devices")
+    disk = page.locator("#disk-rows tr[data-target='vda']")
+    expect(disk.locator("td.capacity")).to_have_text("16 MiB", timeout=30000)
+    disk.locator("input.resize-size").fill("24M")
+    disk.locator("button.resize").click()
+    expect(disk.locator("td.capacity")).to_have_text("24 MiB", timeout=30000)
+    # QEMU's block_resize: the guest sees the new size at once (in 512-byte sectors)
+    page.goto(f"{srv.origin}/#/vm/{NAME}/console")
+    expect(page.locator("#serial-status")).to_have_text("connected", timeout=30000)
+    type_in_console(page, "echo SIZE-$(cat /sys/block/vda/size)-SECTORS")
+    expect(page.locator("#serial .xterm-rows")).to_contain_text(f"SIZE-{24 * 2048}-SECTORS", timeout=30000)
 
 
 def test_usage_graphs_draw_samples_over_time(web):

@@ -86,6 +86,7 @@ def test_the_vm_page_overview_edits_and_the_xml_editor_validates(web, vsh_env):
     page.click("#tab-xml")
     expect(page.locator("#xml-text")).to_have_value(re.compile("<name>beta</name>"))
     page.fill("#xml-text", "<domain><name>beta</broken>")
+    expect(page.locator("#xml-status")).to_contain_text("not well-formed: XML error: ")     # as you type
     page.click("#xml-save")
     page.wait_for_selector("#notice.error")
     assert "not well-formed" in page.text_content("#notice")

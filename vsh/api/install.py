@@ -10,7 +10,9 @@ values, the text of each option as given on the command line:
 ``initrd_inject``, ``filesystem``, ``channel``, ``video``, ``tpm``, ``sound``, ``watchdog``,
 ``controller``, ``input``, ``serial``, ``panic``, ``events``, ``metadata``, ``features``,
 ``clock``, ``memorybacking``, ``iothreads``, ``xml``: lists of str (``network`` None for the default, user-mode networking);
-``import_``: bool (``--import``).
+``import_``: bool (``--import``); ``cloud_account``: None or a dict (the web console's cloud-init
+fields, no command-line option) with ``user`` (an account to make, with sudo rights; default root),
+``password`` and ``ssh_keys`` (public keys, one a line), given as text instead of in files.
 
 Paths in the options (disks, install media, kernels, cloud-init files) name files on
 the host the driver runs on. Starting the new domain is the caller's next step

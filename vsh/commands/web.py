@@ -29,7 +29,7 @@ def parse_listen(text: str | None) -> tuple[str, int]:
          opts=[Opt("listen", kind="string", metavar="HOST:PORT",
                    help="address to listen on (default 127.0.0.1 and a free port)"),
                Opt("print-url", kind="bool", help="print only the URL line (with its one-time token)"),
-               Opt("open", kind="bool", help="open the URL in a browser as well")],
+               Opt("open", kind="bool", help="open the URL with your web browser as well ($BROWSER, else the desktop's default)")],
          description="Serve the web console (VM list, VM pages with serial and graphical consoles,\n"
                      "snapshots, XML, usage graphs, networks, pools) until SIGINT or SIGTERM.\n"
                      "The first line of stdout is the URL with a one-time token: the browser that\n"

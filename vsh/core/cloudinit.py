@@ -41,16 +41,26 @@ def generate_password(length: int = 16) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
-def user_data(root_ssh_keys: list[str] | None = None, root_password: str | None = None) -> bytes:
-    """A ``#cloud-config`` document: authorized keys and/or a password for root (expired at first login)."""
+def user_data(root_ssh_keys: list[str] | None = None, root_password: str | None = None, user: str = "root",
+              expire: bool = True) -> bytes:
+    """A ``#cloud-config`` document: authorized keys and/or a password (expired at first login unless
+    not ``expire``) for root, or for ``user``, an account made with sudo rights next to the image's
+    default one."""
     lines = ["#cloud-config"]
-    if root_ssh_keys:
+    if user != "root":
+        lines += ["users:", "  - default", "  - name: " + _yaml_str(user), "    shell: /bin/bash",
+                  '    sudo: "ALL=(ALL) NOPASSWD:ALL"', "    lock_passwd: " + ("false" if root_password else "true")]
+        if root_ssh_keys:
+            lines.append("    ssh_authorized_keys:")
+            lines += ["      - " + _yaml_str(key) for key in root_ssh_keys]
+    elif root_ssh_keys:
         lines += ["disable_root: false", "users:", "  - name: root", "    lock_passwd: false" if root_password
                   else "    lock_passwd: true", "    ssh_authorized_keys:"]
         for key in root_ssh_keys:
             lines.append("      - " + _yaml_str(key))
     if root_password:
-        lines += ["chpasswd:", "  expire: true", "  users:", "    - name: root",
+        lines += ["chpasswd:", "  expire: " + ("true" if expire else "false"), "  users:",
+                  "    - name: " + (_yaml_str(user) if user != "root" else "root"),
                   "      password: " + _yaml_str(root_password), "      type: text"]
     return ("\n".join(lines) + "\n").encode()
 
@@ -132,11 +142,13 @@ def read_seed(data: bytes) -> tuple[str, dict[str, bytes]]:
 CloudInit = namedtuple("CloudInit", "files password")
 
 
-def parse_cloud_init(text: str | None, name: str, uuid: str) -> CloudInit | None:
+def parse_cloud_init(text: str | None, name: str, uuid: str, account: dict | None = None) -> CloudInit | None:
     """``--cloud-init user-data=F,meta-data=F[,network-config=F]`` or ``root-ssh-key=F`` /
     ``root-password-generate=on`` / ``root-password-file=F``: the seed's files, read from this host,
-    and the password generated (None when none was asked for)."""
-    if text is None:
+    and the password generated (None when none was asked for). ``account`` (the installer's
+    ``cloud_account`` option: ``user``, ``password``, ``ssh_keys`` as text) gives the account, its
+    password and keys directly instead of in files."""
+    if text is None and not account:
         return None
     import os
 
@@ -148,8 +160,8 @@ def parse_cloud_init(text: str | None, name: str, uuid: str) -> CloudInit | None
     password = None
     generate = False
     read = lambda path: read_input_file(os.path.expanduser(path), limit=1024 * 1024)  # noqa: E731
-    words = split_options(text, "--cloud-init")
-    if text.strip().lower() in ("on", "yes", ""):
+    words = split_options(text, "--cloud-init") if text is not None else []
+    if text is not None and text.strip().lower() in ("on", "yes", ""):
         words = [("root_password_generate", "on")]
     for key, value in words:
         if key in ("user_data", "meta_data", "network_config", "vendor_data"):
@@ -173,6 +185,19 @@ def parse_cloud_init(text: str | None, name: str, uuid: str) -> CloudInit | None
             raise unknown_option(key, value, "cloud-init", ("user-data=FILE", "meta-data=FILE",
                                                             "network-config=FILE", "root-ssh-key=FILE",
                                                             "root-password-generate=on", "root-password-file=FILE"))
+    user, expire = "root", True
+    if account:
+        user = account.get("user") or "root"
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+            raise InvalidArgument(f"cloud-init: '{user}' is not a valid user name (lower case letters, digits, _ and -)")
+        if account.get("ssh_keys"):
+            keys += ssh_keys_from(str(account["ssh_keys"]).encode(), "the ssh key field")
+        if account.get("password"):
+            if any(ord(c) < 32 or ord(c) == 127 for c in str(account["password"])):
+                raise InvalidArgument("cloud-init: the password holds a control character")
+            if password is not None or generate:
+                raise InvalidArgument("cloud-init: give a password or ask for one to be generated, not both")
+            password, expire = str(account["password"]), False
     generated = None
     if generate:
         if password is not None:
@@ -182,10 +207,12 @@ def parse_cloud_init(text: str | None, name: str, uuid: str) -> CloudInit | None
         raise InvalidArgument("--cloud-init: user-data= cannot be combined with root-ssh-key= or a root "
                               "password; put them in your user-data")
     if "user-data" not in files:
+        if not keys and not password and account:
+            raise InvalidArgument(f"cloud-init: give the account '{user}' a password or an ssh key")
         if not keys and not password:
             raise InvalidArgument("--cloud-init: give user-data=FILE (with meta-data=FILE), root-ssh-key=FILE "
                                   "or root-password-generate=on")
-        files["user-data"] = user_data(keys, password)
+        files["user-data"] = user_data(keys, password, user, expire)
     if "meta-data" not in files:
         files["meta-data"] = meta_data(f"vsh-{uuid}", hostname_for(name))
     return CloudInit(files, generated)

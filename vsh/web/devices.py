@@ -8,7 +8,7 @@ from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
 
-from vsh.core.errors import InvalidArgument, OperationInvalid
+from vsh.core.errors import InvalidArgument, OperationInvalid, VshError
 from vsh.web.common import api, body, call, domain
 
 PREVIEW_LIMIT = 256 * 1024
@@ -50,6 +50,12 @@ async def devices(request):
     def read():
         dom = domain(request)
         out = {"disks": dom.block_devices(), "interfaces": dom.interfaces(), "addresses": []}
+        try:
+            sizes = {b["target"]: b["capacity"] for b in dom.stats.block_info_all()}
+        except VshError:                # an image that is gone: the list still shows its disks
+            sizes = {}
+        for disk in out["disks"]:
+            disk["capacity"] = sizes.get(disk["target"])
         if dom.id is not None:
             try:
                 out["addresses"] = dom.stats.interface_addresses()
@@ -77,6 +83,18 @@ async def detach(request):
     else:
         xml = f"<interface type='user'><mac address={quoteattr(key)}/></interface>"
     return await call(request, lambda: (lambda dom: dom.devices.detach(xml, **_scope(dom)))(domain(request)))
+
+
+@api
+async def resize(request):
+    """``blockresize``: the disk's top image to the new size (live through QEMU when the domain
+    runs, qemu-img when it is shut off); a bare number is GiB."""
+    from vsh.core.units import parse_scaled
+
+    data = await body(request)
+    size = parse_scaled(str(data.get("size", "")), 1024 ** 3, "size")
+    target = request.match_info["key"]
+    return await call(request, lambda: domain(request).block_jobs.resize(target, size))
 
 
 def _session(request):
@@ -176,6 +194,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/domains/{name}/devices", devices)
     r.add_post("/api/domains/{name}/devices/{kind:disks|interfaces}", attach)
     r.add_delete("/api/domains/{name}/devices/{kind:disks|interfaces}/{key}", detach)
+    r.add_post("/api/domains/{name}/devices/disks/{key}/resize", resize)
     r.add_get("/api/domains/{name}/guest/filesystems", filesystems)
     r.add_get("/api/domains/{name}/guest/files", files)
     r.add_get("/api/domains/{name}/guest/file", file)

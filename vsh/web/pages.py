@@ -63,13 +63,14 @@ def install_options(data: dict) -> dict:
     opts["network"] = nets or None
     opts["import_"] = bool(data.get("import"))
     cloud = []
-    if data.get("ssh_key_file"):
-        cloud.append(f"root-ssh-key={data['ssh_key_file']}")
     if data.get("generate_password"):
         cloud.append("root-password-generate=on")
     if data.get("user_data_file"):
         cloud.append(f"user-data={data['user_data_file']}")
     opts["cloud_init"] = ",".join(cloud) or None
+    # the cloud-init fields go to the planner as text (they never touch this host's files)
+    account = {key: str(data[key]) for key in ("user", "password", "ssh_keys") if data.get(key)}
+    opts["cloud_account"] = account or None
     return opts
 
 

@@ -184,6 +184,18 @@ async def serve(conn, sock: socket.socket, guard: Guard, ready=None) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _open_browser(url: str, err) -> None:
+    import webbrowser
+
+    try:
+        opened = webbrowser.open(url)
+    except (webbrowser.Error, OSError):
+        opened = False
+    if not opened:
+        err.write("warning: could not open a web browser; open the URL above\n")
+        err.flush()
+
+
 def run(conn, host: str = "127.0.0.1", port: int = 0, print_url: bool = False,
         open_browser: bool = False, out=None, err=None) -> int:
     out = out or sys.stdout
@@ -206,9 +218,11 @@ def run(conn, host: str = "127.0.0.1", port: int = 0, print_url: bool = False,
                       f"can try the page (the token and cookie are all that protect it, over plain HTTP)\n")
             err.flush()
         if open_browser:
-            import webbrowser
+            import threading
 
-            webbrowser.open(guard.url())
+            # the user's browser ($BROWSER, else the desktop's): a command that runs until the
+            # browser is closed must not hold up the server
+            threading.Thread(target=_open_browser, args=(guard.url(), err), daemon=True).start()
 
     asyncio.run(serve(conn, sock, guard, announce))
     return 0

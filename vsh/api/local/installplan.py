@@ -156,7 +156,7 @@ def make_plan(store, opts: dict, host=None) -> Plan:
     nets = [n for n in (parse_network(t) for t in (opts.get("network") or ["user"])) if n is not None]
     from vsh.core.cloudinit import parse_cloud_init
 
-    cloud = parse_cloud_init(opts.get("cloud_init"), name, uuid)
+    cloud = parse_cloud_init(opts.get("cloud_init"), name, uuid, opts.get("cloud_account"))
     cdrom = opts.get("cdrom")
     location = None
     if opts.get("location"):

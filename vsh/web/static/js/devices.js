@@ -1,5 +1,5 @@
 // The VM page's disks and NICs: lists with detach buttons, forms to attach.
-import {act, api, clear, dom, h, notice} from "./util.js";
+import {act, api, bytes, clear, dom, h, notice} from "./util.js";
 
 export function devicesPage(body, name) {
     const disks = h("tbody", {id: "disk-rows"});
@@ -7,13 +7,22 @@ export function devicesPage(body, name) {
     const load = async () => {
         const data = await api("GET", dom(name) + "/devices");
         const addrs = new Map(data.addresses.map((a) => [a.mac, a.addresses.map((x) => x.address + "/" + x.prefix).join(" ")]));
-        clear(disks, data.disks.map((d) => h("tr", {"data-target": d.target},
-            h("td", {}, d.target), h("td", {}, d.device || ""), h("td", {}, d.bus || ""), h("td", {}, d.source || "-"),
-            h("td", {}, h("button", {class: "detach", onclick: (ev) => act(ev.target, async () => {
-                if (!confirm("Detach disk " + d.target + " from " + name + "?")) return;
-                await api("DELETE", dom(name) + "/devices/disks/" + encodeURIComponent(d.target));
+        clear(disks, data.disks.map((d) => {
+            const size = h("input", {type: "text", class: "resize-size", placeholder: "20G, 512M (bare: GiB)"});
+            const resize = d.source && d.device === "disk" ? [size, h("button", {class: "resize", onclick: (ev) => act(ev.target, async () => {
+                await api("POST", dom(name) + "/devices/disks/" + encodeURIComponent(d.target) + "/resize", {size: size.value});
+                notice("disk " + d.target + " resized", "info");
                 await load();
-            })}, "Detach")))));
+            })}, "Resize")] : [];
+            return h("tr", {"data-target": d.target},
+                h("td", {}, d.target), h("td", {}, d.device || ""), h("td", {}, d.bus || ""), h("td", {}, d.source || "-"),
+                h("td", {class: "capacity"}, d.capacity ? bytes(d.capacity) : ""),
+                h("td", {}, ...resize, h("button", {class: "detach", onclick: (ev) => act(ev.target, async () => {
+                    if (!confirm("Detach disk " + d.target + " from " + name + "?")) return;
+                    await api("DELETE", dom(name) + "/devices/disks/" + encodeURIComponent(d.target));
+                    await load();
+                })}, "Detach")));
+        }));
         clear(nics, data.interfaces.map((n) => h("tr", {"data-mac": n.mac},
             h("td", {}, n.mac || ""), h("td", {}, n.type || ""), h("td", {}, n.source || ""), h("td", {}, n.model || ""),
             h("td", {}, addrs.get(n.mac) || ""),
@@ -30,7 +39,7 @@ export function devicesPage(body, name) {
     const nsrc = field("nic-source", "network or bridge name");
     clear(body,
         h("h2", {}, "Disks"),
-        h("table", {}, h("thead", {}, h("tr", {}, ["Target", "Device", "Bus", "Source", ""].map((t) => h("th", {}, t)))), disks),
+        h("table", {}, h("thead", {}, h("tr", {}, ["Target", "Device", "Bus", "Source", "Capacity", ""].map((t) => h("th", {}, t)))), disks),
         h("div", {class: "form-row"}, dsrc, dtgt, dfmt, h("button", {id: "disk-attach", onclick: (ev) => act(ev.target, async () => {
             await api("POST", dom(name) + "/devices/disks", {source: dsrc.value, target: dtgt.value, format: dfmt.value});
             notice("disk attached", "info");

@@ -1,6 +1,7 @@
 // The serial console: xterm.js fed by the server's relay of the domain's console session.
 import {Terminal} from "/static/vendor/xterm/lib/xterm.mjs";
-import {dom, h, mirrorStyles, notice, wsUrl} from "./util.js";
+import {terminalDocument} from "./csp.js";
+import {dom, h, notice, wsUrl} from "./util.js";
 
 const ENDED = 4000, REFUSED = 4001;
 
@@ -17,10 +18,10 @@ export function serialConsole(body, name) {
     const paste = h("button", {id: "serial-paste"}, "Paste");
     body.replaceChildren(h("div", {class: "form-row"}, status, copy, paste,
         h("span", {class: "muted"}, "Ctrl+Shift+C / Ctrl+Shift+V also copy and paste")), screen);
-    const unmirror = mirrorStyles(screen);
+    const doc = terminalDocument();
     const term = new Terminal({cols: 100, rows: 30, scrollback: 5000, cursorBlink: true,
-                               fontFamily: "monospace", fontSize: 14});
-    term.open(screen);
+                               fontFamily: "monospace", fontSize: 14, documentOverride: doc.document});
+    doc.open(term, screen);
     screen.vshTerminal = term;
     const encoder = new TextEncoder();
     let ws = null, left = false, timer = null;
@@ -71,6 +72,6 @@ export function serialConsole(body, name) {
         if (timer) clearTimeout(timer);
         if (ws) ws.close();
         term.dispose();
-        unmirror();
+        doc.dispose();
     };
 }

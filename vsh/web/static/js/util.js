@@ -83,6 +83,12 @@ export function notice(text, kind) {
     if (text && kind === "info") setTimeout(() => { if (el.textContent === text) el.hidden = true; }, 4000);
 }
 
+// Leaving a page drops its notice, except one kept ("keep": a password shown nowhere else),
+// which stays until the next notice.
+export function leaveNotice() {
+    if (document.getElementById("notice").className !== "keep") notice("");
+}
+
 // Run an API call from a button: disable it meanwhile, show the error if any.
 export async function act(button, fn) {
     if (button) button.disabled = true;
@@ -95,32 +101,4 @@ export async function act(button, fn) {
     } finally {
         if (button) button.disabled = false;
     }
-}
-
-// xterm.js and noVNC put <style> elements in the page, which the Content-Security-Policy
-// (no inline styles) blocks; copy their rules into constructed style sheets instead.
-export function mirrorStyles(root) {
-    const sheets = new Map();
-    const sync = () => {
-        for (const el of root.querySelectorAll("style")) {
-            let sheet = sheets.get(el);
-            if (!sheet) {
-                sheet = new CSSStyleSheet();
-                sheets.set(el, sheet);
-                document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
-            }
-            if (sheet.vshText !== el.textContent) {
-                sheet.replaceSync(el.textContent);
-                sheet.vshText = el.textContent;
-            }
-        }
-    };
-    const observer = new MutationObserver(sync);
-    observer.observe(root, {subtree: true, childList: true, characterData: true});
-    sync();
-    return () => {
-        observer.disconnect();
-        const gone = new Set(sheets.values());
-        document.adoptedStyleSheets = document.adoptedStyleSheets.filter((s) => !gone.has(s));
-    };
 }

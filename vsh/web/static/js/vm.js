@@ -118,17 +118,21 @@ function snapshots(body, name) {
 function xmlEditor(body, name) {
     const area = h("textarea", {class: "xml", id: "xml-text", spellcheck: "false"});
     const status = h("span", {class: "muted", id: "xml-status"});
-    const check = () => {
-        const doc = new DOMParser().parseFromString(area.value, "application/xml");
-        const err = doc.querySelector("parsererror");
-        if (err) return "not well-formed: " + err.textContent;
-        if (doc.documentElement.nodeName !== "domain") return "the root element must be <domain>";
-        return "";
+    // the server parses (the browser's DOMParser reports errors in a document with inline style)
+    const check = async () => {
+        const got = await api("POST", "/api/xml/check", {xml: area.value});
+        if (got.problem) return "not well-formed: " + got.problem;
+        return got.root === "domain" ? "" : "the root element must be <domain>";
     };
-    area.addEventListener("input", () => { status.textContent = check() || "well-formed"; });
+    let timer = null;
+    area.addEventListener("input", () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => check().then((problem) => { status.textContent = problem || "well-formed"; })
+            .catch((err) => { status.textContent = err.message; }), 300);
+    });
     clear(body, h("div", {class: "form-row"},
         h("button", {id: "xml-save", onclick: (ev) => act(ev.target, async () => {
-            const problem = check();
+            const problem = await check();
             if (problem) throw new Error(problem);
             await api("PUT", dom(name) + "/xml", area.value, true);
             notice("definition saved (it applies at the next start)", "info");
