@@ -129,11 +129,15 @@ def add_implicit_controllers(dom) -> None:
              **({} if family == "pc" else {"ports": "15"}))
     if family == "q35":
         need("sata", 0)
-    if family in ("pc", "q35") and not any(t == "pci" for t, _i in have):
+    if family in ("pc", "q35"):
         need("pci", 0, model="pci-root" if family == "pc" else "pcie-root")
     for ctype, idx, attrs in want:
         el = etree.Element("controller", type=ctype, index=str(idx), **attrs)
-        dom.add_device(Controller(el))
+        higher = [c for c in dom.devices("controller") if c.type == ctype and (c.index or 0) > idx]
+        if higher:
+            higher[0].node.addprevious(el)      # among its type, by index (libvirt's insertion)
+        else:
+            dom.add_device(Controller(el))
 
 
 def add_default_devices(dom) -> None:

@@ -8,9 +8,9 @@ controller) the XML leaves without one gets the address ``slots.assign`` plans, 
 built-in controllers theirs, written as ``<address type='pci' domain='0x0000' bus='0x00'
 slot='0x01' function='0x2'/>``.  A start then places each device where its definition says.
 
-Only on pc machines, where that plan is libvirt's: on q35 libvirt puts each PCIe device behind
-a ``pcie-root-port`` controller it adds, which vsh does not do yet (its q35 devices sit on the
-root bus), so a q35 definition keeps its devices unaddressed rather than show other addresses."""
+On q35 machines ``q35.plan`` does it libvirt's way: each PCIe device behind a ``pcie-root-port``
+controller it adds, conventional PCI devices behind a ``pcie-to-pci-bridge`` (``vsh.kvm.argv.pcie``);
+an address the XML gives that q35 cannot honour fails the define, as in libvirt."""
 
 from __future__ import annotations
 
@@ -31,11 +31,17 @@ def write_addresses(root) -> None:
         b = Builder(root, None, RuntimePaths.for_rundir("/nonexistent"))
         machine.machine_type(b)
         drive_addresses(b)
-        if b.family != "pc":
-            return
-        controllers.reserve_pci(b)
-        slots.assign(b, controllers.implied(b))
+        if b.family == "pc":
+            controllers.reserve_pci(b)
+            slots.assign(b, controllers.implied(b))
     except VshError:
+        return
+    if b.family == "q35":
+        from vsh.kvm.argv.q35 import plan
+
+        plan(b.devices)
+        return
+    if b.family != "pc":
         return
     for el in b.devices:
         if not isinstance(el.tag, str) or not slots.wanted(el):
