@@ -174,7 +174,7 @@ def _add_controller(devs, idx: int, model: str):
     from lxml import etree
 
     el = etree.Element("controller", type="pci", index=str(idx), model=model)
-    last = _pci_controllers(devs) or devs.findall("controller")
+    last = devs.findall("controller")        # appended to the controllers, as libvirt appends it
     if last:
         last[-1].addnext(el)
     else:
