@@ -182,3 +182,17 @@ def test_argv_plugs_root_ports_into_pcie0_and_devices_into_them(tmp_path):
     assert any(d.startswith("virtio-net-pci,") and d.endswith(",bus=pci.2,addr=0x0") for d in devices)
     assert any(d.startswith("rtl8139,") and d.endswith(",bus=pci.3,addr=0x1") for d in devices)
     assert any(d.startswith("virtio-blk-pci,") and "bus=pci.5,addr=0x0" in d for d in devices)
+
+
+def test_attach_config_takes_the_spare_root_port_then_adds_one(tmp_path, vsh):
+    (tmp_path / "q.xml").write_text(HEAD + "<interface type='user'><model type='virtio'/></interface></devices></domain>")
+    (tmp_path / "nic.xml").write_text("<interface type='user'><model type='virtio'/></interface>")
+    assert vsh("define", tmp_path / "q.xml").status == 0
+    ports = len(defined("<interface type='user'><model type='virtio'/></interface>")
+                .findall("controller[@model='pcie-root-port']"))        # NIC, xHCI, balloon, the spare
+    assert ports == 4
+    for n in (1, 2):
+        assert vsh("attach-device", "q", tmp_path / "nic.xml", "--config").status == 0
+        devs = etree.fromstring(vsh("dumpxml", "q").out.encode()).find("devices")
+        assert addr(devs.findall("interface")[-1]) == "%02x:00.0" % (ports + n - 1)
+        assert len(devs.findall("controller[@model='pcie-root-port']")) == max(ports, ports + n - 1)
