@@ -154,11 +154,13 @@ def test_addresses_given_are_kept():
 @pytest.mark.parametrize("devices, message", [
     ("<interface type='user'><address type='pci' bus='0x00' slot='0x03' function='0x0'/></interface>"
      "<interface type='user'><address type='pci' bus='0x00' slot='0x03' function='0x0'/></interface>",
-     "Attempted double use of PCI Address 0000:00:03.0"),
+     "XML error: Attempted double use of PCI Address 0000:00:03.0"),
     ("<controller type='sata' index='0'><address type='pci' bus='0x00' slot='0x04' function='0x0'/></controller>",
-     "Primary SATA controller must have PCI address 0:0:1f.2"),
+     "internal error: Primary SATA controller must have PCI address 0:0:1f.2"),
     ("<interface type='user'><address type='pci' bus='0x00' slot='0x1f' function='0x0'/></interface>",
-     "Attempted double use of PCI Address 0000:00:1f.0"),
+     "XML error: Attempted double use of PCI Address 0000:00:1f.0"),
+    ("<interface type='user'><address type='pci' bus='0x01' slot='0x03' function='0x0'/></interface>",
+     "XML error: Invalid PCI address 0000:01:03.0. slot must be <= 0"),
 ])
 def test_impossible_addresses_fail_the_define(devices, message):
     with pytest.raises(VshError, match=message.replace(".", r"\.")):

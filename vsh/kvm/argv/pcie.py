@@ -28,7 +28,7 @@ function 0 of a slot with more functions in use gets ``multifunction='on'``."""
 
 from __future__ import annotations
 
-from vsh.core.errors import InvalidArgument
+from vsh.core.errors import VshError, XMLError
 
 # Connection kinds: what a device needs, what a bus accepts.
 PCI_DEV, PCIE_DEV, ROOT_PORT, UPSTREAM, DOWNSTREAM, DMI, PCIE_PCI, PXB, PXB_PCIE, BRIDGE = (1 << i for i in range(10))
@@ -145,6 +145,20 @@ def needs(el) -> int:
     return 0
 
 
+#: The kind of connection a device needs, named as libvirt names it in its errors.
+KIND_NAMES = ((PCI_DEV, "standard PCI device"), (PCIE_DEV, "PCI Express device"), (ROOT_PORT, "pcie-root-port"),
+              (UPSTREAM, "pcie-switch-upstream-port"), (DOWNSTREAM, "pcie-switch-downstream-port"),
+              (DMI, "dmi-to-pci-bridge"), (PCIE_PCI, "pcie-to-pci-bridge"), (PXB, "pci-expander-bus"),
+              (PXB_PCIE, "pcie-expander-bus"), (BRIDGE, "pci-bridge"))
+
+
+def _fail(from_config: bool, text: str) -> None:
+    """libvirt's error for an address: an XML error when the XML gave it, else an internal one."""
+    if from_config:
+        raise XMLError("XML error: " + text)
+    raise VshError("internal error: " + text)
+
+
 class Bus:
     def __init__(self, model: str):
         self.model = model
@@ -179,8 +193,8 @@ class AddressSet:
         elif flags & (PCIE_DEV | UPSTREAM):
             model = "pcie-root-port"
         else:
-            raise InvalidArgument("a PCI slot is needed to connect a PCI controller, but none is available, "
-                                  "and it cannot be automatically added")
+            raise VshError("internal error: a PCI slot is needed to connect a PCI controller, but none is "
+                           "available, and it cannot be automatically added")
         new += [Bus(model) for _ in range(add)]
         self.buses += new
         return bus
@@ -200,30 +214,35 @@ class AddressSet:
             return False
         return bool(dev & bus_flags & TYPES)
 
-    def validate(self, addr: tuple[int, int, int], dev: int, from_config: bool, what: str) -> None:
+    def validate(self, addr: tuple[int, int, int], dev: int, from_config: bool) -> None:
+        """libvirt's virDomainPCIAddressValidate, with its messages."""
         bus, slot, fn = addr
-        text = "0000:%02x:%02x.%x" % addr
+        text = "0000:%02x:%02x.%d" % addr
         if bus >= len(self.buses):
-            raise InvalidArgument("%s: Invalid PCI address %s. Only PCI buses up to %d are available"
-                                  % (what, text, len(self.buses) - 1))
+            _fail(from_config, "Invalid PCI address %s. Only PCI buses up to %d are available"
+                  % (text, len(self.buses) - 1))
         b = self.buses[bus]
+        if dev & INTEGRATED and bus != 0:
+            _fail(from_config, "The device at PCI address %s needs to be an integrated device (bus=0)" % text)
         if not self.compatible(bus, b.flags, dev, from_config):
-            raise InvalidArgument("%s: The device at PCI address %s cannot be plugged into the PCI controller "
-                                  "with index='%d' (a %s)" % (what, text, bus, b.model))
-        if slot < b.lo or slot > b.hi:
-            raise InvalidArgument("%s: Invalid PCI address %s. slot must be %s %d"
-                                  % (what, text, ">=" if slot < b.lo else "<=", b.lo if slot < b.lo else b.hi))
+            kind = next((name for flag, name in KIND_NAMES if dev & flag), "device")
+            _fail(from_config, "The device at PCI address %s cannot be plugged into the PCI controller with "
+                               "index='%d'. It requires a controller that accepts a %s." % (text, bus, kind))
+        if slot < b.lo:
+            _fail(from_config, "Invalid PCI address %s. slot must be >= %d" % (text, b.lo))
+        if slot > b.hi:
+            _fail(from_config, "Invalid PCI address %s. slot must be <= %d" % (text, b.hi))
 
-    def reserve(self, addr: tuple[int, int, int], dev: int, what: str, from_config: bool = True) -> None:
+    def reserve(self, addr: tuple[int, int, int], dev: int, from_config: bool = True) -> None:
         bus, slot, fn = addr
         if self.dry:
             bus = self.grow(bus, dev)
             addr = (bus, slot, fn)
-        self.validate(addr, dev, from_config, what)
+        self.validate(addr, dev, from_config)
         b = self.buses[bus]
         used = b.functions.get(slot, 0)
         if used & (1 << fn):
-            raise InvalidArgument("%s: Attempted double use of PCI Address 0000:%02x:%02x.%x" % (what, *addr))
+            _fail(from_config, "Attempted double use of PCI Address 0000:%02x:%02x.%d" % addr)
         if not used and dev & AGGREGATE:
             b.aggregate.add(slot)
         b.functions[slot] = used | (1 << fn)
@@ -249,7 +268,7 @@ class AddressSet:
                             return n, slot, fn
         return None
 
-    def reserve_next(self, dev: int, what: str, function: int = -1) -> tuple[int, int, int]:
+    def reserve_next(self, dev: int, function: int = -1) -> tuple[int, int, int]:
         found = None
         for n in range(len(self.buses)):
             found = self._free_on(n, dev, function)
@@ -257,8 +276,8 @@ class AddressSet:
                 break
         if found is None:
             if not self.dry:
-                raise InvalidArgument("%s: No more available PCI slots" % what)
+                raise VshError("internal error: No more available PCI slots")
             bus = self.grow(len(self.buses), dev)
             found = (bus, self.buses[bus].lo, max(function, 0))
-        self.reserve(found, dev, what, from_config=False)
+        self.reserve(found, dev, from_config=False)
         return found

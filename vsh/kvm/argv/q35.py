@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from vsh.core.errors import InvalidArgument
+from vsh.core.errors import InvalidArgument, Unsupported, VshError, XMLError
 from vsh.kvm.argv.pcie import (CONTROLLER_NEEDS, MODEL_NAMES, NO_VIDEO_SLOT, PCI_DEV, PCIE_DEV, PCIE_FLAGS, USB2,
                                AddressSet, needs)
 
@@ -28,9 +28,11 @@ def present(el) -> tuple[int, int, int] | None:
     if a is None or a.get("type") != "pci":
         return None
     what = _what(el)
-    if _num(a.get("domain"), what) != 0:
-        raise InvalidArgument("%s: Invalid PCI address. Only PCI domain 0 is available" % what)
+    domain = _num(a.get("domain"), what)
     addr = (_num(a.get("bus"), what), _num(a.get("slot"), what), _num(a.get("function"), what))
+    if domain != 0:
+        raise XMLError("XML error: Invalid PCI address %04x:%02x:%02x.%d. Only PCI domain 0 is available"
+                       % (domain, *addr))
     if addr == (0, 0, 0):
         return None
     if not (0 <= addr[0] < 256 and 0 <= addr[1] < 32 and 0 <= addr[2] < 8):
@@ -83,7 +85,7 @@ def collect(devs, aset: AddressSet) -> None:
     for el in _devices(devs):
         a = present(el)
         if a is not None:
-            aset.reserve(a, needs(el) or PCI_DEV, _what(el))
+            aset.reserve(a, needs(el) or PCI_DEV)
 
 
 def chipset(devs, aset: AddressSet) -> None:
@@ -93,7 +95,7 @@ def chipset(devs, aset: AddressSet) -> None:
         if t == "sata" and _index(c) == 0:
             a = present(c)
             if a is not None and a != (0, 0x1F, 2):
-                raise InvalidArgument("Primary SATA controller must have PCI address 0:0:1f.2")
+                raise VshError("internal error: Primary SATA controller must have PCI address 0:0:1f.2")
             if a is None:
                 set_addr(c, (0, 0x1F, 2))
         elif (t == "usb" and model == "ich9-uhci1") or (t == "pci" and model == "dmi-to-pci-bridge"):
@@ -102,25 +104,25 @@ def chipset(devs, aset: AddressSet) -> None:
             uhci = t == "usb"
             for slot in ((0x1D, 0x1A) if uhci else (0x1E,)):
                 if not aset.slot_in_use(0, slot):
-                    aset.reserve((0, slot, 0), PCIE_DEV, _what(c))
+                    aset.reserve((0, slot, 0), PCIE_DEV)
                     set_addr(c, (0, slot, 0), multi=uhci)
                     break
-    aset.reserve((0, 0x1F, 0), PCIE_DEV, "the ICH9 LPC bridge")
-    aset.reserve((0, 0x1F, 3), PCIE_DEV, "the ICH9 SMBus")
+    aset.reserve((0, 0x1F, 0), PCIE_DEV)      # the LPC bridge
+    aset.reserve((0, 0x1F, 3), PCIE_DEV)      # the SMBus
     videos = devs.findall("video")
     if videos and (videos[0].find("model") is None or videos[0].find("model").get("type") not in NO_VIDEO_SLOT) \
             and wanted(videos[0]):
         if aset.slot_in_use(0, 1):
-            a = aset.reserve_next(needs(videos[0]), "<video>")
+            a = aset.reserve_next(needs(videos[0]))
             if not aset.dry:
                 set_addr(videos[0], a)
         else:
-            aset.reserve((0, 1, 0), PCIE_DEV, "<video>")
+            aset.reserve((0, 1, 0), PCIE_DEV)
             set_addr(videos[0], (0, 1, 0))
     if not aset.slot_in_use(0, 0x1B):
         for s in devs.findall("sound"):
             if s.get("model") == "ich9" and wanted(s):
-                aset.reserve((0, 0x1B, 0), PCIE_DEV, "<sound model='ich9'>")
+                aset.reserve((0, 0x1B, 0), PCIE_DEV)
                 set_addr(s, (0, 0x1B, 0))
                 break
 
@@ -128,7 +130,7 @@ def chipset(devs, aset: AddressSet) -> None:
 def _take(el, aset: AddressSet) -> None:
     flags = needs(el)
     if flags and wanted(el):
-        a = aset.reserve_next(flags, _what(el))
+        a = aset.reserve_next(flags)
         if not aset.dry:
             set_addr(el, a)
 
@@ -139,10 +141,10 @@ def _usb2(devs, c, aset: AddressSet) -> None:
     for o in devs.findall("controller[@type='usb']"):
         if o.get("model") in USB2 and _index(o) == idx and present(o) is not None:
             bus, slot, _fn = present(o)
-            aset.reserve((bus, slot, fn), needs(c), _what(c))
+            aset.reserve((bus, slot, fn), needs(c))
             set_addr(c, (bus, slot, fn), multi)
             return
-    a = aset.reserve_next(needs(c), _what(c), fn)
+    a = aset.reserve_next(needs(c), fn)
     if not aset.dry:
         set_addr(c, a, multi)
 
@@ -191,15 +193,15 @@ def dry_run(devs) -> int:
     chipset(devs, aset)
     assign(devs, aset)
     if max_idx <= 0 and len(aset.buses) > max_idx + 1:
-        aset.reserve_next(PCIE_FLAGS, "a spare pcie-root-port")
+        aset.reserve_next(PCIE_FLAGS)
     have = set(idxs)
     i = 1
     while i < len(aset.buses):
         if i not in have:
             model = aset.buses[i].model
-            el = _add_controller(devs, i, model)
+            _add_controller(devs, i, model)
             if model not in ROOTS:
-                aset.reserve_next(CONTROLLER_NEEDS[model], _what(el))
+                aset.reserve_next(CONTROLLER_NEEDS[model])
         i += 1
     return len(aset.buses)
 
@@ -242,8 +244,8 @@ def controller_defaults(devs) -> None:
         if model == "pci-bridge":
             values["chassisNr"] = str(idx)
             if idx <= addr[0]:
-                raise InvalidArgument("PCI controller at index %d (0x%02x) has bus='0x%02x', but index must be "
-                                      "larger than bus" % (idx, idx, addr[0]))
+                raise Unsupported("unsupported configuration: PCI controller at index %d (0x%02x) has "
+                                  "bus='0x%02x', but index must be larger than bus" % (idx, idx, addr[0]))
         elif model in ("pcie-root-port", "pcie-switch-downstream-port"):
             values["chassis"] = str(idx)
             port = (addr[1] << 3) + addr[2] if model == "pcie-root-port" else addr[1]
