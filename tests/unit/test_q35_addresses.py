@@ -187,11 +187,11 @@ def test_argv_plugs_root_ports_into_pcie0_and_devices_into_them(tmp_path):
 
 
 def test_attach_config_takes_the_spare_root_port_then_adds_one(tmp_path, vsh):
-    (tmp_path / "q.xml").write_text(HEAD + "<interface type='user'><model type='virtio'/></interface></devices></domain>")
-    (tmp_path / "nic.xml").write_text("<interface type='user'><model type='virtio'/></interface>")
+    nic = "<interface type='user'><model type='virtio'/></interface>"
+    (tmp_path / "q.xml").write_text(HEAD + nic + "</devices></domain>")
+    (tmp_path / "nic.xml").write_text(nic)
     assert vsh("define", tmp_path / "q.xml").status == 0
-    ports = len(defined("<interface type='user'><model type='virtio'/></interface>")
-                .findall("controller[@model='pcie-root-port']"))        # NIC, xHCI, balloon, the spare
+    ports = len(defined(nic).findall("controller[@model='pcie-root-port']"))   # NIC, xHCI, balloon, spare
     assert ports == 4
     for n in (1, 2):
         assert vsh("attach-device", "q", tmp_path / "nic.xml", "--config").status == 0
