@@ -223,7 +223,7 @@ def test_pause_save_restore_monitor_and_events_through_libvirtd(peer):
 
 
 def _pci_placement(xml: str) -> dict:
-    """Each device's PCI address, and each PCI controller's model name and target, as dumpxml
+    """Each device's PCI (or virtio-serial) address, and each PCI controller's model name and target, as dumpxml
     prints them (keyed by element and its number among its kind, or a controller's type and index)."""
     from lxml import etree
 
@@ -238,7 +238,8 @@ def _pci_placement(xml: str) -> dict:
             key = (el.tag, seen[el.tag])
         parts = [etree.tostring(sub, encoding=str).strip() for sub in el
                  if isinstance(sub.tag, str) and (sub.tag in ("model", "target") and el.get("type") == "pci"
-                                                  or sub.tag == "address" and sub.get("type") == "pci")]
+                                                  or sub.tag == "address" and sub.get("type") in ("pci",
+                                                                                                 "virtio-serial"))]
         if parts or el.tag == "controller":
             out[key] = parts
     return out
@@ -246,7 +247,8 @@ def _pci_placement(xml: str) -> dict:
 
 def test_define_places_pci_devices_as_libvirtd_does(peer, tmp_path):
     """The corpus XMLs that name their machine (pc or q35), defined in libvirtd and in vsh: the same
-    controllers, each device at the same PCI address (pcie-root-ports, bridges, the spare port)."""
+    controllers, each device at the same PCI address (pcie-root-ports, bridges, the spare port), each
+    virtio channel on the same virtio-serial port."""
     import corpus
 
     uri, _m, _base = peer

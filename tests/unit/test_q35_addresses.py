@@ -198,3 +198,18 @@ def test_attach_config_takes_the_spare_root_port_then_adds_one(tmp_path, vsh):
         devs = etree.fromstring(vsh("dumpxml", "q").out.encode()).find("devices")
         assert addr(devs.findall("interface")[-1]) == "%02x:00.0" % (ports + n - 1)
         assert len(devs.findall("controller[@model='pcie-root-port']")) == max(ports, ports + n - 1)
+
+
+def test_virtio_channels_get_their_virtio_serial_ports():
+    devs = defined("<console type='pty'><target type='virtio'/></console>"
+                   "<channel type='unix'><target type='virtio' name='a.0'/></channel>"
+                   "<channel type='unix'><target type='virtio' name='b.0'/>"
+                   "<address type='virtio-serial' controller='0' bus='0' port='2'/></channel>"
+                   "<channel type='unix'><target type='virtio' name='c.0'/></channel>")
+    assert devs.find("console/address") is None                  # port 0, kept out of the XML as libvirt does
+    assert [a.get("port") for a in devs.findall("channel/address")] == ["1", "2", "3"]
+    with pytest.raises(VshError, match="virtio serial port 1 on controller 0 is already occupied"):
+        defined("<channel type='unix'><target type='virtio' name='a.0'/>"
+                "<address type='virtio-serial' controller='0' bus='0' port='1'/></channel>"
+                "<channel type='unix'><target type='virtio' name='b.0'/>"
+                "<address type='virtio-serial' controller='0' bus='0' port='1'/></channel>")

@@ -1,5 +1,9 @@
 """The addresses libvirt writes into a definition on define.
 
+Virtio channels get their virtio-serial port (``<address type='virtio-serial' controller='0'
+bus='0' port='1'/>``: the first free port from 1, port 0 being a virtio console's, which keeps
+no address in the XML, as in libvirt).
+
 IDE, SATA and SCSI disks get their drive address (``<address type='drive' controller='0'
 bus='0' target='0' unit='0'/>``, from the target name, as the argv builder places them).
 
@@ -36,6 +40,7 @@ def write_addresses(root) -> None:
             slots.assign(b, controllers.implied(b))
     except VshError:
         return
+    virtio_serial_addresses(b.devices)
     if b.family == "q35":
         from vsh.kvm.argv.q35 import plan
 
@@ -75,3 +80,49 @@ def drive_addresses(b: Builder) -> None:
         ctrl, bus, target, unit = disks.drive_address(b, d)
         etree.SubElement(d, "address", type="drive", controller=str(ctrl), bus=str(bus), target=str(target),
                          unit=str(unit))
+
+
+def virtio_serial_addresses(devs) -> None:
+    """libvirt's qemuDomainAssignVirtioSerialAddresses: the ports the XML gives are taken, each
+    virtio console takes the first free port (from 0, not written), each virtio channel the first
+    free one from 1 on the lowest-numbered controller with room (written)."""
+    from lxml import etree
+
+    from vsh.core.errors import XMLError
+    from vsh.kvm.argv.options import number
+
+    ports: dict[int, int] = {}      # controller index -> its port count
+    for c in devs.findall("controller[@type='virtio-serial']"):
+        ports[number(c.get("index"), "<controller type='virtio-serial'> index", 0)] = \
+            number(c.get("ports"), "<controller type='virtio-serial'> ports", 31)
+    used: dict[int, set[int]] = {i: set() for i in ports}
+    for a in devs.xpath("./*/address[@type='virtio-serial'][@port != '0']"):
+        ctrl, port = number(a.get("controller"), "virtio-serial controller", 0), number(a.get("port"), "port", 0)
+        if ctrl not in ports:
+            raise XMLError("XML error: virtio serial controller %d is missing" % ctrl)
+        if port >= ports[ctrl]:
+            raise XMLError("XML error: virtio serial controller %d does not have port %d" % (ctrl, port))
+        if port in used[ctrl]:
+            raise XMLError("XML error: virtio serial port %d on controller %d is already occupied" % (port, ctrl))
+        used[ctrl].add(port)
+    targets = devs.xpath("./console[target/@type='virtio'] | ./channel[target/@type='virtio']")
+    for el in sorted(targets, key=lambda e: e.tag != "console"):      # libvirt: consoles first
+        a = el.find("address")
+        if a is not None and (a.get("type") != "virtio-serial" or a.get("port") not in (None, "0")):
+            continue
+        console = el.tag == "console"
+        given = number(a.get("controller"), "virtio-serial controller", 0) if a is not None else None
+        for ctrl in sorted(ports) if given is None else [given]:
+            free = [p for p in range(0 if console and given is None else 1, ports.get(ctrl, 0))
+                    if p not in used.get(ctrl, ())]
+            if free:
+                used[ctrl].add(free[0])
+                if not console:
+                    if a is None:
+                        a = etree.SubElement(el, "address")
+                    for k, v in (("type", "virtio-serial"), ("controller", str(ctrl)), ("bus", "0"),
+                                 ("port", str(free[0]))):
+                        a.set(k, v)
+                break
+        else:
+            raise XMLError("XML error: Unable to find a free virtio-serial port")
