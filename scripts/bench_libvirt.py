@@ -7,7 +7,8 @@ Imported by scripts/bench.py, which calls run().
 * a private libvirtd (scripts/libvirt-peer, in its own mount and PID namespaces, as root):
   ``list --all`` and ``dominfo`` of a defined microvm guest, and ``start`` of it (each start is
   followed by an untimed destroy), alternately through vsh and virsh with
-  ``-c qemu+unix:///system?socket=…``.
+  ``-c qemu+unix:///system?socket=…``; then ``define`` of a q35 domain whose 12 PCIe devices get
+  root ports (vsh into a local store, virsh into libvirtd: both place them the same way).
 
 Both clients load libvirt's shared library; vsh loads it through libvirt-python's extension, and
 most of its extra time is that ``dlopen`` inside Python (~20 ms here, against ~2 ms of the same
@@ -77,9 +78,25 @@ def _peer_section(virsh: str) -> None:
                                       [virsh, "-c", uri, "destroy", "lvbench"]))
         v, p = statistics.median(ours), statistics.median(theirs)
         report("libvirtd: start (microvm guest)", f"vsh {v * 1e3:.0f} ms, virsh {p * 1e3:.0f} ms ({ratio(v, p)})")
+        _q35_define(virsh, uri, tmp)
     finally:
         peer.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _q35_define(virsh: str, uri: str, tmp: Path) -> None:
+    """define (again) of the corpus's q35-pcie-autoadd domain: vsh into its own store (placing 12
+    devices behind 13 pcie-root-ports it adds) against virsh into libvirtd, which does the same."""
+    from bench import store_env
+
+    xml = tmp / "q35.xml"
+    corpus = Path(__file__).resolve().parent.parent / "tests" / "data" / "libvirt-corpus" / "q35-pcie-autoadd.xml"
+    text = corpus.read_text().replace("/VSHTEST", str(tmp))      # a uuid, so that each define updates it
+    xml.write_text(text.replace("</name>", "</name>\n  <uuid>0d3c9a5e-7f43-4d39-9a8e-2b6f0f3b9c11</uuid>", 1))
+    (tmp / "disk.raw").write_bytes(b"")
+    v, p = paired({"argv": [VSH, "define", str(xml)], "env": store_env(tmp / "store")},
+                  {"argv": [virsh, "-c", uri, "define", str(xml)]}, runs=RUNS)
+    report("define q35 (PCIe root ports placed)", f"vsh {v * 1e3:.1f} ms, virsh {p * 1e3:.1f} ms ({ratio(v, p)})")
 
 
 def _guest_params(bench_start, m: dict, tmp: Path) -> dict:

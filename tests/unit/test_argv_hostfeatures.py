@@ -288,4 +288,7 @@ def test_define_writes_libvirts_pci_addresses_on_pc(tmp_path, vsh, vsh_env):
     (tmp_path / "q.xml").write_text(xml.format("q", "q35"))
     assert vsh("define", tmp_path / "q.xml").status == 0
     q35 = vsh("dumpxml", "q").out
-    assert "<address type='pci'" not in q35 and "<address type='drive'" in q35   # q35: root ports first
+    assert "<address type='drive'" in q35
+    # q35: each PCIe device behind a root port of its own (tests/unit/test_q35_addresses.py has the rules)
+    assert "<target dev='vda' bus='virtio'/>\n      <address type='pci' domain='0x0000' bus='0x03' slot='0x00'" in q35
+    assert "<controller type='pci' index='5' model='pcie-root-port'>" in q35

@@ -48,8 +48,9 @@ def test_define_numbers_controllers_and_adds_the_implicit_ones(tmp_path):
                   "<disk type='file' device='disk'><source file='DISK'/><target dev='hda'/></disk>"
                   "<channel type='unix'><target type='virtio' name='a.b'/></channel>")
     ctrls = [(c.get("type"), c.get("index"), c.get("model")) for c in dom.node.findall("devices/controller")]
-    assert ctrls == [("scsi", "0", "virtio-scsi"), ("scsi", "1", "virtio-scsi"), ("ide", "0", None),
-                     ("virtio-serial", "0", None), ("usb", "0", "piix3-uhci"), ("pci", "0", "pci-root")]
+    # libvirt 9.0's order: the machine's own (USB, PCI root), then those for the disks, virtio-serial
+    assert ctrls == [("scsi", "0", "virtio-scsi"), ("scsi", "1", "virtio-scsi"), ("usb", "0", "piix3-uhci"),
+                     ("pci", "0", "pci-root"), ("ide", "0", None), ("virtio-serial", "0", None)]
     q35 = defined(tmp_path, VDA, machine="q35")
     assert [(c.get("type"), c.get("model")) for c in q35.node.findall("devices/controller")] == \
         [("usb", "qemu-xhci"), ("sata", None), ("pci", "pcie-root")]

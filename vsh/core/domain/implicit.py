@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from vsh.core.domain.devices import Controller
 
-#: Controller types and the disk bus that implies one (libvirt's virDomainDefAddImplicitControllers).
-DISK_CONTROLLERS = ("ide", "scsi", "sata", "fdc")
+#: Controller types a disk bus implies, in the order libvirt adds them (virDomainDefAddImplicitControllers).
+DISK_CONTROLLERS = ("scsi", "fdc", "ide", "sata")
 
 #: Disks per controller of each bus, as libvirt counts them to give a target its drive address.
 PER_CONTROLLER = {"ide": 4, "sata": 6, "scsi": 7, "fdc": 2}
@@ -104,8 +104,12 @@ def fill_controller_indexes(dom) -> None:
             c.node.attrib.update(attrs)
 
 
-def add_implicit_controllers(dom) -> None:
-    """The controllers libvirt adds on define when the devices need them (or the machine has them)."""
+def add_implicit_controllers(dom, as_virt_install: bool = False) -> None:
+    """The controllers libvirt adds on define when the devices need them (or the machine has them),
+    appended in libvirt's order: the machine's own (qemuDomainDefAddDefaultDevices: USB, q35's
+    SATA, the PCI root), those the disks need type by type (SCSI, floppy, IDE, SATA), virtio-serial.
+    ``as_virt_install``: in the order and with the USB ports virt-install --print-xml writes them
+    (the disks' first, virtio-serial, then USB with ports='15' on q35, SATA, the PCI root)."""
     from lxml import etree
 
     family = machine_family(dom.os_machine)
@@ -116,24 +120,33 @@ def add_implicit_controllers(dom) -> None:
         if (ctype, idx) not in have and all((t, i) != (ctype, idx) for t, i, _a in want):
             want.append((ctype, idx, attrs))
 
-    for disk in dom.disks:
-        bus = disk.target_bus
-        if bus in DISK_CONTROLLERS:
-            for idx in range(disk_controller(disk.node, bus) + 1):
+    def machine_own() -> None:
+        if family in ("pc", "q35") and not any(t == "usb" for t, _i in have):
+            need("usb", 0, model="piix3-uhci" if family == "pc" else "qemu-xhci",
+                 **({"ports": "15"} if as_virt_install and family == "q35" else {}))
+        if family == "q35":
+            need("sata", 0)
+        if family in ("pc", "q35"):
+            need("pci", 0, model="pci-root" if family == "pc" else "pcie-root")
+
+    def for_devices() -> None:
+        if as_virt_install:
+            for disk in dom.disks:
+                if disk.target_bus in DISK_CONTROLLERS:
+                    for idx in range(disk_controller(disk.node, disk.target_bus) + 1):
+                        need(disk.target_bus, idx)
+        for bus in DISK_CONTROLLERS:
+            top = max((disk_controller(d.node, bus) for d in dom.disks if d.target_bus == bus), default=-1)
+            for idx in range(top + 1):
                 need(bus, idx)
-    devs = dom.node.find("./devices")
-    if devs is not None and devs.xpath("./channel[target/@type='virtio'] | ./console[target/@type='virtio']"):
-        need("virtio-serial", 0)
-    if family in ("pc", "q35") and not any(t == "usb" for t, _i in have):
-        need("usb", 0, model="piix3-uhci" if family == "pc" else "qemu-xhci",
-             **({} if family == "pc" else {"ports": "15"}))
-    if family == "q35":
-        need("sata", 0)
-    if family in ("pc", "q35") and not any(t == "pci" for t, _i in have):
-        need("pci", 0, model="pci-root" if family == "pc" else "pcie-root")
+        devs = dom.node.find("./devices")
+        if devs is not None and devs.xpath("./channel[target/@type='virtio'] | ./console[target/@type='virtio']"):
+            need("virtio-serial", 0)
+
+    for step in ((for_devices, machine_own) if as_virt_install else (machine_own, for_devices)):
+        step()
     for ctype, idx, attrs in want:
-        el = etree.Element("controller", type=ctype, index=str(idx), **attrs)
-        dom.add_device(Controller(el))
+        dom.add_device(Controller(etree.Element("controller", type=ctype, index=str(idx), **attrs)))
 
 
 def add_default_devices(dom) -> None:
@@ -168,6 +181,6 @@ def fill_implicit(dom, default_devices: bool = True) -> None:
     default devices (left to define when ``default_devices`` is false: virt-install --print-xml)."""
     fill_disk_driver(dom)
     fill_controller_indexes(dom)
-    add_implicit_controllers(dom)
+    add_implicit_controllers(dom, as_virt_install=not default_devices)
     if default_devices:
         add_default_devices(dom)

@@ -1,5 +1,9 @@
 """The addresses libvirt writes into a definition on define.
 
+Virtio channels get their virtio-serial port (``<address type='virtio-serial' controller='0'
+bus='0' port='1'/>``: the first free port from 1, port 0 being a virtio console's, which keeps
+no address in the XML, as in libvirt).
+
 IDE, SATA and SCSI disks get their drive address (``<address type='drive' controller='0'
 bus='0' target='0' unit='0'/>``, from the target name, as the argv builder places them).
 
@@ -8,9 +12,9 @@ controller) the XML leaves without one gets the address ``slots.assign`` plans, 
 built-in controllers theirs, written as ``<address type='pci' domain='0x0000' bus='0x00'
 slot='0x01' function='0x2'/>``.  A start then places each device where its definition says.
 
-Only on pc machines, where that plan is libvirt's: on q35 libvirt puts each PCIe device behind
-a ``pcie-root-port`` controller it adds, which vsh does not do yet (its q35 devices sit on the
-root bus), so a q35 definition keeps its devices unaddressed rather than show other addresses."""
+On q35 machines ``q35.plan`` does it libvirt's way: each PCIe device behind a ``pcie-root-port``
+controller it adds, conventional PCI devices behind a ``pcie-to-pci-bridge`` (``vsh.kvm.argv.pcie``);
+an address the XML gives that q35 cannot honour fails the define, as in libvirt."""
 
 from __future__ import annotations
 
@@ -31,11 +35,18 @@ def write_addresses(root) -> None:
         b = Builder(root, None, RuntimePaths.for_rundir("/nonexistent"))
         machine.machine_type(b)
         drive_addresses(b)
-        if b.family != "pc":
-            return
-        controllers.reserve_pci(b)
-        slots.assign(b, controllers.implied(b))
+        if b.family == "pc":
+            controllers.reserve_pci(b)
+            slots.assign(b, controllers.implied(b))
     except VshError:
+        return
+    virtio_serial_addresses(b.devices)
+    if b.family == "q35":
+        from vsh.kvm.argv.q35 import plan
+
+        plan(b.devices)
+        return
+    if b.family != "pc":
         return
     for el in b.devices:
         if not isinstance(el.tag, str) or not slots.wanted(el):
@@ -69,3 +80,49 @@ def drive_addresses(b: Builder) -> None:
         ctrl, bus, target, unit = disks.drive_address(b, d)
         etree.SubElement(d, "address", type="drive", controller=str(ctrl), bus=str(bus), target=str(target),
                          unit=str(unit))
+
+
+def virtio_serial_addresses(devs) -> None:
+    """libvirt's qemuDomainAssignVirtioSerialAddresses: the ports the XML gives are taken, each
+    virtio console takes the first free port (from 0, not written), each virtio channel the first
+    free one from 1 on the lowest-numbered controller with room (written)."""
+    from lxml import etree
+
+    from vsh.core.errors import XMLError
+    from vsh.kvm.argv.options import number
+
+    ports: dict[int, int] = {}      # controller index -> its port count
+    for c in devs.findall("controller[@type='virtio-serial']"):
+        ports[number(c.get("index"), "<controller type='virtio-serial'> index", 0)] = \
+            number(c.get("ports"), "<controller type='virtio-serial'> ports", 31)
+    used: dict[int, set[int]] = {i: set() for i in ports}
+    for a in devs.xpath("./*/address[@type='virtio-serial'][@port != '0']"):
+        ctrl, port = number(a.get("controller"), "virtio-serial controller", 0), number(a.get("port"), "port", 0)
+        if ctrl not in ports:
+            raise XMLError("XML error: virtio serial controller %d is missing" % ctrl)
+        if port >= ports[ctrl]:
+            raise XMLError("XML error: virtio serial controller %d does not have port %d" % (ctrl, port))
+        if port in used[ctrl]:
+            raise XMLError("XML error: virtio serial port %d on controller %d is already occupied" % (port, ctrl))
+        used[ctrl].add(port)
+    targets = devs.xpath("./console[target/@type='virtio'] | ./channel[target/@type='virtio']")
+    for el in sorted(targets, key=lambda e: e.tag != "console"):      # libvirt: consoles first
+        a = el.find("address")
+        if a is not None and (a.get("type") != "virtio-serial" or a.get("port") not in (None, "0")):
+            continue
+        console = el.tag == "console"
+        given = number(a.get("controller"), "virtio-serial controller", 0) if a is not None else None
+        for ctrl in sorted(ports) if given is None else [given]:
+            free = [p for p in range(0 if console and given is None else 1, ports.get(ctrl, 0))
+                    if p not in used.get(ctrl, ())]
+            if free:
+                used[ctrl].add(free[0])
+                if not console:
+                    if a is None:
+                        a = etree.SubElement(el, "address")
+                    for k, v in (("type", "virtio-serial"), ("controller", str(ctrl)), ("bus", "0"),
+                                 ("port", str(free[0]))):
+                        a.set(k, v)
+                break
+        else:
+            raise XMLError("XML error: Unable to find a free virtio-serial port")

@@ -95,8 +95,11 @@ def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
         # libvirt's default port: the root port's own slot and function
         port = number(tgt.get("port") if tgt is not None else None, what + " port",
                       (where[1] << 3) + where[2] if where else idx)
-        b.add("-device", opts("pcie-root-port", ("port", port), ("chassis", chassis), ("id", pid),
-                                  *b.pci.props(c, what)))
+        qdev = c.find("model").get("name") if c.find("model") is not None else None
+        if qdev not in (None, "pcie-root-port", "ioh3420"):
+            raise Unsupported("%s: <model name='%s'> is not supported (pcie-root-port, ioh3420)" % (what, qdev))
+        b.add("-device", opts(qdev or "pcie-root-port", ("port", port), ("chassis", chassis), ("id", pid),
+                              *b.pci.props(c, what)))
     elif model == "pci-bridge":
         chassis = number(tgt.get("chassisNr") if tgt is not None else None, what + " chassisNr", idx)
         b.add("-device", opts("pci-bridge", ("chassis_nr", chassis), ("id", pid), *b.pci.props(c, what)))
