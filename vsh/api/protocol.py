@@ -21,7 +21,7 @@ from vsh.core import errors
 from vsh.core.errors import VshError
 
 #: The protocol version both ends must speak (the hello carries it).
-VERSION = 1
+VERSION = 2
 #: Callback methods a server may invoke on the caller's progress object (None: call it).
 CALLBACK_METHODS = (None, "start", "update", "finish")
 #: The modules of :mod:`vsh.api` that define the abstract classes a handle can be.
@@ -29,6 +29,9 @@ API_MODULES = ("base", "domains", "lifecycle", "storage", "networks", "host", "i
                "devices", "stats", "snapshots", "display", "blockjobs", "tuning")
 #: Largest frame accepted (a guest file chunk is 1 MiB, a quarter more as base64).
 MAX_FRAME = 64 << 20
+#: Bytes asked of one read: a pipe's capacity (a larger request makes Python allocate, map and
+#: unmap a buffer of that size on every read; a pipe never gives more).
+READ_SIZE = 1 << 16
 
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
 _loads = json.loads
@@ -86,7 +89,7 @@ class FrameReader:
 
                     raise Timeout("no frame from the peer in time")
             try:
-                data = os.read(self.fd, 1 << 20)
+                data = os.read(self.fd, READ_SIZE)
             except InterruptedError:
                 continue
             except OSError as exc:

@@ -121,6 +121,7 @@ class Server:
         self.lock = threading.Lock()
         self.uri = uri              # pinned by `vsh serve -c URI`; else the client's choice
         self.objects: dict[int, object] = {}
+        self.failed: dict[int, BaseException] = {}  # pipelined handles whose call failed: the error
         self.pumps: dict[int, _Pump] = {}
         self.next_id = 1
         self.conn = None
@@ -139,17 +140,20 @@ class Server:
         self.objects[oid] = obj
         return oid
 
-    def _encode_object(self, obj):
+    def _encode_object(self, obj, oid: int | None = None):
         found = api_type(obj)
         if found is None:
-            if hasattr(obj, "__next__"):
+            if hasattr(obj, "__next__") and oid is None:
                 sid = self._register(obj)
                 self.pumps[sid] = _Pump(self, sid, obj, console=False)
                 return {"$s": sid, "t": "iter"}
             raise ProtocolError(f"cannot send a {type(obj).__name__} over the remote protocol")
         name, cls = found
         attrs = {a: encode(getattr(obj, a, None)) for a in handle_attributes(cls)}
-        oid = self._register(obj)
+        if oid is None:
+            oid = self._register(obj)
+        else:                                   # the client named it (a pipelined call, "as")
+            self.objects[oid] = obj
         if name == "lifecycle.ConsoleStream":
             self.pumps[oid] = _Pump(self, oid, obj, console=True)
             return {"$s": oid, "t": name, "a": attrs}
@@ -160,6 +164,8 @@ class Server:
             raise ProtocolError("malformed handle in a request")
         obj = self.objects.get(path[0])
         if obj is None:
+            if path[0] in self.failed:          # the pipelined call that was to make it failed
+                raise self.failed[path[0]]
             raise ProtocolError(f"no handle {path[0]} in this session")
         for attr in path[1:]:
             obj = self._attribute(obj, attr)
@@ -261,7 +267,10 @@ class Server:
         if frame.get("m") == "close" and isinstance(handle, list) and len(handle) == 1 and handle[0] in self.pumps:
             self.pumps.pop(handle[0]).stop()      # the pushing ends before the device closes
         outgoing: list = []
+        promised = frame.get("as")
         try:
+            if promised is not None:
+                self._promised(promised)
             target = self._resolve(frame.get("h"))
             if "get" in frame:
                 result = self._attribute(target, frame["get"])
@@ -272,10 +281,15 @@ class Server:
                 kwargs = decode(frame.get("k") or {}, special)
                 result = method(*args, **kwargs)
             self._send_back(rid, outgoing)
-            reply = {"id": rid, "r": encode(result, self._encode_object)}
+            if promised is None:
+                reply = {"id": rid, "r": encode(result, self._encode_object)}
+            else:
+                reply = {"id": rid, "r": self._encode_object(result, promised)}
         except BaseException as exc:          # the session goes on: every failure is a reply
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
+            if isinstance(promised, int) and not isinstance(promised, bool) and promised < 0:
+                self.failed[promised] = exc     # what every call on that handle answers
             if not isinstance(exc, VshError):
                 import traceback
 
@@ -289,15 +303,23 @@ class Server:
         self.send(reply)
         if frame.get("m") == "close" and isinstance(frame.get("h"), list) and len(frame["h"]) == 1:
             self._release(frame["h"][0])
-        for sid in [sid for sid, pump in self.pumps.items() if not pump.thread.is_alive()
-                    and pump.thread.ident is None]:
-            self.pumps[sid].thread.start()        # pushing starts once the reply is out
+        if self.pumps:
+            for pump in [p for p in self.pumps.values() if p.thread.ident is None]:
+                pump.thread.start()               # pushing starts once the reply is out
+
+    @staticmethod
+    def _promised(oid) -> int:
+        """The id a pipelined call's handle gets: the client's, negative (never one of ours)."""
+        if not isinstance(oid, int) or isinstance(oid, bool) or oid >= 0:
+            raise ProtocolError("malformed 'as' in a request")
+        return oid
 
     def _release(self, oid) -> None:
         pump = self.pumps.pop(oid, None)
         if pump is not None:
             pump.stop()
         self.objects.pop(oid, None)
+        self.failed.pop(oid, None)
 
     def run(self) -> int:
         first = self.reader.next()

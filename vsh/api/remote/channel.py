@@ -108,6 +108,10 @@ class Channel:
         self.streams: dict[int, StreamBuffer] = {}
         self.released: list[int] = []
         self.next_id = 1
+        self.next_promise = 0               # pipelined handles are named -1, -2... by this end
+        self.pipelined: set[int] = set()    # request ids of pipelined calls not answered yet
+        self.last_pipelined: SimpleQueue | None = None      # the reply queue of the latest one
+        self.pipeline_failed: tuple[SimpleQueue, VshError] | None = None  # the first that failed, unmet
         self.dead: VshError | None = None
         self.hello_done = False
         self.stderr_lines: deque = deque(maxlen=20)
@@ -188,9 +192,14 @@ class Channel:
                 buf.end(error_from_wire(frame["e"]) if "e" in frame else None)
             return
         with self.lock:
-            queue = self.waiting.get(frame.get("id"))
+            rid = frame.get("id")
+            queue = self.waiting.get(rid)
             if queue is not None and ("r" in frame or "e" in frame or "hello" in frame):
-                del self.waiting[frame["id"]]       # the reply: the call's last frame
+                del self.waiting[rid]               # the reply: the call's last frame
+                if rid in self.pipelined:
+                    self.pipelined.discard(rid)
+                    if "e" in frame and self.pipeline_failed is None:
+                        self.pipeline_failed = (queue, error_from_wire(frame["e"]))
         if queue is not None:
             queue.put(frame)
 
@@ -267,11 +276,52 @@ class Channel:
                 sys.stderr.write(line + "\n")
         return frame
 
+    def pipeline(self, oid: int, method: str, args=(), get: bool = False) -> tuple[int, SimpleQueue]:
+        """Send a call whose result is a handle without waiting for it: the server keeps that handle
+        as the new negative id returned, which later requests may name at once; the reply (the
+        handle's attributes, or why the call failed) arrives on the queue returned."""
+        with self.lock:
+            self.next_promise -= 1
+            promised = self.next_promise
+        queue = self._request(oid, method, args, None, get, {}, {}, promised)
+        return promised, queue
+
+    def settle_all(self) -> None:
+        """Wait for the replies of every pipelined call; raise the first error among them that no
+        caller has met yet (see :meth:`PromisedHandle._settle`)."""
+        queue, self.last_pipelined = self.last_pipelined, None
+        if queue is not None:
+            frame = self._wait(queue)
+            if frame is not None:
+                queue.put(frame)            # for the handle that is still waiting for it
+        failed, self.pipeline_failed = self.pipeline_failed, None
+        if failed is not None:
+            failed[1].deferred = True
+            raise failed[1]
+
+    def met(self, queue: SimpleQueue) -> None:
+        """The caller of the pipelined call answered on ``queue`` met its reply: its error is not
+        news any more."""
+        if self.pipeline_failed is not None and self.pipeline_failed[0] is queue:
+            self.pipeline_failed = None
+        if self.last_pipelined is queue:
+            self.last_pipelined = None
+
     def call(self, oid: int, method: str, args=(), kwargs=None, get: bool = False):
         """Run ``method`` of the server's handle ``oid`` (``get``: read that attribute); its result."""
         callbacks: dict = {}
         files: dict = {}
+        queue = self._request(oid, method, args, kwargs, get, callbacks, files)
+        return self._reply(queue, callbacks, files)
 
+    def settle(self, queue: SimpleQueue):
+        """The reply to a :meth:`pipeline` call (read off the channel if it is not there yet): the
+        handle as the wire has it (``{"$h": id, "t": …, "a": {…}}``), or its error raised."""
+        return self._reply(queue, {}, {}, raw=True)
+
+    def _request(self, oid: int, method: str, args, kwargs, get: bool, callbacks: dict, files: dict,
+                 promised: int | None = None) -> SimpleQueue:
+        """Send one request; the queue its reply (and callbacks, file frames) will arrive on."""
         def special(value):
             from vsh.api.remote.files import LocalFile
 
@@ -292,6 +342,8 @@ class Channel:
             rid = self.next_id
             self.next_id += 1
             frame = {"id": rid, "h": [oid]}
+            if promised is not None:
+                frame["as"] = promised
             if get:
                 frame["get"] = method
             else:
@@ -301,6 +353,9 @@ class Channel:
                 if kwargs:
                     frame["k"] = encode(kwargs, special)
             self.waiting[rid] = queue
+            if promised is not None:
+                self.pipelined.add(rid)
+                self.last_pipelined = queue
             if self.released:
                 frame["release"], self.released = self.released, []
             sent = [fid for fid, f in files.items() if f.path is None]
@@ -310,6 +365,9 @@ class Channel:
             if sent:
                 frame["files"] = sent
             self._send(frame)
+        return queue
+
+    def _reply(self, queue: SimpleQueue, callbacks: dict, files: dict, raw: bool = False):
         failed = None
         try:
             while True:
@@ -331,6 +389,8 @@ class Channel:
                     raise error_from_wire(reply["e"])
                 if failed is not None:
                     raise failed
+                if raw:
+                    return reply.get("r")
                 return decode(reply.get("r"), lambda tag, data: self.make_handle(self, tag, data))
         except BaseException:
             for f in files.values():
