@@ -68,6 +68,10 @@ class FrameReader:
         self.fd = fd
         self.buf = bytearray()
 
+    def ready(self) -> bool:
+        """Whether a whole frame is here already (:meth:`next` reads nothing)."""
+        return b"\n" in self.buf
+
     def next(self, deadline: float | None = None) -> dict | None:
         """The next frame; None at the end. With ``deadline`` (``time.monotonic()``), Timeout
         when no whole frame is there by then."""

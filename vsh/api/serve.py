@@ -127,11 +127,21 @@ class Server:
         self.conn = None
         self.tmpdir = None          # private directory of the files that cross the channel
         self.files: dict = {}       # file id -> [path, descriptor while it is being received]
+        self.held = bytearray()     # replies kept while more requests wait in the reader
 
-    def send(self, frame: dict) -> None:
-        data = dump_frame(frame)
+    def send(self, frame: dict | None, hold: bool = False) -> None:
+        """Send ``frame`` after the ones held; ``hold``: keep it for the next write (a reply while
+        the next request is already here: one write, one wake-up of the client, for both). None:
+        send what is held."""
+        data = b"" if frame is None else dump_frame(frame)
         with self.lock:
-            write_all(self.out_fd, data)
+            if hold:
+                self.held += data
+                return
+            if self.held:
+                data, self.held = bytes(self.held) + data, bytearray()
+            if data:
+                write_all(self.out_fd, data)
 
     # -- handles ------------------------------------------------------------------------
     def _register(self, obj) -> int:
@@ -300,7 +310,7 @@ class Server:
                     os.unlink(path)
         finally:
             self._drop_files([f for f in frame.get("files") or () if isinstance(f, int)])
-        self.send(reply)
+        self.send(reply, hold=self.reader.ready())
         if frame.get("m") == "close" and isinstance(frame.get("h"), list) and len(frame["h"]) == 1:
             self._release(frame["h"][0])
         if self.pumps:
@@ -331,6 +341,8 @@ class Server:
             return 1
         try:
             while True:
+                if self.held and not self.reader.ready():
+                    self.send(None)             # nothing more to answer at once: out it goes
                 frame = self.reader.next()
                 if frame is None:
                     return 0

@@ -109,6 +109,7 @@ class Channel:
         self.released: list[int] = []
         self.next_id = 1
         self.next_promise = 0               # pipelined handles are named -1, -2... by this end
+        self.held = bytearray()             # frames of pipelined calls not written yet
         self.pipelined: set[int] = set()    # request ids of pipelined calls not answered yet
         self.last_pipelined: SimpleQueue | None = None      # the reply queue of the latest one
         self.pipeline_failed: tuple[SimpleQueue, VshError] | None = None  # the first that failed, unmet
@@ -172,6 +173,9 @@ class Channel:
                 return queue.get_nowait()
             except Empty:
                 pass
+            if self.held:
+                with self.lock:
+                    self._send(None)            # the pipelined requests go out before we wait
             if self.threaded:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
@@ -241,9 +245,18 @@ class Channel:
                         + (f": {said}" if said else ""))
 
     # -- calls ----------------------------------------------------------------------------
-    def _send(self, frame: dict) -> None:
+    def _send(self, frame: dict | None, hold: bool = False) -> None:
+        """Send ``frame`` (the caller holds ``lock``) after the ones held; ``hold``: keep it until
+        the next frame that is not held, or the next wait (one write for a pipelined call and the
+        call that uses its handle). None: send what is held."""
+        data = b"" if frame is None else dump_frame(frame)
+        if hold:
+            self.held += data
+            return
+        if self.held:
+            data, self.held = bytes(self.held) + data, bytearray()
         try:
-            write_all(self.in_fd, dump_frame(frame))
+            write_all(self.in_fd, data)
         except OSError:
             raise self.dead or VshError(f"cannot send to '{self.target}': the connection ended") from None
 
@@ -364,7 +377,7 @@ class Channel:
                     self._send(piece)
             if sent:
                 frame["files"] = sent
-            self._send(frame)
+            self._send(frame, hold=promised is not None)
         return queue
 
     def _reply(self, queue: SimpleQueue, callbacks: dict, files: dict, raw: bool = False):
