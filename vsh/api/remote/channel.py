@@ -209,10 +209,7 @@ class Channel:
 
     def _lost(self, err: VshError | None) -> None:
         """The channel ended: every waiting call and open stream learns why."""
-        try:
-            status = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            status = None
+        status = self.proc.returncode if self._exited(5.0) else None
         self.stderr_done()
         if self.dead is None:
             self.dead = err or self.failure(status)
@@ -224,6 +221,31 @@ class Channel:
             queue.put(None)
         for buf in streams:
             buf.end(self.dead)
+
+    def _exited(self, timeout: float) -> bool:
+        """Whether ssh exited within ``timeout`` s (reaped). Its pidfd wakes us when it does:
+        ``Popen.wait(timeout)`` would poll, sleeping up to 50 ms between looks."""
+        if self.proc.poll() is not None:
+            return True
+        import select
+
+        try:
+            fd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            fd = -1
+        if fd < 0:
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        try:
+            if select.select([fd], [], [], timeout)[0]:
+                self.proc.wait()
+                return True
+            return self.proc.poll() is not None
+        finally:
+            os.close(fd)
 
     def stderr_done(self, timeout: float = 2.0) -> None:
         """Give the stderr thread a moment to take the last lines of a process that ended."""
@@ -448,8 +470,6 @@ class Channel:
             self.proc.stdin.close()
         except OSError:
             pass
-        try:
-            self.proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
+        if not self._exited(wait):
             self.proc.kill()
             self.proc.wait()
