@@ -10,9 +10,9 @@ See ``docs/remote-protocol.md``.
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 
 from vsh.api.protocol import (CALLBACK_METHODS, VERSION, FrameReader, ProtocolError, api_type, decode,
                               dump_frame, encode, error_to_wire, file_frames, handle_attributes, write_all,
@@ -54,6 +54,8 @@ class _Pump:
         self.sid = sid
         self.source = source
         self.console = console
+        import threading            # only a session with a stream pays for importing it
+
         self.stop_event = threading.Event()
         self.stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC) if console else (-1, -1)
         self.thread = threading.Thread(target=self._console if console else self._iterate, daemon=True,
@@ -106,7 +108,7 @@ class _Pump:
             os.write(self.stop_w, b"x")
         except OSError:
             pass
-        if self.thread.ident is not None and self.thread is not threading.current_thread():
+        if self.thread.ident is not None and self.thread.ident != _thread.get_ident():
             self.thread.join(timeout)
         os.close(self.stop_r)
         os.close(self.stop_w)
@@ -118,7 +120,7 @@ class Server:
     def __init__(self, in_fd: int, out_fd: int, uri: str | None = None):
         self.reader = FrameReader(in_fd)
         self.out_fd = out_fd
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.uri = uri              # pinned by `vsh serve -c URI`; else the client's choice
         self.objects: dict[int, object] = {}
         self.failed: dict[int, BaseException] = {}  # pipelined handles whose call failed: the error

@@ -12,12 +12,11 @@ reason a connection failed; after it, it is passed on to our stderr (the remote 
 
 from __future__ import annotations
 
+import _thread
 import os
-import subprocess
 import sys
-import threading
-from collections import deque
-from queue import Empty, SimpleQueue
+from _collections import deque
+from _queue import Empty, SimpleQueue
 
 from vsh.api.protocol import (CALLBACK_METHODS, VERSION, FrameReader, ProtocolError, decode, dump_frame,
                               encode, error_from_wire, file_frames, write_all)
@@ -31,6 +30,8 @@ class StreamBuffer:
     """What the server pushed on one stream and the consumer has not taken yet."""
 
     def __init__(self):
+        import threading            # only a session with a stream pays for importing it
+
         self.cond = threading.Condition()
         self.items: deque = deque()
         self.ended = False
@@ -102,7 +103,7 @@ class Channel:
     def __init__(self, argv: list[str], target: str, make_handle):
         self.target = target                # what error messages call the peer ("user@host")
         self.make_handle = make_handle      # (channel, tag, data) -> a handle, stream or iterator
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.waiting: dict[int, SimpleQueue] = {}
         self.callbacks: dict[int, dict] = {}
         self.streams: dict[int, StreamBuffer] = {}
@@ -116,31 +117,39 @@ class Channel:
         self.dead: VshError | None = None
         self.hello_done = False
         self.stderr_lines: deque = deque(maxlen=20)
+        from vsh.api.remote.process import Child
+
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
+            self.proc = Child(argv)
         except OSError as exc:
             raise VshError("failed to connect to the hypervisor",
                            f"cannot run '{argv[0]}': {exc.strerror}") from None
-        self.in_fd = self.proc.stdin.fileno()
-        self.reader = FrameReader(self.proc.stdout.fileno())
-        self.read_lock = threading.Lock()
+        self.in_fd = self.proc.stdin
+        self.reader = FrameReader(self.proc.stdout)
+        self.read_lock = _thread.allocate_lock()
         self.threaded = False               # a reader thread takes the frames (once a stream is open)
         self.waiting[0] = SimpleQueue()
-        self.stderr_thread = threading.Thread(target=self._read_stderr, daemon=True, name="vsh-remote-stderr")
-        self.stderr_thread.start()
+        self.stderr_open = _thread.allocate_lock()      # held while the stderr thread runs
+        self.stderr_open.acquire()
+        _thread.start_new_thread(self._read_stderr, ())
 
     # -- the threads ----------------------------------------------------------------------
     def _read_stderr(self) -> None:
-        for line in iter(self.proc.stderr.readline, b""):
-            if self.hello_done:
-                try:
-                    sys.stderr.write(line.decode(errors="replace"))
-                    sys.stderr.flush()
-                except (OSError, ValueError):
-                    pass
-            else:
-                self.stderr_lines.append(line.decode(errors="replace").rstrip())
+        try:
+            with open(self.proc.stderr, "rb", closefd=False) as err:
+                for line in iter(err.readline, b""):
+                    if self.hello_done:
+                        try:
+                            sys.stderr.write(line.decode(errors="replace"))
+                            sys.stderr.flush()
+                        except (OSError, ValueError):
+                            pass
+                    else:
+                        self.stderr_lines.append(line.decode(errors="replace").rstrip())
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.stderr_open.release()
 
     def _read_frames(self) -> None:
         with self.read_lock:
@@ -209,7 +218,7 @@ class Channel:
 
     def _lost(self, err: VshError | None) -> None:
         """The channel ended: every waiting call and open stream learns why."""
-        status = self.proc.returncode if self._exited(5.0) else None
+        status = self.proc.wait(5.0)
         self.stderr_done()
         if self.dead is None:
             self.dead = err or self.failure(status)
@@ -222,34 +231,10 @@ class Channel:
         for buf in streams:
             buf.end(self.dead)
 
-    def _exited(self, timeout: float) -> bool:
-        """Whether ssh exited within ``timeout`` s (reaped). Its pidfd wakes us when it does:
-        ``Popen.wait(timeout)`` would poll, sleeping up to 50 ms between looks."""
-        if self.proc.poll() is not None:
-            return True
-        import select
-
-        try:
-            fd = os.pidfd_open(self.proc.pid)
-        except (AttributeError, OSError):
-            fd = -1
-        if fd < 0:
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                return False
-            return True
-        try:
-            if select.select([fd], [], [], timeout)[0]:
-                self.proc.wait()
-                return True
-            return self.proc.poll() is not None
-        finally:
-            os.close(fd)
-
     def stderr_done(self, timeout: float = 2.0) -> None:
         """Give the stderr thread a moment to take the last lines of a process that ended."""
-        self.stderr_thread.join(timeout)
+        if self.stderr_open.acquire(timeout=timeout):
+            self.stderr_open.release()
 
     def failure(self, status: int | None) -> VshError:
         """Why the channel ended, from ssh's exit status and what it (or the remote shell) said."""
@@ -449,6 +434,8 @@ class Channel:
             start = not self.threaded
             self.threaded = True
         if start:
+            import threading
+
             threading.Thread(target=self._read_frames, daemon=True, name="vsh-remote-reader").start()
         return buf
 
@@ -467,9 +454,15 @@ class Channel:
         if self.dead is None:
             self.dead = VshError("the connection to the remote vsh is closed")
         try:
-            self.proc.stdin.close()
+            self.proc.close_stdin()
         except OSError:
             pass
-        if not self._exited(wait):
+        if self.proc.wait(wait) is None:
             self.proc.kill()
             self.proc.wait()
+        import atexit
+
+        atexit.unregister(self.close)
+        self.stderr_done()
+        if not self.threaded:               # (a reader thread may still be reading stdout)
+            self.proc.close()

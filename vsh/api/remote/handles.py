@@ -11,7 +11,6 @@ reader thread) and :class:`RemoteIterator` (what an iterator-returning method gi
 from __future__ import annotations
 
 import os
-import weakref
 
 from vsh.api.lifecycle import ConsoleStream
 from vsh.api.protocol import ProtocolError, api_class, decode
@@ -29,8 +28,10 @@ class RemoteHandle:
         self._subs: dict = {}
         for key, value in attrs.items():
             setattr(self, key, value)
-        if oid:
-            weakref.finalize(self, channel.release, oid)
+
+    def __del__(self):
+        if self._oid:                           # the server may drop it too (told with the next request)
+            self._channel.release(self._oid)
 
     def __repr__(self) -> str:
         name = self.__dict__.get("name")
@@ -108,6 +109,10 @@ class ConnectionHandle(RemoteHandle):
 
     def close(self) -> None:
         self._channel.close()
+
+    def __del__(self):
+        if self._channel.dead is None:          # a connection nobody closed ends with its handle
+            self._channel.close(2.0)
 
     def settle(self) -> None:
         self._channel.settle_all()
