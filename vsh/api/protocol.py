@@ -257,8 +257,19 @@ def api_type(obj) -> tuple[str, type] | None:
     return found
 
 
+_CLASSES: dict = {}
+
+
 def api_class(name: str) -> type:
     """The abstract class ``"module.Class"`` names (see :func:`api_type`); ProtocolError otherwise."""
+    key = str(name)
+    found = _CLASSES.get(key)
+    if found is None:
+        found = _CLASSES[key] = _api_class(key)      # (only a class is kept: a bad name raises)
+    return found
+
+
+def _api_class(name: str) -> type:
     module, _dot, cls_name = str(name).partition(".")
     if module not in API_MODULES or not cls_name.isidentifier():
         raise ProtocolError(f"unknown handle type '{name}' from the peer")
