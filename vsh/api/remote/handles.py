@@ -53,8 +53,6 @@ class RemoteHandle:
 
     def _pipeline(self, method: str, args=(), get: bool = False):
         """The handle ``method`` returns, pipelined (:class:`PromisedHandle`): no round trip now."""
-        from vsh.api.protocol import api_class
-
         oid, queue = self._channel.pipeline(self._oid, method, args, get=get)
         return proxy_class(api_class(PIPELINED[method]), PromisedHandle)(self._channel, oid, queue)
 
@@ -63,8 +61,9 @@ class PromisedHandle(RemoteHandle):
     """The handle of a pipelined call (a lookup, a sub-handle): usable at once, since requests that
     name it go out behind the call that makes it. Its attributes (``name``...) wait for the reply.
     When that call failed, the first use raises the call's own error (with ``deferred`` set, so that
-    no other operation's context is put in front of it) — so a missing domain is reported exactly
-    as before, by whatever line of the command first touches its handle."""
+    no other operation's context is put in front of it), and the connection's ``settle()`` (the
+    shell asks after each command) raises it if the command never touched the handle or failed
+    on something else first: a missing domain is the command's error, as without pipelining."""
 
     def __init__(self, channel, oid: int, queue):
         super().__init__(channel, oid, {})
