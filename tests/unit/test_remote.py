@@ -262,6 +262,20 @@ def test_cli_output_and_errors_are_the_local_ones(ssh_log, vsh_env, vsh, define)
         assert (there.status, there.out, there.err) == (here.status, here.out, here.err), argv
 
 
+def test_a_missing_domain_opens_no_editor(ssh_log, vsh_env, vsh, monkeypatch, tmp_path):
+    """metadata --edit takes a missing element for an empty one: a missing domain (its lookup
+    pipelined) must still fail before the editor runs."""
+    marker = tmp_path / "edited"
+    editor = tmp_path / "editor.sh"
+    editor.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    monkeypatch.setenv("VISUAL", str(editor))
+    res = vsh("-c", remote_uri(vsh_env), "metadata", "nosuch", "http://x/", "--key", "k", "--edit")
+    assert res.status == 1 and res.err == "error: failed to get domain 'nosuch'\n"
+    assert not marker.exists()
+
+
 def test_batch_uses_one_ssh_connection(ssh_log, vsh_env, vsh, define):
     define("vm1")
     res = vsh("-c", remote_uri(vsh_env), stdin="list --all\ndominfo vm1\ndomid vm1\nlist --name --all\n")
