@@ -240,7 +240,12 @@ def test_every_handle_implements_every_abstract_method(ssh_log, vsh_env):
         assert caught.value.deferred and caught.value.with_context("failed to get hostname") is caught.value
         with pytest.raises(NotFound, match="failed to get domain 'nosuch'"):
             missing.name
-        assert conn.lookup_domain("vm1").name == "vm1"
+        conn.settle()                               # met where it was used: not raised again
+        unused = conn.lookup_domain("nosuch")       # never used: settle() raises it (the shell asks)
+        with pytest.raises(NotFound, match="failed to get domain 'nosuch'"):
+            conn.settle()
+        conn.settle()
+        assert unused.__dict__.get("name") is None and conn.lookup_domain("vm1").name == "vm1"
         with pytest.raises(OperationInvalid):
             dom.console_log()
 

@@ -320,10 +320,12 @@ class Channel:
             failed[1].deferred = True
             raise failed[1]
 
-    def met(self, queue: SimpleQueue) -> None:
-        """The caller of the pipelined call answered on ``queue`` met its reply: its error is not
-        news any more."""
-        if self.pipeline_failed is not None and self.pipeline_failed[0] is queue:
+    def met(self, queue: SimpleQueue, error: VshError | None = None) -> None:
+        """The caller of the pipelined call answered on ``queue`` met its reply (``error``): that
+        error is not news any more, nor the same one of the call it came from (a sub-handle of a
+        lookup that failed answers the lookup's error)."""
+        failed = self.pipeline_failed
+        if failed is not None and (failed[0] is queue or (error is not None and failed[1].lines == error.lines)):
             self.pipeline_failed = None
         if self.last_pipelined is queue:
             self.last_pipelined = None

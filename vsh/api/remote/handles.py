@@ -84,7 +84,7 @@ class PromisedHandle(RemoteHandle):
                     if isinstance(key, str) and key.isidentifier():
                         setattr(self, key, decode(value))
             finally:
-                self._channel.met(queue)
+                self._channel.met(queue, self._error)
         if self._error is not None:
             raise self._error
 
