@@ -120,8 +120,8 @@ def run() -> None:
     import sysconfig
 
     floor_code = FLOOR.replace("PURELIB", repr(sysconfig.get_paths()["purelib"]))
-    floor, vsh = paired({"argv": [PY, "-S", "-c", floor_code]}, {"argv": [VSH, "-c", "test:///default", "list", "--all"]},
-                        runs=RUNS)
+    floor, vsh = paired({"argv": [PY, "-S", "-c", floor_code]},
+                        {"argv": [VSH, "-c", "test:///default", "list", "--all"]}, runs=RUNS)
     report("test:///default: list --all, Python floor", f"python + libvirtmod {floor * 1e3:.1f} ms, vsh "
            f"{vsh * 1e3:.1f} ms (vsh/floor {ratio(vsh, floor)})")
     _pair("test:///default: dominfo test", [VSH, "-c", "test:///default", "dominfo", "test"],

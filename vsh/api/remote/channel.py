@@ -3,11 +3,11 @@
 One :class:`Channel` is one child process (``ssh … vsh serve --stdio``) whose stdin/stdout carry
 the frames of :mod:`vsh.api.protocol`. While no stream is open the caller reads its own reply
 (one process switch each way per call); a pipelined call (:meth:`Channel.pipeline`, a domain
-lookup) is not waited for, and goes out in one write with the call that uses its handle. The first stream (a console, an iterator) starts a
-reader thread that takes every frame off stdout as it comes: a reply goes to the call waiting
-for it (with the callbacks that call gets on the way), stream data to the
-:class:`StreamBuffer` of its stream, so a console's output arrives while the caller waits in
-``select`` or is busy elsewhere. Another thread keeps ssh's stderr: before the hello it is the
+lookup) is not waited for, and goes out in one write with the call that uses its handle. The
+first stream (a console, an iterator) starts a reader thread that takes every frame off stdout
+as it comes: a reply goes to the call waiting for it (with the callbacks that call gets on the
+way), stream data to the :class:`StreamBuffer` of its stream, so a console's output arrives
+while the caller waits in ``select`` or is busy elsewhere. Another thread keeps ssh's stderr: before the hello it is the
 reason a connection failed; after it, it is passed on to our stderr (the remote vsh's warnings).
 """
 
