@@ -206,7 +206,7 @@ def run() -> None:
     """The ``vsh`` program: :func:`main`, then the process ends without tearing the interpreter
     down (a few ms of a ~40 ms command with libvirt loaded: every module and object freed one by
     one, for nothing) once what that teardown would finish is done: output flushed, ``atexit``
-    functions run (``weakref.finalize``: a remote connection's ssh waited for), no thread left
+    functions run (a remote connection's ssh waited for, ``weakref.finalize``...), no thread left
     that the interpreter would wait for."""
     status = main()
     try:
@@ -220,7 +220,10 @@ def run() -> None:
         sys.exit(status)
     import atexit
 
-    atexit._run_exitfuncs()
+    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)     # CPython's; elsewhere: the usual way
+    if run_exitfuncs is None:
+        sys.exit(status)
+    run_exitfuncs()
     try:
         sys.stdout.flush()
         sys.stderr.flush()
