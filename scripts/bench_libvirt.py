@@ -10,9 +10,11 @@ Imported by scripts/bench.py, which calls run().
   ``-c qemu+unix:///system?socket=…``; then ``define`` of a q35 domain whose 12 PCIe devices get
   root ports (vsh into a local store, virsh into libvirtd: both place them the same way).
 
-Both clients load libvirt's shared library; vsh loads it through libvirt-python's extension, and
-most of its extra time is that ``dlopen`` inside Python (~20 ms here, against ~2 ms of the same
-linking when virsh starts).
+Both clients load libvirt's shared library (~60 libraries, ~20,000 symbol relocations: ~16-20 ms
+of CPU here, in virsh's start-up as in vsh's ``dlopen``). What vsh pays beyond virsh is the Python
+interpreter's own start (~10-12 ms) and, far less, vsh itself: the ``floor`` figure is a bare
+``python -S`` that imports ``libvirtmod``, opens the URI and lists the domains, so the report
+shows how much of the gap is vsh (vsh/floor) and how much is any Python client (floor/virsh).
 
 Environment knobs: VSH_BENCH_LIBVIRT_RUNS (single-shot pairs, default 30),
 VSH_BENCH_LIBVIRT_STARTS (start pairs, default 5).
@@ -28,10 +30,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import VSH, paired, ratio, report
+from bench import PY, VSH, paired, ratio, report
 
 RUNS = int(os.environ.get("VSH_BENCH_LIBVIRT_RUNS", "30"))
 STARTS = int(os.environ.get("VSH_BENCH_LIBVIRT_STARTS", "5"))
+#: the least a Python client of libvirt pays for `list --all` (the interpreter, libvirtmod, the
+#: connection, one call per domain, the table written, no teardown): vsh's floor
+FLOOR = """
+import os, sys
+sys.path.append(PURELIB)
+sys.setdlopenflags(os.RTLD_LAZY)
+import libvirtmod
+c = libvirtmod.virConnectOpen("test:///default")
+rows = [(libvirtmod.virDomainGetID(d), libvirtmod.virDomainGetName(d), libvirtmod.virDomainGetState(d, 0))
+        for d in libvirtmod.virConnectListAllDomains(c, 0)]
+sys.stdout.write("".join(f" {i}  {n}  {s}\\n" for i, n, s in rows) + "\\n")
+sys.stdout.flush()
+os._exit(0)
+"""
 
 
 def _pair(label: str, ours: list, theirs: list) -> None:
@@ -118,6 +134,13 @@ def run() -> None:
         return
     _pair("test:///default: list --all", [VSH, "-c", "test:///default", "list", "--all"],
           [virsh, "-c", "test:///default", "list", "--all"])
+    import sysconfig
+
+    floor_code = FLOOR.replace("PURELIB", repr(sysconfig.get_paths()["purelib"]))
+    floor, vsh = paired({"argv": [PY, "-S", "-c", floor_code]},
+                        {"argv": [VSH, "-c", "test:///default", "list", "--all"]}, runs=RUNS)
+    report("test:///default: list --all, Python floor", f"python + libvirtmod {floor * 1e3:.1f} ms, vsh "
+           f"{vsh * 1e3:.1f} ms (vsh/floor {ratio(vsh, floor)})")
     _pair("test:///default: dominfo test", [VSH, "-c", "test:///default", "dominfo", "test"],
           [virsh, "-c", "test:///default", "dominfo", "test"])
     _peer_section(virsh)

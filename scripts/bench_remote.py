@@ -6,7 +6,9 @@ makes (tests/sshpeer.py); every client runs inside it. Figures:
 * `vsh -c vsh+ssh://root@127.0.0.1/session list --all` against `ssh root@127.0.0.1 vsh list --all`
   (the same remote vsh, the same store), paired rounds, medians — goal <= 1.2x;
 * 1,000 query lines (list --all, dominfo, domstate, domid) in one remote batch, in commands/s —
-  goal >= 2,000/s — against the same batch on the local store.
+  goal >= 2,000/s — against the same batch on the local store. Each query is one round trip (the
+  domain lookup is pipelined with the call that follows it, docs/remote-protocol.md); the floor of
+  one is measured too: a line sent to ``ssh host cat`` and read back, 1,000 times.
 
 Environment knob: VSH_BENCH_REMOTE_RUNS (rounds, default 15).
 """
@@ -30,6 +32,37 @@ def _peer_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+PING = """
+import os, subprocess, sys, time
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+line = b"x" * 100 + b"\\n"
+times = []
+for i in range(1100):
+    t = time.perf_counter()
+    os.write(p.stdin.fileno(), line)
+    got = b""
+    while not got.endswith(b"\\n"):
+        got += os.read(p.stdout.fileno(), 4096)
+    if i >= 100:
+        times.append(time.perf_counter() - t)
+p.stdin.close()
+p.wait()
+print(sum(times) / len(times))
+"""
+
+
+def _ssh_round_trip(peer, ssh: list, env: dict) -> float | None:
+    """Mean time of one line sent through ssh to a remote ``cat`` and read back (None: failed)."""
+    import sys
+
+    proc = subprocess.run([*peer.prefix, sys.executable, "-c", PING, *ssh, "-T", "-p", "2222", "root@127.0.0.1",
+                           "cat"], env=env, capture_output=True, text=True, timeout=120)
+    try:
+        return float(proc.stdout.strip())
+    except ValueError:
+        return None
 
 
 def run() -> None:
@@ -78,6 +111,10 @@ def run() -> None:
                f"{999 / max(t_remote - t_setup, 1e-6):.0f}/s after it ({sessions:g} ssh session per run)")
         report("the same batch on the local store", f"{1000 / t_local:.0f} commands/s "
                f"(remote: {(t_remote - t_setup - t_local) * 1e3 / 1000:.2f} ms more per command)")
+        floor = _ssh_round_trip(peer, ssh, env)
+        if floor:
+            report("one round trip through ssh (to `cat`), the floor per query",
+                   f"{floor * 1e3:.3f} ms (at most {1 / floor:.0f} round trips/s)")
     finally:
         if peer is not None:
             peer.stop()

@@ -1,5 +1,3 @@
-import sys
+from vsh.cli import run
 
-from vsh.cli import main
-
-sys.exit(main())
+run()

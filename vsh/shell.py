@@ -237,6 +237,8 @@ class Shell:
             kwargs = bind(cmd, prep.raw)
             kwargs.pop("json", None)
             result = cmd.handler(ctx, **kwargs)
+            if ctx._conn is not None:
+                ctx._conn.settle()
             if isinstance(result, FrontEnd):
                 self.handed_off = True
                 return self.hand_off(result)
@@ -249,6 +251,7 @@ class Shell:
         except QuitShell:
             raise
         except VshError as err:
+            err = self._settled(err)
             self.report(err)
             status = err.status
         except KeyboardInterrupt:
@@ -265,9 +268,20 @@ class Shell:
                 import traceback
 
                 traceback.print_exc(file=ctx.err)
-            self.report(VshError(f"internal error: {type(exc).__name__}: {exc}"))
-            status = 1
+            err = self._settled(VshError(f"internal error: {type(exc).__name__}: {exc}"))
+            self.report(err)
+            status = err.status
         return status
+
+    def _settled(self, err: VshError) -> VshError:
+        """What a failed command reports: the error of a call the connection pipelined and the
+        command never waited for (it came first, as it would have without pipelining), else ``err``."""
+        if self.ctx._conn is not None:
+            try:
+                self.ctx._conn.settle()
+            except VshError as first:
+                return first
+        return err
 
     def hand_off(self, front: FrontEnd) -> int:
         """Run the front end a command asked for (``vsh web``) on this shell's connection."""

@@ -149,6 +149,30 @@ def test_server_hello_and_calls(peer, vsh_env):
     assert peer.close() == 0
 
 
+def test_server_pipelined_calls(peer, vsh_env):
+    """A call with "as" keeps its handle under the client's (negative) id, so requests naming it can
+    follow before the reply; when that call failed, every request naming the id gets its error."""
+    peer.ask({"hello": protocol.VERSION, "vsh": "test", "uri": vsh_env.uri})
+    peer.ask({"id": 1, "h": [0], "m": "define_xml", "a": [domain_xml("vm1")]})
+    for frame in ({"id": 2, "h": [0], "m": "lookup_domain", "a": ["vm1"], "as": -1},
+                  {"id": 3, "h": [-1], "get": "stats", "as": -2},
+                  {"id": 4, "h": [-1], "m": "state"},
+                  {"id": 5, "h": [0], "m": "lookup_domain", "a": ["nosuch"], "as": -3},
+                  {"id": 6, "h": [-3], "m": "info"},
+                  {"id": 7, "h": [0], "m": "lookup_domain", "a": ["vm1"], "as": 4}):
+        peer.send(frame)
+    replies = [peer.reader.next() for _ in range(6)]
+    assert replies[0] == {"id": 2, "r": {"$h": -1, "t": "base.Domain", "a": {"name": "vm1"}}}
+    assert replies[1]["r"]["$h"] == -2 and replies[1]["r"]["t"] == "stats.DomainStats"
+    assert replies[2] == {"id": 4, "r": {"$t": ["shut off", "unknown"]}}
+    assert replies[3]["e"]["lines"] == replies[4]["e"]["lines"] == ["failed to get domain 'nosuch'"]
+    assert replies[4]["id"] == 6 and replies[4]["e"]["kind"] == "NotFound"
+    assert replies[5]["e"]["kind"] == "ProtocolError"             # only negative ids are the client's
+    peer.send({"release": [-1, -3]})
+    assert peer.ask({"id": 8, "h": [-3], "m": "info"})["e"]["kind"] == "ProtocolError"
+    assert peer.close() == 0
+
+
 def test_server_refuses_another_protocol_version(peer, vsh_env):
     reply = peer.ask({"hello": protocol.VERSION + 1, "vsh": "9.9", "uri": vsh_env.uri})
     assert reply["e"]["lines"][0] == "failed to connect to the hypervisor"
@@ -210,8 +234,18 @@ def test_every_handle_implements_every_abstract_method(ssh_log, vsh_env):
         assert (info["name"], info["state"], info["id"]) == ("vm1", "shut off", None)
         assert dom.state() == ("shut off", "unknown")
         assert pool.name == "p1" and pool.info()["state"] == "inactive"
+        missing = conn.lookup_domain("nosuch")      # pipelined: its error comes with its first use
+        with pytest.raises(NotFound, match="failed to get domain 'nosuch'") as caught:
+            missing.stats.hostname(None)
+        assert caught.value.deferred and caught.value.with_context("failed to get hostname") is caught.value
         with pytest.raises(NotFound, match="failed to get domain 'nosuch'"):
-            conn.lookup_domain("nosuch")
+            missing.name
+        conn.settle()                               # met where it was used: not raised again
+        unused = conn.lookup_domain("nosuch")       # never used: settle() raises it (the shell asks)
+        with pytest.raises(NotFound, match="failed to get domain 'nosuch'"):
+            conn.settle()
+        conn.settle()
+        assert unused.__dict__.get("name") is None and conn.lookup_domain("vm1").name == "vm1"
         with pytest.raises(OperationInvalid):
             dom.console_log()
 
@@ -220,13 +254,31 @@ def test_cli_output_and_errors_are_the_local_ones(ssh_log, vsh_env, vsh, define)
     define("vm1")
     remote = remote_uri(vsh_env)
     for argv in (["list", "--all"], ["dominfo", "vm1"], ["dominfo", "nosuch"], ["domstate", "vm1", "--reason"],
-                 ["--json", "list", "--all"], ["start", "nosuch"], ["dumpxml", "vm1"], ["uri"]):
+                 ["--json", "list", "--all"], ["start", "nosuch"], ["dumpxml", "vm1"], ["uri"],
+                 # lookups are pipelined: a missing domain is still the error, even when the command
+                 # fails on something else first, wraps the error, or never uses the domain
+                 ["domhostname", "nosuch"], ["metadata", "nosuch", "http://x", "--set", "<y/>"],
+                 ["snapshot-create-as", "nosuch", "--print-xml"], ["domid", "nosuch"]):
         here = vsh("-c", vsh_env.uri, *argv)
         there = vsh("-c", remote, *argv)
         if argv == ["uri"]:
             assert there.out == remote + "\n\n"
             continue
         assert (there.status, there.out, there.err) == (here.status, here.out, here.err), argv
+
+
+def test_a_missing_domain_opens_no_editor(ssh_log, vsh_env, vsh, monkeypatch, tmp_path):
+    """metadata --edit takes a missing element for an empty one: a missing domain (its lookup
+    pipelined) must still fail before the editor runs."""
+    marker = tmp_path / "edited"
+    editor = tmp_path / "editor.sh"
+    editor.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    monkeypatch.setenv("VISUAL", str(editor))
+    res = vsh("-c", remote_uri(vsh_env), "metadata", "nosuch", "http://x/", "--key", "k", "--edit")
+    assert res.status == 1 and res.err == "error: failed to get domain 'nosuch'\n"
+    assert not marker.exists()
 
 
 def test_batch_uses_one_ssh_connection(ssh_log, vsh_env, vsh, define):

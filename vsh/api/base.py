@@ -47,6 +47,12 @@ class Connection(ConnectionDomains, ConnectionLifecycle):
     def close(self) -> None:
         """Release what the connection holds (sessions, channels); idempotent."""
 
+    def settle(self) -> None:
+        """Raise the error of a call that the connection sent on without waiting for its reply (the
+        remote driver pipelines lookups) and that failed, unless the caller met it already; a
+        front end asks after each command, whose error that is. Drivers that wait for every
+        call have nothing to settle."""
+
     def __enter__(self):
         return self
 

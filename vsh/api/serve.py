@@ -10,9 +10,9 @@ See ``docs/remote-protocol.md``.
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 
 from vsh.api.protocol import (CALLBACK_METHODS, VERSION, FrameReader, ProtocolError, api_type, decode,
                               dump_frame, encode, error_to_wire, file_frames, handle_attributes, write_all,
@@ -54,6 +54,8 @@ class _Pump:
         self.sid = sid
         self.source = source
         self.console = console
+        import threading            # only a session with a stream pays for importing it
+
         self.stop_event = threading.Event()
         self.stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC) if console else (-1, -1)
         self.thread = threading.Thread(target=self._console if console else self._iterate, daemon=True,
@@ -106,7 +108,7 @@ class _Pump:
             os.write(self.stop_w, b"x")
         except OSError:
             pass
-        if self.thread.ident is not None and self.thread is not threading.current_thread():
+        if self.thread.ident is not None and self.thread.ident != _thread.get_ident():
             self.thread.join(timeout)
         os.close(self.stop_r)
         os.close(self.stop_w)
@@ -118,19 +120,30 @@ class Server:
     def __init__(self, in_fd: int, out_fd: int, uri: str | None = None):
         self.reader = FrameReader(in_fd)
         self.out_fd = out_fd
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.uri = uri              # pinned by `vsh serve -c URI`; else the client's choice
         self.objects: dict[int, object] = {}
+        self.failed: dict[int, BaseException] = {}  # pipelined handles whose call failed: the error
         self.pumps: dict[int, _Pump] = {}
         self.next_id = 1
         self.conn = None
         self.tmpdir = None          # private directory of the files that cross the channel
         self.files: dict = {}       # file id -> [path, descriptor while it is being received]
+        self.held = bytearray()     # replies kept while more requests wait in the reader
 
-    def send(self, frame: dict) -> None:
-        data = dump_frame(frame)
+    def send(self, frame: dict | None, hold: bool = False) -> None:
+        """Send ``frame`` after the ones held; ``hold``: keep it for the next write (a reply while
+        the next request is already here: one write, one wake-up of the client, for both). None:
+        send what is held."""
+        data = b"" if frame is None else dump_frame(frame)
         with self.lock:
-            write_all(self.out_fd, data)
+            if hold:
+                self.held += data
+                return
+            if self.held:
+                data, self.held = bytes(self.held) + data, bytearray()
+            if data:
+                write_all(self.out_fd, data)
 
     # -- handles ------------------------------------------------------------------------
     def _register(self, obj) -> int:
@@ -139,17 +152,20 @@ class Server:
         self.objects[oid] = obj
         return oid
 
-    def _encode_object(self, obj):
+    def _encode_object(self, obj, oid: int | None = None):
         found = api_type(obj)
         if found is None:
-            if hasattr(obj, "__next__"):
+            if hasattr(obj, "__next__") and oid is None:
                 sid = self._register(obj)
                 self.pumps[sid] = _Pump(self, sid, obj, console=False)
                 return {"$s": sid, "t": "iter"}
             raise ProtocolError(f"cannot send a {type(obj).__name__} over the remote protocol")
         name, cls = found
         attrs = {a: encode(getattr(obj, a, None)) for a in handle_attributes(cls)}
-        oid = self._register(obj)
+        if oid is None:
+            oid = self._register(obj)
+        else:                                   # the client named it (a pipelined call, "as")
+            self.objects[oid] = obj
         if name == "lifecycle.ConsoleStream":
             self.pumps[oid] = _Pump(self, oid, obj, console=True)
             return {"$s": oid, "t": name, "a": attrs}
@@ -160,6 +176,8 @@ class Server:
             raise ProtocolError("malformed handle in a request")
         obj = self.objects.get(path[0])
         if obj is None:
+            if path[0] in self.failed:          # the pipelined call that was to make it failed
+                raise self.failed[path[0]]
             raise ProtocolError(f"no handle {path[0]} in this session")
         for attr in path[1:]:
             obj = self._attribute(obj, attr)
@@ -261,7 +279,10 @@ class Server:
         if frame.get("m") == "close" and isinstance(handle, list) and len(handle) == 1 and handle[0] in self.pumps:
             self.pumps.pop(handle[0]).stop()      # the pushing ends before the device closes
         outgoing: list = []
+        promised = frame.get("as")
         try:
+            if promised is not None:
+                self._promised(promised)
             target = self._resolve(frame.get("h"))
             if "get" in frame:
                 result = self._attribute(target, frame["get"])
@@ -272,10 +293,15 @@ class Server:
                 kwargs = decode(frame.get("k") or {}, special)
                 result = method(*args, **kwargs)
             self._send_back(rid, outgoing)
-            reply = {"id": rid, "r": encode(result, self._encode_object)}
+            if promised is None:
+                reply = {"id": rid, "r": encode(result, self._encode_object)}
+            else:
+                reply = {"id": rid, "r": self._encode_object(result, promised)}
         except BaseException as exc:          # the session goes on: every failure is a reply
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
+            if isinstance(promised, int) and not isinstance(promised, bool) and promised < 0:
+                self.failed[promised] = exc     # what every call on that handle answers
             if not isinstance(exc, VshError):
                 import traceback
 
@@ -286,18 +312,26 @@ class Server:
                     os.unlink(path)
         finally:
             self._drop_files([f for f in frame.get("files") or () if isinstance(f, int)])
-        self.send(reply)
+        self.send(reply, hold=self.reader.ready())
         if frame.get("m") == "close" and isinstance(frame.get("h"), list) and len(frame["h"]) == 1:
             self._release(frame["h"][0])
-        for sid in [sid for sid, pump in self.pumps.items() if not pump.thread.is_alive()
-                    and pump.thread.ident is None]:
-            self.pumps[sid].thread.start()        # pushing starts once the reply is out
+        if self.pumps:
+            for pump in [p for p in self.pumps.values() if p.thread.ident is None]:
+                pump.thread.start()               # pushing starts once the reply is out
+
+    @staticmethod
+    def _promised(oid) -> int:
+        """The id a pipelined call's handle gets: the client's, negative (never one of ours)."""
+        if not isinstance(oid, int) or isinstance(oid, bool) or oid >= 0:
+            raise ProtocolError("malformed 'as' in a request")
+        return oid
 
     def _release(self, oid) -> None:
         pump = self.pumps.pop(oid, None)
         if pump is not None:
             pump.stop()
         self.objects.pop(oid, None)
+        self.failed.pop(oid, None)
 
     def run(self) -> int:
         first = self.reader.next()
@@ -309,6 +343,8 @@ class Server:
             return 1
         try:
             while True:
+                if self.held and not self.reader.ready():
+                    self.send(None)             # nothing more to answer at once: out it goes
                 frame = self.reader.next()
                 if frame is None:
                     return 0

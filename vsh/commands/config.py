@@ -320,7 +320,9 @@ def _edit_metadata(ctx, dom, uri: str, key: str, flags: dict):
     try:
         before = dom.metadata_element(uri, **flags)
     except NotFound:
-        before = f"<{key}/>"
+        # no element yet; or no domain: on a remote connection, whose lookups are pipelined, that
+        # error comes with the handle's first use (here) and again with its name, before the editor
+        before = f"<{key}/>" if dom.name else ""
     fd, path = tempfile.mkstemp(prefix="vsh", suffix=".xml")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

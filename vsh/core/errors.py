@@ -18,8 +18,14 @@ class VshError(Exception):
         self.lines = lines or (self.__class__.__name__,)
         self.hint = hint
 
+    #: raised where the handle of a pipelined call (the remote driver's lookups) was first used, not
+    #: by the operation running there: it takes no context of that operation
+    deferred = False
+
     def with_context(self, context: str) -> "VshError":
         """Return the same error with a first line of context (virsh's two-line errors)."""
+        if self.deferred:
+            return self
         err = self.__class__(context, *self.lines, hint=self.hint)
         return err
 

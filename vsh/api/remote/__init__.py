@@ -20,7 +20,6 @@ CLIENT_PARAMS = ("keyfile", "command")
 def ssh_argv(uri) -> list[str]:
     """The command line that reaches the remote vsh for the parsed ``uri``."""
     import os
-    import shlex
 
     from vsh.core.errors import VshError
 
@@ -28,7 +27,13 @@ def ssh_argv(uri) -> list[str]:
         raise VshError("failed to connect to the hypervisor", f"no host in connection URI '{uri.text}'")
     if uri.host.startswith("-"):
         raise VshError("failed to connect to the hypervisor", f"invalid host name in connection URI '{uri.text}'")
-    argv = shlex.split(os.environ.get("VSH_SSH") or "ssh")
+    words = os.environ.get("VSH_SSH") or "ssh"
+    if any(c in words for c in "'\"\\"):
+        import shlex                        # only for quoted words: it imports re
+
+        argv = shlex.split(words)
+    else:
+        argv = words.split()
     argv += ["-T", "-e", "none", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
     if uri.port:
         argv += ["-p", str(uri.port)]
@@ -65,7 +70,7 @@ def open(uri, readonly: bool = False):
     """A connection to the remote vsh for ``vsh+ssh://`` URIs; None for every other ``vsh`` URI."""
     if uri.transport != "ssh":
         return None
-    import weakref
+    import atexit
 
     from vsh.api.base import Connection
     from vsh.api.remote.channel import Channel
@@ -76,5 +81,5 @@ def open(uri, readonly: bool = False):
     channel = Channel(ssh_argv(uri), target, make_handle)
     channel.hello(wanted, readonly)
     conn = proxy_class(Connection, ConnectionHandle)(channel, 0, {"uri": uri.text, "readonly": readonly})
-    weakref.finalize(conn, channel.close, 2.0)          # a connection nobody closed ends with its handle
+    atexit.register(channel.close, 2.0)     # a connection nobody closed ends with vsh (or its handle)
     return conn

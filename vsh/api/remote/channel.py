@@ -2,22 +2,22 @@
 
 One :class:`Channel` is one child process (``ssh … vsh serve --stdio``) whose stdin/stdout carry
 the frames of :mod:`vsh.api.protocol`. While no stream is open the caller reads its own reply
-(one process switch each way per call). The first stream (a console, an iterator) starts a
-reader thread that takes every frame off stdout as it comes: a reply goes to the call waiting
-for it (with the callbacks that call gets on the way), stream data to the
-:class:`StreamBuffer` of its stream, so a console's output arrives while the caller waits in
-``select`` or is busy elsewhere. Another thread keeps ssh's stderr: before the hello it is the
+(one process switch each way per call); a pipelined call (:meth:`Channel.pipeline`, a domain
+lookup) is not waited for, and goes out in one write with the call that uses its handle. The
+first stream (a console, an iterator) starts a reader thread that takes every frame off stdout
+as it comes: a reply goes to the call waiting for it (with the callbacks that call gets on the
+way), stream data to the :class:`StreamBuffer` of its stream, so a console's output arrives
+while the caller waits in ``select`` or is busy elsewhere. Another thread keeps ssh's stderr: before the hello it is the
 reason a connection failed; after it, it is passed on to our stderr (the remote vsh's warnings).
 """
 
 from __future__ import annotations
 
+import _thread
 import os
-import subprocess
 import sys
-import threading
-from collections import deque
-from queue import Empty, SimpleQueue
+from _collections import deque
+from _queue import Empty, SimpleQueue
 
 from vsh.api.protocol import (CALLBACK_METHODS, VERSION, FrameReader, ProtocolError, decode, dump_frame,
                               encode, error_from_wire, file_frames, write_all)
@@ -31,6 +31,8 @@ class StreamBuffer:
     """What the server pushed on one stream and the consumer has not taken yet."""
 
     def __init__(self):
+        import threading            # only a session with a stream pays for importing it
+
         self.cond = threading.Condition()
         self.items: deque = deque()
         self.ended = False
@@ -102,40 +104,53 @@ class Channel:
     def __init__(self, argv: list[str], target: str, make_handle):
         self.target = target                # what error messages call the peer ("user@host")
         self.make_handle = make_handle      # (channel, tag, data) -> a handle, stream or iterator
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.waiting: dict[int, SimpleQueue] = {}
         self.callbacks: dict[int, dict] = {}
         self.streams: dict[int, StreamBuffer] = {}
         self.released: list[int] = []
         self.next_id = 1
+        self.next_promise = 0               # pipelined handles are named -1, -2... by this end
+        self.held = bytearray()             # frames of pipelined calls not written yet
+        self.pipelined: set[int] = set()    # request ids of pipelined calls not answered yet
+        self.last_pipelined: SimpleQueue | None = None      # the reply queue of the latest one
+        self.pipeline_failed: tuple[SimpleQueue, VshError] | None = None  # the first that failed, unmet
         self.dead: VshError | None = None
         self.hello_done = False
         self.stderr_lines: deque = deque(maxlen=20)
+        from vsh.api.remote.process import Child
+
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
+            self.proc = Child(argv)
         except OSError as exc:
             raise VshError("failed to connect to the hypervisor",
                            f"cannot run '{argv[0]}': {exc.strerror}") from None
-        self.in_fd = self.proc.stdin.fileno()
-        self.reader = FrameReader(self.proc.stdout.fileno())
-        self.read_lock = threading.Lock()
+        self.in_fd = self.proc.stdin
+        self.reader = FrameReader(self.proc.stdout)
+        self.read_lock = _thread.allocate_lock()
         self.threaded = False               # a reader thread takes the frames (once a stream is open)
         self.waiting[0] = SimpleQueue()
-        self.stderr_thread = threading.Thread(target=self._read_stderr, daemon=True, name="vsh-remote-stderr")
-        self.stderr_thread.start()
+        self.stderr_open = _thread.allocate_lock()      # held while the stderr thread runs
+        self.stderr_open.acquire()
+        _thread.start_new_thread(self._read_stderr, ())
 
     # -- the threads ----------------------------------------------------------------------
     def _read_stderr(self) -> None:
-        for line in iter(self.proc.stderr.readline, b""):
-            if self.hello_done:
-                try:
-                    sys.stderr.write(line.decode(errors="replace"))
-                    sys.stderr.flush()
-                except (OSError, ValueError):
-                    pass
-            else:
-                self.stderr_lines.append(line.decode(errors="replace").rstrip())
+        try:
+            with open(self.proc.stderr, "rb", closefd=False) as err:
+                for line in iter(err.readline, b""):
+                    if self.hello_done:
+                        try:
+                            sys.stderr.write(line.decode(errors="replace"))
+                            sys.stderr.flush()
+                        except (OSError, ValueError):
+                            pass
+                    else:
+                        self.stderr_lines.append(line.decode(errors="replace").rstrip())
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.stderr_open.release()
 
     def _read_frames(self) -> None:
         with self.read_lock:
@@ -168,6 +183,9 @@ class Channel:
                 return queue.get_nowait()
             except Empty:
                 pass
+            if self.held:
+                with self.lock:
+                    self._send(None)            # the pipelined requests go out before we wait
             if self.threaded:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
@@ -188,18 +206,20 @@ class Channel:
                 buf.end(error_from_wire(frame["e"]) if "e" in frame else None)
             return
         with self.lock:
-            queue = self.waiting.get(frame.get("id"))
+            rid = frame.get("id")
+            queue = self.waiting.get(rid)
             if queue is not None and ("r" in frame or "e" in frame or "hello" in frame):
-                del self.waiting[frame["id"]]       # the reply: the call's last frame
+                del self.waiting[rid]               # the reply: the call's last frame
+                if rid in self.pipelined:
+                    self.pipelined.discard(rid)
+                    if "e" in frame and self.pipeline_failed is None:
+                        self.pipeline_failed = (queue, error_from_wire(frame["e"]))
         if queue is not None:
             queue.put(frame)
 
     def _lost(self, err: VshError | None) -> None:
         """The channel ended: every waiting call and open stream learns why."""
-        try:
-            status = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            status = None
+        status = self.proc.wait(5.0)
         self.stderr_done()
         if self.dead is None:
             self.dead = err or self.failure(status)
@@ -214,7 +234,8 @@ class Channel:
 
     def stderr_done(self, timeout: float = 2.0) -> None:
         """Give the stderr thread a moment to take the last lines of a process that ended."""
-        self.stderr_thread.join(timeout)
+        if self.stderr_open.acquire(timeout=timeout):
+            self.stderr_open.release()
 
     def failure(self, status: int | None) -> VshError:
         """Why the channel ended, from ssh's exit status and what it (or the remote shell) said."""
@@ -232,9 +253,18 @@ class Channel:
                         + (f": {said}" if said else ""))
 
     # -- calls ----------------------------------------------------------------------------
-    def _send(self, frame: dict) -> None:
+    def _send(self, frame: dict | None, hold: bool = False) -> None:
+        """Send ``frame`` (the caller holds ``lock``) after the ones held; ``hold``: keep it until
+        the next frame that is not held, or the next wait (one write for a pipelined call and the
+        call that uses its handle). None: send what is held."""
+        data = b"" if frame is None else dump_frame(frame)
+        if hold:
+            self.held += data
+            return
+        if self.held:
+            data, self.held = bytes(self.held) + data, bytearray()
         try:
-            write_all(self.in_fd, dump_frame(frame))
+            write_all(self.in_fd, data)
         except OSError:
             raise self.dead or VshError(f"cannot send to '{self.target}': the connection ended") from None
 
@@ -267,11 +297,54 @@ class Channel:
                 sys.stderr.write(line + "\n")
         return frame
 
+    def pipeline(self, oid: int, method: str, args=(), get: bool = False) -> tuple[int, SimpleQueue]:
+        """Send a call whose result is a handle without waiting for it: the server keeps that handle
+        as the new negative id returned, which later requests may name at once; the reply (the
+        handle's attributes, or why the call failed) arrives on the queue returned."""
+        with self.lock:
+            self.next_promise -= 1
+            promised = self.next_promise
+        queue = self._request(oid, method, args, None, get, {}, {}, promised)
+        return promised, queue
+
+    def settle_all(self) -> None:
+        """Wait for the replies of every pipelined call; raise the first error among them that no
+        caller has met yet (see :meth:`PromisedHandle._settle`)."""
+        queue, self.last_pipelined = self.last_pipelined, None
+        if queue is not None:
+            frame = self._wait(queue)
+            if frame is not None:
+                queue.put(frame)            # for the handle that is still waiting for it
+        failed, self.pipeline_failed = self.pipeline_failed, None
+        if failed is not None:
+            failed[1].deferred = True
+            raise failed[1]
+
+    def met(self, queue: SimpleQueue, error: VshError | None = None) -> None:
+        """The caller of the pipelined call answered on ``queue`` met its reply (``error``): that
+        error is not news any more, nor the same one of the call it came from (a sub-handle of a
+        lookup that failed answers the lookup's error)."""
+        failed = self.pipeline_failed
+        if failed is not None and (failed[0] is queue or (error is not None and failed[1].lines == error.lines)):
+            self.pipeline_failed = None
+        if self.last_pipelined is queue:
+            self.last_pipelined = None
+
     def call(self, oid: int, method: str, args=(), kwargs=None, get: bool = False):
         """Run ``method`` of the server's handle ``oid`` (``get``: read that attribute); its result."""
         callbacks: dict = {}
         files: dict = {}
+        queue = self._request(oid, method, args, kwargs, get, callbacks, files)
+        return self._reply(queue, callbacks, files)
 
+    def settle(self, queue: SimpleQueue):
+        """The reply to a :meth:`pipeline` call (read off the channel if it is not there yet): the
+        handle as the wire has it (``{"$h": id, "t": …, "a": {…}}``), or its error raised."""
+        return self._reply(queue, {}, {}, raw=True)
+
+    def _request(self, oid: int, method: str, args, kwargs, get: bool, callbacks: dict, files: dict,
+                 promised: int | None = None) -> SimpleQueue:
+        """Send one request; the queue its reply (and callbacks, file frames) will arrive on."""
         def special(value):
             from vsh.api.remote.files import LocalFile
 
@@ -292,6 +365,8 @@ class Channel:
             rid = self.next_id
             self.next_id += 1
             frame = {"id": rid, "h": [oid]}
+            if promised is not None:
+                frame["as"] = promised
             if get:
                 frame["get"] = method
             else:
@@ -301,6 +376,9 @@ class Channel:
                 if kwargs:
                     frame["k"] = encode(kwargs, special)
             self.waiting[rid] = queue
+            if promised is not None:
+                self.pipelined.add(rid)
+                self.last_pipelined = queue
             if self.released:
                 frame["release"], self.released = self.released, []
             sent = [fid for fid, f in files.items() if f.path is None]
@@ -309,7 +387,10 @@ class Channel:
                     self._send(piece)
             if sent:
                 frame["files"] = sent
-            self._send(frame)
+            self._send(frame, hold=promised is not None)
+        return queue
+
+    def _reply(self, queue: SimpleQueue, callbacks: dict, files: dict, raw: bool = False):
         failed = None
         try:
             while True:
@@ -331,6 +412,8 @@ class Channel:
                     raise error_from_wire(reply["e"])
                 if failed is not None:
                     raise failed
+                if raw:
+                    return reply.get("r")
                 return decode(reply.get("r"), lambda tag, data: self.make_handle(self, tag, data))
         except BaseException:
             for f in files.values():
@@ -354,6 +437,8 @@ class Channel:
             start = not self.threaded
             self.threaded = True
         if start:
+            import threading
+
             threading.Thread(target=self._read_frames, daemon=True, name="vsh-remote-reader").start()
         return buf
 
@@ -372,11 +457,15 @@ class Channel:
         if self.dead is None:
             self.dead = VshError("the connection to the remote vsh is closed")
         try:
-            self.proc.stdin.close()
+            self.proc.close_stdin()
         except OSError:
             pass
-        try:
-            self.proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
+        if self.proc.wait(wait) is None:
             self.proc.kill()
             self.proc.wait()
+        import atexit
+
+        atexit.unregister(self.close)
+        self.stderr_done()
+        if not self.threaded:               # (a reader thread may still be reading stdout)
+            self.proc.close()

@@ -11,13 +11,12 @@ reader thread) and :class:`RemoteIterator` (what an iterator-returning method gi
 from __future__ import annotations
 
 import os
-import weakref
 
 from vsh.api.lifecycle import ConsoleStream
 from vsh.api.protocol import ProtocolError, api_class, decode
 from vsh.core.errors import VshError
 
-_CLASSES: dict[type, type] = {}
+_CLASSES: dict[tuple[type, type], type] = {}
 
 
 class RemoteHandle:
@@ -29,27 +28,102 @@ class RemoteHandle:
         self._subs: dict = {}
         for key, value in attrs.items():
             setattr(self, key, value)
-        if oid:
-            weakref.finalize(self, channel.release, oid)
+
+    def __del__(self):
+        if self._oid:                           # the server may drop it too (told with the next request)
+            self._channel.release(self._oid)
 
     def __repr__(self) -> str:
-        name = getattr(self, "name", None)
+        name = self.__dict__.get("name")
         return f"<{type(self).__name__} {name!r}>" if name is not None else f"<{type(self).__name__} #{self._oid}>"
+
+    def _call(self, method: str, args=(), kwargs=None, get: bool = False):
+        return self._channel.call(self._oid, method, args, kwargs, get=get)
 
     def _get(self, attr: str):
         if attr in self._subs:
             return self._subs[attr]
-        value = self._channel.call(self._oid, attr, get=True)
+        if attr in PIPELINED:                   # a sub-handle (dom.stats...): pipelined
+            value = self._pipeline(attr, (), True)
+        else:
+            value = self._call(attr, get=True)
         if isinstance(value, RemoteHandle):
             self._subs[attr] = value            # a sub-handle: the same object from now on
         return value
 
+    def _pipeline(self, method: str, args=(), get: bool = False):
+        """The handle ``method`` returns, pipelined (:class:`PromisedHandle`): no round trip now."""
+        oid, queue = self._channel.pipeline(self._oid, method, args, get=get)
+        return proxy_class(api_class(PIPELINED[method]), PromisedHandle)(self._channel, oid, queue)
+
+
+class PromisedHandle(RemoteHandle):
+    """The handle of a pipelined call (a lookup, a sub-handle): usable at once, since requests that
+    name it go out behind the call that makes it. Its attributes (``name``...) wait for the reply.
+    When that call failed, the first use raises the call's own error (with ``deferred`` set, so that
+    no other operation's context is put in front of it), and the connection's ``settle()`` (the
+    shell asks after each command) raises it if the command never touched the handle or failed
+    on something else first: a missing domain is the command's error, as without pipelining."""
+
+    def __init__(self, channel, oid: int, queue):
+        super().__init__(channel, oid, {})
+        self._pending = queue
+        self._error: VshError | None = None
+
+    def _settle(self) -> None:
+        queue, self._pending = self._pending, None
+        if queue is not None:
+            try:
+                data = self._channel.settle(queue)
+            except VshError as err:
+                err.deferred = True
+                self._error = err
+            else:
+                attrs = data.get("a") if isinstance(data, dict) else None
+                for key, value in (attrs if isinstance(attrs, dict) else {}).items():
+                    if isinstance(key, str) and key.isidentifier():
+                        setattr(self, key, decode(value))
+            finally:
+                self._channel.met(queue, self._error)
+        if self._error is not None:
+            raise self._error
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("_") or "_pending" not in self.__dict__:
+            raise AttributeError(attr)
+        self._settle()
+        return object.__getattribute__(self, attr)
+
+    def _call(self, method: str, args=(), kwargs=None, get: bool = False):
+        try:
+            return self._channel.call(self._oid, method, args, kwargs, get=get)
+        except VshError:
+            self._settle()          # the handle's own call failed: that is the error to report
+            raise
+
 
 class ConnectionHandle(RemoteHandle):
-    """The base of the remote :class:`~vsh.api.base.Connection`: closing it ends the ssh session."""
+    """The base of the remote :class:`~vsh.api.base.Connection`: closing it ends the ssh session;
+    domain lookups are pipelined (the command's next call goes out with them)."""
 
     def close(self) -> None:
         self._channel.close()
+
+    def __del__(self):
+        if self._channel.dead is None:          # a connection nobody closed ends with its handle
+            self._channel.close(2.0)
+
+    def settle(self) -> None:
+        self._channel.settle_all()
+
+    def lookup_domain(self, ident: str):
+        return self._pipeline("lookup_domain", (ident,))
+
+    def lookup_domain_by_id(self, id: int):
+        return self._pipeline("lookup_domain_by_id", (id,))
+
+    def lookup_domain_by_uuid(self, uuid: str):
+        return self._pipeline("lookup_domain_by_uuid", (uuid,))
 
 
 class VolumeHandle(RemoteHandle):
@@ -82,11 +156,18 @@ class VolumeHandle(RemoteHandle):
 
 #: the base class of the handles whose methods do more than forward (by abstract class)
 BASES = {"storage.Volume": VolumeHandle}
+#: what the pipelined calls and sub-handles return (the abstract class, ``module.Class``)
+PIPELINED = {"lookup_domain": "base.Domain", "lookup_domain_by_id": "base.Domain",
+             "lookup_domain_by_uuid": "base.Domain", "storage": "storage.Storage",
+             "networks": "networks.Networks", "host": "host.Host", "installer": "install.Installer",
+             "devices": "devices.DomainDevices", "stats": "stats.DomainStats",
+             "snapshots": "snapshots.DomainSnapshots", "display": "display.DomainDisplay",
+             "block_jobs": "blockjobs.DomainBlockJobs", "tuning": "tuning.DomainTuning"}
 
 
 def _method(name: str, doc: str | None):
     def forward(self, *args, **kwargs):
-        return self._channel.call(self._oid, name, args, kwargs)
+        return self._call(name, args, kwargs)
     forward.__name__ = name
     forward.__doc__ = doc
     return forward
@@ -98,7 +179,7 @@ def _property(name: str, doc: str | None):
 
 def proxy_class(cls: type, base: type = RemoteHandle) -> type:
     """The forwarding subclass of the abstract class ``cls`` (made once)."""
-    made = _CLASSES.get(cls)
+    made = _CLASSES.get((cls, base))
     if made is None:
         ns = {"__module__": __name__}
         for name in sorted(cls.__abstractmethods__):
@@ -109,7 +190,7 @@ def proxy_class(cls: type, base: type = RemoteHandle) -> type:
                 ns[name] = _property(name, static.__doc__)
             else:
                 ns[name] = _method(name, getattr(static, "__doc__", None))
-        made = _CLASSES[cls] = type(f"Remote{cls.__name__}", (base, cls), ns)
+        made = _CLASSES[cls, base] = type(f"Remote{cls.__name__}", (base, cls), ns)
     return made
 
 
