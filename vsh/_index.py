@@ -192,6 +192,7 @@ COMMANDS = {
     'console-log': ('vsh.commands.lifecycle', 'domain', 'print the serial console log of a domain', False),
     'create': ('vsh.commands.lifecycle', 'domain', 'create a domain from an XML file', False),
     'destroy': ('vsh.commands.lifecycle', 'domain', 'destroy (stop) a domain', False),
+    'dom-fd-associate': ('vsh.commands.lifecycle', 'domain', 'associate a FD with a domain', False),
     'domlaunchsecinfo': ('vsh.commands.lifecycle', 'domain', 'Get domain launch security info', False),
     'dompmwakeup': ('vsh.commands.lifecycle', 'domain', 'wakeup a domain from pmsuspended state', False),
     'domsetlaunchsecstate': ('vsh.commands.lifecycle', 'domain', 'Set domain launch security state', False),

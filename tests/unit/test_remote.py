@@ -141,7 +141,9 @@ def test_server_hello_and_calls(peer, vsh_env):
     reply = peer.ask({"id": 5, "h": [handle["$h"]], "get": "devices"})
     assert reply["r"]["t"] == "devices.DomainDevices"
     for n, bad in enumerate([{"h": [0], "m": "_private"}, {"h": [0], "m": "__class__"}, {"h": [99], "m": "x"},
-                             {"h": "0", "m": "list_domains"}, {"h": [0], "m": "no_such_method"}]):
+                             {"h": "0", "m": "list_domains"}, {"h": [0], "m": "no_such_method"},
+                             # descriptor numbers mean nothing in the server's process
+                             {"h": [handle["$h"]], "m": "fd_associate", "a": ["g", [0]]}]):
         reply = peer.ask(dict(bad, id=10 + n))
         assert reply["id"] == 10 + n and reply["e"]["kind"] == "ProtocolError", bad
     peer.send({"release": [handle["$h"]]})
@@ -265,6 +267,8 @@ def test_cli_output_and_errors_are_the_local_ones(ssh_log, vsh_env, vsh, define)
             assert there.out == remote + "\n\n"
             continue
         assert (there.status, there.out, there.err) == (here.status, here.out, here.err), argv
+    refused = vsh("-c", remote, "dom-fd-associate", "vm1", "g", "0")
+    assert refused.status == 1 and "file descriptors cannot be passed over a vsh+ssh connection" in refused.err
 
 
 def test_a_missing_domain_opens_no_editor(ssh_log, vsh_env, vsh, monkeypatch, tmp_path):

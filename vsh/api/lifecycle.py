@@ -270,6 +270,16 @@ class DomainLifecycle(ABC):
         once) when the domain is not running."""
 
     @abstractmethod
+    def fd_associate(self, name: str, fds: list[int], seclabel_writable: bool = False,
+                     seclabel_restore: bool = False) -> None:
+        """``virDomainFDAssociate``: the caller's open file descriptors ``fds`` become the domain's
+        fd group ``name`` for as long as the connection is open; a disk whose ``<source>`` says
+        ``fdgroup='name'`` then uses them instead of opening its path when the domain starts (the
+        first descriptor of the group, opened read-write unless the disk is read-only). The
+        seclabel flags are libvirt's (no security labels here). Unsupported where descriptors
+        cannot reach the driver (a remote connection)."""
+
+    @abstractmethod
     def pm_wakeup(self) -> None:
         """``virDomainPMWakeup``: wake a guest that suspended itself to RAM (QMP system_wakeup).
         OperationInvalid when the domain is not running; QEMU's error when the guest is not

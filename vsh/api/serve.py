@@ -19,6 +19,9 @@ from vsh.api.protocol import (CALLBACK_METHODS, VERSION, FrameReader, ProtocolEr
                               write_file_frame)
 from vsh.core.errors import VshError
 
+#: operations whose arguments mean something only in the caller's process (descriptors)
+LOCAL_ONLY = frozenset({"fd_associate"})
+
 
 class _Callback:
     """The caller's progress object, seen from the server: each call becomes a frame."""
@@ -186,7 +189,8 @@ class Server:
     @staticmethod
     def _attribute(obj, attr):
         found = api_type(obj)
-        if not isinstance(attr, str) or attr.startswith("_") or found is None or not hasattr(found[1], attr):
+        if not isinstance(attr, str) or attr.startswith("_") or found is None or not hasattr(found[1], attr) \
+                or attr in LOCAL_ONLY:
             raise ProtocolError(f"no operation '{attr}' on a {type(obj).__name__}")
         return getattr(obj, attr)
 

@@ -1,6 +1,6 @@
 """Running domains: start, create, shutdown, reboot, reset, destroy, suspend, resume,
 console, console-log, ttyconsole, qemu-monitor-command, qemu-monitor-event, dump,
-send-process-signal, lxc-enter-namespace, domlaunchsecinfo, domsetlaunchsecstate.
+send-process-signal, lxc-enter-namespace, domlaunchsecinfo, domsetlaunchsecstate, dom-fd-associate.
 
 Each command is a thin layer over the domain handle's lifecycle methods
 (:mod:`vsh.api.lifecycle`), whose errors already carry virsh's first line
@@ -399,6 +399,30 @@ def qemu_attach(ctx, pid):
         raise VshError(f"numerical value {pid} for <pid> option is out of range")
     ctx.conn.qemu_attach(pid)
     return Message(f"Domain attached to pid {pid}")
+
+
+@command("dom-fd-associate", group="domain", summary="associate a FD with a domain",
+         opts=[DOMAIN, Opt("name", kind="string", required=True, positional=True, help="name of the FD group"),
+               Opt("pass-fds", kind="string", required=True, positional=True,
+                   help="file descriptors N,M,... to associate"),
+               Opt("seclabel-writable", kind="bool", help="use seclabels allowing writes"),
+               Opt("seclabel-restore", kind="bool", help="try to restore security label after use if possible")],
+         mutating=True, examples=("dom-fd-associate vm1 --name data --pass-fds 3",),
+         description="Hand this vsh's open file descriptors to the domain as the fd group NAME, for as long\n"
+                     "as the connection (this batch or shell session) lasts: a disk whose <source> says\n"
+                     "fdgroup='NAME' then uses them instead of opening its path when the domain starts\n"
+                     "(e.g. vsh 'dom-fd-associate vm1 data 3; start vm1' 3<>disk.img).")
+def dom_fd_associate(ctx, domain, name, pass_fds, seclabel_writable=False, seclabel_restore=False):
+    from vsh.core.errors import InvalidArgument
+
+    fds = []
+    for word in pass_fds.split(","):
+        if not word.strip().isdigit():
+            raise InvalidArgument(f"Unable to parse FD number '{word}'")
+        fds.append(int(word))
+    ctx.conn.lookup_domain(domain).fd_associate(name, fds, seclabel_writable=seclabel_writable,
+                                                seclabel_restore=seclabel_restore)
+    return None
 
 
 @command("dompmwakeup", group="domain", summary="wakeup a domain from pmsuspended state",

@@ -89,7 +89,7 @@ def _package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 
-def spawn_supervisor(rundir: RunDir, lock_fd: int, attach: bool, timeout: float) -> dict:
+def spawn_supervisor(rundir: RunDir, lock_fd: int, attach: bool, timeout: float, pass_fds=()) -> dict:
     """Start a detached supervisor and wait for its first report (running, or an error).
 
     The supervisor forks once more and the middle process exits at once, so the
@@ -113,6 +113,8 @@ def spawn_supervisor(rundir: RunDir, lock_fd: int, attach: bool, timeout: float)
         argv.append("--attach")
     os.set_inheritable(w, True)
     os.set_inheritable(lock_fd, True)
+    for fd in pass_fds:
+        os.set_inheritable(fd, True)
     try:
         pid = os.posix_spawn(sys.executable, argv, env, setsid=True, file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
@@ -123,6 +125,8 @@ def spawn_supervisor(rundir: RunDir, lock_fd: int, attach: bool, timeout: float)
         os.close(w)
         os.close(log_fd)
         os.set_inheritable(lock_fd, False)
+        for fd in pass_fds:
+            os.set_inheritable(fd, False)
     try:
         msg = _read_report(r, timeout)
     finally:
@@ -211,7 +215,7 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
           timeout: float = 30.0, uuid: str | None = None, first_run: dict | None = None,
           taps: list | None = None, balloon_kib: int | None = None, vcpus_hotplug: int = 0,
           swtpm: list | None = None, env: dict | None = None, tainted: list | None = None,
-          mempolicy: dict | None = None) -> dict:
+          mempolicy: dict | None = None, pass_fds=()) -> dict:
     """Launch QEMU under a new supervisor; return the state once the guest runs (or is paused).
 
     ``argv`` is QEMU's full command line; its QMP socket must be ``RUNDIR/qmp.sock``
@@ -240,7 +244,8 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
     ``env`` is added to QEMU's environment; ``tainted`` names why the domain is tainted
     (libvirt's words, e.g. ``custom-argv``), written to ``qemu.log`` at each start.
     ``mempolicy`` (``{"mode": strict|preferred|interleave, "nodes": [...]}``) is QEMU's NUMA memory
-    policy, set before it executes (:func:`vsh.kvm.confine.sandbox.spawn`).
+    policy, set before it executes (:func:`vsh.kvm.confine.sandbox.spawn`). ``pass_fds`` are
+    descriptors the supervisor, and QEMU after it, inherit under the same numbers (fd sets).
     """
     rundir = RunDir(rundir)
     control = os.fsencode(rundir / CONTROL_SOCKET)
@@ -288,7 +293,7 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
             **({"tainted": list(tainted)} if tainted else {}),
             **({"mempolicy": dict(mempolicy)} if mempolicy else {}),
         })
-        return spawn_supervisor(rundir, lock_fd, attach=False, timeout=timeout + SLACK)
+        return spawn_supervisor(rundir, lock_fd, attach=False, timeout=timeout + SLACK, pass_fds=pass_fds)
     finally:
         os.close(lock_fd)
 

@@ -76,6 +76,12 @@ class LibvirtDomainLifecycle(DomainLifecycle):
     def resume(self) -> dict:
         return self._act("resume", "virDomainResume")
 
+    def fd_associate(self, name: str, fds: list[int], seclabel_writable: bool = False,
+                     seclabel_restore: bool = False) -> None:
+        # VIR_DOMAIN_FD_ASSOCIATE_SECLABEL_RESTORE = 1, _WRITABLE = 2
+        self._call("virDomainFDAssociate", name, list(fds), (1 if seclabel_restore else 0) |
+                   (2 if seclabel_writable else 0))
+
     def pm_wakeup(self) -> None:
         self._call("virDomainPMWakeup", 0)
 

@@ -16,6 +16,11 @@ class LocalConnection(LocalConnectionDomains, LocalConnectionLifecycle, Connecti
         self.uri = store.uri
         self.readonly = readonly
 
+    def close(self) -> None:
+        from vsh.api.local.fdgroups import close_all
+
+        close_all(self)
+
     def lookup_domain(self, ident: str):
         from vsh.api.local.domain import LocalDomain     # (not on the way to `list`)
 

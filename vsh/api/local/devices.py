@@ -136,6 +136,13 @@ class LocalDomainDevices(DomainDevices):
             if do_config:
                 check_config_change(store, ref, change)
             store.load(ref).check_attach(device_for(copy.deepcopy(node)))
+            if node.find("source[@fdgroup]") is not None:
+                from vsh.core.errors import Unsupported
+
+                raise Unsupported("operation not supported: a disk opened through an fd group can be plugged "
+                                  "in at start only (QEMU gets the group's descriptors when it starts)",
+                                  hint="attach it with --config, then start the domain in the session that "
+                                       "ran dom-fd-associate")
             supervisor_call(store, ref, "attach_device", _serialize(self._live_node(node)))
         if do_config:
             try:

@@ -17,13 +17,15 @@ def lifecycle_actions(dom) -> dict:
 
 
 def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_run: dict | None = None,
-           reset_nvram: bool = False) -> dict:
+           reset_nvram: bool = False, fd_groups: dict | None = None) -> dict:
     """Build QEMU's argv for ``dom`` (a :class:`vsh.core.domain.Domain`) and start it under a
     supervisor; the runtime state.
 
     ``extra_argv`` and ``first_run`` serve restore and snapshot revert (arguments for this
-    first run only, e.g. ``-incoming defer``).
+    first run only, e.g. ``-incoming defer``). ``fd_groups`` (name → descriptors, see
+    :mod:`vsh.api.local.fdgroups`) serve the disks whose source names an fd group.
     """
+    from vsh.api.local.fdgroups import fdsets
     from vsh.api.local.threads import apply_tuning, check_cputune
     from vsh.kvm import client
     from vsh.kvm.argv import custom_commandline, hotplugged_vcpus
@@ -37,7 +39,9 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     live = dom.copy()
     taps = plan_taps(store, live)       # network/bridge NICs: bridge and tap names in the live XML
     prepare_firmware(store, live, reset_nvram)  # firmware='efi': the firmware chosen, the nvram from its template
-    argv = build_argv(live, rundir) + list(extra_argv)  # a missing disk or kernel fails before anything is created
+    sets, add_fd, pass_fds = fdsets(fd_groups or {}, live.node)
+    argv = build_argv(live, rundir, sets) + list(extra_argv)  # a missing disk or kernel fails before anything is created
+    argv[1:1] = add_fd
     custom = custom_commandline(live.node)      # <qemu:commandline>: its args are in argv already
     created = not os.path.isdir(rundir)
     store.runtime_path(dom.name, create=True)
@@ -48,7 +52,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
         state = client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
                              transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
                              taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node),
-                             swtpm=swtpm_plan(store, live, rundir), mempolicy=mempolicy,
+                             swtpm=swtpm_plan(store, live, rundir), mempolicy=mempolicy, pass_fds=pass_fds,
                              env=custom[1], tainted=["custom-argv"] if any(custom) else None)
     except VshError:
         if created:
@@ -141,15 +145,16 @@ def plan_taps(store, live) -> list[dict]:
     return hostnet.plan_taps(store, live, hostnet.running_taps(store))
 
 
-def build_argv(dom, rundir) -> list[str]:
-    """QEMU's argv for ``dom`` with its runtime files in ``rundir`` (the host probe is cached)."""
+def build_argv(dom, rundir, fdsets: dict | None = None) -> list[str]:
+    """QEMU's argv for ``dom`` with its runtime files in ``rundir`` (the host probe is cached);
+    ``fdsets``: fd group → QEMU fd set, for disks whose source names a group."""
     try:
         from vsh.kvm.argv import RuntimePaths, build_argv as build
         from vsh.kvm.host import probe
     except ImportError as exc:
         raise VshError(f"internal error: the QEMU command-line builder is unavailable: {exc}") from None
     make_paths = getattr(RuntimePaths, "in_dir", None) or RuntimePaths.for_rundir
-    argv = build(dom.node, probe(), make_paths(str(rundir)))
+    argv = build(dom.node, probe(), make_paths(str(rundir)), fdsets=fdsets)
     from vsh.kvm.argv import check_host_ports
 
     check_host_ports(dom.node)  # user-mode port forwards: a taken host port fails here, clearly

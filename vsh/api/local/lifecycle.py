@@ -114,9 +114,12 @@ class LocalDomainLifecycle(DomainLifecycle):
                     return start_from_managed_save(store, ref, paused=paused, bypass_cache=bypass_cache)
             from vsh.api.local.launch import launch
 
+            from vsh.api.local.fdgroups import groups_of
+
             dom = store.load(ref, inactive=True)
             dom.fill_defaults()
-            return launch(store, dom, transient=not ref.persistent, paused=paused, reset_nvram=reset_nvram)
+            return launch(store, dom, transient=not ref.persistent, paused=paused, reset_nvram=reset_nvram,
+                          fd_groups=groups_of(self.conn, dom.uuid))
         except VshError as err:
             if err.lines == ("Domain is already active",):      # raced with another start: as virsh says it
                 raise
@@ -329,6 +332,13 @@ class LocalDomainLifecycle(DomainLifecycle):
         from vsh.api.local.events import domain_events
 
         return domain_events(self, timeout)
+
+    def fd_associate(self, name: str, fds: list[int], seclabel_writable: bool = False,
+                     seclabel_restore: bool = False) -> None:
+        from vsh.api.local.fdgroups import associate
+
+        self.refresh()                      # NotFound for a domain gone meanwhile
+        associate(self.conn, self.uuid, name, fds)
 
     def pm_wakeup(self) -> None:
         from vsh.api.local.extras import running_rundir

@@ -14,7 +14,7 @@ import os
 
 from vsh.api.lifecycle import ConsoleStream
 from vsh.api.protocol import ProtocolError, api_class, decode
-from vsh.core.errors import VshError
+from vsh.core.errors import Unsupported, VshError
 
 _CLASSES: dict[tuple[type, type], type] = {}
 
@@ -39,6 +39,12 @@ class RemoteHandle:
 
     def _call(self, method: str, args=(), kwargs=None, get: bool = False):
         return self._channel.call(self._oid, method, args, kwargs, get=get)
+
+    def fd_associate(self, name: str, fds: list[int], seclabel_writable: bool = False,
+                     seclabel_restore: bool = False) -> None:
+        """(a Domain's) Descriptors stay on this machine: the server refuses the call too."""
+        raise Unsupported("operation not supported: file descriptors cannot be passed over a vsh+ssh "
+                          "connection (run dom-fd-associate on the domain's host)")
 
     def _get(self, attr: str):
         if attr in self._subs:
@@ -183,7 +189,7 @@ def proxy_class(cls: type, base: type = RemoteHandle) -> type:
     if made is None:
         ns = {"__module__": __name__}
         for name in sorted(cls.__abstractmethods__):
-            if name in vars(base):
+            if any(name in vars(c) for c in base.__mro__):
                 continue
             static = next(vars(c)[name] for c in cls.__mro__ if name in vars(c))
             if isinstance(static, property):

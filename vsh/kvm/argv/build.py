@@ -110,9 +110,12 @@ def build(b: Builder) -> list[str]:
     return b.argv
 
 
-def build_argv(root, host, paths: RuntimePaths) -> list[str]:
-    """The qemu-system-x86_64 argv for the libvirt domain XML ``root`` (see vsh.kvm.argv)."""
-    return build(Builder(root, host, paths))
+def build_argv(root, host, paths: RuntimePaths, fdsets: dict | None = None) -> list[str]:
+    """The qemu-system-x86_64 argv for the libvirt domain XML ``root`` (see vsh.kvm.argv);
+    ``fdsets`` maps the fd groups disks name to QEMU fd sets (the caller adds ``-add-fd``)."""
+    b = Builder(root, host, paths)
+    b.fdsets = dict(fdsets or {})
+    return build(b)
 
 
 def device_options(root, el, host=None, paths: RuntimePaths | None = None, index: int = 0) -> dict:

@@ -31,6 +31,7 @@ class Builder:
         self.dom = Domain(root)
         self.host = host
         self.paths = paths
+        self.fdsets: dict[str, int] = {}    # fd group -> QEMU fd set (disks with <source fdgroup>)
         self.argv: list[str] = []
         self.devices = root.find("devices")
         if self.devices is None:

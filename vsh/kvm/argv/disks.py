@@ -88,6 +88,16 @@ def disk(b: Builder, d, n: int) -> None:
             raise Unsupported("%s: disk type '%s' is not supported (file or block)" % (what, dtype))
     elif dtype not in ("file", "block"):
         raise Unsupported("%s: disk type '%s' is not supported (file or block)" % (what, dtype))
+    if src is not None and src.get("fdgroup") is not None and path:
+        group = src.get("fdgroup")
+        if group not in b.fdsets:
+            raise InvalidArgument("invalid argument: file descriptor group '%s' was not associated with the "
+                                  "domain" % group)
+        if (disk.driver_type or "raw") != "raw":
+            raise Unsupported("%s: a disk opened through fd group '%s' must be raw here (vsh reads a qcow2 "
+                              "image's header before QEMU opens it, and cannot through a descriptor)"
+                              % (what, group))
+        path = "/dev/fdset/%d" % b.fdsets[group]      # QEMU opens the set's descriptor, not the path
     if path and not os.path.exists(path) and src.get("startupPolicy") == "optional":
         path = None  # libvirt drops an optional source that is missing
         if device == "disk":
@@ -200,7 +210,8 @@ def blockdev_chain(b: Builder, disk, n: int, path: str, dtype: str, device: str,
         raise InvalidArgument("%s: unknown detect_zeroes mode '%s'" % (what, dz))
 
     def nodes(prefix: str, path: str, dtype: str, fmt: str | None, ro: bool, bs, level_what: str) -> str:
-        need_file(path, level_what)
+        if not path.startswith("/dev/fdset/"):
+            need_file(path, level_what)
         if not fmt:
             raise InvalidArgument("%s: no format given (<driver type='raw|qcow2'>); vsh never probes "
                                   "a disk format" % level_what)

@@ -47,7 +47,8 @@ def blockdev_needs(node: dict) -> list[Need]:
     def walk(n):
         if not isinstance(n, dict):
             return
-        if n.get("driver") in _FILE_DRIVERS and n.get("filename"):
+        if n.get("driver") in _FILE_DRIVERS and n.get("filename") and \
+                not str(n["filename"]).startswith("/dev/fdset/"):     # a descriptor QEMU already holds
             out.append(Need(n["filename"], "r" if n.get("read-only") else "rw", False))
         for value in n.values():
             walk(value)
