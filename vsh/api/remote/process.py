@@ -7,6 +7,7 @@ its stdin, stdout and stderr in a session of its own, its exit waited for with a
 
 from __future__ import annotations
 
+import _thread
 import os
 
 
@@ -31,6 +32,7 @@ class Child:
             os.close(fd)
         self.stdin, self.stdout, self.stderr = in_w, out_r, err_r
         self.returncode: int | None = None
+        self._reap = _thread.allocate_lock()    # the channel's reader thread waits too: one reaps
 
     def close_stdin(self) -> None:
         fd, self.stdin = self.stdin, -1
@@ -39,18 +41,24 @@ class Child:
 
     def poll(self) -> int | None:
         """The exit status once it ended (reaped), else None; -N for a signal N, as subprocess."""
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+        with self._reap:
+            if self.returncode is None:
+                try:
+                    pid, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:       # reaped outside this object: its status is lost
+                    pid, status = self.pid, None
+                if pid:
+                    self.returncode = -1 if status is None else os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit status, waiting at most ``timeout`` s (None: for ever); None at the timeout.
         A pidfd wakes us when it ends (no polling)."""
-        if self.poll() is not None or timeout is None:
-            if self.returncode is None:
-                self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        if self.poll() is not None:
+            return self.returncode
+        if timeout is None:
+            while self.poll() is None:          # blocks in select on a pidfd, not holding the lock
+                self.wait(3600.0)
             return self.returncode
         import select
 
