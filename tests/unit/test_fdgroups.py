@@ -56,7 +56,7 @@ def test_the_connection_keeps_duplicates_until_it_closes(tmp_path):
     dom.fd_associate("data", [r, w])
     os.close(r)
     os.close(w)
-    groups = groups_of(conn, dom.uuid)
+    groups = groups_of(conn, dom.uuid())
     assert list(groups) == ["data"] and all(os.fstat(fd) for fd in groups["data"])
     sets, args, passed = fdsets(groups, Domain.parse((tmp_path / "d.xml").read_bytes()).node)
     assert sets == {"data": 1} and passed == groups["data"]
@@ -68,4 +68,4 @@ def test_the_connection_keeps_duplicates_until_it_closes(tmp_path):
     for fd in passed:
         with pytest.raises(OSError):
             os.fstat(fd)
-    assert groups_of(conn, dom.uuid) == {}
+    assert groups_of(conn, dom.uuid()) == {}

@@ -338,7 +338,7 @@ class LocalDomainLifecycle(DomainLifecycle):
         from vsh.api.local.fdgroups import associate
 
         self.refresh()                      # NotFound for a domain gone meanwhile
-        associate(self.conn, self.uuid, name, fds)
+        associate(self.conn, self.uuid(), name, fds)
 
     def pm_wakeup(self) -> None:
         from vsh.api.local.extras import running_rundir
