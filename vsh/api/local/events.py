@@ -131,9 +131,9 @@ def _translate(msg: dict, disks: _Disks) -> list[dict]:
     return []
 
 
-def domain_events(dom, timeout: float | None, seen_start: bool = False):
-    """The events of the running domain ``dom`` (its supervisor's stream); ``seen_start``: the
-    caller has reported the domain's start itself, so the stream's own start event is dropped."""
+def domain_events(dom, timeout: float | None, seen_start=None):
+    """The events of the running domain ``dom`` (its supervisor's stream); ``seen_start()`` true:
+    the caller has reported the domain's start itself, so the stream's own start event is dropped."""
     from vsh.api.local.extras import running_rundir
     from vsh.kvm import client
 
@@ -143,7 +143,7 @@ def domain_events(dom, timeout: float | None, seen_start: bool = False):
 
     def gen():
         for msg in stream:
-            if seen_start and msg.get("event") == "VSH_LIFECYCLE" and \
+            if seen_start is not None and seen_start() and msg.get("event") == "VSH_LIFECYCLE" and \
                     (msg.get("data") or {}).get("previous") == "starting":
                 continue
             stamp = msg.get("timestamp")
@@ -176,13 +176,17 @@ def connection_events(conn, name: str | None, timeout: float | None):
     following: set[str] = set()
 
     def follow(dom_name: str, was_running: bool) -> None:
+        reported: list[bool] = []
         try:
             dom = conn.lookup_domain(dom_name)
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            stream = domain_events(dom, left, seen_start=not was_running)
-            if not was_running:         # started since we looked: say so once, from its state now
+            stream = domain_events(dom, left, seen_start=lambda: bool(reported))
+            if not was_running:
+                # it started since we began: if it runs already, its start event may have gone by
+                # before we subscribed; say so once from its state (and drop the stream's own)
                 ref = dom.refresh()
                 if ref.state in ("running", "paused", "pmsuspended"):
+                    reported.append(True)
                     for kind, detail in lifecycle_events({"state": ref.state, "reason": ref.reason,
                                                           "previous": "starting"}):
                         q.put((dom_name, {"event": "lifecycle", "type": kind, "detail": detail,
@@ -194,14 +198,18 @@ def connection_events(conn, name: str | None, timeout: float | None):
         finally:
             q.put((dom_name, done))
 
+    since = _process_start()
+
     def scan(first: bool) -> None:
         refs = [conn.store.get(name)] if name is not None else conn.store.refs()
         for ref in refs:
             if ref is None or ref.name in following or ref.state not in ACTIVE_STATES:
                 continue
             following.add(ref.name)
-            starting = ref.state == "starting"
-            threading.Thread(target=follow, args=(ref.name, first or starting), daemon=True).start()
+            # a domain that started after this command did (before it was ready to listen) is new
+            started = (ref.runtime.data.get("started_at") if ref.runtime is not None else None) or 0
+            old = first and ref.state != "starting" and not (isinstance(started, (int, float)) and started >= since)
+            threading.Thread(target=follow, args=(ref.name, old), daemon=True).start()
 
     scan(True)
     scanned = time.monotonic()
@@ -221,3 +229,17 @@ def connection_events(conn, name: str | None, timeout: float | None):
             following.discard(dom_name)
             continue
         yield dom_name, ev
+
+
+def _process_start() -> float:
+    """When this process started (seconds since the epoch; now when /proc cannot say)."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
