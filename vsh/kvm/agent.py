@@ -182,10 +182,7 @@ class Agent:
                 reply: bool = True) -> dict | None:
         """Run ``command``; its whole reply object (``{"return": ...}``), or None when ``reply`` is
         False or the timeout is NOWAIT. AgentCommandError for an ``error`` reply."""
-        msg: dict = {"execute": command}
-        if arguments:
-            msg["arguments"] = arguments
-        return self.execute_text(json.dumps(msg, separators=(",", ":")), timeout, reply, command)
+        return self.execute_text(_request(command, arguments), timeout, reply, command)
 
     def execute_text(self, text: str, timeout: int = DEFAULT, reply: bool = True,
                      name: str | None = None) -> dict | None:
@@ -210,11 +207,8 @@ class Agent:
         """Run a command the agent answers only when it cannot act (guest-shutdown, the
         guest-suspend-* family): wait ``wait`` seconds for such an error; silence, or the channel
         closing as the guest goes down, is success."""
-        msg: dict = {"execute": command}
-        if arguments:
-            msg["arguments"] = arguments
         self.sync(float(WAIT_TIME))
-        self._send(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+        self._send(_request(command, arguments).encode() + b"\n")
         try:
             obj = self._read_object(time.monotonic() + wait)
         except AgentUnresponsive:
@@ -222,6 +216,14 @@ class Agent:
         if "error" in obj:
             err = obj.get("error") if isinstance(obj.get("error"), dict) else {}
             raise AgentCommandError(command, err.get("class"), err.get("desc"))
+
+
+def _request(command: str, arguments: dict | None) -> str:
+    """One command as the agent reads it (compact JSON)."""
+    msg: dict = {"execute": command}
+    if arguments:
+        msg["arguments"] = arguments
+    return json.dumps(msg, separators=(",", ":"))
 
 
 def _command_name(text: str) -> str:

@@ -13,7 +13,7 @@ import json
 import os
 
 from vsh.api.agent import GUEST_INFO_TYPES, SSH_KEY_MODES, SUSPEND_TARGETS, DomainAgent
-from vsh.api.local.agentinfo import disk_target
+from vsh.api.local.agentinfo import fs_entries
 from vsh.api.local.qemustats import not_running, qmp
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
 
@@ -93,22 +93,10 @@ class LocalDomainAgent(DomainAgent):
             got = agent.execute_text(text, timeout)
         return None if got is None else json.dumps(got, separators=(",", ":"))
 
-    def _fs_entries(self, agent, live, timeout) -> list[dict]:
-        got = agent.execute("guest-get-fsinfo", None, timeout)["return"]
-        out = []
-        for entry in reversed(got):             # the agent lists the last mount first
-            disks = []
-            for d in entry.get("disk") or []:
-                disks.append({"alias": disk_target(live, d), "serial": d.get("serial"), "device": d.get("dev")})
-            out.append({"mountpoint": entry.get("mountpoint"), "name": entry.get("name"),
-                        "fstype": entry.get("type"), "total_bytes": entry.get("total-bytes"),
-                        "used_bytes": entry.get("used-bytes"), "disks": disks})
-        return out
-
     def fs_info(self) -> list[dict]:
         agent, live, timeout = self._open()
         with agent:
-            entries = self._fs_entries(agent, live, timeout)
+            entries = fs_entries(agent, live, timeout)
         return [{"mountpoint": e["mountpoint"], "name": e["name"], "fstype": e["fstype"],
                  "targets": [d["alias"] for d in e["disks"] if d["alias"]]} for e in entries]
 
@@ -135,7 +123,7 @@ class LocalDomainAgent(DomainAgent):
             raise InvalidArgument(f"invalid argument: unsupported guest information types '{', '.join(bad)}'")
         agent, live, timeout = self._open()
         with agent:
-            return guest_info(agent, live, timeout, tuple(types), self._fs_entries)
+            return guest_info(agent, live, timeout, tuple(types))
 
     def _vcpus(self) -> list[dict]:
         return self._call("guest-get-vcpus")

@@ -17,7 +17,19 @@ _OS_KEYS = (("id", "os.id"), ("name", "os.name"), ("pretty-name", "os.pretty-nam
 _UNSUPPORTED = ("CommandNotFound", "CommandDisabled")
 
 
-def guest_info(agent, live, timeout: int, types: tuple[str, ...], fs_entries) -> list[tuple[str, object]]:
+def fs_entries(agent, live, timeout: int) -> list[dict]:
+    """guest-get-fsinfo in mount order: ``mountpoint``, ``name``, ``fstype``, ``total_bytes``,
+    ``used_bytes`` and ``disks`` (``alias``: the domain's target, ``serial``, ``device``)."""
+    out = []
+    for entry in reversed(agent.execute("guest-get-fsinfo", None, timeout)["return"]):   # last mount first
+        disks = [{"alias": disk_target(live, d), "serial": d.get("serial"), "device": d.get("dev")}
+                 for d in entry.get("disk") or []]
+        out.append({"mountpoint": entry.get("mountpoint"), "name": entry.get("name"), "fstype": entry.get("type"),
+                    "total_bytes": entry.get("total-bytes"), "used_bytes": entry.get("used-bytes"), "disks": disks})
+    return out
+
+
+def guest_info(agent, live, timeout: int, types: tuple[str, ...]) -> list[tuple[str, object]]:
     """The typed parameters for ``types`` (empty: every category, skipping those the agent lacks)."""
     from vsh.kvm.agent import AgentCommandError
 

@@ -15,6 +15,7 @@ class LocalConnection(LocalConnectionDomains, LocalConnectionLifecycle, Connecti
         self.store = store
         self.uri = store.uri
         self.readonly = readonly
+        self.fd_groups: dict = {}       # (domain UUID, group) -> descriptors (dom-fd-associate)
 
     def close(self) -> None:
         from vsh.api.local.fdgroups import close_all

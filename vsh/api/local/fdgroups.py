@@ -32,20 +32,20 @@ def associate(conn, uuid: str, name: str, fds: list[int]) -> None:
         for d in dups:
             os.close(d)
         raise
-    groups = conn.__dict__.setdefault("fd_groups", {})
-    old = groups.pop((uuid, name), None)
-    groups[(uuid, name)] = dups
+    old = conn.fd_groups.pop((uuid, name), None)
+    conn.fd_groups[(uuid, name)] = dups
     for fd in old or ():
         os.close(fd)
 
 
 def groups_of(conn, uuid: str) -> dict[str, list[int]]:
     """The fd groups associated with the domain ``uuid`` on ``conn``: name → descriptors."""
-    return {name: fds for (u, name), fds in (conn.__dict__.get("fd_groups") or {}).items() if u == uuid}
+    return {name: fds for (u, name), fds in conn.fd_groups.items() if u == uuid}
 
 
 def close_all(conn) -> None:
-    for fds in (conn.__dict__.pop("fd_groups", None) or {}).values():
+    groups, conn.fd_groups = conn.fd_groups, {}
+    for fds in groups.values():
         for fd in fds:
             try:
                 os.close(fd)

@@ -30,12 +30,11 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     from vsh.kvm import client
     from vsh.kvm.argv import custom_commandline, hotplugged_vcpus
 
-    from vsh.api.local.starttune import check_memnodes, memory_policy
+    from vsh.api.local.starttune import memory_policy
 
     rundir = store.runtime_path(dom.name)
     check_cputune(dom)
     mempolicy = memory_policy(dom)      # refuses the tunables vsh cannot apply, before anything runs
-    check_memnodes(dom)
     live = dom.copy()
     taps = plan_taps(store, live)       # network/bridge NICs: bridge and tap names in the live XML
     prepare_firmware(store, live, reset_nvram)  # firmware='efi': the firmware chosen, the nvram from its template

@@ -55,6 +55,9 @@ def memory_policy(dom) -> dict | None:
         if el.get("mode") == "restrictive":
             raise Unsupported(f"unsupported configuration: numatune mode 'restrictive' needs the cpuset cgroup: "
                               f"{_WHY}", hint="use mode='strict'")
+    for el in node.findall("numatune/memnode"):       # per guest cell: in the argv; QEMU would fail later
+        if el.get("nodeset"):
+            check_nodeset(set(parse_cpuset(el.get("nodeset"))))
     mem = node.find("numatune/memory")
     if mem is None:
         return None
@@ -69,12 +72,3 @@ def memory_policy(dom) -> dict | None:
     if node.find("cpu/numa/cell") is not None:
         return None                     # per memory backend, in the argv
     return {"mode": mem.get("mode") or "strict", "nodes": sorted(nodes)}
-
-
-def check_memnodes(dom) -> None:
-    """The host nodes the per-cell ``<memnode>`` policies name exist (QEMU would fail later)."""
-    from vsh.core.domain import parse_cpuset
-
-    for el in dom.node.findall("numatune/memnode"):
-        if el.get("nodeset"):
-            check_nodeset(set(parse_cpuset(el.get("nodeset"))))
