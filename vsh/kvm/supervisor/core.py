@@ -12,7 +12,6 @@ import time
 
 from vsh.core import runtime as rt
 from vsh.core.errors import OperationInvalid, VshError
-from vsh.kvm import confine
 from vsh.kvm.supervisor import aio
 from vsh.kvm.supervisor.control import ControlServer
 from vsh.kvm.supervisor.jobs import Jobs
@@ -247,8 +246,7 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
                     os.unlink(self.qmp_path)
                 except FileNotFoundError:
                     pass
-                for warning in confine.release(self.rundir):    # QEMU's file grants
-                    log("warning: " + warning)
+                self._release_grants()      # done already unless QEMU's exit went unseen
         try:
             os.unlink(self.rundir / rt.CONTROL_SOCKET)
         except OSError:

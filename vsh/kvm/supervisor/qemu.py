@@ -61,6 +61,7 @@ class QemuProcess:
             self._qmp_sock.close()
             self._qmp_sock = None
             self._stop_swtpms()
+            self._release_grants()
             self.lc.transition("shutoff", "failed")
             if isinstance(exc, VshError):
                 raise
@@ -135,6 +136,7 @@ class QemuProcess:
         finally:
             self._launching = False
         await self._drop_qmp()
+        self._release_grants()
         if self.lc.state != "shutoff":
             self.lc.transition("shutoff", "failed")
 
@@ -216,6 +218,7 @@ class QemuProcess:
                 err = None
                 await self._kill_qemu()
             await self._drop_qmp()
+            self._release_grants()
             if self.lc.state != "shutoff":
                 self.lc.transition("shutoff", self._stop_reason or "failed")
             if err is not None:
@@ -316,6 +319,12 @@ class QemuProcess:
         except ProcessLookupError:
             pass
         return await self._exited_within(timeout)
+
+    def _release_grants(self) -> None:
+        """Undo QEMU's file grants (:mod:`vsh.kvm.confine`) once it is gone, before the state
+        says shut off: whoever waited for the stop finds the files as they were."""
+        for warning in confine.release(self.rundir):
+            log("warning: " + warning)
 
     async def _drop_qmp(self) -> None:
         if self._events_task is not None:
