@@ -194,10 +194,17 @@ def test_pause_save_restore_monitor_and_events_through_libvirtd(peer):
         events = subprocess.Popen([sys.executable, "-m", "vsh", "-c", uri, "qemu-monitor-event", name, "--event", "STOP",
                                    "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=_env())
-        time.sleep(2)           # the watcher registers with libvirtd before the guest is paused
+        # libvirt's domain events, the first one of any domain: vsh's and virsh's watchers print the same
+        watchers = [subprocess.Popen([*cmd, "-c", uri, "event", "--all", "--timeout", "60"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=_env())
+                    for cmd in ([sys.executable, "-m", "vsh"], ["virsh"])]
+        time.sleep(2)           # the watchers register with libvirtd before the guest is paused
         assert vsh(uri, "suspend", name).stdout == f"Domain '{name}' suspended\n\n"
         out, err = events.communicate(timeout=90)
         assert events.returncode == 0 and "event STOP" in out, (out, err)
+        ours, theirs = ((w.communicate(timeout=90), w.returncode) for w in watchers)
+        assert ours == theirs, (ours, theirs)
+        assert ours[0][0] == f"event 'lifecycle' for domain '{name}': Suspended Paused\nevents received: 1\n\n"
         assert "paused (user)" in same(uri, "domstate", "--reason", name)
         assert vsh(uri, "resume", name).stdout == f"Domain '{name}' resumed\n\n"
         status = vsh(uri, "qemu-monitor-command", name, '{"execute":"query-status"}')

@@ -6,7 +6,7 @@ from vsh.api.base import Connection
 from vsh.api.libvirt.handles import sub_handle
 from vsh.api.libvirt.lv import call, mod
 from vsh.api.libvirt.states import is_uuid, state_words
-from vsh.core.errors import NotFound, Unsupported, VshError
+from vsh.core.errors import NotFound, VshError
 
 # virConnectListAllDomains' flags
 _LIST = {"active": (1, 2), "persistent": (4, 8), "managed_save": (256, 512), "autostart": (1024, 2048),
@@ -142,11 +142,10 @@ class LibvirtConnection(Connection):
         return LocalGuestDisks(self, readonly=readonly)
 
     def domain_events(self, domain: str | None = None, timeout: float | None = None):
-        """As :meth:`LibvirtDomainLifecycle.events`: no event loop on this driver's connections."""
-        if domain is not None:
-            self.lookup_domain(domain)
-        raise Unsupported("domain events on a libvirt connection: vsh's libvirt driver opens its connection "
-                          "without libvirt's event loop, so it cannot receive them; use virsh event")
+        from vsh.api.libvirt.events import domain_events
+
+        name = self.lookup_domain(domain).name if domain is not None else None
+        return domain_events(self.uri, name, timeout)
 
     def qemu_attach(self, pid: int):
         import libvirtmod_qemu

@@ -86,10 +86,9 @@ class LibvirtDomainLifecycle(DomainLifecycle):
         self._call("virDomainPMWakeup", 0)
 
     def events(self, timeout: float | None = None):
-        """libvirt delivers domain events only through an event loop registered before the
-        connection opened; this driver opens its connections without one."""
-        raise Unsupported("domain events on a libvirt connection: vsh's libvirt driver opens its connection "
-                          "without libvirt's event loop, so it cannot receive them; use virsh event")
+        from vsh.api.libvirt.events import domain_events
+
+        return (ev for _name, ev in domain_events(self.conn.uri, self.name, timeout, one_run=True))
 
     # --- migration -----------------------------------------------------------------------------
 
