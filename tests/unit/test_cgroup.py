@@ -49,13 +49,18 @@ def test_a_bind_mounted_v1_hierarchy_maps_paths_below_its_root():
     assert cgroup._under("/sys/fs/cgroup/cpu", "/docker/abc", "/docker/abc") == "/sys/fs/cgroup/cpu"
 
 
+def fake_v2(tmp_path, controllers: str = "cpu"):
+    """A fake cgroup v2 top in tmp_path/cg offering ``controllers``; (its path, a mountinfo naming it)."""
+    top = tmp_path / "cg"
+    top.mkdir(exist_ok=True)
+    (top / "cgroup.controllers").write_text(controllers + "\n")
+    return top, mountinfo(tmp_path, [f"30 23 0:26 / {top} rw - cgroup2 cgroup2 rw"])
+
+
 @needs_root
 def test_place_makes_the_slice_and_the_group_and_moves_the_pid(tmp_path):
-    top = tmp_path / "cg"
-    top.mkdir()
-    (top / "cgroup.controllers").write_text("cpu memory io pids\n")
+    top, info = fake_v2(tmp_path, "cpu memory io pids")
     (top / "cgroup.subtree_control").write_text("")
-    info = mountinfo(tmp_path, [f"30 23 0:26 / {top} rw - cgroup2 cgroup2 rw"])
     made = cgroup.place(4242, mountinfo=info)
     assert made == [str(top / "vsh.slice" / "qemu-4242")]
     assert (top / "vsh.slice" / "qemu-4242" / "cgroup.procs").read_text() == "4242"
@@ -64,22 +69,17 @@ def test_place_makes_the_slice_and_the_group_and_moves_the_pid(tmp_path):
 
 @needs_root
 def test_place_sweeps_groups_of_dead_qemus_and_keeps_live_ones(tmp_path):
-    top = tmp_path / "cg"
+    top, info = fake_v2(tmp_path)
     (top / "vsh.slice" / "qemu-999999999").mkdir(parents=True)        # no such pid
     (top / "vsh.slice" / f"qemu-{os.getpid()}").mkdir()                 # alive
-    (top / "cgroup.controllers").write_text("cpu\n")
-    info = mountinfo(tmp_path, [f"30 23 0:26 / {top} rw - cgroup2 cgroup2 rw"])
     cgroup.place(4243, mountinfo=info)
     assert sorted(os.listdir(top / "vsh.slice")) == sorted([f"qemu-{os.getpid()}", "qemu-4243"])
 
 
 @needs_root
 def test_a_hierarchy_that_refuses_gives_an_error_naming_it(tmp_path):
-    top = tmp_path / "cg"
-    top.mkdir()
-    (top / "cgroup.controllers").write_text("cpu\n")
+    top, info = fake_v2(tmp_path)
     (top / "vsh.slice").write_text("a file where the slice should be")
-    info = mountinfo(tmp_path, [f"30 23 0:26 / {top} rw - cgroup2 cgroup2 rw"])
     with pytest.raises(cgroup.CgroupError) as exc:
         cgroup.place(4244, mountinfo=info)
     assert "cannot put QEMU in a cgroup of its own" in exc.value.strerror
