@@ -252,6 +252,31 @@ def _pci_placement(xml: str) -> dict:
     return out
 
 
+def test_install_through_libvirtd_makes_a_pool_volume_and_boots(peer):
+    uri, m, _base = peer
+    name = "lvi"
+    made = vsh(uri, "install", "--name", name, "--memory", "128", "--disk", "size=0.05", "--machine", "pc",
+               "--boot", f"kernel={m.get('vmlinux') or m['kernel']},initrd={m['initrd']},kernel_args={m['cmdline']}",
+               "--graphics", "none", "--network", "none", "--noautoconsole", timeout=180)
+    path = f"/var/lib/libvirt/images/{name}.qcow2"         # libvirt's default pool, made as virt-install makes it
+    assert made.stdout.startswith(f"Disk '{path}' created (qcow2, 51.20 MiB)\nDomain '{name}' defined\n"
+                                  f"Domain '{name}' started\n"), made.stdout
+    try:
+        assert f" {name}.qcow2   {path}\n" in same(uri, "vol-list", "default")
+        assert "running" in same(uri, "domstate", name)
+        assert "<domain type='qemu'" in virsh(uri, "dumpxml", name).stdout     # TCG: this host's KVM cannot run guests
+        console = Console(uri, name)
+        try:
+            console.expect("M2X", poke="echo M$((1+1))X\n", timeout=120)
+        finally:
+            assert console.close() == 0
+    finally:
+        vsh(uri, "destroy", name, check=False)
+        vsh(uri, "undefine", name, check=False)
+        vsh(uri, "vol-delete", path, check=False)
+    assert f"{name}.qcow2" not in vsh(uri, "vol-list", "default").stdout
+
+
 def test_define_places_pci_devices_as_libvirtd_does(peer, tmp_path):
     """The corpus XMLs that name their machine (pc or q35), defined in libvirtd and in vsh: the same
     controllers, each device at the same PCI address (pcie-root-ports, bridges, the spare port), each

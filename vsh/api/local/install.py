@@ -30,7 +30,7 @@ class LocalInstaller(Installer):
 
         store = self.conn.store
         host = installplan.probe_host() if check else None
-        plan = installplan.make_plan(store, options, host)
+        plan = installplan.make_plan(installplan.StoreSite(store), options, host)
         if check:
             if store.find(plan.dom.name) is not None:
                 raise OperationInvalid(f"domain '{plan.dom.name}' already exists",
