@@ -342,29 +342,32 @@ def case_machine_parts(dom):
         ("2", "1", "unmap", False)
     assert (top.logical_block_size, top.physical_block_size, cd.logical_block_size) == ("512", "4096", None)
     mid = top.backing_store
-    assert (mid.type, mid.format, mid.source_file, mid.has_source) == ("file", "qcow2", "/var/lib/vsh/images/mid.qcow2", True)
+    assert (mid.type, mid.format, mid.source_file, mid.has_source) == \
+        ("file", "qcow2", "/var/lib/vsh/images/mid.qcow2", True)
     base = mid.backing_store
     assert (base.type, base.format, base.source_dev, base.source_file) == ("block", "raw", "/dev/vg/base", None)
     assert (base.backing_store.has_source, base.backing_store.backing_store, cd.backing_store) == (False, None, None)
     a = top.address
-    assert (a.type, a.domain, a.bus, a.slot, a.function, a.multifunction) == ("pci", "0x0000", "0x02", "0x00", "0x0", None)
+    assert (a.type, a.domain, a.bus, a.slot, a.function, a.multifunction) == \
+        ("pci", "0x0000", "0x01", "0x00", "0x0", None)
     d = cd.address
     assert (d.type, d.controller, d.bus, d.target, d.unit) == ("drive", "0", "0", "0", "0")
     assert (top.kind, top.key) == ("disk", "/domain/devices/disk[1]")
-    root, port, bridge, ehci, uhci, scsi, vser = dom.devices("controller")
+    root, port, ehci, uhci, scsi, vser = dom.devices("controller")
     assert root.address is None and port.describe() == "<controller type='pci' index='1' model='pcie-root-port'>"
     assert (port.model_name, port.target_chassis, port.target_port, port.target_attrs) == \
         ("pcie-root-port", "1", "0x10", {"chassis": "1", "port": "0x10"})
-    assert (bridge.target_chassis_nr, bridge.model_name, bridge.raw("index")) == ("2", None, "2")
+    assert (port.target_chassis_nr, root.model_name, port.raw("index")) == (None, None, "1")
     assert (uhci.master_startport, ehci.master_startport) == ("0", None)
     assert (scsi.driver_queues, scsi.driver_iothread, vser.ports, vser.vectors) == ("4", "1", "16", "4")
-    bridge.set_pci_target("pci-bridge", {"busNr": "5", "chassisNr": "2"}, ("chassisNr", "busNr"))
-    assert bridge.target_attrs == {"chassisNr": "2", "busNr": "5"} and bridge.model_name == "pci-bridge"
+    port.set_pci_target("ioh3420", {"port": "0x10", "chassis": "1"}, ("port", "chassis"))
+    assert list(port.target_attrs) == ["port", "chassis"] and port.model_name == "pcie-root-port"
     uhci.set_address(type="pci", domain="0x0000", bus="0x00", slot="0x1d", function="0x0", multifunction="on")
     assert uhci.address.multifunction == "on" and uhci.address.port is None
     port.address.multifunction = None
     fs = dom.devices("filesystem")[0]
-    assert (fs.multidevs, fs.fmode, fs.dmode, fs.driver_wrpolicy, fs.readonly) == ("remap", "644", "755", "immediate", True)
+    assert (fs.multidevs, fs.fmode, fs.dmode, fs.driver_wrpolicy, fs.readonly) == \
+        ("remap", "644", "755", "immediate", True)
     nic = dom.interfaces[0]
     assert (nic.backend_type, nic.has_model, nic.port_forward, nic.has("ip"), nic.has("route")) == \
         (None, True, False, True, False)
@@ -375,7 +378,8 @@ def case_machine_parts(dom):
     assert [(s.mode, s.host, s.service) for s in udp.sources] == [("bind", "127.0.0.1", "4556"),
                                                                    ("connect", "127.0.0.1", "4555")]
     assert (tcp.protocol_type, tcp.source.service, tcp.raw("target_port")) == ("telnet", "4557", "1")
-    assert (logfile.source_append, logfile.source.append, logfile.source.path) == ("on", "on", "/var/log/vsh/machine-parts.log")
+    assert (logfile.source_append, logfile.source.append, logfile.source.path) == \
+        ("on", "on", "/var/log/vsh/machine-parts.log")
     console = dom.devices("console")[0]
     assert (console.reconnect_enabled, console.reconnect_timeout, console.protocol_type) == ("yes", "10", None)
     tpm = dom.devices("tpm")[0]
@@ -397,7 +401,7 @@ def case_machine_parts(dom):
     balloon = dom.devices("memballoon")[0]
     assert (balloon.autodeflate, balloon.free_page_reporting) == ("on", "on")
     rng = dom.devices("rng")[0]
-    assert (rng.has_rate, rng.rate_bytes, rng.rate_period) == (True, "1234", "2000")
+    assert (rng.has_rate, rng.rate_bytes, rng.rate_period, rng.virtio_model) == (True, "1234", "2000", "virtio")
     panic = dom.devices("panic")[0]
     assert (panic.model, panic.address.iobase) == ("isa", "0x505")
     vsock = dom.devices("vsock")[0]

@@ -24,6 +24,6 @@ from vsh.core.xmlobject import (DEVICE_TAGS, ORDER, XFlag, XMLObject, XProp, ens
 
 __all__ = ["DEVICE_CLASSES", "DEVICE_TAGS", "ORDER", "Address", "Audio", "BackingStore", "Channel", "CharDevice",
            "Console", "Controller", "Device", "Disk", "Domain", "Filesystem", "Graphics", "HostDev", "Hub", "Input",
-           "Interface", "MemBalloon", "Panic", "Rng", "Serial", "Sound", "Tpm", "Video", "Vsock", "Watchdog", "XFlag", "XMLObject", "XProp", "check_name", "default_bus",
-           "device_for", "ensure", "format_cpuset", "is_mac", "is_uuid", "normalize_order", "parse_cpuset", "random_mac",
-           "subset_match", "to_kib", "unit_scale", "yesno"]
+           "Interface", "MemBalloon", "Panic", "Rng", "Serial", "Sound", "Tpm", "Video", "Vsock", "Watchdog", "XFlag",
+           "XMLObject", "XProp", "check_name", "default_bus", "device_for", "ensure", "format_cpuset", "is_mac",
+           "is_uuid", "normalize_order", "parse_cpuset", "random_mac", "subset_match", "to_kib", "unit_scale", "yesno"]

@@ -13,6 +13,7 @@ class Device(XMLObject):
     alias = XProp("./alias/@name")
     address_type = XProp("./address/@type")
     boot_order = XProp("./boot/@order", int)
+    virtio_model = XProp("./@model")    # virtio, virtio-transitional... (a controller's, a sound card's model)
     rom_file = XProp("./rom/@file")
     rom_enabled = XProp("./rom/@enabled")
     rom_bar = XProp("./rom/@bar")

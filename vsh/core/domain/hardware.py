@@ -23,9 +23,9 @@ class Controller(Device):
     target_port = XProp("./target/@port")
     master_startport = XProp("./master/@startport")
 
-    def set_pci_target(self, name: str, values: dict, order: tuple) -> None:
-        """Write ``<model name>`` (kept when given) and ``<target>`` with ``values``, the attributes in
-        ``order`` first, as libvirt fills a PCI controller."""
+    def set_pci_target(self, name: str, values: dict, order: tuple, target: bool = True) -> None:
+        """Write ``<model name>`` (kept when given) and (``target``) ``<target>`` with ``values``, the
+        attributes in ``order`` first, as libvirt fills a PCI controller."""
         from lxml import etree
 
         m = self.node.find("model")
@@ -34,6 +34,8 @@ class Controller(Device):
             self.node.insert(0, m)
         if m.get("name") is None:
             m.set("name", name)
+        if not target:
+            return
         tgt = self.node.find("target")
         if tgt is None:
             tgt = etree.Element("target")
