@@ -14,7 +14,7 @@ from vsh.core.errors import InvalidArgument, Unsupported, XMLError
 from vsh.kvm.argv import (boot, chardevs, controllers, devices, disks, filesystems, graphics, machine, network,
                           numa, slots, smbios, sound, tpm)
 from vsh.kvm.argv.builder import Builder
-from vsh.kvm.argv.custom import custom_commandline
+from vsh.kvm.argv.custom import commandline
 from vsh.kvm.argv.options import esc, split_opts
 from vsh.kvm.argv.paths import RuntimePaths
 
@@ -106,7 +106,7 @@ def build(b: Builder) -> list[str]:
     network.unused_forwards(b)
     b.add("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
     b.add("-msg", "timestamp=on")
-    b.argv += custom_commandline(b.dom.node)[0]     # <qemu:commandline>, last, as libvirt puts it
+    b.argv += commandline(b.dom)[0]     # <qemu:commandline>, last, as libvirt puts it
     return b.argv
 
 

@@ -15,12 +15,17 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def custom_commandline(root) -> tuple[list[str], dict]:
-    """The ``<qemu:arg>`` values and ``<qemu:env>`` pairs of the domain ``root``."""
+    """The ``<qemu:arg>`` values and ``<qemu:env>`` pairs of the domain element ``root``."""
     from vsh.core.domain import Domain
 
+    return commandline(Domain(root))
+
+
+def commandline(dom) -> tuple[list[str], dict]:
+    """The ``<qemu:arg>`` values and ``<qemu:env>`` pairs of the domain model ``dom``."""
     args: list[str] = []
     env: dict = {}
-    for kind, name, value in Domain(root).qemu_commandline:
+    for kind, name, value in dom.qemu_commandline:
         if kind == "arg":
             if value is None:
                 raise InvalidArgument("<qemu:arg> needs a value attribute")
