@@ -401,7 +401,8 @@ def case_machine_parts(dom):
     balloon = dom.devices("memballoon")[0]
     assert (balloon.autodeflate, balloon.free_page_reporting) == ("on", "on")
     rng = dom.devices("rng")[0]
-    assert (rng.has_rate, rng.rate_bytes, rng.rate_period, rng.virtio_model) == (True, "1234", "2000", "virtio")
+    assert (rng.has_rate, rng.rate_bytes, rng.rate_period, rng.virtio_model, rng.has_backend) == \
+        (True, "1234", "2000", "virtio", True)
     panic = dom.devices("panic")[0]
     assert (panic.model, panic.address.iobase) == ("isa", "0x505")
     vsock = dom.devices("vsock")[0]

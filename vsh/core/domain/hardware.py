@@ -60,6 +60,7 @@ class Rng(Device):
     model = XProp("./@model")
     backend_model = XProp("./backend/@model")
     backend = XProp("./backend")
+    has_backend = XFlag("./backend")
     rate_bytes = XProp("./rate/@bytes")
     rate_period = XProp("./rate/@period")
     has_rate = XFlag("./rate")

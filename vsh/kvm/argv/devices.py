@@ -13,7 +13,7 @@ def rng(b: Builder, dev, n: int) -> None:
     what = "<rng> #%d" % n
     if dev.model != "virtio":
         raise Unsupported("%s: model '%s' is not supported (virtio)" % (what, dev.model))
-    bmodel = dev.backend_model if dev.has("backend") else "random"
+    bmodel = dev.backend_model if dev.has_backend else "random"
     oid = "objrng%d" % n
     if bmodel == "random":
         src = dev.backend.strip() if dev.backend else "/dev/urandom"
