@@ -56,11 +56,6 @@ def number(value: str | None, what: str, default: int | None = None) -> int:
         raise InvalidArgument("%s: '%s' is not a number" % (what, value)) from None
 
 
-def byte_size(elem, what: str) -> int:
-    """A size element (``<memory unit='MiB'>512</memory>``) in bytes; KiB when no unit is given."""
-    return size_bytes(elem.text, elem.get("unit"), what)
-
-
 def size_bytes(text: str | None, unit: str | None, what: str) -> int:
     """A size given as a number and a unit (KiB when none) in bytes."""
     text = (text or "").strip()
