@@ -58,10 +58,10 @@ def handler_for(tag: str):
 
 
 def walk_devices(b: Builder) -> None:
-    """Every element under <devices>, in document order."""
+    """Every element under <devices>, in document order (USB hubs first: devices sit on their ports)."""
     b.serials = chardevs.serial_plan(b.devices)
     counters: dict[str, int] = {}
-    for el in b.devices:
+    for el in sorted(b.devices, key=lambda e: e.tag != "hub"):
         if not isinstance(el.tag, str):
             continue
         n = counters.get(el.tag, 0)

@@ -39,6 +39,14 @@ def opts(head: str, *pairs: tuple[str, object] | None) -> str:
     return ",".join(parts)
 
 
+def usb_port(el) -> tuple[str, object] | None:
+    """``port=`` of a USB device from its ``<address type='usb' port='1.2'/>`` (None without one)."""
+    a = el.find("address")
+    if a is not None and a.get("type") == "usb" and a.get("port"):
+        return ("port", a.get("port"))
+    return None
+
+
 def given(value, default):
     """``value``, or ``default`` where the XML leaves it out (an empty value is kept, to be refused)."""
     return default if value is None else value
