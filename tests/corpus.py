@@ -55,3 +55,27 @@ def materialize(name: str, tmp: Path) -> Path:
     out = tmp / (name + ".xml")
     out.write_text(text)
     return out
+
+
+#: Where tests/libvirt_dumps.py keeps what libvirtd 9.0's qemu driver wrote for each corpus XML.
+LIBVIRT_DUMPS = Path(__file__).resolve().parent / "data" / "libvirt-dumps"
+
+
+def for_libvirt(text: str) -> str:
+    """The materialized XML as libvirtd is given it: vsh's default machine (q35) written out,
+    since libvirt's own default is pc."""
+    return re.sub(r"<type( arch='x86_64')?>hvm</type>", r"<type\1 machine='q35'>hvm</type>", text, count=1)
+
+
+def normalize_dump(xml: str, name: str, tmp: Path, given: str) -> str:
+    """A ``dumpxml --inactive`` with only what must differ between two definitions replaced: the
+    temporary directory (back to /VSHTEST), the domain's name, its uuid, and the MACs the
+    input (``given``) did not name (random on each define: numbered in document order)."""
+    text = xml.replace(str(tmp), am.PLACEHOLDER).replace(
+        "<name>%s</name>" % domain_name(name), "<name>corpus-%s</name>" % name)
+    text = re.sub(r"<uuid>[0-9a-f-]+</uuid>", "<uuid>00000000-0000-4000-8000-000000000000</uuid>", text)
+    fixed = {m.lower() for m in re.findall(r"address='([0-9a-fA-F:]{17})'", given)}
+    n = iter(range(1, 256))
+    return re.sub(r"<mac address='([0-9a-f:]{17})'/>",
+                  lambda m: m.group(0) if m.group(1) in fixed else "<mac address='52:54:00:00:00:%02x'/>" % next(n),
+                  text)

@@ -193,7 +193,7 @@ def test_efi_autoselection_says_why_nothing_fits(tmp_path, fwdirs):
     with pytest.raises(Unsupported, match="none of the 2 firmware descriptors fits machine 'microvm'"):
         fill(efi_domain("microvm"), "microvm", str(tmp_path / "v.fd"), dirs=fwdirs)
     with pytest.raises(InvalidArgument, match="no firmware chosen yet"):
-        argv(tmp_path, os_attrs=" firmware='efi'")
+        argv(tmp_path, os_attrs=" firmware='efi'", extra="<features><acpi/></features>")
 
 
 def test_undefine_with_an_nvram_needs_nvram_or_keep_nvram(tmp_path, vsh, vsh_env):
@@ -201,7 +201,8 @@ def test_undefine_with_an_nvram_needs_nvram_or_keep_nvram(tmp_path, vsh, vsh_env
     (tmp_path / "e.xml").write_text(
         "<domain type='qemu'><name>e</name><memory>65536</memory><os><type machine='q35'>hvm</type>"
         "<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>"
-        f"<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>{nvram}</nvram></os></domain>")
+        f"<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>{nvram}</nvram></os><features><acpi/></features>"
+        "</domain>")
     assert vsh("define", tmp_path / "e.xml").status == 0
     assert vsh("undefine", "e").status == 0          # no nvram file yet: nothing to keep or remove
     assert vsh("define", tmp_path / "e.xml").status == 0

@@ -64,7 +64,8 @@ def test_pc_addresses_as_libvirt_plans_them(tmp_path):
                   "<video><model type='qxl'/></video><memballoon model='virtio'/>")
     d = devs(dom)
     assert "piix3-usb-uhci,id=usb,bus=pci.0,addr=0x1.0x2" in d
-    assert "qxl-vga,id=video0,bus=pci.0,addr=0x2" in d
+    # the sizes define writes for qxl (libvirt's defaults), as libvirt passes them
+    assert "qxl-vga,id=video0,ram_size=67108864,vram_size=67108864,vgamem_mb=16,max_outputs=1,bus=pci.0,addr=0x2" in d
     assert any(x.startswith("e1000,") and x.endswith("bus=pci.0,addr=0x3") for x in d)
     assert any(x.startswith("virtio-blk-pci,") and "addr=0x4" in x for x in d)
     assert "virtio-balloon-pci,id=balloon0,bus=pci.0,addr=0x5" in d
@@ -97,12 +98,12 @@ def test_video_sound_hub_usb_disk(tmp_path):
                   "<sound model='ich6'><codec type='micro'/></sound><sound model='usb'/><hub type='usb'/>"
                   "<disk type='file' device='disk'><source file='DISK'/><target dev='sdb' bus='usb'/></disk>")
     d = devs(dom)
-    assert "virtio-vga,id=video0,bus=pci.0,addr=0x2" in d and "ramfb,id=video1" in d
+    assert "virtio-vga,id=video0,max_outputs=1,bus=pci.0,addr=0x2" in d and "ramfb,id=video1" in d
     assert d.count("none,id=audio1") == 1
     assert "hda-micro,id=sound0-codec0,bus=sound0.0,cad=0,audiodev=audio1" in d
-    assert "usb-audio,id=sound1,audiodev=audio1,bus=usb.0" in d
-    assert "usb-hub,id=hub0,bus=usb.0" in d
-    assert any(x.startswith("usb-storage,bus=usb.0,drive=disk1-fmt,id=usb-disk1") for x in d)
+    # USB ports as define gives them (libvirt's order: the hub, the disk, then the sound card on the hub)
+    assert d.index("usb-hub,id=hub0,bus=usb.0,port=1") < d.index("usb-audio,id=sound1,audiodev=audio1,bus=usb.0,port=1.1")
+    assert any(x.startswith("usb-storage,bus=usb.0,port=2,drive=disk1-fmt,id=usb-disk1") for x in d)
     with pytest.raises(Unsupported, match="<audio type='pa'> is not supported"):
         devs(defined(tmp_path, "<sound model='ac97'/><audio id='1' type='pa'/>"))
     with pytest.raises(InvalidArgument, match="'none' video type must be the only"):
@@ -217,9 +218,12 @@ def test_define_adds_the_clock_ps2_inputs_and_balloon_libvirt_adds(tmp_path):
                                "/dev/urandom</backend></rng>")
     tags = [(el.tag, el.get("type") or el.get("model")) for el in dom.node.find("devices")]
     assert tags == [("disk", "file"), ("controller", "usb"), ("controller", "pci"), ("input", "mouse"),
-                    ("input", "keyboard"), ("graphics", "vnc"), ("memballoon", "virtio"), ("rng", "virtio")]
+                    ("input", "keyboard"), ("graphics", "vnc"), ("audio", "none"), ("video", None),
+                    ("memballoon", "virtio"), ("rng", "virtio")]
+    assert etree.tostring(dom.node.find("devices/video/model")) == \
+        b'<model type="cirrus" vram="16384" heads="1" primary="yes"/>'      # a display gets a video device
     assert etree.tostring(dom.node.find("clock")) == b'<clock offset="utc"/>'
-    assert dom.node.find("clock").getprevious().tag == "os"
+    assert dom.node.find("clock").getprevious().tag == "cpu"      # os, cpu (qemu64 written out), clock
     off = defined(tmp_path, VDA + "<memballoon model='none'/>", extra="<features><ps2 state='off'/></features>")
-    assert [el.tag for el in off.node.find("devices")] == ["disk", "controller", "controller", "memballoon"]
+    assert [el.tag for el in off.node.find("devices")] == ["disk", "controller", "controller", "audio", "memballoon"]
     assert not defined(tmp_path, "", machine="microvm").node.findall("devices/*")

@@ -231,9 +231,10 @@ def test_dumpxml_inactive_and_xpath(vsh, define):
     assert res.out == '<nodes>\n  <name>x1</name>\n  <vcpu placement="static">1</vcpu>\n</nodes>\n\n'
     machine = vsh("dumpxml", "x1", "--xpath", "//os/type/@machine").out.strip()     # machine="pc-..."
     assert vsh("dumpxml", "x1", "--xpath", "//memory/@unit | /domain/os", "--wrap").out == (
-        f'<nodes unit="KiB">\n  <os>\n    <type arch="x86_64" {machine}>hvm</type>\n  </os>\n</nodes>\n\n')
+        f'<nodes unit="KiB">\n  <os>\n    <type arch="x86_64" {machine}>hvm</type>\n    <boot dev="hd"/>\n  </os>\n'
+        '</nodes>\n\n')
     assert vsh("dumpxml", "x1", "--xpath", "/domain/os").out == (
-        f'<os>\n  <type arch="x86_64" {machine}>hvm</type>\n</os>\n\n')
+        f'<os>\n  <type arch="x86_64" {machine}>hvm</type>\n  <boot dev="hd"/>\n</os>\n\n')
     assert vsh("dumpxml", "x1", "--xpath", "//nothing", "--wrap").out == "<nodes/>\n\n"
     res = vsh("dumpxml", "x1", "--xpath", "///[")
     assert res.status == 1 and res.err.startswith("error: ")

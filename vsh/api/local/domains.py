@@ -24,6 +24,22 @@ def canonical_machine(dom) -> None:
         dom.os_machine = canonical(dom.os_machine)
 
 
+def default_emulator(dom) -> None:
+    """``<devices><emulator>``: the host's QEMU, as libvirt writes it on define (none when QEMU is missing)."""
+    devs = dom.node.find("devices")
+    if devs is None or devs.find("emulator") is not None:
+        return
+    from vsh.kvm.host.qemu import find_qemu
+
+    qemu = find_qemu()
+    if qemu:
+        from lxml import etree
+
+        el = etree.Element("emulator")
+        el.text = qemu
+        devs.insert(0, el)
+
+
 def device_addresses(dom) -> None:
     """The drive and PCI addresses of the devices that have none, as libvirt writes them on define."""
     from vsh.kvm.argv.addresses import write_addresses
@@ -36,6 +52,7 @@ def as_defined(dom) -> None:
     defaults, checked, then the device addresses."""
     canonical_machine(dom)
     dom.fill_defaults()
+    default_emulator(dom)
     dom.validate()
     device_addresses(dom)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from vsh.core.domain.devices import default_bus
 from vsh.core.domain.implicit import disk_index
-from vsh.core.errors import InvalidArgument, XMLError
+from vsh.core.errors import InvalidArgument, Unsupported, XMLError
 from vsh.core.names import control_message, has_control, is_mac, is_uuid, normal_uuid, random_mac, random_uuid
 
 
@@ -144,6 +144,7 @@ def validate(dom) -> None:
             raise XMLError(f"XML error: Unknown disk name '{dev}' and no address specified")
     check_cpusets(dom)
     check_sysinfo(dom)
+    check_uefi_acpi(dom)
     macs: dict[str, int] = {}
     for nic in dom.interfaces:
         mac = nic.mac
@@ -159,6 +160,13 @@ def validate(dom) -> None:
         from vsh.core.portfwd import forwards
 
         forwards(dom.node)  # vsh's user-mode port forwards, if any, must be well-formed
+
+
+def check_uefi_acpi(dom) -> None:
+    """UEFI (firmware='efi' or a pflash loader) on x86 needs <features><acpi/>, as libvirt checks."""
+    uefi = dom.node.find("os[@firmware='efi']") is not None or dom.node.find("os/loader[@type='pflash']") is not None
+    if uefi and dom.node.find("features/acpi") is None and (dom.os_arch or "x86_64") in ("x86_64", "i686"):
+        raise Unsupported("unsupported configuration: UEFI requires ACPI on this architecture")
 
 
 def check_name(name: str) -> None:

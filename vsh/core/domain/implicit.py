@@ -11,6 +11,10 @@ from vsh.core.domain.hardware import Controller
 #: Controller types a disk bus implies, in the order libvirt adds them (virDomainDefAddImplicitControllers).
 DISK_CONTROLLERS = ("scsi", "fdc", "ide", "sata")
 
+#: The pcie-root-ports virt-install adds to a q35 guest with no PCI controller (virtinst's
+#: num_pcie_root_ports: devices go on them, the rest are free for hot-plug).
+VIRT_INSTALL_ROOT_PORTS = 14
+
 #: Disks per controller of each bus, as libvirt counts them to give a target its drive address.
 PER_CONTROLLER = {"ide": 4, "sata": 6, "scsi": 7, "fdc": 2}
 
@@ -109,7 +113,8 @@ def add_implicit_controllers(dom, as_virt_install: bool = False) -> None:
     appended in libvirt's order: the machine's own (qemuDomainDefAddDefaultDevices: USB, q35's
     SATA, the PCI root), those the disks need type by type (SCSI, floppy, IDE, SATA), virtio-serial.
     ``as_virt_install``: in the order and with the USB ports virt-install --print-xml writes them
-    (the disks' first, virtio-serial, then USB with ports='15' on q35, SATA, the PCI root)."""
+    (the disks' first, virtio-serial, then USB with ports='15' on q35, SATA, the PCI root and on
+    q35 its 14 root ports)."""
     from lxml import etree
 
     family = machine_family(dom.os_machine)
@@ -128,6 +133,9 @@ def add_implicit_controllers(dom, as_virt_install: bool = False) -> None:
             need("sata", 0)
         if family in ("pc", "q35"):
             need("pci", 0, model="pci-root" if family == "pc" else "pcie-root")
+        if as_virt_install and family == "q35" and not any(t == "pci" for t, _i in have):
+            for idx in range(1, VIRT_INSTALL_ROOT_PORTS + 1):
+                need("pci", idx, model="pcie-root-port")
 
     def for_devices() -> None:
         if as_virt_install:
@@ -178,9 +186,14 @@ def add_default_devices(dom) -> None:
 
 def fill_implicit(dom, default_devices: bool = True) -> None:
     """Everything of this module, in libvirt's order: disk formats, indexes, implicit controllers,
-    default devices (left to define when ``default_devices`` is false: virt-install --print-xml)."""
+    default devices and the rest of libvirt's defaults on pc/q35 (postparse; left to define when
+    ``default_devices`` is false: virt-install --print-xml)."""
     fill_disk_driver(dom)
     fill_controller_indexes(dom)
     add_implicit_controllers(dom, as_virt_install=not default_devices)
     if default_devices:
         add_default_devices(dom)
+        if machine_family(dom.os_machine) in ("pc", "q35"):
+            from vsh.core.domain.postparse import fill_postparse
+
+            fill_postparse(dom)

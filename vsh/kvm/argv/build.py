@@ -60,10 +60,10 @@ def handler_for(tag: str):
 
 
 def walk_devices(b: Builder) -> None:
-    """Every element under <devices>, in document order."""
+    """Every element under <devices>, in document order (USB hubs first: devices sit on their ports)."""
     b.serials = chardevs.serial_plan(b.dom)
     counters: dict[str, int] = {}
-    for dev in b.dom.devices():
+    for dev in sorted(b.dom.devices(), key=lambda d: d.kind != "hub"):
         n = counters.get(dev.kind, 0)
         counters[dev.kind] = n + 1
         handler_for(dev.kind)(b, dev, n)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from vsh.core.domain import Domain
 from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm.argv.builder import Builder
-from vsh.kvm.argv.options import check_socket_path, given, number, opts
+from vsh.kvm.argv.options import check_socket_path, given, number, opts, usb_port
 
 
 def serial_plan(dom) -> list:
@@ -146,8 +146,14 @@ def serial(b: Builder, ch, n: int) -> None:
         b.need_pci(what)
         b.add("-device", opts("pci-serial", ("chardev", "char" + alias), ("id", alias),
                               *b.pci.props(ch, what)))
+    elif ttype == "usb-serial":
+        if 0 not in b.usb_ctrls:
+            raise InvalidArgument("%s needs a <controller type='usb'> with a model other than none" % what)
+        b.add("-device", opts("usb-serial", ("chardev", "char" + alias), ("id", alias),
+                              ("bus", "%s.0" % b.usb_ctrls[0]), usb_port(ch)))
     else:
-        raise Unsupported("%s: target type '%s' is not supported (isa-serial, pci-serial)" % (what, ttype))
+        raise Unsupported("%s: target type '%s' is not supported (isa-serial, pci-serial, usb-serial)"
+                          % (what, ttype))
 
 
 def console(b: Builder, ch, n: int) -> None:

@@ -113,12 +113,17 @@ def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
 
 
 def scsi_controller(b: Builder, c, idx: int, model: str, what: str) -> None:
-    """A virtio-scsi controller scsiN (declared, or implied by a SCSI disk when ``c`` is None)."""
-    if model != "virtio-scsi":
-        raise Unsupported("%s model '%s' is not supported (virtio-scsi)" % (what, model))
+    """A virtio-scsi or LSI 53C895A (lsilogic, what define writes for a controller without a model)
+    controller scsiN (declared, or implied by a SCSI disk when ``c`` is None)."""
+    if model not in ("virtio-scsi", "lsilogic"):
+        raise Unsupported("%s model '%s' is not supported (virtio-scsi, lsilogic)" % (what, model))
     if idx in b.scsi_ctrls:
         raise InvalidArgument("%s is declared twice" % what)
     b.scsi_ctrls[idx] = model
+    if model == "lsilogic":
+        b.need_pci(what)
+        b.add("-device", opts("lsi", ("id", "scsi%d" % idx), *b.dev_addr(c, what)))
+        return
     pairs = [("id", "scsi%d" % idx)]
     if c is not None:
         if c.driver_queues:

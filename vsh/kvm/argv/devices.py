@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm.argv.builder import Builder
-from vsh.kvm.argv.options import given, need_file, number, opts
+from vsh.kvm.argv.options import given, need_file, number, opts, usb_port
 
 
 def rng(b: Builder, dev, n: int) -> None:
@@ -114,11 +114,7 @@ def hub(b: Builder, dev, n: int) -> None:
         raise Unsupported("%s is not supported (usb)" % what)
     if 0 not in b.usb_ctrls:
         raise InvalidArgument("%s needs a <controller type='usb'> with a model other than none" % what)
-    pairs: list[tuple[str, object]] = [("id", "hub%d" % n), ("bus", "%s.0" % b.usb_ctrls[0])]
-    a = dev.address
-    if a is not None and a.type == "usb" and a.port:
-        pairs.append(("port", a.port))
-    b.add("-device", opts("usb-hub", *pairs))
+    b.add("-device", opts("usb-hub", ("id", "hub%d" % n), ("bus", "%s.0" % b.usb_ctrls[0]), usb_port(dev)))
 
 
 #: The device vhost-vsock needs on the host.

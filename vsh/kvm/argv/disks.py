@@ -127,7 +127,12 @@ def disk(b: Builder, disk, n: int) -> None:
         pairs += b.dev_addr(disk, what)
     elif bus == "scsi":
         qdev = "scsi-cd" if device == "cdrom" else "scsi-hd"
-        pairs = [("bus", "scsi%d.%d" % (ctrl, dbus)), ("channel", 0), ("scsi-id", target), ("lun", unit),
+        where = [("channel", 0), ("scsi-id", target), ("lun", unit)]
+        if b.scsi_ctrls.get(ctrl) == "lsilogic":     # a parallel SCSI bus: one LUN per target id
+            if target != 0:
+                raise InvalidArgument("%s: target must be 0 on an lsilogic controller (the unit is the id)" % what)
+            where = [("scsi-id", unit)]
+        pairs = [("bus", "scsi%d.%d" % (ctrl, dbus)), *where,
                  *common, ("id", "scsi%d-%d-%d-%d" % (ctrl, dbus, target, unit))]
     elif bus == "sata":
         b.need_pci("SATA (%s)" % what)

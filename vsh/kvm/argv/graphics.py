@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm.argv.builder import Builder
-from vsh.kvm.argv.options import check_socket_path, esc, given, number, opts
+from vsh.kvm.argv.options import check_socket_path, esc, given, number, opts, usb_port
 
 
 def graphics(b: Builder, gfx, n: int) -> None:
@@ -76,7 +76,7 @@ def input_device(b: Builder, dev, n: int) -> None:
         if 0 not in b.usb_ctrls:
             raise InvalidArgument("%s needs a <controller type='usb'> with a model other than none" % what)
         b.add("-device", opts("usb-%s" % ("kbd" if t == "keyboard" else t), ("id", "input%d" % n),
-                                  ("bus", "%s.0" % b.usb_ctrls[0])))
+                              ("bus", "%s.0" % b.usb_ctrls[0]), usb_port(dev)))
     elif bus == "virtio":
         if t not in ("tablet", "mouse", "keyboard"):
             raise Unsupported("%s is not supported" % what)

@@ -39,6 +39,15 @@ def opts(head: str, *pairs: tuple[str, object] | None) -> str:
     return ",".join(parts)
 
 
+def usb_port(dev) -> tuple[str, object] | None:
+    """``port=`` of a USB device (a :class:`vsh.core.domain.Device`) from its ``<address type='usb'
+    port='1.2'/>`` (None without one)."""
+    a = dev.address
+    if a is not None and a.type == "usb" and a.port:
+        return ("port", a.port)
+    return None
+
+
 def given(value, default):
     """``value``, or ``default`` where the XML leaves it out (an empty value is kept, to be refused)."""
     return default if value is None else value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm.argv.builder import Builder
-from vsh.kvm.argv.options import given, number, opts
+from vsh.kvm.argv.options import given, number, opts, usb_port
 
 #: libvirt's sound models -> QEMU's device (the HDA ones take codecs on their bus).
 SOUND_MODELS = {"ich6": "intel-hda", "ich7": "intel-hda", "ich9": "ich9-intel-hda", "ac97": "AC97",
@@ -56,7 +56,8 @@ def sound(b: Builder, snd, n: int) -> None:
     if model == "usb":
         if 0 not in b.usb_ctrls:
             raise InvalidArgument("%s needs a <controller type='usb'> with a model other than none" % what)
-        b.add("-device", opts(qdev, ("id", sid), ("audiodev", aid), ("bus", "%s.0" % b.usb_ctrls[0])))
+        b.add("-device", opts(qdev, ("id", sid), ("audiodev", aid), ("bus", "%s.0" % b.usb_ctrls[0]),
+                              usb_port(snd)))
         return
     b.need_pci(what)
     if qdev.endswith("intel-hda"):
