@@ -214,7 +214,8 @@ def test_install_on_a_libvirt_connection_makes_a_pool_volume_and_defines_there()
                                "domblklist i1; domiflist i1", URI)
     assert (status, err) == (0, ""), err
     assert out.startswith("Disk '/default-pool/i1.qcow2' created (qcow2, 1.00 GiB)\nDomain 'i1' defined\n"
-                          "Domain 'i1' started\n")
+                          "Domain 'i1' started\nDomain creation completed; connect with: vsh -c test:///default "
+                          "console i1\n")
     assert "\ntest\ni1\n" in out                            # libvirt's domain list holds it
     assert " i1.qcow2   /default-pool/i1.qcow2\n" in out     # a volume of libvirt's pool
     assert " vda      /default-pool/i1.qcow2\n" in out
