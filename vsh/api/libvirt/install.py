@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from vsh.api.install import NOTHING_KEPT, Installer
+from vsh.api.install import NOTHING_KEPT, Installer, check_create_flags
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError
 
 #: Where libvirt's default pool lives (virt-install makes it there when the connection has none).
@@ -77,11 +77,6 @@ class LibvirtInstaller(Installer):
     def __init__(self, conn):
         self.conn = conn
 
-    def os_variants(self) -> list[dict]:
-        from vsh.core.installopts import OS_VARIANTS
-
-        return [v._asdict() for v in OS_VARIANTS.values()]
-
     def _plan(self, options: dict, check: bool):
         from vsh.api.local.installplan import make_plan
         from vsh.core.uri import Uri
@@ -127,9 +122,7 @@ class LibvirtInstaller(Installer):
         return self._plan(options, check).to_dict()
 
     def create(self, options: dict, autostart: bool = False, transient: bool = False) -> dict:
-        if transient and autostart:
-            raise InvalidArgument("--transient and --autostart cannot go together: a transient domain "
-                                  "is gone when it stops")
+        check_create_flags(autostart, transient)
         plan = self._plan(options, True)
         planned = plan.to_dict()
         made = {"name": planned["name"], "uuid": planned["uuid"], "created": [], "volumes": [],
