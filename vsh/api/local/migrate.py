@@ -1,37 +1,38 @@
-"""The local driver's migration: a domain moves to another vsh store on this host.
+"""The local driver's migration: a domain moves to another vsh store, on this host or (``vsh+ssh``)
+on another one.
 
-A live migration is QEMU's own: the destination store launches the domain's live XML
-under its supervisor with ``-incoming defer``, and that QEMU listens on a unix socket in
-its runtime directory (``migrate-incoming unix:PATH``); the source supervisor migrates into
-it (``op_migrate_out``) and quits its QEMU once the destination has the guest
-(``shut off (migrated)``), and the destination's supervisor resumes it (``running
-(migrated)``). No TCP port is opened. Both ends see the same disk files (one host): QEMU
-hands the images over at the switch (the destination opens them inactive until then).
-An offline migration copies the persistent definition only.
+A live migration is QEMU's own, in libvirt's steps: the destination connection prepares the
+incoming domain (:meth:`~vsh.api.migration.ConnectionMigration.migrate_prepare`: its store
+launches the domain's live XML under its supervisor with ``-incoming defer``, and that QEMU
+listens on a unix socket in its runtime directory); the source reaches that socket
+(:meth:`~vsh.api.migration.ConnectionMigration.forward_socket`: itself on one host, an OpenSSH
+``-L`` forward of a socket in the source's runtime directory for ``vsh+ssh``); the source
+supervisor connects to it, migrates into it (``op_migrate_out``) and quits its QEMU once the
+destination has the guest (``shut off (migrated)``); the destination finishes
+(:meth:`~vsh.api.migration.ConnectionMigration.migrate_finish`) and runs it (``running
+(migrated)``). No TCP port is opened. Both ends see the same disk files (shared storage): QEMU
+hands the images over at the switch (the destination opens them inactive until then), and a
+disk the destination cannot open fails the prepare, before anything moved. A failed migration
+leaves the source running and nothing on the destination. An offline migration copies the
+persistent definition only.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError
 
-#: The name of the incoming QEMU's socket in the destination's runtime directory.
-MIGRATE_SOCKET = "migrate.sock"
-SOCKET_WAIT = 60.0
+#: The source's end of a forwarded stream, in its runtime directory.
+FORWARD_SOCKET = "migrate-out.sock"
 
 
 def _destination(source_conn, dest_uri: str):
     from vsh import api
 
     dest = api.connect(dest_uri)
-    if getattr(dest, "store", None) is None:        # not a store of this host
-        dest.close()
-        raise Unsupported(f"migration from a vsh store to '{dest_uri}' is not supported: the destination must "
-                          "be another vsh store (vsh:///session?root=DIR, vsh:///system)")
-    if os.path.realpath(dest.store.config_dir) == os.path.realpath(source_conn.store.config_dir):
+    store = getattr(dest, "store", None)            # a store of this host
+    if store is not None and os.path.realpath(store.config_dir) == os.path.realpath(source_conn.store.config_dir):
         dest.close()
         raise OperationInvalid("Requested operation is not valid: the destination is the source's own store")
     return dest
@@ -47,8 +48,8 @@ def migrate(dom, dest_uri: str, *, live: bool = False, offline: bool = False, pe
     if offline and not persistent:
         raise InvalidArgument("offline migration requires --persistent")
     if copy_storage:
-        raise Unsupported("--copy-storage-all: the destination store is on this host and uses the same disk "
-                          "files; there is no storage to copy")
+        raise Unsupported("--copy-storage-all: vsh migrates with shared storage only (the destination "
+                          "opens the same disk paths); there is no storage to copy")
     if timeout is not None and timeout <= 0:
         raise InvalidArgument("migrate: Invalid timeout")
     dest = _destination(dom.conn, dest_uri)
@@ -77,9 +78,7 @@ def _offline(dom, dest, undefine_source: bool) -> dict:
 
 def _live(dom, dest, live, persistent, undefine_source, suspend, timeout, auto_converge, progress,
           job_timeout) -> dict:
-    from vsh.api.local.launch import launch
-    from vsh.api.local.saves import check_not_running, progress_thread
-    from vsh.core.domain import Domain
+    from vsh.api.local.saves import progress_thread
     from vsh.kvm import client
 
     src_store = dom.store
@@ -94,50 +93,33 @@ def _live(dom, dest, live, persistent, undefine_source, suspend, timeout, auto_c
         el.attrib.pop("socket", None)
         for listen in el.findall("listen[@socket]"):
             listen.attrib.pop("socket")
-    was_persistent = check_not_running(dest.store, live_dom)
-    defined_here = False
-    if persistent and not was_persistent:
-        config = Domain.parse(dom.xml(inactive=True)) if ref.persistent else live_dom.copy()
-        dest.store.define(config)
-        defined_here = True
-    sock = os.path.join(dest.store.runtime_path(live_dom.name), MIGRATE_SOCKET)
-    if len(sock) > 107:
-        raise InvalidArgument(f"the destination's runtime directory is too deep for a unix socket: {sock}")
+    config = None
+    if persistent:
+        config = dom.xml(inactive=True) if ref.persistent else live_dom.to_xml()
     try:
-        os.unlink(sock)                 # a socket an earlier incoming migration left behind
-    except FileNotFoundError:
-        pass
-    paused = suspend or st.get("state") == "paused"
-    first_run = {"incoming": {"uri": f"unix:{sock}", "timeout": job_timeout},
-                 "running_reason": "migrated", "paused_reason": "migration", "drop_argv": ["-incoming", "defer"]}
-    outcome: dict = {}
-
-    def run_destination():
-        try:
-            outcome["state"] = launch(dest.store, live_dom, transient=not (persistent or was_persistent),
-                                      paused=paused, extra_argv=["-incoming", "defer"], first_run=first_run)
-        except BaseException as exc:        # reported by the migrating thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run_destination, name="vsh-migrate-destination", daemon=True)
-    thread.start()
+        prepared = dest.migrate_prepare(live_dom.to_xml(), persistent_xml=config,
+                                        paused=suspend or st.get("state") == "paused", timeout=job_timeout)
+    except Unsupported as err:
+        raise Unsupported(f"migration from a vsh store to '{dest.uri}' is not supported: the destination "
+                          "must be a vsh store (vsh:///session?root=DIR, vsh:///system) or a remote vsh "
+                          "(vsh+ssh://host/session)", *err.lines) from None
     try:
-        _wait_for_socket(sock, thread, outcome)
-        stop = progress_thread(rundir, progress) if progress else None
-        try:
-            figures = client.migrate_out(rundir, f"unix:{sock}", live=live, auto_converge=auto_converge,
-                                         suspend_after=timeout, timeout=job_timeout)
-        finally:
-            if stop:
-                stop()
+        local = os.path.join(str(rundir), FORWARD_SOCKET)
+        with dest.forward_socket(prepared["socket"], local) as forward:
+            stop = progress_thread(rundir, progress) if progress else None
+            try:
+                figures = client.migrate_out(rundir, f"unix:{forward.path}", live=live, auto_converge=auto_converge,
+                                             suspend_after=timeout, timeout=job_timeout)
+            finally:
+                if stop:
+                    stop()
     except BaseException:
-        _abandon_destination(dest, live_dom.name, thread, defined_here)
+        try:
+            dest.migrate_finish(live_dom.name, ok=False)
+        except VshError:
+            pass
         raise
-    thread.join(timeout=120.0)
-    if "error" in outcome:          # the source has stopped; the guest is where QEMU left it
-        err = outcome["error"]
-        raise VshError("operation failed: the destination did not take over the migrated domain",
-                       *(err.lines if isinstance(err, VshError) else [str(err)]))
+    dest.migrate_finish(live_dom.name)      # the source has stopped; the guest is where QEMU left it
     if undefine_source and ref.persistent:
         try:
             src_store.undefine(src_store.get(ref.name))
@@ -145,45 +127,10 @@ def _live(dom, dest, live, persistent, undefine_source, suspend, timeout, auto_c
             pass
     if progress:
         progress(100)
-    return {"name": live_dom.name, "offline": False, "persistent": bool(persistent or was_persistent),
+    return {"name": live_dom.name, "offline": False, "persistent": bool(prepared.get("persistent")),
             "source_undefined": bool(undefine_source and ref.persistent),
             "downtime_ms": figures.get("downtime_ms"), "total_ms": figures.get("total_ms"),
             "transferred": figures.get("transferred"), "iterations": figures.get("iterations")}
-
-
-def _wait_for_socket(sock: str, thread, outcome: dict) -> None:
-    """Wait until the destination's QEMU listens (or its launch failed)."""
-    deadline = time.monotonic() + SOCKET_WAIT
-    while not os.path.exists(sock):
-        if not thread.is_alive():
-            thread.join()
-            err = outcome.get("error")
-            if isinstance(err, VshError):
-                raise err.with_context("operation failed: the destination could not start the domain")
-            raise VshError("operation failed: the destination could not start the domain", str(err))
-        if time.monotonic() > deadline:
-            from vsh.core.errors import Timeout
-
-            raise Timeout(f"the destination's QEMU did not listen on {sock} within {SOCKET_WAIT:g} s")
-        time.sleep(0.02)
-
-
-def _abandon_destination(dest, name: str, thread, defined_here: bool) -> None:
-    """A migration that failed: stop the half-started destination, forget what was defined there."""
-    from vsh.kvm import client
-
-    ref = dest.store.find(name)
-    if ref is not None and ref.active:
-        try:
-            client.destroy(dest.store.runtime_dir(name))
-        except VshError:
-            pass
-    thread.join(timeout=60.0)
-    if defined_here:
-        try:
-            dest.store.undefine(dest.store.get(name))
-        except VshError:
-            pass
 
 
 # -- the migration tunables of a running domain ------------------------------------------------

@@ -49,6 +49,13 @@ class Jobs:
             if uri is None:
                 await self._send_fd(fd, "vsh-migration")
                 uri = "fd:vsh-migration"
+            elif outgoing and uri.startswith("unix:"):
+                peer = self._connect_peer(uri[5:], what)
+                try:
+                    await self._send_fd(peer.fileno(), "vsh-migration")
+                finally:
+                    peer.close()            # QEMU has its own descriptor of it now
+                uri = "fd:vsh-migration"
             await self._exec("migrate" if outgoing else "migrate-incoming", {"uri": uri})
             loop = aio.asyncio.get_running_loop()
             deadline = loop.time() + timeout
@@ -85,6 +92,23 @@ class Jobs:
             raise VshError(f"operation failed: {what} of domain '{self.name}' failed: "
                            f"{info.get('error-desc') or status}")
         return info
+
+    def _connect_peer(self, path: str, what: str):
+        """A socket connected to the unix socket ``path`` (where the destination's QEMU, or a
+        forward to it, listens). The supervisor connects, not QEMU: a confined QEMU may not reach
+        the socket (another owner, another mount namespace)."""
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.settimeout(10.0)
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            raise VshError(f"operation failed: {what} of domain '{self.name}' failed: cannot connect to "
+                           f"the destination's socket {path}: {exc.strerror or exc}") from None
+        sock.setblocking(True)
+        return sock
 
     async def _incoming(self, spec: dict) -> None:
         """Load the guest from a save image, or take it over ``uri`` from a migrating QEMU (QEMU
