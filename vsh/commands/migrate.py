@@ -33,6 +33,7 @@ DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="doma
                Opt("timeout-suspend", kind="bool", help="suspend the guest after timeout"),
                Opt("dname", kind="string", help="rename to new name during migration (if supported)")],
          examples=("migrate --live --persistent --undefinesource vm1 'vsh:///session?root=/srv/vsh-b'",
+                   "migrate --live --verbose vm1 vsh+ssh://root@host2/system",
                    "migrate --offline --persistent vm1 vsh:///system"),
          description="Move the domain to the connection DESTURI. A running domain moves with its memory\n"
                      "through QEMU's own migration over a unix socket (no TCP port): with --live the guest\n"
@@ -42,8 +43,11 @@ DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="doma
                      "(with --persistent) copies the definition only. --timeout N pauses the guest\n"
                      "after N seconds so that the transfer converges; --auto-converge throttles its\n"
                      "vCPUs instead. --verbose shows 'Migration: [ NN %]' on stderr. A failed migration\n"
-                     "leaves the domain running here as before. The destination is another vsh store\n"
-                     "on this host (vsh:///session?root=DIR, vsh:///system); both see the same disk files.")
+                     "leaves the domain running here as before and nothing there. The destination is\n"
+                     "another vsh store on this host (vsh:///session?root=DIR, vsh:///system) or a remote\n"
+                     "vsh (vsh+ssh://[user@]host/session or /system): the remote vsh prepares the\n"
+                     "domain and the stream goes through an OpenSSH unix-socket forward on a second ssh\n"
+                     "connection. Storage is shared: the destination opens the same disk paths.")
 def migrate(ctx, domain, desturi, live=False, offline=False, p2p=False, direct=False, tunnelled=False,
             persistent=False, undefinesource=False, suspend=False, copy_storage_all=False, verbose=False,
             auto_converge=False, timeout=None, timeout_suspend=False, dname=None):
