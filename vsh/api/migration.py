@@ -35,14 +35,19 @@ class ConnectionMigration(ABC):
 
     @abstractmethod
     def migrate_prepare(self, xml: str, *, persistent_xml: str | None = None, paused: bool = False,
-                        timeout: float = 3600.0) -> dict:
+                        timeout: float = 3600.0, disks: list[dict] | None = None) -> dict:
         """``virDomainMigratePrepare3``: start the domain of the live ``xml`` (the source's, without
         its id) here, its QEMU waiting for a migration stream (``-incoming defer``) on a unix socket
         in the domain's runtime directory; return ``name``, ``socket`` (that socket's path on this
         connection's host) and ``persistent`` once it listens. ``persistent_xml`` defines the
         domain here first (unless a definition of the same UUID is there already); without it the
         domain runs transient here unless it is defined. ``paused``: it stays paused after the
-        switch. The incoming QEMU waits ``timeout`` s for the stream. A domain of that name
+        switch. The incoming QEMU waits ``timeout`` s for the stream. ``disks`` (``--copy-storage-all``:
+        ``[{"target", "size", "dev", "ino"}]``, the source's writable disks, their virtual size and
+        the source file's device and inode) are received here: each file the live XML names for
+        that target is made when missing (its format, that size), refused when it is the source's
+        own file or smaller, and exported writable by the incoming QEMU's NBD server on another
+        unix socket, ``nbd_socket`` in the result (export names: the targets). A domain of that name
         already active here, another UUID, a disk or kernel this host cannot open: the error comes
         before anything is left here. Follow with :meth:`migrate_finish`."""
 

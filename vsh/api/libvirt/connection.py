@@ -162,7 +162,7 @@ class LibvirtConnection(Connection):
     # A vsh store migrates into libvirt's QEMU only through libvirt's own migration protocol (its
     # cookies and its Prepare/Finish calls are private to libvirt's drivers): refused in libvirt's words.
     def migrate_prepare(self, xml: str, *, persistent_xml: str | None = None, paused: bool = False,
-                        timeout: float = 3600.0) -> dict:
+                        timeout: float = 3600.0, disks: list[dict] | None = None) -> dict:
         from vsh.api.libvirt.lv import unsupported
 
         raise unsupported("virDomainMigratePrepare3Params")

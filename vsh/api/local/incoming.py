@@ -19,6 +19,8 @@ from vsh.core.errors import InvalidArgument, OperationInvalid, Timeout, VshError
 
 #: The name of the incoming QEMU's socket in the destination's runtime directory.
 MIGRATE_SOCKET = "migrate.sock"
+#: Its NBD server's socket (--copy-storage-all), in the same directory.
+NBD_SOCKET = "nbd.sock"
 #: Seconds the incoming QEMU has to listen.
 SOCKET_WAIT = 60.0
 #: Seconds the destination has to take over once the source's QEMU has sent everything.
@@ -30,6 +32,7 @@ class _Pending:
 
     def __init__(self, defined_here: bool):
         self.defined_here = defined_here
+        self.created: list[str] = []    # disk files made for a storage copy (removed if it fails)
         self.outcome: dict = {}
         self.thread = None          # the launch's threading.Thread
 
@@ -48,7 +51,7 @@ class LocalConnectionMigration(ConnectionMigration):
     """Mixed into :class:`~vsh.api.local.connection.LocalConnection` (``store``, ``incoming``)."""
 
     def migrate_prepare(self, xml: str, *, persistent_xml: str | None = None, paused: bool = False,
-                        timeout: float = 3600.0) -> dict:
+                        timeout: float = 3600.0, disks: list[dict] | None = None) -> dict:
         import threading
 
         from vsh.api.local.launch import launch
@@ -64,6 +67,7 @@ class LocalConnectionMigration(ConnectionMigration):
         sock = os.path.join(self.store.runtime_path(live.name), MIGRATE_SOCKET)
         if len(os.fsencode(sock)) > 107:
             raise InvalidArgument(f"the destination's runtime directory is too deep for a unix socket: {sock}")
+        exports = _receiving(live, disks) if disks else []
         defined_here = False
         if persistent_xml is not None and not was_persistent:
             config = Domain.parse(persistent_xml)
@@ -78,6 +82,15 @@ class LocalConnectionMigration(ConnectionMigration):
         pending = self.incoming[live.name] = _Pending(defined_here)
         first_run = {"incoming": {"uri": f"unix:{sock}", "timeout": timeout}, "running_reason": "migrated",
                      "paused_reason": "migration", "drop_argv": ["-incoming", "defer"]}
+        nbd = os.path.join(os.path.dirname(sock), NBD_SOCKET)
+        if exports:
+            try:
+                pending.created = _make_disks(exports)
+            except BaseException:
+                self._abandon(live.name)
+                raise
+            first_run["incoming"]["nbd"] = {"socket": nbd, "exports": [
+                {"path": e["path"], "name": e["target"]} for e in exports]}
         transient = not (defined_here or was_persistent)
 
         def run():
@@ -94,7 +107,8 @@ class LocalConnectionMigration(ConnectionMigration):
         except BaseException:
             self._abandon(live.name)
             raise
-        return {"name": live.name, "socket": sock, "persistent": not transient}
+        return {"name": live.name, "socket": sock, "persistent": not transient,
+                **({"nbd_socket": nbd} if exports else {})}
 
     def migrate_finish(self, name: str, ok: bool = True) -> dict:
         pending = self.incoming.get(name)
@@ -135,11 +149,98 @@ class LocalConnectionMigration(ConnectionMigration):
                 self.store.undefine(self.store.get(name))
             except VshError:
                 pass
+        for path in pending.created:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
     def abandon_incoming(self) -> None:
         """Every pending incoming migration abandoned (the connection closes)."""
         for name in list(self.incoming):
             self._abandon(name)
+
+
+def disk_files(dom, writable: bool = False) -> dict:
+    """target → (file or device, format) of each disk of ``dom`` that has a source; ``writable``:
+    only those the guest writes (not read-only, not shareable, not a CD-ROM or floppy), the
+    disks a storage copy moves, as libvirt's --copy-storage-all does."""
+    out = {}
+    for disk in dom.node.findall("./devices/disk"):
+        target, source = disk.find("target"), disk.find("source")
+        path = (source.get("file") or source.get("dev")) if source is not None else None
+        if target is None or not path:
+            continue
+        if writable and (disk.get("device", "disk") not in ("disk", "lun") or disk.find("readonly") is not None
+                         or disk.find("shareable") is not None):
+            continue
+        driver = disk.find("driver")
+        out[target.get("dev")] = (path, (driver.get("type") if driver is not None else None) or "raw")
+    return out
+
+
+def _receiving(live, disks: list[dict]) -> list[dict]:
+    """The disks of a storage copy, with the file and format the live XML names for each target:
+    ``[{"target", "path", "format", "size", "exists"}]``; refused when one is the source's own file
+    (shared storage: nothing to copy) or smaller than the source's."""
+    by_target = disk_files(live)
+    out = []
+    for want in disks:
+        path, fmt = by_target.get(want["target"], (None, None))
+        if not path:
+            raise InvalidArgument(f"the destination's XML has no file for disk '{want['target']}' to copy into")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            out.append({"target": want["target"], "path": path, "format": fmt, "size": int(want["size"]),
+                        "exists": False})
+            continue
+        if (st.st_dev, st.st_ino) == (want.get("dev"), want.get("ino")):
+            raise OperationInvalid(f"Requested operation is not valid: disk '{want['target']}' of the destination "
+                                   f"is the source's own file {path} (shared storage): migrate without "
+                                   "--copy-storage-all, or name other files with --xml")
+        size = virtual_size(path, fmt)
+        if size < int(want["size"]):
+            raise OperationInvalid(f"Requested operation is not valid: the destination's disk {path} "
+                                   f"({size} bytes) is smaller than the source's ({want['size']} bytes)")
+        out.append({"target": want["target"], "path": path, "format": fmt, "size": size, "exists": True})
+    return out
+
+
+def virtual_size(path: str, fmt: str) -> int:
+    """The size of the disk the guest sees in the image ``path`` of format ``fmt`` (raw or qcow2)."""
+    if fmt == "qcow2":
+        from vsh.core.qcow2 import read_header_at
+
+        header = read_header_at(path)
+        return header.size if header is not None else 0
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def _make_disks(exports: list[dict]) -> list[str]:
+    """Make the disk files that are missing (qemu-img, the format and size given); their paths."""
+    import subprocess
+
+    made = []
+    try:
+        for e in exports:
+            if e["exists"]:
+                continue
+            proc = subprocess.run(["qemu-img", "create", "-q", "-f", e["format"], e["path"], str(e["size"])],
+                                  capture_output=True, text=True, timeout=120)
+            if proc.returncode != 0:
+                raise VshError(f"cannot create the destination's disk {e['path']}",
+                               *proc.stderr.strip().splitlines())
+            made.append(e["path"])
+    except BaseException:
+        for path in made:
+            os.unlink(path)
+        raise
+    return made
 
 
 def _wait_for_socket(sock: str, pending: _Pending) -> None:

@@ -23,8 +23,10 @@ import os
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Unsupported, VshError
 
-#: The source's end of a forwarded stream, in its runtime directory.
+#: The source's end of a forwarded stream, and of the forwarded NBD server (--copy-storage-all), in
+#: its runtime directory.
 FORWARD_SOCKET = "migrate-out.sock"
+NBD_FORWARD = "nbd-out.sock"
 
 
 def _destination(source_conn, dest_uri: str):
@@ -41,33 +43,34 @@ def _destination(source_conn, dest_uri: str):
 def migrate(dom, dest_uri: str, *, live: bool = False, offline: bool = False, persistent: bool = False,
             undefine_source: bool = False, copy_storage: bool = False, suspend: bool = False,
             timeout: float | None = None, auto_converge: bool = False, progress=None,
-            job_timeout: float = 3600.0) -> dict:
+            job_timeout: float = 3600.0, dest_xml: str | None = None) -> dict:
     """See :meth:`vsh.api.lifecycle.DomainLifecycle.migrate`."""
     if offline and live:
         raise InvalidArgument("--live and --offline are mutually exclusive")
     if offline and not persistent:
         raise InvalidArgument("offline migration requires --persistent")
-    if copy_storage:
-        raise Unsupported("--copy-storage-all: vsh migrates with shared storage only (the destination "
-                          "opens the same disk paths); there is no storage to copy")
+    if offline and copy_storage:
+        raise InvalidArgument("offline migration cannot handle non-shared storage")
     if timeout is not None and timeout <= 0:
         raise InvalidArgument("migrate: Invalid timeout")
     dest = _destination(dom.conn, dest_uri)
     try:
         if offline:
-            return _offline(dom, dest, undefine_source)
-        return _live(dom, dest, live, persistent, undefine_source, suspend, timeout, auto_converge, progress,
-                     job_timeout)
+            return _offline(dom, dest, undefine_source, dest_xml)
+        return _live(dom, dest, dict(live=live, persistent=persistent, undefine_source=undefine_source,
+                                     suspend=suspend, timeout=timeout, auto_converge=auto_converge,
+                                     progress=progress, job_timeout=job_timeout, dest_xml=dest_xml,
+                                     copy_storage=copy_storage))
     finally:
         dest.close()
 
 
-def _offline(dom, dest, undefine_source: bool) -> dict:
+def _offline(dom, dest, undefine_source: bool, dest_xml: str | None) -> dict:
     ref = dom.refresh()
     if not ref.persistent:
         raise OperationInvalid("Requested operation is not valid: cannot migrate a transient domain offline")
     xml = dom.xml(inactive=True)
-    dest.define_xml(xml)
+    dest.define_xml(_same_domain(xml, dest_xml).to_xml() if dest_xml is not None else xml)
     if undefine_source:
         if ref.active:
             raise OperationInvalid("Requested operation is not valid: domain is running; "
@@ -76,8 +79,38 @@ def _offline(dom, dest, undefine_source: bool) -> dict:
     return {"name": dom.name, "offline": True, "persistent": True, "source_undefined": bool(undefine_source)}
 
 
-def _live(dom, dest, live, persistent, undefine_source, suspend, timeout, auto_converge, progress,
-          job_timeout) -> dict:
+def _same_domain(xml: str, dest_xml: str):
+    """The domain of ``dest_xml`` (--xml), checked to be the one of ``xml``: same name, UUID and
+    disk targets (its files may differ)."""
+    from vsh.api.local.incoming import disk_files
+    from vsh.core.domain import Domain
+
+    ours, theirs = Domain.parse(xml), Domain.parse(dest_xml)
+    if (theirs.name, (theirs.uuid or "").lower()) != (ours.name, (ours.uuid or "").lower()):
+        raise InvalidArgument(f"the destination XML must describe domain '{ours.name}' with UUID {ours.uuid}")
+    if sorted(disk_files(theirs)) != sorted(disk_files(ours)):
+        raise InvalidArgument("the destination XML must have the same disks (targets) as the domain")
+    return theirs
+
+
+def _disks_to_copy(live_dom) -> list[dict]:
+    """The source's writable disks for --copy-storage-all: target, path, virtual size, device/inode."""
+    from vsh.api.local.incoming import disk_files, virtual_size
+
+    out = []
+    for target, (path, fmt) in sorted(disk_files(live_dom, writable=True).items()):
+        st = os.stat(path)
+        out.append({"target": target, "path": path, "size": virtual_size(path, fmt), "dev": st.st_dev,
+                    "ino": st.st_ino})
+    if not out:
+        raise OperationInvalid("Requested operation is not valid: --copy-storage-all: the domain has no "
+                               "writable disk to copy")
+    return out
+
+
+def _live(dom, dest, o: dict) -> dict:
+    from contextlib import nullcontext
+
     from vsh.api.local.saves import progress_thread
     from vsh.kvm import client
 
@@ -88,47 +121,58 @@ def _live(dom, dest, live, persistent, undefine_source, suspend, timeout, auto_c
     if not ref.active or st.get("state") not in ("running", "paused"):
         raise OperationInvalid("Requested operation is not valid: domain is not running")
     live_dom = src_store.load(ref)
-    live_dom.id = None
-    for el in live_dom.node.findall("./devices/graphics"):     # the destination names its own sockets
+    there = _same_domain(live_dom.to_xml(), o["dest_xml"]) if o["dest_xml"] is not None else live_dom.copy()
+    there.id = None
+    for el in there.node.findall("./devices/graphics"):     # the destination names its own sockets
         el.attrib.pop("socket", None)
         for listen in el.findall("listen[@socket]"):
             listen.attrib.pop("socket")
     config = None
-    if persistent:
-        config = dom.xml(inactive=True) if ref.persistent else live_dom.to_xml()
+    if o["persistent"]:
+        config = o["dest_xml"] or (dom.xml(inactive=True) if ref.persistent else there.to_xml())
+    copies = _disks_to_copy(live_dom) if o["copy_storage"] else []
     try:
-        prepared = dest.migrate_prepare(live_dom.to_xml(), persistent_xml=config,
-                                        paused=suspend or st.get("state") == "paused", timeout=job_timeout)
+        prepared = dest.migrate_prepare(there.to_xml(), persistent_xml=config, timeout=o["job_timeout"],
+                                        paused=o["suspend"] or st.get("state") == "paused",
+                                        **({"disks": [{k: d[k] for k in ("target", "size", "dev", "ino")}
+                                                      for d in copies]} if copies else {}))
     except Unsupported as err:
         raise Unsupported(f"migration from a vsh store to '{dest.uri}' is not supported: the destination "
                           "must be a vsh store (vsh:///session?root=DIR, vsh:///system) or a remote vsh "
                           "(vsh+ssh://host/session)", *err.lines) from None
+    progress = o["progress"]
     try:
         local = os.path.join(str(rundir), FORWARD_SOCKET)
-        with dest.forward_socket(prepared["socket"], local) as forward:
+        with dest.forward_socket(prepared["socket"], local) as forward, \
+                (dest.forward_socket(prepared["nbd_socket"], os.path.join(str(rundir), NBD_FORWARD))
+                 if copies else nullcontext()) as nbd:
+            mirror = {"socket": nbd.path, "disks": [{"path": d["path"], "export": d["target"]} for d in copies]} \
+                if copies else None
             stop = progress_thread(rundir, progress) if progress else None
             try:
-                figures = client.migrate_out(rundir, f"unix:{forward.path}", live=live, auto_converge=auto_converge,
-                                             suspend_after=timeout, timeout=job_timeout)
+                figures = client.migrate_out(rundir, f"unix:{forward.path}", live=o["live"],
+                                             auto_converge=o["auto_converge"], suspend_after=o["timeout"],
+                                             timeout=o["job_timeout"], mirror=mirror)
             finally:
                 if stop:
                     stop()
     except BaseException:
         try:
-            dest.migrate_finish(live_dom.name, ok=False)
+            dest.migrate_finish(there.name, ok=False)
         except VshError:
             pass
         raise
-    dest.migrate_finish(live_dom.name)      # the source has stopped; the guest is where QEMU left it
-    if undefine_source and ref.persistent:
+    dest.migrate_finish(there.name)      # the source has stopped; the guest is where QEMU left it
+    undefine = o["undefine_source"] and ref.persistent
+    if undefine:
         try:
             src_store.undefine(src_store.get(ref.name))
         except NotFound:
             pass
     if progress:
         progress(100)
-    return {"name": live_dom.name, "offline": False, "persistent": bool(prepared.get("persistent")),
-            "source_undefined": bool(undefine_source and ref.persistent),
+    return {"name": there.name, "offline": False, "persistent": bool(prepared.get("persistent")),
+            "source_undefined": bool(undefine), "storage_copied": [d["target"] for d in copies],
             "downtime_ms": figures.get("downtime_ms"), "total_ms": figures.get("total_ms"),
             "transferred": figures.get("transferred"), "iterations": figures.get("iterations")}
 
