@@ -5,7 +5,8 @@ protocol, the migration stream goes through an OpenSSH unix-socket forward (no T
 guest's uptime goes on, a file written before is there after, the source ends shut off
 (migrated) or undefined, domjobinfo/domjobabort see the migration, and a migration that fails
 (a disk the destination cannot open, a tunnel that cannot be set up) leaves the source running
-and nothing on the destination. Both "hosts" share this machine's filesystem (shared storage).
+and nothing on the destination. Both "hosts" share this machine's filesystem (shared storage);
+--copy-storage-all mirrors a disk into another file there through a second forward.
 
 Run serialized: flock /tmp/vsh-vm.lock .venv/bin/python -m pytest tests/integration/test_migrate_remote_vm.py
 """
@@ -214,3 +215,40 @@ def test_offline_migration_to_a_remote_vsh(hosts):
         assert hosts.a("list", "--all", "--name").stdout.strip() == ""
     finally:
         hosts.clean("roff")
+
+
+def test_copy_storage_all_to_a_remote_vsh(hosts, tmp_path):
+    """--copy-storage-all through ssh: the remote vsh makes the disk file its XML names, QEMU's NBD
+    server there receives the mirror through a second forward, and the guest goes on with it. A
+    destination file smaller than the disk is refused before anything moves."""
+    here, there = tmp_path / "here.img", tmp_path / "there.img"
+    with open(here, "wb") as fh:
+        fh.truncate(16 << 20)
+    g = hosts.start("rmig5", f"<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+                             f"<source file='{here}'/><target dev='vda' bus='virtio'/></disk>")
+    try:
+        g.sh("echo copied-disk-data > /dev/vda; sync")
+        g.close_console()
+        xml = tmp_path / "there.xml"
+        xml.write_text(hosts.a("dumpxml", "rmig5").stdout.replace(str(here), str(there)))
+        with open(there, "wb") as fh:
+            fh.truncate(1 << 20)
+        r = hosts.a("migrate", "--live", "--copy-storage-all", "--xml", xml, "rmig5", hosts.dest)
+        assert r.returncode != 0 and "is smaller than the source's" in r.stderr, r.stderr
+        assert there.stat().st_size == 1 << 20 and hosts.a("domstate", "rmig5").stdout.strip() == "running"
+        assert hosts.b("list", "--all", "--name").stdout.strip() == ""
+        there.unlink()
+        sessions = hosts.peer.sessions()
+        r = hosts.a("migrate", "--live", "--copy-storage-all", "--persistent", "--xml", xml, "rmig5", hosts.dest)
+        assert r.returncode == 0, r.stderr
+        assert hosts.peer.sessions() - sessions == 3        # the protocol's, the stream's and the disks' forward
+        assert hosts.b("domstate", "--reason", "rmig5").stdout.strip() == "running (migrated)"
+        assert f"<source file='{there}'" in hosts.b("dumpxml", "--inactive", "rmig5").stdout
+        assert there.read_bytes()[:17] == b"copied-disk-data\n"
+        moved = vmguest.Guest(hosts.store_b, "rmig5", hosts.env_b)
+        moved.sh("echo after-migration > /dev/vda; sync")
+        moved.close_console()
+        assert there.read_bytes()[:16] == b"after-migration\n"
+        assert here.read_bytes()[:17] == b"copied-disk-data\n"
+    finally:
+        hosts.clean("rmig5")

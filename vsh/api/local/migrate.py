@@ -12,9 +12,12 @@ destination has the guest (``shut off (migrated)``); the destination finishes
 (:meth:`~vsh.api.migration.ConnectionMigration.migrate_finish`) and runs it (``running
 (migrated)``). No TCP port is opened. Both ends see the same disk files (shared storage): QEMU
 hands the images over at the switch (the destination opens them inactive until then), and a
-disk the destination cannot open fails the prepare, before anything moved. A failed migration
-leaves the source running and nothing on the destination. An offline migration copies the
-persistent definition only.
+disk the destination cannot open fails the prepare, before anything moved. With
+``copy_storage`` the destination's XML (``dest_xml``) names other files: the prepare makes them
+and serves them over NBD on a second socket, forwarded the same way, and the source supervisor
+mirrors the writable disks into them before and during the migration (``op_migrate_out``'s
+``mirror``). A failed migration leaves the source running and nothing on the destination. An
+offline migration copies the persistent definition only.
 """
 
 from __future__ import annotations
