@@ -77,15 +77,21 @@ class Hosts:
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory):
-    why = _sshpeer.missing()
-    if why:
-        pytest.skip(why)
-    m, base, store_a, env_a = vmguest.module_store(tmp_path_factory, "migrate-remote")
-    h = Hosts(m, base, store_a, env_a)
-    try:
-        yield h
-    finally:
-        h.peer.stop()
+    if _sshpeer.missing():
+        pytest.skip(_sshpeer.missing())
+    h = Hosts(*vmguest.module_store(tmp_path_factory, "migrate-remote"))
+    yield h
+    h.peer.stop()
+
+
+def _job_info(hosts, name: str, wanted: str, timeout: float = 60.0) -> str:
+    """domjobinfo of ``name`` once it shows ``wanted`` (or the last one at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = hosts.a("domjobinfo", name).stdout
+        if wanted in info or time.monotonic() > deadline:
+            return info
+        time.sleep(0.1)
 
 
 def _uptime(g) -> float:
@@ -178,26 +184,20 @@ def test_domjobinfo_and_domjobabort_during_a_remote_migration(hosts):
     hosts.start("rmig4").close_console()
     try:
         assert hosts.a("migrate-setspeed", "rmig4", "--bandwidth", "1").returncode == 0
-        proc = subprocess.Popen([*hosts.peer.prefix, sys.executable, "-m", "vsh", "migrate", "--live", "rmig4",
-                                 hosts.dest], env=hosts.env_a, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-        try:
-            info = ""
-            deadline = time.monotonic() + 60
-            while "Outgoing migration" not in info and time.monotonic() < deadline:
-                info = hosts.a("domjobinfo", "rmig4").stdout
-                time.sleep(0.1)
-            assert "Job type:         Unbounded" in info and "Operation:        Outgoing migration" in info
-            assert hosts.a("domjobabort", "rmig4").returncode == 0
-            out, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
+        with subprocess.Popen([*hosts.peer.prefix, sys.executable, "-m", "vsh", "migrate", "--live", "rmig4",
+                               hosts.dest], env=hosts.env_a, stderr=subprocess.PIPE, text=True) as proc:
+            try:
+                info = _job_info(hosts, "rmig4", "Outgoing migration")
+                assert "Operation:        Outgoing migration" in info and "Job type:         Unbounded" in info
+                assert hosts.a("domjobabort", "rmig4").returncode == 0
+                err = proc.communicate(timeout=120)[1]
+            except BaseException:
                 proc.kill()
-                proc.wait()
+                raise
         assert proc.returncode != 0 and err.startswith("error: "), err
-        assert hosts.a("domstate", "rmig4").stdout.strip() == "running"
+        assert hosts.b("list", "--all", "--name").stdout.strip() == ""             # nothing left there
         assert "Job type:         None" in hosts.a("domjobinfo", "rmig4").stdout
-        assert hosts.b("list", "--all", "--name").stdout.strip() == ""
+        assert hosts.a("domstate", "rmig4").stdout.strip() == "running"
     finally:
         hosts.clean("rmig4")
 

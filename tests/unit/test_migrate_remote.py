@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote
 
@@ -69,7 +70,7 @@ def test_the_socket_forward_relays_and_goes(remote, vsh_env):
     there, here = str(vsh_env.tmp / "there.sock"), str(vsh_env.tmp / "here.sock")
     server = _echo_server(there)
     try:
-        with conn.forward_socket(there, here) as forward:
+        with closing(conn.forward_socket(there, here)) as forward:
             assert forward.path == here
             with socket.socket(socket.AF_UNIX) as client:
                 client.connect(here)

@@ -15,19 +15,14 @@ from abc import ABC, abstractmethod
 
 class SocketForward(ABC):
     """A unix socket on the caller's machine (:attr:`path`) whose connections reach a socket on a
-    connection's host, until :meth:`close`."""
+    connection's host, until :meth:`close` (which removes it; idempotent). ``contextlib.closing``
+    makes it a context."""
 
     path: str
 
     @abstractmethod
     def close(self) -> None:
-        """Stop forwarding (the socket at :attr:`path` goes); idempotent."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        """Stop forwarding."""
 
 
 class ConnectionMigration(ABC):

@@ -112,7 +112,7 @@ def _disks_to_copy(live_dom) -> list[dict]:
 
 
 def _live(dom, dest, o: dict) -> dict:
-    from contextlib import nullcontext
+    from contextlib import closing, nullcontext
 
     from vsh.api.local.saves import progress_thread
     from vsh.kvm import client
@@ -146,8 +146,8 @@ def _live(dom, dest, o: dict) -> dict:
     progress = o["progress"]
     try:
         local = os.path.join(str(rundir), FORWARD_SOCKET)
-        with dest.forward_socket(prepared["socket"], local) as forward, \
-                (dest.forward_socket(prepared["nbd_socket"], os.path.join(str(rundir), NBD_FORWARD))
+        with closing(dest.forward_socket(prepared["socket"], local)) as forward, \
+                (closing(dest.forward_socket(prepared["nbd_socket"], os.path.join(str(rundir), NBD_FORWARD)))
                  if copies else nullcontext()) as nbd:
             mirror = {"socket": nbd.path, "disks": [{"path": d["path"], "export": d["target"]} for d in copies]} \
                 if copies else None

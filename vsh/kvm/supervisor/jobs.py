@@ -126,13 +126,12 @@ class Jobs:
         import socket
 
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            sock.settimeout(10.0)
-            sock.connect(path)
-        except OSError as exc:
+        sock.settimeout(10.0)
+        failed = sock.connect_ex(path)
+        if failed:
             sock.close()
             raise VshError(f"operation failed: {what} of domain '{self.name}' failed: cannot connect to "
-                           f"the destination's socket {path}: {exc.strerror or exc}") from None
+                           f"the destination's socket {path}: {os.strerror(failed)}")
         sock.setblocking(True)
         return sock
 
