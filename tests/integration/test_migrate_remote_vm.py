@@ -4,7 +4,8 @@ running TCG test guest from a local store to a store that the remote vsh (``vsh 
 protocol, the migration stream goes through an OpenSSH unix-socket forward (no TCP port): the
 guest's uptime goes on, a file written before is there after, the source ends shut off
 (migrated) or undefined, domjobinfo/domjobabort see the migration, and a migration that fails
-(a disk the destination cannot open, a tunnel that cannot be set up) leaves the source running
+(a disk the destination cannot open, a destination that refuses, a tunnel that cannot be set
+up) leaves the source running
 and nothing on the destination. Both "hosts" share this machine's filesystem (shared storage);
 --copy-storage-all mirrors a disk into another file there through a second forward.
 
@@ -165,6 +166,16 @@ def test_failures_leave_the_source_running_and_nothing_there(hosts, tmp_path):
         assert r.stderr.startswith("error: cannot forward the migration stream through ssh"), r.stderr
         assert hosts.a("domstate", "rmig3").stdout.strip() == "running"
         assert hosts.b("list", "--all", "--name").stdout.strip() == ""
+        # the destination refuses: a definition of that name with another UUID is there
+        other = hosts.base / "other.xml"
+        other.write_text(vmguest.guest_domain_xml("rmig3", hosts.m, "").replace(
+            "<name>rmig3</name>", "<name>rmig3</name><uuid>00000000-0000-4000-8000-000000000003</uuid>"))
+        assert hosts.b("define", other).returncode == 0
+        r = hosts.a("migrate", "--live", "--persistent", "rmig3", hosts.dest)
+        assert r.returncode != 0 and "already exists with uuid" in r.stderr, r.stderr
+        assert hosts.a("domstate", "rmig3").stdout.strip() == "running"
+        assert hosts.b("domuuid", "rmig3").stdout.strip() == "00000000-0000-4000-8000-000000000003"
+        assert hosts.b("undefine", "rmig3").returncode == 0
         # the destination cannot open the disk (gone from the shared filesystem; QEMU here keeps it open)
         disk.unlink()
         r = hosts.a("migrate", "--live", "--persistent", "rmig3", hosts.dest)
