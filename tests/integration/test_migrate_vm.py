@@ -193,3 +193,38 @@ def test_copy_storage_all_moves_the_disk_into_another_file(stores, tmp_path):
         _vsh(env_a, "destroy", "mig5")
         _vsh(env_b, "destroy", "mig5")
         _vsh(env_a, "undefine", "mig5")
+
+
+def test_copy_storage_all_flattens_a_backing_chain(stores, tmp_path):
+    """A qcow2 overlay over a raw base image is copied into one whole image there (its XML says
+    <backingStore/>): what the guest wrote and what the base held are both in it."""
+    m, base, (store_a, env_a), (store_b, env_b) = stores
+    backing, top, there = tmp_path / "base.img", tmp_path / "top.qcow2", tmp_path / "there.qcow2"
+    with open(backing, "wb") as fh:
+        fh.truncate(16 << 20)
+        fh.seek(1 << 20)
+        fh.write(b"from-the-backing")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(backing), str(top)], check=True)
+    g = _start(m, base, store_a, env_a, "mig6",
+               f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{top}'/>"
+               f"<backingStore type='file'><format type='raw'/><source file='{backing}'/></backingStore>"
+               f"<target dev='vda' bus='virtio'/></disk>")
+    try:
+        g.sh("echo copied-disk-data > /dev/vda; sync")
+        g.close_console()
+        xml = tmp_path / "there.xml"
+        xml.write_text(_vsh(env_a, "dumpxml", "mig6").stdout.replace(str(top), str(there)))
+        r = _vsh(env_a, "migrate", "--live", "--copy-storage-all", "--xml", xml, "mig6",
+                 f"vsh:///session?root={store_b}")
+        assert r.returncode == 0, r.stderr
+        assert "<backingStore/>" in _vsh(env_b, "dumpxml", "mig6").stdout
+        whole = tmp_path / "whole.img"
+        subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", str(there), str(whole)], check=True)
+        data = whole.read_bytes()
+        assert data[:17] == b"copied-disk-data\n" and data[1 << 20:(1 << 20) + 16] == b"from-the-backing"
+        assert "backing file" not in subprocess.run(["qemu-img", "info", "-U", str(there)], capture_output=True,
+                                                    text=True).stdout
+    finally:
+        _vsh(env_a, "destroy", "mig6")
+        _vsh(env_b, "destroy", "mig6")
+        _vsh(env_a, "undefine", "mig6")

@@ -111,10 +111,25 @@ def _disks_to_copy(live_dom) -> list[dict]:
     return out
 
 
+def _flatten(dom, targets: set):
+    """``dom`` with the disks of ``targets`` declared without a backing chain (``<backingStore/>``):
+    a storage copy makes each one whole image there."""
+    from lxml import etree
+
+    for disk in dom.node.findall("./devices/disk"):
+        target = disk.find("target")
+        if target is not None and target.get("dev") in targets:
+            for chain in disk.findall("backingStore"):
+                disk.remove(chain)
+            etree.SubElement(disk, "backingStore")
+    return dom
+
+
 def _live(dom, dest, o: dict) -> dict:
     from contextlib import closing, nullcontext
 
     from vsh.api.local.saves import progress_thread
+    from vsh.core.domain import Domain
     from vsh.kvm import client
 
     src_store = dom.store
@@ -130,10 +145,15 @@ def _live(dom, dest, o: dict) -> dict:
         el.attrib.pop("socket", None)
         for listen in el.findall("listen[@socket]"):
             listen.attrib.pop("socket")
+    copies = _disks_to_copy(live_dom) if o["copy_storage"] else []
     config = None
     if o["persistent"]:
         config = o["dest_xml"] or (dom.xml(inactive=True) if ref.persistent else there.to_xml())
-    copies = _disks_to_copy(live_dom) if o["copy_storage"] else []
+    if copies:
+        targets = {d["target"] for d in copies}
+        _flatten(there, targets)
+        if config is not None:
+            config = _flatten(Domain.parse(config), targets).to_xml()
     try:
         prepared = dest.migrate_prepare(there.to_xml(), persistent_xml=config, timeout=o["job_timeout"],
                                         paused=o["suspend"] or st.get("state") == "paused",
