@@ -1,11 +1,13 @@
 """A stand-in for the ssh client in tests that need no sshd: it takes ssh's command line, notes it
 (in $FAKE_SSH_LOG, one JSON list a line) and runs the remote command here with /bin/sh, as the
-remote shell would. Exit status and stdio are the command's, as with ssh. ``-N -L LOCAL:REMOTE``
-(a unix-socket forward) listens on LOCAL and relays each connection to REMOTE, until killed."""
+remote shell would. Exit status and stdio are the command's, as with ssh. ``-L LOCAL:REMOTE`` (a
+unix-socket forward) listens on LOCAL and relays each connection to REMOTE until the command ends
+(or it is killed)."""
 
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 
@@ -40,6 +42,7 @@ host, command = (argv[argv.index("--") + 1:] + [""])[:2]
 if host == "unreachable.invalid":
     sys.stderr.write(f"ssh: Could not resolve hostname {host}: Name or service not known\n")
     sys.exit(255)
-if "-N" in argv and "-L" in argv:
-    relay(*argv[argv.index("-L") + 1].split(":", 1))
+if "-L" in argv:
+    threading.Thread(target=relay, args=argv[argv.index("-L") + 1].split(":", 1), daemon=True).start()
+    sys.exit(subprocess.run(["/bin/sh", "-c", command]).returncode)
 os.execv("/bin/sh", ["sh", "-c", command])

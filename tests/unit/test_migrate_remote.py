@@ -1,6 +1,6 @@
 """The destination's side of a migration through the remote driver, without a guest: a prepare that
 fails leaves nothing there, a finish with nothing prepared is refused, and the socket forward
-(tests/fake_ssh.py stands in for OpenSSH's ``-N -L``) relays a connection and goes away. The
+(tests/fake_ssh.py stands in for OpenSSH's ``-L``) relays a connection and goes away. The
 migration of a running guest over a real sshd is tests/integration/test_migrate_remote_vm.py."""
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ def test_the_socket_forward_relays_and_goes(remote, vsh_env):
         server.close()
     protocol_argv, forward_argv = (json.loads(line) for line in log.read_text().splitlines())
     options = protocol_argv[:protocol_argv.index("--")]         # the same ssh options, port, user and key
-    assert forward_argv == options + ["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"{here}:{there}",
-                                      "--", "remote.example"]
+    assert forward_argv == options + ["-o", "ExitOnForwardFailure=yes", "-L", f"{here}:{there}",
+                                      "--", "remote.example", "cat >/dev/null"]
 
 
 def test_a_forward_that_cannot_start_is_a_clear_error(remote, vsh_env):

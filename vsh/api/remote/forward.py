@@ -1,9 +1,12 @@
 """The stream of a migration to a remote vsh: an OpenSSH forward of a unix socket.
 
-``ssh -N -L LOCAL:REMOTE host`` on a second ssh connection (the same command line, options and
-keys as the protocol's): every connection to the socket ``LOCAL`` on this machine becomes a
-channel to the socket ``REMOTE`` on the host (OpenSSH's stream-local forwarding, which sshd
-allows unless ``AllowStreamLocalForwarding no``). No TCP port is opened on either side.
+``ssh -L LOCAL:REMOTE host 'cat >/dev/null'`` on a second ssh connection (the same command line,
+options and keys as the protocol's): every connection to the socket ``LOCAL`` on this machine
+becomes a channel to the socket ``REMOTE`` on the host (OpenSSH's stream-local forwarding, which
+sshd allows unless ``AllowStreamLocalForwarding no``). No TCP port is opened on either side.
+The remote ``cat`` reads ssh's stdin, our pipe: if this process dies without closing the forward,
+the pipe ends, ``cat`` ends, and ssh exits once the forwarded connections are done (``-N`` would
+leave it running for ever).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from vsh.core.errors import VshError
 
 #: Seconds ssh has to log in and listen on the local socket (its ConnectTimeout is 8 s).
 READY_WAIT = 20.0
+#: The remote command that holds the session while our end of ssh's stdin is open.
+HOLD = "cat >/dev/null"
 
 
 class SshForward(SocketForward):
@@ -36,15 +41,14 @@ class SshForward(SocketForward):
         except FileNotFoundError:
             pass
         cut = protocol_argv.index("--")
-        argv = protocol_argv[:cut] + ["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"{local_path}:{remote_path}",
-                                      "--", protocol_argv[cut + 1]]
+        argv = protocol_argv[:cut] + ["-o", "ExitOnForwardFailure=yes", "-L", f"{local_path}:{remote_path}",
+                                      "--", protocol_argv[cut + 1], HOLD]
         self.path = local_path
         self.target = target
         try:
             self.proc = Child(argv)
         except OSError as exc:
             raise VshError(f"cannot run '{argv[0]}': {exc.strerror}") from None
-        self.proc.close_stdin()
         try:
             self._wait_ready()
         except BaseException:
