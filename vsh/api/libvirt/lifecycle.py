@@ -94,7 +94,8 @@ class LibvirtDomainLifecycle(DomainLifecycle):
 
     def migrate(self, dest_uri: str, *, live: bool = False, offline: bool = False, persistent: bool = False,
                 undefine_source: bool = False, copy_storage: bool = False, suspend: bool = False,
-                timeout: float | None = None, auto_converge: bool = False, progress=None) -> dict:
+                timeout: float | None = None, auto_converge: bool = False, progress=None,
+                dest_xml: str | None = None) -> dict:
         """virsh's (non-peer-to-peer) migration: this client opens the destination and calls
         ``virDomainMigrate3``; ``timeout`` suspends the guest when the migration runs longer."""
         import threading
@@ -122,7 +123,8 @@ class LibvirtDomainLifecycle(DomainLifecycle):
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         try:
-            call("virDomainMigrate3", self.ptr, dconn, {}, flags, context=("migration failed",))
+            params = {"destination_xml": dest_xml} if dest_xml is not None else {}
+            call("virDomainMigrate3", self.ptr, dconn, params, flags, context=("migration failed",))
         finally:
             done.set()
             watcher.join(timeout=5.0)
