@@ -268,6 +268,12 @@ class LocalGuestWrites(GuestDiskWrites):
                 (["-L", label] if label is not None else [])
         elif fstype == "swap":
             argv = ["mkswap", "-f"] + (["-L", label] if label is not None else [])
+        elif fstype in ("btrfs", "exfat", "ntfs"):
+            argv = {"btrfs": ["mkfs.btrfs", "-q", "-f"], "exfat": ["mkfs.exfat"], "ntfs": ["mkntfs", "-Q", "-F", "-q"]
+                    }[fstype] + (["-L", label] if label is not None else [])
+            if blocksize:
+                argv += {"btrfs": ["-s", str(blocksize)], "exfat": ["-c", str(blocksize)],
+                         "ntfs": ["-c", str(blocksize)]}[fstype]
         else:
             argv = ["mkfs.fat"] + (["-S", str(blocksize)] if blocksize else []) + \
                 (["-n", label] if label is not None else [])
@@ -303,6 +309,50 @@ class LocalGuestWrites(GuestDiskWrites):
         self._tool("part-del", ["sfdisk", "-q", "--delete", "--no-reread", self._disk("part-del", device),
                                 str(partnum)], [4], rereadpt=True)
 
+    def part_set_name(self, device: str, partnum: int, name: str) -> None:
+        if self.part_get_parttype(device) != "gpt":
+            raise InvalidArgument(f"part-set-name: {device}: partition names need a GPT partition table")
+        self.part_get_name(device, partnum)         # NotFound for a missing partition
+        self._tool("part-set-name", ["sfdisk", "-q", "--no-reread", "--part-label", self._disk("part-set-name", device),
+                                     str(partnum), name], [4], rereadpt=True)
+
+    def part_get_name(self, device: str, partnum: int) -> str:
+        self._settle()
+        return self.g.part_get_name(device, partnum)
+
+    def pvcreate(self, device: str) -> None:
+        self._tool("pvcreate", ["lvm", "pvcreate", "-ff", "-y", device], [4])
+
+    def vgcreate(self, volgroup: str, physvols: list[str]) -> None:
+        if not physvols:
+            raise InvalidArgument("vgcreate: no physical volumes given")
+        self._tool("vgcreate", ["lvm", "vgcreate", "-y", volgroup, *physvols], list(range(4, 4 + len(physvols))))
+
+    def lvcreate(self, logvol: str, volgroup: str, mbytes: int) -> None:
+        self._tool("lvcreate", ["lvm", "lvcreate", "-y", "-W", "y", "-L", f"{int(mbytes)}m", "-n", logvol, volgroup],
+                   [])
+
+    def lvresize(self, device: str, mbytes: int) -> None:
+        self._tool("lvresize", ["lvm", "lvresize", "-f", "-L", f"{int(mbytes)}m", device], [5])
+
+    def xfs_growfs(self, path: str) -> None:
+        app = self._files("xfs-growfs")
+        self._dirty = True
+        r, _ = self._call(app, "xfs-growfs", "tool", argv=["xfs_growfs", path], devices=[], mountpoints=[1])
+        if r["status"]:
+            msg = (r["stderr"] or r["stdout"]).strip().splitlines()
+            raise VshError(f"xfs-growfs: {path}: " + (msg[-1] if msg else f"exit status {r['status']}"))
+
+    def selinux_relabel(self, specfile: str, path: str, force: bool = False) -> None:
+        import shlex
+
+        q = shlex.quote
+        r = self.sh(f"command -v setfiles >/dev/null || {{ echo 'the guest has no setfiles (no SELinux)'; exit 127; }}; "
+                    f"setfiles {'-F ' if force else ''}-e /proc -e /sys -e /dev {q(specfile)} {q(path)} 2>&1")
+        if r["status"]:
+            lines = r["output"].strip().splitlines()
+            raise VshError(f"selinux-relabel: {lines[-1] if lines else 'setfiles exited with status ' + str(r['status'])}")
+
     def resize2fs(self, device: str, size: int | None = None) -> None:
         self._tool("resize2fs", ["resize2fs", device] + ([f"{size // 1024}K"] if size else []), [1])
 
@@ -311,12 +361,15 @@ class LocalGuestWrites(GuestDiskWrites):
 
     def set_label(self, device: str, label: str) -> None:
         kind = self.vfs_type(device)
+        tool = {"vfat": "fatlabel", "btrfs": "btrfs", "exfat": "exfatlabel", "ntfs": "ntfslabel"}.get(kind)
         if kind.startswith("ext"):
             self._tool("set-label", ["e2label", device, label], [1])
-        elif kind == "vfat":
-            self._tool("set-label", ["fatlabel", device, label], [1])
         elif kind in ("xfs", "swap"):
             self._tool("set-label", ["xfs_admin" if kind == "xfs" else "swaplabel", "-L", label, device], [3])
+        elif tool == "btrfs":
+            self._tool("set-label", ["btrfs", "filesystem", "label", device, label], [3])
+        elif tool:
+            self._tool("set-label", [tool, device, label], [1])
         else:
             raise InvalidArgument(f"set-label: {device}: cannot set the label of a {kind or 'unknown'} filesystem")
 
@@ -330,6 +383,8 @@ class LocalGuestWrites(GuestDiskWrites):
             self._tool("set-uuid", ["swaplabel", "-U", uuid, device], [3])
         elif kind == "vfat":
             self._tool("set-uuid", ["fatlabel", "-i", device, uuid.replace("-", "")], [2])
+        elif kind == "btrfs":
+            self._tool("set-uuid", ["btrfstune", "-f", "-U", uuid, device], [4])
         else:
             raise InvalidArgument(f"set-uuid: {device}: cannot set the UUID of a {kind or 'unknown'} filesystem")
 

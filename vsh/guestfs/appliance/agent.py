@@ -33,6 +33,7 @@ PORT_NAME = "org.vsh.appliance.0"
 HEADER = struct.Struct(">II")
 MAX_FRAME = 1 << 30
 SYSROOT = "/sysroot"
+FS_MODULES = {"ntfs": "fuse"}      # NTFS is mounted by ntfs-3g (mount.ntfs), in FUSE here
 
 
 def _read_exact(f, n: int) -> bytes:
@@ -152,7 +153,7 @@ class Agent:
             target = self.guest_dir(mp)
         kind = req.get("vfstype") or _tool(["blkid", "-o", "value", "-s", "TYPE", device], 60)["stdout"].strip()
         if kind:
-            load_module(kind)
+            load_module(FS_MODULES.get(kind, kind))
         argv = ["mount"] + (["-o", req["options"]] if req.get("options") else []) + \
             (["-t", req["vfstype"]] if req.get("vfstype") else []) + [device, target]
         _check(argv, 120)
@@ -164,20 +165,45 @@ class Agent:
         while self.mounts:
             _check(["umount", self.mounts[-1][1]], 120)
             self.mounts.pop()
+        self.flush()
         return None, b""
 
     def op_tool(self, req, data):
         argv = list(req["argv"])
         for i in req.get("devices", []):
             argv[i] = self.dev(argv[i])
+        for i in req.get("mountpoints", []):        # a guest mountpoint → where it is mounted here
+            target = dict(self.mounts).get(argv[i].rstrip("/") or "/")
+            if target is None:
+                raise OSError(22, f"{argv[i]}: nothing is mounted there")
+            argv[i] = target
+        if argv[0] == "lvm":
+            load_module("dm_mod")
         r = _tool(argv, req.get("timeout", 600), data)
         if req.get("rereadpt"):
             _tool(["blockdev", "--rereadpt", argv[req["devices"][0]]], 60)
         return r, b""
 
     def op_sync(self, req, data):
-        os.sync()
+        self.flush()
         return None, b""
+
+    def flush(self):
+        """sync, then fsync every disk: only an fsync of the block device sends the disk a
+        flush (QEMU writes its qcow2 metadata then), which tools writing devices directly
+        (lvm's O_DIRECT writes) do not always do."""
+        os.sync()
+        for name in self.disks.values():
+            try:
+                fd = os.open("/dev/" + name, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass            # a read-only disk
+            finally:
+                os.close(fd)
 
     def op_fs(self, req, data):
         fn = FS_OPS[req["call"]]
