@@ -18,6 +18,8 @@ from vsh.api.guestwrites import MKFS_TYPES, GuestDiskWrites
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError
 
 CHUNK = 4 << 20
+# filesystems no library here reads: mounted in the appliance, read through it
+APPLIANCE_ONLY = ("btrfs", "exfat")
 PARTTYPES = {"gpt": "gpt", "msdos": "dos", "mbr": "dos"}
 
 
@@ -39,6 +41,7 @@ class LocalGuestWrites(GuestDiskWrites):
     _dirty = False            # the appliance changed something this process has not reread
     _refused: dict = {}       # drive path → the running domain it belongs to
     _ro_mps: frozenset = frozenset()    # mountpoints mounted with mount-ro
+    _app_only: dict = {}      # mountpoint → device of the filesystems only the appliance reads
 
     def is_writable(self) -> bool:
         return any(not d["readonly"] for d in self.g.drives)
@@ -63,10 +66,11 @@ class LocalGuestWrites(GuestDiskWrites):
         if not self.is_writable():
             raise OperationInvalid(f"{what}: the disks were added read-only (--ro)")
 
-    def _appliance(self, what: str):
+    def _appliance(self, what: str, write: bool = True):
         from vsh.guestfs.appliance.vm import Appliance
 
-        self._need_rw(what)
+        if write or not self.g.launched:
+            self._need_rw(what)
         if self._app is None or not self._app.running:
             drives = [{"path": d["path"], "format": img.format, "readonly": d["readonly"]}
                       for d, img in zip(self.g.drives, self.g.images)]
@@ -75,10 +79,10 @@ class LocalGuestWrites(GuestDiskWrites):
             self._app, self._app_mounted = app, False
         return self._app
 
-    def _files(self, what: str):
-        app = self._appliance(what)
+    def _files(self, what: str, write: bool = True):
+        app = self._appliance(what, write)
         if not self._app_mounted:
-            mps = self.g.mountpoints()
+            mps = self.mountpoints()
             if "/" not in mps:
                 raise InvalidArgument(f"{what}: no filesystem is mounted on /",
                                       hint="mount one first (mount DEVICE /, or -i)")
@@ -97,13 +101,27 @@ class LocalGuestWrites(GuestDiskWrites):
             raise _error(what, e, errpath) from None
 
     def _fs(self, what: str, call: str, errpath: str | None = None, data: bytes = b"", **args):
-        app = self._files(what)
-        self._dirty = self._dirty or call not in ("read", "ls", "stat", "readlink")
+        write = call not in ("read", "ls", "stat", "readlink")
+        app = self._files(what, write)
+        self._dirty = self._dirty or write
         return self._call(app, what, "fs", data, errpath, call=call, **args)
 
     def _live(self) -> bool:
-        """Whether reads must ask the appliance (it holds changed filesystems mounted)."""
-        return self._dirty and self._app_mounted and self._app is not None and self._app.running
+        """Whether reads must ask the appliance (it holds changed filesystems mounted, or a
+        filesystem only it reads is mounted)."""
+        return bool(self._app_only) or self._dirty and self._app_mounted and self._app is not None and \
+            self._app.running
+
+    def _here(self, what: str, path: str | None = None) -> None:
+        """Before a read this process does: current images (:meth:`_settle`), and no path on a
+        filesystem only the appliance reads (any such mount when ``path`` is None)."""
+        self._settle()
+        for mp, device in self._app_only.items():
+            if path is None or mp == "/" or path == mp or path.startswith(mp.rstrip("/") + "/"):
+                from vsh.core.errors import Unsupported
+
+                raise Unsupported(f"{what}: {device} ({self.g.vfs_type(device)}, mounted on {mp}) is read "
+                                  f"through the appliance, which answers cat, ls, stat, download and checksum")
 
     def _settle(self) -> None:
         """Make this process's view of the disks current: unmount in the appliance (clean

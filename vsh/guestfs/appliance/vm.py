@@ -73,7 +73,7 @@ class Appliance:
                 "-device", "virtserialport,bus=vser.0,chardev=agent,name=org.vsh.appliance.0"]
         for i, d in enumerate(self.drives):
             path = d["path"].replace(",", ",,")
-            ro = ",readonly=on" if d.get("readonly") else ""
+            ro = ",readonly=on,force-share=on" if d.get("readonly") else ""     # no lock: reading a running domain's disk
             argv += ["-drive", f"file={path},format={d['format']},if=none,id=d{i},cache=writeback{ro}",
                      "-device", f"virtio-blk-pci,drive=d{i},serial=vsh-d{i}"]
         return argv
