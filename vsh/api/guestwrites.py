@@ -91,7 +91,18 @@ class GuestDiskWrites(ABC):
     @abstractmethod
     def sh(self, command: str, timeout: float = 600) -> dict:
         """Run ``command`` with the guest's own ``/bin/sh`` inside the guest's tree (its /proc,
-        /sys and /dev from the appliance; no network); returns ``{"status", "output"}``."""
+        /sys and /dev from the appliance; the network only after ``set_network(True)``);
+        returns ``{"status", "output"}``."""
+
+    @abstractmethod
+    def set_network(self, enabled: bool) -> None:
+        """Give the appliance a network (QEMU's user networking: outgoing connections only,
+        the host as 10.0.2.2; guestfish ``set-network``); commands run by ``sh`` then resolve
+        names with QEMU's DNS. Only before the appliance starts (the first write)."""
+
+    @abstractmethod
+    def get_network(self) -> bool:
+        """Whether the appliance gets a network (``set_network``)."""
 
     # --- devices ----------------------------------------------------------------------
 

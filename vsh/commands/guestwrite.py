@@ -329,3 +329,15 @@ def xfs_growfs(ctx, path):
                PATH, Opt("force", kind="bool", help="reset customised labels too")])
 def selinux_relabel(ctx, specfile, path, force=False):
     session(ctx).selinux_relabel(specfile, path, force=force)
+
+
+@command("set-network", group=G, summary="give the appliance a network (before the first write)",
+         opts=[Opt("network", kind="enum", choices=("true", "false"), required=True, positional=True,
+                   help="true or false")])
+def set_network(ctx, network):
+    session(ctx, launch=False).set_network(network == "true")
+
+
+@command("get-network", group=G, summary="whether the appliance gets a network", opts=[])
+def get_network(ctx):
+    return Text("true" if session(ctx, launch=False).get_network() else "false")

@@ -42,6 +42,7 @@ class LocalGuestWrites(GuestDiskWrites):
     _refused: dict = {}       # drive path → the running domain it belongs to
     _ro_mps: frozenset = frozenset()    # mountpoints mounted with mount-ro
     _app_only: dict = {}      # mountpoint → device of the filesystems only the appliance reads
+    _network = False          # the appliance gets QEMU user networking (set_network)
 
     def is_writable(self) -> bool:
         return any(not d["readonly"] for d in self.g.drives)
@@ -74,7 +75,7 @@ class LocalGuestWrites(GuestDiskWrites):
         if self._app is None or not self._app.running:
             drives = [{"path": d["path"], "format": img.format, "readonly": d["readonly"]}
                       for d, img in zip(self.g.drives, self.g.images)]
-            app = Appliance(drives)
+            app = Appliance(drives, network=self._network)
             app.start()
             self._app, self._app_mounted = app, False
         return self._app
@@ -266,8 +267,17 @@ class LocalGuestWrites(GuestDiskWrites):
     def sh(self, command: str, timeout: float = 600) -> dict:
         app = self._files("sh")
         self._dirty = True
-        r, _ = self._call(app, "sh", "sh", command=command, limit=timeout, timeout=timeout + 60)
+        r, _ = self._call(app, "sh", "sh", command=command, limit=timeout, timeout=timeout + 60, network=self._network)
         return r
+
+    def set_network(self, enabled: bool) -> None:
+        if self._app is not None and self._app.running and bool(enabled) != self._network:
+            raise OperationInvalid("set-network: the appliance is already running",
+                                   hint="set the network before the first write")
+        self._network = bool(enabled)
+
+    def get_network(self) -> bool:
+        return self._network
 
     def sync(self) -> None:
         if self._app is not None and self._app.running:

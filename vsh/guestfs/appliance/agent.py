@@ -73,6 +73,7 @@ class Agent:
         self.real_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
         self.disks = {}
         self.mounts = []          # [(guest mountpoint, appliance path)], in mount order
+        self.net_up = False
         self.stage = {}
 
     # devices
@@ -228,6 +229,7 @@ class Agent:
         import subprocess
 
         binds = []
+        resolv = self.guest_resolv() if req.get("network") else None
         for d in ("proc", "sys", "dev"):
             target = SYSROOT + "/" + d
             if os.path.isdir(target) and not os.path.islink(target):
@@ -242,6 +244,34 @@ class Agent:
         finally:
             for target in reversed(binds):
                 _tool(["umount", "-l", target], 30)
+            if resolv is not None:
+                resolv()
+
+    def guest_resolv(self):
+        """Point the guest's /etc/resolv.conf at QEMU's DNS while a command runs (the guest's
+        own file, or link, is put back by the function returned)."""
+        if not self.net_up:
+            load_module("virtio_net")
+            if not os.path.isdir("/sys/class/net/eth0"):
+                raise OSError(101, "the appliance has no network device")
+            for argv in (["ip", "link", "set", "lo", "up"], ["ip", "link", "set", "eth0", "up"],
+                         ["ip", "addr", "add", "10.0.2.15/24", "dev", "eth0"],
+                         ["ip", "route", "add", "default", "via", "10.0.2.2"]):
+                _check(["busybox"] + argv, 30)
+            self.net_up = True
+        etc = SYSROOT + "/etc"
+        path, saved = etc + "/resolv.conf", etc + "/.resolv.conf.vsh-saved"
+        had = os.path.lexists(path)
+        if had:
+            os.rename(path, saved)
+        with open(path, "w") as f:
+            f.write("nameserver 10.0.2.3\n")
+
+        def restore():
+            os.unlink(path)
+            if had:
+                os.rename(saved, path)
+        return restore
 
 
 def load_module(name: str) -> None:
