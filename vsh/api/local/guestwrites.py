@@ -43,6 +43,7 @@ class LocalGuestWrites(GuestDiskWrites):
     _ro_mps: frozenset = frozenset()    # mountpoints mounted with mount-ro
     _app_only: dict = {}      # mountpoint → device of the filesystems only the appliance reads
     _network = False          # the appliance gets QEMU user networking (set_network)
+    _app_luks: frozenset = frozenset()  # LUKS mapping names unlocked in the appliance
 
     def is_writable(self) -> bool:
         return any(not d["readonly"] for d in self.g.drives)
@@ -77,8 +78,17 @@ class LocalGuestWrites(GuestDiskWrites):
                       for d, img in zip(self.g.drives, self.g.images)]
             app = Appliance(drives, network=self._network)
             app.start()
-            self._app, self._app_mounted = app, False
+            self._app, self._app_mounted, self._app_luks = app, False, frozenset()
+        self._unlock(what)
         return self._app
+
+    def _unlock(self, what: str) -> None:
+        """Unlock in the appliance the LUKS volumes this process has unlocked (same names)."""
+        for device, name, key in self.g.luks_mappings():
+            if name not in self._app_luks:
+                data = key if isinstance(key, bytes) else key.encode()
+                self._call(self._app, what, "luks_open", data, device=device, name=name)
+                self._app_luks = self._app_luks | {name}
 
     def _files(self, what: str, write: bool = True):
         app = self._appliance(what, write)
@@ -138,12 +148,20 @@ class LocalGuestWrites(GuestDiskWrites):
             self._call(self._app, "sync", "sync")
         old = self.g
         mps = old.mountpoints()
+        maps = old.luks_mappings()
         new = GuestSession()
         for d in old.drives:
             new.add_drive(d["path"], d["format"], readonly=d["readonly"])
         new.keys = list(old.keys)
         old.close()
         new.launch()
+        have = {name for _d, name, _k in new.luks_mappings()}
+        for device, name, key in maps:
+            if name not in have:
+                try:
+                    new.luks_open(device, key, name)
+                except VshError:
+                    continue
         for mp in sorted(mps, key=len):
             try:
                 new.mount_ro(mps[mp], mp)
