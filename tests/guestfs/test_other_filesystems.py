@@ -199,3 +199,44 @@ def test_writes_inside_luks(images, tmp_path):
     subprocess.run(["openssl", "enc", "-d", "-aes-256-ecb", "-nopad", "-K", mk.read_bytes().hex(), "-in", str(enc),
                     "-out", str(plain)], check=True)
     _check(["e2fsck", "-fn", str(plain)])
+
+
+def test_a_crafted_image_makes_the_appliance_tools_fail(tmp_path):
+    """An ext4 this process reads but whose journal (marked as needing recovery) is gone: the
+    appliance's mount fails, the error says why, and the appliance goes on serving the session;
+    a tool that fails (mkfs.xfs on a too small device) gives its own reason."""
+    from vsh import api
+    from vsh.core.errors import VshError
+
+    if shutil.which("qemu-system-x86_64") is None or shutil.which("debugfs") is None:
+        pytest.skip("needs QEMU and debugfs")
+    bad = _image(str(tmp_path / "bad.img"), "32M", "mkfs.ext4", "-q", "-F", "-b", "1024")
+    (tmp_path / "h.txt").write_text("hi\n")
+    debugfs = ["debugfs", "-w", "-R"]
+    subprocess.run(debugfs + [f"write {tmp_path}/h.txt hello.txt", bad], check=True, capture_output=True)
+    block = int(subprocess.run(["debugfs", "-R", "bmap <8> 0", bad], check=True, capture_output=True,
+                               text=True).stdout)
+    subprocess.run(debugfs + ["feature needs_recovery", bad], check=True, capture_output=True)
+    with open(bad, "r+b") as f:                  # the journal's superblock is zeros now
+        f.seek(block * 1024)
+        f.write(bytes(1024))
+    small = _image(str(tmp_path / "small.img"), "16M")
+    conn = api.connect(f"vsh:///session?root={tmp_path}/store")
+    s = conn.guest_disks(readonly=False)
+    try:
+        s.add_drive(bad, "raw")
+        s.add_drive(small, "raw")
+        s.launch()
+        s.mount("/dev/sda", "/")
+        assert s.cat("/hello.txt") == b"hi\n"                      # read here: no journal needed
+        with pytest.raises(VshError, match=r"write: .*(journal|wrong fs type|bad superblock)"):
+            s.write("/x", b"x")
+        with pytest.raises(VshError, match=r"mkfs: /dev/sdb: Filesystem must be larger than"):
+            s.mkfs("xfs", "/dev/sdb")
+        s.mkfs("ext4", "/dev/sdb", label="stillok")                 # the appliance still serves
+        assert s.vfs_label("/dev/sdb") == "stillok"
+    finally:
+        s.close()
+        conn.close()
+    left = subprocess.run(["pgrep", "-f", f"file={bad}"], stdout=subprocess.PIPE, text=True).stdout
+    assert left == ""

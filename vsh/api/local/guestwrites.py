@@ -191,8 +191,7 @@ class LocalGuestWrites(GuestDiskWrites):
         r, _ = self._call(app, what, "tool", data, argv=argv, devices=devices, rereadpt=rereadpt)
         self._dirty = True
         if r["status"] not in ok:
-            msg = (r["stderr"] or r["stdout"]).strip().splitlines()
-            raise VshError(f"{what}: {argv[devices[0]] if devices else ''}: " + (msg[-1] if msg else f"exit status {r['status']}"))
+            raise VshError(f"{what}: {argv[devices[0]] if devices else ''}: " + _reason(r))
         self._settle()
         return r
 
@@ -386,8 +385,7 @@ class LocalGuestWrites(GuestDiskWrites):
         self._dirty = True
         r, _ = self._call(app, "xfs-growfs", "tool", argv=["xfs_growfs", path], devices=[], mountpoints=[1])
         if r["status"]:
-            msg = (r["stderr"] or r["stdout"]).strip().splitlines()
-            raise VshError(f"xfs-growfs: {path}: " + (msg[-1] if msg else f"exit status {r['status']}"))
+            raise VshError(f"xfs-growfs: {path}: " + _reason(r))
 
     def selinux_relabel(self, specfile: str, path: str, force: bool = False) -> None:
         import shlex
@@ -433,6 +431,15 @@ class LocalGuestWrites(GuestDiskWrites):
             self._tool("set-uuid", ["btrfstune", "-f", "-U", uuid, device], [4])
         else:
             raise InvalidArgument(f"set-uuid: {device}: cannot set the UUID of a {kind or 'unknown'} filesystem")
+
+
+def _reason(r: dict) -> str:
+    """What a failed tool said: its last line, or the last one before a usage text."""
+    lines = [ln for ln in (r["stderr"] or r["stdout"]).strip().splitlines() if ln.strip()]
+    usage = next((i for i, ln in enumerate(lines) if ln.startswith("Usage:")), None)
+    if usage:
+        lines = lines[:usage]
+    return lines[-1].strip() if lines else f"exit status {r['status']}"
 
 
 def _as_root(ti):
