@@ -177,3 +177,12 @@ def test_cli_mount_options_like_guestfish(images):
 def test_cli_mount_errors(images, mount, message):
     r = _vsh("-a", images.path("gpt_qcow2"), "--format", "qcow2", "-m", mount, "ls", "/")
     assert r.returncode == 1 and message in r.stderr and r.stdout == ""
+
+
+def test_luks_open_reads_the_key_from_stdin(images):
+    m = images["luks"]
+    r = subprocess.run([sys.executable, "-m", "vsh", "--ro", "-a", images.path("luks"), "--format", "raw",
+                        "luks-open /dev/sda - cr; mount-ro /dev/mapper/cr /; cat /hello.txt"],
+                       input=m["key"] + "\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "/dev/mapper/cr\nhello from inside LUKS\n"

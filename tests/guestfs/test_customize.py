@@ -80,3 +80,15 @@ def test_customize_refuses_bad_selectors(images, tmp_path):
     r = _vsh(tmp_path, "customize", "-a", disk, "--format", "raw", "--root-password", "plain")
     assert r.returncode != 0
     assert "unknown password selector" in r.stderr
+
+
+def test_edit_with_an_expression(images, tmp_path):
+    disk = str(tmp_path / "gpt.img")
+    subprocess.run(["cp", "--sparse=always", images.path("gpt"), disk], check=True)
+    r = _vsh(tmp_path, "--format", "raw", "-a", disk, "-i", "guest-edit", "-e", "s/^(.*)$/edited-$1/",
+             "/etc/hostname", ":", "virt-edit", "-e", "s/edited/EDITED/", "/etc/hostname")
+    assert r.returncode == 0, r.stderr
+    out = _vsh(tmp_path, "--ro", "--format", "raw", "-a", disk, "-i", "cat", "/etc/hostname")
+    assert out.stdout.startswith("EDITED-") and out.stdout.count("\n") == 1, out.stdout
+    bad = _vsh(tmp_path, "--format", "raw", "-a", disk, "-i", "guest-edit", "-e", "s/(/x/", "/etc/hostname")
+    assert bad.returncode != 0 and "-e:" in bad.stderr

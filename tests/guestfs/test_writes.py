@@ -42,6 +42,8 @@ def disks(images, tmp_path_factory):
     paths = {k: _copy(images.path(k), str(d / f"{k}.img")) for k in SRC}
     paths["blank"] = str(d / "blank.qcow2")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", paths["blank"], "64M"], check=True)
+    paths["big"] = str(d / "big.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", paths["big"], "1G"], check=True)
     return paths
 
 
@@ -58,6 +60,7 @@ def g(disks):
     for k in SRC:
         s.add_drive(disks[k], "raw")
     s.add_drive(disks["blank"], "qcow2")
+    s.add_drive(disks["big"], "qcow2")
     s.launch()
     s.mount("/dev/sda2", "/")
     s.mount("/dev/sda1", "/boot/efi")
@@ -205,8 +208,57 @@ def test_partitions_and_filesystems(g, disks, tmp_path):
     subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", disks["blank"], raw], check=True)
     _check(["e2fsck", "-fn", _extract(g, raw, "/dev/sde1", str(tmp_path / "p1"))])
     _check(["fsck.vfat", "-n", _extract(g, raw, "/dev/sde2", str(tmp_path / "p2"))])
+    g.part_set_name("/dev/sde", 1, "vsh data")
+    assert g.part_get_name("/dev/sde", 1) == "vsh data"
+    assert g.part_get_name("/dev/sde", 2) == ""
     g.part_del("/dev/sde", 2)
     assert g.list_partitions()[-1] == "/dev/sde1"
+
+
+def test_lvm_create_and_grow(g, disks, tmp_path):
+    """pvcreate, vgcreate, lvcreate, lvresize; xfs_growfs and resize2fs on the grown volumes."""
+    g.pvcreate("/dev/sdf")
+    g.vgcreate("tvg", ["/dev/sdf"])
+    g.lvcreate("xlv", "tvg", 320)
+    assert "/dev/tvg/xlv" in g.lvs()
+    assert "tvg" in g.vgs()
+    g.mkfs("xfs", "/dev/tvg/xlv")
+    g.mkdir("/lvtest")
+    g.mount("/dev/tvg/xlv", "/lvtest")
+    g.write("/lvtest/before", b"written before growing\n")
+    before = next(r for r in g.df() if r["mountpoint"] == "/lvtest")["size"]
+    g.lvresize("/dev/tvg/xlv", 480)
+    g.xfs_growfs("/lvtest")
+    after = next(r for r in g.df() if r["mountpoint"] == "/lvtest")["size"]
+    assert after > before * 1.4
+    assert g.cat("/lvtest/before") == b"written before growing\n"
+    g.umount("/lvtest")
+    g.lvcreate("elv", "tvg", 64)
+    g.mkfs("ext4", "/dev/tvg/elv")
+    g.lvresize("/dev/tvg/elv", 96)
+    g.e2fsck_f("/dev/tvg/elv")
+    g.resize2fs("/dev/tvg/elv")
+    assert g.blockdev_getsize64("/dev/tvg/elv") == 96 << 20
+    g.sync()
+    # the LVs are linear and in order on the PV (data from 1 MiB): check each at its offset
+    raw = str(tmp_path / "big.raw")
+    subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", disks["big"], raw], check=True)
+    for name, start, size in (("xlv", 1, 480), ("elv", 481, 96)):
+        out = str(tmp_path / name)
+        subprocess.run(["dd", f"if={raw}", f"of={out}", "bs=1M", f"skip={start}", f"count={size}", "status=none"],
+                       check=True)
+        _check(["xfs_repair", "-n", "-f", out] if name == "xlv" else ["e2fsck", "-fn", out])
+    r = subprocess.run(["dumpe2fs", "-h", str(tmp_path / "elv")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                       text=True)
+    counts = dict(ln.split(":", 1) for ln in r.stdout.splitlines() if ":" in ln)
+    assert int(counts["Block count"]) * int(counts["Block size"]) == 96 << 20
+
+
+def test_selinux_relabel_needs_selinux_in_the_guest(g):
+    from vsh.core.errors import VshError
+
+    with pytest.raises(VshError, match="no setfiles"):
+        g.selinux_relabel("/etc/selinux/targeted/contexts/files/file_contexts", "/")
 
 
 def test_read_only_sessions_refuse(images, tmp_path):

@@ -135,3 +135,19 @@ def test_colon_separates_commands_on_the_command_line():
     ran.clear()
     assert _run_words(Shell(), ["fail", ":", "never"]) == 1
     assert ran == [["fail"]]
+
+
+def test_edit_expressions_substitute_line_by_line():
+    from vsh.core.errors import InvalidArgument
+    from vsh.ui.guestsession import substitution
+
+    text = b"root:$6$x:19000:0:99999:7:::\nuser:*:1:2\nno newline at the end"
+    assert substitution("s/^root:[^:]*:/root::/")(text).startswith(b"root::19000:")
+    assert substitution("s/o/0/g")(b"foo\nboo\n") == b"f00\nb00\n"
+    assert substitution("s/o/0/")(b"foo\n") == b"f0o\n"
+    assert substitution("s|^(\\w+):(\\w+)$|$2-${1}|")(b"ab:cd\n") == b"cd-ab\n"
+    assert substitution("s/END$/[$&]/i")(b"the end\n") == b"the [end]\n"      # $ before the newline
+    assert substitution("s/\\/etc/\\/srv/")(b"/etc/x\n") == b"/srv/x\n"          # an escaped delimiter
+    for bad in ("y/a/b/", "s/a/b", "s/a/b/q", "s/(/x/", "s"):
+        with pytest.raises(InvalidArgument):
+            substitution(bad)

@@ -16,7 +16,19 @@ import secrets
 from vsh.core.errors import InvalidArgument, NotFound, VshError
 
 OPERATIONS = ("hostname", "timezone", "mkdir", "write", "append-line", "upload", "copy-in", "delete", "chmod",
-              "link", "root-password", "password", "ssh-inject", "firstboot", "firstboot-command", "run-command")
+              "link", "root-password", "password", "ssh-inject", "update", "install", "firstboot",
+              "firstboot-command", "run-command")
+# the guest's package manager (inspection's package-management): (install, upgrade everything); the
+# index refresh before them is apt's alone
+PACKAGERS = {
+    "apt": ("apt-get $o install {pkgs}", "apt-get $o dist-upgrade"),
+    "dnf": ("dnf -y install {pkgs}", "dnf -y --best upgrade"),
+    "yum": ("yum -y install {pkgs}", "yum -y update"),
+    "zypper": ("zypper -n in -l {pkgs}", "zypper -n update -l"),
+    "apk": ("apk add {pkgs}", "apk update && apk upgrade"),
+    "pacman": ("pacman -S --noconfirm {pkgs}", "pacman -Syu --noconfirm")}
+APT = ("export DEBIAN_FRONTEND=noninteractive; "
+       "o='-q -y -o Dpkg::Options::=--force-confnew'; ")
 SEED_FILES = ("/var/lib/random-seed", "/var/lib/urandom/random-seed", "/var/lib/systemd/random-seed")
 FIRSTBOOT_DIR = "/usr/lib/virt-sysprep"
 FIRSTBOOT_UNIT = "/etc/systemd/system/guestfs-firstboot.service"
@@ -210,6 +222,39 @@ class Customize:
             self.write(keys, (b"" if not old or old.endswith(b"\n") else b"\n") + key.encode() + b"\n", append=True)
         self.chmod(0o600, keys)
         self.chown(uid, gid, keys)
+
+    def _packages(self, op: str, pkgs: list[str], msgs) -> None:
+        """--install / --update with the guest's own package manager, inside the guest."""
+        import shlex
+
+        roots = self.inspect_get_roots()
+        manager = self.inspect_get(roots[0], "package-management") if roots else "unknown"
+        if manager not in PACKAGERS:
+            raise VshError(f"--{op}: no package manager known for this guest ({manager})")
+        install, upgrade = PACKAGERS[manager]
+        network = self.get_network()
+        cmd = (install.format(pkgs=" ".join(shlex.quote(p) for p in pkgs)) if op == "install" else upgrade)
+        if manager == "apt":
+            # without the network only local sources (file:, a mounted medium) can be refreshed
+            cmd = APT + ("apt-get $o update && " if network else "apt-get $o update >/dev/null 2>&1; ") + cmd
+        elif not network and manager in ("dnf", "yum"):
+            cmd = cmd.replace(" -y ", " -y --cacheonly ", 1)
+        r = self.sh(cmd)
+        if r["status"]:
+            tail = r["output"].strip().splitlines()[-3:]
+            hint = "" if network else " (no network: only packages from local sources resolve; --network gives one)"
+            raise VshError(f"--{op}: {manager} exited with status {r['status']}{hint}", *tail)
+
+    def _c_install(self, arg, msgs):
+        pkgs = [p for p in arg.split(",") if p]
+        if not pkgs or any(p.startswith("-") for p in pkgs):
+            raise InvalidArgument(f"--install: expected PKG[,PKG...], got {arg!r}")
+        msgs.append(f"Installing packages: {' '.join(pkgs)}")
+        self._packages("install", pkgs, msgs)
+
+    def _c_update(self, arg, msgs):
+        msgs.append("Updating packages")
+        self._packages("update", [], msgs)
 
     def _firstboot(self, name: str, script: bytes) -> None:
         scripts = FIRSTBOOT_DIR + "/scripts"

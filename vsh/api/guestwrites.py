@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-MKFS_TYPES = ("ext2", "ext3", "ext4", "xfs", "vfat", "fat", "msdos", "swap")
+MKFS_TYPES = ("ext2", "ext3", "ext4", "xfs", "vfat", "fat", "msdos", "swap", "btrfs", "exfat", "ntfs")
 
 
 class GuestDiskWrites(ABC):
@@ -91,7 +91,18 @@ class GuestDiskWrites(ABC):
     @abstractmethod
     def sh(self, command: str, timeout: float = 600) -> dict:
         """Run ``command`` with the guest's own ``/bin/sh`` inside the guest's tree (its /proc,
-        /sys and /dev from the appliance; no network); returns ``{"status", "output"}``."""
+        /sys and /dev from the appliance; the network only after ``set_network(True)``);
+        returns ``{"status", "output"}``."""
+
+    @abstractmethod
+    def set_network(self, enabled: bool) -> None:
+        """Give the appliance a network (QEMU's user networking: outgoing connections only,
+        the host as 10.0.2.2; guestfish ``set-network``); commands run by ``sh`` then resolve
+        names with QEMU's DNS. Only before the appliance starts (the first write)."""
+
+    @abstractmethod
+    def get_network(self) -> bool:
+        """Whether the appliance gets a network (``set_network``)."""
 
     # --- devices ----------------------------------------------------------------------
 
@@ -117,6 +128,42 @@ class GuestDiskWrites(ABC):
         """Delete partition number ``partnum`` of the whole disk ``device``."""
 
     @abstractmethod
+    def part_set_name(self, device: str, partnum: int, name: str) -> None:
+        """Set the name (GPT partition label) of partition ``partnum`` of the whole disk ``device``."""
+
+    @abstractmethod
+    def part_get_name(self, device: str, partnum: int) -> str:
+        """The name (GPT partition label) of partition ``partnum`` of the whole disk ``device``."""
+
+    @abstractmethod
+    def pvcreate(self, device: str) -> None:
+        """Make ``device`` an LVM physical volume."""
+
+    @abstractmethod
+    def vgcreate(self, volgroup: str, physvols: list[str]) -> None:
+        """Make the LVM volume group ``volgroup`` of the physical volumes ``physvols``."""
+
+    @abstractmethod
+    def lvcreate(self, logvol: str, volgroup: str, mbytes: int) -> None:
+        """Make the linear logical volume ``logvol`` of ``mbytes`` MiB in ``volgroup``
+        (then ``/dev/VOLGROUP/LOGVOL``)."""
+
+    @abstractmethod
+    def lvresize(self, device: str, mbytes: int) -> None:
+        """Grow or shrink the logical volume ``device`` to ``mbytes`` MiB (its filesystem is
+        not resized: ``resize2fs`` / ``xfs_growfs``)."""
+
+    @abstractmethod
+    def xfs_growfs(self, path: str) -> None:
+        """Grow the XFS filesystem mounted at the guest path ``path`` to its device's size."""
+
+    @abstractmethod
+    def selinux_relabel(self, specfile: str, path: str, force: bool = False) -> None:
+        """Set the SELinux labels of the files under the guest path ``path`` from the guest's
+        file-contexts ``specfile``, with the guest's own ``setfiles`` (a guest without it has no
+        SELinux: an error); ``force`` resets the labels that look customised too."""
+
+    @abstractmethod
     def resize2fs(self, device: str, size: int | None = None) -> None:
         """Grow or shrink the ext2/3/4 filesystem on ``device`` to its device (or ``size``
         bytes); it must be unmounted and freshly checked (``e2fsck_f``)."""
@@ -127,7 +174,7 @@ class GuestDiskWrites(ABC):
 
     @abstractmethod
     def set_label(self, device: str, label: str) -> None:
-        """Set the label of the filesystem on ``device`` (ext2/3/4, xfs, vfat, swap)."""
+        """Set the label of the filesystem on ``device`` (ext2/3/4, xfs, vfat, swap, btrfs, exfat, ntfs)."""
 
     @abstractmethod
     def set_uuid(self, device: str, uuid: str) -> None:

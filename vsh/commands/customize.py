@@ -2,9 +2,12 @@
 
 The options carry virt-customize's names; the operations run in this order: --hostname,
 --timezone, --mkdir, --write, --append-line, --upload, --copy-in, --delete, --chmod, --link,
---root-password, --password, --ssh-inject, --firstboot, --firstboot-command, --run-command
-(each repeated option in the order given), then a new random seed and, when /etc/machine-id
-is empty, a machine id, as virt-customize does.
+--root-password, --password, --ssh-inject, --update, --install, --firstboot, --firstboot-command,
+--run-command (each repeated option in the order given), then a new random seed and, when
+/etc/machine-id is empty, a machine id, as virt-customize does. --install and --update run the
+guest's own package manager inside the guest; the appliance has a network only with --network
+(virt-customize's default is the other way round), so without it apt refreshes only local
+sources (file:) and a package no local source has is an error.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from vsh.core.output import Lines
 from vsh.registry import Opt, command
 
 ORDER = ("hostname", "timezone", "mkdir", "write", "append-line", "upload", "copy-in", "delete", "chmod", "link",
-         "root-password", "password", "ssh-inject", "firstboot", "firstboot-command", "run-command")
+         "root-password", "password", "ssh-inject", "update", "install", "firstboot", "firstboot-command",
+         "run-command")
 SINGLE = ("hostname", "timezone", "root-password")
 HELP = {
     "hostname": "set the hostname", "timezone": "set the timezone (Europe/Paris)",
@@ -31,7 +35,9 @@ HELP = {
     "ssh-inject": "USER:file:KEYFILE or USER:string:KEY: add an authorized ssh key",
     "firstboot": "a script to run at the guest's first boot",
     "firstboot-command": "a command to run at the guest's first boot",
-    "run-command": "run a command inside the guest (its own /bin/sh, no network)"}
+    "run-command": "run a command inside the guest (its own /bin/sh; network only with --network)",
+    "install": "PKG[,PKG...]: install packages with the guest's package manager",
+    "update": "update every package with the guest's package manager"}
 
 
 @command("customize", group="guest", summary="virt-customize: change a guest's disks in place",
@@ -40,16 +46,21 @@ HELP = {
                Opt("domain", kind="domain", short="d", help="the disks of this domain (shut off)"),
                Opt("format", kind="enum", choices=("raw", "qcow2", "vmdk", "vhdx", "vpc"),
                    help="format of the -a disk images"),
-               Opt("quiet", kind="bool", short="q", help="print nothing but errors")] +
-              [Opt(name, repeat=name not in SINGLE, help=HELP[name]) for name in ORDER],
+               Opt("quiet", kind="bool", short="q", help="print nothing but errors"),
+               Opt("network", kind="bool", help="give the appliance QEMU's user networking (for --install, "
+                                                "--update, --run-command)")] +
+              [Opt(name, kind="bool" if name == "update" else "string", repeat=name not in SINGLE + ("update",),
+                   help=HELP[name]) for name in ORDER],
          examples=("customize -a disk.qcow2 --format qcow2 --hostname web1 --root-password password:s3cret",
                    "customize -d vm1 --ssh-inject root:file:/root/.ssh/id_ed25519.pub"))
-def customize(ctx, add=(), domain=None, format=None, quiet=False, **ops):
+def customize(ctx, add=(), domain=None, format=None, quiet=False, network=False, **ops):
     steps = []
     for name in ORDER:
         value = ops.get(name.replace("-", "_"))
-        if value is None:
+        if value is None or value is False:
             continue
+        if value is True:
+            value = ""
         steps += [(name, v) for v in (value if isinstance(value, list) else [value])]
     check_steps(steps)
     if not add and not domain:
@@ -57,6 +68,7 @@ def customize(ctx, add=(), domain=None, format=None, quiet=False, **ops):
     start = time.monotonic()
     msgs = ["Examining the guest ..."]
     g = ctx.conn.guest_disks(readonly=False)
+    g.set_network(network)
     try:
         for path in [add] if isinstance(add, str) else add or ():
             g.add_drive(path, format)

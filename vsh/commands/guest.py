@@ -94,9 +94,21 @@ def run(ctx):
 
 @command("luks-open", group=G, summary="unlock a LUKS1 device as /dev/mapper/NAME",
          aliases=("cryptsetup-open",),
-         opts=[DEVICE, Opt("key", required=True, positional=True, help="passphrase"),
+         opts=[DEVICE, Opt("key", required=True, positional=True,
+                           help="passphrase; - reads it from stdin (a prompt on a terminal)"),
                Opt("mapname", required=True, positional=True, help="name under /dev/mapper")])
 def luks_open(ctx, device, key, mapname):
+    """The volume is unlocked in this process and, for writes, in the appliance under the same
+    name (the key travels over the appliance's channel, never on a command line)."""
+    if key == "-":
+        import sys
+
+        if sys.stdin.isatty():
+            import getpass
+
+            key = getpass.getpass(f"Enter key or passphrase (\"{escape(device)}\"): ")
+        else:
+            key = sys.stdin.readline().rstrip("\n")
     return Lines([session(ctx).luks_open(device, key, mapname)])
 
 

@@ -187,11 +187,16 @@ def truncate_size(ctx, path, size):
 
 
 @command("guest-edit", group=G, summary="edit a guest file with $EDITOR (also: edit PATH with -a/-d)",
-         aliases=("vi", "emacs"), mutating=True, opts=[PATH])
-def guest_edit(ctx, path):
+         aliases=("vi", "emacs", "virt-edit"), mutating=True,
+         opts=[PATH, Opt("expr", short="e", help="virt-edit's -e: s/PATTERN/REPLACEMENT/FLAGS on every line, "
+                                                  "no editor")],
+         examples=("guest-edit /etc/hostname", "guest-edit -e 's/^root:[^:]*:/root::/' /etc/shadow"))
+def guest_edit(ctx, path, expr=None):
     """Downloads the file, runs $VISUAL / $EDITOR (vi) on it, writes it back when it changed.
-    ``edit /PATH`` does the same when the shell has guest disks (-a, -d)."""
-    edit_guest_file(ctx, path)
+    ``edit /PATH`` does the same when the shell has guest disks (-a, -d). With ``-e EXPR`` the
+    substitution (Python's regular expressions; ``$1`` or ``\\1`` for groups; flags g, i, x) is
+    applied to each line instead, as virt-edit's perl expression would."""
+    edit_guest_file(ctx, path, expr)
 
 
 @command("sh", group=G, summary="run a command with the guest's /bin/sh inside the guest's tree", mutating=True,
@@ -266,3 +271,73 @@ def set_label(ctx, device, label):
          opts=[DEVICE, Opt("uuid", required=True, positional=True, help="the new UUID")])
 def set_uuid(ctx, device, uuid):
     session(ctx).set_uuid(device, uuid)
+
+
+PARTNUM = Opt("partnum", kind="int", required=True, positional=True, help="partition number")
+
+
+@command("part-set-name", group=G, summary="set the name of a GPT partition", mutating=True,
+         opts=[DISK, PARTNUM, Opt("name", required=True, positional=True, help="the new name")])
+def part_set_name(ctx, device, partnum, name):
+    session(ctx).part_set_name(device, partnum, name)
+
+
+@command("part-get-name", group=G, summary="the name of a GPT partition", opts=[DISK, PARTNUM])
+def part_get_name(ctx, device, partnum):
+    return Text(escape(session(ctx).part_get_name(device, partnum)))
+
+
+# -- LVM and growing filesystems -------------------------------------------------------------------
+
+pvcreate = _one_device("pvcreate", "make a device an LVM physical volume", "pvcreate")
+
+
+@command("vgcreate", group=G, summary="make an LVM volume group of physical volumes", mutating=True,
+         opts=[Opt("volgroup", required=True, positional=True, help="volume group name"),
+               Opt("physvols", kind="argv", required=True, help="physical volumes (one argument, or several)")],
+         examples=("vgcreate data /dev/sda1", "vgcreate data '/dev/sda1 /dev/sdb1'"))
+def vgcreate(ctx, volgroup, physvols=()):
+    session(ctx).vgcreate(volgroup, [p for arg in physvols for p in arg.split()])
+
+
+MBYTES = Opt("mbytes", required=True, positional=True, help="size in MiB")
+
+
+@command("lvcreate", group=G, summary="make an LVM logical volume (size in MiB)", mutating=True,
+         opts=[Opt("logvol", required=True, positional=True, help="logical volume name"),
+               Opt("volgroup", required=True, positional=True, help="volume group"), MBYTES],
+         examples=("lvcreate root data 512",))
+def lvcreate(ctx, logvol, volgroup, mbytes):
+    session(ctx).lvcreate(logvol, volgroup, number(mbytes, "lvcreate"))
+
+
+@command("lvresize", group=G, summary="grow or shrink an LVM logical volume (size in MiB)", mutating=True,
+         opts=[DEVICE, MBYTES])
+def lvresize(ctx, device, mbytes):
+    session(ctx).lvresize(device, number(mbytes, "lvresize"))
+
+
+@command("xfs-growfs", group=G, summary="grow a mounted XFS filesystem to its device", mutating=True,
+         opts=[Opt("path", kind="guestpath", required=True, positional=True, help="where it is mounted")])
+def xfs_growfs(ctx, path):
+    session(ctx).xfs_growfs(path)
+
+
+@command("selinux-relabel", group=G, summary="set SELinux labels from the guest's file contexts", mutating=True,
+         opts=[Opt("specfile", kind="guestpath", required=True, positional=True,
+                   help="file contexts (/etc/selinux/targeted/contexts/files/file_contexts)"),
+               PATH, Opt("force", kind="bool", help="reset customised labels too")])
+def selinux_relabel(ctx, specfile, path, force=False):
+    session(ctx).selinux_relabel(specfile, path, force=force)
+
+
+@command("set-network", group=G, summary="give the appliance a network (before the first write)",
+         opts=[Opt("network", kind="enum", choices=("true", "false"), required=True, positional=True,
+                   help="true or false")])
+def set_network(ctx, network):
+    session(ctx, launch=False).set_network(network == "true")
+
+
+@command("get-network", group=G, summary="whether the appliance gets a network", opts=[])
+def get_network(ctx):
+    return Text("true" if session(ctx, launch=False).get_network() else "false")

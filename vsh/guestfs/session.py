@@ -248,6 +248,11 @@ class GuestSession(SessionFiles):
 
     cryptsetup_open = luks_open
 
+    def luks_mappings(self) -> list[tuple[str, str, str | bytes]]:
+        """(LUKS device, mapping name, key) of every unlocked LUKS volume."""
+        return [(d.extra["luks_device"], d.name[len("/dev/mapper/"):], d.extra["luks_key"])
+                for d in self._need().devices.values() if d.kind == "luks"]
+
     # --- mounting ---------------------------------------------------------------------
 
     def _filesystem(self, device: str) -> Filesystem:

@@ -250,7 +250,7 @@ class Volumes:
             size = v.get_size()
         except LIB_ERRORS as e:
             raise VshError(f"{dev.name}: cannot open the LUKS volume: {lib_message(e)}") from None
-        new = Device(out, "luks", LibBlock(v, size, out, keep=[fobj]), extra={"luks_device": dev.name})
+        new = Device(out, "luks", LibBlock(v, size, out, keep=[fobj]), extra={"luks_device": dev.name, "luks_key": key})
         self.devices[out] = new
         self._probe(new)
         if new.vfs_type == "LVM2_member":

@@ -49,15 +49,67 @@ def has_guest_disks(ctx) -> bool:
     return GUEST_SESSION in ctx.state or bool(opts.get("add") or opts.get("domains"))
 
 
-def edit_guest_file(ctx, path: str) -> None:
-    """guestfish ``edit``: the guest file in $VISUAL / $EDITOR, written back when it changed."""
+def substitution(expr: str):
+    """virt-edit's ``-e 's/PATTERN/REPLACEMENT/FLAGS'`` without perl: a function applying it to
+    every line of a text (bytes), the line's newline kept out of the match as perl's ``$_``
+    loop does. Any delimiter after ``s``; flags ``g`` (every match), ``i`` (ignore case), ``x``;
+    ``$1``/``${1}`` and ``\\1`` name groups, ``$&`` the whole match. Python's ``re`` syntax."""
+    import re
+
+    if len(expr) < 4 or expr[0] != "s" or expr[1].isalnum() or expr[1] in " \\":
+        raise InvalidArgument(f"-e: {expr!r}: expected s/PATTERN/REPLACEMENT/FLAGS")
+    d, parts, cur, i = expr[1], [], "", 2
+    while i < len(expr):
+        c = expr[i]
+        if c == "\\" and i + 1 < len(expr):
+            cur += expr[i:i + 2] if expr[i + 1] != d else d
+            i += 2
+            continue
+        if c == d and len(parts) < 2:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += c
+        i += 1
+    if len(parts) != 2 or set(cur) - set("gix"):
+        raise InvalidArgument(f"-e: {expr!r}: expected s/PATTERN/REPLACEMENT/FLAGS (flags: g, i, x)")
+    flags = (re.I if "i" in cur else 0) | (re.X if "x" in cur else 0)
+    try:
+        pattern = re.compile(parts[0].encode("utf-8", "surrogateescape"), flags)
+    except re.error as e:
+        raise InvalidArgument(f"-e: {parts[0]!r}: {e}") from None
+    repl = re.sub(r"\$\{(\d+)\}|\$(\d+)|\$&", lambda m: "\\g<" + (m.group(1) or m.group(2) or "0") + ">", parts[1])
+    repl_b = repl.encode("utf-8", "surrogateescape")
+    count = 0 if "g" in cur else 1
+
+    def apply(data: bytes) -> bytes:
+        out = []
+        for line in data.splitlines(keepends=True):
+            body = line.rstrip(b"\n")
+            try:
+                out.append(pattern.sub(repl_b, body, count=count) + line[len(body):])
+            except (re.error, IndexError) as e:
+                raise InvalidArgument(f"-e: {parts[1]!r}: {e}") from None
+        return b"".join(out)
+    return apply
+
+
+def edit_guest_file(ctx, path: str, expr: str | None = None) -> None:
+    """guestfish ``edit``: the guest file in $VISUAL / $EDITOR, written back when it changed;
+    with ``expr`` (virt-edit's ``-e``) the substitution is applied instead of an editor."""
     import os
     import tempfile
 
     from vsh.ui.editor import run_editor
 
+    apply = substitution(expr) if expr is not None else None
     g = session(ctx)
     old = g.cat(path)
+    if apply is not None:
+        new = apply(old)
+        if new != old:
+            g.write(path, new)
+        return
     fd, tmp = tempfile.mkstemp(prefix="vsh-edit-")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -7,7 +7,7 @@ read through the connection like any client would.
 from __future__ import annotations
 
 from vsh.api.guestdisks import INSPECT_ITEMS, GuestDisks
-from vsh.api.local.guestwrites import LocalGuestWrites
+from vsh.api.local.guestwrites import APPLIANCE_ONLY, LocalGuestWrites
 from vsh.core.errors import VshError
 
 
@@ -150,7 +150,7 @@ class LocalGuestDisks(LocalGuestWrites, GuestDisks):
     def mount_ro(self, device: str, mountpoint: str) -> None:
         self._settle()
         self._ro_mps = self._ro_mps | {mountpoint}
-        self.g.mount_ro(device, mountpoint)
+        self._mount_here(self.g.mount_ro, device, mountpoint)
 
     def mount(self, device: str, mountpoint: str) -> None:
         self.mount_options("", device, mountpoint)
@@ -158,10 +158,28 @@ class LocalGuestDisks(LocalGuestWrites, GuestDisks):
     def mount_options(self, options: str, device: str, mountpoint: str) -> None:
         self._settle()
         if "ro" in [o.strip() for o in (options or "").split(",")] or not self.g._writable(device):
-            self.g.mount_options(options or "ro", device, mountpoint)
+            self._ro_mps = self._ro_mps | {mountpoint}
+            self._mount_here(lambda d, m: self.g.mount_options(options or "ro", d, m), device, mountpoint)
         else:
-            self.g.mount_ro(device, mountpoint)
-            self._app_mounted = False if self._app is None else self._remount()
+            self._mount_here(self.g.mount_ro, device, mountpoint)
+        self._app_mounted = False if self._app is None else self._remount()
+
+    def _mount_here(self, mount, device: str, mountpoint: str) -> None:
+        """Mount in this process; a filesystem only the appliance reads (btrfs, exfat) is
+        mounted there instead, and every read goes to the appliance from then on."""
+        from vsh.core.errors import InvalidArgument, Unsupported
+
+        try:
+            mount(device, mountpoint)
+        except Unsupported:
+            if self.g.vfs_type(device) not in APPLIANCE_ONLY:
+                raise
+            mps = self.mountpoints()
+            if mountpoint in mps or device in mps.values():
+                raise InvalidArgument(f"{device}: is already mounted, or {mountpoint} is in use") from None
+            if mountpoint != "/" and not self.is_dir(mountpoint, follow=True):
+                raise InvalidArgument(f"mount: {mountpoint}: not a directory in the guest") from None
+            self._app_only = dict(self._app_only, **{mountpoint: device})
 
     def _remount(self) -> bool:
         """The appliance's mounts no longer match the session's: unmount there (mounted again on
@@ -172,18 +190,23 @@ class LocalGuestDisks(LocalGuestWrites, GuestDisks):
 
     def umount(self, target: str) -> None:
         self._settle()
-        self.g.umount(target)
+        mp = next((m for m, d in self._app_only.items() if target in (m, d)), None)
+        if mp is not None:
+            self._app_only = {m: d for m, d in self._app_only.items() if m != mp}
+        else:
+            self.g.umount(target)
         if self._app is not None:
             self._app_mounted = self._remount()
 
     def umount_all(self) -> None:
         self._settle()
         self.g.umount_all()
+        self._app_only = {}
         if self._app is not None:
             self._app_mounted = self._remount()
 
     def mountpoints(self) -> dict[str, str]:
-        return self.g.mountpoints()
+        return dict(self.g.mountpoints(), **self._app_only)
 
     # --- files ------------------------------------------------------------------------
 
@@ -193,7 +216,7 @@ class LocalGuestDisks(LocalGuestWrites, GuestDisks):
         return self.g.ls(directory)
 
     def ll(self, directory: str) -> list[dict]:
-        self._settle()
+        self._here("ll", directory)
         return self.g.ll(directory)
 
     def cat(self, path: str) -> bytes:
@@ -211,15 +234,19 @@ class LocalGuestDisks(LocalGuestWrites, GuestDisks):
             yield data
 
     def head(self, path: str, lines: int = 10) -> list[str]:
+        if self._app_only:
+            return self.cat(path).decode("utf-8", "replace").splitlines()[:lines]
         self._settle()
         return self.g.head_n(lines, path)
 
     def tail(self, path: str, lines: int = 10) -> list[str]:
+        if self._app_only:
+            return self.cat(path).decode("utf-8", "replace").splitlines()[-lines:] if lines else []
         self._settle()
         return self.g.tail_n(lines, path)
 
     def find(self, directory: str) -> list[str]:
-        self._settle()
+        self._here("find", directory)
         return self.g.find(directory)
 
     def stat(self, path: str, follow: bool = True) -> dict:
@@ -233,7 +260,7 @@ class LocalGuestDisks(LocalGuestWrites, GuestDisks):
         return self.g.readlink(path)
 
     def realpath(self, path: str) -> str:
-        self._settle()
+        self._here("realpath", path)
         return self.g.realpath(path)
 
     def is_file(self, path: str, follow: bool = False) -> bool:
@@ -266,31 +293,49 @@ class LocalGuestDisks(LocalGuestWrites, GuestDisks):
         return kind is None or getattr(st, kind)(mode)
 
     def checksum(self, csumtype: str, path: str) -> str:
+        if self._app_only:
+            import hashlib
+
+            if csumtype not in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512"):
+                self._here("checksum", path)
+            h = hashlib.new(csumtype)
+            for chunk in self._read_live("checksum", path):
+                h.update(chunk)
+            return h.hexdigest()
         self._settle()
         return self.g.checksum(csumtype, path)
 
     def read_chunks(self, path: str):
+        if self._app_only:
+            return self._read_live("download", path)
         self._settle()
         return self.g.iter_read(path)
 
     def download(self, remotefilename: str, filename: str) -> int:
+        if self._app_only:
+            total = 0
+            with open(filename, "wb") as f:
+                for chunk in self._read_live("download", remotefilename):
+                    f.write(chunk)
+                    total += len(chunk)
+            return total
         self._settle()
         return self.g.download(remotefilename, filename)
 
     def copy_out(self, remote: str, localdir: str) -> list[str]:
-        self._settle()
+        self._here("copy-out", remote)
         return self.g.copy_out(remote, localdir)
 
     def df(self) -> list[dict]:
-        self._settle()
+        self._here("df")
         return self.g.df()
 
     def du(self, path: str) -> int:
-        self._settle()
+        self._here("du", path)
         return self.g.du(path)
 
     def file(self, path: str) -> str:
-        self._settle()
+        self._here("file", path)
         return self.g.file(path)
 
     def complete_path(self, prefix: str) -> list[str]:

@@ -18,6 +18,8 @@ from vsh.api.guestwrites import MKFS_TYPES, GuestDiskWrites
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, VshError
 
 CHUNK = 4 << 20
+# filesystems no library here reads: mounted in the appliance, read through it
+APPLIANCE_ONLY = ("btrfs", "exfat")
 PARTTYPES = {"gpt": "gpt", "msdos": "dos", "mbr": "dos"}
 
 
@@ -39,6 +41,9 @@ class LocalGuestWrites(GuestDiskWrites):
     _dirty = False            # the appliance changed something this process has not reread
     _refused: dict = {}       # drive path → the running domain it belongs to
     _ro_mps: frozenset = frozenset()    # mountpoints mounted with mount-ro
+    _app_only: dict = {}      # mountpoint → device of the filesystems only the appliance reads
+    _network = False          # the appliance gets QEMU user networking (set_network)
+    _app_luks: frozenset = frozenset()  # LUKS mapping names unlocked in the appliance
 
     def is_writable(self) -> bool:
         return any(not d["readonly"] for d in self.g.drives)
@@ -63,22 +68,32 @@ class LocalGuestWrites(GuestDiskWrites):
         if not self.is_writable():
             raise OperationInvalid(f"{what}: the disks were added read-only (--ro)")
 
-    def _appliance(self, what: str):
+    def _appliance(self, what: str, write: bool = True):
         from vsh.guestfs.appliance.vm import Appliance
 
-        self._need_rw(what)
+        if write or not self.g.launched:
+            self._need_rw(what)
         if self._app is None or not self._app.running:
             drives = [{"path": d["path"], "format": img.format, "readonly": d["readonly"]}
                       for d, img in zip(self.g.drives, self.g.images)]
-            app = Appliance(drives)
+            app = Appliance(drives, network=self._network)
             app.start()
-            self._app, self._app_mounted = app, False
+            self._app, self._app_mounted, self._app_luks = app, False, frozenset()
+        self._unlock(what)
         return self._app
 
-    def _files(self, what: str):
-        app = self._appliance(what)
+    def _unlock(self, what: str) -> None:
+        """Unlock in the appliance the LUKS volumes this process has unlocked (same names)."""
+        for device, name, key in self.g.luks_mappings():
+            if name not in self._app_luks:
+                data = key if isinstance(key, bytes) else key.encode()
+                self._call(self._app, what, "luks_open", data, device=device, name=name)
+                self._app_luks = self._app_luks | {name}
+
+    def _files(self, what: str, write: bool = True):
+        app = self._appliance(what, write)
         if not self._app_mounted:
-            mps = self.g.mountpoints()
+            mps = self.mountpoints()
             if "/" not in mps:
                 raise InvalidArgument(f"{what}: no filesystem is mounted on /",
                                       hint="mount one first (mount DEVICE /, or -i)")
@@ -97,13 +112,27 @@ class LocalGuestWrites(GuestDiskWrites):
             raise _error(what, e, errpath) from None
 
     def _fs(self, what: str, call: str, errpath: str | None = None, data: bytes = b"", **args):
-        app = self._files(what)
-        self._dirty = self._dirty or call not in ("read", "ls", "stat", "readlink")
+        write = call not in ("read", "ls", "stat", "readlink")
+        app = self._files(what, write)
+        self._dirty = self._dirty or write
         return self._call(app, what, "fs", data, errpath, call=call, **args)
 
     def _live(self) -> bool:
-        """Whether reads must ask the appliance (it holds changed filesystems mounted)."""
-        return self._dirty and self._app_mounted and self._app is not None and self._app.running
+        """Whether reads must ask the appliance (it holds changed filesystems mounted, or a
+        filesystem only it reads is mounted)."""
+        return bool(self._app_only) or self._dirty and self._app_mounted and self._app is not None and \
+            self._app.running
+
+    def _here(self, what: str, path: str | None = None) -> None:
+        """Before a read this process does: current images (:meth:`_settle`), and no path on a
+        filesystem only the appliance reads (any such mount when ``path`` is None)."""
+        self._settle()
+        for mp, device in self._app_only.items():
+            if path is None or mp == "/" or path == mp or path.startswith(mp.rstrip("/") + "/"):
+                from vsh.core.errors import Unsupported
+
+                raise Unsupported(f"{what}: {device} ({self.g.vfs_type(device)}, mounted on {mp}) is read "
+                                  f"through the appliance, which answers cat, ls, stat, download and checksum")
 
     def _settle(self) -> None:
         """Make this process's view of the disks current: unmount in the appliance (clean
@@ -119,12 +148,20 @@ class LocalGuestWrites(GuestDiskWrites):
             self._call(self._app, "sync", "sync")
         old = self.g
         mps = old.mountpoints()
+        maps = old.luks_mappings()
         new = GuestSession()
         for d in old.drives:
             new.add_drive(d["path"], d["format"], readonly=d["readonly"])
         new.keys = list(old.keys)
         old.close()
         new.launch()
+        have = {name for _d, name, _k in new.luks_mappings()}
+        for device, name, key in maps:
+            if name not in have:
+                try:
+                    new.luks_open(device, key, name)
+                except VshError:
+                    continue
         for mp in sorted(mps, key=len):
             try:
                 new.mount_ro(mps[mp], mp)
@@ -154,8 +191,7 @@ class LocalGuestWrites(GuestDiskWrites):
         r, _ = self._call(app, what, "tool", data, argv=argv, devices=devices, rereadpt=rereadpt)
         self._dirty = True
         if r["status"] not in ok:
-            msg = (r["stderr"] or r["stdout"]).strip().splitlines()
-            raise VshError(f"{what}: {argv[devices[0]] if devices else ''}: " + (msg[-1] if msg else f"exit status {r['status']}"))
+            raise VshError(f"{what}: {argv[devices[0]] if devices else ''}: " + _reason(r))
         self._settle()
         return r
 
@@ -248,8 +284,17 @@ class LocalGuestWrites(GuestDiskWrites):
     def sh(self, command: str, timeout: float = 600) -> dict:
         app = self._files("sh")
         self._dirty = True
-        r, _ = self._call(app, "sh", "sh", command=command, limit=timeout, timeout=timeout + 60)
+        r, _ = self._call(app, "sh", "sh", command=command, limit=timeout, timeout=timeout + 60, network=self._network)
         return r
+
+    def set_network(self, enabled: bool) -> None:
+        if self._app is not None and self._app.running and bool(enabled) != self._network:
+            raise OperationInvalid("set-network: the appliance is already running",
+                                   hint="set the network before the first write")
+        self._network = bool(enabled)
+
+    def get_network(self) -> bool:
+        return self._network
 
     def sync(self) -> None:
         if self._app is not None and self._app.running:
@@ -268,6 +313,12 @@ class LocalGuestWrites(GuestDiskWrites):
                 (["-L", label] if label is not None else [])
         elif fstype == "swap":
             argv = ["mkswap", "-f"] + (["-L", label] if label is not None else [])
+        elif fstype in ("btrfs", "exfat", "ntfs"):
+            argv = {"btrfs": ["mkfs.btrfs", "-q", "-f"], "exfat": ["mkfs.exfat"], "ntfs": ["mkntfs", "-Q", "-F", "-q"]
+                    }[fstype] + (["-L", label] if label is not None else [])
+            if blocksize:
+                argv += {"btrfs": ["-s", str(blocksize)], "exfat": ["-c", str(blocksize)],
+                         "ntfs": ["-c", str(blocksize)]}[fstype]
         else:
             argv = ["mkfs.fat"] + (["-S", str(blocksize)] if blocksize else []) + \
                 (["-n", label] if label is not None else [])
@@ -303,6 +354,49 @@ class LocalGuestWrites(GuestDiskWrites):
         self._tool("part-del", ["sfdisk", "-q", "--delete", "--no-reread", self._disk("part-del", device),
                                 str(partnum)], [4], rereadpt=True)
 
+    def part_set_name(self, device: str, partnum: int, name: str) -> None:
+        if self.part_get_parttype(device) != "gpt":
+            raise InvalidArgument(f"part-set-name: {device}: partition names need a GPT partition table")
+        self.part_get_name(device, partnum)         # NotFound for a missing partition
+        self._tool("part-set-name", ["sfdisk", "-q", "--no-reread", "--part-label", self._disk("part-set-name", device),
+                                     str(partnum), name], [4], rereadpt=True)
+
+    def part_get_name(self, device: str, partnum: int) -> str:
+        self._settle()
+        return self.g.part_get_name(device, partnum)
+
+    def pvcreate(self, device: str) -> None:
+        self._tool("pvcreate", ["lvm", "pvcreate", "-ff", "-y", device], [4])
+
+    def vgcreate(self, volgroup: str, physvols: list[str]) -> None:
+        if not physvols:
+            raise InvalidArgument("vgcreate: no physical volumes given")
+        self._tool("vgcreate", ["lvm", "vgcreate", "-y", volgroup, *physvols], list(range(4, 4 + len(physvols))))
+
+    def lvcreate(self, logvol: str, volgroup: str, mbytes: int) -> None:
+        self._tool("lvcreate", ["lvm", "lvcreate", "-y", "-W", "y", "-L", f"{int(mbytes)}m", "-n", logvol, volgroup],
+                   [])
+
+    def lvresize(self, device: str, mbytes: int) -> None:
+        self._tool("lvresize", ["lvm", "lvresize", "-f", "-L", f"{int(mbytes)}m", device], [5])
+
+    def xfs_growfs(self, path: str) -> None:
+        app = self._files("xfs-growfs")
+        self._dirty = True
+        r, _ = self._call(app, "xfs-growfs", "tool", argv=["xfs_growfs", path], devices=[], mountpoints=[1])
+        if r["status"]:
+            raise VshError(f"xfs-growfs: {path}: " + _reason(r))
+
+    def selinux_relabel(self, specfile: str, path: str, force: bool = False) -> None:
+        import shlex
+
+        q = shlex.quote
+        r = self.sh(f"command -v setfiles >/dev/null || {{ echo 'the guest has no setfiles (no SELinux)'; exit 127; }}; "
+                    f"setfiles {'-F ' if force else ''}-e /proc -e /sys -e /dev {q(specfile)} {q(path)} 2>&1")
+        if r["status"]:
+            lines = r["output"].strip().splitlines()
+            raise VshError(f"selinux-relabel: {lines[-1] if lines else 'setfiles exited with status ' + str(r['status'])}")
+
     def resize2fs(self, device: str, size: int | None = None) -> None:
         self._tool("resize2fs", ["resize2fs", device] + ([f"{size // 1024}K"] if size else []), [1])
 
@@ -311,12 +405,15 @@ class LocalGuestWrites(GuestDiskWrites):
 
     def set_label(self, device: str, label: str) -> None:
         kind = self.vfs_type(device)
+        tool = {"vfat": "fatlabel", "btrfs": "btrfs", "exfat": "exfatlabel", "ntfs": "ntfslabel"}.get(kind)
         if kind.startswith("ext"):
             self._tool("set-label", ["e2label", device, label], [1])
-        elif kind == "vfat":
-            self._tool("set-label", ["fatlabel", device, label], [1])
         elif kind in ("xfs", "swap"):
             self._tool("set-label", ["xfs_admin" if kind == "xfs" else "swaplabel", "-L", label, device], [3])
+        elif tool == "btrfs":
+            self._tool("set-label", ["btrfs", "filesystem", "label", device, label], [3])
+        elif tool:
+            self._tool("set-label", [tool, device, label], [1])
         else:
             raise InvalidArgument(f"set-label: {device}: cannot set the label of a {kind or 'unknown'} filesystem")
 
@@ -330,8 +427,19 @@ class LocalGuestWrites(GuestDiskWrites):
             self._tool("set-uuid", ["swaplabel", "-U", uuid, device], [3])
         elif kind == "vfat":
             self._tool("set-uuid", ["fatlabel", "-i", device, uuid.replace("-", "")], [2])
+        elif kind == "btrfs":
+            self._tool("set-uuid", ["btrfstune", "-f", "-U", uuid, device], [4])
         else:
             raise InvalidArgument(f"set-uuid: {device}: cannot set the UUID of a {kind or 'unknown'} filesystem")
+
+
+def _reason(r: dict) -> str:
+    """What a failed tool said: its last line, or the last one before a usage text."""
+    lines = [ln for ln in (r["stderr"] or r["stdout"]).strip().splitlines() if ln.strip()]
+    usage = next((i for i, ln in enumerate(lines) if ln.startswith("Usage:")), None)
+    if usage:
+        lines = lines[:usage]
+    return lines[-1].strip() if lines else f"exit status {r['status']}"
 
 
 def _as_root(ti):

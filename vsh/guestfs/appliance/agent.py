@@ -33,6 +33,7 @@ PORT_NAME = "org.vsh.appliance.0"
 HEADER = struct.Struct(">II")
 MAX_FRAME = 1 << 30
 SYSROOT = "/sysroot"
+FS_MODULES = {"ntfs": "fuse"}      # NTFS is mounted by ntfs-3g (mount.ntfs), in FUSE here
 
 
 def _read_exact(f, n: int) -> bytes:
@@ -72,6 +73,7 @@ class Agent:
         self.real_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
         self.disks = {}
         self.mounts = []          # [(guest mountpoint, appliance path)], in mount order
+        self.net_up = False
         self.stage = {}
 
     # devices
@@ -152,7 +154,7 @@ class Agent:
             target = self.guest_dir(mp)
         kind = req.get("vfstype") or _tool(["blkid", "-o", "value", "-s", "TYPE", device], 60)["stdout"].strip()
         if kind:
-            load_module(kind)
+            load_module(FS_MODULES.get(kind, kind))
         argv = ["mount"] + (["-o", req["options"]] if req.get("options") else []) + \
             (["-t", req["vfstype"]] if req.get("vfstype") else []) + [device, target]
         _check(argv, 120)
@@ -164,20 +166,58 @@ class Agent:
         while self.mounts:
             _check(["umount", self.mounts[-1][1]], 120)
             self.mounts.pop()
+        self.flush()
         return None, b""
 
     def op_tool(self, req, data):
         argv = list(req["argv"])
         for i in req.get("devices", []):
             argv[i] = self.dev(argv[i])
+        for i in req.get("mountpoints", []):        # a guest mountpoint → where it is mounted here
+            target = dict(self.mounts).get(argv[i].rstrip("/") or "/")
+            if target is None:
+                raise OSError(22, f"{argv[i]}: nothing is mounted there")
+            argv[i] = target
+        if argv[0] == "lvm":
+            load_module("dm_mod")
         r = _tool(argv, req.get("timeout", 600), data)
         if req.get("rereadpt"):
             _tool(["blockdev", "--rereadpt", argv[req["devices"][0]]], 60)
         return r, b""
 
-    def op_sync(self, req, data):
-        os.sync()
+    def op_luks_open(self, req, data):
+        """Unlock a LUKS device as /dev/mapper/NAME with the key in the payload (never on a
+        command line)."""
+        if os.path.exists("/dev/mapper/" + req["name"]):
+            return None, b""
+        device = self.dev(req["device"])
+        for m in ("dm_mod", "dm_crypt", "ecb", "xts", "essiv", "aesni_intel", "af_alg", "algif_skcipher"):
+            load_module(m)
+        r = _tool(["cryptsetup", "open", "--type", "luks", "--key-file=-", device, req["name"]], 300, data)
+        if r["status"]:
+            raise OSError(None, (r["stderr"] or r["stdout"]).strip() or "cryptsetup failed")
         return None, b""
+
+    def op_sync(self, req, data):
+        self.flush()
+        return None, b""
+
+    def flush(self):
+        """sync, then fsync every disk: only an fsync of the block device sends the disk a
+        flush (QEMU writes its qcow2 metadata then), which tools writing devices directly
+        (lvm's O_DIRECT writes) do not always do."""
+        os.sync()
+        for name in self.disks.values():
+            try:
+                fd = os.open("/dev/" + name, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass            # a read-only disk
+            finally:
+                os.close(fd)
 
     def op_fs(self, req, data):
         fn = FS_OPS[req["call"]]
@@ -202,6 +242,7 @@ class Agent:
         import subprocess
 
         binds = []
+        resolv = self.guest_resolv() if req.get("network") else None
         for d in ("proc", "sys", "dev"):
             target = SYSROOT + "/" + d
             if os.path.isdir(target) and not os.path.islink(target):
@@ -216,6 +257,34 @@ class Agent:
         finally:
             for target in reversed(binds):
                 _tool(["umount", "-l", target], 30)
+            if resolv is not None:
+                resolv()
+
+    def guest_resolv(self):
+        """Point the guest's /etc/resolv.conf at QEMU's DNS while a command runs (the guest's
+        own file, or link, is put back by the function returned)."""
+        if not self.net_up:
+            load_module("virtio_net")
+            if not os.path.isdir("/sys/class/net/eth0"):
+                raise OSError(101, "the appliance has no network device")
+            for argv in (["ip", "link", "set", "lo", "up"], ["ip", "link", "set", "eth0", "up"],
+                         ["ip", "addr", "add", "10.0.2.15/24", "dev", "eth0"],
+                         ["ip", "route", "add", "default", "via", "10.0.2.2"]):
+                _check(["busybox"] + argv, 30)
+            self.net_up = True
+        etc = SYSROOT + "/etc"
+        path, saved = etc + "/resolv.conf", etc + "/.resolv.conf.vsh-saved"
+        had = os.path.lexists(path)
+        if had:
+            os.rename(path, saved)
+        with open(path, "w") as f:
+            f.write("nameserver 10.0.2.3\n")
+
+        def restore():
+            os.unlink(path)
+            if had:
+                os.rename(saved, path)
+        return restore
 
 
 def load_module(name: str) -> None:

@@ -35,14 +35,16 @@ import tempfile
 
 from vsh.core.errors import VshError
 
-REVISION = 1
+REVISION = 2
 
 ROOT_PACKAGES = ("dash", "coreutils", "util-linux", "mount", "kmod", "python3.11-minimal", "libpython3.11-stdlib",
-                 "e2fsprogs", "xfsprogs", "dosfstools", "fdisk", "gdisk", "lvm2", "tar", "findutils")
+                 "e2fsprogs", "xfsprogs", "dosfstools", "fdisk", "gdisk", "lvm2", "tar", "findutils",
+                 "btrfs-progs", "exfatprogs", "ntfs-3g", "busybox-static", "cryptsetup-bin")
 # loaded by /init; the others of MODULES when a mount or LVM needs them (modprobe)
 BOOT_MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "virtio_rng", "ext4", "vfat", "nls_cp437",
                 "nls_iso8859_1", "nls_utf8", "nls_ascii", "crc32c_generic")
-MODULES = BOOT_MODULES + ("xfs", "btrfs", "exfat", "dm_mod")
+MODULES = BOOT_MODULES + ("xfs", "btrfs", "exfat", "fuse", "dm_mod", "virtio_net", "dm_crypt", "ecb", "xts", "essiv",
+                          "aesni_intel", "af_alg", "algif_skcipher")
 # packages of the closure left out: libicu only serves xfs_scrub
 SKIP_PACKAGES = ("libicu72", "debconf", "dpkg")
 SKIP_PREFIXES = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/locale/",
@@ -320,7 +322,7 @@ def ensure(log=None) -> dict:
             log(f"building the appliance from {len(names)} packages")
         _build(final, kdir, names, versions)
         for old in os.listdir(top):      # earlier builds (other packages or agent): not used again
-            if len(old) == 16 and old != os.path.basename(final):
+            if len(old) == 16 and not old.startswith("kernel-") and old != os.path.basename(final):
                 shutil.rmtree(os.path.join(top, old), ignore_errors=True)
     with open(os.path.join(final, "manifest.json")) as f:
         manifest = json.load(f)

@@ -49,8 +49,10 @@ def _die_with_parent() -> None:
 class Appliance:
     """One running appliance VM with its drives (:meth:`start`, :meth:`call`, :meth:`close`)."""
 
-    def __init__(self, drives: list[dict], boot_timeout: float = BOOT_TIMEOUT, manifest: dict | None = None):
+    def __init__(self, drives: list[dict], boot_timeout: float = BOOT_TIMEOUT, manifest: dict | None = None,
+                 network: bool = False):
         self.drives = drives            # [{"path", "format", "readonly"}]
+        self.network = network          # QEMU user networking (the agent configures 10.0.2.15)
         self.boot_timeout = boot_timeout
         self.manifest = manifest
         self.proc: subprocess.Popen | None = None
@@ -71,9 +73,11 @@ class Appliance:
                 "-chardev", f"socket,id=agent,path={sock_path}",
                 "-device", "virtio-serial-pci,id=vser", "-device", "virtio-rng-pci",
                 "-device", "virtserialport,bus=vser.0,chardev=agent,name=org.vsh.appliance.0"]
+        if self.network:
+            argv += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
         for i, d in enumerate(self.drives):
             path = d["path"].replace(",", ",,")
-            ro = ",readonly=on" if d.get("readonly") else ""
+            ro = ",readonly=on,force-share=on" if d.get("readonly") else ""     # no lock: reading a running domain's disk
             argv += ["-drive", f"file={path},format={d['format']},if=none,id=d{i},cache=writeback{ro}",
                      "-device", f"virtio-blk-pci,drive=d{i},serial=vsh-d{i}"]
         return argv
