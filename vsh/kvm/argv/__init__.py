@@ -74,15 +74,31 @@ addresses a define gives, through ``Device.set_address``.
 
 from __future__ import annotations
 
-from vsh.kvm.argv.build import build_argv, device_options
-from vsh.kvm.argv.builder import DEFAULT_MACHINE
-from vsh.kvm.argv.chardevs import console_chardev
-from vsh.kvm.argv.custom import custom_commandline
-from vsh.kvm.argv.images import qcow2_backing_file, qcow2_data_file
-from vsh.kvm.argv.machine import hotplugged_vcpus
-from vsh.kvm.argv.network import check_host_ports
-from vsh.kvm.argv.options import split_opts
-from vsh.kvm.argv.paths import RuntimePaths
-
 __all__ = ["RuntimePaths", "build_argv", "console_chardev", "DEFAULT_MACHINE", "check_host_ports",
            "device_options", "hotplugged_vcpus", "split_opts", "qcow2_backing_file", "qcow2_data_file"]
+
+
+def __getattr__(name: str):
+    """The package's names, each imported on first use: a define (which places addresses with
+    :mod:`vsh.kvm.argv.addresses`) loads a few device families, not the whole builder."""
+    if name in ("build_argv", "device_options"):
+        from vsh.kvm.argv import build as module
+    elif name == "DEFAULT_MACHINE":
+        from vsh.kvm.argv import builder as module
+    elif name == "console_chardev":
+        from vsh.kvm.argv import chardevs as module
+    elif name == "custom_commandline":
+        from vsh.kvm.argv import custom as module
+    elif name in ("qcow2_backing_file", "qcow2_data_file"):
+        from vsh.kvm.argv import images as module
+    elif name == "hotplugged_vcpus":
+        from vsh.kvm.argv import machine as module
+    elif name == "check_host_ports":
+        from vsh.kvm.argv import network as module
+    elif name == "split_opts":
+        from vsh.kvm.argv import options as module
+    elif name == "RuntimePaths":
+        from vsh.kvm.argv import paths as module
+    else:
+        raise AttributeError(f"module 'vsh.kvm.argv' has no attribute '{name}'")
+    return getattr(module, name)
