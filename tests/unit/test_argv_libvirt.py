@@ -102,7 +102,8 @@ def test_video_sound_hub_usb_disk(tmp_path):
     assert d.count("none,id=audio1") == 1
     assert "hda-micro,id=sound0-codec0,bus=sound0.0,cad=0,audiodev=audio1" in d
     # USB ports as define gives them (libvirt's order: the hub, the disk, then the sound card on the hub)
-    assert d.index("usb-hub,id=hub0,bus=usb.0,port=1") < d.index("usb-audio,id=sound1,audiodev=audio1,bus=usb.0,port=1.1")
+    hub = d.index("usb-hub,id=hub0,bus=usb.0,port=1")
+    assert hub < d.index("usb-audio,id=sound1,audiodev=audio1,bus=usb.0,port=1.1")
     assert any(x.startswith("usb-storage,bus=usb.0,port=2,drive=disk1-fmt,id=usb-disk1") for x in d)
     with pytest.raises(Unsupported, match="<audio type='pa'> is not supported"):
         devs(defined(tmp_path, "<sound model='ac97'/><audio id='1' type='pa'/>"))
@@ -120,8 +121,11 @@ def test_character_devices(tmp_path):
     assert d[0].startswith("socket,id=charserial0,host=127.0.0.1,port=4555,telnet=on,server=on,wait=off,")
     assert d[2].startswith("udp,id=charserial1,host=10.0.0.1,port=2222,localaddr=0.0.0.0,localport=1111,")
     assert d[4].startswith("serial,id=charserial2,path=/dev/ttyS9,")
-    with pytest.raises(Unsupported, match="'stdio' is not supported: QEMU's standard input"):
-        devs(defined(tmp_path, "<serial type='stdio'/>"))
+    # stdio: QEMU's stdout, which is the domain's qemu.log (libvirt: the domain log)
+    stdio = devs(defined(tmp_path, "<serial type='stdio'/>"))
+    assert any(x.startswith("stdio,id=charserial0,logfile=") for x in stdio)
+    with pytest.raises(Unsupported, match="'vc' is not supported: it needs a graphical display"):
+        devs(defined(tmp_path, "<serial type='vc'/>"))
 
 
 def test_per_queue_iothreads_are_refused_not_dropped(tmp_path):

@@ -67,7 +67,8 @@ def test_video_sizes_given_are_kept():
 
 def test_serial_ports_follow_the_highest_given_and_the_console_mirrors_serial_0():
     dom = defined("<console type='pty'/><serial type='pty'><target port='3'/></serial>")
-    assert text(dom, "devices/serial/target") == "<target type='isa-serial' port='3'><model name='isa-serial'/></target>"
+    assert text(dom, "devices/serial/target") == \
+        "<target type='isa-serial' port='3'><model name='isa-serial'/></target>"
     assert text(dom, "devices/console") == "<console type='pty'><target type='serial' port='3'/></console>"
     pci = defined("<serial type='pty'><target type='pci-serial'/></serial>"
                   "<serial type='pty'><target type='usb-serial'/></serial><console type='pty'/>")
