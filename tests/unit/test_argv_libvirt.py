@@ -231,3 +231,15 @@ def test_define_adds_the_clock_ps2_inputs_and_balloon_libvirt_adds(tmp_path):
     off = defined(tmp_path, VDA + "<memballoon model='none'/>", extra="<features><ps2 state='off'/></features>")
     assert [el.tag for el in off.node.find("devices")] == ["disk", "controller", "controller", "audio", "memballoon"]
     assert not defined(tmp_path, "", machine="microvm").node.findall("devices/*")
+
+
+def test_spice_on_a_unix_socket_with_the_agent_channel_and_spice_audio(tmp_path):
+    dom = defined(tmp_path, "<graphics type='spice' autoport='yes'/><channel type='spicevmc'><target type='virtio' "
+                            "name='com.redhat.spice.0'/></channel><sound model='ich9'/>", machine="q35")
+    out = _argv(dom)
+    assert out[out.index("-spice") + 1] == ("unix=on,addr=/run/vsh/t/spice.sock,disable-ticketing=on,"
+                                           "seamless-migration=on")
+    d = devs(dom)
+    assert "spicevmc,id=charchannel0,name=vdagent" in d and "spice,id=audio1" in d   # <audio type='spice'> by define
+    with pytest.raises(Unsupported, match="'spicevmc' is not supported: it needs <graphics type='spice'>"):
+        devs(defined(tmp_path, "<channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>"))

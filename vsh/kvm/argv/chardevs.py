@@ -54,6 +54,8 @@ def chardev(b: Builder, el, cid: str, alias: str, what: str, log: bool) -> str:
         head = "null"
     elif t == "stdio":      # QEMU's stdout is the domain's qemu.log, as libvirt's is the domain log
         head = "stdio"
+    elif t == "spicevmc" and b.devices.find("graphics[@type='spice']") is not None:
+        return opts("spicevmc", ("id", cid), ("name", "vdagent"))       # the SPICE agent's channel
     elif t == "file":
         if not ch.source_path:
             raise InvalidArgument("%s: type='file' needs <source path=...>" % what)
@@ -119,7 +121,7 @@ def chardev(b: Builder, el, cid: str, alias: str, what: str, log: bool) -> str:
 #: Character device types vsh refuses, and why.
 REFUSED_CHARDEVS = {
     "vc": "it needs a graphical display window; vsh runs QEMU with -display none (use type='pty')",
-    "spicevmc": "vsh has no SPICE server", "spiceport": "vsh has no SPICE server",
+    "spicevmc": "it needs <graphics type='spice'>", "spiceport": "vsh does not run SPICE ports",
     "qemu-vdagent": "vsh has no SPICE or VNC clipboard agent", "nmdm": "it exists only on FreeBSD",
 }
 

@@ -34,11 +34,12 @@ def audiodev(b: Builder, el) -> str:
     aid = "audio%d" % number(chosen.get("id") if chosen is not None else None, "<audio> id", 1)
     if aid not in b.audiodevs:
         atype = chosen.get("type", "none") if chosen is not None else "none"
-        if atype != "none":
-            raise Unsupported("<audio type='%s'> is not supported (none): a confined QEMU does not reach "
-                              "the host's sound system" % atype)
+        spice = atype == "spice" and b.devices.find("graphics[@type='spice']") is not None
+        if atype != "none" and not spice:
+            raise Unsupported("<audio type='%s'> is not supported (none, or spice with SPICE graphics): a "
+                              "confined QEMU does not reach the host's sound system" % atype)
         b.audiodevs.add(aid)
-        b.add("-audiodev", opts("none", ("id", aid)))
+        b.add("-audiodev", opts(atype, ("id", aid)))
     return aid
 
 
