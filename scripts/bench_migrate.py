@@ -5,6 +5,10 @@ Imported by scripts/bench.py, which calls run().
 * vsh: the test guest (pc machine, PVH vmlinux + busybox initramfs, 1 vCPU, 256 MiB) defined
   and started in store A, then `vsh migrate --live --json` to store B and back, RUNS times;
   wall time of the command, and QEMU's own total time and downtime from the result.
+* vsh to a remote vsh: the same, each migration to the other store through
+  `vsh+ssh://root@127.0.0.1/session?root=STORE` (an sshd in a network namespace, tests/sshpeer.py;
+  both "hosts" are this machine): the remote protocol prepares the destination, the stream goes
+  through an OpenSSH unix-socket forward on a second ssh connection.
 * raw QEMU with the same parameters: the same kernel, initrd, machine, memory and vCPU on two
   QEMU processes started by hand (the destination with `-incoming unix:PATH`), migrated over
   that unix socket through QMP (bandwidth unlimited as vsh sets it), the same number of
@@ -58,8 +62,13 @@ def _wait_file(path: Path, text: str, timeout: float = 90.0) -> None:
     raise RuntimeError(f"{text} not seen in {path} within {timeout:g} s")
 
 
-def bench_vsh(m: dict, tmp: Path) -> list[dict]:
+def bench_vsh(m: dict, tmp: Path, dest=None, prefix: tuple = (), extra_env: dict | None = None) -> list[dict]:
+    """``vsh migrate`` of the guest between stores a and b, RUNS times; ``dest(store)`` is the URI
+    that reaches a store (default: ``vsh:///session?root=STORE``), ``prefix`` what runs the command
+    (``nsenter`` into sshd's namespace for ``vsh+ssh``)."""
     a, b = tmp / "a", tmp / "b"
+    dest = dest or (lambda store: f"vsh:///session?root={store}")
+    tmp.mkdir(parents=True, exist_ok=True)
     xml = tmp / "mig.xml"
     xml.write_text(f"""<domain type='qemu'><name>mig</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{m['vmlinux']}</kernel><initrd>{m['initrd']}</initrd>
@@ -74,8 +83,8 @@ def bench_vsh(m: dict, tmp: Path) -> list[dict]:
         src, dst = a, b
         for _ in range(RUNS):
             t0 = time.perf_counter()
-            p = subprocess.run([VSH, "migrate", "--live", "--persistent", "--undefinesource", "--json", "mig",
-                                f"vsh:///session?root={dst}"], env=_env(src), capture_output=True, text=True)
+            p = subprocess.run([*prefix, VSH, "migrate", "--live", "--persistent", "--undefinesource", "--json", "mig",
+                                dest(dst)], env=dict(_env(src), **(extra_env or {})), capture_output=True, text=True)
             wall = time.perf_counter() - t0
             if p.returncode != 0:
                 report("vsh migrate", f"FAILED: {p.stderr.strip()[-200:]}")
@@ -88,6 +97,27 @@ def bench_vsh(m: dict, tmp: Path) -> list[dict]:
             subprocess.run([VSH, "destroy", "mig"], env=_env(store), capture_output=True)
             subprocess.run([VSH, "undefine", "mig"], env=_env(store), capture_output=True)
     return results
+
+
+def bench_remote(m: dict, tmp: Path) -> list[dict]:
+    """The same, each migration to the other store through ``vsh+ssh://`` (sshd in a network
+    namespace, tests/sshpeer.py): the destination prepared over the remote protocol, the stream
+    through an OpenSSH unix-socket forward. Both "hosts" are this machine."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sshpeer", ROOT / "tests" / "sshpeer.py")
+    sshpeer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sshpeer)
+    why = sshpeer.missing()
+    if why:
+        report("vsh migrate --live to vsh+ssh://", f"skipped: {why}")
+        return []
+    peer = sshpeer.SshPeer(tmp / "ssh", port=2222)
+    try:
+        return bench_vsh(m, tmp, dest=lambda store: f"vsh+ssh://root@127.0.0.1:2222/session?root={store}&command={VSH}",
+                         prefix=tuple(peer.prefix), extra_env={"VSH_SSH": peer.ssh("client")})
+    finally:
+        peer.stop()
 
 
 def _qemu(m: dict, tmp: Path, tag: str, incoming: str | None):
@@ -166,17 +196,23 @@ def _summary(label: str, rows: list[dict]) -> dict | None:
 
 
 def run() -> None:
-    print("== migrate: live migration of a 256 MiB TCG guest between two stores (issue 11)", flush=True)
+    print("== migrate: live migration of a 256 MiB TCG guest between two stores, here and over ssh (issue 11)",
+          flush=True)
     m = _manifest()
     if m is None:
         report("migrate", "skipped: no test guest (scripts/build-test-guest)")
         return
     tmp = Path(tempfile.mkdtemp(prefix="vsh-bench-migrate-"))
     try:
-        v = _summary("vsh migrate --live", bench_vsh(m, tmp))
+        v = _summary("vsh migrate --live", bench_vsh(m, tmp / "local"))
+        s = _summary("vsh migrate --live to vsh+ssh://", bench_remote(m, tmp / "remote"))
         r = _summary("raw QEMU migrate (unix socket, same guest)", bench_raw(m, tmp))
         if v and r:
             report("ratio vsh/raw QEMU: wall time of a migration", f"{v['wall'] / r['wall']:.2f}x")
             report("ratio vsh/raw QEMU: downtime", f"{v['downtime_ms'] / max(r['downtime_ms'], 1):.2f}x")
+        if v and s:
+            report("ratio vsh+ssh/local store: wall time of a migration", f"{s['wall'] / v['wall']:.2f}x")
+            report("ratio vsh+ssh/local store: QEMU total time, downtime",
+                   f"{s['total_ms'] / max(v['total_ms'], 1):.2f}x, {s['downtime_ms'] / max(v['downtime_ms'], 1):.2f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -207,6 +207,17 @@ def microvm_xml(name: str, m: dict, memory_mib: int = 128, extra: str = "") -> s
 """
 
 
+def qemu_cgroups(pid: int) -> list[Path]:
+    """QEMU's own group in each hierarchy that has it (v1: /sys/fs/cgroup/CTL/…, v2: the top)."""
+    found = []
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _id, ctls, path = line.split(":", 2)
+        if path.endswith(f"/vsh.slice/qemu-{pid}"):
+            mount = Path("/sys/fs/cgroup") / (ctls.split(",")[0] if ctls else "")
+            found.append(mount / path.lstrip("/"))
+    return found
+
+
 def poll(pred, timeout: float, interval: float = 0.05):
     """``pred()`` once it is true, or None after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -1,7 +1,7 @@
 """QEMU confinement (issue 15 §2) on a real TCG guest started by root: QEMU runs as vsh-qemu
 with no capabilities, no_new_privs, seccomp and a private /dev; it reaches the disk its
 domain names and not a root-only file beside it (a compromised QEMU simulated by the human
-monitor opening that file); the grants go when the domain stops; <qemu:commandline>
+monitor opening that file); the grants go when the domain stops; QEMU runs in a cgroup of its own, removed with it; <qemu:commandline>
 arguments reach QEMU and taint the domain in its log."""
 
 from __future__ import annotations
@@ -105,9 +105,24 @@ def test_qemu_commandline_is_passed_and_taints_the_domain(vm):
     assert "is tainted: custom-argv" in log
 
 
+def test_qemu_runs_in_a_cgroup_of_its_own(vm):
+    st = vm.state()
+    pid = st["qemu_pid"]
+    dirs = _vmguest.qemu_cgroups(pid)
+    assert dirs, Path(f"/proc/{pid}/cgroup").read_text()
+    for d in dirs:
+        assert (d / "cgroup.procs").read_text().split() == [str(pid)]
+    sup = Path(f"/proc/{st['supervisor_pid']}/cgroup").read_text()
+    assert "vsh.slice" not in sup           # the control plane stays outside the guests' group
+    vm.cgroups = dirs
+
+
 def test_grants_are_undone_when_the_domain_stops(vm):
     vm.close_console()
+    groups = getattr(vm, "cgroups", None) or _vmguest.qemu_cgroups(vm.state()["qemu_pid"])
+    assert groups and all(d.is_dir() for d in groups)
     vm.vsh("destroy", "cf1")
+    assert not any(d.exists() for d in groups)      # the group goes with QEMU
     with pytest.raises(OSError):
         os.getxattr(vm.disk, "system.posix_acl_access")
     assert os.stat(vm.disk).st_mode == vm.disk_mode

@@ -194,7 +194,8 @@ def test_domdirtyrate_calc_then_domstats(vm):
 
 
 def test_memtune_blkiotune_numatune_perf_on_a_running_domain(vm):
-    # QEMU runs in its supervisor's cgroup here, which vsh does not own: live values are refused with why
+    # vsh's cgroup for QEMU has the cpu controller only on a cgroup v1 host (as here): memory, I/O and
+    # cpuset live values are refused with why
     for cmd in ("memtune", "blkiotune", "numatune"):
         res = vm.vsh(cmd, "mo1", check=False)
         assert res.returncode == 1 and "Requested operation is not valid" in res.stderr, (cmd, res.stderr)

@@ -300,8 +300,13 @@ def test_vcpuinfo_and_cpu_stats(vm):
     out = vm.vsh("cpu-stats", "hp1", "--total").stdout
     assert re.fullmatch(r"Total:\n\tcpu_time     +\d+\.\d{9} seconds\n\tuser_time    +\d+\.\d{9} seconds\n"
                         r"\tsystem_time  +\d+\.\d{9} seconds\n\n", out), out
-    out = vm.vsh("cpu-stats", "hp1").stdout
-    assert out.startswith("No per-CPU stats available\nTotal:\n")
+    out = vm.vsh("cpu-stats", "hp1").stdout       # per host CPU: QEMU's cgroup's accounting (v1, root)
+    assert _vmguest.qemu_cgroups(vm.state()["qemu_pid"])
+    ncpu = len(Path("/sys/fs/cgroup/cpuacct/cpuacct.usage_percpu").read_text().split())
+    per_cpu = "".join(rf"CPU{n}:\n\tcpu_time     +\d+\.\d{{9}} seconds\n" for n in range(ncpu))
+    assert re.fullmatch(per_cpu + r"Total:\n(\t.*\n){3}\n", out), out
+    out = vm.vsh("cpu-stats", "hp1", "--start", "1", "--count", "1").stdout
+    assert re.fullmatch(r"CPU1:\n\tcpu_time     +\d+\.\d{9} seconds\n\n", out), out
 
 
 def test_dommemstat(vm):

@@ -194,10 +194,17 @@ def test_pause_save_restore_monitor_and_events_through_libvirtd(peer):
         events = subprocess.Popen([sys.executable, "-m", "vsh", "-c", uri, "qemu-monitor-event", name, "--event", "STOP",
                                    "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=_env())
-        time.sleep(2)           # the watcher registers with libvirtd before the guest is paused
+        # libvirt's domain events, the first one of any domain: vsh's and virsh's watchers print the same
+        watchers = [subprocess.Popen([*cmd, "-c", uri, "event", "--all", "--timeout", "60"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=_env())
+                    for cmd in ([sys.executable, "-m", "vsh"], ["virsh"])]
+        time.sleep(2)           # the watchers register with libvirtd before the guest is paused
         assert vsh(uri, "suspend", name).stdout == f"Domain '{name}' suspended\n\n"
         out, err = events.communicate(timeout=90)
         assert events.returncode == 0 and "event STOP" in out, (out, err)
+        ours, theirs = ((w.communicate(timeout=90), w.returncode) for w in watchers)
+        assert ours == theirs, (ours, theirs)
+        assert ours[0][0] == f"event 'lifecycle' for domain '{name}': Suspended Paused\nevents received: 1\n\n"
         assert "paused (user)" in same(uri, "domstate", "--reason", name)
         assert vsh(uri, "resume", name).stdout == f"Domain '{name}' resumed\n\n"
         status = vsh(uri, "qemu-monitor-command", name, '{"execute":"query-status"}')
@@ -243,6 +250,31 @@ def _pci_placement(xml: str) -> dict:
         if parts or el.tag == "controller":
             out[key] = parts
     return out
+
+
+def test_install_through_libvirtd_makes_a_pool_volume_and_boots(peer):
+    uri, m, _base = peer
+    name = "lvi"
+    made = vsh(uri, "install", "--name", name, "--memory", "128", "--disk", "size=0.05", "--machine", "pc",
+               "--boot", f"kernel={m.get('vmlinux') or m['kernel']},initrd={m['initrd']},kernel_args={m['cmdline']}",
+               "--graphics", "none", "--network", "none", "--noautoconsole", timeout=180)
+    path = f"/var/lib/libvirt/images/{name}.qcow2"         # libvirt's default pool, made as virt-install makes it
+    assert made.stdout.startswith(f"Disk '{path}' created (qcow2, 51.20 MiB)\nDomain '{name}' defined\n"
+                                  f"Domain '{name}' started\n"), made.stdout
+    try:
+        assert f" {name}.qcow2   {path}\n" in same(uri, "vol-list", "default")
+        assert "running" in same(uri, "domstate", name)
+        assert "<domain type='qemu'" in virsh(uri, "dumpxml", name).stdout     # TCG: this host's KVM cannot run guests
+        console = Console(uri, name)
+        try:
+            console.expect("M2X", poke="echo M$((1+1))X\n", timeout=120)
+        finally:
+            assert console.close() == 0
+    finally:
+        vsh(uri, "destroy", name, check=False)
+        vsh(uri, "undefine", name, check=False)
+        vsh(uri, "vol-delete", path, check=False)
+    assert f"{name}.qcow2" not in vsh(uri, "vol-list", "default").stdout
 
 
 def test_define_places_pci_devices_as_libvirtd_does(peer, tmp_path):

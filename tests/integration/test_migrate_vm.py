@@ -1,7 +1,8 @@
 """vsh migrate between two stores on this host, with a running TCG test guest: the guest's
 uptime goes on and what it holds in memory is there afterwards, the source ends shut off
-(migrated) or undefined, domjobinfo/domjobabort see the migration, and a migration that fails
-(the destination cannot open a disk) leaves the source running untouched.
+(migrated) or undefined, domjobinfo/domjobabort see the migration, a migration that fails
+(the destination cannot open a disk) leaves the source running untouched, and
+--copy-storage-all moves a disk into another file.
 
 Run serialized: flock /tmp/vsh-vm.lock .venv/bin/python -m pytest tests/integration/test_migrate_vm.py
 """
@@ -153,3 +154,77 @@ def test_offline_migration_copies_the_definition(stores):
     finally:
         _vsh(env_a, "undefine", "off1")
         _vsh(env_b, "undefine", "off1")
+
+
+def _raw_disk(path) -> str:
+    return (f"<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+            f"<source file='{path}'/><target dev='vda' bus='virtio'/></disk>")
+
+
+def test_copy_storage_all_moves_the_disk_into_another_file(stores, tmp_path):
+    """--copy-storage-all with --xml naming another file: the destination makes it (same format and
+    size), the source mirrors the disk into it through QEMU's NBD server, and the guest goes on with
+    it; the source's file is no longer written."""
+    m, base, (store_a, env_a), (store_b, env_b) = stores
+    here, there = tmp_path / "here.img", tmp_path / "there.img"
+    with open(here, "wb") as fh:
+        fh.truncate(16 << 20)
+    g = _start(m, base, store_a, env_a, "mig5", _raw_disk(here))
+    try:
+        g.sh("echo copied-disk-data > /dev/vda; sync")
+        g.close_console()
+        xml = tmp_path / "there.xml"
+        xml.write_text(_vsh(env_a, "dumpxml", "mig5").stdout.replace(str(here), str(there)))
+        r = _vsh(env_a, "migrate", "--live", "--copy-storage-all", "mig5", f"vsh:///session?root={store_b}")
+        assert r.returncode != 0 and "is the source's own file" in r.stderr, r.stderr      # shared storage
+        assert _vsh(env_b, "list", "--all", "--name").stdout.strip() == ""
+        r = _vsh(env_a, "migrate", "--live", "--copy-storage-all", "--xml", xml, "mig5",
+                 f"vsh:///session?root={store_b}")
+        assert r.returncode == 0, r.stderr
+        assert _vsh(env_b, "domstate", "--reason", "mig5").stdout.strip() == "running (migrated)"
+        assert there.stat().st_size == 16 << 20
+        assert there.read_bytes()[:17] == b"copied-disk-data\n"
+        moved = vmguest.Guest(store_b, "mig5", env_b)
+        moved.sh("echo after-migration > /dev/vda; sync")
+        moved.close_console()
+        assert there.read_bytes()[:16] == b"after-migration\n"
+        assert here.read_bytes()[:17] == b"copied-disk-data\n"
+    finally:
+        _vsh(env_a, "destroy", "mig5")
+        _vsh(env_b, "destroy", "mig5")
+        _vsh(env_a, "undefine", "mig5")
+
+
+def test_copy_storage_all_flattens_a_backing_chain(stores, tmp_path):
+    """A qcow2 overlay over a raw base image is copied into one whole image there (its XML says
+    <backingStore/>): what the guest wrote and what the base held are both in it."""
+    m, base, (store_a, env_a), (store_b, env_b) = stores
+    backing, top, there = tmp_path / "base.img", tmp_path / "top.qcow2", tmp_path / "there.qcow2"
+    with open(backing, "wb") as fh:
+        fh.truncate(16 << 20)
+        fh.seek(1 << 20)
+        fh.write(b"from-the-backing")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(backing), str(top)], check=True)
+    g = _start(m, base, store_a, env_a, "mig6",
+               f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{top}'/>"
+               f"<backingStore type='file'><format type='raw'/><source file='{backing}'/></backingStore>"
+               f"<target dev='vda' bus='virtio'/></disk>")
+    try:
+        g.sh("echo copied-disk-data > /dev/vda; sync")
+        g.close_console()
+        xml = tmp_path / "there.xml"
+        xml.write_text(_vsh(env_a, "dumpxml", "mig6").stdout.replace(str(top), str(there)))
+        r = _vsh(env_a, "migrate", "--live", "--copy-storage-all", "--xml", xml, "mig6",
+                 f"vsh:///session?root={store_b}")
+        assert r.returncode == 0, r.stderr
+        assert "<backingStore/>" in _vsh(env_b, "dumpxml", "mig6").stdout
+        whole = tmp_path / "whole.img"
+        subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", str(there), str(whole)], check=True)
+        data = whole.read_bytes()
+        assert data[:17] == b"copied-disk-data\n" and data[1 << 20:(1 << 20) + 16] == b"from-the-backing"
+        assert "backing file" not in subprocess.run(["qemu-img", "info", "-U", str(there)], capture_output=True,
+                                                    text=True).stdout
+    finally:
+        _vsh(env_a, "destroy", "mig6")
+        _vsh(env_b, "destroy", "mig6")
+        _vsh(env_a, "undefine", "mig6")

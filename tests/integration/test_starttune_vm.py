@@ -1,6 +1,6 @@
-"""What a start does with <numatune>, <memtune>, <blkiotune> and <perf> (vsh/api/local/starttune.py):
-the memory policy is QEMU's (checked in /proc/PID/numa_maps), the rest is refused before QEMU
-starts, with the element named. The guests start paused (nothing needs to boot)."""
+"""What a start does with <numatune>, <memtune>, <blkiotune>, <perf> and <cputune>
+(vsh/api/local/starttune.py): the memory policy is QEMU's (checked in /proc/PID/numa_maps), the
+CPU weight and bandwidth its cgroup's, the rest is refused before QEMU starts, with the element named. The guests start paused (nothing needs to boot)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def test_a_node_the_host_lacks_and_what_vsh_cannot_apply_are_refused(env):
              ("nt5", "<numatune><memory mode='restrictive' nodeset='0'/></numatune>",
               "numatune mode 'restrictive' needs the cpuset cgroup"),
              ("nt6", "<perf><event name='cpu_cycles' enabled='yes'/></perf>",
-              "perf event 'cpu_cycles': vsh opens no perf counters")]
+              "perf event 'cpu_cycles': vsh opens no perf counters"),
+             ("nt7", "<cputune><quota>5000</quota></cputune>", "<cputune><quota> needs a cgroup per thread")]
     for name, extra, words in cases:
         g = _guest(env, name, extra)
         res = g.vsh("start", name, "--paused", check=False)
@@ -59,3 +60,21 @@ def test_a_node_the_host_lacks_and_what_vsh_cannot_apply_are_refused(env):
         assert words in res.stderr, res.stderr
         assert g.vsh("domstate", name).stdout.strip() == "shut off"
         assert not g.rundir.exists() or not (g.rundir / "qmp.sock").exists()
+
+
+def test_cputune_weight_and_bandwidth_go_to_qemus_cgroup(env):
+    g = _guest(env, "ct1", "<cputune><shares>2048</shares><global_period>100000</global_period>"
+                           "<global_quota>40000</global_quota></cputune>")
+    g.vsh("start", "ct1", "--paused")
+    try:
+        groups = vmguest.qemu_cgroups(g.state()["qemu_pid"])
+        cpu = next(d for d in groups if (d / "cpu.shares").exists() or (d / "cpu.weight").exists())
+        if (cpu / "cpu.shares").exists():          # cgroup v1
+            assert (cpu / "cpu.shares").read_text().strip() == "2048"
+            assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "40000"
+        else:
+            assert (cpu / "cpu.weight").read_text().strip() == "2048"
+            assert (cpu / "cpu.max").read_text().split() == ["40000", "100000"]
+        assert "cpu_shares     : 2048\n" in g.vsh("schedinfo", "ct1").stdout
+    finally:
+        g.vsh("destroy", "ct1")

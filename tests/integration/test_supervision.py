@@ -165,6 +165,7 @@ def test_a_crash_after_reattach_is_restarted(sa):
 
 def test_a_guest_poweroff_while_unwatched_is_a_shutdown(sa):
     before = kill_supervisor(sa)
+    groups = _vmguest.qemu_cgroups(before["qemu_pid"])
     sa.open_console()
     os.write(sa.pty, b"\npoweroff -f\n")
     # QEMU pauses on the power-off and waits for a supervisor
@@ -174,6 +175,8 @@ def test_a_guest_poweroff_while_unwatched_is_a_shutdown(sa):
     assert pid_alive(before["qemu_pid"], before["qemu_starttime"])
     assert domstate(sa) == "shut off (shutdown)"
     wait_until(lambda: not pid_alive(before["qemu_pid"], before["qemu_starttime"]), 10, "QEMU to go")
+    # the supervisor that re-attached removes the group the dead one made
+    wait_until(lambda: not any(d.exists() for d in groups), 10, "QEMU's cgroup to go")
     assert "sa" in sa.vsh("list", "--all").stdout
     sa.vsh("start", "sa")
     sa.wait_log(sa.ready)

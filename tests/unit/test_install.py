@@ -85,7 +85,7 @@ def plan_for(vsh_env, *words, host=None):
     kw = bind(cmd, parse_args(cmd, list(words)))
     kw.pop("json", None)
     opts = dict(kw, import_=kw.pop("import", False), network=kw.get("network") or None)
-    return installplan.make_plan(Store.open(vsh_env.uri), opts, host or am.fake_host())
+    return installplan.make_plan(installplan.StoreSite(Store.open(vsh_env.uri)), opts, host or am.fake_host())
 
 
 def schema_ok(xml: str) -> None:

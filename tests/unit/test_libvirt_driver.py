@@ -206,3 +206,30 @@ def test_the_libvirt_driver_implements_every_api_method():
         assert not missing, f"{type(handle).__name__} lacks {missing}"
     assert type(conn).__module__ == "vsh.api.libvirt.connection" and conn.uri == URI
     conn.close()
+
+
+def test_install_on_a_libvirt_connection_makes_a_pool_volume_and_defines_there():
+    status, out, err = run_vsh("install --name i1 --memory 64 --disk pool=default-pool,size=1 --boot hd "
+                               "--graphics none --noautoconsole; list --all --name; vol-list default-pool; "
+                               "domblklist i1; domiflist i1", URI)
+    assert (status, err) == (0, ""), err
+    assert out.startswith("Disk '/default-pool/i1.qcow2' created (qcow2, 1.00 GiB)\nDomain 'i1' defined\n"
+                          "Domain 'i1' started\nDomain creation completed; connect with: vsh -c test:///default "
+                          "console i1\n")
+    assert "\ntest\ni1\n" in out                            # libvirt's domain list holds it
+    assert " i1.qcow2   /default-pool/i1.qcow2\n" in out     # a volume of libvirt's pool
+    assert " vda      /default-pool/i1.qcow2\n" in out
+    assert " network   default   virtio " in out             # no --network: libvirt's default network
+
+
+def test_install_on_a_libvirt_connection_refuses_before_making_anything():
+    status, out, err = run_vsh("install --name i2 --memory 64 --disk pool=default-pool,size=1 --boot hd "
+                               "--network network=nowhere --noautoconsole", URI)
+    assert status == 1 and "Network not found: no network with matching name 'nowhere'" in err
+    status, out, err = run_vsh("install --name test --memory 64 --disk pool=default-pool,size=1 --boot hd "
+                               "--noautoconsole; vol-list default-pool", URI)
+    assert "domain 'test' already exists" in err and "test.qcow2" not in out      # the batch goes on
+    status, _out, err = run_vsh("install --name i3 --memory 64 --disk pool=nopool,size=1 --boot hd", URI)
+    assert status == 1 and "storage pool 'nopool' not found" in err
+    status, _out, err = run_vsh("install --name i4 --memory 64 --boot hd --disk none --cloud-init root-password-generate=on", URI)
+    assert status == 1 and "--cloud-init through a libvirt connection" in err

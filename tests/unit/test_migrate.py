@@ -12,7 +12,8 @@ import pytest
     (["--tunnelled"], "Option --tunnelled requires --p2p"),
     (["--live", "--offline", "--persistent"], "--live and --offline are mutually exclusive"),
     (["--offline"], "offline migration requires --persistent"),
-    (["--live", "--copy-storage-all"], "there is no storage to copy"),
+    (["--offline", "--persistent", "--copy-storage-all"], "offline migration cannot handle non-shared storage"),
+    (["--offline", "--persistent", "--xml", "/nonexistent.xml"], "/nonexistent.xml"),
     (["--dname", "other"], "keeps the domain's name"),
 ])
 def test_option_rules(vsh, define, tmp_path, words, message):

@@ -302,6 +302,114 @@ def case_net_char_devices(dom):
 
 
 @case
+def case_machine_parts(dom):
+    """What starting a domain reads: the platform parts and every device family (the argv builder)."""
+    assert (dom.emulator, dom.has_loader, dom.os_loader_secure, dom.os_loader_format) == \
+        ("/usr/bin/qemu-system-x86_64", True, "yes", None)
+    assert (dom.has_nvram, dom.os_nvram_type, dom.os_nvram_template) == (True, None, "/usr/share/OVMF/OVMF_VARS.fd")
+    assert (dom.has_kernel, dom.os_dtb, dom.os_boot_list) == (True, "/boot/board.dtb", ["hd", "network"])
+    assert (dom.os_bootmenu_timeout, dom.os_bios_reboot_timeout, dom.os_smbios_mode) == ("3000", "5000", "sysinfo")
+    assert (dom.feature_state("smm"), dom.feature_state("vmport"), dom.feature_state("acpi"),
+            dom.feature_state("hap")) == (True, False, True, None)
+    assert (dom.has_cpu, dom.has_topology, dom.raw("cpu_sockets")) == (True, True, "1")
+    assert dom.cpu_features == [("x2apic", "require"), ("svm", "optional"), ("vmx", "disable")]
+    assert (dom.memory_value, dom.memory_unit, dom.has_memory, dom.has_max_memory) == ("1024", "MiB", True, False)
+    assert (dom.hugepages, dom.memory_source_type, dom.memory_access_mode) == (True, "memfd", "shared")
+    assert (dom.iothreads, dom.hotplugged_vcpu_count(), dom.raw("vcpus"), dom.raw("vcpu_current")) == \
+        ("2", 1, "4", "2")
+    io = dom.iothread(1)
+    assert (io.id, io.thread_pool_min, io.thread_pool_max) == ("1", "1", "4")
+    assert (io.poll_max, io.poll_grow, io.poll_shrink) == (None, None, None)
+    assert dom.iothread(2) is None
+    cell0, cell1 = dom.numa_cells
+    assert (cell0.id, cell0.cpus, cell0.memory, cell0.unit, cell0.mem_access, cell0.discard) == \
+        ("0", "0-1", "512", "MiB", "shared", "yes")
+    assert cell0.distances == [("0", "10"), ("1", "21")] and cell1.distances == []
+    tune0, tune1 = dom.numatune_for(0), dom.numatune_for(1)
+    assert (tune0.mode, tune0.nodeset, tune0.placement) == ("strict", "0", None)
+    assert (tune1.mode, tune1.nodeset) == ("interleave", "0-1")
+    assert [(t.name, t.present, t.tickpolicy) for t in dom.timers] == \
+        [("rtc", None, "catchup"), ("hpet", "no", None), ("pit", None, "delay")]
+    info = dom.smbios_sysinfo
+    assert info.blocks("system") == [[("manufacturer", "Example Corp"), ("product", "Model 1")]]
+    assert info.blocks("chassis") == [] and info.oem_strings == ["app:one"]
+    assert dom.qemu_commandline == [("arg", None, "-trace"), ("arg", None, "events=/tmp/events"),
+                                    ("env", "QEMU_AUDIO_DRV", "none")]
+    top, cd = dom.disks
+    assert (top.transient, top.has_source, top.source_fdgroup, top.source_startup_policy) == \
+        (True, True, None, "optional")
+    assert (top.driver_queues, top.driver_iothread, top.driver_detect_zeroes, top.iothread_mapping) == \
+        ("2", "1", "unmap", False)
+    assert (top.logical_block_size, top.physical_block_size, cd.logical_block_size) == ("512", "4096", None)
+    mid = top.backing_store
+    assert (mid.type, mid.format, mid.source_file, mid.has_source) == \
+        ("file", "qcow2", "/var/lib/vsh/images/mid.qcow2", True)
+    base = mid.backing_store
+    assert (base.type, base.format, base.source_dev, base.source_file) == ("block", "raw", "/dev/vg/base", None)
+    assert (base.backing_store.has_source, base.backing_store.backing_store, cd.backing_store) == (False, None, None)
+    a = top.address
+    assert (a.type, a.domain, a.bus, a.slot, a.function, a.multifunction) == \
+        ("pci", "0x0000", "0x01", "0x00", "0x0", None)
+    d = cd.address
+    assert (d.type, d.controller, d.bus, d.target, d.unit) == ("drive", "0", "0", "0", "0")
+    assert (top.kind, top.key) == ("disk", "/domain/devices/disk[1]")
+    root, port, ehci, uhci, scsi, vser = dom.devices("controller")
+    assert root.address is None and port.describe() == "<controller type='pci' index='1' model='pcie-root-port'>"
+    assert (port.model_name, port.target_chassis, port.target_port, port.target_attrs) == \
+        ("pcie-root-port", "1", "0x10", {"chassis": "1", "port": "0x10"})
+    assert (port.target_chassis_nr, root.model_name, port.raw("index")) == (None, None, "1")
+    assert (uhci.master_startport, ehci.master_startport) == ("0", None)
+    assert (scsi.driver_queues, scsi.driver_iothread, vser.ports, vser.vectors) == ("4", "1", "16", "4")
+    port.set_pci_target("ioh3420", {"port": "0x10", "chassis": "1"}, ("port", "chassis"))
+    assert list(port.target_attrs) == ["port", "chassis"] and port.model_name == "pcie-root-port"
+    uhci.set_address(type="pci", domain="0x0000", bus="0x00", slot="0x1d", function="0x0", multifunction="on")
+    assert uhci.address.multifunction == "on" and uhci.address.port is None
+    port.address.multifunction = None
+    fs = dom.devices("filesystem")[0]
+    assert (fs.multidevs, fs.fmode, fs.dmode, fs.driver_wrpolicy, fs.readonly) == \
+        ("remap", "644", "755", "immediate", True)
+    nic = dom.interfaces[0]
+    assert (nic.backend_type, nic.has_model, nic.port_forward, nic.has("ip"), nic.has("route")) == \
+        (None, True, False, True, False)
+    assert [(ip.family, ip.address, ip.prefix) for ip in nic.ips] == [("ipv4", "10.0.2.0", "24")]
+    assert (nic.has_rom, nic.rom_file, nic.rom_enabled, nic.rom_bar, nic.raw("boot_order")) == \
+        (True, "/usr/share/qemu/pxe.rom", "yes", "on", "1")
+    udp, tcp, logfile = dom.devices("serial")
+    assert [(s.mode, s.host, s.service) for s in udp.sources] == [("bind", "127.0.0.1", "4556"),
+                                                                   ("connect", "127.0.0.1", "4555")]
+    assert (tcp.protocol_type, tcp.source.service, tcp.raw("target_port")) == ("telnet", "4557", "1")
+    assert (logfile.source_append, logfile.source.append, logfile.source.path) == \
+        ("on", "on", "/var/log/vsh/machine-parts.log")
+    console = dom.devices("console")[0]
+    assert (console.reconnect_enabled, console.reconnect_timeout, console.protocol_type) == ("yes", "10", None)
+    tpm = dom.devices("tpm")[0]
+    assert (tpm.model, tpm.backend_type, tpm.backend_version, tpm.backend_encrypted) == \
+        ("tpm-crb", "passthrough", None, False)
+    assert (tpm.backend_device, tpm.backend_device_path) == (True, "/dev/tpm0")
+    gfx = dom.devices("graphics")[0]
+    assert (gfx.passwd, gfx.socket, gfx.listen_socket) == ("secret", "/run/vsh/machine-parts/vnc.sock",
+                                                           "/run/vsh/machine-parts/vnc2.sock")
+    snd, audio = dom.devices("sound")[0], dom.devices("audio")[0]
+    assert (snd.audio_id, snd.codecs, audio.id, audio.type) == ("1", ["micro", "duplex"], "1", "none")
+    vid = dom.devices("video")[0]
+    assert (vid.has_model, vid.ram, vid.vram, vid.vram64, vid.vgamem, vid.heads) == \
+        (True, "65536", "65536", "0", "16384", "1")
+    host = dom.devices("hostdev")[0]
+    assert (host.has_source_address, host.driver_name, host.rom_bar) == (True, "vfio", "off")
+    hub = dom.devices("hub")[0]
+    assert (hub.type, hub.address.port) == ("usb", "2")
+    balloon = dom.devices("memballoon")[0]
+    assert (balloon.autodeflate, balloon.free_page_reporting) == ("on", "on")
+    rng = dom.devices("rng")[0]
+    assert (rng.has_rate, rng.rate_bytes, rng.rate_period, rng.virtio_model, rng.has_backend) == \
+        (True, "1234", "2000", "virtio", True)
+    panic = dom.devices("panic")[0]
+    assert (panic.model, panic.address.iobase) == ("isa", "0x505")
+    vsock = dom.devices("vsock")[0]
+    assert (vsock.model, vsock.cid_address) == ("virtio", "3")
+
+
+@case
 def case_unmodeled(dom):
     # nothing here is modeled; it must come out as it went in, also after edits nearby
     before = dom.to_xml()

@@ -143,7 +143,9 @@ def test_server_hello_and_calls(peer, vsh_env):
     for n, bad in enumerate([{"h": [0], "m": "_private"}, {"h": [0], "m": "__class__"}, {"h": [99], "m": "x"},
                              {"h": "0", "m": "list_domains"}, {"h": [0], "m": "no_such_method"},
                              # descriptor numbers mean nothing in the server's process
-                             {"h": [handle["$h"]], "m": "fd_associate", "a": ["g", [0]]}]):
+                             {"h": [handle["$h"]], "m": "fd_associate", "a": ["g", [0]]},
+                             # nor do the caller's sockets
+                             {"h": [0], "m": "forward_socket", "a": ["/run/a.sock", "/run/b.sock"]}]):
         reply = peer.ask(dict(bad, id=10 + n))
         assert reply["id"] == 10 + n and reply["e"]["kind"] == "ProtocolError", bad
     peer.send({"release": [handle["$h"]]})

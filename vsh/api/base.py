@@ -1,7 +1,8 @@
 """The two handles every driver provides: :class:`Connection` and :class:`Domain`.
 
 Each is assembled from the abstract classes of one concern each (definitions in
-:mod:`vsh.api.domains`, running domains in :mod:`vsh.api.lifecycle`); the rarer
+:mod:`vsh.api.domains`, running domains in :mod:`vsh.api.lifecycle`, the destination's side of
+a migration in :mod:`vsh.api.migration`); the rarer
 families hang off them as sub-handles, imported only when used:
 
 =====================  ==========================================
@@ -33,9 +34,10 @@ from abc import abstractmethod
 
 from vsh.api.domains import ConnectionDomains, DomainConfig
 from vsh.api.lifecycle import ConnectionLifecycle, DomainLifecycle
+from vsh.api.migration import ConnectionMigration
 
 
-class Connection(ConnectionDomains, ConnectionLifecycle):
+class Connection(ConnectionDomains, ConnectionLifecycle, ConnectionMigration):
     """One open connection (``virConnectPtr``)."""
 
     uri: str            # the URI it was opened with (or the default one)

@@ -27,13 +27,25 @@ from abc import ABC, abstractmethod
 NOTHING_KEPT = "nothing was kept: the definition and the files made for it are removed"
 
 
+def check_create_flags(autostart: bool, transient: bool) -> None:
+    """:meth:`Installer.create`'s refusal of ``transient`` with ``autostart``."""
+    from vsh.core.errors import InvalidArgument
+
+    if transient and autostart:
+        raise InvalidArgument("--transient and --autostart cannot go together: a transient domain "
+                              "is gone when it stops")
+
+
 class Installer(ABC):
     """Creating domains from media (virt-install): plan the XML and the disks, then define."""
 
-    @abstractmethod
     def os_variants(self) -> list[dict]:
         """The OS table of ``--os-variant``, in its order: one dict per OS with ``name``, ``label``,
-        ``memory`` (MiB), ``disk`` (GiB), ``vcpus``, ``machine``, ``disk_bus``, ``nic_model``."""
+        ``memory`` (MiB), ``disk`` (GiB), ``vcpus``, ``machine``, ``disk_bus``, ``nic_model`` (the
+        same on every driver)."""
+        from vsh.core.installopts import OS_VARIANTS
+
+        return [v._asdict() for v in OS_VARIANTS.values()]
 
     @abstractmethod
     def plan(self, options: dict, check: bool = False) -> dict:

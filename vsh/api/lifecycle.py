@@ -154,14 +154,18 @@ class DomainLifecycle(ABC):
     @abstractmethod
     def migrate(self, dest_uri: str, *, live: bool = False, offline: bool = False, persistent: bool = False,
                 undefine_source: bool = False, copy_storage: bool = False, suspend: bool = False,
-                timeout: float | None = None, auto_converge: bool = False, progress=None) -> dict:
+                timeout: float | None = None, auto_converge: bool = False, progress=None,
+                dest_xml: str | None = None) -> dict:
         """``virDomainMigrateToURI3``: move the domain to the connection ``dest_uri``. A running
         domain moves with its memory (``live``: the guest keeps running during the transfer;
         else it is paused for it; ``timeout``: paused after that many seconds; ``auto_converge``:
         its vCPUs are throttled until the transfer converges), ends ``shut off (migrated)`` here
         and runs (``suspend``: stays paused) there as ``running (migrated)``, transient there
         unless ``persistent``; ``undefine_source`` removes the definition here. ``offline``
-        (needs ``persistent``) copies the definition only. ``copy_storage`` copies the disks.
+        (needs ``persistent``) copies the definition only. ``dest_xml``: the domain's XML there
+        (same name, UUID and devices; its disks may name other files). ``copy_storage`` copies
+        the writable disks into the destination's files (made there when missing) while the
+        guest runs; else both ends must see the same disk files (shared storage).
         ``progress(percent)`` is called during the transfer. Returns ``name``, ``offline``,
         ``persistent``, ``source_undefined`` and QEMU's figures: ``downtime_ms``, ``total_ms``,
         ``transferred`` (bytes), ``iterations``. A failed migration leaves the domain running

@@ -22,7 +22,7 @@ from vsh.core import errors
 from vsh.core.errors import VshError
 
 #: The protocol version both ends must speak (the hello carries it).
-VERSION = 2
+VERSION = 3
 #: Callback methods a server may invoke on the caller's progress object (None: call it).
 CALLBACK_METHODS = (None, "start", "update", "finish")
 #: The modules of :mod:`vsh.api` that define the abstract classes a handle can be.

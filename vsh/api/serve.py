@@ -19,8 +19,8 @@ from vsh.api.protocol import (CALLBACK_METHODS, VERSION, FrameReader, ProtocolEr
                               write_file_frame)
 from vsh.core.errors import VshError
 
-#: operations whose arguments mean something only in the caller's process (descriptors)
-LOCAL_ONLY = frozenset({"fd_associate"})
+#: operations whose arguments mean something only in the caller's process (descriptors, sockets)
+LOCAL_ONLY = frozenset({"fd_associate", "forward_socket"})
 
 
 class _Callback:

@@ -119,5 +119,6 @@ class DomainStats(ABC):
     def per_cpu_times(self) -> list[dict] | None:
         """``virDomainGetCPUStats`` per host CPU: one dict per host CPU, in order, with its counters in
         ns (``cpu_time``, ``vcpu_time``...; empty for a CPU the domain has no figures for), or None
-        when the driver keeps no per-CPU accounting (the local driver sets up no cgroups). Needs
+        when the driver keeps no per-CPU accounting (the local driver has it from QEMU's cgroup on
+        cgroup v1 hosts when it runs as root). Needs
         the running domain."""

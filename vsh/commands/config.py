@@ -356,7 +356,8 @@ def _params_text(pairs) -> str:
          exclusive=EXCLUSIVE,
          description="Show the domain's scheduler parameters (cpu_shares, vcpu/emulator/global/iothread\n"
                      "period and quota) or set some with name=value. --config writes <cputune>. The\n"
-                     "running domain's values need a cgroup v2 of QEMU's own; vsh says why it has none.",
+                     "running domain's cpu_shares and global period/quota are those of QEMU's own cgroup\n"
+                     "(vsh makes one when it runs as root; cgroup v1 or v2); vsh says why it has none.",
          examples=("schedinfo vm1 --config", "schedinfo vm1 --config cpu_shares=512"))
 def schedinfo(ctx, domain, weight=None, cap=None, current=False, config=False, live=False, set=()):
     from vsh.api.tuning import SCHED_PARAMS

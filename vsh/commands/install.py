@@ -207,7 +207,11 @@ def install(ctx, name=None, memory=None, vcpus=None, cpu=None, disk=(), cdrom=No
         data["root_password"] = made["root_password"]
     console = not (noautoconsole or ctx.json or not _terminal())
     if wait is None and not console:
-        parts.append(Message(f"Domain creation completed; connect with: vsh console {made['name']}"))
+        import shlex
+
+        via = f"-c {shlex.quote(ctx.uri)} " if ctx.uri else ""     # the connection it was made on
+        parts.append(Message(f"Domain creation completed; connect with: vsh {via}console "
+                             f"{shlex.quote(made['name'])}"))
         return Many(parts, json_data=data)
     for part in parts:
         ctx.out.write(part.text(ctx.quiet))

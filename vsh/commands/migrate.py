@@ -31,8 +31,11 @@ DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="doma
                    help="run action specified by --timeout-* option (suspend by default) if live migration "
                         "exceeds timeout (in seconds)"),
                Opt("timeout-suspend", kind="bool", help="suspend the guest after timeout"),
-               Opt("dname", kind="string", help="rename to new name during migration (if supported)")],
+               Opt("dname", kind="string", help="rename to new name during migration (if supported)"),
+               Opt("xml", kind="file", help="filename containing updated XML for the target")],
          examples=("migrate --live --persistent --undefinesource vm1 'vsh:///session?root=/srv/vsh-b'",
+                   "migrate --live --verbose vm1 vsh+ssh://root@host2/system",
+                   "migrate --live --copy-storage-all --xml vm1-there.xml vm1 vsh+ssh://host2/session",
                    "migrate --offline --persistent vm1 vsh:///system"),
          description="Move the domain to the connection DESTURI. A running domain moves with its memory\n"
                      "through QEMU's own migration over a unix socket (no TCP port): with --live the guest\n"
@@ -42,11 +45,19 @@ DOMAIN = Opt("domain", kind="domain", required=True, positional=True, help="doma
                      "(with --persistent) copies the definition only. --timeout N pauses the guest\n"
                      "after N seconds so that the transfer converges; --auto-converge throttles its\n"
                      "vCPUs instead. --verbose shows 'Migration: [ NN %]' on stderr. A failed migration\n"
-                     "leaves the domain running here as before. The destination is another vsh store\n"
-                     "on this host (vsh:///session?root=DIR, vsh:///system); both see the same disk files.")
+                     "leaves the domain running here as before and nothing there. The destination is\n"
+                     "another vsh store on this host (vsh:///session?root=DIR, vsh:///system) or a remote\n"
+                     "vsh (vsh+ssh://[user@]host/session or /system): the remote vsh prepares the\n"
+                     "domain and the stream goes through an OpenSSH unix-socket forward on a second ssh\n"
+                     "connection. Storage is shared (the destination opens the same disk paths) unless\n"
+                     "--copy-storage-all: then the writable disks are mirrored while the guest runs into\n"
+                     "the files the destination's XML names (made there when missing: same format and\n"
+                     "size) through QEMU's NBD server on a unix socket there, forwarded the same way.\n"
+                     "--xml FILE gives the domain's XML at the destination (same name, UUID and disk\n"
+                     "targets; other disk files).")
 def migrate(ctx, domain, desturi, live=False, offline=False, p2p=False, direct=False, tunnelled=False,
             persistent=False, undefinesource=False, suspend=False, copy_storage_all=False, verbose=False,
-            auto_converge=False, timeout=None, timeout_suspend=False, dname=None):
+            auto_converge=False, timeout=None, timeout_suspend=False, dname=None, xml=None):
     if timeout_suspend and timeout is None:
         raise InvalidArgument("Option --timeout-suspend requires --timeout")
     if timeout is not None and not live:
@@ -56,6 +67,11 @@ def migrate(ctx, domain, desturi, live=False, offline=False, p2p=False, direct=F
     if dname is not None:
         raise VshError("Requested operation is not valid: vsh keeps the domain's name when it migrates "
                        "(--dname)")
+    dest_xml = None
+    if xml is not None:
+        from vsh.core.inputfile import read_input_file
+
+        dest_xml = read_input_file(xml).decode("utf-8", "surrogateescape")
     dom = ctx.conn.lookup_domain(domain)
     progress = None
     if verbose and not offline:
@@ -65,7 +81,8 @@ def migrate(ctx, domain, desturi, live=False, offline=False, p2p=False, direct=F
     try:
         result = dom.migrate(desturi, live=live, offline=offline, persistent=persistent,
                              undefine_source=undefinesource, copy_storage=copy_storage_all, suspend=suspend,
-                             timeout=timeout, auto_converge=auto_converge, progress=progress)
+                             timeout=timeout, auto_converge=auto_converge, progress=progress,
+                             **({"dest_xml": dest_xml} if dest_xml is not None else {}))
     finally:
         if progress is not None:
             ctx.err.write("\n")

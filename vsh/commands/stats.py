@@ -294,8 +294,8 @@ def vcpuinfo(ctx, domain, pretty=False):
                Opt("start", kind="int", help="Show statistics from this CPU"),
                Opt("count", kind="int", help="Number of shown CPUs at most")],
          description="CPU time of the domain's QEMU process (user + system, from /proc). Per host CPU\n"
-                     "times need cgroup accounting, which vsh does not set up: for those it says that\n"
-                     "no per-CPU stats are available, and shows the totals.",
+                     "times come from the accounting of QEMU's own cgroup (cgroup v1 hosts, vsh as root);\n"
+                     "elsewhere it says that no per-CPU stats are available, and shows the totals.",
          examples=("cpu-stats vm1 --total",))
 def cpu_stats(ctx, domain, total=False, start=None, count=None):
     dom = ctx.conn.lookup_domain(domain)

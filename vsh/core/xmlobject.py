@@ -164,13 +164,17 @@ class XProp:
     def __set_name__(self, owner, name):
         self.name = name
 
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return self
+    def raw(self, obj) -> str | None:
+        """The text at the path as the XML has it, without the converter."""
         el = obj.node if self.el_path in (".", "") else obj.node.find(self.el_path)
         if el is None:
             return None
-        raw = el.get(self.attr) if self.attr else el.text
+        return el.get(self.attr) if self.attr else el.text
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        raw = self.raw(obj)
         if raw is None:
             return None
         if self.conv is None:
@@ -252,6 +256,11 @@ class XMLObject:
                 if isinstance(value, (XProp, XFlag)):
                     out[key] = value
         return out
+
+    def raw(self, name: str) -> str | None:
+        """The declared property ``name`` as the XML spells it, unconverted: for callers that check
+        a value with their own messages (the argv builder)."""
+        return getattr(type(self), name).raw(self)
 
     def xml(self, depth: int = 0) -> str:
         from vsh.core.xml import serialize_at

@@ -367,11 +367,14 @@ def save(rundir, tmp: str, final: str, offset: int, bypass_cache: bool = False,
 
 
 def migrate_out(rundir, uri: str, live: bool = True, auto_converge: bool = False,
-                suspend_after: float | None = None, timeout: float = 600.0) -> dict:
+                suspend_after: float | None = None, timeout: float = 600.0, mirror: dict | None = None) -> dict:
     """Migrate the running domain to the QEMU listening on ``uri`` and stop it (``shut off
-    (migrated)``); QEMU's figures of the migration (see ``op_migrate_out``)."""
+    (migrated)``); QEMU's figures of the migration (see ``op_migrate_out``). ``mirror``
+    (``{"socket", "disks": [{"path", "export"}]}``): copy those disks into the destination's NBD
+    exports first (``--copy-storage-all``)."""
     return call(rundir, "migrate_out", timeout=timeout, uri=uri, live=bool(live),
-                auto_converge=bool(auto_converge), suspend_after=suspend_after)
+                auto_converge=bool(auto_converge), suspend_after=suspend_after,
+                **({"mirror": mirror} if mirror else {}))
 
 
 def job(rundir, command: str | None, arguments: dict | None = None, job_id: str | None = None,

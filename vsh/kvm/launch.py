@@ -31,6 +31,8 @@ _SUN_PATH_MAX = 107
 
 #: How long a control request may take on top of the operation's own timeout.
 SLACK = 5.0
+#: Seconds an incoming QEMU waits for its stream (a restore's image, a migration) unless told
+INCOMING_TIMEOUT = 600.0
 
 
 def name_of(rundir: RunDir, st: dict | None = None) -> str:
@@ -226,7 +228,9 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
 
     ``first_run`` applies to this launch only (not to a crash restart):
     ``incoming`` ({"path", "offset", "drop_cache", "timeout"}: load the guest from a
-    save image; the argv must hold ``-incoming defer``), ``running_reason`` /
+    save image, or {"uri", "timeout"}: take it from a migrating QEMU; the argv must hold
+    ``-incoming defer``; the start is reported once the guest is in, so it may take that
+    ``timeout``, INCOMING_TIMEOUT by default, on top of ``timeout``), ``running_reason`` /
     ``paused_reason`` (the state's reason once started) and ``drop_argv`` (argv
     items to remove afterwards, e.g. ``["-incoming", "defer"]``).
 
@@ -278,6 +282,10 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
                 if value not in LIFECYCLE_ACTIONS:
                     raise _errors.InvalidArgument(f"unknown lifecycle action '{value}' for {key}")
                 lc[key] = value
+        incoming = (first_run or {}).get("incoming")
+        if incoming is not None:        # the launch is reported once the stream is in: wait for that too
+            incoming = dict(incoming, timeout=float(incoming.get("timeout") or INCOMING_TIMEOUT))
+            first_run = dict(first_run, incoming=incoming)
         clear_previous_run(rundir, st)
         write_text_atomic(rundir / LIVE_XML, live_xml_str)
         write_json_atomic(rundir / LAUNCH_FILE, {
@@ -293,7 +301,8 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
             **({"tainted": list(tainted)} if tainted else {}),
             **({"mempolicy": dict(mempolicy)} if mempolicy else {}),
         })
-        return spawn_supervisor(rundir, lock_fd, attach=False, timeout=timeout + SLACK, pass_fds=pass_fds)
+        wait = timeout + SLACK + (incoming["timeout"] if incoming is not None else 0.0)
+        return spawn_supervisor(rundir, lock_fd, attach=False, timeout=wait, pass_fds=pass_fds)
     finally:
         os.close(lock_fd)
 

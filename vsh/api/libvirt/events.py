@@ -1,13 +1,155 @@
-"""What needs more of libvirt-python than one call: QEMU monitor events (libvirt's event loop and
-the ``libvirt_qemu`` wrapper, whose callbacks the extension dispatches through) and running a
-command in the namespaces of an LXC container."""
+"""What needs more of libvirt-python than one call: domain events and QEMU monitor events
+(libvirt's event loop and the ``libvirt``/``libvirt_qemu`` wrappers, whose callbacks the extension
+dispatches through, on a connection of their own opened after the loop is registered, as virsh's
+``event`` has one) and running a command in the namespaces of an LXC container."""
 
 from __future__ import annotations
 
 import time
 
 from vsh.api.libvirt.lv import mod
-from vsh.core.errors import VshError
+from vsh.core.errors import NotFound, OperationInvalid, VshError
+
+#: libvirt's lifecycle event types and their details, in virsh's words (virsh-domain-event.c)
+LIFECYCLE = (("Defined", ("Added", "Updated", "Renamed", "Snapshot")),
+             ("Undefined", ("Removed", "Renamed")),
+             ("Started", ("Booted", "Migrated", "Restored", "Snapshot", "Event wakeup")),
+             ("Suspended", ("Paused", "Migrated", "I/O Error", "Watchdog", "Restored", "Snapshot", "API error",
+                            "Post-copy", "Post-copy Error")),
+             ("Resumed", ("Unpaused", "Migrated", "Snapshot", "Post-copy", "Post-copy Error")),
+             ("Stopped", ("Shutdown", "Destroyed", "Crashed", "Migrated", "Saved", "Failed", "Snapshot")),
+             ("Shutdown", ("Finished", "Finished after guest request", "Finished after host request")),
+             ("PMSuspended", ("Memory", "Disk")),
+             ("Crashed", ("Panicked", "Crashloaded")))
+WATCHDOG = ("none", "pause", "reset", "poweroff", "shutdown", "debug", "inject-nmi")
+JOBS = ("Unknown job", "Block Pull", "Block Copy", "Block Commit", "Active Block Commit", "Backup")
+JOB_STATUS = ("completed", "failed", "canceled", "ready")
+TRAY = ("opened", "closed")
+_loop_ready = False
+
+
+def _event_loop():
+    """libvirt's default event loop, registered once per process (before any connection that
+    should deliver events opens); the ``libvirt`` wrapper module."""
+    global _loop_ready
+    mod()
+    import libvirt
+
+    if not _loop_ready:
+        libvirt.virEventRegisterDefaultImpl()
+        _loop_ready = True
+    return libvirt
+
+
+def _word(words, n: int) -> str:
+    return words[n] if 0 <= n < len(words) else "unknown"
+
+
+def _converters(libvirt) -> dict:
+    """{event ID: (event name, callback arguments → the event's fields)} for the events virsh
+    prints whole and :mod:`vsh.commands.events` renders (vsh.api.lifecycle's event shapes)."""
+    def lifecycle(kind, detail):
+        name, details = LIFECYCLE[kind] if 0 <= kind < len(LIFECYCLE) else ("Unknown", ())
+        return {"type": name, "detail": _word(details, detail)}
+
+    def job(disk, kind, status):
+        return {"job": _word(JOBS, kind), "disk": disk, "status": _word(JOB_STATUS, status)}
+
+    none = lambda *_args: {}     # noqa: E731 - events with nothing more to say
+    return {
+        libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE: ("lifecycle", lifecycle),
+        libvirt.VIR_DOMAIN_EVENT_ID_REBOOT: ("reboot", none),
+        libvirt.VIR_DOMAIN_EVENT_ID_RTC_CHANGE: ("rtc-change", lambda offset: {"offset": offset}),
+        libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG: ("watchdog", lambda action: {"action": _word(WATCHDOG, action)}),
+        libvirt.VIR_DOMAIN_EVENT_ID_CONTROL_ERROR: ("control-error", none),
+        libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB: ("block-job", job),
+        libvirt.VIR_DOMAIN_EVENT_ID_TRAY_CHANGE: ("tray-change", lambda alias, reason: {
+            "alias": alias, "tray": _word(TRAY, reason)}),
+        libvirt.VIR_DOMAIN_EVENT_ID_PMWAKEUP: ("pm-wakeup", none),
+        libvirt.VIR_DOMAIN_EVENT_ID_PMSUSPEND: ("pm-suspend", none),
+        libvirt.VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE: ("balloon-change", lambda actual: {"actual": actual}),
+        libvirt.VIR_DOMAIN_EVENT_ID_PMSUSPEND_DISK: ("pm-suspend-disk", none),
+        libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED: ("device-removed", lambda alias: {"alias": alias}),
+        libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2: ("block-job-2", job),
+        libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED: ("device-added", lambda alias: {"alias": alias}),
+        libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED: ("device-removal-failed",
+                                                           lambda alias: {"alias": alias}),
+        libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_THRESHOLD: ("block-threshold", lambda dev, path, threshold, excess: {
+            "dev": dev, "path": path, "threshold": threshold, "excess": excess}),
+    }
+
+
+def domain_events(uri: str, name: str | None, timeout: float | None, one_run: bool = False):
+    """An iterator of ``(domain name, event)`` (the shapes of :meth:`vsh.api.lifecycle.DomainLifecycle.events`)
+    for domain ``name`` (None: every domain) from now on, until ``timeout`` seconds pass; with
+    ``one_run``, only while that domain runs (OperationInvalid at once when it does not; the
+    iterator ends after its lifecycle Stopped event)."""
+    libvirt = _event_loop()
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as err:
+        raise VshError(str(err)) from None
+    dom = None
+    try:
+        if name is not None:
+            dom = conn.lookupByName(name)
+            if one_run and not dom.isActive():
+                raise OperationInvalid("Requested operation is not valid: domain is not running")
+    except libvirt.libvirtError as err:
+        conn.close()
+        raise NotFound(str(err)) from None
+    except VshError:
+        conn.close()
+        raise
+    queue: list = []
+
+    def deliver(event_name, convert):
+        def callback(_conn, source, *args):
+            fields = convert(*args[:-1])                # the last is the opaque value
+            queue.append((source.name(), {"event": event_name, "timestamp": time.time(), **fields}))
+        return callback
+
+    ids = []
+    try:
+        for event_id, (event_name, convert) in _converters(libvirt).items():
+            ids.append(conn.domainEventRegisterAny(dom, event_id, deliver(event_name, convert), None))
+    except libvirt.libvirtError as err:
+        _close(libvirt, conn, ids)
+        raise VshError(str(err)) from None
+    timer = libvirt.virEventAddTimeout(200, lambda _timer, _opaque: None, None)   # wakes the loop: deadline
+
+    def events():
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                while queue:
+                    item = queue.pop(0)
+                    yield item
+                    if one_run and item[1]["event"] == "lifecycle" and item[1]["type"] == "Stopped":
+                        return
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                if one_run and not dom.isActive():      # stopped before its event could come
+                    return
+                if libvirt.virEventRunDefaultImpl() < 0:
+                    raise VshError("internal error: libvirt's event loop failed")
+        finally:
+            libvirt.virEventRemoveTimeout(timer)
+            _close(libvirt, conn, ids)
+
+    return events()
+
+
+def _close(libvirt, conn, ids) -> None:
+    for callback_id in ids:
+        try:
+            conn.domainEventDeregisterAny(callback_id)
+        except libvirt.libvirtError:
+            pass
+    try:
+        conn.close()
+    except libvirt.libvirtError:
+        pass
 
 
 def monitor_events(uri: str, name: str, event: str | None, timeout: float | None):
@@ -16,11 +158,9 @@ def monitor_events(uri: str, name: str, event: str | None, timeout: float | None
     connection is opened: this opens its own connection."""
     import json
 
-    mod()
-    import libvirt
     import libvirt_qemu
 
-    libvirt.virEventRegisterDefaultImpl()
+    libvirt = _event_loop()
     try:
         conn = libvirt.open(uri)
         dom = conn.lookupByName(name)

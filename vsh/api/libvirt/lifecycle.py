@@ -86,16 +86,16 @@ class LibvirtDomainLifecycle(DomainLifecycle):
         self._call("virDomainPMWakeup", 0)
 
     def events(self, timeout: float | None = None):
-        """libvirt delivers domain events only through an event loop registered before the
-        connection opened; this driver opens its connections without one."""
-        raise Unsupported("domain events on a libvirt connection: vsh's libvirt driver opens its connection "
-                          "without libvirt's event loop, so it cannot receive them; use virsh event")
+        from vsh.api.libvirt.events import domain_events
+
+        return (ev for _name, ev in domain_events(self.conn.uri, self.name, timeout, one_run=True))
 
     # --- migration -----------------------------------------------------------------------------
 
     def migrate(self, dest_uri: str, *, live: bool = False, offline: bool = False, persistent: bool = False,
                 undefine_source: bool = False, copy_storage: bool = False, suspend: bool = False,
-                timeout: float | None = None, auto_converge: bool = False, progress=None) -> dict:
+                timeout: float | None = None, auto_converge: bool = False, progress=None,
+                dest_xml: str | None = None) -> dict:
         """virsh's (non-peer-to-peer) migration: this client opens the destination and calls
         ``virDomainMigrate3``; ``timeout`` suspends the guest when the migration runs longer."""
         import threading
@@ -123,7 +123,8 @@ class LibvirtDomainLifecycle(DomainLifecycle):
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         try:
-            call("virDomainMigrate3", self.ptr, dconn, {}, flags, context=("migration failed",))
+            params = {"destination_xml": dest_xml} if dest_xml is not None else {}
+            call("virDomainMigrate3", self.ptr, dconn, params, flags, context=("migration failed",))
         finally:
             done.set()
             watcher.join(timeout=5.0)

@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import os
 
-from vsh.api.install import NOTHING_KEPT, Installer
-from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
+from vsh.api.install import NOTHING_KEPT, Installer, check_create_flags
+from vsh.core.errors import OperationInvalid, Unsupported, VshError
 
 
 class LocalInstaller(Installer):
     def __init__(self, conn):
         self.conn = conn
 
-    def os_variants(self) -> list[dict]:
-        from vsh.core.installopts import OS_VARIANTS
-
-        return [v._asdict() for v in OS_VARIANTS.values()]
-
     def _plan(self, options: dict, check: bool):
         from vsh.api.local import installplan
 
         store = self.conn.store
         host = installplan.probe_host() if check else None
-        plan = installplan.make_plan(store, options, host)
+        plan = installplan.make_plan(installplan.StoreSite(store), options, host)
         if check:
             if store.find(plan.dom.name) is not None:
                 raise OperationInvalid(f"domain '{plan.dom.name}' already exists",
@@ -42,9 +37,7 @@ class LocalInstaller(Installer):
         return self._plan(options, check).to_dict()
 
     def create(self, options: dict, autostart: bool = False, transient: bool = False) -> dict:
-        if transient and autostart:
-            raise InvalidArgument("--transient and --autostart cannot go together: a transient domain "
-                                  "is gone when it stops")
+        check_create_flags(autostart, transient)
         plan = self._plan(options, True)
         created = carry_out(self.conn.store, plan, autostart, define=not transient)
         planned = plan.to_dict()

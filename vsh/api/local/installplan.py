@@ -115,6 +115,28 @@ def _pool_dir(store, pool: str | None) -> str:
     return found.target
 
 
+class StoreSite:
+    """Where an install puts its files and what it checks there, for the embedded store: the
+    planner's view of a connection (the libvirt driver's installer has one of its own)."""
+
+    default_network = "user"        # --network absent: user-mode networking
+
+    def __init__(self, store):
+        self.store = store
+
+    def pool_dir(self, pool: str | None) -> str:
+        return _pool_dir(self.store, pool)
+
+    def check_network(self, name: str) -> None:
+        _check_network(self.store, name)
+
+    def nvram_path(self, name: str) -> str | None:
+        return os.path.join(os.fspath(self.store.data_dir), "nvram", f"{name}_VARS.fd")
+
+    def boot_dir(self) -> str:
+        return os.path.join(os.fspath(self.store.data_dir), "boot")
+
+
 def _check_network(store, name: str) -> None:
     from vsh.core.networks import DEFAULT_NETWORK, Networks
 
@@ -127,8 +149,9 @@ def _check_network(store, name: str) -> None:
         Networks(store).get(name)       # defines 'default' on first use, as every connection has one
 
 
-def make_plan(store, opts: dict, host=None) -> Plan:
-    """The domain and the files that the options describe (nothing is created)."""
+def make_plan(site, opts: dict, host=None) -> Plan:
+    """The domain and the files that the options describe (nothing is created), placed by ``site``
+    (a :class:`StoreSite`, or another driver's object with its methods)."""
     import uuid as _uuid
 
     from lxml import etree
@@ -153,7 +176,8 @@ def make_plan(store, opts: dict, host=None) -> Plan:
     boot = parse_boot(opts.get("boot"))
     disks = [d for d in (parse_disk(t) for t in opts.get("disk") or []) if d is not None]
     disk_none = any(parse_disk(t) is None for t in opts.get("disk") or [])
-    nets = [n for n in (parse_network(t) for t in (opts.get("network") or ["user"])) if n is not None]
+    nets = [n for n in (parse_network(t) for t in (opts.get("network") or [site.default_network]))
+            if n is not None]
     from vsh.core.cloudinit import parse_cloud_init
 
     cloud = parse_cloud_init(opts.get("cloud_init"), name, uuid, opts.get("cloud_account"))
@@ -204,19 +228,19 @@ def make_plan(store, opts: dict, host=None) -> Plan:
     if vcpus["current"] != vcpus["max"]:
         root.find("vcpu").set("current", str(vcpus["current"]))
     plan = Plan(dom)
-    _os_xml(plan, store, boot, machine, cdrom)
+    _os_xml(plan, site, boot, machine, cdrom)
     _cpu_xml(root, cpu, vcpus)
     etree.SubElement(root, "clock", offset="utc")
     for tag, action in (("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")):
         etree.SubElement(root, tag).text = action
     devices = _DiskXml(etree.SubElement(root, "devices"), machine, {d.target for d in disks if d.target})
-    images = _disks_xml(plan, store, devices, disks, variant, do_import)
+    images = _disks_xml(plan, site, devices, disks, variant, do_import)
     if cdrom is not None:
         if microvm:
             raise InvalidArgument("--cdrom: machine 'microvm' has no cdrom bus; boot a kernel (--boot kernel=)")
         devices.add(cdrom, "raw", devices.cdrom_bus, "cdrom", True, None)
     if cloud is not None:
-        seed_dir = _pool_dir(store, None) if images is None else images
+        seed_dir = site.pool_dir(None) if images is None else images
         seed_path = os.path.join(seed_dir, f"{name}-cidata.iso")
         from vsh.core import cloudinit
 
@@ -234,18 +258,18 @@ def make_plan(store, opts: dict, host=None) -> Plan:
         if microvm:
             raise InvalidArgument("--location: machine 'microvm' has no cdrom bus for the install ISO")
         devices.add(location.source, "raw", devices.cdrom_bus, "cdrom", True, None)
-    _nics_xml(store, root, devices.node, nets, variant, microvm)
+    _nics_xml(site, root, devices.node, nets, variant, microvm)
     _other_devices_xml(devices.node, opts, microvm)
     _domain_options(root, devices.node, opts)
     _order_metadata(root)
     if location is not None:
-        _install_phase(plan, store, location, opts)
+        _install_phase(plan, site, location, opts)
     dom.fill_defaults(default_devices=False)     # the PS/2 inputs are libvirt's, added on define
     dom.validate()
     return plan
 
 
-def _install_phase(plan: Plan, store, location, opts: dict) -> None:
+def _install_phase(plan: Plan, site, location, opts: dict) -> None:
     """--location: the install run boots the media's kernel (extra args on its command line) with
     the media attached and ends at the installer's reboot; the defined domain boots its disk, the
     install ISO ejected. The kernel and initrd are copied out at create time (``plan.boot``)."""
@@ -253,7 +277,7 @@ def _install_phase(plan: Plan, store, location, opts: dict) -> None:
 
     from lxml import etree
 
-    boot_dir = os.path.join(os.fspath(store.data_dir), "boot")
+    boot_dir = site.boot_dir()
     stem = f"{plan.dom.name}-{secrets.token_hex(4)}"
     kernel, initrd = os.path.join(boot_dir, f"{stem}-vmlinuz"), os.path.join(boot_dir, f"{stem}-initrd")
     inject = [os.path.abspath(os.path.expanduser(p)) for p in opts.get("initrd_inject") or []]
@@ -282,7 +306,7 @@ def _install_phase(plan: Plan, store, location, opts: dict) -> None:
                 disk.remove(src)
 
 
-def _os_xml(plan: Plan, store, boot, machine: str, cdrom: str | None) -> None:
+def _os_xml(plan: Plan, site, boot, machine: str, cdrom: str | None) -> None:
     """<os> (firmware, kernel, boot order) and <features>."""
     from lxml import etree
 
@@ -295,9 +319,12 @@ def _os_xml(plan: Plan, store, boot, machine: str, cdrom: str | None) -> None:
             raise InvalidArgument("--boot uefi: machine 'microvm' boots a kernel directly, without firmware")
         code, varstore = _ovmf()
         etree.SubElement(os_el, "loader", readonly="yes", type="pflash").text = code
-        nvram_path = os.path.join(os.fspath(store.data_dir), "nvram", f"{plan.dom.name}_VARS.fd")
-        etree.SubElement(os_el, "nvram", template=varstore).text = nvram_path
-        plan.nvram = (varstore, nvram_path)
+        nvram_path = site.nvram_path(plan.dom.name)
+        if nvram_path is None:          # the connection makes it from the template itself
+            etree.SubElement(os_el, "nvram", template=varstore)
+        else:
+            etree.SubElement(os_el, "nvram", template=varstore).text = nvram_path
+            plan.nvram = (varstore, nvram_path)
     if boot.kernel:
         etree.SubElement(os_el, "kernel").text = boot.kernel
         if boot.initrd:
@@ -395,7 +422,7 @@ class _DiskXml:
         return d
 
 
-def _disks_xml(plan: Plan, store, devices: _DiskXml, disks: list, variant, do_import: bool) -> str | None:
+def _disks_xml(plan: Plan, site, devices: _DiskXml, disks: list, variant, do_import: bool) -> str | None:
     """The --disk options: existing images are used as they are, new ones planned (``plan.disks``).
     Returns the directory new images go to, or None when none was planned in a pool."""
     images = None
@@ -435,7 +462,7 @@ def _disks_xml(plan: Plan, store, devices: _DiskXml, disks: list, variant, do_im
                 size = variant.disk * GIB
             if path is None:
                 if images is None:
-                    images = _pool_dir(store, spec.pool)
+                    images = site.pool_dir(spec.pool)
                 fmt = spec.format or "qcow2"
                 path = _free_name(images, plan.dom.name, "qcow2" if fmt == "qcow2" else "img", taken)
             else:
@@ -455,7 +482,7 @@ def _disks_xml(plan: Plan, store, devices: _DiskXml, disks: list, variant, do_im
     return images
 
 
-def _nics_xml(store, root, devices, nets: list, variant, microvm: bool) -> None:
+def _nics_xml(site, root, devices, nets: list, variant, microvm: bool) -> None:
     """An <interface> per --network, with its port forwards."""
     from lxml import etree
 
@@ -467,7 +494,7 @@ def _nics_xml(store, root, devices, nets: list, variant, microvm: bool) -> None:
         # network=NAME must be a network of this connection (virt-install checks the same);
         # whether it is active is the business of 'start' (an autostart network is started then)
         if spec.type == "network":
-            _check_network(store, spec.source or "default")
+            site.check_network(spec.source or "default")
         nic = etree.SubElement(devices, "interface", type=spec.type)
         mac = spec.mac or random_mac()
         if mac in macs:

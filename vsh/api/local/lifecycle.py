@@ -241,12 +241,13 @@ class LocalDomainLifecycle(DomainLifecycle):
 
     def migrate(self, dest_uri: str, *, live: bool = False, offline: bool = False, persistent: bool = False,
                 undefine_source: bool = False, copy_storage: bool = False, suspend: bool = False,
-                timeout: float | None = None, auto_converge: bool = False, progress=None) -> dict:
+                timeout: float | None = None, auto_converge: bool = False, progress=None,
+                dest_xml: str | None = None) -> dict:
         from vsh.api.local.migrate import migrate
 
         return migrate(self, dest_uri, live=live, offline=offline, persistent=persistent,
                        undefine_source=undefine_source, copy_storage=copy_storage, suspend=suspend,
-                       timeout=timeout, auto_converge=auto_converge, progress=progress)
+                       timeout=timeout, auto_converge=auto_converge, progress=progress, dest_xml=dest_xml)
 
     def migration_parameters(self, names: list[str] | None = None) -> dict:
         from vsh.api.local.migrate import parameters

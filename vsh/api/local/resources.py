@@ -3,9 +3,9 @@ numatune, perf), a part of :class:`vsh.api.local.tuning.LocalDomainTuning`.
 
 The definitions keep libvirt's ``<memtune>``, ``<blkiotune>``, ``<numatune>`` and ``<perf>``.
 Live values are the cgroup v2 files of a cgroup that holds QEMU alone (memory.max, memory.high,
-memory.swap.max, io.weight, io.max, cpuset.mems), as libvirt's QEMU driver uses them; vsh makes
-no cgroup of its own, so where QEMU has none such the live calls say why (the
-``_cgroup`` check of the tuning handle). vsh opens no perf counters on QEMU's threads.
+memory.swap.max, io.weight, io.max, cpuset.mems), as libvirt's QEMU driver uses them: the group
+vsh makes for QEMU on a cgroup v2 host when it runs as root (:mod:`vsh.kvm.cgroup`); where QEMU
+has none such the live calls say why (the ``_cgroup`` check of the tuning handle). vsh opens no perf counters on QEMU's threads.
 """
 
 from __future__ import annotations

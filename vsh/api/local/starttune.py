@@ -7,17 +7,26 @@ Nothing is dropped: what vsh applies, it applies; what it cannot, it refuses bef
   cells: QEMU's memory policy, set in the child before it executes QEMU (libvirt does the same
   where it has no cpuset cgroup). Guests with cells get it per memory backend from the argv
   (``host-nodes``/``policy``, :mod:`vsh.kvm.argv.numa`).
-- The others need a cgroup that holds QEMU alone (memory.max, io.weight, cpuset.mems for
-  ``restrictive``) or perf counters on QEMU's threads; vsh makes neither, so a definition that
-  asks for them does not start, and the error says which element and why.
+- ``<cputune>``'s ``shares``, ``global_period`` and ``global_quota``: the CPU weight and
+  bandwidth of QEMU's own cgroup (:mod:`vsh.kvm.cgroup`), set once QEMU runs; refused where
+  vsh makes no cgroup (not root, no cpu hierarchy). The per-thread periods and quotas
+  (``period``, ``quota``, ``emulator_*``, ``iothread_*``) need a cgroup per thread: refused.
+- The others need memory, block I/O or cpuset limits on QEMU's cgroup (memory.max, io.weight,
+  cpuset.mems for ``restrictive``) or perf counters on QEMU's threads; vsh sets neither, so a
+  definition that asks for them does not start, and the error says which element and why.
 """
 
 from __future__ import annotations
 
-from vsh.core.errors import Unsupported, VshError
+from vsh.core.errors import InvalidArgument, Unsupported, VshError
 
-_WHY = ("vsh runs QEMU in the cgroup of the command that starts it and makes none of its own "
-        "(libvirt's QEMU driver uses one per domain)")
+_WHY = ("vsh's cgroup for QEMU carries the CPU scheduler's weight and bandwidth only "
+        "(libvirt's QEMU driver sets memory, I/O and cpuset limits on it too)")
+
+#: <cputune> children applied to QEMU's cgroup at start → vsh.kvm.cgroup.set_cpu's arguments
+CPU_KNOBS = {"shares": "shares", "global_period": "period", "global_quota": "quota"}
+#: <cputune> children that need a cgroup per thread
+PER_THREAD = ("period", "quota", "emulator_period", "emulator_quota", "iothread_period", "iothread_quota")
 
 
 def host_nodes() -> set[int]:
@@ -72,3 +81,28 @@ def memory_policy(dom) -> dict | None:
     if node.find("cpu/numa/cell") is not None:
         return None                     # per memory backend, in the argv
     return {"mode": mem.get("mode") or "strict", "nodes": sorted(nodes)}
+
+
+def cpu_scheduler(dom) -> dict:
+    """The arguments of :func:`vsh.kvm.cgroup.set_cpu` from ``<cputune>`` (empty when it sets none);
+    refuses, before QEMU starts, what vsh cannot apply (see the module's text)."""
+    from vsh.kvm import cgroup
+
+    found, tags = {}, []
+    for el in dom.node.findall("cputune/*"):
+        text = (el.text or "").strip()
+        if el.tag in PER_THREAD and text not in ("", "0"):
+            raise Unsupported(f"unsupported configuration: <cputune><{el.tag}> needs a cgroup per thread, "
+                              "which vsh does not create", hint="use <global_period>/<global_quota>")
+        if el.tag in CPU_KNOBS and text:
+            try:
+                found[CPU_KNOBS[el.tag]] = int(text)
+            except ValueError:
+                raise InvalidArgument(f"invalid argument: <cputune><{el.tag}> is not a number: "
+                                      f"'{text}'") from None
+            tags.append(el.tag)
+    if found and not cgroup.usable():
+        raise Unsupported(f"unsupported configuration: <cputune><{tags[0]}> needs a cgroup of the "
+                          "domain's own, which vsh makes only when it runs as root on a host with a cpu "
+                          "cgroup hierarchy", hint="remove it, or start the domain on vsh:///system")
+    return found

@@ -284,5 +284,7 @@ class LocalDomainStats(DomainStats):
         return cpu_times(qemu_pid(self._running()))
 
     def per_cpu_times(self) -> list[dict] | None:
-        self._running()
-        return None         # per host CPU times need cgroup accounting, which vsh does not set up
+        from vsh.kvm import cgroup
+
+        ns = cgroup.per_cpu_ns(qemu_pid(self._running()))     # QEMU's own cgroup (cpuacct, v1)
+        return None if ns is None else [{"cpu_time": n} for n in ns]

@@ -1,10 +1,11 @@
 """The local driver: CPU pinning, iothreads, scheduler, disk I/O limits and NIC bandwidth.
 
-vsh puts QEMU in no cgroup of its own, so it acts on the process as libvirt does without
-cgroups: ``sched_setaffinity`` on the vCPU threads (QMP query-cpus-fast names them), on the
-iothreads (query-iothreads) and on the remaining (emulator) threads; the persistent settings
-live in ``<cputune>``, ``<iotune>`` and ``<bandwidth>``. Disk limits are QEMU's own throttling
-(block_set_io_throttle). The scheduler's CPU weight needs a cgroup v2 that holds QEMU alone.
+Pinning acts on the process as libvirt does without cpuset cgroups: ``sched_setaffinity`` on
+the vCPU threads (QMP query-cpus-fast names them), on the iothreads (query-iothreads) and on
+the remaining (emulator) threads; the persistent settings live in ``<cputune>``, ``<iotune>``
+and ``<bandwidth>``. Disk limits are QEMU's own throttling (block_set_io_throttle). The
+scheduler's CPU weight and bandwidth are those of QEMU's own cgroup (:mod:`vsh.kvm.cgroup`,
+made when vsh runs as root; cgroup v1 or v2).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from vsh.api.local.threads import QMP_IOTUNE, drive_of, emulator_threads, qemu_t
 from vsh.api.tuning import BANDWIDTH_PARAMS, IOTUNE_PARAMS, SCHED_PARAMS, DomainTuning
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported
 
+#: where the cgroup v2 hierarchy is mounted
+CGROUP_ROOT = "/sys/fs/cgroup"
 #: the order of <cputune>'s children as libvirt writes them
 CPUTUNE_ORDER = ("shares", "period", "quota", "global_period", "global_quota", "emulator_period", "emulator_quota",
                  "iothread_period", "iothread_quota", "vcpupin", "emulatorpin", "iothreadpin", "vcpusched",
@@ -224,11 +227,12 @@ class LocalDomainTuning(LocalIothreads, LocalResources, DomainTuning):
         d = self._def(ref, False)
         return [{"id": i, "cpus": self._pinned(d, f"./cputune/iothreadpin[@iothread='{i}']")} for i in d.iothread_ids]
 
-    # -- scheduler -----------------------------------------------------------------------------------------
+    # -- cgroups: the scheduler here, memory, I/O and cpuset in LocalResources ----------------------------
 
-    def _cgroup(self, ref, probe: str = "cpu.weight", what: str = "cgroup CPU controller is not mounted") -> str:
-        """The cgroup v2 directory holding the QEMU process alone, with a writable controller
-        file ``probe``; OperationInvalid with libvirt's words ``what`` and the reason otherwise."""
+    def _cgroup(self, ref, probe: str, what: str) -> str:
+        """The cgroup v2 directory holding the QEMU process alone (vsh.kvm.cgroup makes it), with a
+        writable controller file ``probe``; OperationInvalid with libvirt's words ``what`` and the
+        reason otherwise."""
         from vsh.api.local.qemustats import qemu_pid
 
         pid = qemu_pid(ref)
@@ -241,7 +245,8 @@ class LocalDomainTuning(LocalIothreads, LocalResources, DomainTuning):
             lines = []
         unified = [line[3:] for line in lines if line.startswith("0::")]
         if not unified or len(lines) != 1:
-            why = "the host has no cgroup v2 (unified) hierarchy for the QEMU process"
+            why = ("the host has no cgroup v2 (unified) hierarchy for the QEMU process (on cgroup v1 vsh "
+                   "uses the cpu controller only)")
         else:
             path = os.path.join(CGROUP_ROOT, unified[0].lstrip("/"))
             try:
@@ -250,8 +255,8 @@ class LocalDomainTuning(LocalIothreads, LocalResources, DomainTuning):
             except OSError:
                 procs = []
             if procs != [str(pid)]:
-                why = (f"QEMU (pid {pid}) shares its cgroup {unified[0]} with other processes; vsh does not "
-                       "create a cgroup of its own for it, and changing that one would throttle them too")
+                why = (f"QEMU (pid {pid}) shares its cgroup {unified[0]} with other processes (vsh makes "
+                       "one of its own only when it runs as root), and changing that one would throttle them too")
             elif not os.access(os.path.join(path, probe), os.W_OK):
                 why = (f"the {probe.split('.')[0]} controller of cgroup {unified[0]} is not enabled or not "
                        "writable by this user")
@@ -260,17 +265,28 @@ class LocalDomainTuning(LocalIothreads, LocalResources, DomainTuning):
                                    hint=why + "; use --config to change the definition for the next boot")
         return path
 
+    def _cpu(self, ref, change: dict | None = None) -> dict:
+        """The CPU knobs of QEMU's own cgroup (vsh.kvm.cgroup): read, or first changed."""
+        from vsh.api.local.qemustats import qemu_pid
+        from vsh.kvm import cgroup
+
+        pid = qemu_pid(ref)
+        try:
+            if change:
+                cgroup.set_cpu(pid, change.get("cpu_shares"), change.get("global_period"),
+                               change.get("global_quota"))
+            return cgroup.cpu_settings(pid)
+        except cgroup.CgroupError as exc:
+            raise OperationInvalid("Requested operation is not valid: cgroup CPU controller is not mounted",
+                                   hint=exc.strerror + "; use --config to change the definition for the "
+                                   "next boot") from None
+
     def scheduler(self, live=False, config=False, current=False):
         ref, do_live, _ = self._which(live, config, current)
         params = dict.fromkeys(SCHED_PARAMS, 0)      # libvirt's 0: not set
         if do_live:
-            path = self._cgroup(ref)
-            with open(os.path.join(path, "cpu.weight")) as fh:
-                params["cpu_shares"] = int(fh.read())
-            with open(os.path.join(path, "cpu.max")) as fh:
-                quota, period = fh.read().split()
-            params["global_quota"] = -1 if quota == "max" else int(quota)
-            params["global_period"] = int(period)
+            cpu = self._cpu(ref)
+            params.update(cpu_shares=cpu["shares"], global_period=cpu["period"], global_quota=cpu["quota"])
             return {"scheduler": "posix", "params": params}
         d = self._def(ref, False)
         for name in SCHED_PARAMS:
@@ -284,21 +300,11 @@ class LocalDomainTuning(LocalIothreads, LocalResources, DomainTuning):
         for name, value in params.items():
             check_sched_value(name, int(value))
         if do_live:
-            path = self._cgroup(ref)
             other = sorted(set(params) - {"cpu_shares", "global_period", "global_quota"})
             if other:
                 raise Unsupported(f"operation not supported: '{other[0]}' needs a cgroup per thread, "
                                   "which vsh does not create; use --config")
-            if "cpu_shares" in params:
-                with open(os.path.join(path, "cpu.weight"), "w") as fh:
-                    fh.write(str(max(1, min(10000, int(params["cpu_shares"])))))
-            if "global_period" in params or "global_quota" in params:
-                with open(os.path.join(path, "cpu.max")) as fh:
-                    quota, period = fh.read().split()
-                quota = params.get("global_quota", quota)
-                quota = "max" if str(quota) in ("-1", "0") else str(quota)
-                with open(os.path.join(path, "cpu.max"), "w") as fh:
-                    fh.write(f"{quota} {params.get('global_period', period)}")
+            self._cpu(ref, {k: int(v) for k, v in params.items()})
 
         def change(cfg):
             from vsh.core.xmlobject import ensure

@@ -102,6 +102,7 @@ class Channel:
     """One ssh connection to a remote ``vsh serve --stdio``."""
 
     def __init__(self, argv: list[str], target: str, make_handle):
+        self.argv = argv                    # ssh's command line (a socket forward reuses it)
         self.target = target                # what error messages call the peer ("user@host")
         self.make_handle = make_handle      # (channel, tag, data) -> a handle, stream or iterator
         self.lock = _thread.allocate_lock()

@@ -110,7 +110,8 @@ class PromisedHandle(RemoteHandle):
 
 class ConnectionHandle(RemoteHandle):
     """The base of the remote :class:`~vsh.api.base.Connection`: closing it ends the ssh session;
-    domain lookups are pipelined (the command's next call goes out with them)."""
+    domain lookups are pipelined (the command's next call goes out with them); a socket forward
+    (the stream of a migration to this host) is a second ssh process of this machine."""
 
     def close(self) -> None:
         self._channel.close()
@@ -124,6 +125,12 @@ class ConnectionHandle(RemoteHandle):
 
     def lookup_domain(self, ident: str):
         return self._pipeline("lookup_domain", (ident,))
+
+    def forward_socket(self, path: str, local_path: str):
+        """An ssh forward of ``local_path`` here to ``path`` there, on a second ssh connection."""
+        from vsh.api.remote.forward import SshForward
+
+        return SshForward(self._channel.argv, path, local_path, self._channel.target)
 
     def lookup_domain_by_id(self, id: int):
         return self._pipeline("lookup_domain_by_id", (id,))

@@ -1,15 +1,70 @@
-"""The devices of a domain (``<devices>`` children), as declared properties, and the
-bus libvirt gives a new disk."""
+"""The devices of a domain (``<devices>`` children) as declared properties: what every device
+has, disks and network interfaces, and the bus libvirt gives a new disk.  The other families:
+:mod:`.chardevs` (serial ports, consoles, channels), :mod:`.hardware` (controllers, display,
+sound, host devices and the rest); :mod:`.kinds` maps an element to its class."""
 
 from __future__ import annotations
 
-from vsh.core.xmlobject import XFlag, XMLObject, XProp, ensure, yesno
+from vsh.core.domain.address import Address, device_address, place_address
+from vsh.core.xmlobject import XFlag, XMLObject, XProp, ensure
 
 
 class Device(XMLObject):
     alias = XProp("./alias/@name")
     address_type = XProp("./address/@type")
     boot_order = XProp("./boot/@order", int)
+    virtio_model = XProp("./@model")    # virtio, virtio-transitional... (a controller's, a sound card's model)
+    rom_file = XProp("./rom/@file")
+    rom_enabled = XProp("./rom/@enabled")
+    rom_bar = XProp("./rom/@bar")
+    has_rom = XFlag("./rom")
+
+    @property
+    def kind(self) -> str:
+        """The element's name: disk, interface, controller..."""
+        return self.node.tag
+
+    @property
+    def key(self) -> str:
+        """A stable identity within its domain (its path: lxml proxies have no stable id())."""
+        return self.node.getroottree().getpath(self.node)
+
+    @property
+    def address(self) -> Address | None:
+        return device_address(self.node)
+
+    def set_address(self, in_place: bool = True, **attrs: str) -> Address:
+        """Replace the <address> by one with ``attrs`` (see address.place_address)."""
+        return place_address(self.node, in_place, **attrs)
+
+    def has(self, tag: str) -> bool:
+        """Whether the element has a child ``tag`` (for children the model does not declare)."""
+        return self.node.find(tag) is not None
+
+    def describe(self) -> str:
+        """``<controller type='pci' index='1' model='...'>``: the element and its naming attributes."""
+        extra = "".join(" %s='%s'" % (k, self.node.get(k)) for k in ("type", "index", "model") if self.node.get(k))
+        return "<%s%s>" % (self.node.tag, extra)
+
+
+def backing_store(node) -> "BackingStore | None":
+    el = node.find("backingStore")
+    return BackingStore(el) if el is not None else None
+
+
+class BackingStore(XMLObject):
+    """One level of a disk's declared backing chain (``<backingStore/>`` empty: none)."""
+
+    tag = "backingStore"
+    type = XProp("./@type")
+    format = XProp("./format/@type")
+    source_file = XProp("./source/@file")
+    source_dev = XProp("./source/@dev")
+    has_source = XFlag("./source")
+
+    @property
+    def backing_store(self) -> "BackingStore | None":
+        return backing_store(self.node)
 
 
 class Disk(Device):
@@ -29,6 +84,20 @@ class Disk(Device):
     shareable = XFlag("./shareable")
     serial = XProp("./serial")
     wwn = XProp("./wwn")
+    transient = XFlag("./transient")
+    has_source = XFlag("./source")
+    source_fdgroup = XProp("./source/@fdgroup")
+    source_startup_policy = XProp("./source/@startupPolicy")
+    driver_queues = XProp("./driver/@queues")
+    driver_iothread = XProp("./driver/@iothread")
+    driver_detect_zeroes = XProp("./driver/@detect_zeroes")
+    iothread_mapping = XFlag("./driver/iothreads")
+    logical_block_size = XProp("./blockio/@logical_block_size")
+    physical_block_size = XProp("./blockio/@physical_block_size")
+
+    @property
+    def backing_store(self) -> BackingStore | None:
+        return backing_store(self.node)
 
     @property
     def source(self) -> str | None:
@@ -61,6 +130,13 @@ class Interface(Device):
     script_path = XProp("./script/@path")
     driver_name = XProp("./driver/@name")
     link_state = XProp("./link/@state")
+    backend_type = XProp("./backend/@type")
+    has_model = XFlag("./model")
+    port_forward = XFlag("./portForward")
+
+    @property
+    def ips(self) -> list["NetIP"]:
+        return [NetIP(el) for el in self.node.findall("ip")]
 
     # interface type -> attribute of <source> that names what it connects to
     SOURCE_ATTR = {"network": "network", "bridge": "bridge", "direct": "dev", "ethernet": None,
@@ -90,104 +166,13 @@ class Interface(Device):
         return None
 
 
-class CharDevice(Device):
-    """serial, console, channel, parallel."""
+class NetIP(XMLObject):
+    """An ``<ip>`` of an interface (user-mode networking: the guest's subnet)."""
 
-    type = XProp("./@type")
-    source_path = XProp("./source/@path")
-    source_mode = XProp("./source/@mode")
-    target_type = XProp("./target/@type")
-    target_name = XProp("./target/@name")
-    target_port = XProp("./target/@port", int)
-
-
-class Serial(CharDevice):
-    tag = "serial"
-
-
-class Console(CharDevice):
-    tag = "console"
-
-
-class Channel(CharDevice):
-    tag = "channel"
-
-
-class Rng(Device):
-    tag = "rng"
-    model = XProp("./@model")
-    backend_model = XProp("./backend/@model")
-    backend = XProp("./backend")
-
-
-class MemBalloon(Device):
-    tag = "memballoon"
-    model = XProp("./@model")
-
-
-class Controller(Device):
-    tag = "controller"
-    type = XProp("./@type")
-    index = XProp("./@index", int)
-    model = XProp("./@model")
-
-
-class HostDev(Device):
-    tag = "hostdev"
-    mode = XProp("./@mode")
-    type = XProp("./@type")
-    managed = XProp("./@managed", yesno, lambda v: "yes" if v else "no")
-    address_domain = XProp("./source/address/@domain")
-    address_bus = XProp("./source/address/@bus")
-    address_slot = XProp("./source/address/@slot")
-    address_function = XProp("./source/address/@function")
-
-
-class Filesystem(Device):
-    tag = "filesystem"
-    type = XProp("./@type")
-    accessmode = XProp("./@accessmode")
-    driver_type = XProp("./driver/@type")
-    source_dir = XProp("./source/@dir")
-    target_dir = XProp("./target/@dir")
-
-
-class Watchdog(Device):
-    tag = "watchdog"
-    model = XProp("./@model")
-    action = XProp("./@action")
-
-
-class Graphics(Device):
-    tag = "graphics"
-    type = XProp("./@type")
-    listen = XProp("./@listen")
-    port = XProp("./@port", int)
-
-
-class Video(Device):
-    tag = "video"
-    model = XProp("./model/@type")
-
-
-class Input(Device):
-    tag = "input"
-    type = XProp("./@type")
-    bus = XProp("./@bus")
-
-
-class Sound(Device):
-    tag = "sound"
-    model = XProp("./@model")
-
-
-DEVICE_CLASSES = {cls.tag: cls for cls in (Disk, Interface, Serial, Console, Channel, Rng, MemBalloon,
-                                           Controller, HostDev, Filesystem, Watchdog, Graphics, Video,
-                                           Input, Sound)}
-
-
-def device_for(node) -> Device:
-    return DEVICE_CLASSES.get(node.tag, Device)(node)
+    tag = "ip"
+    family = XProp("./@family")
+    address = XProp("./@address")
+    prefix = XProp("./@prefix")
 
 
 def default_bus(target: str, device: str | None = None) -> str:

@@ -6,7 +6,7 @@ memory balloon, the chipset's PS/2 mouse and keyboard)."""
 
 from __future__ import annotations
 
-from vsh.core.domain.devices import Controller
+from vsh.core.domain.hardware import Controller
 
 #: Controller types a disk bus implies, in the order libvirt adds them (virDomainDefAddImplicitControllers).
 DISK_CONTROLLERS = ("scsi", "fdc", "ide", "sata")

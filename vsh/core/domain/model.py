@@ -4,9 +4,11 @@ the commands make to a persistent configuration."""
 from __future__ import annotations
 
 from vsh.core.domain.checks import fill_defaults, parse_cpuset, validate
-from vsh.core.domain.devices import Device, Disk, Interface, device_for
+from vsh.core.domain.devices import Device, Disk, Interface
+from vsh.core.domain.kinds import device_for
+from vsh.core.domain.platform import Platform
 from vsh.core.errors import InvalidArgument, OperationInvalid, XMLError
-from vsh.core.xmlobject import XFlag, XMLObject, XProp, ensure, insert_ordered, subset_match, to_kib, yesno
+from vsh.core.xmlobject import XFlag, XProp, ensure, insert_ordered, subset_match, to_kib, yesno
 
 
 def _mem_get(path: str):
@@ -29,7 +31,7 @@ def _mem_get(path: str):
     return property(getter, setter)
 
 
-class Domain(XMLObject):
+class Domain(Platform):
     tag = "domain"
 
     type = XProp("./@type")

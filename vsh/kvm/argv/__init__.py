@@ -1,8 +1,8 @@
 """Domain XML → QEMU command line.
 
-``build_argv(root, host, paths)`` reads a libvirt ``<domain>`` element (through
-the typed model of ``vsh.core.domain`` where it has the property, with XPath
-for the rest) and returns the argv of the ``qemu-system-x86_64`` process that runs
+``build_argv(root, host, paths)`` reads a libvirt ``<domain>`` element, only through
+the typed model of ``vsh.core.domain`` (declared properties, ``Device.address``, the
+device classes of each family; no XPath here), and returns the argv of the ``qemu-system-x86_64`` process that runs
 it.  It is a function of its inputs plus two kinds of file checks, both about
 files the XML names: that they exist (a missing disk, kernel or firmware is an
 error naming the file) and, for qcow2 disks, what the image header says about
@@ -67,7 +67,9 @@ kernel, boot order), ``controllers``, ``disks`` (with ``images``, the qcow2
 header checks), ``network``, ``chardevs``, ``graphics`` (VNC, video, input), ``sound``, ``smbios``,
 ``filesystems`` (9p shares), ``numa`` (guest NUMA cells), ``tpm`` (TPMs),
 ``devices`` (rng, balloon, watchdog, panic, host PCI devices) and ``build``,
-which composes them.
+which composes them: each device handler gets the device's model object
+(``vsh.core.domain.device_for``).  ``addresses`` (with ``q35`` over ``pcie``) writes the
+addresses a define gives, through ``Device.set_address``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from __future__ import annotations
 from vsh.core.errors import VshError
 from vsh.kvm.argv import controllers, disks, machine, slots
 from vsh.kvm.argv.builder import Builder
+from vsh.kvm.argv.options import given, number
 from vsh.kvm.argv.paths import RuntimePaths
 from vsh.kvm.argv.pci import BUILTIN
 
@@ -29,8 +30,6 @@ def write_addresses(root) -> None:
     """Give each disk and PCI device of the domain ``root`` without an address the one a start
     would give it (see the module docstring; a domain whose machine vsh cannot run is left for
     start to refuse)."""
-    from lxml import etree
-
     try:
         b = Builder(root, None, RuntimePaths.for_rundir("/nonexistent"))
         machine.machine_type(b)
@@ -40,64 +39,57 @@ def write_addresses(root) -> None:
             slots.assign(b, controllers.implied(b))
     except VshError:
         return
-    virtio_serial_addresses(b.devices)
+    virtio_serial_addresses(b.dom)
     if b.family == "q35":
         from vsh.kvm.argv.q35 import plan
 
-        plan(b.devices)
+        plan(b.dom)
         return
     if b.family != "pc":
         return
-    for el in b.devices:
-        if not isinstance(el.tag, str) or not slots.wanted(el):
+    for el in b.dom.devices():
+        if not slots.wanted(el):
             continue
         where = None
-        if el.tag == "controller":
-            builtin = BUILTIN.get((b.family, el.get("type"), el.get("index", "0")))
+        if el.kind == "controller":
+            builtin = BUILTIN.get((b.family, el.type, given(el.raw("index"), "0")))
             if builtin is not None:
                 where = (*builtin, False)
         if where is None:
-            where = b.pci.assigned.get(b.key(el))
+            where = b.pci.assigned.get(el.key)
         if where is None:
             continue
         bus, slot, fn, multi = where
-        old = el.find("address")
-        if old is not None:
-            el.remove(old)
-        addr = etree.SubElement(el, "address", type="pci", domain="0x0000", bus="0x%02x" % bus,
-                                slot="0x%02x" % slot, function="0x%x" % fn)
-        if multi:
-            addr.set("multifunction", "on")
+        el.set_address(in_place=False, type="pci", domain="0x0000", bus="0x%02x" % bus, slot="0x%02x" % slot,
+                       function="0x%x" % fn, multifunction="on" if multi else None)
 
 
 def drive_addresses(b: Builder) -> None:
     """``<address type='drive'>`` for each IDE, SATA and SCSI disk that has no address."""
-    from lxml import etree
-
-    for d in b.devices.findall("disk"):
-        if d.find("address") is not None or disks.disk_bus(b, d) not in ("ide", "sata", "scsi"):
+    for d in b.dom.disks:
+        if d.address is not None or disks.disk_bus(b, d) not in ("ide", "sata", "scsi"):
             continue
         ctrl, bus, target, unit = disks.drive_address(b, d)
-        etree.SubElement(d, "address", type="drive", controller=str(ctrl), bus=str(bus), target=str(target),
-                         unit=str(unit))
+        d.set_address(type="drive", controller=str(ctrl), bus=str(bus), target=str(target), unit=str(unit))
 
 
-def virtio_serial_addresses(devs) -> None:
+def virtio_serial_addresses(dom) -> None:
     """libvirt's qemuDomainAssignVirtioSerialAddresses: the ports the XML gives are taken, each
     virtio console takes the first free port (from 0, not written), each virtio channel the first
     free one from 1 on the lowest-numbered controller with room (written)."""
-    from lxml import etree
-
     from vsh.core.errors import XMLError
-    from vsh.kvm.argv.options import number
 
     ports: dict[int, int] = {}      # controller index -> its port count
-    for c in devs.findall("controller[@type='virtio-serial']"):
-        ports[number(c.get("index"), "<controller type='virtio-serial'> index", 0)] = \
-            number(c.get("ports"), "<controller type='virtio-serial'> ports", 31)
+    for c in dom.devices("controller"):
+        if c.type == "virtio-serial":
+            ports[number(c.raw("index"), "<controller type='virtio-serial'> index", 0)] = \
+                number(c.ports, "<controller type='virtio-serial'> ports", 31)
     used: dict[int, set[int]] = {i: set() for i in ports}
-    for a in devs.xpath("./*/address[@type='virtio-serial'][@port != '0']"):
-        ctrl, port = number(a.get("controller"), "virtio-serial controller", 0), number(a.get("port"), "port", 0)
+    for dev in dom.devices():
+        a = dev.address
+        if a is None or a.type != "virtio-serial" or a.port in (None, "0"):
+            continue
+        ctrl, port = number(a.controller, "virtio-serial controller", 0), number(a.port, "port", 0)
         if ctrl not in ports:
             raise XMLError("XML error: virtio serial controller %d is missing" % ctrl)
         if port >= ports[ctrl]:
@@ -105,24 +97,22 @@ def virtio_serial_addresses(devs) -> None:
         if port in used[ctrl]:
             raise XMLError("XML error: virtio serial port %d on controller %d is already occupied" % (port, ctrl))
         used[ctrl].add(port)
-    targets = devs.xpath("./console[target/@type='virtio'] | ./channel[target/@type='virtio']")
-    for el in sorted(targets, key=lambda e: e.tag != "console"):      # libvirt: consoles first
-        a = el.find("address")
-        if a is not None and (a.get("type") != "virtio-serial" or a.get("port") not in (None, "0")):
+    targets = [d for d in dom.devices() if d.kind in ("console", "channel") and d.target_type == "virtio"]
+    for el in sorted(targets, key=lambda e: e.kind != "console"):      # libvirt: consoles first
+        a = el.address
+        if a is not None and (a.type != "virtio-serial" or a.port not in (None, "0")):
             continue
-        console = el.tag == "console"
-        given = number(a.get("controller"), "virtio-serial controller", 0) if a is not None else None
-        for ctrl in sorted(ports) if given is None else [given]:
-            free = [p for p in range(0 if console and given is None else 1, ports.get(ctrl, 0))
+        console = el.kind == "console"
+        named = number(a.controller, "virtio-serial controller", 0) if a is not None else None
+        for ctrl in sorted(ports) if named is None else [named]:
+            free = [p for p in range(0 if console and named is None else 1, ports.get(ctrl, 0))
                     if p not in used.get(ctrl, ())]
             if free:
                 used[ctrl].add(free[0])
                 if not console:
                     if a is None:
-                        a = etree.SubElement(el, "address")
-                    for k, v in (("type", "virtio-serial"), ("controller", str(ctrl)), ("bus", "0"),
-                                 ("port", str(free[0]))):
-                        a.set(k, v)
+                        a = el.set_address(in_place=False)
+                    a.type, a.controller, a.bus, a.port = "virtio-serial", str(ctrl), "0", str(free[0])
                 break
         else:
             raise XMLError("XML error: Unable to find a free virtio-serial port")

@@ -9,21 +9,23 @@ from __future__ import annotations
 import json
 import re
 
+from vsh.core.domain import device_for
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
 from vsh.kvm.argv import (boot, chardevs, controllers, devices, disks, filesystems, graphics, machine, network,
                           numa, slots, smbios, sound, tpm)
 from vsh.kvm.argv.builder import Builder
-from vsh.kvm.argv.custom import custom_commandline
+from vsh.kvm.argv.custom import commandline
 from vsh.kvm.argv.options import esc, split_opts
 from vsh.kvm.argv.paths import RuntimePaths
 
 
-def _nothing(b: Builder, el, n: int) -> None:
+def _nothing(b: Builder, dev, n: int) -> None:
     """<emulator> is read by machine.emulator, <controller> by controllers.controllers, <audio> by
     sound.audiodev; <sysinfo> by smbios.smbios."""
 
 
-#: The handler of each element under <devices>, called with (builder, element, its number among its kind).
+#: The handler of each element under <devices>, called with (builder, its device model, its number
+#: among its kind).
 DEVICE_HANDLERS = {
     "emulator": _nothing,
     "controller": _nothing,
@@ -59,14 +61,12 @@ def handler_for(tag: str):
 
 def walk_devices(b: Builder) -> None:
     """Every element under <devices>, in document order (USB hubs first: devices sit on their ports)."""
-    b.serials = chardevs.serial_plan(b.devices)
+    b.serials = chardevs.serial_plan(b.dom)
     counters: dict[str, int] = {}
-    for el in sorted(b.devices, key=lambda e: e.tag != "hub"):
-        if not isinstance(el.tag, str):
-            continue
-        n = counters.get(el.tag, 0)
-        counters[el.tag] = n + 1
-        handler_for(el.tag)(b, el, n)
+    for dev in sorted(b.dom.devices(), key=lambda d: d.kind != "hub"):
+        n = counters.get(dev.kind, 0)
+        counters[dev.kind] = n + 1
+        handler_for(dev.kind)(b, dev, n)
 
 
 def build(b: Builder) -> list[str]:
@@ -106,7 +106,7 @@ def build(b: Builder) -> list[str]:
     network.unused_forwards(b)
     b.add("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
     b.add("-msg", "timestamp=on")
-    b.argv += custom_commandline(b.root)[0]     # <qemu:commandline>, last, as libvirt puts it
+    b.argv += commandline(b.dom)[0]     # <qemu:commandline>, last, as libvirt puts it
     return b.argv
 
 
@@ -134,10 +134,10 @@ def device_options(root, el, host=None, paths: RuntimePaths | None = None, index
     machine.machine_type(b)
     machine.iothread_objects(b)
     controllers.reserve_pci(b)
-    b.serials = chardevs.serial_plan(b.devices)
+    b.serials = chardevs.serial_plan(b.dom)
     handler = handler_for(el.tag if isinstance(el.tag, str) else "")
     b.argv = []
-    handler(b, el, index)
+    handler(b, device_for(el), index)
     out: dict = {"family": b.family, "blockdev": [], "netdev": None, "device": None}
     for opt, value in zip(b.argv[::2], b.argv[1::2]):
         if opt == "-blockdev":

@@ -1,7 +1,7 @@
 """The state one argv build carries between the device families, and the helpers they share.
 
-A ``Builder`` holds the domain (the lxml element and the typed model of
-``vsh.core.domain`` over it), the host facts, the runtime paths and what the
+A ``Builder`` holds the domain (the typed model of ``vsh.core.domain``, through which
+every family reads it), the host facts, the runtime paths and what the
 build has decided so far: accelerator, machine family, PCI address book, boot
 indexes, iothreads, declared controllers, port forwards.  The family modules
 (``machine``, ``boot``, ``controllers``, ``disks``, ``network``, ``chardevs``,
@@ -27,15 +27,11 @@ class Builder:
     def __init__(self, root, host, paths: RuntimePaths):
         if root is None or not isinstance(root.tag, str) or root.tag != "domain":
             raise XMLError("expected a <domain> element, got <%s>" % getattr(root, "tag", None))
-        self.root = root
         self.dom = Domain(root)
         self.host = host
         self.paths = paths
         self.fdsets: dict[str, int] = {}    # fd group -> QEMU fd set (disks with <source fdgroup>)
         self.argv: list[str] = []
-        self.devices = root.find("devices")
-        if self.devices is None:
-            self.devices = root.makeelement("devices")
         self.kvm = False
         self.family = "q35"
         self.machine = DEFAULT_MACHINE
@@ -48,21 +44,12 @@ class Builder:
         self.vser_ctrls: set[int] = set()
         self.usb_ctrls: dict[int, str] = {}
         self.audiodevs: set[str] = set()      # -audiodev ids already added (sound)
-        self.serials: list = []               # the elements that become serial ports (chardevs.serial_plan)
+        self.serials: list = []               # the devices that become serial ports (chardevs.serial_plan)
         self.forwards: list | None = None     # the domain's port forwards, read on first use
         self.forwards_used: set[int] = set()
 
-    def key(self, el) -> str:
-        """A stable identity for an element (lxml proxies have no stable id())."""
-        return el.getroottree().getpath(el)
-
     def add(self, *args: str) -> None:
         self.argv.extend(args)
-
-    def text(self, path: str) -> str | None:
-        """Stripped text of the child element at ``path`` (relative to <domain>), or None."""
-        v = self.root.findtext(path)
-        return v.strip() if v is not None else None
 
     @property
     def microvm(self) -> bool:
@@ -76,22 +63,15 @@ class Builder:
         if self.microvm:
             raise Unsupported("%s needs PCI, which machine 'microvm' does not have" % what)
 
-    def dev_addr(self, elem, what: str, key: object = None) -> list[tuple[str, object]]:
+    def dev_addr(self, dev, what: str, key: object = None) -> list[tuple[str, object]]:
         """Bus placement for a virtio device (PCI address, or nothing on microvm); ``key`` names an
-        implicit controller (``elem`` None) whose address slots.assign planned."""
+        implicit controller (``dev`` None) whose address slots.assign planned."""
         if self.microvm:
-            a = elem.find("address") if elem is not None else None
-            if a is not None and a.get("type") not in (None, "virtio-mmio"):
+            a = dev.address if dev is not None else None
+            if a is not None and a.type not in (None, "virtio-mmio"):
                 raise InvalidArgument("%s: machine 'microvm' has no PCI; use <address type='virtio-mmio'/>" % what)
             return []
-        return self.pci.props(elem, what, key)
-
-    def feature_state(self, name: str) -> bool | None:
-        """<features><NAME state='on|off'/></features>: True, False, or None when absent."""
-        f = self.root.find("features/" + name)
-        if f is None:
-            return None
-        return f.get("state", "on") == "on"
+        return self.pci.props(dev, what, key)
 
     def iothread(self, value: str | None, what: str) -> tuple[str, str] | None:
         """The ``iothread=`` property for a device's iothread number (checked against <iothreads>)."""
@@ -103,18 +83,17 @@ class Builder:
                                   % (what, i, self.iothreads))
         return ("iothread", "iothread%d" % i)
 
-    def bootprop(self, elem) -> tuple[str, object] | None:
-        """The ``bootindex=`` property of a device element, if boot() gave it one."""
-        i = self.bootindex.get(self.key(elem))
+    def bootprop(self, dev) -> tuple[str, object] | None:
+        """The ``bootindex=`` property of a device, if boot() gave it one."""
+        i = self.bootindex.get(dev.key)
         return ("bootindex", i) if i is not None else None
 
-    def rom(self, el, what: str) -> tuple[str, object] | None:
+    def rom(self, dev, what: str) -> tuple[str, object] | None:
         """The ``romfile=`` property from a device's <rom> (NICs and PCI host devices)."""
-        rom = el.find("rom")
-        if rom is None or self.microvm:
+        if not dev.has_rom or self.microvm:
             return None
-        if rom.get("enabled") == "no" or rom.get("bar") == "off":
+        if dev.rom_enabled == "no" or dev.rom_bar == "off":
             return ("romfile", "")
-        if rom.get("file"):
-            return ("romfile", need_file(rom.get("file"), what + " <rom file>"))
+        if dev.rom_file:
+            return ("romfile", need_file(dev.rom_file, what + " <rom file>"))
         return None

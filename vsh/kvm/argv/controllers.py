@@ -12,16 +12,16 @@ from vsh.kvm.argv.options import number, opts
 def reserve_pci(b: Builder) -> None:
     """Take the PCI addresses the XML gives before any device asks for a free slot."""
     if b.microvm:
-        for a in b.devices.xpath(".//address[@type='pci']"):
-            if a.getparent().tag != "source":
-                raise InvalidArgument("<%s>: machine 'microvm' has no PCI bus" % a.getparent().tag)
+        for dev in b.dom.devices():
+            if dev.address is not None and dev.address.type == "pci":
+                raise InvalidArgument("<%s>: machine 'microvm' has no PCI bus" % dev.kind)
         return
-    for el in b.devices:
-        if not isinstance(el.tag, str):
+    for dev in b.dom.devices():
+        b.pci.reserve(dev, "<%s>" % dev.kind)
+    for c in b.dom.devices("controller"):
+        if c.type != "pci":
             continue
-        b.pci.reserve(el, "<%s>" % el.tag)
-    for c in b.devices.findall("controller[@type='pci']"):
-        idx = number(c.get("index"), "<controller type='pci'> index")
+        idx = number(c.raw("index"), "<controller type='pci'> index")
         if idx:
             b.pci.buses[idx] = "pci.%d" % idx
 
@@ -30,10 +30,10 @@ def controllers(b: Builder) -> None:
     """Controllers the XML declares, then the ones its devices imply."""
     declared = b.dom.devices("controller")
     pci = sorted((c for c in declared if c.type == "pci"),
-                 key=lambda c: number(c.node.get("index"), "<controller type='pci'> index", 0))
-    for ctrl in pci + [c for c in declared if c.type != "pci"]:
-        t, model, c = ctrl.type, ctrl.model, ctrl.node
-        idx = number(c.get("index"), "<controller type='%s'> index" % t, 0)
+                 key=lambda c: number(c.raw("index"), "<controller type='pci'> index", 0))
+    for c in pci + [c for c in declared if c.type != "pci"]:
+        t, model = c.type, c.model
+        idx = number(c.raw("index"), "<controller type='%s'> index" % t, 0)
         what = "<controller type='%s' index='%d'>" % (t, idx)
         if t == "pci":
             pci_controller(b, c, idx, model, what)
@@ -60,16 +60,16 @@ def implied(b: Builder) -> list[tuple[str, int]]:
     """(type, index) of the controllers the disks, consoles and channels need and the XML does not
     declare (a definition made by define has them all: libvirt adds them)."""
     declared = set()
-    for c in b.devices.findall("controller"):
-        declared.add((c.get("type"), number(c.get("index"), "<controller type='%s'> index" % c.get("type"), 0)))
+    for c in b.dom.devices("controller"):
+        declared.add((c.type, number(c.raw("index"), "<controller type='%s'> index" % c.type, 0)))
     out: list[tuple[str, int]] = []
-    for d in b.devices.findall("disk"):
+    for d in b.dom.disks:
         bus = disk_bus(b, d)
         if bus in ("scsi", "sata"):
             ctrl = drive_address(b, d)[0]
             if (bus, ctrl) not in declared and (bus, ctrl) not in out:
                 out.append((bus, ctrl))
-    if b.devices.xpath("./channel[target/@type='virtio'] | ./console[target/@type='virtio']") \
+    if any(ch.target_type == "virtio" for ch in b.dom.devices("channel") + b.dom.devices("console")) \
             and ("virtio-serial", 0) not in declared:
         out.append(("virtio-serial", 0))
     return out
@@ -85,23 +85,21 @@ def pci_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
             raise InvalidArgument("%s: machine '%s' has a %s, not a %s" % (what, b.machine, want, model))
         return
     b.need_pci(what)
-    tgt = c.find("target")
     pid = "pci.%d" % idx
     if model == "pcie-root-port":
         if b.family != "q35":
             raise InvalidArgument("%s: pcie-root-port needs machine q35" % what)
-        chassis = number(tgt.get("chassis") if tgt is not None else None, what + " chassis", idx)
-        where = b.pci.parse(c.find("address"), what) or b.pci.assigned.get(b.key(c))
+        chassis = number(c.target_chassis, what + " chassis", idx)
+        where = b.pci.parse(c.address, what) or b.pci.assigned.get(c.key)
         # libvirt's default port: the root port's own slot and function
-        port = number(tgt.get("port") if tgt is not None else None, what + " port",
-                      (where[1] << 3) + where[2] if where else idx)
-        qdev = c.find("model").get("name") if c.find("model") is not None else None
+        port = number(c.target_port, what + " port", (where[1] << 3) + where[2] if where else idx)
+        qdev = c.model_name
         if qdev not in (None, "pcie-root-port", "ioh3420"):
             raise Unsupported("%s: <model name='%s'> is not supported (pcie-root-port, ioh3420)" % (what, qdev))
         b.add("-device", opts(qdev or "pcie-root-port", ("port", port), ("chassis", chassis), ("id", pid),
                               *b.pci.props(c, what)))
     elif model == "pci-bridge":
-        chassis = number(tgt.get("chassisNr") if tgt is not None else None, what + " chassisNr", idx)
+        chassis = number(c.target_chassis_nr, what + " chassisNr", idx)
         b.add("-device", opts("pci-bridge", ("chassis_nr", chassis), ("id", pid), *b.pci.props(c, what)))
     elif model == "pcie-to-pci-bridge":
         b.add("-device", opts("pcie-pci-bridge", ("id", pid), *b.pci.props(c, what)))
@@ -126,12 +124,11 @@ def scsi_controller(b: Builder, c, idx: int, model: str, what: str) -> None:
         b.need_pci(what)
         b.add("-device", opts("lsi", ("id", "scsi%d" % idx), *b.dev_addr(c, what)))
         return
-    drv = c.find("driver") if c is not None else None
     pairs = [("id", "scsi%d" % idx)]
-    if drv is not None:
-        if drv.get("queues"):
-            pairs.append(("num_queues", number(drv.get("queues"), what + " queues")))
-        io = b.iothread(drv.get("iothread"), what)
+    if c is not None:
+        if c.driver_queues:
+            pairs.append(("num_queues", number(c.driver_queues, what + " queues")))
+        io = b.iothread(c.driver_iothread, what)
         if io:
             pairs.append(io)
     b.add("-device", opts(b.virtio("scsi"), *pairs,
@@ -156,10 +153,10 @@ def vser_controller(b: Builder, c, idx: int, what: str) -> None:
         raise InvalidArgument("%s is declared twice" % what)
     b.vser_ctrls.add(idx)
     pairs: list[tuple[str, object]] = [("id", "virtio-serial%d" % idx)]
-    if c is not None and c.get("ports"):
-        pairs.append(("max_ports", number(c.get("ports"), what + " ports")))
-    if c is not None and c.get("vectors") and not b.microvm:
-        pairs.append(("vectors", number(c.get("vectors"), what + " vectors")))
+    if c is not None and c.ports:
+        pairs.append(("max_ports", number(c.ports, what + " ports")))
+    if c is not None and c.vectors and not b.microvm:
+        pairs.append(("vectors", number(c.vectors, what + " vectors")))
     b.add("-device", opts(b.virtio("serial"), *pairs,
                           *b.dev_addr(c, what, ("implicit", "virtio-serial", idx) if c is None else None)))
 
@@ -178,7 +175,8 @@ def usb_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
     if model == "none":
         return
     if b.microvm:
-        if b.devices.xpath("./input[@bus='usb'] | ./hostdev[@type='usb']"):
+        if any(i.bus == "usb" for i in b.dom.devices("input")) \
+                or any(h.type == "usb" for h in b.dom.devices("hostdev")):
             raise Unsupported("USB needs PCI, which machine 'microvm' does not have")
         return
     if model is None:
@@ -188,19 +186,17 @@ def usb_controller(b: Builder, c, idx: int, model: str | None, what: str) -> Non
         raise Unsupported("%s model '%s' is not supported (%s)" % (what, model, ", ".join(USB_MODELS)))
     uid = "usb" if idx == 0 else "usb%d" % idx
     companion = model in USB_COMPANION_PORT and any(
-        o.get("model") == "ich9-ehci1" and number(o.get("index"), what, 0) == idx
-        for o in b.devices.findall("controller[@type='usb']"))
+        o.type == "usb" and o.model == "ich9-ehci1" and number(o.raw("index"), what, 0) == idx
+        for o in b.dom.devices("controller"))
     if companion:
-        master = c.find("master")
-        first = number(master.get("startport") if master is not None else None, what + " startport",
-                       USB_COMPANION_PORT[model])
+        first = number(c.master_startport, what + " startport", USB_COMPANION_PORT[model])
         pairs: list[tuple[str, object]] = [("masterbus", "%s.0" % uid), ("firstport", first)]
     else:
         if idx in b.usb_ctrls:
             raise InvalidArgument("%s is declared twice" % what)
         b.usb_ctrls[idx] = uid
         pairs = [("id", uid)]
-    if c.get("ports") and "xhci" in model:
-        pairs.append(("p2", number(c.get("ports"), what + " ports")))
-        pairs.append(("p3", number(c.get("ports"), what + " ports")))
+    if c.ports and "xhci" in model:
+        pairs.append(("p2", number(c.ports, what + " ports")))
+        pairs.append(("p3", number(c.ports, what + " ports")))
     b.add("-device", opts(qdev, *pairs, *b.pci.props(c, what)))

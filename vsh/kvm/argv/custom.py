@@ -11,23 +11,28 @@ import re
 
 from vsh.core.errors import InvalidArgument
 
-QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def custom_commandline(root) -> tuple[list[str], dict]:
-    """The ``<qemu:arg>`` values and ``<qemu:env>`` pairs of the domain ``root``."""
+    """The ``<qemu:arg>`` values and ``<qemu:env>`` pairs of the domain element ``root``."""
+    from vsh.core.domain import Domain
+
+    return commandline(Domain(root))
+
+
+def commandline(dom) -> tuple[list[str], dict]:
+    """The ``<qemu:arg>`` values and ``<qemu:env>`` pairs of the domain model ``dom``."""
     args: list[str] = []
     env: dict = {}
-    for cl in root.findall("{%s}commandline" % QEMU_NS):
-        for el in cl:
-            if el.tag == "{%s}arg" % QEMU_NS:
-                if el.get("value") is None:
-                    raise InvalidArgument("<qemu:arg> needs a value attribute")
-                args.append(el.get("value"))
-            elif el.tag == "{%s}env" % QEMU_NS:
-                name = el.get("name") or ""
-                if not _ENV_NAME.fullmatch(name):
-                    raise InvalidArgument(f"invalid environment variable name '{name}' in <qemu:env>")
-                env[name] = el.get("value") or ""
+    for kind, name, value in dom.qemu_commandline:
+        if kind == "arg":
+            if value is None:
+                raise InvalidArgument("<qemu:arg> needs a value attribute")
+            args.append(value)
+        else:
+            name = name or ""
+            if not _ENV_NAME.fullmatch(name):
+                raise InvalidArgument(f"invalid environment variable name '{name}' in <qemu:env>")
+            env[name] = value or ""
     return args, env

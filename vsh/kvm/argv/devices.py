@@ -3,20 +3,17 @@ notifiers, host PCI devices (VFIO), USB hubs and vsock."""
 
 from __future__ import annotations
 
-from vsh.core.domain import device_for
 from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm.argv.builder import Builder
 from vsh.kvm.argv.options import given, need_file, number, opts, usb_port
 
 
-def rng(b: Builder, el, n: int) -> None:
+def rng(b: Builder, dev, n: int) -> None:
     """<rng> number ``n``: an rng-random or rng-builtin object and a virtio-rng device."""
     what = "<rng> #%d" % n
-    dev = device_for(el)
     if dev.model != "virtio":
         raise Unsupported("%s: model '%s' is not supported (virtio)" % (what, dev.model))
-    be = el.find("backend")
-    bmodel = be.get("model") if be is not None else "random"
+    bmodel = dev.backend_model if dev.has_backend else "random"
     oid = "objrng%d" % n
     if bmodel == "random":
         src = dev.backend.strip() if dev.backend else "/dev/urandom"
@@ -29,36 +26,35 @@ def rng(b: Builder, el, n: int) -> None:
     else:
         raise Unsupported("%s: backend model '%s' is not supported (random, builtin)" % (what, bmodel))
     pairs: list[tuple[str, object]] = [("rng", oid), ("id", "rng%d" % n)]
-    rate = el.find("rate")
-    if rate is not None:
-        pairs.append(("max-bytes", number(rate.get("bytes"), what + " rate bytes")))
-        pairs.append(("period", number(rate.get("period"), what + " rate period", 1000)))
-    b.add("-device", opts(b.virtio("rng"), *pairs, *b.dev_addr(el, what)))
+    if dev.has_rate:
+        pairs.append(("max-bytes", number(dev.rate_bytes, what + " rate bytes")))
+        pairs.append(("period", number(dev.rate_period, what + " rate period", 1000)))
+    b.add("-device", opts(b.virtio("rng"), *pairs, *b.dev_addr(dev, what)))
 
 
-def memballoon(b: Builder, el, n: int) -> None:
+def memballoon(b: Builder, dev, n: int) -> None:
     """<memballoon model='virtio'> (or none)."""
-    model = device_for(el).model
+    model = dev.model
     if model == "none":
         return
     what = "<memballoon>"
     if model != "virtio":
         raise Unsupported("%s model '%s' is not supported (virtio, none)" % (what, model))
     pairs: list[tuple[str, object]] = [("id", "balloon%d" % n)]
-    if el.get("autodeflate") == "on":
+    if dev.autodeflate == "on":
         pairs.append(("deflate-on-oom", True))
-    if el.get("freePageReporting") == "on":
+    if dev.free_page_reporting == "on":
         pairs.append(("free-page-reporting", True))
-    b.add("-device", opts(b.virtio("balloon"), *pairs, *b.dev_addr(el, what)))
+    b.add("-device", opts(b.virtio("balloon"), *pairs, *b.dev_addr(dev, what)))
 
 
-def watchdog(b: Builder, el, n: int) -> None:
+def watchdog(b: Builder, dev, n: int) -> None:
     """<watchdog>: i6300esb, ib700 or q35's iTCO (its action is in machine.actions)."""
-    model = device_for(el).model
+    model = dev.model
     what = "<watchdog model='%s'>" % model
     if model == "i6300esb":
         b.need_pci(what)
-        b.add("-device", opts("i6300esb", ("id", "watchdog%d" % n), *b.pci.props(el, what)))
+        b.add("-device", opts("i6300esb", ("id", "watchdog%d" % n), *b.pci.props(dev, what)))
     elif model == "ib700":
         b.add("-device", opts("ib700", ("id", "watchdog%d" % n)))
     elif model == "itco":
@@ -69,79 +65,76 @@ def watchdog(b: Builder, el, n: int) -> None:
         raise Unsupported("%s is not supported (i6300esb, ib700, itco)" % what)
 
 
-def panic(b: Builder, el, n: int) -> None:
+def panic(b: Builder, dev, n: int) -> None:
     """<panic>: pvpanic on ISA or PCI (QEMU reports GUEST_PANICKED)."""
-    model = el.get("model", "isa")
+    model = given(dev.model, "isa")
     what = "<panic model='%s'>" % model
     if model == "isa":
         pairs: list[tuple[str, object]] = [("id", "panic%d" % n)]
-        a = el.find("address")
-        if a is not None and a.get("type") == "isa" and a.get("iobase"):
-            pairs.append(("ioport", number(a.get("iobase"), what + " iobase")))
+        a = dev.address
+        if a is not None and a.type == "isa" and a.iobase:
+            pairs.append(("ioport", number(a.iobase, what + " iobase")))
         b.add("-device", opts("pvpanic", *pairs))
     elif model == "pvpanic":
         b.need_pci(what)
-        b.add("-device", opts("pvpanic-pci", ("id", "panic%d" % n), *b.pci.props(el, what)))
+        b.add("-device", opts("pvpanic-pci", ("id", "panic%d" % n), *b.pci.props(dev, what)))
     else:
         raise Unsupported("%s is not supported (isa)" % what)
 
 
-def hostdev(b: Builder, el, n: int) -> None:
+def hostdev(b: Builder, dev, n: int) -> None:
     """<hostdev> number ``n``: a host PCI device through VFIO."""
-    dev = device_for(el)
     t = dev.type
     what = "<hostdev type='%s'>" % t
     if given(dev.mode, "subsystem") != "subsystem" or t != "pci":
         raise Unsupported("%s is not supported (PCI subsystem devices only)" % what)
-    if el.find("source/address") is None:
+    if not dev.has_source_address:
         raise InvalidArgument("%s has no <source><address>" % what)
     host_addr = "%04x:%02x:%02x.%x" % (number(dev.address_domain, what + " domain", 0),
                                        number(dev.address_bus, what + " bus"),
                                        number(dev.address_slot, what + " slot"),
                                        number(dev.address_function, what + " function", 0))
-    drv = el.find("driver")
-    if drv is not None and drv.get("name") not in (None, "vfio"):
-        raise Unsupported("%s: driver '%s' is not supported (vfio)" % (what, drv.get("name")))
+    if dev.driver_name not in (None, "vfio"):
+        raise Unsupported("%s: driver '%s' is not supported (vfio)" % (what, dev.driver_name))
     if not getattr(b.host, "iommu_groups", False):
         raise Unsupported("PCI device %s needs VFIO, and this host has no IOMMU groups (enable the IOMMU: "
                           "intel_iommu=on or amd_iommu=on on the kernel command line)" % host_addr)
     b.need_pci(what)
     pairs: list[tuple[str, object] | None] = [("host", host_addr), ("id", "hostdev%d" % n)]
-    pairs += b.pci.props(el, what)
-    pairs.append(b.rom(el, what))
-    pairs.append(b.bootprop(el))
+    pairs += b.pci.props(dev, what)
+    pairs.append(b.rom(dev, what))
+    pairs.append(b.bootprop(dev))
     b.add("-device", opts("vfio-pci", *pairs))
 
 
-def hub(b: Builder, el, n: int) -> None:
+def hub(b: Builder, dev, n: int) -> None:
     """<hub type='usb'>: a usb-hub on the first USB controller."""
-    what = "<hub type='%s'>" % el.get("type")
-    if el.get("type") != "usb":
+    what = "<hub type='%s'>" % dev.type
+    if dev.type != "usb":
         raise Unsupported("%s is not supported (usb)" % what)
     if 0 not in b.usb_ctrls:
         raise InvalidArgument("%s needs a <controller type='usb'> with a model other than none" % what)
-    b.add("-device", opts("usb-hub", ("id", "hub%d" % n), ("bus", "%s.0" % b.usb_ctrls[0]), usb_port(el)))
+    b.add("-device", opts("usb-hub", ("id", "hub%d" % n), ("bus", "%s.0" % b.usb_ctrls[0]), usb_port(dev)))
 
 
 #: The device vhost-vsock needs on the host.
 VHOST_VSOCK = "/dev/vhost-vsock"
 
 
-def vsock(b: Builder, el, n: int) -> None:
+def vsock(b: Builder, dev, n: int) -> None:
     """<vsock model='virtio'>: vhost-vsock with the guest CID the XML gives."""
     import os
 
     what = "<vsock>"
-    if given(el.get("model"), "virtio") != "virtio":
-        raise Unsupported("%s model '%s' is not supported (virtio)" % (what, el.get("model")))
+    if given(dev.model, "virtio") != "virtio":
+        raise Unsupported("%s model '%s' is not supported (virtio)" % (what, dev.model))
     if not os.path.exists(VHOST_VSOCK):
         raise Unsupported("%s needs %s, which this host does not have (load the vhost_vsock kernel module)"
                           % (what, VHOST_VSOCK))
-    cid = el.find("cid")
-    if cid is None or cid.get("address") is None:
+    if dev.cid_address is None:
         raise Unsupported("%s: give the guest CID (<cid address='N'/>); vsh does not choose one" % what)
-    guest_cid = number(cid.get("address"), what + " cid")
+    guest_cid = number(dev.cid_address, what + " cid")
     if guest_cid < 3:
         raise InvalidArgument("%s: guest CID %d is reserved (use 3 or more)" % (what, guest_cid))
     b.add("-device", opts("vhost-vsock-%s" % ("device" if b.microvm else "pci"), ("id", "vsock%d" % n),
-                          ("guest-cid", guest_cid), *b.dev_addr(el, what)))
+                          ("guest-cid", guest_cid), *b.dev_addr(dev, what)))

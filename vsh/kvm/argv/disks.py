@@ -7,7 +7,6 @@ import json
 import os
 import re
 
-from vsh.core.domain import device_for
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
 from vsh.kvm.argv.builder import Builder
 from vsh.kvm.argv.images import qcow2_backing_file, qcow2_data_file
@@ -25,9 +24,8 @@ def disk_index(dev: str) -> int:
     return idx - 1
 
 
-def disk_bus(b: Builder, d) -> str:
-    """The bus of the <disk> element ``d``: <target bus>, else what its target name implies."""
-    disk = device_for(d)
+def disk_bus(b: Builder, disk) -> str:
+    """The bus of the disk ``disk``: <target bus>, else what its target name implies."""
     if not disk.target_dev:
         raise XMLError("<disk> has no <target dev=...>")
     dev = disk.target_dev
@@ -39,15 +37,15 @@ def disk_bus(b: Builder, d) -> str:
     return bus
 
 
-def drive_address(b: Builder, d) -> tuple[int, int, int, int]:
+def drive_address(b: Builder, disk) -> tuple[int, int, int, int]:
     """(controller, bus, target, unit) from <address type='drive'> or the target name."""
-    dev = device_for(d).target_dev
-    bus = disk_bus(b, d)
-    a = d.find("address")
-    if a is not None and a.get("type") == "drive":
+    dev = disk.target_dev
+    bus = disk_bus(b, disk)
+    a = disk.address
+    if a is not None and a.type == "drive":
         what = "disk '%s' <address>" % dev
-        return (number(a.get("controller"), what + " controller", 0), number(a.get("bus"), what + " bus", 0),
-                number(a.get("target"), what + " target", 0), number(a.get("unit"), what + " unit", 0))
+        return (number(a.controller, what + " controller", 0), number(a.bus, what + " bus", 0),
+                number(a.target, what + " target", 0), number(a.unit, what + " unit", 0))
     idx = disk_index(dev)
     if bus == "ide":
         return 0, idx // 2, 0, idx % 2
@@ -65,21 +63,19 @@ def sata_bus(b: Builder, ctrl: int, unit: int) -> str:
     return "sata%d.%d" % (ctrl, unit)
 
 
-def disk(b: Builder, d, n: int) -> None:
+def disk(b: Builder, disk, n: int) -> None:
     """<disk> number ``n``: its -blockdev chain and its -device."""
-    disk = device_for(d)
     device = given(disk.device, "disk")
     dtype = given(disk.type, "file")
     dev = disk.target_dev
     what = "disk '%s'" % dev
-    bus = disk_bus(b, d)
+    bus = disk_bus(b, disk)
     if device not in ("disk", "cdrom"):
         raise Unsupported("%s: device='%s' is not supported (disk or cdrom)" % (what, device))
-    if d.find("transient") is not None:
+    if disk.transient:
         raise Unsupported("%s: <transient/> disks are not supported yet" % what)
-    src = d.find("source")
     path = None
-    if src is not None:
+    if disk.has_source:
         if dtype == "file":
             path = disk.source_file
         elif dtype == "block":
@@ -88,8 +84,8 @@ def disk(b: Builder, d, n: int) -> None:
             raise Unsupported("%s: disk type '%s' is not supported (file or block)" % (what, dtype))
     elif dtype not in ("file", "block"):
         raise Unsupported("%s: disk type '%s' is not supported (file or block)" % (what, dtype))
-    if src is not None and src.get("fdgroup") is not None and path:
-        group = src.get("fdgroup")
+    if disk.source_fdgroup is not None and path:
+        group = disk.source_fdgroup
         if group not in b.fdsets:
             raise InvalidArgument("invalid argument: file descriptor group '%s' was not associated with the "
                                   "domain" % group)
@@ -98,21 +94,19 @@ def disk(b: Builder, d, n: int) -> None:
                               "image's header before QEMU opens it, and cannot through a descriptor)"
                               % (what, group))
         path = "/dev/fdset/%d" % b.fdsets[group]      # QEMU opens the set's descriptor, not the path
-    if path and not os.path.exists(path) and src.get("startupPolicy") == "optional":
+    if path and not os.path.exists(path) and disk.source_startup_policy == "optional":
         path = None  # libvirt drops an optional source that is missing
         if device == "disk":
             return
     if not path and device == "disk":
         raise InvalidArgument("%s has no <source>" % what)
 
-    drv = d.find("driver")
-    drv = drv if drv is not None else d.makeelement("driver")
     readonly = disk.readonly or device == "cdrom"
     node = None
     if path:
-        node = blockdev_chain(b, disk, n, path, dtype, device, readonly, drv, what)
+        node = blockdev_chain(b, disk, n, path, dtype, device, readonly, what)
 
-    ctrl, dbus, target, unit = drive_address(b, d)
+    ctrl, dbus, target, unit = drive_address(b, disk)
     cache = disk.driver_cache if disk.driver_cache != "default" else None
     wc = {"none": True, "writeback": True, "unsafe": True,
           "writethrough": False, "directsync": False}.get(cache) if cache else None
@@ -122,15 +116,15 @@ def disk(b: Builder, d, n: int) -> None:
         raise Unsupported("%s: a cdrom cannot be on bus 'virtio' (use sata, scsi or ide)" % what)
     if bus == "virtio":
         pairs: list[tuple[str, object] | None] = [*common, ("id", "virtio-disk%d" % disk_index(dev))]
-        if drv.get("queues"):
-            pairs.append(("num-queues", number(drv.get("queues"), what + " queues")))
-        pairs.append(b.iothread(drv.get("iothread"), what))
-        if drv.find("iothreads") is not None:
+        if disk.driver_queues:
+            pairs.append(("num-queues", number(disk.driver_queues, what + " queues")))
+        pairs.append(b.iothread(disk.driver_iothread, what))
+        if disk.iothread_mapping:
             raise Unsupported("%s: the per-queue <iothreads> mapping needs QEMU 9.0 or later "
                               "(virtio-blk iothread-vq-mapping); this QEMU cannot map queues to iothreads"
                               % what)
         qdev = b.virtio("blk")
-        pairs += b.dev_addr(d, what)
+        pairs += b.dev_addr(disk, what)
     elif bus == "scsi":
         qdev = "scsi-cd" if device == "cdrom" else "scsi-hd"
         where = [("channel", 0), ("scsi-id", target), ("lun", unit)]
@@ -163,9 +157,9 @@ def disk(b: Builder, d, n: int) -> None:
             raise InvalidArgument("%s needs a <controller type='usb'> with a model other than none" % what)
         qdev = "usb-storage"
         pairs = [("bus", "%s.0" % uid), *common, ("id", "usb-disk%d" % disk_index(dev))]
-        if d.find("address") is not None and d.find("address").get("type") == "usb" \
-                and d.find("address").get("port"):
-            pairs.insert(1, ("port", d.find("address").get("port")))
+        a = disk.address
+        if a is not None and a.type == "usb" and a.port:
+            pairs.insert(1, ("port", a.port))
     else:
         raise Unsupported("%s: bus '%s' is not supported (virtio, scsi, sata, ide, usb)" % (what, bus))
     if serial:
@@ -174,22 +168,17 @@ def disk(b: Builder, d, n: int) -> None:
         pairs.append(("write-cache", wc))
     if disk.shareable:
         pairs.append(("share-rw", True))
-    bio = d.find("blockio")
-    if bio is not None:
-        for attr, prop in (("logical_block_size", "logical_block_size"),
-                           ("physical_block_size", "physical_block_size")):
-            if bio.get(attr):
-                pairs.append((prop, number(bio.get(attr), what + " " + attr)))
-    pairs.append(b.bootprop(d))
+    for attr in ("logical_block_size", "physical_block_size"):
+        value = getattr(disk, attr)
+        if value:
+            pairs.append((attr, number(value, what + " " + attr)))
+    pairs.append(b.bootprop(disk))
     b.add("-device", opts(qdev, *pairs))
 
 
-def blockdev_chain(b: Builder, disk, n: int, path: str, dtype: str, device: str, readonly: bool, drv,
+def blockdev_chain(b: Builder, disk, n: int, path: str, dtype: str, device: str, readonly: bool,
                    what: str) -> str:
-    """-blockdev nodes for one disk (and its declared backing chain); returns the top node name.
-
-    ``disk`` is the typed model of the <disk>, ``drv`` its <driver> element (or an empty one).
-    """
+    """-blockdev nodes for one disk (and its declared backing chain); returns the top node name."""
     fmt = disk.driver_type or "raw"   # libvirt's default: raw, never probed
     if given(disk.driver_name, "qemu") != "qemu":
         raise Unsupported("%s: <driver name='%s'> is not supported (qemu)" % (what, disk.driver_name))
@@ -210,7 +199,7 @@ def blockdev_chain(b: Builder, disk, n: int, path: str, dtype: str, device: str,
     discard = disk.driver_discard
     if discard and discard not in ("unmap", "ignore"):
         raise InvalidArgument("%s: unknown discard mode '%s'" % (what, discard))
-    dz = drv.get("detect_zeroes")
+    dz = disk.driver_detect_zeroes
     if dz and dz not in ("on", "off", "unmap"):
         raise InvalidArgument("%s: unknown detect_zeroes mode '%s'" % (what, dz))
 
@@ -256,25 +245,23 @@ def blockdev_chain(b: Builder, disk, n: int, path: str, dtype: str, device: str,
                         "<format type='raw|qcow2'/><source file='...'/></backingStore> if you trust it"
                         % (level_what, path, named))
                 fmtnode["backing"] = None
-            elif bs.find("source") is None:
+            elif not bs.has_source:
                 fmtnode["backing"] = None  # <backingStore/>: declared to have none
             else:
-                btype = bs.get("type", "file")
+                btype = given(bs.type, "file")
                 if btype not in ("file", "block"):
                     raise Unsupported("%s: backing store type '%s' is not supported" % (level_what, btype))
-                bsrc = bs.find("source")
-                bpath = bsrc.get("file") if btype == "file" else bsrc.get("dev")
-                bfmt = bs.find("format").get("type") if bs.find("format") is not None else None
+                bpath = bs.source_file if btype == "file" else bs.source_dev
                 depth = int(prefix.rsplit("b", 1)[-1]) + 1 if "-b" in prefix else 1
                 if depth > 32:
                     raise InvalidArgument("%s: backing chain deeper than 32" % what)
-                child = nodes("disk%d-b%d" % (n, depth), bpath, btype, bfmt, True, bs.find("backingStore"),
+                child = nodes("disk%d-b%d" % (n, depth), bpath, btype, bs.format, True, bs.backing_store,
                               "%s backing store '%s'" % (what, bpath))
                 fmtnode["backing"] = child
-        elif bs is not None and bs.find("source") is not None:
+        elif bs is not None and bs.has_source:
             raise InvalidArgument("%s: a raw image cannot have a <backingStore>" % level_what)
         b.add("-blockdev", json.dumps(fnode, separators=(",", ":")))
         b.add("-blockdev", json.dumps(fmtnode, separators=(",", ":")))
         return prefix + "-fmt"
 
-    return nodes("disk%d" % n, path, dtype, fmt, readonly, disk.node.find("backingStore"), what)
+    return nodes("disk%d" % n, path, dtype, fmt, readonly, disk.backing_store, what)

@@ -8,7 +8,7 @@ import re
 from vsh.core.errors import InvalidArgument, Unsupported, XMLError
 from vsh.kvm.argv import numa
 from vsh.kvm.argv.builder import DEFAULT_MACHINE, Builder
-from vsh.kvm.argv.options import byte_size, check_socket_path, esc, given, need_file, number, opts
+from vsh.kvm.argv.options import check_socket_path, esc, given, need_file, number, opts, size_bytes
 from vsh.kvm.argv.pci import PciAddresses
 
 #: What the supervisor applies for rename-restart and coredump-*.
@@ -72,7 +72,7 @@ def machine_type(b: Builder) -> None:
 
 def emulator(b: Builder) -> str:
     """The QEMU binary: <devices><emulator>, else the host's."""
-    em = b.text("devices/emulator")
+    em = (b.dom.emulator or "").strip()
     if em:
         return need_file(em, "<emulator>")
     qemu = getattr(b.host, "qemu_path", None)
@@ -87,30 +87,29 @@ def machine_opts(b: Builder) -> str:
     if not b.microvm:
         pairs.append(("usb", False))
     pairs.append(("dump-guest-core", False))
-    if not b.feature_state("acpi"):
+    if not b.dom.feature_state("acpi"):
         pairs.append(("acpi", False))
     if b.microvm:
         pairs.append(("isa-serial", False))
-    vmport = b.feature_state("vmport")
+    vmport = b.dom.feature_state("vmport")
     if vmport is not None and not b.microvm:
         pairs.append(("vmport", vmport))
-    smm = b.feature_state("smm")
+    smm = b.dom.feature_state("smm")
     if smm is not None:
         pairs.append(("smm", smm))
-    for t in b.root.findall("clock/timer[@name='hpet']"):
-        if t.get("present") == "no" and not b.microvm:
+    for t in b.dom.timers:
+        if t.name == "hpet" and t.present == "no" and not b.microvm:
             pairs.append(("hpet", False))
-    if b.root.find("os/loader[@type='pflash']") is not None and not b.microvm:
+    if b.dom.has_loader and b.dom.os_loader_type == "pflash" and not b.microvm:
         pairs.append(("pflash0", "libvirt-pflash0-format"))  # blockdevs: see pflash()
-        if b.root.find("os/nvram") is not None:
+        if b.dom.has_nvram:
             pairs.append(("pflash1", "libvirt-pflash1-format"))
     return opts(b.machine, *pairs)
 
 
 def cpu(b: Builder) -> None:
     """<cpu>: the -cpu model (host, max, or a named one) and its feature flags."""
-    cpu = b.root.find("cpu")
-    if cpu is None:
+    if not b.dom.has_cpu:
         return
     mode = b.dom.cpu_mode or "custom"
     if mode in ("host-passthrough", "host-model"):
@@ -126,7 +125,7 @@ def cpu(b: Builder) -> None:
     elif mode == "custom":
         name = (b.dom.cpu_model or "").strip()
         if not name:
-            if cpu.find("feature") is None:
+            if not b.dom.cpu_features:
                 return  # only topology: QEMU's default model
             name = "qemu64"
         models = [getattr(c, "name", c) for c in (getattr(b.host, "cpu_models", None) or [])]
@@ -135,9 +134,7 @@ def cpu(b: Builder) -> None:
     else:
         raise InvalidArgument("unknown CPU mode '%s'" % mode)
     pairs = []
-    for f in cpu.findall("feature"):
-        fname = f.get("name")
-        policy = f.get("policy", "require")
+    for fname, policy in b.dom.cpu_features:
         if not fname or not re.fullmatch(r"[A-Za-z0-9_.-]+", fname):
             raise InvalidArgument("<cpu><feature name='%s'> is not a feature name" % fname)
         if policy in ("require", "force", "optional"):
@@ -151,14 +148,14 @@ def cpu(b: Builder) -> None:
 
 def memory(b: Builder) -> None:
     """<memory> (with guest NUMA: the sum of the cells, as libvirt counts it): -m in MiB, rounded up."""
-    mem = b.root.find("memory")
-    if mem is None:
+    if not b.dom.has_memory:
         raise XMLError("the domain has no <memory>")
-    if b.root.find("maxMemory") is not None:
+    if b.dom.has_max_memory:
         raise Unsupported("memory hotplug (<maxMemory>) is not supported yet")
-    if b.root.find("memoryBacking/hugepages") is not None:
+    if b.dom.hugepages:
         raise Unsupported("hugepages (<memoryBacking><hugepages>) are not supported yet")
-    size = numa.total_bytes(b.root) if numa.cells(b.root) else byte_size(mem, "<memory>")
+    size = numa.total_bytes(b.dom) if b.dom.numa_cells else size_bytes(b.dom.memory_value, b.dom.memory_unit,
+                                                                        "<memory>")
     mib = -(-size // (1024 * 1024))  # rounded up to whole MiB, as libvirt aligns
     if mib < 1:
         raise InvalidArgument("<memory> must be at least 1 MiB")
@@ -169,28 +166,30 @@ def hotplugged_vcpus(root) -> int:
     """How many enabled vCPUs of the <vcpus> list are hot-pluggable: libvirt starts QEMU with
     the others on -smp and adds these with device_add before the guest runs (so that a
     restore recreates the vCPUs a setvcpus --live added, and they can be unplugged again)."""
-    return len(root.xpath("./vcpus/vcpu[@enabled='yes'][@hotpluggable='yes']"))
+    from vsh.core.domain import Domain
+
+    return Domain(root).hotplugged_vcpu_count()
 
 
 def smp(b: Builder) -> None:
     """<vcpu> and <cpu><topology>: the -smp option."""
-    vcpu = b.root.find("vcpu")
-    maxc = number((vcpu.text or "").strip() if vcpu is not None else None, "<vcpu>", 1)
-    cur = number(vcpu.get("current") if vcpu is not None else None, "<vcpu current>", maxc)
+    dom = b.dom
+    vcpu = dom.raw("vcpus")
+    maxc = number(vcpu.strip() if vcpu is not None else None, "<vcpu>", 1)
+    cur = number(dom.raw("vcpu_current"), "<vcpu current>", maxc)
     if maxc < 1 or not 1 <= cur <= maxc:
         raise InvalidArgument("<vcpu>: need 1 <= current (%d) <= maximum (%d)" % (cur, maxc))
-    top = b.root.find("cpu/topology")
-    if top is not None:
-        s = number(top.get("sockets"), "<topology sockets>", 1)
-        d = number(top.get("dies"), "<topology dies>", 1)
-        c = number(top.get("cores"), "<topology cores>", 1)
-        t = number(top.get("threads"), "<topology threads>", 1)
+    if dom.has_topology:
+        s = number(dom.raw("cpu_sockets"), "<topology sockets>", 1)
+        d = number(dom.raw("cpu_dies"), "<topology dies>", 1)
+        c = number(dom.raw("cpu_cores"), "<topology cores>", 1)
+        t = number(dom.raw("cpu_threads"), "<topology threads>", 1)
         if s * d * c * t != maxc:
             raise InvalidArgument("CPU topology %d sockets x %d dies x %d cores x %d threads = %d "
                                   "does not match <vcpu> %d" % (s, d, c, t, s * d * c * t, maxc))
     else:
         s, d, c, t = maxc, 1, 1, 1
-    hot = hotplugged_vcpus(b.root)
+    hot = dom.hotplugged_vcpu_count()
     if hot:
         cur -= hot          # enabled hot-pluggable vCPUs are added with device_add before they run
         if cur < 1:
@@ -204,20 +203,20 @@ def smp(b: Builder) -> None:
 
 def iothread_objects(b: Builder) -> None:
     """<iothreads>: one iothread object each (devices refer to them by number)."""
-    n = b.text("iothreads")
+    n = (b.dom.iothreads or "").strip()
     b.iothreads = number(n, "<iothreads>", 0) if n else 0
     b.iothread_ids = b.dom.iothread_ids
     for i in b.iothread_ids:
-        el = b.root.find("./iothreadids/iothread[@id='%d']" % i)
+        io = b.dom.iothread(i)
         props = [("id", "iothread%d" % i)]
-        if el is not None:
-            for attr, prop in (("thread_pool_min", "thread-pool-min"), ("thread_pool_max", "thread-pool-max")):
-                if el.get(attr) is not None:
-                    props.append((prop, number(el.get(attr), "<iothread %s>" % attr)))
-            poll = el.find("poll")
-            for attr, prop in (("max", "poll-max-ns"), ("grow", "poll-grow"), ("shrink", "poll-shrink")):
-                if poll is not None and poll.get(attr) is not None:
-                    props.append((prop, number(poll.get(attr), "<poll %s>" % attr)))
+        if io is not None:
+            for attr, prop, what in (("thread_pool_min", "thread-pool-min", "<iothread thread_pool_min>"),
+                                     ("thread_pool_max", "thread-pool-max", "<iothread thread_pool_max>"),
+                                     ("poll_max", "poll-max-ns", "<poll max>"),
+                                     ("poll_grow", "poll-grow", "<poll grow>"),
+                                     ("poll_shrink", "poll-shrink", "<poll shrink>")):
+                if getattr(io, attr) is not None:
+                    props.append((prop, number(getattr(io, attr), what)))
         b.add("-object", "iothread," + ",".join("%s=%s" % (k, v) for k, v in props))
 
 
@@ -234,20 +233,19 @@ def monitor(b: Builder) -> None:
 
 def clock(b: Builder) -> None:
     """<clock>: -rtc base and drift fix, and KVM's PIT tick policy."""
-    clock = b.root.find("clock")
     offset = given(b.dom.clock_offset, "utc")
     if offset not in ("utc", "localtime"):
         raise Unsupported("<clock offset='%s'> is not supported yet (utc or localtime)" % offset)
     pairs: list[tuple[str, object]] = []
-    if clock is not None:
-        for t in clock.findall("timer"):
-            if t.get("name") == "rtc" and t.get("tickpolicy") == "catchup":
-                pairs.append(("driftfix", "slew"))
+    timers = b.dom.timers
+    for t in timers:
+        if t.name == "rtc" and t.tickpolicy == "catchup":
+            pairs.append(("driftfix", "slew"))
     b.add("-rtc", opts("base=" + offset, *pairs))
-    if b.kvm and clock is not None:
-        for t in clock.findall("timer[@name='pit']"):
-            if t.get("tickpolicy") in ("delay", "discard"):
-                b.add("-global", "kvm-pit.lost_tick_policy=%s" % t.get("tickpolicy"))
+    if b.kvm:
+        for t in timers:
+            if t.name == "pit" and t.tickpolicy in ("delay", "discard"):
+                b.add("-global", "kvm-pit.lost_tick_policy=%s" % t.tickpolicy)
 
 
 def actions(b: Builder) -> None:

@@ -9,21 +9,20 @@ import re
 from vsh.core.domain import device_for
 from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm.argv.builder import Builder
-from vsh.kvm.argv.options import opts
+from vsh.kvm.argv.options import given, opts
 
 NIC_ID = "net%d"           # QEMU id of the n-th NIC of the command line (what set_link names)
 
 
-def interface(b: Builder, el, n: int) -> None:
+def interface(b: Builder, iface, n: int) -> None:
     """<interface> number ``n``: a user-mode or tap -netdev and the NIC's -device."""
-    iface = device_for(el)
     t = iface.type
     if t not in ("user", "network", "bridge"):
         raise Unsupported("interface type '%s' is not supported yet (user, network, bridge)" % t)
     what = "<interface type='%s'> #%d" % (t, n)
-    if el.find("backend") is not None and el.find("backend").get("type") not in (None, "default"):
-        raise Unsupported("%s: backend '%s' is not supported" % (what, el.find("backend").get("type")))
-    if el.find("portForward") is not None:
+    if iface.backend_type not in (None, "default"):
+        raise Unsupported("%s: backend '%s' is not supported" % (what, iface.backend_type))
+    if iface.port_forward:
         raise Unsupported("%s: <portForward> is not supported yet" % what)
     if not iface.mac:
         raise InvalidArgument("%s has no <mac address>" % what)
@@ -33,10 +32,10 @@ def interface(b: Builder, el, n: int) -> None:
     if int(addr[:2], 16) & 1:
         raise InvalidArgument("%s: MAC %s is a multicast address" % (what, addr))
     if t != "user":
-        b.add("-netdev", opts("tap", *tap_netdev(b, el, n, what)))
+        b.add("-netdev", opts("tap", *tap_netdev(b, iface, n, what)))
     else:
-        b.add("-netdev", opts("user", *user_netdev(b, el, n, addr)))
-    model = iface.model if el.find("model") is not None else "virtio"
+        b.add("-netdev", opts("user", *user_netdev(b, iface, n, addr)))
+    model = iface.model if iface.has_model else "virtio"
     if model == "virtio":
         qdev = b.virtio("net")
     elif model in ("e1000", "e1000e", "rtl8139"):
@@ -45,26 +44,25 @@ def interface(b: Builder, el, n: int) -> None:
     else:
         raise Unsupported("%s: NIC model '%s' is not supported (virtio, e1000, e1000e, rtl8139)" % (what, model))
     pairs: list[tuple[str, object] | None] = [("netdev", "hostnet%d" % n), ("id", NIC_ID % n), ("mac", addr)]
-    pairs += b.dev_addr(el, what)
-    pairs.append(b.rom(el, what))
-    pairs.append(b.bootprop(el))
+    pairs += b.dev_addr(iface, what)
+    pairs.append(b.rom(iface, what))
+    pairs.append(b.bootprop(iface))
     b.add("-device", opts(qdev, *pairs))
 
 
 def nic_qemu_id(el, n: int) -> str:
     """QEMU's id of ``el``, the ``n``-th <interface> of a running domain's live XML: the <alias>
     hot-plug gave it, else the id of the command line."""
-    alias = el.find("alias")
-    return alias.get("name") if alias is not None and alias.get("name") else NIC_ID % n
+    return device_for(el).alias or NIC_ID % n
 
 
-def user_netdev(b: Builder, el, n: int, mac: str) -> list:
+def user_netdev(b: Builder, iface, n: int, mac: str) -> list:
     """The user-mode (slirp) -netdev pairs: guest subnets and vsh's port forwards."""
     netdev: list[tuple[str, object]] = [("id", "hostnet%d" % n)]
-    for ip in el.findall("ip"):
-        fam = ip.get("family", "ipv4")
-        prefix = ip.get("prefix")
-        a = ip.get("address")
+    for ip in iface.ips:
+        fam = given(ip.family, "ipv4")
+        prefix = ip.prefix
+        a = ip.address
         if fam == "ipv4":
             netdev.append(("net", "%s/%s" % (a, prefix or 24)))
         elif fam == "ipv6":
@@ -74,14 +72,13 @@ def user_netdev(b: Builder, el, n: int, mac: str) -> list:
     return netdev
 
 
-def tap_netdev(b: Builder, el, n: int, what: str) -> list:
+def tap_netdev(b: Builder, iface, n: int, what: str) -> list:
     """A tap QEMU creates by name; vsh's supervisor plugs it into the bridge
     (vsh.kvm.hostnet) before the guest runs.  vhost-net when KVM runs the guest."""
     for tag in ("ip", "route", "script", "downscript", "bandwidth", "vlan", "virtualport", "filterref"):
-        if el.find(tag) is not None:
+        if iface.has(tag):
             raise Unsupported("%s: <%s> is not supported" % (what, tag))
     netdev: list[tuple[str, object]] = [("id", "hostnet%d" % n)]
-    iface = device_for(el)
     if iface.target_dev:
         netdev.append(("ifname", iface.target_dev))
     netdev += [("script", "no"), ("downscript", "no")]
@@ -98,7 +95,7 @@ def port_forwards(b: Builder, n: int, mac: str) -> list:
     from vsh.core import portfwd
 
     if b.forwards is None:
-        b.forwards = portfwd.forwards(b.root)
+        b.forwards = portfwd.forwards(b.dom.node)
     mine = []
     for i, fw in enumerate(b.forwards):
         if fw.matches(n, mac):
@@ -113,7 +110,7 @@ def unused_forwards(b: Builder) -> None:
 
     fws = b.forwards
     if fws is None:
-        fws = portfwd.forwards(b.root)
+        fws = portfwd.forwards(b.dom.node)
     for i, fw in enumerate(fws):
         if i not in b.forwards_used:
             which = "MAC %s" % fw.mac if fw.mac is not None else "number %d" % (fw.interface or 0)

@@ -39,11 +39,12 @@ def opts(head: str, *pairs: tuple[str, object] | None) -> str:
     return ",".join(parts)
 
 
-def usb_port(el) -> tuple[str, object] | None:
-    """``port=`` of a USB device from its ``<address type='usb' port='1.2'/>`` (None without one)."""
-    a = el.find("address")
-    if a is not None and a.get("type") == "usb" and a.get("port"):
-        return ("port", a.get("port"))
+def usb_port(dev) -> tuple[str, object] | None:
+    """``port=`` of a USB device (a :class:`vsh.core.domain.Device`) from its ``<address type='usb'
+    port='1.2'/>`` (None without one)."""
+    a = dev.address
+    if a is not None and a.type == "usb" and a.port:
+        return ("port", a.port)
     return None
 
 
@@ -62,11 +63,6 @@ def number(value: str | None, what: str, default: int | None = None) -> int:
         return int(value, 0)
     except ValueError:
         raise InvalidArgument("%s: '%s' is not a number" % (what, value)) from None
-
-
-def byte_size(elem, what: str) -> int:
-    """A size element (``<memory unit='MiB'>512</memory>``) in bytes; KiB when no unit is given."""
-    return size_bytes(elem.text, elem.get("unit"), what)
 
 
 def size_bytes(text: str | None, unit: str | None, what: str) -> int:

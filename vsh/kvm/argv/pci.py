@@ -4,7 +4,7 @@ the way libvirt does, or (for a device plugged later) the next free root-bus slo
 from __future__ import annotations
 
 from vsh.core.errors import InvalidArgument, Unsupported
-from vsh.kvm.argv.options import number
+from vsh.kvm.argv.options import given, number
 
 #: Root-bus functions the chipset itself occupies: the host bridge (slot 0), PIIX3's ISA bridge,
 #: IDE and power management (pc, 00:01.0, .1, .3; its USB function 00:01.2 is the USB controller
@@ -25,16 +25,16 @@ class PciAddresses:
         self.used: set[tuple[int, int, int]] = set()
         self.buses: dict[int, str] = {0: self.root}
         self.used.update(RESERVED.get(family, ()))
-        self.assigned: dict[object, tuple[int, int, int, bool]] = {}   # element key -> planned address
+        self.assigned: dict[object, tuple[int, int, int, bool]] = {}   # device key -> planned address
 
-    def builtin(self, elem, what: str) -> bool:
+    def builtin(self, dev, what: str) -> bool:
         """True for a controller the chipset has (its address, if given, must be the chipset's)."""
-        if elem.tag != "controller":
+        if dev.kind != "controller":
             return False
-        where = BUILTIN.get((self.family, elem.get("type"), elem.get("index", "0")))
+        where = BUILTIN.get((self.family, dev.type, given(dev.raw("index"), "0")))
         if where is None:
             return False
-        a = self.parse(elem.find("address"), what)
+        a = self.parse(dev.address, what)
         if a is not None and a[:3] != where:
             raise InvalidArgument("%s: the chipset's controller must have PCI address %02x:%02x.%x"
                                   % (what, *where))
@@ -53,35 +53,35 @@ class PciAddresses:
         raise InvalidArgument("%s: no free PCI slot left on the root bus" % what)
 
     def parse(self, addr, what: str) -> tuple[int, int, int, bool] | None:
-        """(bus, slot, function, multifunction) of an ``<address type='pci'>``, or None."""
-        if addr is None or addr.get("type") != "pci":
+        """(bus, slot, function, multifunction) of an ``<address type='pci'>`` (an Address), or None."""
+        if addr is None or addr.type != "pci":
             return None
-        if number(addr.get("domain"), what + " PCI domain", 0) != 0:
+        if number(addr.domain, what + " PCI domain", 0) != 0:
             raise Unsupported("%s: PCI domain other than 0 is not supported" % what)
-        bus = number(addr.get("bus"), what + " PCI bus", 0)
-        slot = number(addr.get("slot"), what + " PCI slot", 0)
-        fn = number(addr.get("function"), what + " PCI function", 0)
+        bus = number(addr.bus, what + " PCI bus", 0)
+        slot = number(addr.slot, what + " PCI slot", 0)
+        fn = number(addr.function, what + " PCI function", 0)
         if not (0 <= slot < 32 and 0 <= fn < 8):
             raise InvalidArgument("%s: PCI address slot %#x function %#x is out of range" % (what, slot, fn))
-        return bus, slot, fn, addr.get("multifunction") == "on"
+        return bus, slot, fn, addr.multifunction == "on"
 
-    def reserve(self, elem, what: str) -> None:
-        """Mark the address the device element ``elem`` gives as taken (twice is an error)."""
-        a = self.parse(elem.find("address"), what)
-        if a is None or self.builtin(elem, what):
+    def reserve(self, dev, what: str) -> None:
+        """Mark the address the device ``dev`` gives as taken (twice is an error)."""
+        a = self.parse(dev.address, what)
+        if a is None or self.builtin(dev, what):
             return
         key = a[:3]
         if key in self.used:
             raise InvalidArgument("%s: PCI address %02x:%02x.%x is already in use" % (what, *key))
         self.used.add(key)
 
-    def props(self, elem, what: str, key: object = None) -> list[tuple[str, object]]:
+    def props(self, dev, what: str, key: object = None) -> list[tuple[str, object]]:
         """bus=, addr= (and multifunction=) for a device's -device option: the XML's address, the
-        one planned for ``key`` (the element's, or an implicit controller's), else the next free slot."""
-        a = self.parse(elem.find("address"), what) if elem is not None else None
+        one planned for ``key`` (the device's, or an implicit controller's), else the next free slot."""
+        a = self.parse(dev.address, what) if dev is not None else None
         if a is None:
-            if key is None and elem is not None:
-                key = elem.getroottree().getpath(elem)
+            if key is None and dev is not None:
+                key = dev.key
             a = self.assigned.get(key) or self.next_slot(what)
         bus, slot, fn, multi = a
         if bus not in self.buses:

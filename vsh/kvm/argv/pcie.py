@@ -29,6 +29,7 @@ function 0 of a slot with more functions in use gets ``multifunction='on'``."""
 from __future__ import annotations
 
 from vsh.core.errors import VshError, XMLError
+from vsh.kvm.argv.options import given
 
 # Connection kinds: what a device needs, what a bus accepts.
 PCI_DEV, PCIE_DEV, ROOT_PORT, UPSTREAM, DOWNSTREAM, DMI, PCIE_PCI, PXB, PXB_PCIE, BRIDGE = (1 << i for i in range(10))
@@ -71,23 +72,14 @@ USB_PCI = ("piix3-uhci", "piix4-uhci", "ehci", "ich9-ehci1", "ich9-uhci1", "ich9
 NO_VIDEO_SLOT = ("none", "ramfb")
 
 
-def _attr(el, path: str, name: str, default=None):
-    sub = el.find(path)
-    return sub.get(name, default) if sub is not None else default
-
-
-def _model(el, default=None):
-    return _attr(el, "model", "type", default)
-
-
 def needs(el) -> int:
-    """The connection a device element needs (0: it is no PCI device), libvirt's
+    """The connection a device needs (0: it is no PCI device), libvirt's
     qemuDomainDeviceCalculatePCIConnectFlags on a q35 machine."""
-    tag, model = el.tag, el.get("model")
-    transitional = (model or _model(el) or "").endswith("virtio-transitional")
+    tag, model = el.kind, el.virtio_model
+    transitional = (model or (el.model if tag == "interface" else None) or "").endswith("virtio-transitional")
     virtio = PCI_FLAGS if transitional else PCIE_FLAGS
     if tag == "controller":
-        t = el.get("type")
+        t = el.type
         if t == "pci":
             return CONTROLLER_NEEDS.get(model or "", 0)
         if t in ("sata", "ide"):
@@ -102,11 +94,11 @@ def needs(el) -> int:
             return virtio
         return 0
     if tag == "filesystem":
-        return virtio if _attr(el, "driver", "type") in (None, "path", "handle", "virtiofs") else 0
+        return virtio if el.driver_type in (None, "path", "handle", "virtiofs") else 0
     if tag == "interface":
-        if el.get("type") == "hostdev":
+        if el.type == "hostdev":
             return 0
-        m = _model(el, "virtio")
+        m = given(el.model, "virtio")
         if m in ("virtio", "virtio-non-transitional"):
             return PCIE_FLAGS
         if m == "usb-net":
@@ -115,23 +107,23 @@ def needs(el) -> int:
     if tag == "sound":
         return PCI_FLAGS if model in ("es1370", "ac97", "ich6", "ich9") else 0
     if tag == "disk":
-        bus = _attr(el, "target", "bus") or ("virtio" if (_attr(el, "target", "dev") or "").startswith("vd") else None)
+        bus = el.target_bus or ("virtio" if (el.target_dev or "").startswith("vd") else None)
         return virtio if bus == "virtio" else 0
     if tag == "hostdev":
-        return PCIE_FLAGS if el.get("type") in ("pci", "scsi_host", "mdev") else 0
+        return PCIE_FLAGS if el.type in ("pci", "scsi_host", "mdev") else 0
     if tag in ("memballoon", "rng"):
         return virtio if model not in ("none", "xen") else 0
     if tag == "watchdog":
         return PCI_FLAGS if model == "i6300esb" else 0
     if tag == "video":
-        vm = _model(el, "vga")
+        vm = given(el.model, "vga")
         return virtio if vm == "virtio" else PCIE_FLAGS if vm == "bochs" else 0 if vm in NO_VIDEO_SLOT else PCI_FLAGS
     if tag == "shmem":
         return PCI_FLAGS
     if tag == "input":
-        return virtio if el.get("bus") == "virtio" else 0
+        return virtio if el.bus == "virtio" else 0
     if tag == "serial":
-        return PCI_FLAGS if _attr(el, "target", "type") == "pci-serial" else 0
+        return PCI_FLAGS if el.target_type == "pci-serial" else 0
     if tag == "vsock":
         return virtio
     if tag == "panic":

@@ -9,6 +9,7 @@ pvpanic.  Everything lands on the root bus; addresses the XML gives are reserved
 from __future__ import annotations
 
 from vsh.kvm.argv.builder import Builder
+from vsh.kvm.argv.options import given
 
 #: libvirt's order of controller types (its controllers are sorted by type, then index).
 CONTROLLER_ORDER = ("ide", "fdc", "scsi", "sata", "virtio-serial", "ccid", "usb", "pci")
@@ -19,10 +20,10 @@ USB2 = {"ich9-ehci1": (7, False), "ich9-uhci1": (0, True), "ich9-uhci2": (1, Fal
 NO_VIDEO_SLOT = ("none", "ramfb")
 
 
-def wanted(el) -> bool:
+def wanted(dev) -> bool:
     """A device with no address, or with ``<address type='pci'/>`` lacking a slot."""
-    a = el.find("address")
-    return a is None or (a.get("type") == "pci" and a.get("slot") is None)
+    a = dev.address
+    return a is None or (a.type == "pci" and a.slot is None)
 
 
 def _take(b: Builder, key, addr: tuple[int, int, int, bool]) -> None:
@@ -30,9 +31,8 @@ def _take(b: Builder, key, addr: tuple[int, int, int, bool]) -> None:
     b.pci.assigned[key] = addr
 
 
-def _video_model(el) -> str:
-    m = el.find("model")
-    return m.get("type", "vga") if m is not None else "vga"
+def _video_model(vid) -> str:
+    return given(vid.model, "vga") if vid.has_model else "vga"
 
 
 def chipset(b: Builder, ctrls: list) -> None:
@@ -40,23 +40,23 @@ def chipset(b: Builder, ctrls: list) -> None:
     pci = b.pci
     if b.family == "pc":
         for key, el, ctype, idx in ctrls:
-            if ctype == "usb" and idx == 0 and (el is None or el.get("model") in (None, "piix3-uhci")) \
+            if ctype == "usb" and idx == 0 and (el is None or el.model in (None, "piix3-uhci")) \
                     and (el is None or wanted(el)):
                 _take(b, key, (0, 1, 2, False))
     else:
         for slot, match in ((0x1D, "ich9-uhci1"), (0x1E, "dmi-to-pci-bridge")):
             for key, el, ctype, idx in ctrls:
-                if el is None or el.get("model") != match or not wanted(el):
+                if el is None or el.model != match or not wanted(el):
                     continue
                 place = slot if pci.slot_free(0, slot) else (0x1A if match == "ich9-uhci1" else None)
                 if place is not None and pci.slot_free(0, place):
                     _take(b, key, (0, place, 0, match == "ich9-uhci1"))
                 if match == "dmi-to-pci-bridge":
                     break
-    videos = b.devices.findall("video")
+    videos = b.dom.devices("video")
     if videos and _video_model(videos[0]) not in NO_VIDEO_SLOT and wanted(videos[0]):
         slot = 2 if b.family == "pc" else 1
-        key = b.key(videos[0])
+        key = videos[0].key
         if pci.slot_free(0, slot):
             _take(b, key, (0, slot, 0, False))
             for fn in range(8):
@@ -64,21 +64,21 @@ def chipset(b: Builder, ctrls: list) -> None:
         else:
             pci.assigned[key] = pci.next_slot("<video>")
     if b.family == "q35" and pci.slot_free(0, 0x1B):
-        for el in b.devices.findall("sound"):
-            if el.get("model") == "ich9" and wanted(el):
-                _take(b, b.key(el), (0, 0x1B, 0, False))
+        for el in b.dom.devices("sound"):
+            if el.model == "ich9" and wanted(el):
+                _take(b, el.key, (0, 0x1B, 0, False))
                 break
 
 
 def controllers_in_order(b: Builder, implicit: list[tuple[str, int]]) -> list:
-    """(key, element or None, type, index) of every controller, declared and implied, in libvirt's order."""
+    """(key, controller or None, type, index) of every controller, declared and implied, in libvirt's order."""
     out = []
-    for el in b.devices.findall("controller"):
+    for el in b.dom.devices("controller"):
         try:
-            idx = int(el.get("index", "0"), 0)
+            idx = int(given(el.raw("index"), "0"), 0)
         except ValueError:
             idx = 0
-        out.append((b.key(el), el, el.get("type"), idx))
+        out.append((el.key, el, el.type, idx))
     for ctype, idx in implicit:
         out.append((("implicit", ctype, idx), None, ctype, idx))
     rank = {t: i for i, t in enumerate(CONTROLLER_ORDER)}
@@ -94,29 +94,29 @@ def assign(b: Builder, implicit: list[tuple[str, int]]) -> None:
     chipset(b, ctrls)
 
     def next_for(el, key=None) -> None:
-        key = key if key is not None else b.key(el)
+        key = key if key is not None else el.key
         if key not in pci.assigned and (el is None or wanted(el)):
-            pci.assigned[key] = pci.next_slot("<%s>" % (el.tag if el is not None else "controller"))
+            pci.assigned[key] = pci.next_slot("<%s>" % (el.kind if el is not None else "controller"))
 
     for key, el, ctype, idx in ctrls:
-        if ctype == "pci" and el is not None and el.get("model") not in ("pci-root", "pcie-root", None):
+        if ctype == "pci" and el is not None and el.model not in ("pci-root", "pcie-root", None):
             next_for(el, key)
-    for el in b.devices.findall("filesystem"):
+    for el in b.dom.devices("filesystem"):
         next_for(el)
-    for el in b.devices.findall("interface"):
-        if el.get("type") != "hostdev":
+    for el in b.dom.devices("interface"):
+        if el.type != "hostdev":
             next_for(el)
-    for el in b.devices.findall("sound"):
-        if el.get("model") not in ("sb16", "pcspk", "usb"):
+    for el in b.dom.devices("sound"):
+        if el.model not in ("sb16", "pcspk", "usb"):
             next_for(el)
     usb2_slots: dict[int, int] = {}
     for key, el, ctype, idx in ctrls:
-        if ctype == "usb" and el is not None and el.get("model") in USB2:
-            given = pci.assigned.get(key) or pci.parse(el.find("address"), "<controller type='usb'>")
-            if given is not None:
-                usb2_slots.setdefault(idx, given[1])
+        if ctype == "usb" and el is not None and el.model in USB2:
+            placed = pci.assigned.get(key) or pci.parse(el.address, "<controller type='usb'>")
+            if placed is not None:
+                usb2_slots.setdefault(idx, placed[1])
     for key, el, ctype, idx in ctrls:
-        model = el.get("model") if el is not None else None
+        model = el.model if el is not None else None
         if ctype in ("pci", "fdc", "ccid") or (ctype == "usb" and model == "none") \
                 or (ctype == "ide" and idx == 0) or (ctype == "sata" and idx == 0 and b.family == "q35") \
                 or (el is not None and pci.builtin(el, "<controller>")):
@@ -130,23 +130,21 @@ def assign(b: Builder, implicit: list[tuple[str, int]]) -> None:
             _take(b, key, (0, usb2_slots[idx], fn, multi))
             continue
         next_for(el, key)
-    for el in b.devices.findall("disk"):
-        tgt = el.find("target")
-        bus = tgt.get("bus") if tgt is not None else None
-        if bus == "virtio" or (bus is None and tgt is not None and (tgt.get("dev") or "").startswith("vd")):
+    for el in b.dom.disks:
+        bus = el.target_bus
+        if bus == "virtio" or (bus is None and (el.target_dev or "").startswith("vd")):
             next_for(el)
-    for el in b.devices.findall("hostdev"):
-        if el.get("type") == "pci":
+    for el in b.dom.devices("hostdev"):
+        if el.type == "pci":
             next_for(el)
-    for el in b.devices.findall("memballoon"):
-        if el.get("model") == "virtio":
+    for el in b.dom.devices("memballoon"):
+        if el.model == "virtio":
             next_for(el)
-    for tag, test in (("rng", None), ("watchdog", lambda e: e.get("model") == "i6300esb"),
+    for tag, test in (("rng", None), ("watchdog", lambda e: e.model == "i6300esb"),
                       ("video", lambda e: _video_model(e) not in NO_VIDEO_SLOT),
-                      ("input", lambda e: e.get("bus") == "virtio"),
-                      ("serial", lambda e: e.find("target") is not None
-                       and e.find("target").get("type") == "pci-serial"),
-                      ("vsock", None), ("panic", lambda e: e.get("model") == "pvpanic")):
-        for el in b.devices.findall(tag):
+                      ("input", lambda e: e.bus == "virtio"),
+                      ("serial", lambda e: e.target_type == "pci-serial"),
+                      ("vsock", None), ("panic", lambda e: e.model == "pvpanic")):
+        for el in b.dom.devices(tag):
             if test is None or test(el):
                 next_for(el)

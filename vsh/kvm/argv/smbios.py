@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm.argv.builder import Builder
-from vsh.kvm.argv.options import opts
+from vsh.kvm.argv.options import given, opts
 
 #: <sysinfo> block -> (SMBIOS table type, the entry names QEMU takes for it).
 TABLES = (("bios", 0, ("vendor", "version", "date", "release")),
@@ -16,30 +16,27 @@ TABLES = (("bios", 0, ("vendor", "version", "date", "release")),
 
 def smbios(b: Builder) -> None:
     """-smbios options for <os><smbios mode='sysinfo'/> (mode 'emulate' adds none)."""
-    el = b.root.find("os/smbios")
-    mode = el.get("mode", "emulate") if el is not None else "emulate"
+    mode = given(b.dom.os_smbios_mode, "emulate")
     if mode == "emulate":
         return
     if mode != "sysinfo":
         raise Unsupported("<smbios mode='%s'> is not supported (emulate, sysinfo): vsh does not copy the "
                           "host's SMBIOS tables into a guest" % mode)
-    info = b.root.find("sysinfo[@type='smbios']")
+    info = b.dom.smbios_sysinfo
     if info is None:
         raise InvalidArgument("<smbios mode='sysinfo'> needs a <sysinfo type='smbios'>")
     for block, table, names in TABLES:
-        for part in info.findall(block):
+        for part in info.blocks(block):
             pairs = []
-            for entry in part.findall("entry"):
-                name = entry.get("name")
+            for name, value in part:
                 if name not in names:
                     raise Unsupported("<sysinfo><%s><entry name='%s'> is not supported (%s)"
                                       % (block, name, ", ".join(names)))
-                value = (entry.text or "").strip()
                 if name == "uuid" and b.dom.uuid and value.replace("-", "").lower() != \
                         b.dom.uuid.replace("-", "").lower():
                     raise InvalidArgument("UUID mismatch between <uuid> and <sysinfo>")
                 pairs.append((name, value))
             if pairs:
                 b.add("-smbios", opts("type=%d" % table, *pairs))
-    for entry in info.findall("oemStrings/entry"):
-        b.add("-smbios", opts("type=11", ("value", (entry.text or "").strip())))
+    for value in info.oem_strings:
+        b.add("-smbios", opts("type=11", ("value", value)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from vsh.core.errors import InvalidArgument, Unsupported
 from vsh.kvm.argv.builder import Builder
-from vsh.kvm.argv.options import check_socket_path, esc, need_file, opts
+from vsh.kvm.argv.options import check_socket_path, esc, given, need_file, opts
 
 MODELS = ("tpm-crb", "tpm-tis")
 VERSIONS = ("1.2", "2.0")
@@ -17,29 +17,27 @@ def socket_path(paths, n: int) -> str:
     return paths.socket_for("tpm%d-swtpm" % n)
 
 
-def version(el) -> str:
+def version(dev) -> str:
     """The TPM version an emulated TPM implements (2.0 unless the XML says 1.2)."""
-    be = el.find("backend")
-    return (be.get("version") if be is not None else None) or "2.0"
+    return dev.backend_version or "2.0"
 
 
-def tpm(b: Builder, el, n: int) -> None:
+def tpm(b: Builder, dev, n: int) -> None:
     """<tpm> number ``n``: a chardev to its swtpm (or the host's TPM), -tpmdev and the device."""
-    model = el.get("model", "tpm-tis")
+    model = given(dev.model, "tpm-tis")
     what = "<tpm model='%s'>" % model
     if n > 0:
         raise Unsupported("%s: one TPM per domain on x86_64" % what)
     if model not in MODELS:
         raise Unsupported("%s is not supported on x86_64 (%s)" % (what, ", ".join(MODELS)))
-    be = el.find("backend")
-    btype = be.get("type") if be is not None else None
+    btype = dev.backend_type
     if btype == "emulator":
-        ver = version(el)
+        ver = version(dev)
         if ver not in VERSIONS:
             raise InvalidArgument("%s: unknown TPM version '%s' (%s)" % (what, ver, ", ".join(VERSIONS)))
         if model == "tpm-crb" and ver != "2.0":
             raise InvalidArgument("%s: the CRB interface is TPM 2.0 only" % what)
-        if be.find("encryption") is not None:
+        if dev.backend_encrypted:
             raise Unsupported("%s: an encrypted TPM state (<encryption secret>) needs libvirt's secrets, "
                               "which vsh does not keep" % what)
         sock = socket_path(b.paths, n)
@@ -47,8 +45,7 @@ def tpm(b: Builder, el, n: int) -> None:
         b.add("-chardev", "socket,id=chrtpm%d,path=%s" % (n, esc(sock)))
         b.add("-tpmdev", "emulator,id=tpm-tpm%d,chardev=chrtpm%d" % (n, n))
     elif btype == "passthrough":
-        dev = be.find("device")
-        path = need_file(dev.get("path") if dev is not None else "/dev/tpm0", what + " <device path>")
+        path = need_file(dev.backend_device_path if dev.backend_device else "/dev/tpm0", what + " <device path>")
         name = path.rpartition("/")[2]
         b.add("-tpmdev", opts("passthrough", ("id", "tpm-tpm%d" % n), ("path", path),
                               ("cancel-path", "/sys/class/tpm/%s/device/cancel" % name)))
@@ -60,9 +57,10 @@ def tpm(b: Builder, el, n: int) -> None:
 def emulators(root, paths) -> list[dict]:
     """What the supervisor needs to run the swtpm of each emulated TPM: its socket and version
     (the state directory is the caller's: it outlives the run)."""
+    from vsh.core.domain import Domain
+
     out = []
-    for n, el in enumerate(root.findall("devices/tpm")):
-        be = el.find("backend")
-        if be is not None and be.get("type") == "emulator":
-            out.append({"socket": socket_path(paths, n), "version": version(el)})
+    for n, dev in enumerate(Domain(root).devices("tpm")):
+        if dev.backend_type == "emulator":
+            out.append({"socket": socket_path(paths, n), "version": version(dev)})
     return out

@@ -16,8 +16,6 @@ _ALIAS = re.compile(r"^(\S+)\s.*\(alias of (\S+)\)\s*$")
 
 def machine_aliases(qemu: str | None = None, cache_dir: str | None = None) -> dict[str, str]:
     """{alias: canonical machine type} of this host's QEMU ({} without a QEMU that answers)."""
-    import subprocess
-
     from vsh.kvm.host.cache import default_cache_dir
     from vsh.kvm.host.qemu import find_qemu
 
@@ -37,6 +35,8 @@ def machine_aliases(qemu: str | None = None, cache_dir: str | None = None) -> di
             return dict(data["aliases"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    import subprocess       # only on a cache miss: define's hot path reads the cache
+
     try:
         proc = subprocess.run([qemu, "-machine", "help"], stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=10)

@@ -31,11 +31,13 @@ class Jobs:
 
     async def _migrate(self, fd: int | None, outgoing: bool, timeout: float, *, uri: str | None = None,
                        capabilities: tuple = (), suspend_after: float | None = None,
-                       what: str | None = None) -> dict:
+                       what: str | None = None, before_switchover=None) -> dict:
         """Migrate the guest into ``fd`` (save) or out of it (restore), or over ``uri`` (a live
         migration to or from another supervisor's QEMU); wait for the end and return QEMU's last
         ``query-migrate``. ``suspend_after`` (outgoing): pause the guest after that many seconds
-        so that the migration converges (virsh migrate --timeout)."""
+        so that the migration converges (virsh migrate --timeout). ``before_switchover`` (with the
+        capability ``pause-before-switchover``): awaited once the guest is paused for the switch,
+        before QEMU sends the rest (a storage copy's mirrors end there)."""
         what = what or ("save" if outgoing else "restore")
         listener = aio.qmplib.EventListener(("MIGRATION",))
         with self._qmp.listen(listener):
@@ -48,6 +50,13 @@ class Jobs:
                     await self._exec("migrate-set-parameters", {"max-bandwidth": 1 << 62})
             if uri is None:
                 await self._send_fd(fd, "vsh-migration")
+                uri = "fd:vsh-migration"
+            elif outgoing and uri.startswith("unix:"):
+                peer = self._connect_peer(uri[5:], what)
+                try:
+                    await self._send_fd(peer.fileno(), "vsh-migration")
+                finally:
+                    peer.close()            # QEMU has its own descriptor of it now
                 uri = "fd:vsh-migration"
             await self._exec("migrate" if outgoing else "migrate-incoming", {"uri": uri})
             loop = aio.asyncio.get_running_loop()
@@ -80,19 +89,64 @@ class Jobs:
                     raise Timeout(f"the {what} of domain '{self.name}' did not finish within "
                                   f"{timeout:g} s")
                 status = (getter.result().get("data") or {}).get("status")
+                if status == "pre-switchover" and before_switchover is not None:
+                    await before_switchover()
+                    await self._exec("migrate-continue", {"state": "pre-switchover"})
         info = await self._exec("query-migrate")
         if status != "completed":
             raise VshError(f"operation failed: {what} of domain '{self.name}' failed: "
                            f"{info.get('error-desc') or status}")
         return info
 
+    async def _format_nodes(self) -> dict:
+        """realpath of each image QEMU has open → its format node's name."""
+        out = {}
+        for node in await self._exec("query-named-block-nodes", {"flat": True}):
+            if node.get("drv") in ("raw", "qcow2") and node.get("file"):
+                out.setdefault(os.path.realpath(node["file"]), node["node-name"])
+        return out
+
+    async def _serve_disks(self, nbd: dict) -> None:
+        """Export the disks ``nbd["exports"]`` (``[{"path", "name"}]``) writable over NBD on the unix
+        socket ``nbd["socket"]`` (the incoming side of a storage copy)."""
+        nodes = await self._format_nodes()
+        await self._exec("nbd-server-start", {"addr": {"type": "unix", "data": {"path": str(nbd["socket"])}}})
+        for export in nbd["exports"]:
+            node = nodes.get(os.path.realpath(str(export["path"])))
+            if node is None:
+                raise VshError(f"internal error: QEMU has no block node for the disk {export['path']}")
+            await self._exec("block-export-add", {"type": "nbd", "id": f"vsh-nbd-{export['name']}",
+                                                  "node-name": node, "name": str(export["name"]),
+                                                  "writable": True})
+
+    def _connect_peer(self, path: str, what: str):
+        """A socket connected to the unix socket ``path`` (where the destination's QEMU, or a
+        forward to it, listens). The supervisor connects, not QEMU: a confined QEMU may not reach
+        the socket (another owner, another mount namespace)."""
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(10.0)
+        failed = sock.connect_ex(path)
+        if failed:
+            sock.close()
+            raise VshError(f"operation failed: {what} of domain '{self.name}' failed: cannot connect to "
+                           f"the destination's socket {path}: {os.strerror(failed)}")
+        sock.setblocking(True)
+        return sock
+
     async def _incoming(self, spec: dict) -> None:
         """Load the guest from a save image, or take it over ``uri`` from a migrating QEMU (QEMU
         was started with ``-incoming defer``)."""
         from vsh.kvm import saveimage
         if spec.get("uri"):
+            nbd = spec.get("nbd")
+            if nbd:                 # --copy-storage-all: the source mirrors the disks into these exports
+                await self._serve_disks(nbd)
             await self._migrate(None, outgoing=False, timeout=float(spec.get("timeout") or 600.0),
                                 uri=str(spec["uri"]), what="incoming migration")
+            if nbd:
+                await self._exec("nbd-server-stop")
             return
         path = str(spec["path"])
         try:
@@ -178,16 +232,24 @@ class Jobs:
         was_running = self.lc.state == "running"
         self.job = "migration_out"
         self.write_state()
+        mirrors: list[str] = []
         try:
             if was_running and not req.get("live"):
                 await self._exec("stop")
                 self._settle("paused", "migration")
             caps = ("auto-converge",) if req.get("auto_converge") else ()
+            if req.get("mirror"):
+                await self._start_mirrors(req["mirror"], mirrors, timeout)
+                caps += ("pause-before-switchover",)
             suspend = req.get("suspend_after")
             info = await self._migrate(None, outgoing=True, timeout=timeout, uri=str(req["uri"]),
                                        capabilities=caps, what="migration",
-                                       suspend_after=float(suspend) if suspend else None)
+                                       suspend_after=float(suspend) if suspend else None,
+                                       before_switchover=(lambda: self._end_mirrors(mirrors, timeout))
+                                       if mirrors else None)
         except BaseException:
+            if mirrors:
+                await self._end_mirrors(mirrors, 30.0, force=True)
             if was_running and self.lc.state == "paused":
                 await self._resume_after("migration")
             raise
@@ -202,6 +264,75 @@ class Jobs:
         return {"state": self.state_dict(), "downtime_ms": info.get("downtime"),
                 "total_ms": info.get("total-time"), "setup_ms": info.get("setup-time"),
                 "transferred": ram.get("transferred"), "iterations": ram.get("dirty-sync-count")}
+
+    async def _start_mirrors(self, mirror: dict, jobs: list, timeout: float) -> None:
+        """A storage copy: mirror each disk ``mirror["disks"]`` (``[{"path", "export"}]``) into the
+        destination's NBD export of that name behind the unix socket ``mirror["socket"]``, and wait
+        until every mirror is in sync (``ready``); the job ids are added to ``jobs`` as they start."""
+        from vsh.kvm import confine
+
+        sock = str(mirror["socket"])
+        confine.grant_more(self.rundir, [(sock, "rw")])        # QEMU connects to it itself
+        nodes = await self._format_nodes()
+        listener = aio.qmplib.EventListener(("JOB_STATUS_CHANGE",))
+        with self._qmp.listen(listener):
+            for disk in mirror["disks"]:
+                node = nodes.get(os.path.realpath(str(disk["path"])))
+                if node is None:
+                    raise VshError(f"internal error: QEMU has no block node for the disk {disk['path']}")
+                job = f"vsh-mirror-{disk['export']}"
+                await self._exec("drive-mirror", {"job-id": job, "device": node, "format": "raw", "sync": "full",
+                                                  "mode": "existing",
+                                                  "target": f"nbd+unix:///{disk['export']}?socket={sock}"})
+                jobs.append(job)
+            await self._wait_jobs(listener, set(jobs), ("ready",), timeout, "copy of the disks")
+
+    async def _wait_jobs(self, listener, waiting: set, wanted: tuple, timeout: float, what: str) -> None:
+        """Wait until each job of ``waiting`` reaches a status of ``wanted``; an error when one ends
+        (or fails) before."""
+        loop = aio.asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        status = {j.get("id"): j.get("status") for j in await self._exec("query-jobs")}
+        for job in list(waiting):
+            if status.get(job) in wanted or (job not in status and "null" in wanted):
+                waiting.discard(job)
+        while waiting:
+            try:
+                event = await aio.asyncio.wait_for(listener.get(), max(deadline - loop.time(), 0))
+            except aio.asyncio.TimeoutError:
+                raise Timeout(f"the {what} of domain '{self.name}' did not finish within {timeout:g} s") from None
+            data = event.get("data") or {}
+            job, now = data.get("id"), data.get("status")
+            if job not in waiting:
+                continue
+            if now in ("aborting", "concluded", "null"):       # it ends: with an error?
+                error = next((j.get("error") for j in await self._exec("query-jobs") if j.get("id") == job), None)
+                if error or now == "aborting" or "null" not in wanted:
+                    raise VshError(f"operation failed: the {what} of domain '{self.name}' failed: "
+                                   f"{error or 'the job ' + str(job) + ' ended early'}")
+            if now in wanted:
+                waiting.discard(job)
+
+    async def _end_mirrors(self, jobs: list, timeout: float, force: bool = False) -> None:
+        """End the mirrors ``jobs``: at the switch (the guest is paused, the copies are in sync) a
+        cancel completes each, leaving the destination's disk whole; ``force`` (a failed
+        migration) drops them as they are. Errors of a forced end are ignored."""
+        listener = aio.qmplib.EventListener(("JOB_STATUS_CHANGE",))
+        with self._qmp.listen(listener):
+            live = {j.get("id") for j in await self._exec("query-jobs")}
+            for job in jobs:
+                if job in live:
+                    try:
+                        await self._exec("block-job-cancel", {"device": job, "force": force})
+                    except VshError:
+                        if not force:
+                            raise
+            try:
+                await self._wait_jobs(listener, set(jobs) & live, ("null",), timeout, "copy of the disks")
+            except VshError:
+                if not force:
+                    raise
+        jobs.clear()
 
     async def op_job(self, req):
         """Start a QMP job (``command`` with ``arguments`` that name its ``job-id``) and wait

@@ -14,7 +14,7 @@ import time
 
 from vsh.core import runtime as rt
 from vsh.core.errors import Timeout, VshError
-from vsh.kvm import confine
+from vsh.kvm import cgroup, confine
 from vsh.kvm.confine import sandbox, taps
 from vsh.kvm.supervisor import aio
 from vsh.kvm.supervisor.lifecycle import ACTION_KIND
@@ -84,6 +84,7 @@ class QemuProcess:
         self.exit_status = self.exit_signal = None
         self.pidfd = os.pidfd_open(pid)
         log(f"QEMU started, pid {pid}: {shell_join(self.argv)}")
+        self._place_in_cgroup()
         self.write_state()
 
 
@@ -320,11 +321,24 @@ class QemuProcess:
             pass
         return await self._exited_within(timeout)
 
+    def _place_in_cgroup(self) -> None:
+        """QEMU into a cgroup of its own (:mod:`vsh.kvm.cgroup`); where it cannot, it stays
+        in ours and the log says why."""
+        try:
+            self.cgroups = cgroup.place(self.qemu_pid)
+        except cgroup.CgroupError as exc:
+            self.cgroups = []
+            log(f"warning: {exc.strerror}")
+        if self.cgroups:
+            log("QEMU's cgroup: " + ", ".join(self.cgroups))
+
     def _release_grants(self) -> None:
-        """Undo QEMU's file grants (:mod:`vsh.kvm.confine`) once it is gone, before the state
-        says shut off: whoever waited for the stop finds the files as they were."""
-        for warning in confine.release(self.rundir):
+        """Undo what QEMU was given for its run once it is gone, before the state says shut
+        off: its file grants (:mod:`vsh.kvm.confine`; whoever waited for the stop finds the
+        files as they were) and its cgroup."""
+        for warning in confine.release(self.rundir) + cgroup.remove(self.cgroups):
             log("warning: " + warning)
+        self.cgroups = []
 
     async def _drop_qmp(self) -> None:
         if self._events_task is not None:
@@ -374,6 +388,7 @@ class QemuProcess:
         if not rt.pid_alive(pid, self.qemu_starttime):
             raise self._not_running()
         log(f"attaching to QEMU pid {pid} (previous supervisor {st.get('supervisor_pid')} is gone)")
+        self.cgroups = cgroup.groups_of(pid)     # the dead supervisor's placement, removed at the end
         self._launching = True
         try:
             self._watch_qemu()
