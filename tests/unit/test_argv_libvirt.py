@@ -102,7 +102,8 @@ def test_video_sound_hub_usb_disk(tmp_path):
     assert d.count("none,id=audio1") == 1
     assert "hda-micro,id=sound0-codec0,bus=sound0.0,cad=0,audiodev=audio1" in d
     # USB ports as define gives them (libvirt's order: the hub, the disk, then the sound card on the hub)
-    assert d.index("usb-hub,id=hub0,bus=usb.0,port=1") < d.index("usb-audio,id=sound1,audiodev=audio1,bus=usb.0,port=1.1")
+    hub = d.index("usb-hub,id=hub0,bus=usb.0,port=1")
+    assert hub < d.index("usb-audio,id=sound1,audiodev=audio1,bus=usb.0,port=1.1")
     assert any(x.startswith("usb-storage,bus=usb.0,port=2,drive=disk1-fmt,id=usb-disk1") for x in d)
     with pytest.raises(Unsupported, match="<audio type='pa'> is not supported"):
         devs(defined(tmp_path, "<sound model='ac97'/><audio id='1' type='pa'/>"))
@@ -120,8 +121,11 @@ def test_character_devices(tmp_path):
     assert d[0].startswith("socket,id=charserial0,host=127.0.0.1,port=4555,telnet=on,server=on,wait=off,")
     assert d[2].startswith("udp,id=charserial1,host=10.0.0.1,port=2222,localaddr=0.0.0.0,localport=1111,")
     assert d[4].startswith("serial,id=charserial2,path=/dev/ttyS9,")
-    with pytest.raises(Unsupported, match="'stdio' is not supported: QEMU's standard input"):
-        devs(defined(tmp_path, "<serial type='stdio'/>"))
+    # stdio: QEMU's stdout, which is the domain's qemu.log (libvirt: the domain log)
+    stdio = devs(defined(tmp_path, "<serial type='stdio'/>"))
+    assert any(x.startswith("stdio,id=charserial0,logfile=") for x in stdio)
+    with pytest.raises(Unsupported, match="'vc' is not supported: it needs a graphical display"):
+        devs(defined(tmp_path, "<serial type='vc'/>"))
 
 
 def test_per_queue_iothreads_are_refused_not_dropped(tmp_path):
@@ -227,3 +231,15 @@ def test_define_adds_the_clock_ps2_inputs_and_balloon_libvirt_adds(tmp_path):
     off = defined(tmp_path, VDA + "<memballoon model='none'/>", extra="<features><ps2 state='off'/></features>")
     assert [el.tag for el in off.node.find("devices")] == ["disk", "controller", "controller", "audio", "memballoon"]
     assert not defined(tmp_path, "", machine="microvm").node.findall("devices/*")
+
+
+def test_spice_on_a_unix_socket_with_the_agent_channel_and_spice_audio(tmp_path):
+    dom = defined(tmp_path, "<graphics type='spice' autoport='yes'/><channel type='spicevmc'><target type='virtio' "
+                            "name='com.redhat.spice.0'/></channel><sound model='ich9'/>", machine="q35")
+    out = _argv(dom)
+    assert out[out.index("-spice") + 1] == ("unix=on,addr=/run/vsh/t/spice.sock,disable-ticketing=on,"
+                                           "seamless-migration=on")
+    d = devs(dom)
+    assert "spicevmc,id=charchannel0,name=vdagent" in d and "spice,id=audio1" in d   # <audio type='spice'> by define
+    with pytest.raises(Unsupported, match="'spicevmc' is not supported: it needs <graphics type='spice'>"):
+        devs(defined(tmp_path, "<channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>"))

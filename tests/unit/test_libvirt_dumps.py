@@ -42,5 +42,7 @@ def test_define_writes_what_libvirtd_writes(name, vsh, vsh_env, tmp_path):
 def test_libvirtd_refuses_what_vsh_refuses():
     """The corpus XMLs libvirtd refused on define (NAME.err) are the ones vsh refuses too."""
     refused = sorted(p.stem for p in corpus.LIBVIRT_DUMPS.glob("*.err"))
-    assert refused == sorted(n for n in corpus.NAMES if corpus.expectation(n)[0] == "invalid"
-                             and (corpus.LIBVIRT_DUMPS / (n + ".err")).exists())
+    assert refused == sorted(n for n in corpus.NAMES if corpus.expectation(n)[0] == "invalid")
+    for name in refused:            # in libvirt's words (libvirtd 9.0 hangs on a target like 'hdaxxx…')
+        err = (corpus.LIBVIRT_DUMPS / (name + ".err")).read_text()
+        assert corpus.expectation(name)[1] in err or "did not answer" in err, name

@@ -50,6 +50,10 @@ def chardev(b: Builder, ch, cid: str, alias: str, what: str, log: bool) -> str:
         head = "pty"
     elif t == "null":
         head = "null"
+    elif t == "stdio":      # QEMU's stdout is the domain's qemu.log, as libvirt's is the domain log
+        head = "stdio"
+    elif t == "spicevmc" and any(g.type == "spice" for g in b.dom.devices("graphics")):
+        return opts("spicevmc", ("id", cid), ("name", "vdagent"))       # the SPICE agent's channel
     elif t == "file":
         if not ch.source_path:
             raise InvalidArgument("%s: type='file' needs <source path=...>" % what)
@@ -113,10 +117,8 @@ def chardev(b: Builder, ch, cid: str, alias: str, what: str, log: bool) -> str:
 
 #: Character device types vsh refuses, and why.
 REFUSED_CHARDEVS = {
-    "stdio": "QEMU's standard input and output belong to its supervisor, not to a terminal "
-             "(use type='pty' and 'vsh console')",
     "vc": "it needs a graphical display window; vsh runs QEMU with -display none (use type='pty')",
-    "spicevmc": "vsh has no SPICE server", "spiceport": "vsh has no SPICE server",
+    "spicevmc": "it needs <graphics type='spice'>", "spiceport": "vsh does not run SPICE ports",
     "qemu-vdagent": "vsh has no SPICE or VNC clipboard agent", "nmdm": "it exists only on FreeBSD",
 }
 

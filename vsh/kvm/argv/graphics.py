@@ -8,10 +8,13 @@ from vsh.kvm.argv.options import check_socket_path, esc, given, number, opts, us
 
 
 def graphics(b: Builder, gfx, n: int) -> None:
-    """<graphics type='vnc'>: VNC on a unix socket (never TCP)."""
+    """<graphics type='vnc'> or type='spice': on a unix socket (never TCP)."""
     t = gfx.type
+    if t == "spice" and not n:
+        spice(b, gfx)
+        return
     if t != "vnc":
-        raise Unsupported("<graphics type='%s'> is not supported (vnc, on a unix socket)" % t)
+        raise Unsupported("<graphics type='%s'> is not supported (vnc or spice, on a unix socket)" % t)
     if n:
         raise Unsupported("only one <graphics> is supported")
     if gfx.passwd:
@@ -19,6 +22,16 @@ def graphics(b: Builder, gfx, n: int) -> None:
     path = gfx.listen_socket or gfx.socket or b.paths.vnc_socket
     check_socket_path(path, "<graphics type='vnc'>")
     b.add("-vnc", "unix:%s" % esc(path))
+
+
+def spice(b: Builder, gfx) -> None:
+    """SPICE on a unix socket (the listen socket, else spice.sock in the run directory; the address
+    and port libvirt would listen on are not used: like VNC, never TCP), no password."""
+    if gfx.passwd:
+        raise Unsupported("SPICE passwords are not supported; the SPICE socket is private to its user")
+    path = gfx.listen_socket or b.paths.socket_for("spice")
+    check_socket_path(path, "<graphics type='spice'>")
+    b.add("-spice", opts("unix=on", ("addr", path), ("disable-ticketing", True), ("seamless-migration", True)))
 
 
 #: libvirt's video models -> QEMU's device for the primary adapter and for another one.
