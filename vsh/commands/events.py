@@ -80,13 +80,13 @@ def event(ctx, domain=None, event=None, all=False, loop=False, timeout=None, lis
         for name, ev in ctx.conn.domain_events(domain, timeout):
             if event and ev["event"] != event:
                 continue
+            count += 1          # before the line is out: an interrupt right after it must count it
             if ctx.json:
                 ctx.out.write(json.dumps({"domain": name, **ev}) + "\n")
             else:
                 stamp = f"{timestamp_text(ev['timestamp'])}: " if timestamp else ""
                 ctx.out.write(stamp + event_text(name, ev))
             ctx.out.flush()
-            count += 1
             if not loop:
                 break
         else:
