@@ -84,10 +84,10 @@ def _write(path: str, text: str) -> None:
         fh.write(text)
 
 
-def _own_paths(pid: int | str = "self") -> dict[str, str]:
-    """{controller name (or "" for v2): path in that hierarchy} of a process."""
+def _own_paths() -> dict[str, str]:
+    """{controller name (or "" for v2): path in that hierarchy} of this process."""
     out = {}
-    for line in _read(f"/proc/{pid}/cgroup").splitlines():
+    for line in _read("/proc/self/cgroup").splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
@@ -162,15 +162,15 @@ def place(pid: int, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     return made
 
 
+def _groups(pid: int, mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str]]:
+    """[(kind, directory)] where :func:`place` puts QEMU ``pid``'s group in each hierarchy."""
+    return [(kind, os.path.join(base, SLICE, f"{PREFIX}{pid}")) for kind, base in _bases(mountinfo)]
+
+
 def groups_of(pid: int, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     """The groups :func:`place` made for a running QEMU (a supervisor that re-attaches)."""
-    name = f"{PREFIX}{pid}"
-    out = []
-    for kind, base in _bases(mountinfo):
-        group = os.path.join(base, SLICE, name)
-        if os.path.isdir(group) and str(pid) in _read(os.path.join(group, "cgroup.procs")).split():
-            out.append(group)
-    return out
+    return [group for _kind, group in _groups(pid, mountinfo)
+            if str(pid) in _read(os.path.join(group, "cgroup.procs")).split()]
 
 
 def remove(groups) -> list[str]:
@@ -210,7 +210,7 @@ def usable() -> bool:
 
 def _cpu_group(pid: int) -> tuple[str, str]:
     """(kind, directory) of QEMU's own group in the cpu hierarchy, or CgroupError saying why not."""
-    for kind, group in ((k, os.path.join(b, SLICE, f"{PREFIX}{pid}")) for k, b in _bases()):
+    for kind, group in _groups(pid):
         if os.path.exists(os.path.join(group, "cpu.weight" if kind == "v2" else "cpu.shares")):
             return kind, group
     raise CgroupError(0, f"QEMU (pid {pid}) has no cgroup of its own with the cpu controller (vsh makes one "
@@ -256,8 +256,8 @@ def set_cpu(pid: int, shares: int | None = None, period: int | None = None, quot
 def per_cpu_ns(pid: int) -> list[int] | None:
     """CPU time QEMU used on each host CPU, in ns (cgroup v1's cpuacct.usage_percpu of its own
     group); None where no such accounting exists (cgroup v2 keeps none per CPU, or no group)."""
-    for kind, base in _bases():
-        path = os.path.join(base, SLICE, f"{PREFIX}{pid}", "cpuacct.usage_percpu")
+    for kind, group in _groups(pid):
+        path = os.path.join(group, "cpuacct.usage_percpu")
         if kind == "v1" and os.path.exists(path):
             text = _read(path).split()
             if text and all(t.isdigit() for t in text):

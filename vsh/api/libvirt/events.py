@@ -109,47 +109,51 @@ def domain_events(uri: str, name: str | None, timeout: float | None, one_run: bo
             queue.append((source.name(), {"event": event_name, "timestamp": time.time(), **fields}))
         return callback
 
-    ids = []
+    undo = [conn.close]
     try:
         for event_id, (event_name, convert) in _converters(libvirt).items():
-            ids.append(conn.domainEventRegisterAny(dom, event_id, deliver(event_name, convert), None))
+            callback_id = conn.domainEventRegisterAny(dom, event_id, deliver(event_name, convert), None)
+            undo.insert(0, lambda callback_id=callback_id: conn.domainEventDeregisterAny(callback_id))
     except libvirt.libvirtError as err:
-        _close(libvirt, conn, ids)
+        _undo(libvirt, undo)
         raise VshError(str(err)) from None
+
+    def done(item) -> bool:
+        if item is None:            # nothing queued: stopped before its event could come?
+            return one_run and not dom.isActive()
+        return one_run and item[1]["event"] == "lifecycle" and item[1]["type"] == "Stopped"
+
+    return _pump(libvirt, queue, timeout, done, undo)
+
+
+def _pump(libvirt, queue: list, timeout: float | None, done, undo: list):
+    """Run libvirt's event loop and yield what its callbacks put in ``queue``, until ``done(item)``
+    says so after an item, or ``done(None)`` when the queue is empty, or ``timeout`` seconds pass;
+    then call the ``undo`` steps (deregistrations, the connection's close)."""
     timer = libvirt.virEventAddTimeout(200, lambda _timer, _opaque: None, None)   # wakes the loop: deadline
-
-    def events():
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                while queue:
-                    item = queue.pop(0)
-                    yield item
-                    if one_run and item[1]["event"] == "lifecycle" and item[1]["type"] == "Stopped":
-                        return
-                if deadline is not None and time.monotonic() >= deadline:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            while queue:
+                item = queue.pop(0)
+                yield item
+                if done(item):
                     return
-                if one_run and not dom.isActive():      # stopped before its event could come
-                    return
-                if libvirt.virEventRunDefaultImpl() < 0:
-                    raise VshError("internal error: libvirt's event loop failed")
-        finally:
-            libvirt.virEventRemoveTimeout(timer)
-            _close(libvirt, conn, ids)
-
-    return events()
+            if done(None) or (deadline is not None and time.monotonic() >= deadline):
+                return
+            if libvirt.virEventRunDefaultImpl() < 0:
+                raise VshError("internal error: libvirt's event loop failed")
+    finally:
+        libvirt.virEventRemoveTimeout(timer)
+        _undo(libvirt, undo)
 
 
-def _close(libvirt, conn, ids) -> None:
-    for callback_id in ids:
+def _undo(libvirt, steps: list) -> None:
+    for step in steps:
         try:
-            conn.domainEventDeregisterAny(callback_id)
+            step()
         except libvirt.libvirtError:
             pass
-    try:
-        conn.close()
-    except libvirt.libvirtError:
-        pass
 
 
 def monitor_events(uri: str, name: str, event: str | None, timeout: float | None):
@@ -180,38 +184,15 @@ def monitor_events(uri: str, name: str, event: str | None, timeout: float | None
         if ev == libvirt.VIR_DOMAIN_EVENT_STOPPED:
             stopped.append(True)
 
-    def ticks(_timer, _opaque):
-        return None
-
     try:
         mon = libvirt_qemu.qemuMonitorEventRegister(conn, dom, event, on_event, None, 0)
         life = conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None)
     except libvirt.libvirtError as err:
         conn.close()
         raise VshError(str(err)) from None
-    timer = libvirt.virEventAddTimeout(200, ticks, None)      # wakes the loop to check the deadline
-
-    def events():
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                while queue:
-                    yield queue.pop(0)
-                if stopped or not dom.isActive():
-                    return
-                if deadline is not None and time.monotonic() >= deadline:
-                    return
-                libvirt.virEventRunDefaultImpl()
-        finally:
-            libvirt.virEventRemoveTimeout(timer)
-            for undo in (lambda: libvirt_qemu.qemuMonitorEventDeregister(conn, mon),
-                         lambda: conn.domainEventDeregisterAny(life), conn.close):
-                try:
-                    undo()
-                except libvirt.libvirtError:
-                    pass
-
-    return events()
+    undo = [lambda: libvirt_qemu.qemuMonitorEventDeregister(conn, mon),
+            lambda: conn.domainEventDeregisterAny(life), conn.close]
+    return _pump(libvirt, queue, timeout, lambda item: item is None and (bool(stopped) or not dom.isActive()), undo)
 
 
 def run_in_namespaces(fds: list[int], argv: list[str]) -> int:

@@ -30,7 +30,11 @@ class LibvirtSite:
 
     def __init__(self, conn):
         self.conn = conn
-        self.default_network = "network=default" if self._has_network("default") else "user"
+
+    @property
+    def default_network(self) -> str:
+        """What no ``--network`` means: libvirt's ``default`` network where it exists."""
+        return "network=default" if self._has_network("default") else "user"
 
     def _has_network(self, name: str) -> bool:
         try:

@@ -247,7 +247,7 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
                     os.unlink(self.qmp_path)
                 except FileNotFoundError:
                     pass
-                self._release_grants()      # done already unless QEMU's exit went unseen
+                self._release_what_qemu_held()      # done already unless QEMU's exit went unseen
         try:
             os.unlink(self.rundir / rt.CONTROL_SOCKET)
         except OSError:

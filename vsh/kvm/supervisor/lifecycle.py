@@ -223,7 +223,7 @@ class LifecycleEvents:
             else:
                 reason = "crashed"
         await self._drop_qmp()
-        self._release_grants()
+        self._release_what_qemu_held()
         if self.lc.state != "shutoff":
             self.lc.transition("shutoff", reason)
         if reason == "crashed" and ACTION_KIND.get(self.lifecycle["on_crash"]) == "restart" \

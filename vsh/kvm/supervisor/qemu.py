@@ -61,7 +61,7 @@ class QemuProcess:
             self._qmp_sock.close()
             self._qmp_sock = None
             self._stop_swtpms()
-            self._release_grants()
+            self._release_what_qemu_held()
             self.lc.transition("shutoff", "failed")
             if isinstance(exc, VshError):
                 raise
@@ -137,7 +137,7 @@ class QemuProcess:
         finally:
             self._launching = False
         await self._drop_qmp()
-        self._release_grants()
+        self._release_what_qemu_held()
         if self.lc.state != "shutoff":
             self.lc.transition("shutoff", "failed")
 
@@ -219,7 +219,7 @@ class QemuProcess:
                 err = None
                 await self._kill_qemu()
             await self._drop_qmp()
-            self._release_grants()
+            self._release_what_qemu_held()
             if self.lc.state != "shutoff":
                 self.lc.transition("shutoff", self._stop_reason or "failed")
             if err is not None:
@@ -332,7 +332,7 @@ class QemuProcess:
         if self.cgroups:
             log("QEMU's cgroup: " + ", ".join(self.cgroups))
 
-    def _release_grants(self) -> None:
+    def _release_what_qemu_held(self) -> None:
         """Undo what QEMU was given for its run once it is gone, before the state says shut
         off: its file grants (:mod:`vsh.kvm.confine`; whoever waited for the stop finds the
         files as they were) and its cgroup."""
