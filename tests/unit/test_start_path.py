@@ -43,5 +43,5 @@ def test_probe_cache_hit_imports_nothing_heavy(tmp_path):
     (tmp_path / host.CACHE_FILE).write_text(json.dumps({"key": key, "data": data}))
     new = _new_modules(f"h = host.probe(cache_dir={str(tmp_path)!r})\n"
                        "assert h.from_cache and h.machine('pc') and not h.kvm.usable, h",
-                       setup="from vsh.kvm import host")
+                       setup="from vsh.kvm import host\nhost.probe  # its module, loaded on first use")
     assert [m for m in new if not m.startswith("encodings")] == []

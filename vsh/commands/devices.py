@@ -73,7 +73,7 @@ def disk_source_type(source: str, sourcetype: str | None, driver: str | None) ->
 def build_disk(source: str, target: str, targetbus=None, driver=None, subdriver=None, cache=None,
                type=None, mode=None, sourcetype=None, serial=None):
     """The <disk> element virsh's attach-disk writes, in its order."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     stype = disk_source_type(source, sourcetype, driver)
     disk = etree.Element("disk", type=stype)
@@ -175,7 +175,7 @@ NET_TYPES = ("network", "bridge", "direct", "user", "ethernet")
 def build_interface(type: str, source=None, target=None, mac=None, script=None, model=None,
                     source_mode=None):
     """The <interface> element virsh's attach-interface writes, in its order."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.domain import Interface
 
@@ -425,7 +425,7 @@ def media_disk_xml(disk_node, source: str | None, block: bool, path: str, action
     """virsh's virshUpdateDiskXML: the disk element with its medium ejected, inserted or updated."""
     import copy
 
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     node = copy.deepcopy(disk_node)
     for bs in node.findall("backingStore"):

@@ -322,7 +322,7 @@ def snapshot_create_as(ctx, domain, name=None, description=None, print_xml=False
 
 def _snapshot_xml(name, description, requests) -> str:
     """The ``<domainsnapshot>`` document snapshot-create-as --print-xml shows."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.xml import check_xml_text, serialize
 

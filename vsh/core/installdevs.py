@@ -41,13 +41,13 @@ def _choice(value: str, choices: tuple, option: str, what: str) -> str:
 
 
 def _element(tag: str, **attrs):
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     return etree.Element(tag, **{k: v for k, v in attrs.items() if v is not None})
 
 
 def _sub(parent, tag: str, **attrs):
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     return etree.SubElement(parent, tag, **{k: v for k, v in attrs.items() if v is not None})
 

@@ -20,7 +20,7 @@ PANIC_MODELS = ("isa", "pvpanic", "hyperv", "s390", "pseries")
 
 def _child(root, tag: str, before: tuple = ()):
     """``root``'s ``tag`` child, made if missing (placed before the first of ``before`` found)."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     el = root.find(tag)
     if el is None:
@@ -67,7 +67,7 @@ def apply_description(root, text: str) -> None:
 
 def apply_features(root, text: str) -> None:
     """``FEATURE=on|off,...`` (``acpi=off`` removes ACPI); ``kvm_hidden=on`` hides KVM from the guest."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     features = _child(root, "features", before=("cpu", "clock", "on_poweroff", "devices"))
     for key, value in split_options(text, "--features"):
@@ -105,7 +105,7 @@ def apply_clock(root, text: str) -> None:
 def apply_memorybacking(root, text: str) -> None:
     """``hugepages=on``, ``source.type=memfd|file|anonymous``, ``access.mode=shared|private``,
     ``locked=on``, ``nosharepages=on``, ``discard=on``."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     mb = _child(root, "memoryBacking", before=("vcpu",))
     for key, value in split_options(text, "--memorybacking"):
@@ -136,7 +136,7 @@ def apply_iothreads(root, text: str) -> None:
 
 def panic_xml(text: str):
     """``isa`` (the default: pvpanic on the ISA bus), ``pvpanic``, or ``model=MODEL``."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     model = None
     for key, value in split_options(text, "--panic"):
@@ -153,7 +153,7 @@ def serial_xml(text: str, port: int):
     """``pty``, ``file,path=FILE``, ``unix,path=SOCKET[,mode=bind]``, ``null``: one more serial port."""
     import os
 
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     kind = path = None
     mode = "bind"
@@ -239,7 +239,7 @@ def _split_outside(text: str) -> tuple[str, str, str]:
 
 
 def _select(root, expr: str) -> list:
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     try:
         found = root.xpath(expr)
@@ -253,7 +253,7 @@ def _make_path(root, path: str):
     names and ``[N]`` indexes) where missing."""
     import re
 
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     found = _select(root, path)
     if found and not isinstance(found[0], str):

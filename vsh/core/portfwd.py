@@ -159,7 +159,7 @@ def forwards(root) -> list[PortForward]:
 
 def add(root, fw: PortForward) -> None:
     """Append ``fw`` to the domain element's vsh metadata (created in libvirt's place if needed)."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.xmlobject import ensure
 

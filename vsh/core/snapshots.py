@@ -123,7 +123,7 @@ class SnapshotDef:
 
     def to_xml(self, with_domain: bool = True) -> str:
         """libvirt's layout (snapshot-dumpxml)."""
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         from vsh.core.xml import serialize
 

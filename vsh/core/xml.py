@@ -20,7 +20,7 @@ _DOCTYPE = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
 
 
 def _parser():
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                            dtd_validation=False, huge_tree=False, remove_blank_text=True,
@@ -47,7 +47,7 @@ def _where(data: str, line: int, column: int, origin: str, message: str) -> XMLE
 
 def parse(data: bytes | str, origin: str = "domain_definition", root_tag: str | None = "domain"):
     """Parse untrusted XML; return the root element."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     if isinstance(data, str):
         raw = data.encode("utf-8")
@@ -139,7 +139,7 @@ def _attr_name(el, key: str) -> str:
 
 
 def _write(el, depth: int, parent_nsmap: dict, out: list[str]) -> None:
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     pad = "  " * depth
     if not isinstance(el.tag, str):

@@ -131,7 +131,7 @@ def ensure(node, path: str):
     """Find or create the element at a simple relative path like ``./os/type``."""
     import re
 
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     if path in (".", ""):
         return node
@@ -241,7 +241,7 @@ class XMLObject:
 
     @classmethod
     def new(cls, **props):
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         obj = cls(etree.Element(cls.tag))
         for key, value in props.items():

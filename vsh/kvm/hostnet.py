@@ -147,7 +147,7 @@ def plan_tap(store, nic, taken: set) -> dict:
     taken.add(dev)
     target = nic.node.find("target")
     if target is None:
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         target = etree.SubElement(nic.node, "target")
         _move_after(nic.node, target, ("source", "mac"))

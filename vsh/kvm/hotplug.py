@@ -97,7 +97,7 @@ def parse_device(xml: str):
 
 
 def _set_child(node, tag: str, attrs: dict) -> None:
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.domain import normalize_order
 

@@ -198,7 +198,7 @@ def device_id(dom, dev_node, rundir=None) -> str:
         opts = device_options(dom.node, copy.deepcopy(dev_node), paths=paths)
     except VshError:
         # only the id matters here: its medium may be gone since; name one that exists
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         node = copy.deepcopy(dev_node)
         for tag in ("source", "backingStore", "driver"):

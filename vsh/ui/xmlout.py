@@ -14,7 +14,7 @@ def xpath_select(node, expr: str, wrap: bool) -> str:
     is refused with virsh's message."""
     import copy
 
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     try:
         result = node.xpath(expr)
@@ -71,14 +71,14 @@ def _attr_name(item) -> str:
 
 def _escape_attr(value: str) -> str:
     """An attribute value as libxml2 writes it between double quotes (libxml2 itself does it)."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     return etree.tostring(etree.Element("x", a=value), encoding="unicode")[len('<x a="'):-len('"/>')]
 
 
 def _escape_text(value: str) -> str:
     """A text node as libxml2 writes it."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     el = etree.Element("x")
     el.text = value

@@ -111,7 +111,7 @@ class LibvirtInstaller(Installer):
         """kvm where libvirt's capabilities offer it for x86_64 guests and KVM really runs a guest on
         this host (the embedded store's probe: a /dev/kvm that cannot is common in nested VMs),
         else qemu (TCG)."""
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         from vsh.api.local.installplan import probe_host
         from vsh.kvm.host import default_domain_type

@@ -39,7 +39,7 @@ def _real(path: str) -> str:
 def set_chain(el, chain: list, block_top: bool = False) -> None:
     """Make the disk element ``el`` name ``chain`` ([[path, format]], top first): its source,
     driver type and ``<backingStore>`` elements (closed by an empty one under a qcow2 bottom)."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.domain import normalize_order
 

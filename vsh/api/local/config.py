@@ -309,7 +309,7 @@ def _metadata_child(node, uri: str):
 
 def _namespaced(xml: str, uri: str, key: str):
     """The element of ``xml`` in namespace ``uri`` (prefix ``key``), as libvirt stores it."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.xml import parse
 
@@ -328,7 +328,7 @@ def _without_namespace(el, uri: str) -> str:
     """The element as virsh prints it: no namespace on the elements of ``uri``."""
     import copy
 
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     el = copy.deepcopy(el)
     el.tail = None
@@ -341,7 +341,7 @@ def _without_namespace(el, uri: str) -> str:
 
 def _replace_metadata(node, uri: str, new) -> None:
     """Put ``new`` in ``<metadata>`` in place of the element of namespace ``uri`` (None: remove it)."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     meta = node.find("./metadata")
     old = _metadata_child(node, uri)
@@ -377,7 +377,7 @@ def _online_vcpus(store, ref) -> int | None:
 def live_vcpus(dom, count: int) -> None:
     """A live setvcpus in the live definition: ``current`` and libvirt's <vcpus> list, whose
     vCPUs enabled since the start are hot-pluggable (a restore adds them with device_add)."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     if dom.node.find("./vcpus") is None:
         booted = dom.effective_vcpus

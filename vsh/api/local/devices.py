@@ -38,7 +38,7 @@ def _serialize(node) -> str:
 def complete_device(node) -> None:
     """Fill in, once, the defaults the live and the persistent definition must share
     (a NIC's MAC address; a disk's type, device and bus), as libvirt's define does."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.domain import default_bus, normalize_order, random_mac
 

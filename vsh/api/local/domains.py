@@ -33,7 +33,7 @@ def default_emulator(dom) -> None:
 
     qemu = find_qemu()
     if qemu:
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         el = etree.Element("emulator")
         el.text = qemu
@@ -107,7 +107,7 @@ def check_schema(dom) -> None:
     schema_path = SCHEMA
     if not os.path.exists(schema_path):
         raise Unsupported("libvirt's RelaxNG schema is not installed (Debian package libvirt0)")
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     schema = etree.RelaxNG(etree.parse(schema_path))
     doc = etree.fromstring(dom.to_xml(inactive=True).encode())

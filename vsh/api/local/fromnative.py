@@ -232,7 +232,7 @@ def _read(b: _Builder, opts) -> None:
 
 
 def _serial_xml(dev, spec: str) -> None:
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     if spec.startswith("mon:"):
         spec = spec[4:]
@@ -260,7 +260,7 @@ def _serial_xml(dev, spec: str) -> None:
 
 
 def to_xml(b: _Builder) -> str:
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.domain import Domain
 

@@ -154,7 +154,7 @@ def make_plan(site, opts: dict, host=None) -> Plan:
     (a :class:`StoreSite`, or another driver's object with its methods)."""
     import uuid as _uuid
 
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.domain import Domain, check_name
     from vsh.core.store import check_store_name
@@ -275,7 +275,7 @@ def _install_phase(plan: Plan, site, location, opts: dict) -> None:
     install ISO ejected. The kernel and initrd are copied out at create time (``plan.boot``)."""
     import secrets
 
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     boot_dir = site.boot_dir()
     stem = f"{plan.dom.name}-{secrets.token_hex(4)}"
@@ -308,7 +308,7 @@ def _install_phase(plan: Plan, site, location, opts: dict) -> None:
 
 def _os_xml(plan: Plan, site, boot, machine: str, cdrom: str | None) -> None:
     """<os> (firmware, kernel, boot order) and <features>."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     root = plan.dom.node
     microvm = machine == "microvm"
@@ -352,7 +352,7 @@ def _os_xml(plan: Plan, site, boot, machine: str, cdrom: str | None) -> None:
 
 def _cpu_xml(root, cpu: dict | None, vcpus: dict) -> None:
     """<cpu>: the mode or model, its features and the topology (none when neither is given)."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     if cpu is None and vcpus["sockets"] is None:
         return
@@ -397,7 +397,7 @@ class _DiskXml:
                 return prefix + letters
 
     def add(self, path: str | None, fmt: str, bus: str, device: str, readonly: bool, spec: DiskSpec | None):
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         d = etree.SubElement(self.node, "disk", type="file", device=device)
         drv = etree.SubElement(d, "driver", name="qemu", type=fmt)
@@ -484,7 +484,7 @@ def _disks_xml(plan: Plan, site, devices: _DiskXml, disks: list, variant, do_imp
 
 def _nics_xml(site, root, devices, nets: list, variant, microvm: bool) -> None:
     """An <interface> per --network, with its port forwards."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core import portfwd
     from vsh.core.domain import random_mac
@@ -516,7 +516,7 @@ def _nics_xml(site, root, devices, nets: list, variant, microvm: bool) -> None:
 def _other_devices_xml(devices, opts: dict, microvm: bool) -> None:
     """The console, graphics, the devices of --filesystem, --channel... (:mod:`vsh.core.installdevs`),
     the balloon and the RNG."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.installdevs import DEVICE_OPTIONS, memballoon_xml
 

@@ -19,7 +19,7 @@ XML_PLACES = {"poll_max_ns": ("poll", "max"), "poll_grow": ("poll", "grow"), "po
 def write_ids(d, ids) -> None:
     """Make ``d``'s ``<iothreads>`` and ``<iothreadids>`` list exactly ``ids`` (keeping what the
     remaining ``<iothread>`` elements say)."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.xmlobject import ensure, normalize_order
 

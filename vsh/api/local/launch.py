@@ -133,7 +133,7 @@ def name_vnc_sockets(live, rundir) -> None:
     for el in live.node.findall("./devices/graphics[@type='vnc']"):
         if el.get("socket") or el.find("listen[@type='socket']") is not None:
             continue
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         for old in el.findall("listen"):
             el.remove(old)

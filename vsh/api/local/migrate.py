@@ -114,7 +114,7 @@ def _disks_to_copy(live_dom) -> list[dict]:
 def _flatten(dom, targets: set):
     """``dom`` with the disks of ``targets`` declared without a backing chain (``<backingStore/>``):
     a storage copy makes each one whole image there."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     for disk in dom.node.findall("./devices/disk"):
         target = disk.find("target")

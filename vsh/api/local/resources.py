@@ -159,7 +159,7 @@ class LocalResources:
         return out
 
     def set_blkio_parameters(self, params, live=False, config=False, current=False):
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         from vsh.core.xmlobject import ensure
 
@@ -285,7 +285,7 @@ class LocalResources:
         return {name: name in on for name in PERF_EVENTS}
 
     def set_perf_events(self, events, live=False, config=False, current=False):
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         from vsh.core.xmlobject import ensure
 

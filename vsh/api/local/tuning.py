@@ -142,7 +142,7 @@ class LocalDomainTuning(LocalIothreads, LocalResources, DomainTuning):
         path = f"{tag}[@{key}='{value}']" if key else tag
         el = tune.find(path)
         if el is None:
-            from lxml import etree
+            from vsh.core.lxmlload import etree
 
             el = etree.SubElement(tune, tag)
             if key:
@@ -372,7 +372,7 @@ class LocalDomainTuning(LocalIothreads, LocalResources, DomainTuning):
 
     @staticmethod
     def _write_iotune(found, values: dict) -> None:
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         node = found.node
         old = node.find("./iotune")

@@ -32,7 +32,7 @@ def device_address(node) -> Address | None:
 def place_address(node, in_place: bool = True, **attrs: str) -> Address:
     """Give the device element ``node`` a new ``<address>`` with ``attrs`` (in that order),
     instead of its old one: where the old one was (``in_place``), else as its last child."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     new = etree.Element("address", {k: v for k, v in attrs.items() if v is not None})
     old = node.find("address")

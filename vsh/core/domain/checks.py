@@ -25,7 +25,7 @@ def fill_defaults(dom, default_devices: bool = True) -> None:
     numa_memory(dom)
     if dom.memory is not None and dom.current_memory is None:
         mem = dom.node.find("./memory")
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         cur = etree.Element("currentMemory", unit="KiB")
         cur.text = str(dom.memory)
@@ -43,7 +43,7 @@ def fill_defaults(dom, default_devices: bool = True) -> None:
             machine = t.attrib.pop("machine")
             t.set("machine", machine)
     if dom.node.find("./clock") is None:     # libvirt always writes the clock (UTC unless told)
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         from vsh.core.xmlobject import insert_ordered
 

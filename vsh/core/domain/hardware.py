@@ -26,7 +26,7 @@ class Controller(Device):
     def set_pci_target(self, name: str, values: dict, order: tuple, target: bool = True) -> None:
         """Write ``<model name>`` (kept when given) and (``target``) ``<target>`` with ``values``, the
         attributes in ``order`` first, as libvirt fills a PCI controller."""
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         m = self.node.find("model")
         if m is None:

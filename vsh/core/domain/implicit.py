@@ -60,7 +60,7 @@ def disk_controller(disk_el, bus: str) -> int:
 
 def fill_disk_driver(dom) -> None:
     """A disk without a format is raw (libvirt never probes); ``cache='default'`` means no cache option."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     for disk in dom.disks:
         drv = disk.node.find("driver")
@@ -115,7 +115,7 @@ def add_implicit_controllers(dom, as_virt_install: bool = False) -> None:
     ``as_virt_install``: in the order and with the USB ports virt-install --print-xml writes them
     (the disks' first, virtio-serial, then USB with ports='15' on q35, SATA, the PCI root and on
     q35 its 14 root ports)."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     family = machine_family(dom.os_machine)
     have = {(c.type, c.index) for c in dom.devices("controller")}
@@ -160,7 +160,7 @@ def add_implicit_controllers(dom, as_virt_install: bool = False) -> None:
 def add_default_devices(dom) -> None:
     """pc and q35: the PS/2 mouse and keyboard the chipset has (unless <features><ps2 state='off'/>)
     and a virtio balloon where the XML has no <memballoon> (libvirt's qemuDomainDefAddDefaultDevices)."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     from vsh.core.xmlobject import insert_ordered
 

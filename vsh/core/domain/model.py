@@ -125,7 +125,7 @@ class Domain(Platform):
 
     @boot_devs.setter
     def boot_devs(self, devs) -> None:
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         for el in self.node.findall("./os/boot"):
             el.getparent().remove(el)
@@ -243,7 +243,7 @@ class Domain(Platform):
 
     def _sync_vcpu_list(self, hotpluggable: bool) -> None:
         """Keep an explicit <vcpus> list consistent with <vcpu> (ids, enabled count)."""
-        from lxml import etree
+        from vsh.core.lxmlload import etree
 
         vlist = self.node.find("./vcpus")
         if vlist is None:

@@ -6,7 +6,7 @@ controller's model, the VNC/SPICE listen element, USB ports (usb.py) and libvirt
 
 from __future__ import annotations
 
-from lxml import etree
+from vsh.core.lxmlload import etree
 
 from vsh.core.xmlobject import ORDER, insert_ordered, normalize_order
 

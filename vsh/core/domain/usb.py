@@ -4,7 +4,7 @@ root hub, else on the first free port of a hub on it (depth first).  Ports a dev
 
 from __future__ import annotations
 
-from lxml import etree
+from vsh.core.lxmlload import etree
 
 #: Ports of a controller's root hub, by model, as libvirt counts them (xHCI: 4 unless ports='N').
 ROOT_PORTS = {"piix3-uhci": 2, "piix4-uhci": 2, "ich9-uhci1": 2, "ich9-uhci2": 2, "ich9-uhci3": 2,

@@ -254,7 +254,7 @@ def insert_element(root, el) -> None:
 
 
 def new_element(tag: str, **attrs):
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     el = etree.Element(tag)
     for k, v in attrs.items():

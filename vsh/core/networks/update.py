@@ -60,7 +60,7 @@ def updated(net, command: str, section: str, xml, parent_index: int | None = Non
                                    f"element found at index {index} in network '{net.name}'")
         dhcp = ips[index].find("dhcp")
         if dhcp is None:
-            from lxml import etree
+            from vsh.core.lxmlload import etree
 
             dhcp = etree.SubElement(ips[index], "dhcp")
         if section == "ip-dhcp-host":
@@ -141,7 +141,7 @@ def _dhcp_range(dhcp, el, command: str, name: str) -> None:
 
 
 def _dns_host(root, el, command: str, name: str) -> None:
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     if command == "modify":
         raise Unsupported("Operation not supported: DNS HOST records cannot be modified, only added or deleted")

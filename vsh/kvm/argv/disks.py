@@ -3,7 +3,6 @@ chain the XML declares) and its -device on virtio, SCSI, SATA or IDE."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -260,6 +259,8 @@ def blockdev_chain(b: Builder, disk, n: int, path: str, dtype: str, device: str,
                 fmtnode["backing"] = child
         elif bs is not None and bs.has_source:
             raise InvalidArgument("%s: a raw image cannot have a <backingStore>" % level_what)
+        import json
+
         b.add("-blockdev", json.dumps(fnode, separators=(",", ":")))
         b.add("-blockdev", json.dumps(fmtnode, separators=(",", ":")))
         return prefix + "-fmt"

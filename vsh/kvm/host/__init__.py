@@ -28,16 +28,14 @@ test guest), ``cache`` (``probe()`` and its cache), ``validate`` (nodeinfo,
 host-validate), ``capabilities`` (capabilities and domcapabilities XML) and ``facts`` (free
 memory per NUMA cell, SMBIOS facts).
 
-Loading this package is cheap (json, os, re, time): what a probe answered
-from its cache needs is loaded here; the KVM probe (subprocess, selectors,
-tempfile, cffi) only when the cache misses, and the reports on first use.
+Loading this package loads nothing: each name's module is imported on first
+use (:data:`LAZY`); ``probe()`` answered from its cache needs json, os, re and
+time; the KVM probe (subprocess, selectors, tempfile, cffi) is loaded only when
+the cache misses.
 """
 
 from __future__ import annotations
 
-from vsh.kvm.host.cache import CACHE_FILE, cache_key, probe
-from vsh.kvm.host.qemu import find_qemu
-from vsh.kvm.host.records import CpuModel, HostInfo, KvmInfo, MachineType, default_domain_type
 
 __all__ = [
     "HostInfo",
@@ -58,14 +56,18 @@ __all__ = [
     "CACHE_FILE",
 ]
 
-#: The reports, loaded on first use (``vsh start`` never needs them).
-LAZY = {"host_validate": "validate", "nodeinfo": "validate",
+#: Where each name lives; a module is loaded on first use of one of its names (``vsh start``
+#: never needs the reports, ``vsh define`` needs only find_qemu).
+LAZY = {"probe": "cache", "cache_key": "cache", "CACHE_FILE": "cache", "find_qemu": "qemu",
+        "CpuModel": "records", "HostInfo": "records", "KvmInfo": "records", "MachineType": "records",
+        "default_domain_type": "records",
+        "host_validate": "validate", "nodeinfo": "validate",
         "capabilities_xml": "capabilities", "domcapabilities_xml": "capabilities",
         "free_memory": "facts", "numa_cells": "facts", "sysinfo_xml": "facts"}
 
 
 def __getattr__(name: str):
-    """The reports, imported on first use."""
+    """A name of :data:`LAZY`, its module imported on first use."""
     module = LAZY.get(name)
     if module is None:
         raise AttributeError("module 'vsh.kvm.host' has no attribute '%s'" % name)

@@ -125,7 +125,7 @@ def fill(root, machine: str, nvram_path: str, create: bool = True, dirs: list[st
     a domain without firmware='efi' is left alone, except that an ``<nvram template>`` whose file
     does not exist yet (or any, with ``reset``: virsh start --reset-nvram) is created from the
     template."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     os_ = root.find("os")
     if os_ is None:

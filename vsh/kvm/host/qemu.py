@@ -3,7 +3,6 @@ machine types and CPU models over QMP, accelerators from ``-accel help``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -36,6 +35,8 @@ def qmp_script() -> bytes:
     lines = [{"execute": "qmp_capabilities", "id": "caps"}]
     lines += [{"execute": c, "id": c} for c in QMP_COMMANDS]
     lines.append({"execute": "quit", "id": "quit"})
+    import json
+
     return "".join(json.dumps(x) + "\n" for x in lines).encode()
 
 
@@ -47,6 +48,8 @@ def qmp_info_argv(qemu: str) -> list[str]:
 
 def parse_qmp_replies(text: str) -> dict[str, object]:
     """Map the ``id`` of each QMP command to its ``return`` value (errors are skipped)."""
+    import json
+
     out: dict[str, object] = {}
     for line in text.splitlines():
         line = line.strip()

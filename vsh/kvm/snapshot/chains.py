@@ -51,7 +51,7 @@ def chains(dom_el) -> dict:
 
 def push_overlay(el, overlay: str) -> None:
     """Make ``overlay`` (qcow2) the disk's top; the old top becomes its declared backing store."""
-    from lxml import etree
+    from vsh.core.lxmlload import etree
 
     src = el.find("source")
     drv = el.find("driver")
