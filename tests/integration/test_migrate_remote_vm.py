@@ -166,6 +166,21 @@ def test_failures_leave_the_source_running_and_nothing_there(hosts, tmp_path):
         assert r.stderr.startswith("error: cannot forward the migration stream through ssh"), r.stderr
         assert hosts.a("domstate", "rmig3").stdout.strip() == "running"
         assert hosts.b("list", "--all", "--name").stdout.strip() == ""
+        # the far sshd opens no forwarded socket for this key (no-port-forwarding): a clear error
+        keys = hosts.peer.keys / "authorized_keys"
+        authorized = keys.read_text()
+        keys.write_text(authorized + "no-port-forwarding " + (hosts.peer.keys / "stranger.pub").read_text())
+        try:
+            r = hosts.vsh(dict(hosts.env_a, VSH_SSH=hosts.peer.ssh("stranger")), "migrate", "--live", "rmig3",
+                          hosts.dest)
+        finally:
+            keys.write_text(authorized)
+        assert r.returncode != 0
+        assert r.stderr.startswith("error: cannot migrate 'rmig3' to "), r.stderr
+        assert "did not open the forwarded unix socket" in r.stderr and "AllowStreamLocalForwarding" in r.stderr, \
+            r.stderr
+        assert hosts.a("domstate", "rmig3").stdout.strip() == "running"
+        assert hosts.b("list", "--all", "--name").stdout.strip() == ""
         # the destination refuses: a definition of that name with another UUID is there
         other = hosts.base / "other.xml"
         other.write_text(vmguest.guest_domain_xml("rmig3", hosts.m, "").replace(

@@ -24,6 +24,11 @@ class SocketForward(ABC):
     def close(self) -> None:
         """Stop forwarding."""
 
+    def failure(self) -> str | None:
+        """Why connections through the forward were refused on the far side, in words for an error
+        (asked after a migration over it failed); None when it knows of no such refusal."""
+        return None
+
 
 class ConnectionMigration(ABC):
     """Connection-level operations of the destination of a migration."""

@@ -176,6 +176,11 @@ def _live(dom, dest, o: dict) -> dict:
                 figures = client.migrate_out(rundir, f"unix:{forward.path}", live=o["live"],
                                              auto_converge=o["auto_converge"], suspend_after=o["timeout"],
                                              timeout=o["job_timeout"], mirror=mirror)
+            except VshError as err:
+                why = forward.failure() or (nbd.failure() if copies else None)
+                if why:
+                    raise VshError(f"cannot migrate '{ref.name}' to '{dest.uri}': {why}") from err
+                raise
             finally:
                 if stop:
                     stop()

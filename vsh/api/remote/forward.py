@@ -41,7 +41,9 @@ class SshForward(SocketForward):
         except FileNotFoundError:
             pass
         cut = protocol_argv.index("--")
-        argv = protocol_argv[:cut] + ["-o", "ExitOnForwardFailure=yes", "-L", f"{local_path}:{remote_path}",
+        # LogLevel INFO: ssh reports a channel the far side refused ("open failed") only at that level
+        argv = protocol_argv[:cut] + ["-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=INFO",
+                                      "-L", f"{local_path}:{remote_path}",
                                       "--", protocol_argv[cut + 1], HOLD]
         self.path = local_path
         self.target = target
@@ -68,6 +70,24 @@ class SshForward(SocketForward):
                 raise VshError(f"cannot forward the migration stream through ssh to '{self.target}': ssh did "
                                f"not listen on {self.path} within {READY_WAIT:g} s")
 
+    def failure(self) -> str | None:
+        """ssh's report of a forwarded connection the far side refused: sshd opens no unix socket
+        for a session that may not forward (``AllowStreamLocalForwarding no``, a key with
+        ``no-port-forwarding``), and says it as it says a socket that is not there."""
+        if self.proc is None:
+            return None
+        import select
+
+        select.select([self.proc.stderr], [], [], 0.5)      # ssh may say it a moment after the close
+        os.set_blocking(self.proc.stderr, False)
+        said = _read_all(self.proc.stderr)
+        refused = [line.strip() for line in said.splitlines() if "open failed" in line]
+        if not refused:
+            return None
+        return (f"the ssh server of '{self.target}' did not open the forwarded unix socket ({refused[0]}): "
+                "it must allow stream-local forwarding (sshd's AllowStreamLocalForwarding, and no "
+                "no-port-forwarding on the key)")
+
     def close(self) -> None:
         proc, self.proc = getattr(self, "proc", None), None
         if proc is None:
@@ -89,7 +109,7 @@ def _read_all(fd: int) -> str:
     while True:
         try:
             data = os.read(fd, 65536)
-        except OSError:
+        except OSError:             # BlockingIOError too: nothing more for now
             break
         if not data:
             break
