@@ -81,7 +81,7 @@ def test_the_socket_forward_relays_and_goes(remote, vsh_env):
         server.close()
     protocol_argv, forward_argv = (json.loads(line) for line in log.read_text().splitlines())
     options = protocol_argv[:protocol_argv.index("--")]         # the same ssh options, port, user and key
-    assert forward_argv == options + ["-o", "ExitOnForwardFailure=yes", "-L", f"{here}:{there}",
+    assert forward_argv == options + ["-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=INFO", "-L", f"{here}:{there}",
                                       "--", "remote.example", "cat >/dev/null"]
 
 
