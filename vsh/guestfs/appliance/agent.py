@@ -12,17 +12,25 @@ directory changed to ``/sysroot`` (where the guest's filesystems are mounted), s
 absolute symbolic link, ``..`` or a host path in the guest lands inside the guest's tree.
 The agent returns to the appliance's own root (an open directory descriptor) afterwards.
 Devices are named as on the host side (``/dev/sda1``, the order the drives were added);
-the agent maps them to the virtio disks by their serial numbers (``vsh-d0``, ``vsh-d1`` ...).
+the agent maps them to the SCSI disks by their serial numbers (``vsh-d0``, ``vsh-d1`` ...).
+
+The appliance boots without the user's disks and may be saved (its memory, by QEMU) and
+restored many times: the host hot-adds the disks and sends ``attach``, which sets the
+clock, reseeds the kernel's random number generator and waits for the disks. ``settle``
+prepares a save (loads every module, zeroes free memory so the saved state is small).
 """
 
 import json
 import os
 import struct
+import time
 
 # Everything the file operations use is imported before the agent ever changes its root
 # directory: inside the guest's tree, Python's library is the guest's (or missing).
 if __name__ == "__main__":
     import bz2  # noqa: F401  (tarfile's decompressors)
+    import fcntl  # noqa: F401
+    import mmap  # noqa: F401
     import gzip  # noqa: F401
     import lzma  # noqa: F401
     import shutil  # noqa: F401
@@ -34,6 +42,9 @@ HEADER = struct.Struct(">II")
 MAX_FRAME = 1 << 30
 SYSROOT = "/sysroot"
 FS_MODULES = {"ntfs": "fuse"}      # NTFS is mounted by ntfs-3g (mount.ntfs), in FUSE here
+RNDADDENTROPY = 0x40085203         # _IOW('R', 0x03, int[2])
+RNDRESEEDCRNG = 0x5207             # _IO('R', 0x07)
+BLKRRPART = 0x125F
 
 
 def _read_exact(f, n: int) -> bytes:
@@ -81,13 +92,44 @@ class Agent:
     def scan_disks(self):
         self.disks = {}
         for name in sorted(os.listdir("/sys/block")):
-            try:
-                with open(f"/sys/block/{name}/serial") as f:
-                    serial = f.read().strip()
-            except OSError:
-                continue
-            if serial.startswith("vsh-d"):
+            serial = _serial(name)
+            if serial.startswith("vsh-d") and serial[5:].isdigit():
                 self.disks["sd" + _letters(int(serial[5:]))] = name
+
+    def op_attach(self, req, data):
+        """After a (re)start: the host's time and randomness, then the ``count`` disks the
+        host hot-added (partition tables read) within ``wait`` seconds."""
+        time.clock_settime_ns(time.CLOCK_REALTIME, req["clock_ns"])
+        reseed(data)
+        deadline = time.monotonic() + req.get("wait", 30)
+        while True:
+            self.scan_disks()
+            if len(self.disks) >= req["count"]:
+                break
+            if time.monotonic() > deadline:
+                raise OSError(110, f"{req['count'] - len(self.disks)} of the {req['count']} disks did not appear "
+                                   f"within {req.get('wait', 30)} s")
+            time.sleep(0.005)
+        for name in self.disks.values():
+            _reread_partitions("/dev/" + name)
+        return {"disks": self.disks}, b""
+
+    def op_settle(self, req, data):
+        """Before the host saves this VM: every module loaded (no session loads one again),
+        caches dropped and the free memory zeroed (zero pages take no room in the state)."""
+        import mmap
+
+        for name in req.get("modules", []):
+            load_module(name)
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+        held = []                   # the kernel clears each page it hands out; freed, they stay zero
+        while _mem_free() > (64 << 20):     # not below: the DMA zone and the watermarks are in it
+            held.append(mmap.mmap(-1, 8 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE))
+        for m in held:
+            m.close()
+        return None, b""
 
     def dev(self, name: str) -> str:
         if not name.startswith("/dev/"):
@@ -289,7 +331,7 @@ class Agent:
 
 def load_module(name: str) -> None:
     """Load a kernel module of the appliance and what it depends on (modules.dep, written by
-    the builder); unknown names and modules already loaded are no error."""
+    the builder); unknown names and modules already loaded are no error (and cost no process)."""
     top = "/usr/lib/modules/" + os.uname().release
     deps = {}
     with open(top + "/modules.dep") as f:
@@ -299,8 +341,8 @@ def load_module(name: str) -> None:
     by_name = {os.path.basename(p).split(".ko")[0].replace("-", "_"): p for p in deps}
 
     def load(path, seen):
-        if path in seen:
-            return
+        if path in seen or os.path.isdir("/sys/module/" + os.path.basename(path).split(".ko")[0].replace("-", "_")):
+            return          # loaded already (each insmod is a process: ~0.1 s under TCG)
         seen.add(path)
         for d in deps.get(path, []):
             load(d, seen)
@@ -309,6 +351,52 @@ def load_module(name: str) -> None:
     path = by_name.get(name.replace("-", "_"))
     if path:
         load(path, set())
+
+
+def _mem_free() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("MemFree:")) << 10
+
+
+def reseed(seed: bytes) -> None:
+    """Mix ``seed`` (fresh host randomness) into the kernel's pool and reseed its CRNG now:
+    two appliances restored from one saved state must not draw the same numbers."""
+    import fcntl
+
+    if not seed:
+        return
+    fd = os.open("/dev/urandom", os.O_WRONLY)
+    try:
+        fcntl.ioctl(fd, RNDADDENTROPY, struct.pack("ii", len(seed) * 8, len(seed)) + seed)
+        fcntl.ioctl(fd, RNDRESEEDCRNG)
+    finally:
+        os.close(fd)
+
+
+def _serial(name: str) -> str:
+    """A SCSI disk's serial number (VPD page 0x80: 4 header bytes, then the text)."""
+    try:
+        with open(f"/sys/block/{name}/device/vpd_pg80", "rb") as f:
+            page = f.read()
+    except OSError:
+        return ""
+    return page[4:4 + int.from_bytes(page[2:4], "big")].decode("ascii", "replace").strip()
+
+
+def _reread_partitions(path: str) -> None:
+    """Read the partition table now (a hot-added disk's may still be being read)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.ioctl(fd, BLKRRPART)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _untar(src, directory):
@@ -510,8 +598,7 @@ def main():
             if f.read().strip() == PORT_NAME:
                 port = "/dev/" + v
     rf = wf = open(port, "r+b", buffering=0)
-    agent.scan_disks()
-    send(wf, {"ready": True, "disks": agent.disks})
+    send(wf, {"ready": True})
     while True:
         try:
             req, data = recv(rf)

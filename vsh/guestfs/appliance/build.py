@@ -35,16 +35,18 @@ import tempfile
 
 from vsh.core.errors import VshError
 
-REVISION = 2
+REVISION = 3
 
 ROOT_PACKAGES = ("dash", "coreutils", "util-linux", "mount", "kmod", "python3.11-minimal", "libpython3.11-stdlib",
                  "e2fsprogs", "xfsprogs", "dosfstools", "fdisk", "gdisk", "lvm2", "tar", "findutils",
                  "btrfs-progs", "exfatprogs", "ntfs-3g", "busybox-static", "cryptsetup-bin")
 # loaded by /init; the others of MODULES when a mount or LVM needs them (modprobe)
-BOOT_MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "virtio_rng", "ext4", "vfat", "nls_cp437",
+BOOT_MODULES = ("virtio_pci", "virtio_scsi", "sd_mod", "virtio_console", "virtio_rng", "ext4", "vfat", "nls_cp437",
                 "nls_iso8859_1", "nls_utf8", "nls_ascii", "crc32c_generic")
 MODULES = BOOT_MODULES + ("xfs", "btrfs", "exfat", "fuse", "dm_mod", "virtio_net", "dm_crypt", "ecb", "xts", "essiv",
                           "aesni_intel", "af_alg", "algif_skcipher")
+# loaded before the appliance is saved (vm.py), so that a restored one mounts these at once
+PRELOAD = ("xfs", "btrfs", "exfat", "fuse", "dm_mod")
 # packages of the closure left out: libicu only serves xfs_scrub
 SKIP_PACKAGES = ("libicu72", "debconf", "dpkg")
 SKIP_PREFIXES = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/locale/",
