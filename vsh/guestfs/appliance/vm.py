@@ -152,6 +152,7 @@ class Appliance:
             except ApplianceError:
                 state.discard(saved)
                 self.close(kill=True)
+                self.restored = None
                 self.dir = tempfile.mkdtemp(prefix="vsh-appliance-")
                 argv = self.argv(qemu, self.dir)
         self._spawn(argv)
