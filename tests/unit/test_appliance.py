@@ -186,13 +186,16 @@ def test_saved_state_is_written_aside_and_replaces_the_others(tmp_path):
     old.write_bytes(b"old")
     dead = tmp_path / ".state-1111111111111111.999999999.tmp"     # a save whose process is gone
     dead.write_bytes(b"half")
+    busy = tmp_path / f".state-3333333333333333.{os.getpid()}.tmp"   # a save still running
+    busy.write_bytes(b"going on")
     final = str(tmp_path / "state-2222222222222222")
     tmp = state.temp_for(final)
     assert stat.S_IMODE(os.stat(tmp).st_mode) == 0o600
     with open(tmp, "wb") as f:
         f.write(b"state")
     state.commit(tmp, final)
-    assert sorted(os.listdir(tmp_path)) == ["state-2222222222222222"]
+    assert sorted(os.listdir(tmp_path)) == [busy.name, "state-2222222222222222"]
+    busy.unlink()
     state.discard(final)
     state.discard(final)            # gone already: no error
     assert os.listdir(tmp_path) == []

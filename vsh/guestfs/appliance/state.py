@@ -17,6 +17,8 @@ import hashlib
 import json
 import os
 
+from vsh.core.runtime import pid_alive
+
 REVISION = 1
 PREFIX = "state-"
 
@@ -51,18 +53,10 @@ def commit(tmp: str, path: str) -> None:
     for name in os.listdir(top):
         if name.startswith(PREFIX) and name != os.path.basename(path):
             discard(os.path.join(top, name))
-        elif name.startswith("." + PREFIX) and name.endswith(".tmp") and not _alive(name.split(".")[-2]):
-            discard(os.path.join(top, name))
-
-
-def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+        elif name.startswith("." + PREFIX) and name.endswith(".tmp"):
+            pid = name.split(".")[-2]
+            if not (pid.isdigit() and pid_alive(int(pid))):
+                discard(os.path.join(top, name))
 
 
 def discard(path: str) -> None:
