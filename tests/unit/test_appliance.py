@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from vsh.guestfs.appliance import agent, build
+from vsh.guestfs.appliance import agent, build, fileops
 
 
 def test_frames_round_trip():
@@ -98,7 +98,7 @@ def test_file_operations_of_the_agent(tmp_path, monkeypatch):
     with the root directory changed to the guest's tree)."""
     import os
 
-    F = agent.FS_OPS
+    F = fileops.FS_OPS
     (tmp_path / "w").mkdir()
     monkeypatch.chdir(tmp_path / "w")
     F["mkdir"]({"path": "a/b", "parents": True}, b"")

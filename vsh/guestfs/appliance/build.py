@@ -10,7 +10,8 @@ What goes in (the way supermin does it, computed, never hand-picked):
 * the kernel modules of :data:`MODULES` and their dependencies (``depmod`` run on the tree),
   from Debian's kernel package ``linux-image-<abi>-amd64`` (the one ``linux-image-amd64``
   depends on), fetched with ``apt-get download`` once;
-* ``/init`` (a few lines of sh) and ``/agent.py`` (:mod:`vsh.guestfs.appliance.agent`).
+* ``/init`` (a few lines of sh), ``/agent.py`` and ``/fileops.py``
+  (:mod:`vsh.guestfs.appliance.agent` and :mod:`~vsh.guestfs.appliance.fileops`).
 
 The initramfs is an uncompressed cpio (newc): the kernel unpacks it without decompressing,
 which is what boots fastest under TCG. The kernel is booted as an uncompressed ELF
@@ -281,9 +282,19 @@ class Cpio:
         self._entry("TRAILER!!!", 0)
 
 
+AGENT_FILES = ("agent.py", "fileops.py")      # copied to the appliance's /
+
+
+def _agent_files() -> dict[str, bytes]:
+    out = {}
+    for name in AGENT_FILES:
+        with open(os.path.join(os.path.dirname(__file__), name), "rb") as f:
+            out[name] = f.read()
+    return out
+
+
 def _agent_source() -> bytes:
-    with open(os.path.join(os.path.dirname(__file__), "agent.py"), "rb") as f:
-        return f.read()
+    return b"".join(_agent_files().values())
 
 
 def appliance_key(kdir: str, versions: dict[str, str]) -> str:
@@ -368,7 +379,8 @@ def _build(final: str, kdir: str, names: list[str], versions: dict) -> None:
                    "".join(f"{r}: {' '.join(deps[r])}\n" for _n, r in mods).encode())
             c.file("modules.list", "".join(f"/usr/lib/modules/{release}/{r}\n" for _n, r in boot).encode())
             c.file("init", INIT.encode(), 0o755)
-            c.file("agent.py", _agent_source(), 0o644)
+            for name, data in _agent_files().items():
+                c.file(name, data, 0o644)
             c.trailer()
         shutil.copyfile(os.path.join(kdir, "vmlinux"), os.path.join(work, "vmlinux"))
         manifest = {"vmlinux": os.path.join(final, "vmlinux"), "initrd": os.path.join(final, "initrd"),

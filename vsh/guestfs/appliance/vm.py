@@ -133,6 +133,9 @@ class Appliance:
                 self.close(kill=True)
                 if e.final:
                     break
+            except BaseException:                       # nothing left running, whatever happened
+                self.close(kill=True)
+                raise
         raise last
 
     def _boot(self, qemu: str) -> None:
