@@ -17,7 +17,8 @@ the agent maps them to the SCSI disks by their serial numbers (``vsh-d0``, ``vsh
 The appliance boots without the user's disks and may be saved (its memory, by QEMU) and
 restored many times: the host hot-adds the disks and sends ``attach``, which sets the
 clock, reseeds the kernel's random number generator and waits for the disks. ``settle``
-prepares a save (loads every module, zeroes free memory so the saved state is small).
+prepares a save (loads the modules the host names, zeroes free memory so the saved state
+is small).
 """
 
 import json
