@@ -4,7 +4,10 @@ Called by bench_guestfs.run() with the test images' manifest and libguestfs's en
 (None when libguestfs is unavailable):
 
 * first write on a cold appliance: ``vsh -a IMG -i write /etc/motd …`` vs
-  ``guestfish -a IMG -i write /etc/motd …`` (LIBGUESTFS_BACKEND=direct, force_tcg);
+  ``guestfish -a IMG -i write /etc/motd …`` (LIBGUESTFS_BACKEND=direct, force_tcg); vsh's
+  appliance is restored from its saved state (made by any earlier start); the same write
+  once more without that state (the first start after an appliance build: it boots and
+  saves);
 * per command in a session: 50 ``write`` calls after the first one (which boots the appliance);
 * ``vsh customize`` vs ``virt-customize`` with --hostname --root-password --ssh-inject --write.
 
@@ -68,9 +71,16 @@ def run(manifest: dict | None, tmp: Path, peer_env: dict | None) -> None:
                         ["--format", "raw", "-a", "IMG", "-i", "write", "/etc/motd", "from vsh"], "guestfish",
                         ["--format=raw", "-a", "IMG", "-i", "write", "/etc/motd", "from guestfish"], peer_env):
         return
-    # per command in a session: after the first write (the boot), through the API
     sys.path.insert(0, str(ROOT))
     from vsh import api
+    from vsh.guestfs.appliance import build
+
+    for saved in Path(build.ensure()["initrd"]).parent.glob("state-*"):
+        saved.unlink()
+    p, t = run_cmd([VSH, "--format", "raw", "-a", _copy(src, tmp, "nostate.img"), "-i", "write", "/etc/motd", "x"])
+    report("first write without a saved state (boots, then saves it)", f"failed: {last_err(p)}" if p.returncode
+           else f"{t:.2f} s")
+    # per command in a session: after the first write (the start), through the API
 
     img = _copy(src, tmp, "w-batch.img")
     conn = api.connect(f"vsh:///session?root={tmp}/store")

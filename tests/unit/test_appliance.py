@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import subprocess
 
 import pytest
 
-from vsh.guestfs.appliance import agent, build
+from vsh.guestfs.appliance import agent, build, fileops
 
 
 def test_frames_round_trip():
@@ -96,7 +98,7 @@ def test_file_operations_of_the_agent(tmp_path, monkeypatch):
     with the root directory changed to the guest's tree)."""
     import os
 
-    F = agent.FS_OPS
+    F = fileops.FS_OPS
     (tmp_path / "w").mkdir()
     monkeypatch.chdir(tmp_path / "w")
     F["mkdir"]({"path": "a/b", "parents": True}, b"")
@@ -151,3 +153,84 @@ def test_edit_expressions_substitute_line_by_line():
     for bad in ("y/a/b/", "s/a/b", "s/a/b/q", "s/(/x/", "s"):
         with pytest.raises(InvalidArgument):
             substitution(bad)
+
+
+def test_saved_state_is_keyed_by_the_machine_not_the_run(tmp_path):
+    """The state file's name ignores the run's private paths, and changes with the command
+    line, the QEMU binary and the initrd."""
+    from vsh.guestfs.appliance import state
+
+    (tmp_path / "app").mkdir()
+    qemu, initrd, vmlinux = (tmp_path / "qemu"), (tmp_path / "app" / "initrd"), (tmp_path / "app" / "vmlinux")
+    for p in (qemu, initrd, vmlinux):
+        p.write_bytes(b"x")
+
+    def key(rundir, *extra):
+        argv = [str(qemu), "-m", "768", "-serial", f"file:{rundir}/console.log", *extra]
+        return state.path_for(argv, rundir, str(initrd), str(vmlinux))
+
+    a = key("/tmp/vsh-appliance-1")
+    assert a == key("/tmp/vsh-appliance-2")
+    assert os.path.dirname(a) == str(tmp_path / "app") and os.path.basename(a).startswith("state-")
+    assert key("/tmp/r", "-accel", "kvm") != a
+    initrd.write_bytes(b"other initrd")
+    assert key("/tmp/r") != a
+
+
+def test_saved_state_is_written_aside_and_replaces_the_others(tmp_path):
+    from vsh.guestfs.appliance import state
+
+    tmp_path = tmp_path / "app"
+    tmp_path.mkdir()
+    old = tmp_path / "state-0000000000000000"
+    old.write_bytes(b"old")
+    dead = tmp_path / ".state-1111111111111111.999999999.tmp"     # a save whose process is gone
+    dead.write_bytes(b"half")
+    busy = tmp_path / f".state-3333333333333333.{os.getpid()}.tmp"   # a save still running
+    busy.write_bytes(b"going on")
+    final = str(tmp_path / "state-2222222222222222")
+    tmp = state.temp_for(final)
+    assert stat.S_IMODE(os.stat(tmp).st_mode) == 0o600
+    with open(tmp, "wb") as f:
+        f.write(b"state")
+    state.commit(tmp, final)
+    assert sorted(os.listdir(tmp_path)) == [busy.name, "state-2222222222222222"]
+    busy.unlink()
+    state.discard(final)
+    state.discard(final)            # gone already: no error
+    assert os.listdir(tmp_path) == []
+
+
+def test_monitor_negotiates_skips_events_and_names_errors():
+    import json
+    import socket
+    import threading
+
+    from vsh.guestfs.appliance.monitor import Monitor, MonitorError
+
+    ours, qemu = socket.socketpair()
+    seen = []
+
+    def fake_qemu():
+        f = qemu.makefile("rwb", buffering=0)
+        f.write(b'{"QMP": {"version": {}, "capabilities": []}}\n')
+        answers = iter([{"return": {}},
+                        {"return": {"status": "active"}},
+                        {"return": {"status": "completed"}},
+                        {"error": {"class": "GenericError", "desc": 'Failed to get "write" lock'}}])
+        for line in f:
+            seen.append(json.loads(line)["execute"])
+            f.write(b'{"event": "RESUME", "timestamp": {}}\n')
+            f.write(json.dumps(next(answers)).encode() + b"\n")
+        qemu.close()
+
+    t = threading.Thread(target=fake_qemu)
+    t.start()
+    m = Monitor(ours, timeout=5)
+    m.wait_migration(5)
+    with pytest.raises(MonitorError, match="write.* lock") as e:
+        m.execute("blockdev-add", {"driver": "raw"})
+    assert e.value.cls == "GenericError"
+    m.close()
+    t.join(5)
+    assert seen == ["qmp_capabilities", "query-migrate", "query-migrate", "blockdev-add"]

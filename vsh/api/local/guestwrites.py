@@ -99,9 +99,17 @@ class LocalGuestWrites(GuestDiskWrites):
                                       hint="mount one first (mount DEVICE /, or -i)")
             for mp in sorted(mps, key=len):
                 opts = "" if self.g._writable(mps[mp]) and mp not in self._ro_mps else "ro"
-                self._call(app, what, "mount", device=mps[mp], mountpoint=mp, options=opts)
+                self._call(app, what, "mount", device=mps[mp], mountpoint=mp, options=opts, kind=self._kind(mps[mp]))
             self._app_mounted = True
         return app
+
+    def _kind(self, device: str) -> str:
+        """The filesystem type this process read on ``device`` ("" when it could not): the
+        appliance need not probe it again."""
+        try:
+            return self.g.vfs_type(device) or ""
+        except VshError:
+            return ""
 
     def _call(self, app, what, op, data=b"", errpath=None, **args):
         from vsh.guestfs.appliance.vm import AgentError

@@ -12,28 +12,48 @@ directory changed to ``/sysroot`` (where the guest's filesystems are mounted), s
 absolute symbolic link, ``..`` or a host path in the guest lands inside the guest's tree.
 The agent returns to the appliance's own root (an open directory descriptor) afterwards.
 Devices are named as on the host side (``/dev/sda1``, the order the drives were added);
-the agent maps them to the virtio disks by their serial numbers (``vsh-d0``, ``vsh-d1`` ...).
+the agent maps them to the SCSI disks by their serial numbers (``vsh-d0``, ``vsh-d1`` ...).
+
+The appliance boots without the user's disks and may be saved (its memory, by QEMU) and
+restored many times: the host hot-adds the disks and sends ``attach``, which sets the
+clock, reseeds the kernel's random number generator and waits for the disks. ``settle``
+prepares a save (loads the modules the host names, zeroes free memory so the saved state
+is small).
 """
 
 import json
 import os
 import struct
+import time
 
 # Everything the file operations use is imported before the agent ever changes its root
 # directory: inside the guest's tree, Python's library is the guest's (or missing).
 if __name__ == "__main__":
     import bz2  # noqa: F401  (tarfile's decompressors)
+    import ctypes  # noqa: F401
+    import fcntl  # noqa: F401
     import gzip  # noqa: F401
     import lzma  # noqa: F401
+    import mmap  # noqa: F401
     import shutil  # noqa: F401
     import subprocess  # noqa: F401
+    import sys
     import tarfile  # noqa: F401
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))     # fileops.py is beside it
+    import fileops
+else:
+    from vsh.guestfs.appliance import fileops
 
 PORT_NAME = "org.vsh.appliance.0"
 HEADER = struct.Struct(">II")
 MAX_FRAME = 1 << 30
 SYSROOT = "/sysroot"
 FS_MODULES = {"ntfs": "fuse"}      # NTFS is mounted by ntfs-3g (mount.ntfs), in FUSE here
+RNDADDENTROPY = 0x40085203         # _IOW('R', 0x03, int[2])
+RNDRESEEDCRNG = 0x5207             # _IO('R', 0x07)
+BLKRRPART = 0x125F
+KERNEL_FS = ("ext2", "ext3", "ext4", "xfs", "vfat", "btrfs", "exfat")  # mounted with mount(2) when plain
 
 
 def _read_exact(f, n: int) -> bytes:
@@ -81,13 +101,44 @@ class Agent:
     def scan_disks(self):
         self.disks = {}
         for name in sorted(os.listdir("/sys/block")):
-            try:
-                with open(f"/sys/block/{name}/serial") as f:
-                    serial = f.read().strip()
-            except OSError:
-                continue
-            if serial.startswith("vsh-d"):
+            serial = _serial(name)
+            if serial.startswith("vsh-d") and serial[5:].isdigit():
                 self.disks["sd" + _letters(int(serial[5:]))] = name
+
+    def op_attach(self, req, data):
+        """After a (re)start: the host's time and randomness, then the ``count`` disks the
+        host hot-added (partition tables read) within ``wait`` seconds."""
+        time.clock_settime_ns(time.CLOCK_REALTIME, req["clock_ns"])
+        reseed(data)
+        deadline = time.monotonic() + req.get("wait", 30)
+        while True:
+            self.scan_disks()
+            if len(self.disks) >= req["count"]:
+                break
+            if time.monotonic() > deadline:
+                raise OSError(110, f"{req['count'] - len(self.disks)} of the {req['count']} disks did not appear "
+                                   f"within {req.get('wait', 30)} s")
+            time.sleep(0.005)
+        for name in self.disks.values():
+            _reread_partitions("/dev/" + name)
+        return {"disks": self.disks}, b""
+
+    def op_settle(self, req, data):
+        """Before the host saves this VM: every module loaded (no session loads one again),
+        caches dropped and the free memory zeroed (zero pages take no room in the state)."""
+        import mmap
+
+        for name in req.get("modules", []):
+            load_module(name)
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+        held = []                   # the kernel clears each page it hands out; freed, they stay zero
+        while _mem_free() > (64 << 20):     # not below: the DMA zone and the watermarks are in it
+            held.append(mmap.mmap(-1, 8 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE))
+        for m in held:
+            m.close()
+        return None, b""
 
     def dev(self, name: str) -> str:
         if not name.startswith("/dev/"):
@@ -152,19 +203,23 @@ class Agent:
             target = SYSROOT
         else:
             target = self.guest_dir(mp)
-        kind = req.get("vfstype") or _tool(["blkid", "-o", "value", "-s", "TYPE", device], 60)["stdout"].strip()
+        kind = req.get("vfstype") or req.get("kind") or \
+            _tool(["blkid", "-o", "value", "-s", "TYPE", device], 60)["stdout"].strip()
         if kind:
             load_module(FS_MODULES.get(kind, kind))
-        argv = ["mount"] + (["-o", req["options"]] if req.get("options") else []) + \
-            (["-t", req["vfstype"]] if req.get("vfstype") else []) + [device, target]
-        _check(argv, 120)
+        if req.get("vfstype") or kind not in KERNEL_FS or req.get("options", "") not in ("", "ro") or \
+                _libc("mount", device.encode(), target.encode(), kind.encode(), 1 if req.get("options") else 0, None):
+            argv = ["mount"] + (["-o", req["options"]] if req.get("options") else []) + \
+                (["-t", req["vfstype"]] if req.get("vfstype") else []) + [device, target]
+            _check(argv, 120)       # mount(8): helpers, options, a read-only disk, its error messages
         self.mounts.append((mp, target))
         return None, b""
 
     def op_umount_all(self, req, data):
         os.sync()
         while self.mounts:
-            _check(["umount", self.mounts[-1][1]], 120)
+            if _libc("umount", self.mounts[-1][1].encode()):
+                _check(["umount", self.mounts[-1][1]], 120)
             self.mounts.pop()
         self.flush()
         return None, b""
@@ -220,7 +275,7 @@ class Agent:
                 os.close(fd)
 
     def op_fs(self, req, data):
-        fn = FS_OPS[req["call"]]
+        fn = fileops.FS_OPS[req["call"]]
         return self.in_guest(fn, req, data)
 
     def op_stage(self, req, data):
@@ -233,7 +288,7 @@ class Agent:
         """Unpack the staged tar file (any compression) into a guest directory, numeric owners."""
         src = open("/tmp/stage", "rb")
         try:
-            return self.in_guest(_untar, src, req["directory"])
+            return self.in_guest(fileops.untar, src, req["directory"])
         finally:
             src.close()
             os.unlink("/tmp/stage")
@@ -289,7 +344,7 @@ class Agent:
 
 def load_module(name: str) -> None:
     """Load a kernel module of the appliance and what it depends on (modules.dep, written by
-    the builder); unknown names and modules already loaded are no error."""
+    the builder); unknown names and modules already loaded are no error (and cost no process)."""
     top = "/usr/lib/modules/" + os.uname().release
     deps = {}
     with open(top + "/modules.dep") as f:
@@ -299,8 +354,8 @@ def load_module(name: str) -> None:
     by_name = {os.path.basename(p).split(".ko")[0].replace("-", "_"): p for p in deps}
 
     def load(path, seen):
-        if path in seen:
-            return
+        if path in seen or os.path.isdir("/sys/module/" + os.path.basename(path).split(".ko")[0].replace("-", "_")):
+            return          # loaded already (each insmod is a process: ~0.1 s under TCG)
         seen.add(path)
         for d in deps.get(path, []):
             load(d, seen)
@@ -311,14 +366,60 @@ def load_module(name: str) -> None:
         load(path, set())
 
 
-def _untar(src, directory):
-    import tarfile
+def _libc(name: str, *args) -> int:
+    """Call the C library's ``name`` (mount, umount): 0, or an errno. A plain mount of a
+    kernel filesystem this way saves a process whose code TCG has to translate afresh after
+    every restore (≈ 0.2 s); anything else, and any failure, goes to mount(8)."""
+    import ctypes
 
-    if not os.path.isdir(directory):
-        raise OSError(20, "Not a directory", directory)
-    with tarfile.open(fileobj=src, mode="r:*") as t:
-        t.extractall(directory, numeric_owner=True)
-    return None, b""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return 0 if getattr(libc, name)(*args) == 0 else ctypes.get_errno() or -1
+
+
+def _mem_free() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("MemFree:")) << 10
+
+
+def reseed(seed: bytes) -> None:
+    """Mix ``seed`` (fresh host randomness) into the kernel's pool and reseed its CRNG now:
+    two appliances restored from one saved state must not draw the same numbers."""
+    import fcntl
+
+    if not seed:
+        return
+    fd = os.open("/dev/urandom", os.O_WRONLY)
+    try:
+        fcntl.ioctl(fd, RNDADDENTROPY, struct.pack("ii", len(seed) * 8, len(seed)) + seed)
+        fcntl.ioctl(fd, RNDRESEEDCRNG)
+    finally:
+        os.close(fd)
+
+
+def _serial(name: str) -> str:
+    """A SCSI disk's serial number (VPD page 0x80: 4 header bytes, then the text)."""
+    try:
+        with open(f"/sys/block/{name}/device/vpd_pg80", "rb") as f:
+            page = f.read()
+    except OSError:
+        return ""
+    return page[4:4 + int.from_bytes(page[2:4], "big")].decode("ascii", "replace").strip()
+
+
+def _reread_partitions(path: str) -> None:
+    """Read the partition table now (a hot-added disk's may still be being read)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.ioctl(fd, BLKRRPART)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _letters(i: int) -> str:
@@ -351,157 +452,6 @@ def _check(argv, timeout):
     return r
 
 
-# --- file operations, run inside the guest root -------------------------------------------
-
-
-def fs_write(req, data):
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if req.get("append") else os.O_TRUNC)
-    if req.get("offset"):
-        flags = os.O_WRONLY
-    fd = os.open(req["path"], flags | os.O_NOFOLLOW if req.get("nofollow") else flags, 0o644)
-    try:
-        if req.get("offset"):
-            os.lseek(fd, req["offset"], 0)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    return None, b""
-
-
-def fs_read(req, data):
-    with open(req["path"], "rb") as f:
-        f.seek(req.get("offset", 0))
-        return None, f.read(req.get("size", 1 << 20))
-
-
-def fs_mkdir(req, data):
-    if req.get("parents"):
-        os.makedirs(req["path"], mode=req.get("mode", 0o755), exist_ok=True)
-    else:
-        os.mkdir(req["path"], req.get("mode", 0o755))
-    return None, b""
-
-
-def fs_rm(req, data):
-    path = req["path"]
-    if req.get("recursive"):
-        import shutil
-
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.unlink(path)
-    elif req.get("directory"):
-        os.rmdir(path)
-    else:
-        if os.path.isdir(path) and not os.path.islink(path):
-            raise OSError(21, "Is a directory")
-        os.unlink(path)
-    return None, b""
-
-
-def fs_mv(req, data):
-    import shutil
-
-    shutil.move(req["src"], req["dest"])
-    return None, b""
-
-
-def fs_cp(req, data):
-    import shutil
-
-    src, dest = req["src"], req["dest"]
-    if req.get("archive"):
-        if os.path.isdir(dest):
-            dest = os.path.join(dest, os.path.basename(src.rstrip("/")))
-        if os.path.isdir(src) and not os.path.islink(src):
-            shutil.copytree(src, dest, symlinks=True)
-            _copy_owner_tree(src, dest)
-        else:
-            shutil.copy2(src, dest, follow_symlinks=False)
-            _copy_owner(src, dest)
-    else:
-        shutil.copyfile(src, dest)
-    return None, b""
-
-
-def _copy_owner(src, dest):
-    st = os.lstat(src)
-    os.chown(dest, st.st_uid, st.st_gid, follow_symlinks=False)
-
-
-def _copy_owner_tree(src, dest):
-    _copy_owner(src, dest)
-    for top, dirs, files in os.walk(src):
-        for name in dirs + files:
-            rel = os.path.relpath(os.path.join(top, name), src)
-            _copy_owner(os.path.join(src, rel), os.path.join(dest, rel))
-
-
-def fs_chmod(req, data):
-    os.chmod(req["path"], req["mode"])
-    return None, b""
-
-
-def fs_chown(req, data):
-    os.chown(req["path"], req["uid"], req["gid"], follow_symlinks=not req.get("nofollow"))
-    return None, b""
-
-
-def fs_symlink(req, data):
-    link = req["linkname"]
-    if req.get("force") and (os.path.islink(link) or os.path.lexists(link) and not os.path.isdir(link)):
-        os.unlink(req["linkname"])
-    os.symlink(req["target"], req["linkname"])
-    return None, b""
-
-
-def fs_touch(req, data):
-    path = req["path"]
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise OSError(22, "Not a regular file")
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOCTTY | os.O_NONBLOCK, 0o666))
-    os.utime(path)
-    return None, b""
-
-
-def fs_truncate(req, data):
-    os.truncate(req["path"], req.get("size", 0))
-    return None, b""
-
-
-def fs_stat(req, data):
-    st = os.stat(req["path"], follow_symlinks=req.get("follow", True))
-    out = {k: getattr(st, k) for k in ("st_dev", "st_ino", "st_mode", "st_nlink", "st_uid", "st_gid", "st_rdev",
-                                       "st_size", "st_blksize", "st_blocks")}
-    for t in ("atime", "mtime", "ctime"):
-        ns = getattr(st, f"st_{t}_ns")
-        out[f"st_{t}_sec"], out[f"st_{t}_nsec"] = divmod(ns, 1000000000)
-    return out, b""
-
-
-def fs_ls(req, data):
-    return sorted(os.listdir(req["path"])), b""
-
-
-def fs_readlink(req, data):
-    return os.readlink(req["path"]), b""
-
-
-def fs_realpath(req, data):
-    return os.path.realpath(req["path"]), b""
-
-
-def fs_statvfs(req, data):
-    s = os.statvfs(req["path"])
-    return {"bsize": s.f_frsize, "blocks": s.f_blocks, "bfree": s.f_bfree, "bavail": s.f_bavail}, b""
-
-
-FS_OPS = {name[3:]: fn for name, fn in dict(globals()).items() if name.startswith("fs_")}
-
-
 def main():
     agent = Agent()
     port = None
@@ -510,8 +460,7 @@ def main():
             if f.read().strip() == PORT_NAME:
                 port = "/dev/" + v
     rf = wf = open(port, "r+b", buffering=0)
-    agent.scan_disks()
-    send(wf, {"ready": True, "disks": agent.disks})
+    send(wf, {"ready": True})
     while True:
         try:
             req, data = recv(rf)

@@ -10,7 +10,8 @@ What goes in (the way supermin does it, computed, never hand-picked):
 * the kernel modules of :data:`MODULES` and their dependencies (``depmod`` run on the tree),
   from Debian's kernel package ``linux-image-<abi>-amd64`` (the one ``linux-image-amd64``
   depends on), fetched with ``apt-get download`` once;
-* ``/init`` (a few lines of sh) and ``/agent.py`` (:mod:`vsh.guestfs.appliance.agent`).
+* ``/init`` (a few lines of sh), ``/agent.py`` and ``/fileops.py``
+  (:mod:`vsh.guestfs.appliance.agent` and :mod:`~vsh.guestfs.appliance.fileops`).
 
 The initramfs is an uncompressed cpio (newc): the kernel unpacks it without decompressing,
 which is what boots fastest under TCG. The kernel is booted as an uncompressed ELF
@@ -35,16 +36,18 @@ import tempfile
 
 from vsh.core.errors import VshError
 
-REVISION = 2
+REVISION = 3
 
 ROOT_PACKAGES = ("dash", "coreutils", "util-linux", "mount", "kmod", "python3.11-minimal", "libpython3.11-stdlib",
                  "e2fsprogs", "xfsprogs", "dosfstools", "fdisk", "gdisk", "lvm2", "tar", "findutils",
                  "btrfs-progs", "exfatprogs", "ntfs-3g", "busybox-static", "cryptsetup-bin")
 # loaded by /init; the others of MODULES when a mount or LVM needs them (modprobe)
-BOOT_MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "virtio_rng", "ext4", "vfat", "nls_cp437",
+BOOT_MODULES = ("virtio_pci", "virtio_scsi", "sd_mod", "virtio_console", "virtio_rng", "ext4", "vfat", "nls_cp437",
                 "nls_iso8859_1", "nls_utf8", "nls_ascii", "crc32c_generic")
 MODULES = BOOT_MODULES + ("xfs", "btrfs", "exfat", "fuse", "dm_mod", "virtio_net", "dm_crypt", "ecb", "xts", "essiv",
                           "aesni_intel", "af_alg", "algif_skcipher")
+# loaded before the appliance is saved (vm.py), so that a restored one mounts these at once
+PRELOAD = ("xfs", "btrfs", "exfat", "fuse", "dm_mod")
 # packages of the closure left out: libicu only serves xfs_scrub
 SKIP_PACKAGES = ("libicu72", "debconf", "dpkg")
 SKIP_PREFIXES = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/locale/",
@@ -279,9 +282,19 @@ class Cpio:
         self._entry("TRAILER!!!", 0)
 
 
+AGENT_FILES = ("agent.py", "fileops.py")      # copied to the appliance's /
+
+
+def _agent_files() -> dict[str, bytes]:
+    out = {}
+    for name in AGENT_FILES:
+        with open(os.path.join(os.path.dirname(__file__), name), "rb") as f:
+            out[name] = f.read()
+    return out
+
+
 def _agent_source() -> bytes:
-    with open(os.path.join(os.path.dirname(__file__), "agent.py"), "rb") as f:
-        return f.read()
+    return b"".join(_agent_files().values())
 
 
 def appliance_key(kdir: str, versions: dict[str, str]) -> str:
@@ -366,7 +379,8 @@ def _build(final: str, kdir: str, names: list[str], versions: dict) -> None:
                    "".join(f"{r}: {' '.join(deps[r])}\n" for _n, r in mods).encode())
             c.file("modules.list", "".join(f"/usr/lib/modules/{release}/{r}\n" for _n, r in boot).encode())
             c.file("init", INIT.encode(), 0o755)
-            c.file("agent.py", _agent_source(), 0o644)
+            for name, data in _agent_files().items():
+                c.file(name, data, 0o644)
             c.trailer()
         shutil.copyfile(os.path.join(kdir, "vmlinux"), os.path.join(work, "vmlinux"))
         manifest = {"vmlinux": os.path.join(final, "vmlinux"), "initrd": os.path.join(final, "initrd"),
