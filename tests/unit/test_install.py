@@ -551,6 +551,8 @@ def test_installer_create_and_discard(vsh_env, store_tree):
         conn.installer.plan(_options(name="m", boot="hd", disk=["size=0.01"]), check=True)
     conn.installer.discard(made)
     assert conn.store.find("m") is None and not os.path.exists(image)
+    left = [k for k in store_tree() if k not in before and not k.endswith("/")]
+    assert [k for k in left if k.startswith(("config/domains/", "config/autostart/", "data/images/"))] == [], left
     conn.installer.discard(made)  # twice: nothing is left to undo, nothing is raised
 
 

@@ -178,7 +178,7 @@ class Customize:
     def _c_password(self, arg, msgs):
         user, selector = split(arg, "password")
         pw, shown = password_of(selector, "password")
-        msgs.append(f"Setting passwords" if shown is None else f"Setting random password of {user} to {shown}")
+        msgs.append("Setting passwords" if shown is None else f"Setting random password of {user} to {shown}")
         lines = self.cat("/etc/shadow").decode("utf-8", "surrogateescape").split("\n")
         for i, ln in enumerate(lines):
             fields = ln.split(":")

@@ -23,12 +23,6 @@ SNAPNAME = Opt("snapshotname", kind="snapshot", positional=True, help="snapshot 
 CURRENT = Opt("current", kind="bool", help="use the current snapshot")
 
 
-def _read_xml(path: str) -> str:
-    from vsh.core.inputfile import read_input_file
-
-    return read_input_file(path).decode("utf-8", "replace")
-
-
 # -- save / restore ------------------------------------------------------------------------------
 
 

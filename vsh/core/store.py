@@ -188,7 +188,8 @@ class Store:
             ensure_private_dir(path)
         return path
 
-    def images_dir(self) -> Path:
+    def images_dir(self):
+        """The images directory (a Path), made 0700 when missing."""
         return ensure_private_dir(self.data_dir / "images")
 
     def lock(self, name: str, timeout: float = 30.0) -> "Lock":
@@ -404,7 +405,7 @@ class Store:
 
     def undefine(self, ref: DomainRef) -> None:
         if not ref.persistent:
-            raise OperationInvalid(f"Requested operation is not valid: cannot undefine transient domain")
+            raise OperationInvalid("Requested operation is not valid: cannot undefine transient domain")
         with self.lock(ref.name), self.uuid_index as index:
             uuid = self.config_uuid(ref.name)
             index.begin()

@@ -256,5 +256,5 @@ class Revert:
         if ref.active:
             raise OperationInvalid(f"Requested operation is not valid: an interrupted revert of domain "
                                    f"'{self.name}' to snapshot '{intent['name']}' needs the domain shut off "
-                                   "to finish", hint=f"destroy it, then run the snapshot command again")
+                                   "to finish", hint="destroy it, then run the snapshot command again")
         self._finish_revert(intent)
