@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -43,9 +44,21 @@ def vm(tmp_path_factory):
 
 def listen(vm, *args) -> subprocess.Popen:
     """``vsh event ...`` in the background; it has subscribed once it printed nothing yet and the
-    supervisor counts it (the caller waits for that with :func:`subscribed`)."""
-    return subprocess.Popen([sys.executable, "-m", "vsh", "event", *map(str, args)], env=vm.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    supervisor counts it (the caller waits for that with :func:`subscribed`). Python's
+    faulthandler is on, so that :func:`ended` can show where a listener that does not end is."""
+    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "vsh", "event", *map(str, args)],
+                            env=vm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def ended(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    """The listener's output once it ended; a listener still there after ``timeout`` s is a
+    failure that shows its threads' stacks (SIGABRT: faulthandler's dump)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"vsh event did not end within {timeout:g} s; its output: {out!r}; its stacks:\n{err}")
 
 
 def subscribed(vm, before: int) -> None:
@@ -74,7 +87,7 @@ def test_event_prints_lifecycle_events_of_suspend_and_resume(vm):
         subscribed(vm, before)
         vm.vsh("suspend", "mo1")
         vm.vsh("resume", "mo1")
-        out, err = proc.communicate(timeout=60)
+        out, err = ended(proc)
     finally:
         proc.kill()
     assert out == ("event 'lifecycle' for domain 'mo1': Suspended Paused\n"
@@ -89,7 +102,7 @@ def test_event_one_shot_json_and_timestamp(vm):
     try:
         subscribed(vm, before)
         vm.vsh("suspend", "mo1")
-        out, _ = proc.communicate(timeout=60)
+        out, _ = ended(proc)
     finally:
         proc.kill()
         vm.vsh("resume", "mo1")
@@ -101,7 +114,7 @@ def test_event_one_shot_json_and_timestamp(vm):
     try:
         subscribed(vm, before)
         vm.vsh("reset", "mo1")
-        out, _ = proc.communicate(timeout=60)
+        out, _ = ended(proc)
     finally:
         proc.kill()
     ev = json.loads(out.splitlines()[0])
@@ -221,7 +234,7 @@ def test_dompmwakeup_wakes_a_guest_suspended_to_ram(vm):
         subscribed(vm, before)
         vm.sh("(sleep 1; echo mem > /sys/power/state) >/dev/null 2>&1 &")
         assert _vmguest.poll(lambda: vm.qmp("query-status")["status"] == "suspended", timeout=60)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = ended(proc)
     finally:
         proc.kill()
     assert out.startswith("event 'pm-suspend' for domain 'mo1'\n"), out
@@ -234,8 +247,6 @@ def test_dompmwakeup_wakes_a_guest_suspended_to_ram(vm):
 
 def test_event_outlives_the_domain_until_interrupted(vm):
     # as virsh's: a listener for one domain keeps listening after it stops (it may start again)
-    import signal
-
     before = _subscribers(vm)
     proc = listen(vm, "--domain", "mo1", "--event", "lifecycle", "--loop")
     try:
@@ -243,7 +254,7 @@ def test_event_outlives_the_domain_until_interrupted(vm):
         vm.vsh("destroy", "mo1")
         first = proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = ended(proc)
     finally:
         proc.kill()
     assert first == "event 'lifecycle' for domain 'mo1': Stopped Destroyed\n"
@@ -260,7 +271,7 @@ def test_event_follows_domains_that_start_later(vm):
         vm.vsh("start", "mo1", "--paused")
         assert _vmguest.poll(lambda: vm.vsh("domstate", "mo1").stdout.strip() == "paused", 30)
         vm.vsh("destroy", "mo1")
-        out, _ = proc.communicate(timeout=60)
+        out, _ = ended(proc)
     finally:
         proc.kill()
     assert out == ("event 'lifecycle' for domain 'mo1': Started Booted\n"
