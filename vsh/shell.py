@@ -190,6 +190,8 @@ class Shell:
         from vsh.core.escape import escape  # messages quote names, paths and guest text: the terminal rule
 
         self.ctx.out.flush()
+        if err.silent:
+            return
         for line in err.lines:
             self.ctx.err.write(f"error: {escape(line, keep_newlines=True)}\n")
         if err.hint:

@@ -226,6 +226,9 @@ def test_dump_and_events_need_a_running_domain(vsh, define, tmp_path):
     assert "domain is not running" in r.err
     r = vsh("qemu-monitor-event", "--timeout", "1")
     assert (r.status, r.out) == (0, "event loop timed out\nevents received: 0\n\n")
+    # event fails when nothing came, as virsh's: status 1, its count on stdout, no error line
+    r = vsh("event", "--all", "--timeout", "1")
+    assert (r.status, r.out, r.err) == (1, "event loop timed out\nevents received: 0\n\n", "")
 
 
 def test_event_lines():

@@ -9,7 +9,7 @@ named, running or not yet), until the timeout or an interrupt (``conn.domain_eve
 from __future__ import annotations
 
 from vsh.api.lifecycle import EVENT_NAMES
-from vsh.core.errors import InvalidArgument, VshError
+from vsh.core.errors import Failed, InvalidArgument, VshError
 from vsh.core.escape import escape
 from vsh.core.output import Text
 from vsh.registry import Opt, command
@@ -101,5 +101,5 @@ def event(ctx, domain=None, event=None, all=False, loop=False, timeout=None, lis
     if not count:
         ctx.out.write(f"events received: {count}\n")
         ctx.out.flush()
-        raise VshError("no event was received")
+        raise Failed("no event was received")
     return Text(f"events received: {count}\n", json_data={"count": count})

@@ -22,6 +22,9 @@ class VshError(Exception):
     #: by the operation running there: it takes no context of that operation
     deferred = False
 
+    #: nothing goes to stderr: the command's output already said what failed (:class:`Failed`)
+    silent = False
+
     def with_context(self, context: str) -> "VshError":
         """Return the same error with a first line of context (virsh's two-line errors)."""
         if self.deferred:
@@ -56,3 +59,10 @@ class Unsupported(VshError):
 
 class Timeout(VshError):
     """A wait ran out of time."""
+
+
+class Failed(VshError):
+    """The command failed and its output already says how (virsh's ``event`` that received
+    nothing: status 1, no ``error:`` line)."""
+
+    silent = True
