@@ -513,7 +513,8 @@ def test_installer_os_variants_and_plan_are_plain_data(vsh_env, store_tree):
     variants = installer.os_variants()
     assert [v["name"] for v in variants] == list(inst.OS_VARIANTS)
     assert variants[0] == {"name": "debian12", "label": "Debian 12 (bookworm)", "memory": 1024, "disk": 20,
-                           "vcpus": 1, "machine": "q35", "disk_bus": "virtio", "nic_model": "virtio"}
+                           "vcpus": 1, "machine": "q35", "disk_bus": "virtio", "nic_model": "virtio",
+                           "guest_agent": True}
     plan = installer.plan(_options(name="p", uuid=UUID, boot="hd", disk=["size=1"],
                                    cloud_init="root-password-generate=on"))
     assert json.loads(json.dumps(plan)) == plan

@@ -229,6 +229,23 @@ def test_print_xml_with_location_has_the_install_run_first(vsh, tmp_path, tree):
         assert dom.find("devices/tpm") is None
 
 
+@pytest.mark.parametrize("words, channels", [
+    (["--osinfo", "debian12"], ["org.qemu.guest_agent.0"]),        # an OS with qemu-ga: virt-install's default
+    (["--osinfo", "debian12", "--channel", "none"], []),           # none: not even the default
+    (["--osinfo", "alpine3.19", "--channel", "pty,name=org.example.0"], ["org.example.0"]),  # given: only that
+    ([], []),                                                      # generic OS: no agent assumed
+    (["--osinfo", "debian12", "--machine", "microvm"], []),        # no PCI for a virtio-serial controller
+])
+def test_install_adds_the_guest_agent_channel_as_virt_install(vsh, words, channels):
+    res = vsh("install", "--name", "ga", "--memory", "256", "--disk", "none", "--boot", "kernel=/boot/k",
+              *words, "--print-xml")
+    assert res.status == 0, res.err
+    dom = etree.fromstring(res.out)
+    assert [t.get("name") for t in dom.findall("devices/channel/target")] == channels
+    for ch in dom.findall("devices/channel[@type='unix']"):
+        assert ch.find("source").get("path") is None      # the path is picked at start, in the run directory
+
+
 def test_location_iso_stays_attached_for_the_install_run_only(vsh, tmp_path, tree):
     iso = _iso(tmp_path, tree)
     res = vsh("install", "--name", "l2", "--memory", "256", "--disk", "none", "--location", iso,

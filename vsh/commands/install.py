@@ -84,8 +84,8 @@ def _failed(err: VshError, name: str | None) -> VshError:
                    help="a host directory shared with the guest over 9p: SOURCE,TARGET or "
                         "source=DIR,target=TAG[,accessmode=passthrough|mapped|squash][,readonly=on]"),
                Opt("channel", kind="string", repeat=True,
-                   help="a virtio channel: unix|pty,target.type=virtio,name=NAME "
-                        "(e.g. unix,name=org.qemu.guest_agent.0)"),
+                   help="a virtio channel: unix|pty,target.type=virtio,name=NAME, or none; without it, "
+                        "an --osinfo other than generic gets the guest agent's (unix,name=org.qemu.guest_agent.0)"),
                Opt("video", kind="string", repeat=True, help="video device: vga, virtio, qxl, bochs, ramfb, none"),
                Opt("tpm", kind="string", repeat=True,
                    help="TPM: emulator (swtpm), /dev/tpmN (passthrough), none, or "

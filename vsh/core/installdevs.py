@@ -96,9 +96,16 @@ def filesystem_xml(text: str):
     return fs
 
 
+#: the guest agent's channel name, which an install adds by itself for an OS that has the agent
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
+
 def channel_xml(text: str):
     """``unix|pty,target.type=virtio,name=NAME`` (``target_type=``/``name=`` too; ``unix`` with
-    ``source.path=`` or a path vsh picks in the domain's run directory)."""
+    ``source.path=`` or a path vsh picks in the domain's run directory); ``none``: no channel,
+    not even the guest agent's default one (None)."""
+    if text.strip() == "none":
+        return None
     kind = None
     name = path = None
     ttype = "virtio"

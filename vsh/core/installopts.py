@@ -17,9 +17,11 @@ GIB = 1024 ** 3
 
 # -- the built-in OS table -----------------------------------------------------------------------
 
-OsVariant = namedtuple("OsVariant", "name label memory disk vcpus machine disk_bus nic_model")
+OsVariant = namedtuple("OsVariant", "name label memory disk vcpus machine disk_bus nic_model guest_agent",
+                       defaults=(True,))
 
-#: vsh's own defaults per OS (memory in MiB, disk in GiB). Every entry boots virtio devices.
+#: vsh's own defaults per OS (memory in MiB, disk in GiB). Every entry boots virtio devices;
+#: ``guest_agent``: the OS ships qemu-ga, so an install adds its channel as virt-install does.
 OS_VARIANTS = {v.name: v for v in (
     OsVariant("debian12", "Debian 12 (bookworm)", 1024, 20, 1, "q35", "virtio", "virtio"),
     OsVariant("debian11", "Debian 11 (bullseye)", 1024, 20, 1, "q35", "virtio", "virtio"),
@@ -27,7 +29,7 @@ OS_VARIANTS = {v.name: v for v in (
     OsVariant("ubuntu24.04", "Ubuntu 24.04 LTS", 2048, 25, 2, "q35", "virtio", "virtio"),
     OsVariant("fedora40", "Fedora Linux 40", 2048, 20, 2, "q35", "virtio", "virtio"),
     OsVariant("alpine3.19", "Alpine Linux 3.19", 256, 2, 1, "q35", "virtio", "virtio"),
-    OsVariant("generic", "Generic OS (virtio devices)", 512, 10, 1, "q35", "virtio", "virtio"),
+    OsVariant("generic", "Generic OS (virtio devices)", 512, 10, 1, "q35", "virtio", "virtio", False),
 )}
 
 DISK_BUSES = ("virtio", "scsi", "sata", "ide")

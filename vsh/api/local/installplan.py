@@ -259,7 +259,7 @@ def make_plan(site, opts: dict, host=None) -> Plan:
             raise InvalidArgument("--location: machine 'microvm' has no cdrom bus for the install ISO")
         devices.add(location.source, "raw", devices.cdrom_bus, "cdrom", True, None)
     _nics_xml(site, root, devices.node, nets, variant, microvm)
-    _other_devices_xml(devices.node, opts, microvm)
+    _other_devices_xml(devices.node, opts, microvm, variant)
     _domain_options(root, devices.node, opts)
     _order_metadata(root)
     if location is not None:
@@ -513,12 +513,13 @@ def _nics_xml(site, root, devices, nets: list, variant, microvm: bool) -> None:
             portfwd.add(root, fw._replace(interface=index))
 
 
-def _other_devices_xml(devices, opts: dict, microvm: bool) -> None:
+def _other_devices_xml(devices, opts: dict, microvm: bool, variant) -> None:
     """The console, graphics, the devices of --filesystem, --channel... (:mod:`vsh.core.installdevs`),
-    the balloon and the RNG."""
+    the guest agent's channel (virt-install's default for an OS that has the agent, unless
+    --channel is given; ``--channel none`` leaves it out), the balloon and the RNG."""
     from vsh.core.lxmlload import etree
 
-    from vsh.core.installdevs import DEVICE_OPTIONS, memballoon_xml
+    from vsh.core.installdevs import AGENT_CHANNEL, DEVICE_OPTIONS, channel_xml, memballoon_xml
 
     console = parse_console(opts.get("console"))
     if console == "serial":
@@ -543,6 +544,8 @@ def _other_devices_xml(devices, opts: dict, microvm: bool) -> None:
             element = parse(text)
             if element is not None:
                 devices.append(element)
+    if not opts.get("channel") and variant.guest_agent and not microvm:
+        devices.append(channel_xml(f"unix,name={AGENT_CHANNEL}"))
     balloon = memballoon_xml(opts.get("memballoon"))
     devices.append(balloon)
     if microvm and balloon.get("model") != "none":
