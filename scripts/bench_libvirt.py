@@ -141,6 +141,10 @@ def run() -> None:
                         {"argv": [VSH, "-c", "test:///default", "list", "--all"]}, runs=RUNS)
     report("test:///default: list --all, Python floor", f"python + libvirtmod {floor * 1e3:.1f} ms, vsh "
            f"{vsh * 1e3:.1f} ms (vsh/floor {ratio(vsh, floor)})")
+    floor, theirs = paired({"argv": [PY, "-S", "-c", floor_code]},
+                           {"argv": [virsh, "-c", "test:///default", "list", "--all"]}, runs=RUNS)
+    report("test:///default: list --all, Python floor vs virsh", f"floor {floor * 1e3:.1f} ms, virsh "
+           f"{theirs * 1e3:.1f} ms (floor/virsh {ratio(floor, theirs)}: the least any Python client pays)")
     _pair("test:///default: dominfo test", [VSH, "-c", "test:///default", "dominfo", "test"],
           [virsh, "-c", "test:///default", "dominfo", "test"])
     _peer_section(virsh)
