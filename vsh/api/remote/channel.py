@@ -267,7 +267,11 @@ class Channel:
         try:
             write_all(self.in_fd, data)
         except OSError:
-            raise self.dead or VshError(f"cannot send to '{self.target}': the connection ended") from None
+            if self.dead is None:      # the reader has not seen the end yet: say why as it would
+                status = self.proc.wait(5.0)
+                self.stderr_done()
+                self.dead = self.failure(status)
+            raise self.dead from None
 
     def hello(self, uri: str, readonly: bool) -> dict:
         """Say hello (protocol version, our vsh, the URI to open there); the server's hello."""
