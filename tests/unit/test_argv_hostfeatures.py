@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vsh.core.domain import Domain
-from vsh.core.errors import InvalidArgument, NotFound, Unsupported
+from vsh.core.errors import InvalidArgument, NotFound, Unsupported, VshError
 from vsh.kvm.argv import RuntimePaths, build_argv
 
 _spec = importlib.util.spec_from_file_location("argv_materials", Path(__file__).resolve().parents[1]
@@ -293,3 +293,36 @@ def test_define_writes_libvirts_pci_addresses_on_pc(tmp_path, vsh, vsh_env):
     # q35: each PCIe device behind a root port of its own (tests/unit/test_q35_addresses.py has the rules)
     assert "<target dev='vda' bus='virtio'/>\n      <address type='pci' domain='0x0000' bus='0x03' slot='0x00'" in q35
     assert "<controller type='pci' index='5' model='pcie-root-port'>" in q35
+
+
+@pytest.mark.parametrize("driver, bus, props", [
+    ("error_policy='stop'", "virtio", ",werror=stop,rerror=stop"),          # the read policy follows
+    ("error_policy='report' rerror_policy='ignore'", "scsi", ",werror=report,rerror=ignore"),
+    ("error_policy='enospace'", "sata", ",werror=enospc"),                    # no such read policy
+    ("rerror_policy='stop'", "virtio", ",rerror=stop"),
+    ("", "virtio", ""),                                                       # QEMU's defaults
+])
+def test_disk_error_policies_are_werror_and_rerror_as_libvirt_sets_them(tmp_path, driver, bus, props):
+    (tmp_path / "d.img").write_bytes(b"\0" * 512)
+    ctrl = "<controller type='scsi' model='virtio-scsi'/>" if bus == "scsi" else ""
+    out = argv(tmp_path, f"{ctrl}<disk type='file' device='disk'><driver name='qemu' type='raw' {driver}/>"
+                         f"<source file='TMP/d.img'/><target dev='sda' bus='{bus}'/></disk>", machine="q35")
+    disk = next(d for d in values(out, "-device") if d.startswith(("virtio-blk", "scsi-hd", "ide-hd")))
+    assert (",werror=" in disk or ",rerror=" in disk) == bool(props)
+    if props:
+        assert props + "," in disk + ",", disk
+        assert disk.index(props) > disk.index("drive=")
+
+
+@pytest.mark.parametrize("driver, text", [
+    ("error_policy='panic'", "XML error: Invalid value for attribute 'error_policy' in element 'driver': 'panic'."),
+    ("rerror_policy='default'", "XML error: Invalid value for attribute 'rerror_policy' in element 'driver': "
+                                "'default'."),
+    ("cache='bogus'", "XML error: Invalid value for attribute 'cache' in element 'driver': 'bogus'."),
+    ("rerror_policy='enospace'", "unsupported configuration: Invalid disk read error policy: 'enospace'"),
+])
+def test_disk_driver_values_are_refused_at_define_in_libvirts_words(tmp_path, driver, text):
+    with pytest.raises(VshError) as e:
+        argv(tmp_path, f"<disk type='file'><driver name='qemu' type='raw' {driver}/><source file='TMP/d.img'/>"
+                       "<target dev='vda' bus='virtio'/></disk>")
+    assert str(e.value) == text

@@ -142,6 +142,7 @@ def validate(dom) -> None:
             raise XMLError(f"unknown disk device '{disk.device}'")
         if disk.node.find("address") is None and disk_index(dev) is None:
             raise XMLError(f"XML error: Unknown disk name '{dev}' and no address specified")
+        check_disk_driver(disk.node.find("driver"))
     check_cpusets(dom)
     check_sysinfo(dom)
     check_uefi_acpi(dom)
@@ -160,6 +161,29 @@ def validate(dom) -> None:
         from vsh.core.portfwd import forwards
 
         forwards(dom.node)  # vsh's user-mode port forwards, if any, must be well-formed
+
+
+#: the values libvirt takes for a disk's <driver> attributes ("default" only for cache)
+DISK_DRIVER_VALUES = {
+    "cache": ("default", "none", "writethrough", "writeback", "directsync", "unsafe"),
+    "error_policy": ("stop", "report", "ignore", "enospace"),
+    "rerror_policy": ("stop", "report", "ignore", "enospace"),
+    "io": ("native", "threads", "io_uring"),
+    "discard": ("unmap", "ignore"),
+    "detect_zeroes": ("off", "on", "unmap"),
+}
+
+
+def check_disk_driver(driver) -> None:
+    """A disk's ``<driver>`` attributes as libvirt parses them at define."""
+    if driver is None:
+        return
+    for attr, values in DISK_DRIVER_VALUES.items():
+        value = driver.get(attr)
+        if value is not None and value not in values:
+            raise XMLError(f"XML error: Invalid value for attribute '{attr}' in element 'driver': '{value}'.")
+    if driver.get("rerror_policy") == "enospace":
+        raise Unsupported("unsupported configuration: Invalid disk read error policy: 'enospace'")
 
 
 def check_uefi_acpi(dom) -> None:
