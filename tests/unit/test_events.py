@@ -43,6 +43,11 @@ def test_event_text_is_virsh_text():
     assert event_text("vm1", {"event": "tray-change", "alias": "ide0-1-0", "tray": "opened"}) == \
         "event 'tray-change' for domain 'vm1' disk ide0-1-0: opened\n"
     assert event_text("v\x1bm", {"event": "reboot"}) == "event 'reboot' for domain 'v\\x1bm'\n"
+    assert event_text("vm1", {"event": "io-error", "path": "/i/d.qcow2", "alias": "virtio-disk1",
+                              "action": "pause"}) == "event 'io-error' for domain 'vm1': /i/d.qcow2 (virtio-disk1) pause\n"
+    assert event_text("vm1", {"event": "io-error-reason", "path": "/i/d.qcow2", "alias": "virtio-disk1",
+                              "action": "report", "reason": "enospc"}) == \
+        "event 'io-error-reason' for domain 'vm1': /i/d.qcow2 (virtio-disk1) report due to enospc\n"
 
 
 def test_timestamp_text():
@@ -63,3 +68,25 @@ def test_qemu_events_become_libvirt_events():
     assert tr("RTC_CHANGE", {"offset": 3600}) == [{"event": "rtc-change", "offset": 3600}]
     assert tr("BALLOON_CHANGE", {"actual": 256 << 20}) == [{"event": "balloon-change", "actual": 262144}]
     assert tr("STOP", {}) == []
+
+
+def test_block_io_error_becomes_io_error_and_its_reason():
+    from vsh.api.local.events import _translate
+
+    class Disks:
+        def backend(self, node, device):
+            return ({"fmt1": ("/i/d.qcow2", "virtio-disk1")}.get(node, ("", "")))
+
+    def tr(data):
+        return _translate({"event": "BLOCK_IO_ERROR", "data": data}, Disks())
+
+    assert tr({"device": "", "node-name": "fmt1", "operation": "write", "action": "stop", "nospace": True,
+               "reason": "No space left on device"}) == [
+        {"event": "io-error", "path": "/i/d.qcow2", "alias": "virtio-disk1", "action": "pause"},
+        {"event": "io-error-reason", "path": "/i/d.qcow2", "alias": "virtio-disk1", "action": "pause",
+         "reason": "enospc"}]
+    # libvirt's reason is only ever "enospc" or empty; an unknown node gives empty names, as libvirt's
+    assert tr({"device": "", "node-name": "gone", "operation": "read", "action": "report",
+               "reason": "Input/output error"})[1] == {
+        "event": "io-error-reason", "path": "", "alias": "", "action": "report", "reason": ""}
+    assert tr({"device": "", "node-name": "fmt1", "action": "ignore", "operation": "write"})[0]["action"] == "none"

@@ -200,6 +200,9 @@ def case_storage_devices(dom):
     root.driver_cache = "writeback"
     root.driver_io = "threads"
     root.driver_discard = "ignore"
+    assert (root.driver_error_policy, root.driver_rerror_policy) == (None, None)
+    root.driver_error_policy = "report"
+    root.driver_rerror_policy = "ignore"
     root.boot_order = 2
     root.serial = None
     root.alias = "ua-system"

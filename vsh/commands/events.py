@@ -33,6 +33,9 @@ def event_text(domain: str, ev: dict) -> str:
         return f"{head} disk {escape(str(ev['alias']))}: {ev['tray']}\n"
     if name in ("block-job", "block-job-2"):
         return f"{head}: {ev['job']} for {escape(str(ev['disk']))} {ev['status']}\n"
+    if name in ("io-error", "io-error-reason"):
+        text = f"{head}: {escape(str(ev['path']))} ({escape(str(ev['alias']))}) {ev['action']}"
+        return text + (f" due to {escape(str(ev['reason']))}\n" if name == "io-error-reason" else "\n")
     if name == "block-threshold":
         path = "(null)" if ev.get("path") is None else escape(ev["path"])
         return f"{head}: dev: {escape(str(ev['dev']))}({path}) {ev['threshold']} {ev['excess']}\n"

@@ -25,6 +25,8 @@ WATCHDOG = ("none", "pause", "reset", "poweroff", "shutdown", "debug", "inject-n
 JOBS = ("Unknown job", "Block Pull", "Block Copy", "Block Commit", "Active Block Commit", "Backup")
 JOB_STATUS = ("completed", "failed", "canceled", "ready")
 TRAY = ("opened", "closed")
+#: virDomainEventIOErrorAction in virsh's words
+IO_ERROR_ACTIONS = ("none", "pause", "report")
 _loop_ready = False
 
 
@@ -61,6 +63,10 @@ def _converters(libvirt) -> dict:
         libvirt.VIR_DOMAIN_EVENT_ID_REBOOT: ("reboot", none),
         libvirt.VIR_DOMAIN_EVENT_ID_RTC_CHANGE: ("rtc-change", lambda offset: {"offset": offset}),
         libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG: ("watchdog", lambda action: {"action": _word(WATCHDOG, action)}),
+        libvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR: ("io-error", lambda path, alias, action: {
+            "path": path, "alias": alias, "action": _word(IO_ERROR_ACTIONS, action)}),
+        libvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON: ("io-error-reason", lambda path, alias, action, reason: {
+            "path": path, "alias": alias, "action": _word(IO_ERROR_ACTIONS, action), "reason": reason}),
         libvirt.VIR_DOMAIN_EVENT_ID_CONTROL_ERROR: ("control-error", none),
         libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB: ("block-job", job),
         libvirt.VIR_DOMAIN_EVENT_ID_TRAY_CHANGE: ("tray-change", lambda alias, reason: {

@@ -21,7 +21,9 @@ JOB_TYPES = {"stream": "Block Pull", "mirror": "Block Copy", "commit": "Block Co
 JOB_STATUS = {"BLOCK_JOB_COMPLETED": "completed", "BLOCK_JOB_CANCELLED": "canceled", "BLOCK_JOB_READY": "ready"}
 #: the QMP events this module turns into libvirt events (the supervisor's own come too)
 QMP_EVENTS = ("SHUTDOWN", "RESET", "RTC_CHANGE", "WATCHDOG", "BALLOON_CHANGE", "DEVICE_DELETED",
-              "DEVICE_TRAY_MOVED", "SUSPEND", "WAKEUP", "BLOCK_WRITE_THRESHOLD", *JOB_STATUS)
+              "DEVICE_TRAY_MOVED", "SUSPEND", "WAKEUP", "BLOCK_WRITE_THRESHOLD", "BLOCK_IO_ERROR", *JOB_STATUS)
+#: QEMU's BLOCK_IO_ERROR action → virsh's word for libvirt's
+IO_ERROR_ACTIONS = {"ignore": "none", "stop": "pause", "report": "report"}
 
 
 def lifecycle_events(data: dict) -> list[tuple[str, str]]:
@@ -89,6 +91,26 @@ class _Disks:
         return node, path
 
 
+    def backend(self, node: str, device: str) -> tuple[str, str]:
+        """libvirt's (source path, device alias) of the disk whose image is block node ``node``
+        (or, without a node name, block backend ``device``); empty strings for one QEMU no longer
+        knows, as libvirt's."""
+        from vsh.kvm import client
+
+        try:
+            blocks = client.qmp(self.rundir, "query-block")
+        except (VshError, OSError):
+            return "", ""
+        for blk in blocks:
+            inserted = blk.get("inserted") or {}
+            if (node and inserted.get("node-name") == node) or (not node and device and blk.get("device") == device):
+                qdev = blk.get("qdev") or ""
+                if qdev.startswith("/machine/peripheral/"):    # a virtio disk's backend: its device's id
+                    qdev = qdev.split("/")[3]
+                return inserted.get("file", ""), qdev
+        return "", ""
+
+
 def _translate(msg: dict, disks: _Disks) -> list[dict]:
     name, data = msg.get("event"), msg.get("data") or {}
     if name == "VSH_LIFECYCLE":
@@ -121,6 +143,12 @@ def _translate(msg: dict, disks: _Disks) -> list[dict]:
         dev, path = disks.node_dev(data.get("node-name", ""))
         return [{"event": "block-threshold", "dev": dev, "path": path, "threshold": data.get("write-threshold", 0),
                  "excess": data.get("amount-exceeded", 0)}]
+    if name == "BLOCK_IO_ERROR":
+        path, alias = disks.backend(data.get("node-name") or "", data.get("device") or "")
+        action = IO_ERROR_ACTIONS.get(data.get("action"), "none")
+        reason = "enospc" if data.get("nospace") else ""
+        return [{"event": "io-error", "path": path, "alias": alias, "action": action},
+                {"event": "io-error-reason", "path": path, "alias": alias, "action": action, "reason": reason}]
     if name in JOB_STATUS:
         target = str(data.get("device", "")).removeprefix("vsh-block-")
         status = "failed" if data.get("error") else JOB_STATUS[name]

@@ -91,6 +91,8 @@ class Disk(Device):
     driver_queues = XProp("./driver/@queues")
     driver_iothread = XProp("./driver/@iothread")
     driver_detect_zeroes = XProp("./driver/@detect_zeroes")
+    driver_error_policy = XProp("./driver/@error_policy")
+    driver_rerror_policy = XProp("./driver/@rerror_policy")
     iothread_mapping = XFlag("./driver/iothreads")
     logical_block_size = XProp("./blockio/@logical_block_size")
     physical_block_size = XProp("./blockio/@physical_block_size")

@@ -171,8 +171,29 @@ def disk(b: Builder, disk, n: int) -> None:
         value = getattr(disk, attr)
         if value:
             pairs.append((attr, number(value, what + " " + attr)))
+    pairs += error_policy(disk, what)
     pairs.append(b.bootprop(disk))
     b.add("-device", opts(qdev, *pairs))
+
+
+#: ``<driver error_policy=…>`` → QEMU's werror (what a failed write does); rerror_policy the same
+#: for reads, without ``enospace``
+ERROR_POLICIES = {"stop": "stop", "report": "report", "ignore": "ignore", "enospace": "enospc"}
+
+
+def error_policy(disk, what: str) -> list[tuple[str, object]]:
+    """The device's werror/rerror, as libvirt sets them: a read policy follows the write policy
+    unless given, except after ``enospace`` (QEMU has no such read policy); neither given: QEMU's
+    defaults (a write stops the guest on ENOSPC only, a read error is reported)."""
+    wpolicy, rpolicy = disk.driver_error_policy, disk.driver_rerror_policy
+    if wpolicy is not None and wpolicy not in ERROR_POLICIES:
+        raise InvalidArgument("%s: unknown error_policy '%s' (stop, report, ignore or enospace)" % (what, wpolicy))
+    if rpolicy is not None and (rpolicy not in ERROR_POLICIES or rpolicy == "enospace"):
+        raise InvalidArgument("%s: unknown rerror_policy '%s' (stop, report or ignore)" % (what, rpolicy))
+    if rpolicy is None and wpolicy != "enospace":
+        rpolicy = wpolicy
+    return [(key, ERROR_POLICIES[value]) for key, value in (("werror", wpolicy), ("rerror", rpolicy))
+            if value is not None]
 
 
 def blockdev_chain(b: Builder, disk, n: int, path: str, dtype: str, device: str, readonly: bool,
