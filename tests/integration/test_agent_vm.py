@@ -154,7 +154,7 @@ def test_pm_suspend_and_wakeup(guest):
     assert asleep.returncode == 1 and "domain is not running" in asleep.stderr
     guest.vsh("dompmwakeup", "ag")
     assert vmguest.poll(lambda: guest.qmp("query-status")["status"] == "running", 30)
-    assert vmguest.poll(lambda: guest.vsh("domstate", "ag", "--reason").stdout == "running (wakeup)\n\n", 10)
+    assert vmguest.poll(lambda: guest.vsh("domstate", "ag", "--reason").stdout == "running (event wakeup)\n\n", 10)
     # the agent answers again once the guest has resumed its devices
     assert vmguest.poll(lambda: guest.vsh("domhostname", "ag", check=False).returncode == 0, 60, 0.5)
 

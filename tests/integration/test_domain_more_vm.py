@@ -240,8 +240,8 @@ def test_dompmwakeup_wakes_a_guest_suspended_to_ram(vm):
     assert out.startswith("event 'pm-suspend' for domain 'mo1'\n"), out
     assert vm.vsh("dompmwakeup", "mo1").stdout == "Domain 'mo1' successfully woken up\n\n"
     assert _vmguest.poll(lambda: vm.qmp("query-status")["status"] == "running", timeout=60)
-    # the supervisor follows (pmsuspended -> running (wakeup)) once QEMU's WAKEUP event reaches it
-    assert _vmguest.poll(lambda: vm.vsh("domstate", "mo1", "--reason").stdout == "running (wakeup)\n\n",
+    # the supervisor follows (pmsuspended -> running (event wakeup)) once QEMU's WAKEUP event reaches it
+    assert _vmguest.poll(lambda: vm.vsh("domstate", "mo1", "--reason").stdout == "running (event wakeup)\n\n",
                          timeout=30)
 
 

@@ -69,6 +69,12 @@ def nvram_of(store, name: str, dom) -> str | None:
     return None
 
 
+#: (state, the supervisor's reason) → virsh's word for the reason, where the two differ
+REASON_WORDS = {("paused", "ioerror"): "I/O error", ("paused", "migration"): "migrating",
+                ("paused", "dump"): "dumping", ("paused", "shutdown"): "shutting down",
+                ("paused", "snapshot"): "creating snapshot", ("running", "wakeup"): "event wakeup"}
+
+
 def state_text(ref) -> str:
     """virsh's words for a domain's state (``shut off``, ``in shutdown``...)."""
     return STATE_NAMES.get(ref.state, ref.state)
@@ -258,6 +264,7 @@ class LocalDomainConfig(DomainConfig):
     def state(self) -> tuple[str, str]:
         ref = self.ref
         why = ref.reason if ref.runtime is not None else "unknown"
+        why = REASON_WORDS.get((ref.state, why), why)
         if not ref.active and ref.runtime is not None and ref.runtime.data.get("state") == "crashed":
             why = "crashed"
         if not ref.active and has_managed_save(self.store, ref.name):
