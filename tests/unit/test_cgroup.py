@@ -28,9 +28,10 @@ def test_a_hybrid_host_uses_v1_because_its_cgroup2_mount_has_no_cpu(tmp_path):
         "33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpuacct,cpu",
         "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory",
     ])
-    unified_point, v1 = cgroup._mounts(info)
+    unified_point, v1 = cgroup.mounts(info)
     assert unified_point is None
-    assert v1 == {"cpu": ("/sys/fs/cgroup/cpu", "/"), "cpuacct": ("/sys/fs/cgroup/cpu,cpuacct", "/")}
+    assert v1 == {"cpu": ("/sys/fs/cgroup/cpu", "/"), "cpuacct": ("/sys/fs/cgroup/cpu,cpuacct", "/"),
+                  "memory": ("/sys/fs/cgroup/memory", "/")}
 
 
 def test_a_v2_host_uses_its_unified_mount_and_escapes_are_undone(tmp_path):
@@ -39,14 +40,14 @@ def test_a_v2_host_uses_its_unified_mount_and_escapes_are_undone(tmp_path):
     (top / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
     escaped = str(top).replace(" ", "\\040")
     info = mountinfo(tmp_path, [f"30 23 0:26 / {escaped} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate"])
-    assert cgroup._mounts(info) == (str(top), {})
+    assert cgroup.mounts(info) == (str(top), {})
     assert cgroup._bases(info) == [("v2", str(top))]
 
 
 def test_a_bind_mounted_v1_hierarchy_maps_paths_below_its_root():
-    assert cgroup._under("/sys/fs/cgroup/cpu", "/", "/user/1") == "/sys/fs/cgroup/cpu/user/1"
-    assert cgroup._under("/sys/fs/cgroup/cpu", "/docker/abc", "/docker/abc/inner") == "/sys/fs/cgroup/cpu/inner"
-    assert cgroup._under("/sys/fs/cgroup/cpu", "/docker/abc", "/docker/abc") == "/sys/fs/cgroup/cpu"
+    assert cgroup.under("/sys/fs/cgroup/cpu", "/", "/user/1") == "/sys/fs/cgroup/cpu/user/1"
+    assert cgroup.under("/sys/fs/cgroup/cpu", "/docker/abc", "/docker/abc/inner") == "/sys/fs/cgroup/cpu/inner"
+    assert cgroup.under("/sys/fs/cgroup/cpu", "/docker/abc", "/docker/abc") == "/sys/fs/cgroup/cpu"
 
 
 def fake_v2(tmp_path, controllers: str = "cpu"):

@@ -54,6 +54,7 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
         self.pidfd: int | None = None
         self.swtpm_pids: list[tuple[int, str]] = []   # (pid, socket) of this run's swtpm children
         self.cgroups: list[str] = []       # QEMU's cgroup directories (vsh.kvm.cgroup)
+        self._cgroup_error: str | None = None     # why QEMU got no cgroup of its own (logged)
         self.is_child = False
         self.argv: list[str] = list(self.spec["argv"])
         self.started_at = self.prev.get("started_at")

@@ -175,6 +175,7 @@ class QemuProcess:
         ok = False
         try:
             self._watch_qemu()
+            self._apply_cgroup_tune()
             sock, self._qmp_sock = self._qmp_sock, None
             timeout = float(self.spec.get("timeout") or 30.0)
             try:
@@ -324,13 +325,33 @@ class QemuProcess:
     def _place_in_cgroup(self) -> None:
         """QEMU into a cgroup of its own (:mod:`vsh.kvm.cgroup`); where it cannot, it stays
         in ours and the log says why."""
+        self._cgroup_error = None
         try:
             self.cgroups = cgroup.place(self.qemu_pid)
         except cgroup.CgroupError as exc:
             self.cgroups = []
+            self._cgroup_error = exc.strerror
             log(f"warning: {exc.strerror}")
         if self.cgroups:
             log("QEMU's cgroup: " + ", ".join(self.cgroups))
+
+    def _apply_cgroup_tune(self) -> None:
+        """The definition's cgroup limits (``<cputune>`` weight and bandwidth, ``<memtune>``,
+        ``<blkiotune>``, restrictive ``<numatune>``: the spec's ``cgroup_tune``) on QEMU's
+        groups while it is still stopped; where one cannot be set the start fails, saying why."""
+        plan = self.spec.get("cgroup_tune")
+        if not plan:
+            return
+        from vsh.kvm import cgtune
+
+        try:
+            cgtune.apply(self.qemu_pid, plan)
+        except cgroup.CgroupError as exc:
+            why = exc.strerror
+            if self._cgroup_error:
+                why += f" (QEMU has no cgroup of its own: {self._cgroup_error})"
+            raise VshError(f"unsupported configuration: {why}") from None
+        log("QEMU's cgroup limits: " + ", ".join(sorted(k for k, v in plan.items() if v)))
 
     def _release_what_qemu_held(self) -> None:
         """Undo what QEMU was given for its run once it is gone, before the state says shut
