@@ -50,8 +50,6 @@ def test_a_node_the_host_lacks_and_what_vsh_cannot_apply_are_refused(env):
               "<memtune><min_guarantee> is an ESX setting"),
              ("nt5", "<numatune><memory mode='strict' nodeset='0'/><memnode cellid='0' mode='restrictive' "
                      "nodeset='0'/></numatune>", "'restrictive' mode is required in memory element"),
-             ("nt6", "<perf><event name='cpu_cycles' enabled='yes'/></perf>",
-              "perf event 'cpu_cycles': vsh opens no perf counters"),
              ("nt7", "<cputune><quota>5000</quota></cputune>", "<cputune><quota> needs a cgroup per thread")]
     for name, extra, words in cases:
         g = _guest(env, name, extra)

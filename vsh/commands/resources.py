@@ -127,9 +127,10 @@ def numatune(ctx, domain, mode=None, nodeset=None, config=False, live=False, cur
                Opt("disable", help="perf events which will be disabled"), *AFFECT],
          exclusive=CURRENT_EXCLUSIVE,
          description="Get or set the perf events of a domain (comma-separated names, see the list a query\n"
-                     "prints). The definition keeps <perf>; vsh opens no perf counters on a running\n"
-                     "QEMU, so live changes are refused with that reason.",
-         examples=("perf vm1", "perf vm1 --enable cpu_cycles,instructions --config"))
+                     "prints). The definition keeps <perf>; on a running domain the supervisor opens\n"
+                     "the counters on QEMU's threads (domstats --perf reports them as perf.NAME), and\n"
+                     "an event the host cannot count (no hardware PMU, no intel_cqm) is refused with why.",
+         examples=("perf vm1", "perf vm1 --enable task_clock,context_switches", "domstats vm1 --perf"))
 def perf(ctx, domain, enable=None, disable=None, config=False, live=False, current=False):
     events = {}
     for text, state in ((enable, True), (disable, False)):

@@ -217,7 +217,7 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
           timeout: float = 30.0, uuid: str | None = None, first_run: dict | None = None,
           taps: list | None = None, balloon_kib: int | None = None, vcpus_hotplug: int = 0,
           swtpm: list | None = None, env: dict | None = None, tainted: list | None = None,
-          mempolicy: dict | None = None, cgroup_tune: dict | None = None, pass_fds=()) -> dict:
+          mempolicy: dict | None = None, cgroup_tune: dict | None = None, perf=(), pass_fds=()) -> dict:
     """Launch QEMU under a new supervisor; return the state once the guest runs (or is paused).
 
     ``argv`` is QEMU's full command line; its QMP socket must be ``RUNDIR/qmp.sock``
@@ -250,7 +250,8 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
     ``mempolicy`` (``{"mode": strict|preferred|interleave, "nodes": [...]}``) is QEMU's NUMA memory
     policy, set before it executes (:func:`vsh.kvm.confine.sandbox.spawn`). ``cgroup_tune``
     (``{"cpu", "memory", "blkio", "mems"}``, see :func:`vsh.kvm.cgtune.apply`) are the limits set on
-    QEMU's own cgroups while it is still stopped, on every launch. ``pass_fds`` are
+    QEMU's own cgroups while it is still stopped, on every launch; ``perf`` names the perf events
+    the supervisor counts on QEMU (:mod:`vsh.kvm.perf`). ``pass_fds`` are
     descriptors the supervisor, and QEMU after it, inherit under the same numbers (fd sets).
     """
     rundir = RunDir(rundir)
@@ -303,6 +304,7 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
             **({"tainted": list(tainted)} if tainted else {}),
             **({"mempolicy": dict(mempolicy)} if mempolicy else {}),
             **({"cgroup_tune": dict(cgroup_tune)} if cgroup_tune else {}),
+            **({"perf": [str(n) for n in perf]} if perf else {}),
         })
         wait = timeout + SLACK + (incoming["timeout"] if incoming is not None else 0.0)
         return spawn_supervisor(rundir, lock_fd, attach=False, timeout=wait, pass_fds=pass_fds)

@@ -30,7 +30,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     from vsh.kvm import client
     from vsh.kvm.argv import custom_commandline, hotplugged_vcpus
 
-    from vsh.api.local.starttune import cgroup_plan, memory_policy
+    from vsh.api.local.starttune import cgroup_plan, memory_policy, perf_events
 
     rundir = store.runtime_path(dom.name)
     check_cputune(dom)
@@ -53,7 +53,7 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
                              transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
                              taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node),
                              swtpm=swtpm_plan(store, live, rundir), mempolicy=mempolicy, cgroup_tune=limits,
-                             pass_fds=pass_fds,
+                             perf=perf_events(dom), pass_fds=pass_fds,
                              env=custom[1], tainted=["custom-argv"] if any(custom) else None)
     except VshError:
         if created:

@@ -9,7 +9,8 @@ blkio.throttle.*_device and cpuset.mems; on v2 memory.max, memory.high, memory.s
 io.weight, io.max and cpuset.mems (the mapping and the units: :mod:`vsh.kvm.cgtune`).  Those
 are the groups vsh makes for QEMU when it runs as root (:mod:`vsh.kvm.cgroup`); where QEMU has
 none such the live calls say why (the ``_cgroup`` check of the tuning handle).  The live XML
-follows each change.  vsh opens no perf counters on QEMU's threads.
+follows each change.  Perf counters on a running QEMU are opened and closed by its supervisor,
+which holds them (:mod:`vsh.kvm.perf`); an event the host cannot count is refused with why.
 """
 
 from __future__ import annotations
@@ -290,9 +291,12 @@ class LocalResources:
         for name in events:
             if name not in PERF_EVENTS:
                 raise InvalidArgument(f"invalid argument: unknown perf event '{name}'")
-        if do_live:
-            raise Unsupported("unsupported configuration: vsh opens no perf counters on a running domain's "
-                              "QEMU threads; use --config to enable them in the definition")
+        if do_live:         # the supervisor holds the counters (vsh.kvm.perf)
+            from vsh.api.local.qemustats import rundir
+            from vsh.kvm import client
+
+            client.perf(rundir(self.dom.store, ref), enable=[n for n, on in events.items() if on],
+                        disable=[n for n, on in events.items() if not on])
 
         def change(d):
             perf = ensure(d.node, "./perf")
@@ -302,5 +306,8 @@ class LocalResources:
                     el = etree.SubElement(perf, "event", name=name)
                 el.set("enabled", "yes" if enabled else "no")
 
-        self._change(ref, change)
-        return {"live": False, "config": do_config}
+        if do_live:
+            self._record_live(ref, change)
+        if do_config:
+            self._change(ref, change)
+        return {"live": do_live, "config": do_config}

@@ -17,9 +17,12 @@ Nothing is dropped: what vsh applies, it applies; what it cannot, it refuses, sa
   makes no group with that controller (not root, no such hierarchy); a group that refuses a
   value (no I/O weight file without CFQ/BFQ, a memory limit below what QEMU uses) fails the
   start with the file and the kernel's reason.
+- ``<perf>``'s enabled events: counters the supervisor opens on QEMU's threads before the
+  guest runs (:mod:`vsh.kvm.perf`); an event the host cannot count (no hardware PMU, no
+  intel_cqm) fails the start with the kernel's reason.
 - The per-thread periods and quotas (``period``, ``quota``, ``emulator_*``, ``iothread_*``)
-  need a cgroup per thread, ``<memtune><min_guarantee>`` is an ESX setting, and perf
-  counters on QEMU's threads are not opened by vsh: refused, with the element named.
+  need a cgroup per thread and ``<memtune><min_guarantee>`` is an ESX setting: refused,
+  with the element named.
 """
 
 from __future__ import annotations
@@ -63,10 +66,6 @@ def memory_policy(dom) -> dict | None:
     from vsh.core.domain import parse_cpuset
 
     node = dom.node
-    enabled = [ev.get("name") for ev in node.findall("perf/event") if ev.get("enabled") == "yes"]
-    if enabled:
-        raise Unsupported(f"unsupported configuration: perf event '{enabled[0]}': vsh opens no perf counters on "
-                          "QEMU's threads", hint="set enabled='no' (virsh perf --disable) or remove <perf>")
     if any(el.get("mode") == "restrictive" for el in node.findall("numatune/memnode")) and \
             node.find("numatune/memory[@mode='restrictive']") is None:
         raise Unsupported("unsupported configuration: 'restrictive' mode is required in memory element when mode "
@@ -88,6 +87,18 @@ def memory_policy(dom) -> dict | None:
     if node.find("cpu/numa/cell") is not None or mem.get("mode") == "restrictive":
         return None                     # per memory backend, in the argv; restrictive: cpuset.mems
     return {"mode": mem.get("mode") or "strict", "nodes": sorted(nodes)}
+
+
+def perf_events(dom) -> list[str]:
+    """The enabled ``<perf>`` events, which the supervisor counts on QEMU (:mod:`vsh.kvm.perf`);
+    one the host cannot count fails the start there, with the kernel's reason."""
+    from vsh.api.tuning import PERF_EVENTS
+
+    names = [ev.get("name") for ev in dom.node.findall("perf/event") if ev.get("enabled") == "yes"]
+    for name in names:
+        if name not in PERF_EVENTS:
+            raise InvalidArgument(f"invalid argument: unknown perf event '{name}'")
+    return names
 
 
 def _needs(controller: str, element: str) -> None:

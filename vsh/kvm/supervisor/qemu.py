@@ -176,6 +176,7 @@ class QemuProcess:
         try:
             self._watch_qemu()
             self._apply_cgroup_tune()
+            self._open_perf(self.spec.get("perf") or [])
             sock, self._qmp_sock = self._qmp_sock, None
             timeout = float(self.spec.get("timeout") or 30.0)
             try:
@@ -353,10 +354,24 @@ class QemuProcess:
             raise VshError(f"unsupported configuration: {why}") from None
         log("QEMU's cgroup limits: " + ", ".join(sorted(k for k, v in plan.items() if v)))
 
+    def _open_perf(self, names) -> None:
+        """Perf counters on QEMU for the enabled ``<perf>`` events (:mod:`vsh.kvm.perf`); one
+        that cannot be counted fails the start, saying why."""
+        if not names:
+            return
+        from vsh.kvm import perf
+
+        try:
+            self.perf.enable(self.qemu_pid, names)
+        except perf.PerfError as exc:
+            raise VshError(f"unsupported configuration: {exc.strerror}") from None
+        log("perf events: " + ", ".join(self.perf.enabled))
+
     def _release_what_qemu_held(self) -> None:
         """Undo what QEMU was given for its run once it is gone, before the state says shut
-        off: its file grants (:mod:`vsh.kvm.confine`; whoever waited for the stop finds the
-        files as they were) and its cgroup."""
+        off: its perf counters, its file grants (:mod:`vsh.kvm.confine`; whoever waited for
+        the stop finds the files as they were) and its cgroup."""
+        self.perf.close()
         for warning in confine.release(self.rundir) + cgroup.remove(self.cgroups):
             log("warning: " + warning)
         self.cgroups = []
@@ -410,6 +425,10 @@ class QemuProcess:
             raise self._not_running()
         log(f"attaching to QEMU pid {pid} (previous supervisor {st.get('supervisor_pid')} is gone)")
         self.cgroups = cgroup.groups_of(pid)     # the dead supervisor's placement, removed at the end
+        try:        # its perf counters died with it: counted anew from here
+            self.perf.enable(pid, st.get("perf") or [])
+        except OSError as exc:
+            log(f"warning: {exc.strerror}")
         self._launching = True
         try:
             self._watch_qemu()
