@@ -151,37 +151,61 @@ def _enable(group: str, wanted) -> None:
                                                  f"{exc.strerror}") from None
 
 
-def place(pid: int, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+def _join(kind: str, base: str, pid: int) -> str:
+    """Make ``base``/vsh.slice/qemu-PID and move ``pid`` into it; the group."""
+    slice_dir = os.path.join(base, SLICE)
+    if kind == "v2":
+        _enable(base, V2_CONTROLLERS)
+    os.makedirs(slice_dir, exist_ok=True)
+    _sweep(slice_dir)
+    if kind == "v2":
+        _enable(slice_dir, V2_CONTROLLERS)
+    else:
+        _inherit_cpuset(base, slice_dir)
+    group = os.path.join(slice_dir, f"{PREFIX}{pid}")
+    os.makedirs(group, exist_ok=True)
+    try:
+        if kind == "v1":
+            _inherit_cpuset(slice_dir, group)
+        write_file(os.path.join(group, "cgroup.procs"), str(pid))
+    except OSError:
+        remove([group])
+        raise
+    return group
+
+
+def _why(exc: OSError) -> str:
+    return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+
+
+def place(pid: int, mountinfo: str = "/proc/self/mountinfo", warn=None) -> list[str]:
     """Move QEMU (``pid``, all its threads) into a group of its own; the groups made.
 
     [] when this process may not make groups (not root) or the host has no usable hierarchy;
-    raises :class:`CgroupError` naming the cause when it should and cannot."""
+    raises :class:`CgroupError` naming the cause when it should and cannot.  On v1 only the
+    cpu hierarchies are needed for that: a memory, blkio or cpuset hierarchy that refuses
+    (a container's, read-only) is left out and ``warn`` (a callable) told why; the limits that
+    need it are then refused with the reason (:func:`vsh.kvm.cgtune.find`)."""
     if os.geteuid() != 0:
         return []
+    _unified, v1 = mounts(mountinfo)
+    needed = {v1[c][0] for c in ("cpu", "cpuacct") if c in v1}
     made = []
     try:
         for kind, base in _bases(mountinfo):
-            slice_dir = os.path.join(base, SLICE)
-            if kind == "v2":
-                _enable(base, V2_CONTROLLERS)
-            os.makedirs(slice_dir, exist_ok=True)
-            _sweep(slice_dir)
-            if kind == "v2":
-                _enable(slice_dir, V2_CONTROLLERS)
-            else:
-                _inherit_cpuset(base, slice_dir)
-            group = os.path.join(slice_dir, f"{PREFIX}{pid}")
-            os.makedirs(group, exist_ok=True)
-            made.append(group)
-            if kind == "v1":
-                _inherit_cpuset(slice_dir, group)
-            write_file(os.path.join(group, "cgroup.procs"), str(pid))
+            if kind == "v2" or any(base == p or base.startswith(p.rstrip("/") + "/") for p in needed):
+                made.append(_join(kind, base, pid))
+                continue
+            try:
+                made.append(_join(kind, base, pid))
+            except OSError as exc:
+                if warn is not None:
+                    warn(f"QEMU is left out of the cgroup hierarchy at {base}: {_why(exc)}")
     except OSError as exc:
         remove(made)
         if isinstance(exc, CgroupError):
             raise
-        raise CgroupError(exc.errno, f"cannot put QEMU in a cgroup of its own: {exc.strerror or exc}"
-                                     + (f" ({exc.filename})" if exc.filename else "")) from None
+        raise CgroupError(exc.errno, f"cannot put QEMU in a cgroup of its own: {_why(exc)}") from None
     return made
 
 

@@ -328,7 +328,7 @@ class QemuProcess:
         in ours and the log says why."""
         self._cgroup_error = None
         try:
-            self.cgroups = cgroup.place(self.qemu_pid)
+            self.cgroups = cgroup.place(self.qemu_pid, warn=lambda text: log(f"warning: {text}"))
         except cgroup.CgroupError as exc:
             self.cgroups = []
             self._cgroup_error = exc.strerror
