@@ -151,3 +151,13 @@ def test_find_refuses_a_group_qemu_shares(tmp_path):
     with pytest.raises(cgtune.CgroupError) as exc:
         cgtune.find(78, "memory", mountinfo=info, proc=proc)
     assert "shares its memory cgroup /ctr with other processes" in exc.value.strerror
+
+
+def test_a_refused_memory_write_puts_back_what_was_written_before_it(tmp_path):
+    group, d = v1_memory(tmp_path)
+    cgtune.set_memory(group, {"hard_limit": 1024, "swap_hard_limit": 2048})
+    (d / "memory.memsw.limit_in_bytes").unlink()
+    (d / "memory.memsw.limit_in_bytes").mkdir()                 # refuses the write
+    with pytest.raises(cgtune.CgroupError):
+        cgtune.set_memory(group, {"hard_limit": 512, "swap_hard_limit": 1024})     # limit first, then memsw
+    assert (d / "memory.limit_in_bytes").read_text() == str(1024 * 1024)

@@ -110,23 +110,30 @@ def set_memory(group: tuple[str, str], changes: dict) -> None:
     hard_limit <= swap_hard_limit holds afterwards."""
     kind, where = group
     files = MEMORY_FILES[kind]
-    new = dict(memory(group), **changes)
-    if kind == "v2":
-        for name in (n for n in files if n in changes):
-            value = new[name]
-            if name == "swap_hard_limit" and value is not None:
-                value -= new["hard_limit"] or 0
-            _put(where, files[name], "max" if value is None else str(value * 1024))
-        return
     order = [n for n in ("hard_limit", "soft_limit", "swap_hard_limit") if n in changes]
-    if "hard_limit" in changes and "swap_hard_limit" in changes:
-        old_swap, hard = memory(group)["swap_hard_limit"], new["hard_limit"]
+    if kind == "v1" and "hard_limit" in changes and "swap_hard_limit" in changes:
+        old_swap, hard = memory(group)["swap_hard_limit"], changes["hard_limit"]
         if old_swap is not None and (hard is None or hard > old_swap):
             order = ["swap_hard_limit", "hard_limit", "soft_limit"]     # raise the ceiling first
             order = [n for n in order if n in changes]
-    for name in order:
-        value = new[name]
-        _put(where, files[name], "-1" if value is None else str(value * 1024))
+    before = {name: read_file(os.path.join(where, files[name])).strip() for name in order}
+    new = dict(memory(group), **changes)
+    done = []
+    try:
+        for name in order:
+            value = new[name]
+            if kind == "v2" and name == "swap_hard_limit" and value is not None:
+                value -= new["hard_limit"] or 0
+            unlimited = "max" if kind == "v2" else "-1"
+            _put(where, files[name], unlimited if value is None else str(value * 1024))
+            done.append(name)
+    except CgroupError:
+        for name in reversed(done):         # nothing half-written: the earlier values back
+            try:
+                write_file(os.path.join(where, files[name]), before[name])
+            except OSError:
+                pass
+        raise
 
 
 # ---- block I/O ---------------------------------------------------------------------------------
