@@ -1,6 +1,8 @@
 """What a start does with <numatune>, <memtune>, <blkiotune>, <perf> and <cputune>
 (vsh/api/local/starttune.py): the memory policy is QEMU's (checked in /proc/PID/numa_maps), the
-CPU weight and bandwidth its cgroup's, the rest is refused before QEMU starts, with the element named. The guests start paused (nothing needs to boot)."""
+CPU weight and bandwidth its cgroup's (memory, I/O and restrictive numatune too:
+test_cgroup_limits_vm.py); what vsh cannot apply is refused before QEMU starts, with the element
+named. The guests start paused (nothing needs to boot)."""
 
 from __future__ import annotations
 
@@ -44,13 +46,10 @@ def test_numatune_strict_binds_qemus_memory(env):
 def test_a_node_the_host_lacks_and_what_vsh_cannot_apply_are_refused(env):
     cases = [("nt2", "<numatune><memory mode='strict' nodeset='63'/></numatune>",
               "NUMA node 63 is unavailable"),
-             ("nt3", "<memtune><hard_limit unit='KiB'>1048576</hard_limit></memtune>",
-              "<memtune> limits need a cgroup of the domain's own"),
-             ("nt4", "<blkiotune><weight>500</weight></blkiotune>", "<blkiotune> limits need a cgroup"),
-             ("nt5", "<numatune><memory mode='restrictive' nodeset='0'/></numatune>",
-              "numatune mode 'restrictive' needs the cpuset cgroup"),
-             ("nt6", "<perf><event name='cpu_cycles' enabled='yes'/></perf>",
-              "perf event 'cpu_cycles': vsh opens no perf counters"),
+             ("nt3", "<memtune><min_guarantee unit='KiB'>1048576</min_guarantee></memtune>",
+              "<memtune><min_guarantee> is an ESX setting"),
+             ("nt5", "<numatune><memory mode='strict' nodeset='0'/><memnode cellid='0' mode='restrictive' "
+                     "nodeset='0'/></numatune>", "'restrictive' mode is required in memory element"),
              ("nt7", "<cputune><quota>5000</quota></cputune>", "<cputune><quota> needs a cgroup per thread")]
     for name, extra, words in cases:
         g = _guest(env, name, extra)

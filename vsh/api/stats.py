@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 #: the groups of virConnectGetAllDomainStats, in the order they are reported
-STATS_GROUPS = ("state", "cpu-total", "balloon", "vcpu", "interface", "block")
+STATS_GROUPS = ("state", "cpu-total", "balloon", "vcpu", "interface", "block", "perf")
 #: groups shown only when asked for (``domstats --dirtyrate``)
 EXTRA_STATS_GROUPS = ("dirtyrate",)
 #: where domifaddr's addresses come from (virDomainInterfaceAddressesSource)

@@ -167,8 +167,8 @@ class DomainTuning(ABC):
     def set_perf_events(self, events: dict, live: bool = False, config: bool = False,
                         current: bool = False) -> dict:
         """``virDomainSetPerfEvents``: enable (True) or disable event names of :data:`PERF_EVENTS`.
-        InvalidArgument for an unknown name; Unsupported for the live domain when the driver opens
-        no perf counters."""
+        InvalidArgument for an unknown name; Unsupported for an event the host cannot count on the
+        running domain."""
 
     @abstractmethod
     def scheduler(self, live: bool = False, config: bool = False, current: bool = False) -> dict:

@@ -32,8 +32,9 @@ MEMTUNE_OPTS = [("hard-limit", "Max memory, as scaled integer (default KiB)"),
          exclusive=CURRENT_EXCLUSIVE,
          description="Get or set the current memory parameters for a guest domain: with no option the\n"
                      "limits (KiB, or 'unlimited'); -1 sets one to unlimited. The definition keeps\n"
-                     "<memtune>; live values are the memory cgroup (v2) of a cgroup that holds QEMU alone,\n"
-                     "and vsh says why not when QEMU has none.",
+                     "<memtune>; live values are those of QEMU's own memory cgroup (v1:\n"
+                     "memory.limit_in_bytes, memory.soft_limit_in_bytes, memory.memsw.limit_in_bytes; v2:\n"
+                     "memory.max, memory.high, memory.swap.max), and vsh says why not when QEMU has none.",
          examples=("memtune vm1 --config", "memtune vm1 --hard-limit 2G --config"))
 def memtune(ctx, domain, hard_limit=None, soft_limit=None, swap_hard_limit=None, min_guarantee=None,
             config=False, live=False, current=False):
@@ -77,7 +78,9 @@ BLKIO_OPTS = [("device-weights", "per-device IO Weights, in the form of /path/to
          exclusive=CURRENT_EXCLUSIVE,
          description="Get or set the blkio parameters of a domain: the weight (100-1000) and per-device\n"
                      "weights and limits (a value of 0 removes a device's). The definition keeps\n"
-                     "<blkiotune>; live values are the io cgroup (v2) of a cgroup that holds QEMU alone.",
+                     "<blkiotune>; live values are those of QEMU's own blkio cgroup (v1: blkio.weight or\n"
+                     "blkio.bfq.weight, blkio.weight_device, blkio.throttle.*; v2: io.weight, io.max); a\n"
+                     "weight needs a disk scheduler that has one (CFQ or BFQ on v1).",
          examples=("blkiotune vm1 --config", "blkiotune vm1 --weight 500 --config"))
 def blkiotune(ctx, domain, weight=None, device_weights=None, device_read_iops_sec=None,
               device_write_iops_sec=None, device_read_bytes_sec=None, device_write_bytes_sec=None,
@@ -101,7 +104,8 @@ def blkiotune(ctx, domain, weight=None, device_weights=None, device_read_iops_se
                Opt("nodeset", help="NUMA node selections to set"), *AFFECT],
          exclusive=CURRENT_EXCLUSIVE,
          description="Get or set the memory policy of a domain's QEMU (<numatune><memory>): mode and host\n"
-                     "NUMA nodeset. Live only the nodeset changes (the cpuset cgroup of QEMU's own).",
+                     "NUMA nodeset. Live only the nodeset of mode restrictive changes (cpuset.mems of\n"
+                     "QEMU's own cpuset cgroup).",
          examples=("numatune vm1 --config", "numatune vm1 --mode strict --nodeset 0 --config"))
 def numatune(ctx, domain, mode=None, nodeset=None, config=False, live=False, current=False):
     tuning = ctx.conn.lookup_domain(domain).tuning
@@ -123,9 +127,10 @@ def numatune(ctx, domain, mode=None, nodeset=None, config=False, live=False, cur
                Opt("disable", help="perf events which will be disabled"), *AFFECT],
          exclusive=CURRENT_EXCLUSIVE,
          description="Get or set the perf events of a domain (comma-separated names, see the list a query\n"
-                     "prints). The definition keeps <perf>; vsh opens no perf counters on a running\n"
-                     "QEMU, so live changes are refused with that reason.",
-         examples=("perf vm1", "perf vm1 --enable cpu_cycles,instructions --config"))
+                     "prints). The definition keeps <perf>; on a running domain the supervisor opens\n"
+                     "the counters on QEMU's threads (domstats --perf reports them as perf.NAME), and\n"
+                     "an event the host cannot count (no hardware PMU, no intel_cqm) is refused with why.",
+         examples=("perf vm1", "perf vm1 --enable task_clock,context_switches", "domstats vm1 --perf"))
 def perf(ctx, domain, enable=None, disable=None, config=False, live=False, current=False):
     events = {}
     for text, state in ((enable, True), (disable, False)):

@@ -35,6 +35,7 @@ GROUP_OPTS = [("state", "report domain state"), ("cpu-total", "report domain phy
               ("balloon", "report domain balloon statistics"), ("vcpu", "report domain virtual cpu information"),
               ("interface", "report domain network interface information"),
               ("block", "report domain block device statistics"),
+              ("perf", "report domain perf event statistics"),
               ("dirtyrate", "report domain dirty rate information (after domdirtyrate-calc)")]
 LIST_OPTS = [("list-active", "list only active domains"), ("list-inactive", "list only inactive domains"),
              ("list-persistent", "list only persistent domains"), ("list-transient", "list only transient domains"),
@@ -55,12 +56,12 @@ LIST_OPTS = [("list-active", "list only active domains"), ("list-inactive", "lis
                      "domain has only what its definition says.",
          examples=("domstats", "domstats vm1 --block --interface", "domstats --list-running --cpu-total"))
 def domstats(ctx, state=False, cpu_total=False, balloon=False, vcpu=False, interface=False, block=False,
-             dirtyrate=False, list_active=False, list_inactive=False, list_persistent=False, list_transient=False,
+             perf=False, dirtyrate=False, list_active=False, list_inactive=False, list_persistent=False, list_transient=False,
              list_running=False, list_paused=False, list_shutoff=False, list_other=False, raw=False,
              enforce=False, domain=()):
     chosen = [name for name, flag in (("state", state), ("cpu-total", cpu_total), ("balloon", balloon),
                                       ("vcpu", vcpu), ("interface", interface), ("block", block),
-                                      ("dirtyrate", dirtyrate)) if flag]
+                                      ("perf", perf), ("dirtyrate", dirtyrate)) if flag]
     groups = chosen or None       # None: every group
     conn = ctx.conn
     if domain:

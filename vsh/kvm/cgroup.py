@@ -11,10 +11,19 @@ Where the groups go:
 * **cgroup v2** (one unified hierarchy with controllers): ``vsh.slice`` at the top of the
   hierarchy this process sees (the root, or the container's root under a cgroup namespace),
   with the ``cpu`` controller enabled down to each ``qemu-PID`` (and ``memory``, ``io``,
-  where the root offers them), as libvirt's ``machine.slice``.  The top is the only place
-  where a group may hold both processes and controller-enabled children.
-* **cgroup v1**: in the ``cpu`` and ``cpuacct`` hierarchies, below the supervisor's own
-  group there (``/proc/self/cgroup``), so a container's limits still hold QEMU.
+  ``cpuset``, where the root offers them), as libvirt's ``machine.slice``.  The top is the
+  only place where a group may hold both processes and controller-enabled children.
+* **cgroup v1**: in each of the ``cpu``, ``cpuacct``, ``memory``, ``blkio`` and ``cpuset``
+  hierarchies that is mounted, below the supervisor's own group there (``/proc/self/cgroup``),
+  so a container's limits still hold QEMU.  A new cpuset group has no CPUs and no memory
+  nodes, so no task may join it: as libvirt does, it gets its parent's ``cpuset.cpus`` and
+  ``cpuset.mems`` first (and ``cpuset.memory_migrate`` on, so that a later change of
+  ``cpuset.mems`` moves QEMU's memory).
+
+The limits themselves (memtune, blkiotune, numatune's ``cpuset.mems``) are in
+:mod:`vsh.kvm.cgtune`; the CPU scheduler's are here.  Whoever looks for QEMU's groups later
+(a live ``memtune``, a supervisor that re-attaches) finds them from ``/proc/PID/cgroup`` of
+QEMU itself, not from its own placement, which may differ.
 
 Only root can make them; elsewhere, or when the hierarchy refuses, QEMU stays in the
 group of the command that started it, as before, and the supervisor logs why.  The group
@@ -29,17 +38,19 @@ import re
 
 SLICE = "vsh.slice"
 PREFIX = "qemu-"
-#: v1 hierarchies used: the scheduler share and its accounting.
-V1_CONTROLLERS = ("cpu", "cpuacct")
+#: v1 hierarchies used: the scheduler share and its accounting, memory, block I/O, cpuset.
+V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "cpuset")
 #: v2 controllers enabled for the groups, when the hierarchy's top offers them.
-V2_CONTROLLERS = ("cpu", "memory", "io")
+V2_CONTROLLERS = ("cpu", "memory", "io", "cpuset")
+#: a new v1 cpuset group's values copied from its parent before a task may join (libvirt's list)
+CPUSET_INHERIT = ("cpuset.cpus", "cpuset.mems", "cpuset.memory_migrate")
 
 
 class CgroupError(OSError):
     pass
 
 
-def _mounts(mountinfo: str = "/proc/self/mountinfo") -> tuple[str | None, dict[str, tuple[str, str]]]:
+def mounts(mountinfo: str = "/proc/self/mountinfo") -> tuple[str | None, dict[str, tuple[str, str]]]:
     """(the cgroup v2 mount with the cpu controller or None, {v1 controller: (mount point, mount root)})."""
     unified, v1 = None, {}
     try:
@@ -57,7 +68,7 @@ def _mounts(mountinfo: str = "/proc/self/mountinfo") -> tuple[str | None, dict[s
         root, point = _unescape(fields[3]), _unescape(fields[4])
         if tail[0] == "cgroup2":
             # a hybrid host's cgroup2 mount holds no cpu controller (v1 has it): not that one
-            if unified is None and "cpu" in _read(os.path.join(point, "cgroup.controllers")).split():
+            if unified is None and "cpu" in read_file(os.path.join(point, "cgroup.controllers")).split():
                 unified = point
         elif tail[0] == "cgroup":
             for opt in tail[2].split(","):
@@ -71,7 +82,7 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def _read(path: str) -> str:
+def read_file(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as fh:
             return fh.read()
@@ -79,98 +90,158 @@ def _read(path: str) -> str:
         return ""
 
 
-def _write(path: str, text: str) -> None:
+def write_file(path: str, text: str) -> None:
     with open(path, "w", encoding="ascii") as fh:
         fh.write(text)
 
 
 def _own_paths() -> dict[str, str]:
     """{controller name (or "" for v2): path in that hierarchy} of this process."""
-    out = {}
-    for line in _read("/proc/self/cgroup").splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _id, ctls, path = parts
-        for ctl in ctls.split(",") if ctls else [""]:
-            out[ctl] = path
-    return out
+    return proc_paths("self")
 
 
-def _under(point: str, root: str, path: str) -> str:
+def under(point: str, root: str, path: str) -> str:
     """The directory of hierarchy path ``path`` in a mount of hierarchy path ``root``."""
     if root != "/" and (path == root or path.startswith(root.rstrip("/") + "/")):
         path = path[len(root.rstrip("/")):] or "/"
     return os.path.normpath(os.path.join(point, path.lstrip("/")))
 
 
-def _bases(mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str]]:
-    """[(kind, the directory under which the groups go)]: ('v2', top) or ('v1', dir) per hierarchy."""
-    unified, v1 = _mounts(mountinfo)
+def _bases(mountinfo: str = "/proc/self/mountinfo", paths: dict | None = None) -> list[tuple[str, str]]:
+    """[(kind, the directory under which the groups go)]: ('v2', top) or ('v1', dir) per hierarchy.
+
+    ``paths`` ({controller: hierarchy path}, as :func:`_own_paths`): where in each v1
+    hierarchy; this process's own groups unless given."""
+    unified, v1 = mounts(mountinfo)
     if unified is not None:
         return [("v2", unified)]
-    own = _own_paths()
+    own = _own_paths() if paths is None else paths
     seen, out = set(), []
     for ctl, (point, root) in v1.items():
         if point in seen:       # cpu and cpuacct mounted together
             continue
         seen.add(point)
-        out.append(("v1", _under(point, root, own.get(ctl, "/"))))
+        out.append(("v1", under(point, root, own.get(ctl, "/"))))
     return out
 
 
+def _inherit_cpuset(parent: str, group: str) -> None:
+    """A new v1 cpuset group gets its parent's CPUs and memory nodes (empty, it takes no task)."""
+    if not os.path.exists(os.path.join(group, "cpuset.mems")):
+        return                  # not the cpuset hierarchy
+    for leaf in CPUSET_INHERIT:
+        path = os.path.join(group, leaf)
+        if leaf == "cpuset.memory_migrate":
+            if os.path.exists(path) and read_file(path).strip() != "1":
+                write_file(path, "1")
+        elif not read_file(path).strip():
+            write_file(path, read_file(os.path.join(parent, leaf)).strip())
+
+
 def _enable(group: str, wanted) -> None:
-    offered = set(_read(os.path.join(group, "cgroup.controllers")).split())
-    enabled = set(_read(os.path.join(group, "cgroup.subtree_control")).split())
+    offered = set(read_file(os.path.join(group, "cgroup.controllers")).split())
+    enabled = set(read_file(os.path.join(group, "cgroup.subtree_control")).split())
     for ctl in wanted:
         if ctl in offered and ctl not in enabled:
             try:
-                _write(os.path.join(group, "cgroup.subtree_control"), f"+{ctl}")
+                write_file(os.path.join(group, "cgroup.subtree_control"), f"+{ctl}")
             except OSError as exc:
                 if ctl == "cpu":
                     raise CgroupError(exc.errno, f"cannot enable the cpu controller in {group}: "
                                                  f"{exc.strerror}") from None
 
 
-def place(pid: int, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+def _join(kind: str, base: str, pid: int) -> str:
+    """Make ``base``/vsh.slice/qemu-PID and move ``pid`` into it; the group."""
+    slice_dir = os.path.join(base, SLICE)
+    if kind == "v2":
+        _enable(base, V2_CONTROLLERS)
+    os.makedirs(slice_dir, exist_ok=True)
+    _sweep(slice_dir)
+    if kind == "v2":
+        _enable(slice_dir, V2_CONTROLLERS)
+    else:
+        _inherit_cpuset(base, slice_dir)
+    group = os.path.join(slice_dir, f"{PREFIX}{pid}")
+    os.makedirs(group, exist_ok=True)
+    try:
+        if kind == "v1":
+            _inherit_cpuset(slice_dir, group)
+        write_file(os.path.join(group, "cgroup.procs"), str(pid))
+    except OSError:
+        remove([group])
+        raise
+    return group
+
+
+def _why(exc: OSError) -> str:
+    return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+
+
+def place(pid: int, mountinfo: str = "/proc/self/mountinfo", warn=None) -> list[str]:
     """Move QEMU (``pid``, all its threads) into a group of its own; the groups made.
 
     [] when this process may not make groups (not root) or the host has no usable hierarchy;
-    raises :class:`CgroupError` naming the cause when it should and cannot."""
+    raises :class:`CgroupError` naming the cause when it should and cannot.  On v1 only the
+    cpu hierarchies are needed for that: a memory, blkio or cpuset hierarchy that refuses
+    (a container's, read-only) is left out and ``warn`` (a callable) told why; the limits that
+    need it are then refused with the reason (:func:`vsh.kvm.cgtune.find`)."""
     if os.geteuid() != 0:
         return []
+    _unified, v1 = mounts(mountinfo)
+    needed = {v1[c][0] for c in ("cpu", "cpuacct") if c in v1}
     made = []
     try:
         for kind, base in _bases(mountinfo):
-            slice_dir = os.path.join(base, SLICE)
-            if kind == "v2":
-                _enable(base, V2_CONTROLLERS)
-            os.makedirs(slice_dir, exist_ok=True)
-            _sweep(slice_dir)
-            if kind == "v2":
-                _enable(slice_dir, V2_CONTROLLERS)
-            group = os.path.join(slice_dir, f"{PREFIX}{pid}")
-            os.makedirs(group, exist_ok=True)
-            made.append(group)
-            _write(os.path.join(group, "cgroup.procs"), str(pid))
+            if kind == "v2" or any(base == p or base.startswith(p.rstrip("/") + "/") for p in needed):
+                made.append(_join(kind, base, pid))
+                continue
+            try:
+                made.append(_join(kind, base, pid))
+            except OSError as exc:
+                if warn is not None:
+                    warn(f"QEMU is left out of the cgroup hierarchy at {base}: {_why(exc)}")
     except OSError as exc:
         remove(made)
         if isinstance(exc, CgroupError):
             raise
-        raise CgroupError(exc.errno, f"cannot put QEMU in a cgroup of its own: {exc.strerror or exc}"
-                                     + (f" ({exc.filename})" if exc.filename else "")) from None
+        raise CgroupError(exc.errno, f"cannot put QEMU in a cgroup of its own: {_why(exc)}") from None
     return made
 
 
-def _groups(pid: int, mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str]]:
-    """[(kind, directory)] where :func:`place` puts QEMU ``pid``'s group in each hierarchy."""
-    return [(kind, os.path.join(base, SLICE, f"{PREFIX}{pid}")) for kind, base in _bases(mountinfo)]
+def proc_paths(pid: int, proc: str = "/proc") -> dict[str, str]:
+    """{controller name (or "" for v2): path in that hierarchy} of process ``pid``."""
+    out = {}
+    for line in read_file(os.path.join(proc, str(pid), "cgroup")).splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for ctl in parts[1].split(",") if parts[1] else [""]:
+                out[ctl] = parts[2]
+    return out
+
+
+def _groups(pid: int, mountinfo: str = "/proc/self/mountinfo", proc: str = "/proc") -> list[tuple[str, str]]:
+    """[(kind, directory)] of QEMU ``pid``'s own group (``…/vsh.slice/qemu-PID``) in each hierarchy
+    where it is in one, found from ``/proc/PID/cgroup``."""
+    paths = proc_paths(pid, proc)
+    unified, v1 = mounts(mountinfo)
+    own = os.path.join(SLICE, f"{PREFIX}{pid}")
+    if unified is not None:
+        path = paths.get("", "")
+        return [("v2", os.path.join(unified, path.lstrip("/")))] if path.endswith("/" + own) else []
+    out, seen = [], set()
+    for ctl, (point, root) in v1.items():
+        path = paths.get(ctl, "")
+        if point not in seen and path.endswith("/" + own):
+            seen.add(point)
+            out.append(("v1", under(point, root, path)))
+    return out
 
 
 def groups_of(pid: int, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     """The groups :func:`place` made for a running QEMU (a supervisor that re-attaches)."""
     return [group for _kind, group in _groups(pid, mountinfo)
-            if str(pid) in _read(os.path.join(group, "cgroup.procs")).split()]
+            if str(pid) in read_file(os.path.join(group, "cgroup.procs")).split()]
 
 
 def remove(groups) -> list[str]:
@@ -203,9 +274,16 @@ def _sweep(slice_dir: str) -> None:
 
 # ---- the CPU scheduler's knobs of a QEMU's own group (schedinfo, <cputune>) ---------------
 
-def usable() -> bool:
-    """Whether a start here puts QEMU in a group of its own (root, a cpu hierarchy)."""
-    return os.geteuid() == 0 and bool(_bases())
+def usable(controller: str = "cpu", mountinfo: str = "/proc/self/mountinfo") -> bool:
+    """Whether a start here puts QEMU in a group of its own with ``controller`` (cpu, memory,
+    blkio, cpuset): root, and a v1 hierarchy of it or a v2 top that offers it (blkio is v2's io)."""
+    if os.geteuid() != 0:
+        return False
+    unified, v1 = mounts(mountinfo)
+    if unified is not None:
+        offered = read_file(os.path.join(unified, "cgroup.controllers")).split()
+        return {"blkio": "io", "cpuacct": "cpu"}.get(controller, controller) in offered
+    return controller in v1
 
 
 def _cpu_group(pid: int) -> tuple[str, str]:
@@ -221,12 +299,12 @@ def cpu_settings(pid: int) -> dict:
     """{"shares", "period", "quota"} of QEMU's group (quota -1: no limit)."""
     kind, group = _cpu_group(pid)
     if kind == "v2":
-        quota, period = _read(os.path.join(group, "cpu.max")).split()
-        return {"shares": int(_read(os.path.join(group, "cpu.weight"))), "period": int(period),
+        quota, period = read_file(os.path.join(group, "cpu.max")).split()
+        return {"shares": int(read_file(os.path.join(group, "cpu.weight"))), "period": int(period),
                 "quota": -1 if quota == "max" else int(quota)}
-    return {"shares": int(_read(os.path.join(group, "cpu.shares"))),
-            "period": int(_read(os.path.join(group, "cpu.cfs_period_us"))),
-            "quota": int(_read(os.path.join(group, "cpu.cfs_quota_us")))}
+    return {"shares": int(read_file(os.path.join(group, "cpu.shares"))),
+            "period": int(read_file(os.path.join(group, "cpu.cfs_period_us"))),
+            "quota": int(read_file(os.path.join(group, "cpu.cfs_quota_us")))}
 
 
 def set_cpu(pid: int, shares: int | None = None, period: int | None = None, quota: int | None = None) -> None:
@@ -236,18 +314,18 @@ def set_cpu(pid: int, shares: int | None = None, period: int | None = None, quot
     try:
         if kind == "v2":
             if shares is not None:
-                _write(os.path.join(group, "cpu.weight"), str(max(1, min(10000, int(shares)))))
+                write_file(os.path.join(group, "cpu.weight"), str(max(1, min(10000, int(shares)))))
             if period is not None or quota is not None:
-                old_quota, old_period = _read(os.path.join(group, "cpu.max")).split()
+                old_quota, old_period = read_file(os.path.join(group, "cpu.max")).split()
                 q = old_quota if quota is None else ("max" if int(quota) <= 0 else str(int(quota)))
-                _write(os.path.join(group, "cpu.max"), f"{q} {old_period if period is None else int(period)}")
+                write_file(os.path.join(group, "cpu.max"), f"{q} {old_period if period is None else int(period)}")
             return
         if shares is not None:
-            _write(os.path.join(group, "cpu.shares"), str(int(shares)))
+            write_file(os.path.join(group, "cpu.shares"), str(int(shares)))
         if period is not None:
-            _write(os.path.join(group, "cpu.cfs_period_us"), str(int(period)))
+            write_file(os.path.join(group, "cpu.cfs_period_us"), str(int(period)))
         if quota is not None:
-            _write(os.path.join(group, "cpu.cfs_quota_us"), str(-1 if int(quota) <= 0 else int(quota)))
+            write_file(os.path.join(group, "cpu.cfs_quota_us"), str(-1 if int(quota) <= 0 else int(quota)))
     except OSError as exc:
         raise CgroupError(exc.errno, f"cannot change the CPU scheduler settings of cgroup {group}: "
                                      f"{exc.strerror}") from None
@@ -259,7 +337,7 @@ def per_cpu_ns(pid: int) -> list[int] | None:
     for kind, group in _groups(pid):
         path = os.path.join(group, "cpuacct.usage_percpu")
         if kind == "v1" and os.path.exists(path):
-            text = _read(path).split()
+            text = read_file(path).split()
             if text and all(t.isdigit() for t in text):
                 return [int(t) for t in text]
     return None

@@ -422,6 +422,12 @@ def set_lifecycle(rundir, event: str, action: str) -> dict:
     return call(rundir, "set_lifecycle", timeout=10.0, event=str(event), action=str(action))
 
 
+def perf(rundir, enable=(), disable=()) -> dict:
+    """Open (``enable``) and close (``disable``) perf counters on QEMU (:mod:`vsh.kvm.perf`, held
+    by the supervisor): ``{"events": the open ones, "values": {event: count}}``."""
+    return call(rundir, "perf", timeout=10.0, enable=list(enable), disable=list(disable))
+
+
 def set_vcpus(rundir, count: int) -> dict:
     """Hot-plug (or unplug) vCPUs until ``count`` are online, where the machine allows it."""
     return call(rundir, "setvcpus", timeout=30.0, count=int(count))

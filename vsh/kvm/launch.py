@@ -217,7 +217,7 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
           timeout: float = 30.0, uuid: str | None = None, first_run: dict | None = None,
           taps: list | None = None, balloon_kib: int | None = None, vcpus_hotplug: int = 0,
           swtpm: list | None = None, env: dict | None = None, tainted: list | None = None,
-          mempolicy: dict | None = None, pass_fds=()) -> dict:
+          mempolicy: dict | None = None, cgroup_tune: dict | None = None, perf=(), pass_fds=()) -> dict:
     """Launch QEMU under a new supervisor; return the state once the guest runs (or is paused).
 
     ``argv`` is QEMU's full command line; its QMP socket must be ``RUNDIR/qmp.sock``
@@ -248,7 +248,10 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
     ``env`` is added to QEMU's environment; ``tainted`` names why the domain is tainted
     (libvirt's words, e.g. ``custom-argv``), written to ``qemu.log`` at each start.
     ``mempolicy`` (``{"mode": strict|preferred|interleave, "nodes": [...]}``) is QEMU's NUMA memory
-    policy, set before it executes (:func:`vsh.kvm.confine.sandbox.spawn`). ``pass_fds`` are
+    policy, set before it executes (:func:`vsh.kvm.confine.sandbox.spawn`). ``cgroup_tune``
+    (``{"cpu", "memory", "blkio", "mems"}``, see :func:`vsh.kvm.cgtune.apply`) are the limits set on
+    QEMU's own cgroups while it is still stopped, on every launch; ``perf`` names the perf events
+    the supervisor counts on QEMU (:mod:`vsh.kvm.perf`). ``pass_fds`` are
     descriptors the supervisor, and QEMU after it, inherit under the same numbers (fd sets).
     """
     rundir = RunDir(rundir)
@@ -300,6 +303,8 @@ def start(rundir, name: str, domid: int, argv: list[str], live_xml_str: str,
             **({"env": {str(k): str(v) for k, v in env.items()}} if env else {}),
             **({"tainted": list(tainted)} if tainted else {}),
             **({"mempolicy": dict(mempolicy)} if mempolicy else {}),
+            **({"cgroup_tune": dict(cgroup_tune)} if cgroup_tune else {}),
+            **({"perf": [str(n) for n in perf]} if perf else {}),
         })
         wait = timeout + SLACK + (incoming["timeout"] if incoming is not None else 0.0)
         return spawn_supervisor(rundir, lock_fd, attach=False, timeout=wait, pass_fds=pass_fds)

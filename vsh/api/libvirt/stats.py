@@ -8,7 +8,7 @@ from vsh.api.stats import BLOCK_COUNTERS, STATS_GROUPS, DomainStats
 from vsh.core.errors import InvalidArgument, Unsupported
 
 # virDomainStatsTypes of the groups of STATS_GROUPS
-_GROUP_FLAGS = {"state": 1, "cpu-total": 2, "balloon": 4, "vcpu": 8, "interface": 16, "block": 32}
+_GROUP_FLAGS = {"state": 1, "cpu-total": 2, "balloon": 4, "vcpu": 8, "interface": 16, "block": 32, "perf": 256}
 _ADDRESS_SOURCES = {"lease": 0, "agent": 1, "arp": 2}
 _IFACE_COUNTERS = ("rx_bytes", "rx_packets", "rx_errs", "rx_drop", "tx_bytes", "tx_packets", "tx_errs", "tx_drop")
 

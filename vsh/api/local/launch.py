@@ -30,12 +30,12 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
     from vsh.kvm import client
     from vsh.kvm.argv import custom_commandline, hotplugged_vcpus
 
-    from vsh.api.local.starttune import cpu_scheduler, memory_policy
+    from vsh.api.local.starttune import cgroup_plan, memory_policy, perf_events
 
     rundir = store.runtime_path(dom.name)
     check_cputune(dom)
     mempolicy = memory_policy(dom)      # refuses the tunables vsh cannot apply, before anything runs
-    cpu_sched = cpu_scheduler(dom)
+    limits = cgroup_plan(dom)
     live = dom.copy()
     taps = plan_taps(store, live)       # network/bridge NICs: bridge and tap names in the live XML
     prepare_firmware(store, live, reset_nvram)  # firmware='efi': the firmware chosen, the nvram from its template
@@ -52,7 +52,8 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
         state = client.start(rundir, dom.name, domid, argv, live.to_xml(), lifecycle=lifecycle_actions(dom),
                              transient=transient, paused=paused, uuid=dom.uuid, first_run=first_run or None,
                              taps=taps, balloon_kib=balloon_target(live), vcpus_hotplug=hotplugged_vcpus(live.node),
-                             swtpm=swtpm_plan(store, live, rundir), mempolicy=mempolicy, pass_fds=pass_fds,
+                             swtpm=swtpm_plan(store, live, rundir), mempolicy=mempolicy, cgroup_tune=limits,
+                             perf=perf_events(dom), pass_fds=pass_fds,
                              env=custom[1], tainted=["custom-argv"] if any(custom) else None)
     except VshError:
         if created:
@@ -61,25 +62,8 @@ def launch(store, dom, *, transient: bool, paused: bool, extra_argv=(), first_ru
             except OSError:
                 pass
         raise
-    if cpu_sched:
-        set_cpu_scheduler(rundir, state, cpu_sched)
     apply_tuning(store, store.get(dom.name), live)
     return state
-
-
-def set_cpu_scheduler(rundir, state: dict, knobs: dict) -> None:
-    """``<cputune>``'s weight and bandwidth on the new QEMU's cgroup; a QEMU that cannot get
-    them is stopped (nothing runs with less than its definition says)."""
-    from vsh.kvm import cgroup, client
-
-    try:
-        cgroup.set_cpu(state["qemu_pid"], **knobs)
-    except cgroup.CgroupError as exc:
-        try:
-            client.destroy(rundir)
-        except VshError:
-            pass
-        raise VshError(f"internal error: {exc.strerror}") from None
 
 
 def tpm_state_dir(store, uuid: str, version: str) -> str:

@@ -2,10 +2,15 @@
 numatune, perf), a part of :class:`vsh.api.local.tuning.LocalDomainTuning`.
 
 The definitions keep libvirt's ``<memtune>``, ``<blkiotune>``, ``<numatune>`` and ``<perf>``.
-Live values are the cgroup v2 files of a cgroup that holds QEMU alone (memory.max, memory.high,
-memory.swap.max, io.weight, io.max, cpuset.mems), as libvirt's QEMU driver uses them: the group
-vsh makes for QEMU on a cgroup v2 host when it runs as root (:mod:`vsh.kvm.cgroup`); where QEMU
-has none such the live calls say why (the ``_cgroup`` check of the tuning handle). vsh opens no perf counters on QEMU's threads.
+Live values are the files of the cgroups that hold QEMU alone, as libvirt's QEMU driver uses
+them: on cgroup v1 memory.limit_in_bytes, memory.soft_limit_in_bytes,
+memory.memsw.limit_in_bytes, blkio.weight (or blkio.bfq.weight), blkio.weight_device,
+blkio.throttle.*_device and cpuset.mems; on v2 memory.max, memory.high, memory.swap.max,
+io.weight, io.max and cpuset.mems (the mapping and the units: :mod:`vsh.kvm.cgtune`).  Those
+are the groups vsh makes for QEMU when it runs as root (:mod:`vsh.kvm.cgroup`); where QEMU has
+none such the live calls say why (the ``_cgroup`` check of the tuning handle).  The live XML
+follows each change.  Perf counters on a running QEMU are opened and closed by its supervisor,
+which holds them (:mod:`vsh.kvm.perf`); an event the host cannot count is refused with why.
 """
 
 from __future__ import annotations
@@ -15,12 +20,9 @@ import os
 from vsh.api.tuning import BLKIO_DEVICE_PARAMS, MEMTUNE_PARAMS, NUMA_MODES, PERF_EVENTS
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
 
-_MEM_FILES = {"hard_limit": "memory.max", "soft_limit": "memory.high", "swap_hard_limit": "memory.swap.max"}
 _MEM_NOT_MOUNTED = "cgroup memory controller is not mounted"
 _BLKIO_NOT_MOUNTED = "blkio cgroup isn't mounted"
 _CPUSET_NOT_MOUNTED = "cgroup cpuset controller is not mounted"
-_IO_MAX_KEYS = {"device_read_iops_sec": "riops", "device_write_iops_sec": "wiops",
-                "device_read_bytes_sec": "rbps", "device_write_bytes_sec": "wbps"}
 
 
 def parse_device_list(name: str, text: str) -> list[tuple[str, int]]:
@@ -41,15 +43,19 @@ def _read(path: str) -> str:
         return fh.read().strip()
 
 
-def _write(path: str, text: str) -> None:
+def _setting(do) -> None:
+    """Run ``do()``, a change of cgroup files: a refusal is libvirt's error, naming the file."""
+    from vsh.kvm.cgtune import CgroupError
+
     try:
-        with open(path, "w") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise VshError(f"Unable to write to '{path}': {exc.strerror}") from None
+        do()
+    except CgroupError as exc:
+        if exc.filename:
+            raise VshError(f"Unable to write to '{exc.filename}': {exc.strerror}") from None
+        raise OperationInvalid(f"Requested operation is not valid: {exc.strerror}") from None
 
 
-def _major_minor(path: str) -> str:
+def major_minor(path: str) -> str:
     import stat
 
     try:
@@ -70,17 +76,9 @@ class LocalResources:
     def memory_parameters(self, live=False, config=False, current=False):
         ref, do_live, _ = self._which(live, config, current)
         if do_live:
-            path = self._cgroup(ref, "memory.max", _MEM_NOT_MOUNTED)
-            out = dict.fromkeys(MEMTUNE_PARAMS[:3])
-            for name, leaf in _MEM_FILES.items():
-                try:
-                    text = _read(os.path.join(path, leaf))
-                except OSError:
-                    continue
-                out[name] = None if text == "max" else int(text) // 1024
-            if out["swap_hard_limit"] is not None and out["hard_limit"] is not None:
-                out["swap_hard_limit"] += out["hard_limit"]     # libvirt's is memory + swap
-            return out
+            from vsh.kvm import cgtune
+
+            return cgtune.memory(self._cgroup(ref, "memory", _MEM_NOT_MOUNTED))
         d = self._def(ref, False)
         out = {}
         for name in MEMTUNE_PARAMS[:3]:
@@ -107,16 +105,10 @@ class LocalResources:
                 raise InvalidArgument("invalid argument: memory hard_limit tunable value must be lower than or "
                                       "equal to swap_hard_limit")
         if do_live:
-            path = self._cgroup(ref, "memory.max", _MEM_NOT_MOUNTED)
-            now = self.memory_parameters(live=True)
-            now.update(params)
-            for name, leaf in _MEM_FILES.items():
-                if name not in params:
-                    continue
-                value = now[name]
-                if name == "swap_hard_limit" and value is not None:
-                    value -= now["hard_limit"]
-                _write(os.path.join(path, leaf), "max" if value is None else str(value * 1024))
+            from vsh.kvm import cgtune
+
+            group = self._cgroup(ref, "memory", _MEM_NOT_MOUNTED)
+            _setting(lambda: cgtune.set_memory(group, {k: v for k, v in params.items() if k in MEMTUNE_PARAMS[:3]}))
 
         def change(d):
             for name, value in params.items():
@@ -146,11 +138,16 @@ class LocalResources:
 
     def blkio_parameters(self, live=False, config=False, current=False):
         ref, do_live, _ = self._which(live, config, current)
+        live_weight = None
         if do_live:
-            self._cgroup(ref, "io.weight", _BLKIO_NOT_MOUNTED)
+            from vsh.kvm import cgtune
+
+            live_weight = cgtune.blkio_weight(self._cgroup(ref, "blkio", _BLKIO_NOT_MOUNTED))
         d = self._def(ref, do_live)
         weight = d.node.findtext("./blkiotune/weight")
         out = {"weight": int(weight) if weight and weight.strip().isdigit() else 0}
+        if live_weight is not None:     # the group's (a host without CFQ/BFQ has none: the live XML's)
+            out["weight"] = live_weight
         for name in BLKIO_DEVICE_PARAMS:
             leaf = "weight" if name == "device_weight" else name[len("device_"):]
             items = [f"{dev.findtext('path')},{dev.findtext(leaf).strip()}"
@@ -176,16 +173,12 @@ class LocalResources:
             else:
                 raise InvalidArgument(f"invalid argument: parameter '{name}' not supported")
         if do_live:
-            path = self._cgroup(ref, "io.weight", _BLKIO_NOT_MOUNTED)
-            if "weight" in params:
-                _write(os.path.join(path, "io.weight"), f"default {int(params['weight'])}")
-            for name, items in lists.items():
-                for dev, value in items:
-                    if name == "device_weight":
-                        _write(os.path.join(path, "io.weight"), f"{_major_minor(dev)} {value or 'default'}")
-                    else:
-                        _write(os.path.join(path, "io.max"),
-                               f"{_major_minor(dev)} {_IO_MAX_KEYS[name]}={value or 'max'}")
+            from vsh.kvm import cgtune
+
+            group = self._cgroup(ref, "blkio", _BLKIO_NOT_MOUNTED)
+            devices = {name: [(major_minor(dev), value) for dev, value in items] for name, items in lists.items()}
+            weight = int(params["weight"]) if "weight" in params else None
+            _setting(lambda: cgtune.set_blkio(group, weight, devices))
 
         def change(d):
             if "weight" in params:
@@ -226,11 +219,11 @@ class LocalResources:
         out = {"numa_mode": (mem.get("mode") if mem is not None else None) or "strict",
                "numa_nodeset": (mem.get("nodeset") if mem is not None else None) or ""}
         if do_live:
-            path = self._cgroup(ref, "cpuset.mems", _CPUSET_NOT_MOUNTED)
-            try:
-                out["numa_nodeset"] = _read(os.path.join(path, "cpuset.mems"))
-            except OSError:
-                pass
+            from vsh.kvm import cgtune
+
+            group = self._cgroup(ref, "cpuset", _CPUSET_NOT_MOUNTED)
+            if out["numa_mode"] == "restrictive":       # the group's (strict & co. are QEMU's policy)
+                out["numa_nodeset"] = cgtune.mems(group) or out["numa_nodeset"]
         return out
 
     @staticmethod
@@ -259,9 +252,14 @@ class LocalResources:
             if mode is not None and mode != self.numa_parameters(live=True)["numa_mode"]:
                 raise OperationInvalid("Requested operation is not valid: can't change numatune mode for running "
                                        "domain")
-            path = self._cgroup(ref, "cpuset.mems", _CPUSET_NOT_MOUNTED)
+            from vsh.kvm import cgtune
+
+            group = self._cgroup(ref, "cpuset", _CPUSET_NOT_MOUNTED)
             if nodeset is not None:
-                _write(os.path.join(path, "cpuset.mems"), nodeset)
+                if self.numa_parameters(live=True)["numa_mode"] != "restrictive":
+                    raise OperationInvalid("Requested operation is not valid: change of nodeset for running domain "
+                                           "requires restrictive numa mode")
+                _setting(lambda: cgtune.set_mems(group, nodeset))
 
         def change(d):
             mem = ensure(d.node, "./numatune/memory")
@@ -293,9 +291,12 @@ class LocalResources:
         for name in events:
             if name not in PERF_EVENTS:
                 raise InvalidArgument(f"invalid argument: unknown perf event '{name}'")
-        if do_live:
-            raise Unsupported("unsupported configuration: vsh opens no perf counters on a running domain's "
-                              "QEMU threads; use --config to enable them in the definition")
+        if do_live:         # the supervisor holds the counters (vsh.kvm.perf)
+            from vsh.api.local.qemustats import rundir
+            from vsh.kvm import client
+
+            client.perf(rundir(self.dom.store, ref), enable=[n for n, on in events.items() if on],
+                        disable=[n for n, on in events.items() if not on])
 
         def change(d):
             perf = ensure(d.node, "./perf")
@@ -305,5 +306,8 @@ class LocalResources:
                     el = etree.SubElement(perf, "event", name=name)
                 el.set("enabled", "yes" if enabled else "no")
 
-        self._change(ref, change)
-        return {"live": False, "config": do_config}
+        if do_live:
+            self._record_live(ref, change)
+        if do_config:
+            self._change(ref, change)
+        return {"live": do_live, "config": do_config}

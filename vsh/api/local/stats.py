@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from vsh.api.local.qemustats import (
-    balloon_device, block_stats, cpu_times, file_sizes, find_disk, memory_stats, not_running, qemu_pid, qmp,
+    balloon_device, block_stats, cpu_times, file_sizes, find_disk, memory_stats, not_running, qemu_pid, qmp, rundir,
     vcpu_threads)
 from vsh.api.stats import BLOCK_COUNTERS, STATS_GROUPS, DomainStats
 from vsh.core.errors import InvalidArgument, OperationInvalid, VshError
@@ -120,6 +120,10 @@ def domain_stats(store, ref, groups) -> dict:
         out += _net_params(store, ref, dom)
     if "block" in groups:
         out += _block_params(store, ref, dom, active)
+    if "perf" in groups and active and ref.runtime is not None and ref.runtime.data.get("perf"):
+        from vsh.kvm import client      # the counters the supervisor holds (vsh.kvm.perf)
+
+        out += [(f"perf.{k}", v) for k, v in client.perf(rundir(store, ref))["values"].items()]
     if "dirtyrate" in groups and active:
         out += [(f"dirtyrate.{k}", v) for k, v in dirty_rate(store, ref).items()]
     return dict(out)

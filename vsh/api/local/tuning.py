@@ -18,8 +18,6 @@ from vsh.api.local.threads import QMP_IOTUNE, drive_of, emulator_threads, qemu_t
 from vsh.api.tuning import BANDWIDTH_PARAMS, IOTUNE_PARAMS, SCHED_PARAMS, DomainTuning
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported
 
-#: where the cgroup v2 hierarchy is mounted
-CGROUP_ROOT = "/sys/fs/cgroup"
 #: the order of <cputune>'s children as libvirt writes them
 CPUTUNE_ORDER = ("shares", "period", "quota", "global_period", "global_quota", "emulator_period", "emulator_quota",
                  "iothread_period", "iothread_quota", "vcpupin", "emulatorpin", "iothreadpin", "vcpusched",
@@ -229,41 +227,19 @@ class LocalDomainTuning(LocalIothreads, LocalResources, DomainTuning):
 
     # -- cgroups: the scheduler here, memory, I/O and cpuset in LocalResources ----------------------------
 
-    def _cgroup(self, ref, probe: str, what: str) -> str:
-        """The cgroup v2 directory holding the QEMU process alone (vsh.kvm.cgroup makes it), with a
-        writable controller file ``probe``; OperationInvalid with libvirt's words ``what`` and the
-        reason otherwise."""
+    def _cgroup(self, ref, controller: str, what: str) -> tuple[str, str]:
+        """QEMU's own group (``(kind, directory)``, :func:`vsh.kvm.cgtune.find`) in the hierarchy of
+        ``controller`` (memory, blkio, cpuset); OperationInvalid with libvirt's words ``what`` and
+        the reason otherwise."""
         from vsh.api.local.qemustats import qemu_pid
+        from vsh.kvm import cgtune
 
-        pid = qemu_pid(ref)
-        why = None
-        path = None
         try:
-            with open(f"/proc/{pid}/cgroup") as fh:
-                lines = fh.read().splitlines()
-        except OSError:
-            lines = []
-        unified = [line[3:] for line in lines if line.startswith("0::")]
-        if not unified or len(lines) != 1:
-            why = ("the host has no cgroup v2 (unified) hierarchy for the QEMU process (on cgroup v1 vsh "
-                   "uses the cpu controller only)")
-        else:
-            path = os.path.join(CGROUP_ROOT, unified[0].lstrip("/"))
-            try:
-                with open(os.path.join(path, "cgroup.procs")) as fh:
-                    procs = fh.read().split()
-            except OSError:
-                procs = []
-            if procs != [str(pid)]:
-                why = (f"QEMU (pid {pid}) shares its cgroup {unified[0]} with other processes (vsh makes "
-                       "one of its own only when it runs as root), and changing that one would throttle them too")
-            elif not os.access(os.path.join(path, probe), os.W_OK):
-                why = (f"the {probe.split('.')[0]} controller of cgroup {unified[0]} is not enabled or not "
-                       "writable by this user")
-        if why:
+            return cgtune.find(qemu_pid(ref), controller)
+        except cgtune.CgroupError as exc:
             raise OperationInvalid(f"Requested operation is not valid: {what}",
-                                   hint=why + "; use --config to change the definition for the next boot")
-        return path
+                                   hint=exc.strerror + "; use --config to change the definition for the next "
+                                   "boot") from None
 
     def _cpu(self, ref, change: dict | None = None) -> dict:
         """The CPU knobs of QEMU's own cgroup (vsh.kvm.cgroup): read, or first changed."""

@@ -242,6 +242,22 @@ class ControlServer:
         await self._exec("balloon", {"value": kib * 1024})
         return self.state_dict()
 
+    async def op_perf(self, req):
+        """Enable and disable perf events on QEMU (``enable``, ``disable``: names); the open ones
+        and their values."""
+        from vsh.kvm import perf
+
+        self._require("running", "paused")
+        self.perf.disable(req.get("disable") or [])
+        try:
+            self.perf.enable(self.qemu_pid, req.get("enable") or [])
+        except perf.PerfError as exc:
+            raise Unsupported(f"unsupported configuration: {exc.strerror}") from None
+        if req.get("enable") or req.get("disable"):
+            log("perf events: " + (", ".join(self.perf.enabled) or "none"))
+            self.write_state()
+        return {"events": self.perf.enabled, "values": self.perf.values()}
+
     async def op_setvcpus(self, req):
         self._require("running", "paused")
         count = int(req.get("count", 0))

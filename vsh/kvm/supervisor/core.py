@@ -12,6 +12,7 @@ import time
 
 from vsh.core import runtime as rt
 from vsh.core.errors import OperationInvalid, VshError
+from vsh.kvm import perf
 from vsh.kvm.supervisor import aio
 from vsh.kvm.supervisor.control import ControlServer
 from vsh.kvm.supervisor.jobs import Jobs
@@ -54,6 +55,8 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
         self.pidfd: int | None = None
         self.swtpm_pids: list[tuple[int, str]] = []   # (pid, socket) of this run's swtpm children
         self.cgroups: list[str] = []       # QEMU's cgroup directories (vsh.kvm.cgroup)
+        self._cgroup_error: str | None = None     # why QEMU got no cgroup of its own (logged)
+        self.perf = perf.Counters()        # the perf counters held on QEMU (vsh.kvm.perf)
         self.is_child = False
         self.argv: list[str] = list(self.spec["argv"])
         self.started_at = self.prev.get("started_at")
@@ -118,6 +121,7 @@ class Supervisor(QemuProcess, LifecycleEvents, ControlServer, Jobs):
             "balloon_kib": self.balloon_kib, "lifecycle": self.lifecycle,
             "restarts": len(self.restarts), "updated_at": time.time(),
             "job": getattr(self, "job", None),
+            "perf": self.perf.enabled if active else [],
             "pending": "reboot" if self._reboot_requested else
                        "shutdown" if self._shutdown_requested else None,
         }

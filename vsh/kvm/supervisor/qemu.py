@@ -175,6 +175,8 @@ class QemuProcess:
         ok = False
         try:
             self._watch_qemu()
+            self._apply_cgroup_tune()
+            self._open_perf(self.spec.get("perf") or [])
             sock, self._qmp_sock = self._qmp_sock, None
             timeout = float(self.spec.get("timeout") or 30.0)
             try:
@@ -324,18 +326,52 @@ class QemuProcess:
     def _place_in_cgroup(self) -> None:
         """QEMU into a cgroup of its own (:mod:`vsh.kvm.cgroup`); where it cannot, it stays
         in ours and the log says why."""
+        self._cgroup_error = None
         try:
-            self.cgroups = cgroup.place(self.qemu_pid)
+            self.cgroups = cgroup.place(self.qemu_pid, warn=lambda text: log(f"warning: {text}"))
         except cgroup.CgroupError as exc:
             self.cgroups = []
+            self._cgroup_error = exc.strerror
             log(f"warning: {exc.strerror}")
         if self.cgroups:
             log("QEMU's cgroup: " + ", ".join(self.cgroups))
 
+    def _apply_cgroup_tune(self) -> None:
+        """The definition's cgroup limits (``<cputune>`` weight and bandwidth, ``<memtune>``,
+        ``<blkiotune>``, restrictive ``<numatune>``: the spec's ``cgroup_tune``) on QEMU's
+        groups while it is still stopped; where one cannot be set the start fails, saying why."""
+        plan = self.spec.get("cgroup_tune")
+        if not plan:
+            return
+        from vsh.kvm import cgtune
+
+        try:
+            cgtune.apply(self.qemu_pid, plan)
+        except cgroup.CgroupError as exc:
+            why = exc.strerror
+            if self._cgroup_error:
+                why += f" (QEMU has no cgroup of its own: {self._cgroup_error})"
+            raise VshError(f"unsupported configuration: {why}") from None
+        log("QEMU's cgroup limits: " + ", ".join(sorted(k for k, v in plan.items() if v)))
+
+    def _open_perf(self, names) -> None:
+        """Perf counters on QEMU for the enabled ``<perf>`` events (:mod:`vsh.kvm.perf`); one
+        that cannot be counted fails the start, saying why."""
+        if not names:
+            return
+        from vsh.kvm import perf
+
+        try:
+            self.perf.enable(self.qemu_pid, names)
+        except perf.PerfError as exc:
+            raise VshError(f"unsupported configuration: {exc.strerror}") from None
+        log("perf events: " + ", ".join(self.perf.enabled))
+
     def _release_what_qemu_held(self) -> None:
         """Undo what QEMU was given for its run once it is gone, before the state says shut
-        off: its file grants (:mod:`vsh.kvm.confine`; whoever waited for the stop finds the
-        files as they were) and its cgroup."""
+        off: its perf counters, its file grants (:mod:`vsh.kvm.confine`; whoever waited for
+        the stop finds the files as they were) and its cgroup."""
+        self.perf.close()
         for warning in confine.release(self.rundir) + cgroup.remove(self.cgroups):
             log("warning: " + warning)
         self.cgroups = []
@@ -389,6 +425,10 @@ class QemuProcess:
             raise self._not_running()
         log(f"attaching to QEMU pid {pid} (previous supervisor {st.get('supervisor_pid')} is gone)")
         self.cgroups = cgroup.groups_of(pid)     # the dead supervisor's placement, removed at the end
+        try:        # its perf counters died with it: counted anew from here
+            self.perf.enable(pid, st.get("perf") or [])
+        except OSError as exc:
+            log(f"warning: {exc.strerror}")
         self._launching = True
         try:
             self._watch_qemu()
