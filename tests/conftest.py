@@ -137,6 +137,17 @@ def define(vsh, vsh_env):
     return run
 
 
+def block_device() -> str | None:
+    """A block device of this host's (for tests of per-device I/O limits), or None."""
+    import stat
+
+    for name in ("loop0", "vda", "sda", "nvme0n1"):
+        path = f"/dev/{name}"
+        if os.path.exists(path) and stat.S_ISBLK(os.stat(path).st_mode):
+            return path
+    return None
+
+
 def tree(path: Path) -> dict:
     """Every entry below ``path`` with a digest of its content (to prove nothing changed)."""
     out = {}

@@ -184,6 +184,18 @@ def guest_domain_xml(name: str, m: dict, devices: str, memory_mib: int = 256, ma
 """
 
 
+def defined_guest(env, name: str, extra: str = "") -> "Guest":
+    """The test guest defined as ``name`` in a module store (``env``: what :func:`module_store`
+    returned), with ``extra`` (domain XML text) after its ``<vcpu>``; not started."""
+    m, base, store, e = env
+    xml = guest_domain_xml(name, m, "").replace("<vcpu>1</vcpu>", "<vcpu>1</vcpu>\n  " + extra)
+    path = base / f"{name}.xml"
+    path.write_text(xml)
+    g = Guest(store, name, e)
+    g.vsh("define", path)
+    return g
+
+
 def microvm_xml(name: str, m: dict, memory_mib: int = 128, extra: str = "") -> str:
     """A microvm domain booting the test guest with ACPI and a pty serial console;
     ``extra`` goes after ``<features>`` (lifecycle actions, say)."""

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 from pathlib import Path
 
 import pytest
 
 import vmguest
+from tests.conftest import block_device
 from vsh.kvm import cgroup
 
 pytestmark = [pytest.mark.vm,
@@ -34,16 +34,6 @@ def env(tmp_path_factory):
     return vmguest.module_store(tmp_path_factory, "cglimits")
 
 
-def _guest(env, name: str, extra: str) -> vmguest.Guest:
-    m, base, store, e = env
-    xml = vmguest.guest_domain_xml(name, m, "").replace("<vcpu>1</vcpu>", "<vcpu>1</vcpu>\n  " + extra)
-    path = base / f"{name}.xml"
-    path.write_text(xml)
-    g = vmguest.Guest(store, name, e)
-    g.vsh("define", path)
-    return g
-
-
 def _group(pid: int, leaf: str) -> Path:
     """QEMU's own group that has the file ``leaf`` (v1: that controller's hierarchy)."""
     for group in vmguest.qemu_cgroups(pid):
@@ -52,24 +42,16 @@ def _group(pid: int, leaf: str) -> Path:
     raise AssertionError(f"QEMU {pid} is in no group of its own with {leaf}: {vmguest.qemu_cgroups(pid)}")
 
 
-def _block_device() -> str | None:
-    for name in ("loop0", "vda", "sda", "nvme0n1"):
-        path = f"/dev/{name}"
-        if os.path.exists(path) and stat.S_ISBLK(os.stat(path).st_mode):
-            return path
-    return None
-
-
 def _memtune(g, *args) -> dict:
     out = g.vsh("memtune", g.name, *args).stdout
     return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
 
 
 def test_memtune_and_restrictive_numatune_at_start_then_live_and_gone_after_destroy(env):
-    g = _guest(env, "cg1", "<memtune><hard_limit unit='KiB'>1048576</hard_limit>"
-                           "<soft_limit unit='MiB'>512</soft_limit>"
-                           "<swap_hard_limit unit='GiB'>2</swap_hard_limit></memtune>\n"
-                           "  <numatune><memory mode='restrictive' nodeset='0'/></numatune>")
+    g = vmguest.defined_guest(env, "cg1", "<memtune><hard_limit unit='KiB'>1048576</hard_limit>"
+                                          "<soft_limit unit='MiB'>512</soft_limit>"
+                                          "<swap_hard_limit unit='GiB'>2</swap_hard_limit></memtune>\n"
+                                          "  <numatune><memory mode='restrictive' nodeset='0'/></numatune>")
     g.vsh("start", "cg1", "--paused")
     pid = g.state()["qemu_pid"]
     groups = vmguest.qemu_cgroups(pid)
@@ -112,7 +94,7 @@ def test_memtune_and_restrictive_numatune_at_start_then_live_and_gone_after_dest
 
 
 def test_blkiotune_live_on_qemus_blkio_group(env):
-    g = _guest(env, "cg2", "")
+    g = vmguest.defined_guest(env, "cg2", "")
     g.vsh("start", "cg2", "--paused")
     pid = g.state()["qemu_pid"]
     groups = vmguest.qemu_cgroups(pid)
@@ -130,7 +112,7 @@ def test_blkiotune_live_on_qemus_blkio_group(env):
             assert res.returncode == 1
             assert "blkio device weight is valid only for bfq or cfq scheduler" in res.stderr, res.stderr
             assert "<blkiotune>" not in g.xml()         # nothing half-written
-        dev = _block_device()
+        dev = block_device()
         if dev is None:
             pytest.skip("no block device node here for the per-device throttles")
         rdev = os.stat(dev).st_rdev
@@ -155,11 +137,11 @@ def test_blkiotune_live_on_qemus_blkio_group(env):
 
 
 def test_blkiotune_at_start_applies_throttles_and_refuses_a_weight_the_host_cannot_set(env):
-    dev = _block_device()
+    dev = block_device()
     if dev is None:
         pytest.skip("no block device node here")
-    g = _guest(env, "cg3", f"<blkiotune><device><path>{dev}</path><read_iops_sec>200</read_iops_sec></device>"
-                           "</blkiotune>")
+    g = vmguest.defined_guest(env, "cg3", f"<blkiotune><device><path>{dev}</path>"
+                                          "<read_iops_sec>200</read_iops_sec></device></blkiotune>")
     g.vsh("start", "cg3", "--paused")
     pid = g.state()["qemu_pid"]
     rdev = os.stat(dev).st_rdev
@@ -168,13 +150,14 @@ def test_blkiotune_at_start_applies_throttles_and_refuses_a_weight_the_host_cann
         for group in vmguest.qemu_cgroups(pid):
             if (group / "blkio.throttle.read_iops_device").exists():
                 blkio = group
-                assert f"{os.major(rdev)}:{os.minor(rdev)} 200" in (group / "blkio.throttle.read_iops_device").read_text()
+                limits = (group / "blkio.throttle.read_iops_device").read_text()
+                assert f"{os.major(rdev)}:{os.minor(rdev)} 200" in limits
             elif (group / "io.max").exists():
                 assert "riops=200" in (group / "io.max").read_text()
         assert (blkio / "cgroup.procs").read_text().split() == [str(pid)]
     finally:
         g.vsh("destroy", "cg3")
-    weighted = _guest(env, "cg4", "<blkiotune><weight>300</weight></blkiotune>")
+    weighted = vmguest.defined_guest(env, "cg4", "<blkiotune><weight>300</weight></blkiotune>")
     res = weighted.vsh("start", "cg4", "--paused", check=False)
     if res.returncode == 0:     # a host whose disks use CFQ or BFQ
         weighted.vsh("destroy", "cg4")

@@ -24,24 +24,14 @@ def env(tmp_path_factory):
     return vmguest.module_store(tmp_path_factory, "perf")
 
 
-def _guest(env, name: str, extra: str) -> vmguest.Guest:
-    m, base, store, e = env
-    xml = vmguest.guest_domain_xml(name, m, "").replace("<vcpu>1</vcpu>", "<vcpu>1</vcpu>\n  " + extra)
-    path = base / f"{name}.xml"
-    path.write_text(xml)
-    g = vmguest.Guest(store, name, e)
-    g.vsh("define", path)
-    return g
-
-
 def _perf_stats(g) -> dict:
     out = g.vsh("domstats", g.name, "--perf").stdout
     return {k.strip(): int(v) for k, v in (line.split("=", 1) for line in out.splitlines() if "=" in line)}
 
 
 def test_software_events_counted_from_start_and_changed_live(env):
-    g = _guest(env, "pf1", "<perf><event name='task_clock' enabled='yes'/>"
-                           "<event name='context_switches' enabled='yes'/></perf>")
+    g = vmguest.defined_guest(env, "pf1", "<perf><event name='task_clock' enabled='yes'/>"
+                                          "<event name='context_switches' enabled='yes'/></perf>")
     g.vsh("start", "pf1")
     try:
         first = _perf_stats(g)
@@ -75,7 +65,7 @@ def test_software_events_counted_from_start_and_changed_live(env):
 
 @pytest.mark.skipif(HAS_PMU, reason="the host has a hardware PMU: cpu_cycles can be counted")
 def test_a_hardware_event_the_host_cannot_count_fails_the_start_with_why(env):
-    g = _guest(env, "pf2", "<perf><event name='cpu_cycles' enabled='yes'/></perf>")
+    g = vmguest.defined_guest(env, "pf2", "<perf><event name='cpu_cycles' enabled='yes'/></perf>")
     res = g.vsh("start", "pf2", "--paused", check=False)
     assert res.returncode == 1
     assert res.stderr.startswith("error: Failed to start domain 'pf2'\nerror: unsupported configuration: perf event "

@@ -21,18 +21,8 @@ def env(tmp_path_factory):
     return m, base, store, env
 
 
-def _guest(env, name: str, extra: str) -> vmguest.Guest:
-    m, base, store, e = env
-    xml = vmguest.guest_domain_xml(name, m, "").replace("<vcpu>1</vcpu>", "<vcpu>1</vcpu>\n  " + extra)
-    path = base / f"{name}.xml"
-    path.write_text(xml)
-    g = vmguest.Guest(store, name, e)
-    g.vsh("define", path)
-    return g
-
-
 def test_numatune_strict_binds_qemus_memory(env):
-    g = _guest(env, "nt1", "<numatune><memory mode='strict' nodeset='0'/></numatune>")
+    g = vmguest.defined_guest(env, "nt1", "<numatune><memory mode='strict' nodeset='0'/></numatune>")
     g.vsh("start", "nt1", "--paused")
     try:
         maps = open(f"/proc/{g.state()['qemu_pid']}/numa_maps").read()
@@ -52,7 +42,7 @@ def test_a_node_the_host_lacks_and_what_vsh_cannot_apply_are_refused(env):
                      "nodeset='0'/></numatune>", "'restrictive' mode is required in memory element"),
              ("nt7", "<cputune><quota>5000</quota></cputune>", "<cputune><quota> needs a cgroup per thread")]
     for name, extra, words in cases:
-        g = _guest(env, name, extra)
+        g = vmguest.defined_guest(env, name, extra)
         res = g.vsh("start", name, "--paused", check=False)
         assert res.returncode == 1, (name, res.stdout)
         assert res.stderr.startswith(f"error: Failed to start domain '{name}'\nerror: unsupported configuration: ")
@@ -62,8 +52,8 @@ def test_a_node_the_host_lacks_and_what_vsh_cannot_apply_are_refused(env):
 
 
 def test_cputune_weight_and_bandwidth_go_to_qemus_cgroup(env):
-    g = _guest(env, "ct1", "<cputune><shares>2048</shares><global_period>100000</global_period>"
-                           "<global_quota>40000</global_quota></cputune>")
+    g = vmguest.defined_guest(env, "ct1", "<cputune><shares>2048</shares><global_period>100000</global_period>"
+                                          "<global_quota>40000</global_quota></cputune>")
     g.vsh("start", "ct1", "--paused")
     try:
         groups = vmguest.qemu_cgroups(g.state()["qemu_pid"])

@@ -6,10 +6,10 @@ hierarchies are asked through vsh.kvm.cgroup.usable, answered here per test."""
 from __future__ import annotations
 
 import os
-import stat
 
 import pytest
 
+from tests.conftest import block_device
 from vsh.api.local import starttune
 from vsh.core.domain import Domain
 from vsh.core.errors import InvalidArgument, Unsupported
@@ -45,14 +45,6 @@ def test_memtune_refusals(hierarchies):
     with pytest.raises(Unsupported, match=r"<memtune><hard_limit> needs a cgroup of the domain's own with the "
                                           "memory controller"):
         starttune.cgroup_plan(dom("<memtune><hard_limit>2048</hard_limit></memtune>"))
-
-
-def block_device() -> str | None:
-    for name in ("loop0", "vda", "sda", "nvme0n1"):
-        path = f"/dev/{name}"
-        if os.path.exists(path) and stat.S_ISBLK(os.stat(path).st_mode):
-            return path
-    return None
 
 
 def test_blkiotune_devices_become_maj_min_and_a_path_that_is_no_block_device_is_refused(hierarchies):
