@@ -1,6 +1,9 @@
 """Domain events: the supervisor's state changes as libvirt's lifecycle events, and virsh's
 text for each event (vsh event)."""
 
+import shutil
+import subprocess
+
 import pytest
 
 from vsh.api.local.events import lifecycle_events
@@ -90,3 +93,10 @@ def test_block_io_error_becomes_io_error_and_its_reason():
                "reason": "Input/output error"})[1] == {
         "event": "io-error-reason", "path": "", "alias": "", "action": "report", "reason": ""}
     assert tr({"device": "", "node-name": "fmt1", "action": "ignore", "operation": "write"})[0]["action"] == "none"
+
+
+@pytest.mark.skipif(shutil.which("virsh") is None, reason="needs virsh (libvirt-clients)")
+def test_event_list_is_virshs(vsh):
+    virsh = subprocess.run(["virsh", "-c", "test:///default", "event", "--list"], capture_output=True, text=True,
+                           check=True, timeout=60).stdout
+    assert vsh("event", "--list").out == virsh

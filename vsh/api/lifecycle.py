@@ -22,7 +22,7 @@ EVENT_NAMES = ("lifecycle", "reboot", "rtc-change", "watchdog", "io-error", "gra
                "balloon-change", "pm-suspend-disk", "device-removed", "block-job-2", "tunable",
                "agent-lifecycle", "device-added", "migration-iteration", "job-completed",
                "device-removal-failed", "metadata-change", "block-threshold", "memory-failure",
-               "memory-device-size-change", "nic-mac-change")
+               "memory-device-size-change")
 
 
 class ConnectionLifecycle(ABC):
