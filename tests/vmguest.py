@@ -239,3 +239,41 @@ def poll(pred, timeout: float, interval: float = 0.05):
             return value
         time.sleep(interval)
     return None
+
+
+# -- vsh event listeners ---------------------------------------------------------------------------
+
+
+def listen(vm, *args, stdout=subprocess.PIPE) -> subprocess.Popen:
+    """``vsh event ...`` in the background; it has subscribed once the supervisor counts it (the
+    caller waits for that with :func:`subscribed`). Python's faulthandler is on, so that
+    :func:`ended` can show where a listener that does not end is."""
+    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "vsh", "event", *map(str, args)],
+                            env=vm.env, stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+
+def ended(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    """The listener's output once it ended; a listener still there after ``timeout`` s is a
+    failure that shows its threads' stacks (SIGABRT: faulthandler's dump)."""
+    import signal
+
+    import pytest
+
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"vsh event did not end within {timeout:g} s; its output: {out!r}; its stacks:\n{err}")
+
+
+def subscribed(vm, before: int) -> None:
+    """Wait until the supervisor has one more event subscriber than ``before``."""
+    assert poll(lambda: subscribers(vm) > before, timeout=30), "the listener never subscribed"
+
+
+def subscribers(vm) -> int:
+    """Connections to the domain's control socket (each event listener holds one)."""
+    sock = str(vm.rundir / "control.sock")
+    out = subprocess.run(["ss", "-x", "-H"], capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines() if sock in line)

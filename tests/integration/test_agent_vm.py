@@ -9,6 +9,7 @@ tests that change it put it back. The last test shuts it down through the agent.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 
@@ -187,6 +188,27 @@ def test_errors_without_an_agent(guest, tmp_path):
         for name in ("plain", "deaf"):
             guest.vsh("destroy", name, check=False)
             guest.vsh("undefine", name, check=False)
+
+
+def test_agent_lifecycle_events_when_qemu_ga_restarts(guest, tmp_path):
+    events = tmp_path / "events.txt"
+    before = vmguest.subscribers(guest)
+    listener = vmguest.listen(guest, "ag", "--event", "agent-lifecycle", "--loop", "--timeout", "90",
+                              stdout=open(events, "w"))
+    want = ["event 'agent-lifecycle' for domain 'ag': state: 'disconnected' reason: 'channel event'",
+            "event 'agent-lifecycle' for domain 'ag': state: 'connected' reason: 'channel event'"]
+    try:
+        vmguest.subscribed(guest, before)
+        # qemu-ga closes its port when it ends and opens it again when it starts
+        guest.sh("killall qemu-ga; sleep 1; for p in /sys/class/virtio-ports/*; do "
+                 "[ \"$(cat $p/name)\" = org.qemu.guest_agent.0 ] && (qemu-ga -m virtio-serial -p /dev/${p##*/} "
+                 "-t /run -l /var/log/qemu-ga.log </dev/null >/dev/null 2>&1 &); done; echo RE''STARTED")
+        assert vmguest.poll(lambda: events.read_text().splitlines()[:2] == want, 30), events.read_text()
+    finally:
+        listener.send_signal(signal.SIGINT)
+        vmguest.ended(listener)
+    assert vmguest.poll(lambda: guest.vsh("domhostname", "ag", "--source", "agent", check=False).returncode == 0,
+                        30, 0.5)
 
 
 def test_zz_shutdown_through_the_agent(guest):

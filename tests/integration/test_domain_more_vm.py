@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
@@ -42,37 +41,6 @@ def vm(tmp_path_factory):
         yield g
 
 
-def listen(vm, *args) -> subprocess.Popen:
-    """``vsh event ...`` in the background; it has subscribed once it printed nothing yet and the
-    supervisor counts it (the caller waits for that with :func:`subscribed`). Python's
-    faulthandler is on, so that :func:`ended` can show where a listener that does not end is."""
-    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "vsh", "event", *map(str, args)],
-                            env=vm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def ended(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
-    """The listener's output once it ended; a listener still there after ``timeout`` s is a
-    failure that shows its threads' stacks (SIGABRT: faulthandler's dump)."""
-    try:
-        return proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGABRT)
-        out, err = proc.communicate(timeout=30)
-        pytest.fail(f"vsh event did not end within {timeout:g} s; its output: {out!r}; its stacks:\n{err}")
-
-
-def subscribed(vm, before: int) -> None:
-    """Wait until the supervisor has one more event subscriber than ``before``."""
-    assert _vmguest.poll(lambda: _subscribers(vm) > before, timeout=30), "the listener never subscribed"
-
-
-def _subscribers(vm) -> int:
-    """Connections to the domain's control socket (each event listener holds one)."""
-    sock = str(vm.rundir / "control.sock")
-    out = subprocess.run(["ss", "-x", "-H"], capture_output=True, text=True).stdout
-    return sum(1 for line in out.splitlines() if sock in line)
-
-
 def test_event_lists_virsh_event_types(vm):
     out = vm.vsh("event", "--list").stdout.split()
     assert out[:3] == ["lifecycle", "reboot", "rtc-change"] and "block-threshold" in out and len(out) == 27
@@ -81,13 +49,13 @@ def test_event_lists_virsh_event_types(vm):
 
 
 def test_event_prints_lifecycle_events_of_suspend_and_resume(vm):
-    before = _subscribers(vm)
-    proc = listen(vm, "--domain", "mo1", "--event", "lifecycle", "--loop", "--timeout", "20")
+    before = _vmguest.subscribers(vm)
+    proc = _vmguest.listen(vm, "--domain", "mo1", "--event", "lifecycle", "--loop", "--timeout", "20")
     try:
-        subscribed(vm, before)
+        _vmguest.subscribed(vm, before)
         vm.vsh("suspend", "mo1")
         vm.vsh("resume", "mo1")
-        out, err = ended(proc)
+        out, err = _vmguest.ended(proc)
     finally:
         proc.kill()
     assert out == ("event 'lifecycle' for domain 'mo1': Suspended Paused\n"
@@ -97,24 +65,24 @@ def test_event_prints_lifecycle_events_of_suspend_and_resume(vm):
 
 
 def test_event_one_shot_json_and_timestamp(vm):
-    before = _subscribers(vm)
-    proc = listen(vm, "mo1", "--all", "--timestamp", "--timeout", "20")
+    before = _vmguest.subscribers(vm)
+    proc = _vmguest.listen(vm, "mo1", "--all", "--timestamp", "--timeout", "20")
     try:
-        subscribed(vm, before)
+        _vmguest.subscribed(vm, before)
         vm.vsh("suspend", "mo1")
-        out, _ = ended(proc)
+        out, _ = _vmguest.ended(proc)
     finally:
         proc.kill()
         vm.vsh("resume", "mo1")
     first = out.splitlines()[0]
     assert first.endswith("+0000: event 'lifecycle' for domain 'mo1': Suspended Paused"), out
     assert out.endswith("events received: 1\n\n")
-    before = _subscribers(vm)
-    proc = listen(vm, "--domain", "mo1", "--event", "reboot", "--json", "--timeout", "20")
+    before = _vmguest.subscribers(vm)
+    proc = _vmguest.listen(vm, "--domain", "mo1", "--event", "reboot", "--json", "--timeout", "20")
     try:
-        subscribed(vm, before)
+        _vmguest.subscribed(vm, before)
         vm.vsh("reset", "mo1")
-        out, _ = ended(proc)
+        out, _ = _vmguest.ended(proc)
     finally:
         proc.kill()
     ev = json.loads(out.splitlines()[0])
@@ -183,10 +151,10 @@ def test_domblkthreshold_fires_a_block_threshold_event(vm):
     res = vm.vsh("domblkthreshold", "mo1", "vdz", "1M", check=False)
     assert res.returncode == 1 and "disk 'vdz' not found" in res.stderr
     vm.vsh("domblkthreshold", "mo1", "vdb", "1M")
-    before = _subscribers(vm)
-    proc = listen(vm, "mo1", "--event", "block-threshold", "--timeout", "60")
+    before = _vmguest.subscribers(vm)
+    proc = _vmguest.listen(vm, "mo1", "--event", "block-threshold", "--timeout", "60")
     try:
-        subscribed(vm, before)
+        _vmguest.subscribed(vm, before)
         vm.sh("dd if=/dev/urandom of=/dev/vda bs=1M count=3 seek=1 conv=fsync 2>/dev/null; echo done")  # vdb is the guest's vda
         out, _ = proc.communicate(timeout=90)
     finally:
@@ -232,13 +200,13 @@ def test_memtune_blkiotune_numatune_perf_on_a_running_domain(vm):
 def test_dompmwakeup_wakes_a_guest_suspended_to_ram(vm):
     res = vm.vsh("dompmwakeup", "mo1", check=False)
     assert res.returncode == 1 and res.stderr.startswith("error: Domain 'mo1' could not be woken up\n"), res.stderr
-    before = _subscribers(vm)
-    proc = listen(vm, "mo1", "--event", "pm-suspend", "--timeout", "60")
+    before = _vmguest.subscribers(vm)
+    proc = _vmguest.listen(vm, "mo1", "--event", "pm-suspend", "--timeout", "60")
     try:
-        subscribed(vm, before)
+        _vmguest.subscribed(vm, before)
         vm.sh("(sleep 1; echo mem > /sys/power/state) >/dev/null 2>&1 &")
         assert _vmguest.poll(lambda: vm.qmp("query-status")["status"] == "suspended", timeout=60)
-        out, _ = ended(proc)
+        out, _ = _vmguest.ended(proc)
     finally:
         proc.kill()
     assert out.startswith("event 'pm-suspend' for domain 'mo1'\n"), out
@@ -251,14 +219,14 @@ def test_dompmwakeup_wakes_a_guest_suspended_to_ram(vm):
 
 def test_event_outlives_the_domain_until_interrupted(vm):
     # as virsh's: a listener for one domain keeps listening after it stops (it may start again)
-    before = _subscribers(vm)
-    proc = listen(vm, "--domain", "mo1", "--event", "lifecycle", "--loop")
+    before = _vmguest.subscribers(vm)
+    proc = _vmguest.listen(vm, "--domain", "mo1", "--event", "lifecycle", "--loop")
     try:
-        subscribed(vm, before)
+        _vmguest.subscribed(vm, before)
         vm.vsh("destroy", "mo1")
         first = proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
-        out, _ = ended(proc)
+        out, _ = _vmguest.ended(proc)
     finally:
         proc.kill()
     assert first == "event 'lifecycle' for domain 'mo1': Stopped Destroyed\n"
@@ -269,13 +237,13 @@ def test_event_outlives_the_domain_until_interrupted(vm):
 
 def test_event_follows_domains_that_start_later(vm):
     # as virsh's: a listener started while no domain runs sees the next one start, pause and stop
-    proc = listen(vm, "--all", "--loop", "--timeout", "20")
+    proc = _vmguest.listen(vm, "--all", "--loop", "--timeout", "20")
     try:
         # a start after the listener began counts, even before it is ready to subscribe
         vm.vsh("start", "mo1", "--paused")
         assert _vmguest.poll(lambda: vm.vsh("domstate", "mo1").stdout.strip() == "paused", 30)
         vm.vsh("destroy", "mo1")
-        out, _ = ended(proc)
+        out, _ = _vmguest.ended(proc)
     finally:
         proc.kill()
     assert out == ("event 'lifecycle' for domain 'mo1': Started Booted\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -180,8 +181,26 @@ def test_detach_timeout_says_what_to_do_and_finishes_later(vm, env_store):
     assert str(images / "data1.img") not in vm.open_files()
 
 
-def test_persistent_attach_and_detach_keep_live_and_config_together(vm, env_store):
+def test_persistent_attach_and_detach_keep_live_and_config_together(vm, env_store, tmp_path):
     images = env_store[2]
+    events = tmp_path / "events.txt"
+    before = _vmguest.subscribers(vm)
+    listener = _vmguest.listen(vm, "hp1", "--all", "--loop", "--timeout", "180", stdout=open(events, "w"))
+    try:
+        _vmguest.subscribed(vm, before)
+        _attach_and_detach(vm, images)
+    finally:
+        listener.send_signal(signal.SIGINT)
+        _vmguest.ended(listener)
+    # libvirt's device-added after each hot-plug, device-removed after each unplug, by the QEMU ids
+    lines = [line for line in events.read_text().splitlines() if "'device-" in line]
+    assert lines == ["event 'device-added' for domain 'hp1': virtio-disk2",
+                     "event 'device-added' for domain 'hp1': net1",
+                     "event 'device-removed' for domain 'hp1': net1",
+                     "event 'device-removed' for domain 'hp1': virtio-disk2"], events.read_text()
+
+
+def _attach_and_detach(vm, images):
     res = vm.vsh("attach-disk", "hp1", images / "data2.img", "vdc", "--subdriver", "raw", "--persistent")
     assert res.stdout == "Disk attached successfully\n\n"
     live, config = vm.xml(), vm.xml("--inactive")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -52,11 +51,12 @@ def vm(tmp_path_factory):
 
 
 def listen(vm) -> subprocess.Popen:
-    """``vsh event io1 --all --loop`` in the background, its output going to a file it names."""
+    """``vsh event io1 --all --loop`` in the background, subscribed, its output going to a file."""
     out = vm.small.parent / f"events-{time.monotonic_ns()}.txt"
-    proc = subprocess.Popen([sys.executable, "-m", "vsh", "event", "io1", "--all", "--loop", "--timeout", "90"],
-                            env=vm.env, stdout=open(out, "w"), stderr=subprocess.PIPE, text=True)
+    before = _vmguest.subscribers(vm)
+    proc = _vmguest.listen(vm, "io1", "--all", "--loop", "--timeout", "90", stdout=open(out, "w"))
     proc.out = out
+    _vmguest.subscribed(vm, before)
     return proc
 
 
@@ -69,7 +69,7 @@ def lines_until(proc: subprocess.Popen, wanted: list[str], timeout: float = 90) 
         _vmguest.poll(lambda: all(w in lines() for w in wanted) or proc.poll() is not None, timeout=timeout)
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+        _vmguest.ended(proc)
     return lines()
 
 

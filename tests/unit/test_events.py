@@ -47,7 +47,8 @@ def test_event_text_is_virsh_text():
         "event 'tray-change' for domain 'vm1' disk ide0-1-0: opened\n"
     assert event_text("v\x1bm", {"event": "reboot"}) == "event 'reboot' for domain 'v\\x1bm'\n"
     assert event_text("vm1", {"event": "io-error", "path": "/i/d.qcow2", "alias": "virtio-disk1",
-                              "action": "pause"}) == "event 'io-error' for domain 'vm1': /i/d.qcow2 (virtio-disk1) pause\n"
+                              "action": "pause"}) == \
+        "event 'io-error' for domain 'vm1': /i/d.qcow2 (virtio-disk1) pause\n"
     assert event_text("vm1", {"event": "io-error-reason", "path": "/i/d.qcow2", "alias": "virtio-disk1",
                               "action": "report", "reason": "enospc"}) == \
         "event 'io-error-reason' for domain 'vm1': /i/d.qcow2 (virtio-disk1) report due to enospc\n"
@@ -76,12 +77,12 @@ def test_qemu_events_become_libvirt_events():
 def test_block_io_error_becomes_io_error_and_its_reason():
     from vsh.api.local.events import _translate
 
-    class Disks:
+    class Live:
         def backend(self, node, device):
             return ({"fmt1": ("/i/d.qcow2", "virtio-disk1")}.get(node, ("", "")))
 
     def tr(data):
-        return _translate({"event": "BLOCK_IO_ERROR", "data": data}, Disks())
+        return _translate({"event": "BLOCK_IO_ERROR", "data": data}, Live())
 
     assert tr({"device": "", "node-name": "fmt1", "operation": "write", "action": "stop", "nospace": True,
                "reason": "No space left on device"}) == [
@@ -100,3 +101,24 @@ def test_event_list_is_virshs(vsh):
     virsh = subprocess.run(["virsh", "-c", "test:///default", "event", "--list"], capture_output=True, text=True,
                            check=True, timeout=60).stdout
     assert vsh("event", "--list").out == virsh
+
+
+def test_agent_port_changes_and_hot_plugs_become_agent_lifecycle_and_device_added():
+    from vsh.api.local.events import _translate
+
+    class Live:
+        def port_name(self, port_id):
+            return {"channel0": "org.qemu.guest_agent.0", "channel1": "org.example.0"}.get(port_id)
+
+    def tr(name, data):
+        return _translate({"event": name, "data": data}, Live())
+
+    assert tr("VSERPORT_CHANGE", {"id": "channel0", "open": True}) == [
+        {"event": "agent-lifecycle", "state": "connected", "reason": "channel event"}]
+    assert tr("VSERPORT_CHANGE", {"id": "channel0", "open": False})[0]["state"] == "disconnected"
+    assert tr("VSERPORT_CHANGE", {"id": "channel1", "open": True}) == []        # not the agent's port
+    assert tr("VSH_DEVICE_ADDED", {"device": "virtio-disk1"}) == [{"event": "device-added", "alias": "virtio-disk1"}]
+    assert event_text("vm1", {"event": "agent-lifecycle", "state": "connected", "reason": "channel event"}) == \
+        "event 'agent-lifecycle' for domain 'vm1': state: 'connected' reason: 'channel event'\n"
+    assert event_text("vm1", {"event": "device-added", "alias": "net1"}) == \
+        "event 'device-added' for domain 'vm1': net1\n"

@@ -183,7 +183,11 @@ class FakeSup:
         self.answers = answers
         self.fail = fail or {}
         self.calls: list = []
+        self.published: list = []
         self.qemu_pid, self.qemu_starttime = 1, 2
+
+    def _publish(self, event):
+        self.published.append(event)
 
     async def _exec(self, cmd, args=None, timeout=30.0):
         self.calls.append((cmd, args))
@@ -278,6 +282,8 @@ def test_attach_disk_records_alias_and_address(tmp_path):
     text = live.read_text()
     assert "<alias name='virtio-disk1'/>" in text or '<alias name="virtio-disk1"/>' in text
     assert "slot='0x05'" in text or 'slot="0x05"' in text
+    # listeners learn of it (libvirt's device-added)
+    assert [(e["event"], e["data"]) for e in sup.published] == [("VSH_DEVICE_ADDED", {"device": "virtio-disk1"})]
 
 
 def test_delete_nodes_top_down(tmp_path):

@@ -33,6 +33,8 @@ def event_text(domain: str, ev: dict) -> str:
         return f"{head} disk {escape(str(ev['alias']))}: {ev['tray']}\n"
     if name in ("block-job", "block-job-2"):
         return f"{head}: {ev['job']} for {escape(str(ev['disk']))} {ev['status']}\n"
+    if name == "agent-lifecycle":
+        return f"{head}: state: '{ev['state']}' reason: '{ev['reason']}'\n"
     if name in ("io-error", "io-error-reason"):
         text = f"{head}: {escape(str(ev['path']))} ({escape(str(ev['alias']))}) {ev['action']}"
         return text + (f" due to {escape(str(ev['reason']))}\n" if name == "io-error-reason" else "\n")

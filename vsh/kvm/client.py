@@ -436,8 +436,9 @@ def set_vcpus(rundir, count: int) -> dict:
 def events(rundir, names=None, timeout: float | None = None):
     """Subscribe to a running domain's events now; return an iterator over them.
 
-    Yields QMP events (``{"event", "data", "timestamp"}``) and the supervisor's own
-    ``VSH_LIFECYCLE`` events (``data``: state, reason, previous), filtered by
+    Yields QMP events (``{"event", "data", "timestamp"}``) and the supervisor's own:
+    ``VSH_LIFECYCLE`` (``data``: state, reason, previous) and ``VSH_DEVICE_ADDED``
+    (``data``: device, the QEMU id of a device it hot-plugged), filtered by
     ``names``, until the domain stops or ``timeout`` seconds have passed.  Every
     subscriber gets every event; none takes events from another.
     """

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Timeout, Unsupported, VshError
 from vsh.kvm import confine
@@ -190,6 +191,8 @@ async def attach(sup, device_xml: str) -> dict:
                               "use --config to change the configuration used at the next boot")
         dom.add_device(device_for(node))
         write_live(sup, dom)
+        # libvirt's device-added event, once the device is in the live definition
+        sup._publish({"event": "VSH_DEVICE_ADDED", "data": {"device": info["alias"]}, "timestamp": time.time()})
         return info
 
 

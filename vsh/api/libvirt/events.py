@@ -25,6 +25,9 @@ WATCHDOG = ("none", "pause", "reset", "poweroff", "shutdown", "debug", "inject-n
 JOBS = ("Unknown job", "Block Pull", "Block Copy", "Block Commit", "Active Block Commit", "Backup")
 JOB_STATUS = ("completed", "failed", "canceled", "ready")
 TRAY = ("opened", "closed")
+#: virConnectDomainEventAgentLifecycleState and ...Reason in virsh's words
+AGENT_STATES = ("unknown", "connected", "disconnected")
+AGENT_REASONS = ("unknown", "domain started", "channel event")
 #: virDomainEventIOErrorAction in virsh's words
 IO_ERROR_ACTIONS = ("none", "pause", "report")
 _loop_ready = False
@@ -78,6 +81,8 @@ def _converters(libvirt) -> dict:
         libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED: ("device-removed", lambda alias: {"alias": alias}),
         libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2: ("block-job-2", job),
         libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED: ("device-added", lambda alias: {"alias": alias}),
+        libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE: ("agent-lifecycle", lambda state, reason: {
+            "state": _word(AGENT_STATES, state), "reason": _word(AGENT_REASONS, reason)}),
         libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED: ("device-removal-failed",
                                                            lambda alias: {"alias": alias}),
         libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_THRESHOLD: ("block-threshold", lambda dev, path, threshold, excess: {

@@ -1,6 +1,7 @@
 """The local driver: libvirt's domain events from what a running domain's supervisor
-publishes: its own state changes (``VSH_LIFECYCLE``) become ``lifecycle`` events, QEMU's QMP
-events the others, as libvirt's QEMU driver derives them."""
+publishes: its own state changes (``VSH_LIFECYCLE``) become ``lifecycle`` events, a device it
+hot-plugged (``VSH_DEVICE_ADDED``) ``device-added``, QEMU's QMP events the others, as libvirt's
+QEMU driver derives them (the guest agent's port opening or closing: ``agent-lifecycle``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ JOB_TYPES = {"stream": "Block Pull", "mirror": "Block Copy", "commit": "Block Co
 JOB_STATUS = {"BLOCK_JOB_COMPLETED": "completed", "BLOCK_JOB_CANCELLED": "canceled", "BLOCK_JOB_READY": "ready"}
 #: the QMP events this module turns into libvirt events (the supervisor's own come too)
 QMP_EVENTS = ("SHUTDOWN", "RESET", "RTC_CHANGE", "WATCHDOG", "BALLOON_CHANGE", "DEVICE_DELETED",
-              "DEVICE_TRAY_MOVED", "SUSPEND", "WAKEUP", "BLOCK_WRITE_THRESHOLD", "BLOCK_IO_ERROR", *JOB_STATUS)
+              "DEVICE_TRAY_MOVED", "SUSPEND", "WAKEUP", "BLOCK_WRITE_THRESHOLD", "BLOCK_IO_ERROR",
+              "VSERPORT_CHANGE", *JOB_STATUS)
+#: the supervisor's own events besides its state changes
+OWN_EVENTS = ("VSH_LIFECYCLE", "VSH_DEVICE_ADDED")
+#: the virtio port the guest agent opens
+AGENT_PORT = "org.qemu.guest_agent.0"
 #: QEMU's BLOCK_IO_ERROR action → virsh's word for libvirt's
 IO_ERROR_ACTIONS = {"ignore": "none", "stop": "pause", "report": "report"}
 
@@ -51,8 +57,8 @@ def lifecycle_events(data: dict) -> list[tuple[str, str]]:
     return []                   # starting, shutdown: QEMU's SHUTDOWN event has the detail
 
 
-class _Disks:
-    """The running domain's disks, read when an event first needs them."""
+class _Live:
+    """What an event needs of the running domain (its disks, its ports), read when first needed."""
 
     def __init__(self, dom, rundir):
         self.dom, self.rundir, self._by_target = dom, rundir, None
@@ -111,10 +117,27 @@ class _Disks:
         return "", ""
 
 
-def _translate(msg: dict, disks: _Disks) -> list[dict]:
+    def port_name(self, port_id: str) -> str | None:
+        """The name of the virtio-serial port with QEMU id ``port_id``."""
+        from vsh.kvm import client
+
+        try:
+            return client.qmp(self.rundir, "qom-get", {"path": f"/machine/peripheral/{port_id}", "property": "name"})
+        except (VshError, OSError):
+            return None
+
+
+def _translate(msg: dict, disks: _Live) -> list[dict]:
     name, data = msg.get("event"), msg.get("data") or {}
     if name == "VSH_LIFECYCLE":
         return [{"event": "lifecycle", "type": t, "detail": d} for t, d in lifecycle_events(data)]
+    if name == "VSH_DEVICE_ADDED":
+        return [{"event": "device-added", "alias": data["device"]}] if data.get("device") else []
+    if name == "VSERPORT_CHANGE":
+        if not data.get("id") or disks.port_name(data["id"]) != AGENT_PORT:
+            return []
+        return [{"event": "agent-lifecycle", "state": "connected" if data.get("open") else "disconnected",
+                 "reason": "channel event"}]
     if name == "SHUTDOWN":
         if data.get("reason") in ("guest-reset", "host-qmp-system-reset"):
             return []                   # a reset: the RESET event follows
@@ -166,8 +189,8 @@ def domain_events(dom, timeout: float | None, seen_start=None):
     from vsh.kvm import client
 
     rundir = running_rundir(dom)
-    stream = client.events(rundir, ["VSH_LIFECYCLE", *QMP_EVENTS], timeout=timeout)
-    disks = _Disks(dom, rundir)
+    stream = client.events(rundir, [*OWN_EVENTS, *QMP_EVENTS], timeout=timeout)
+    disks = _Live(dom, rundir)
 
     def gen():
         for msg in stream:

@@ -73,7 +73,7 @@ def monitor_events(dom, event: str | None, timeout: float | None):
     rundir = running_rundir(dom)
     stream = client.events(rundir, [event] if event else None, timeout=timeout)
     return ({"event": msg.get("event"), "data": msg.get("data"), "timestamp": msg.get("timestamp")}
-            for msg in stream if msg.get("event") and msg.get("event") != "VSH_LIFECYCLE")
+            for msg in stream if msg.get("event") and not msg["event"].startswith("VSH_"))   # QEMU's only
 
 
 def define_image(store, path: str, xml: str, running: bool, paused: bool) -> bool:
