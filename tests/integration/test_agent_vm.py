@@ -21,6 +21,11 @@ pytestmark = pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None or sh
                                 reason="needs qemu-system-x86_64 and mkfs.ext4")
 
 CHANNEL = "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+AGENT_TARGET = "<target type='virtio' name='org.qemu.guest_agent.0' state='{}'/>"
+#: the guest's shell starts qemu-ga again as its /init does
+RESTART_AGENT = ("for p in /sys/class/virtio-ports/*; do [ \"$(cat $p/name)\" = org.qemu.guest_agent.0 ] && "
+                 "(qemu-ga -m virtio-serial -p /dev/${p##*/} -t /run -l /var/log/qemu-ga.log </dev/null >/dev/null "
+                 "2>&1 &); done; echo RE''STARTED")
 
 
 @pytest.fixture(scope="module")
@@ -200,13 +205,17 @@ def test_agent_lifecycle_events_when_qemu_ga_restarts(guest, tmp_path):
     try:
         vmguest.subscribed(guest, before)
         # qemu-ga closes its port when it ends and opens it again when it starts
-        guest.sh("killall qemu-ga; sleep 1; for p in /sys/class/virtio-ports/*; do "
-                 "[ \"$(cat $p/name)\" = org.qemu.guest_agent.0 ] && (qemu-ga -m virtio-serial -p /dev/${p##*/} "
-                 "-t /run -l /var/log/qemu-ga.log </dev/null >/dev/null 2>&1 &); done; echo RE''STARTED")
+        guest.sh("killall qemu-ga; sleep 1; " + RESTART_AGENT)
         assert vmguest.poll(lambda: events.read_text().splitlines()[:2] == want, 30), events.read_text()
     finally:
         listener.send_signal(signal.SIGINT)
         vmguest.ended(listener)
+    # the live XML says so too, as libvirt's (what scripts wait on)
+    assert vmguest.poll(lambda: AGENT_TARGET.format("connected") in guest.xml(), 10), guest.xml()
+    assert "state=" not in guest.xml("--inactive")
+    guest.sh("killall qemu-ga; echo STO''PPED")
+    assert vmguest.poll(lambda: AGENT_TARGET.format("disconnected") in guest.xml(), 10), guest.xml()
+    guest.sh(RESTART_AGENT)
     assert vmguest.poll(lambda: guest.vsh("domhostname", "ag", "--source", "agent", check=False).returncode == 0,
                         30, 0.5)
 

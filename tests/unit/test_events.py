@@ -122,3 +122,25 @@ def test_agent_port_changes_and_hot_plugs_become_agent_lifecycle_and_device_adde
         "event 'agent-lifecycle' for domain 'vm1': state: 'connected' reason: 'channel event'\n"
     assert event_text("vm1", {"event": "device-added", "alias": "net1"}) == \
         "event 'device-added' for domain 'vm1': net1\n"
+
+
+def test_channel_states_in_the_live_xml():
+    from vsh.core.domain import Domain
+    from vsh.kvm import channels
+
+    dom = Domain.parse("<domain type='qemu'><name>c</name><memory>65536</memory><devices>"
+                       "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+                       "<channel type='pty'><target type='guestfwd' address='10.0.2.1' port='4600'/></channel>"
+                       "<channel type='pty'><target type='virtio' name='org.example.0'/></channel>"
+                       "</devices></domain>")
+    chardevs = [{"label": "charchannel0", "frontend-open": True}, {"label": "charserial0", "frontend-open": True},
+                {"label": "charchannel2", "frontend-open": False}, {"label": "charchannel9"}]
+    opened = channels.from_chardevs(chardevs)
+    assert opened == {0: True, 2: False}
+    assert channels.set_states(dom, opened) is True
+    assert [t.get("state") for t in dom.node.findall("devices/channel/target")] == ["connected", None, "disconnected"]
+    assert channels.set_states(dom, opened) is False                 # nothing new: the file is not rewritten
+    assert channels.from_event({"id": "channel0", "open": False}) == {0: False}
+    assert channels.from_event({"id": "virtio-serial0"}) == {}
+    channels.set_states(dom, channels.from_event({"id": "channel0", "open": False}))
+    assert dom.node.find("devices/channel/target").get("state") == "disconnected"

@@ -57,7 +57,8 @@ TRAY_TIMEOUT = 5.0
 NIC_DRIVERS = ("virtio-net-pci", "virtio-net-device", "e1000", "e1000e", "rtl8139")
 
 
-def _lock(sup):
+def live_lock(sup):
+    """The lock of every read-change-write of the live XML in the supervisor."""
     import asyncio
 
     lock = getattr(sup, "_hotplug_lock", None)
@@ -176,7 +177,7 @@ def _deleted(qid: str):
 
 
 async def attach(sup, device_xml: str) -> dict:
-    async with _lock(sup):
+    async with live_lock(sup):
         from vsh.core.domain import device_for
 
         dom = read_live(sup)
@@ -325,7 +326,7 @@ async def _tap_fds(sup, netdev_id: str, netdev: str) -> dict:
 
 
 async def detach(sup, device_xml: str, timeout: float = DETACH_TIMEOUT) -> dict:
-    async with _lock(sup):
+    async with live_lock(sup):
         dom = read_live(sup)
         node = parse_device(device_xml)
         dev = find_live_device(dom, node)
@@ -390,7 +391,7 @@ async def _finish_later(sup, events, qid: str, finish) -> None:
         while True:
             got = await events.wait(_deleted(qid), 3600.0)
             if got is not None:
-                async with _lock(sup):
+                async with live_lock(sup):
                     await finish()
                 return
     except asyncio.CancelledError:
@@ -412,7 +413,7 @@ async def change_media(sup, target: str, disk_xml: str | None, force: bool = Fal
     """
     from vsh.kvm.argv import device_options
 
-    async with _lock(sup):
+    async with live_lock(sup):
         dom = read_live(sup)
         disk = next((d for d in dom.disks if d.target_dev == target), None)
         if disk is None:

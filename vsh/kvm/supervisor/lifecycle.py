@@ -148,6 +148,25 @@ class LifecycleEvents:
             self.write_state()
         elif name == "DEVICE_DELETED":
             log(f"event DEVICE_DELETED {data}")
+        elif name == "VSERPORT_CHANGE":
+            from vsh.kvm import channels
+
+            # in its own task: the live XML's lock may be held by a hot-unplug that waits for an event
+            self._spawn_task(self.channel_states(channels.from_event(data)))
+
+    async def channel_states(self, opened: dict) -> None:
+        """The virtio channels' state in the live XML (:mod:`vsh.kvm.channels`)."""
+        if not opened:
+            return
+        from vsh.kvm import channels, hotplug
+
+        async with hotplug.live_lock(self):
+            try:
+                dom = hotplug.read_live(self)
+                if channels.set_states(dom, opened):
+                    hotplug.write_live(self, dom)
+            except (VshError, OSError) as exc:
+                log(f"warning: channel state not recorded: {exc}")
 
     async def _sync_runstate(self) -> None:
         """Make running/paused/pmsuspended agree with QEMU's run state (query-status): a guest

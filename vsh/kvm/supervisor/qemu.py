@@ -245,7 +245,11 @@ class QemuProcess:
         except VshError as exc:
             log(f"warning: set_link failed: {exc}")
         try:
-            self.console = aio.qmp.parse_chardevs(await self._exec("query-chardev"))
+            chardevs = await self._exec("query-chardev")
+            self.console = aio.qmp.parse_chardevs(chardevs)
+            from vsh.kvm import channels
+
+            await self.channel_states(channels.from_chardevs(chardevs))
         except VshError as exc:
             log(f"warning: query-chardev failed: {exc}")
         try:
