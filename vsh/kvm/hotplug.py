@@ -43,6 +43,7 @@ import time
 
 from vsh.core.errors import InvalidArgument, NotFound, OperationInvalid, Timeout, Unsupported, VshError
 from vsh.kvm import confine
+from vsh.kvm.livexml import live_lock, read_live, write_live
 # what the running QEMU holds; network_clients, delete_nodes and device_id keep their names here
 from vsh.kvm.qemudevs import (  # noqa: F401
     block_entry, delete_nodes, device_id, free_index, netdev_ids, network_clients, nic_id, node_names,
@@ -55,37 +56,6 @@ DETACH_TIMEOUT = 20.0
 TRAY_TIMEOUT = 5.0
 
 NIC_DRIVERS = ("virtio-net-pci", "virtio-net-device", "e1000", "e1000e", "rtl8139")
-
-
-def live_lock(sup):
-    """The lock of every read-change-write of the live XML in the supervisor."""
-    import asyncio
-
-    lock = getattr(sup, "_hotplug_lock", None)
-    if lock is None:
-        lock = sup._hotplug_lock = asyncio.Lock()
-    return lock
-
-
-# -- the live XML ------------------------------------------------------------------------------
-
-
-def read_live(sup):
-    from vsh.core.domain import Domain
-    from vsh.core import runtime as rt
-
-    try:
-        with open(sup.rundir / rt.LIVE_XML, "rb") as fh:
-            return Domain.parse(fh.read(), "live.xml")
-    except FileNotFoundError:
-        raise VshError(f"internal error: domain '{sup.name}' has no live XML "
-                       f"({sup.rundir / rt.LIVE_XML})") from None
-
-
-def write_live(sup, dom) -> None:
-    from vsh.core import runtime as rt
-
-    rt.write_text_atomic(sup.rundir / rt.LIVE_XML, dom.to_xml())
 
 
 def parse_device(xml: str):

@@ -158,13 +158,13 @@ class LifecycleEvents:
         """The virtio channels' state in the live XML (:mod:`vsh.kvm.channels`)."""
         if not opened:
             return
-        from vsh.kvm import channels, hotplug
+        from vsh.kvm import channels, livexml
 
-        async with hotplug.live_lock(self):
+        async with livexml.live_lock(self):
             try:
-                dom = hotplug.read_live(self)
+                dom = livexml.read_live(self)
                 if channels.set_states(dom, opened):
-                    hotplug.write_live(self, dom)
+                    livexml.write_live(self, dom)
             except (VshError, OSError) as exc:
                 log(f"warning: channel state not recorded: {exc}")
 
