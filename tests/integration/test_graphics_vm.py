@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -60,6 +61,32 @@ def test_domdisplay_names_the_vnc_socket_which_speaks_rfb(vm):
     assert res.stderr.startswith("error: Failed to get VNC port. Is this domain using VNC?\n")
     res = vm.vsh("domdisplay", "gr1", "--type", "spice", check=False)
     assert res.stderr.startswith("error: No graphical display with type 'spice' found\n")
+
+
+def test_a_vnc_client_gives_graphics_events(vm, tmp_path):
+    events = tmp_path / "events.txt"
+    before = _vmguest.subscribers(vm)
+    listener = _vmguest.listen(vm, "gr1", "--event", "graphics", "--loop", "--timeout", "90", stdout=open(events, "w"))
+    sock = str(vm.rundir / "vnc.sock")
+    try:
+        _vmguest.subscribed(vm, before)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:      # RFB 3.8 up to ServerInit
+            s.settimeout(10)
+            s.connect(sock)
+            assert s.recv(12) == b"RFB 003.008\n"
+            s.sendall(b"RFB 003.008\n")
+            count = s.recv(1)[0]
+            assert 1 in s.recv(count)                                     # "None" is offered
+            s.sendall(b"\x01")
+            assert s.recv(4) == b"\0\0\0\0"
+            s.sendall(b"\x01")                                          # ClientInit, shared
+            assert len(s.recv(24)) > 0
+        lines = [f"event 'graphics' for domain 'gr1': {phase} local[unix  {sock}] remote[unix  ] none"
+                 for phase in ("connect", "initialize", "disconnect")]
+        assert _vmguest.poll(lambda: events.read_text().splitlines() == lines, 30), events.read_text()
+    finally:
+        listener.send_signal(signal.SIGINT)
+        _vmguest.ended(listener)
 
 
 def test_screenshot_saves_a_ppm_under_virsh_s_default_name(vm):

@@ -144,3 +144,21 @@ def test_channel_states_in_the_live_xml():
     assert channels.from_event({"id": "virtio-serial0"}) == {}
     channels.set_states(dom, channels.from_event({"id": "channel0", "open": False}))
     assert dom.node.find("devices/channel/target").get("state") == "disconnected"
+
+
+def test_vnc_and_spice_clients_become_graphics_events():
+    from vsh.api.local.events import _translate
+
+    server = {"host": "", "service": "/run/vsh/vm1/vnc.sock", "family": "unix", "websocket": False, "auth": "none"}
+    client = {"host": "", "service": "", "family": "unix", "websocket": False}
+    phases = [_translate({"event": name, "data": {"server": server, "client": client}}, None)[0]
+              for name in ("VNC_CONNECTED", "VNC_INITIALIZED", "VNC_DISCONNECTED")]
+    assert [ev["phase"] for ev in phases] == ["connect", "initialize", "disconnect"]
+    assert event_text("vm1", phases[0]) == \
+        "event 'graphics' for domain 'vm1': connect local[unix  /run/vsh/vm1/vnc.sock] remote[unix  ] none\n"
+    tls = _translate({"event": "SPICE_INITIALIZED", "data": {
+        "server": {"host": "127.0.0.1", "port": "5900", "family": "ipv4", "auth": "spice"},
+        "client": {"host": "127.0.0.1", "port": "40000", "family": "ipv6", "x509_dname": "CN=me",
+                   "sasl_username": "al"}}}, None)[0]
+    assert event_text("vm1", tls) == ("event 'graphics' for domain 'vm1': initialize local[IPv4 127.0.0.1 5900] "
+                                      "remote[IPv6 127.0.0.1 40000] spice\n\tx509dname=CN=me\n\tsaslUsername=al\n")

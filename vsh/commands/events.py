@@ -9,7 +9,7 @@ named, running or not yet), until the timeout or an interrupt (``conn.domain_eve
 from __future__ import annotations
 
 from vsh.api.lifecycle import EVENT_NAMES
-from vsh.core.errors import Failed, InvalidArgument, VshError
+from vsh.core.errors import Failed, InvalidArgument
 from vsh.core.escape import escape
 from vsh.core.output import Text
 from vsh.registry import Opt, command
@@ -33,6 +33,12 @@ def event_text(domain: str, ev: dict) -> str:
         return f"{head} disk {escape(str(ev['alias']))}: {ev['tray']}\n"
     if name in ("block-job", "block-job-2"):
         return f"{head}: {ev['job']} for {escape(str(ev['disk']))} {ev['status']}\n"
+    if name == "graphics":
+        local, remote = ev["local"], ev["remote"]
+        text = (f"{head}: {ev['phase']} local[{local['family']} {escape(local['node'])} {escape(local['service'])}] "
+                f"remote[{remote['family']} {escape(remote['node'])} {escape(remote['service'])}] "
+                f"{escape(ev['auth'])}\n")
+        return text + "".join(f"\t{escape(kind)}={escape(value)}\n" for kind, value in ev["subject"])
     if name == "agent-lifecycle":
         return f"{head}: state: '{ev['state']}' reason: '{ev['reason']}'\n"
     if name in ("io-error", "io-error-reason"):

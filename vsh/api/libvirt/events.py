@@ -28,6 +28,9 @@ TRAY = ("opened", "closed")
 #: virConnectDomainEventAgentLifecycleState and ...Reason in virsh's words
 AGENT_STATES = ("unknown", "connected", "disconnected")
 AGENT_REASONS = ("unknown", "domain started", "channel event")
+#: virDomainEventGraphicsPhase and ...AddressType in virsh's words
+GRAPHICS_PHASES = ("connect", "initialize", "disconnect")
+GRAPHICS_FAMILIES = ("IPv4", "IPv6", "unix")
 #: virDomainEventIOErrorAction in virsh's words
 IO_ERROR_ACTIONS = ("none", "pause", "report")
 _loop_ready = False
@@ -60,12 +63,20 @@ def _converters(libvirt) -> dict:
     def job(disk, kind, status):
         return {"job": _word(JOBS, kind), "disk": disk, "status": _word(JOB_STATUS, status)}
 
+    def graphics(phase, local, remote, auth, subject):
+        def address(a):
+            return {"family": _word(GRAPHICS_FAMILIES, int(a.get("family", 0))), "node": a.get("node") or "",
+                    "service": a.get("service") or ""}
+        return {"phase": _word(GRAPHICS_PHASES, phase), "local": address(local), "remote": address(remote),
+                "auth": auth or "", "subject": [[kind, name] for kind, name in subject or ()]}
+
     none = lambda *_args: {}     # noqa: E731 - events with nothing more to say
     return {
         libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE: ("lifecycle", lifecycle),
         libvirt.VIR_DOMAIN_EVENT_ID_REBOOT: ("reboot", none),
         libvirt.VIR_DOMAIN_EVENT_ID_RTC_CHANGE: ("rtc-change", lambda offset: {"offset": offset}),
         libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG: ("watchdog", lambda action: {"action": _word(WATCHDOG, action)}),
+        libvirt.VIR_DOMAIN_EVENT_ID_GRAPHICS: ("graphics", graphics),
         libvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR: ("io-error", lambda path, alias, action: {
             "path": path, "alias": alias, "action": _word(IO_ERROR_ACTIONS, action)}),
         libvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON: ("io-error-reason", lambda path, alias, action, reason: {

@@ -23,7 +23,12 @@ JOB_STATUS = {"BLOCK_JOB_COMPLETED": "completed", "BLOCK_JOB_CANCELLED": "cancel
 #: the QMP events this module turns into libvirt events (the supervisor's own come too)
 QMP_EVENTS = ("SHUTDOWN", "RESET", "RTC_CHANGE", "WATCHDOG", "BALLOON_CHANGE", "DEVICE_DELETED",
               "DEVICE_TRAY_MOVED", "SUSPEND", "WAKEUP", "BLOCK_WRITE_THRESHOLD", "BLOCK_IO_ERROR",
-              "VSERPORT_CHANGE", *JOB_STATUS)
+              "VSERPORT_CHANGE", *JOB_STATUS, *(f"{proto}_{phase}" for proto in ("VNC", "SPICE")
+                                                for phase in ("CONNECTED", "INITIALIZED", "DISCONNECTED")))
+#: a VNC or SPICE client's QMP event → libvirt's graphics phase
+GRAPHICS_PHASES = {"CONNECTED": "connect", "INITIALIZED": "initialize", "DISCONNECTED": "disconnect"}
+#: QEMU's address families in virsh's words (libvirt takes an unknown one for IPv4)
+FAMILIES = {"ipv4": "IPv4", "ipv6": "IPv6", "unix": "unix"}
 #: the supervisor's own events besides its state changes
 OWN_EVENTS = ("VSH_LIFECYCLE", "VSH_DEVICE_ADDED")
 #: the virtio port the guest agent opens
@@ -138,6 +143,8 @@ def _translate(msg: dict, disks: _Live) -> list[dict]:
             return []
         return [{"event": "agent-lifecycle", "state": "connected" if data.get("open") else "disconnected",
                  "reason": "channel event"}]
+    if name.startswith(("VNC_", "SPICE_")) and name.split("_", 1)[1] in GRAPHICS_PHASES:
+        return [_graphics(GRAPHICS_PHASES[name.split("_", 1)[1]], data)]
     if name == "SHUTDOWN":
         if data.get("reason") in ("guest-reset", "host-qmp-system-reset"):
             return []                   # a reset: the RESET event follows
@@ -180,6 +187,20 @@ def _translate(msg: dict, disks: _Live) -> list[dict]:
         return [{"event": "block-job", "job": job, "disk": top, "status": status},
                 {"event": "block-job-2", "job": job, "disk": target, "status": status}]
     return []
+
+
+def _graphics(phase: str, data: dict) -> dict:
+    """libvirt's graphics event from QEMU's VNC_* or SPICE_* one (server and client addresses,
+    the server's authentication, the client's x509 name and SASL user as identities)."""
+    def address(info: dict) -> dict:
+        return {"family": FAMILIES.get(str(info.get("family")), "IPv4"), "node": str(info.get("host", "")),
+                "service": str(info.get("service", info.get("port", "")))}    # VNC: service, SPICE: port
+
+    server, client = data.get("server") or {}, data.get("client") or {}
+    subject = [[kind, str(client[key])]
+               for kind, key in (("x509dname", "x509_dname"), ("saslUsername", "sasl_username")) if client.get(key)]
+    return {"event": "graphics", "phase": phase, "local": address(server), "remote": address(client),
+            "auth": str(server.get("auth", "")), "subject": subject}
 
 
 def domain_events(dom, timeout: float | None, seen_start=None):
