@@ -39,6 +39,8 @@ def event_text(domain: str, ev: dict) -> str:
                 f"remote[{remote['family']} {escape(remote['node'])} {escape(remote['service'])}] "
                 f"{escape(ev['auth'])}\n")
         return text + "".join(f"\t{escape(kind)}={escape(value)}\n" for kind, value in ev["subject"])
+    if name == "metadata-change":
+        return f"{head}: type {ev['type']}, uri {escape(ev['uri']) if ev['uri'] is not None else '(null)'}\n"
     if name == "agent-lifecycle":
         return f"{head}: state: '{ev['state']}' reason: '{ev['reason']}'\n"
     if name in ("io-error", "io-error-reason"):

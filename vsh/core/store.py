@@ -159,6 +159,7 @@ class Store:
     config_dir = property(lambda self: _path(self._config), doc="persistent configuration (Path)")
     data_dir = property(lambda self: _path(self._data), doc="images, snapshots, pools (Path)")
     runtime_root = property(lambda self: _path(self._run), doc="one directory per running domain (Path)")
+    run_root = property(lambda self: self._run, doc="the runtime directory, as a string")
     domains_dir = property(lambda self: _path(self._domains), doc="persistent domain configs (Path)")
     autostart_dir = property(lambda self: _path(self._autostart), doc="autostart marks (Path)")
     locks_dir = property(lambda self: _path(self._locks), doc="per-domain lock files (Path)")

@@ -31,6 +31,8 @@ AGENT_REASONS = ("unknown", "domain started", "channel event")
 #: virDomainEventGraphicsPhase and ...AddressType in virsh's words
 GRAPHICS_PHASES = ("connect", "initialize", "disconnect")
 GRAPHICS_FAMILIES = ("IPv4", "IPv6", "unix")
+#: virDomainMetadataType in virsh's words
+METADATA_TYPES = ("description", "title", "element")
 #: virDomainEventIOErrorAction in virsh's words
 IO_ERROR_ACTIONS = ("none", "pause", "report")
 _loop_ready = False
@@ -96,6 +98,8 @@ def _converters(libvirt) -> dict:
             "state": _word(AGENT_STATES, state), "reason": _word(AGENT_REASONS, reason)}),
         libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED: ("device-removal-failed",
                                                            lambda alias: {"alias": alias}),
+        libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE: ("metadata-change", lambda kind, uri: {
+            "type": _word(METADATA_TYPES, kind), "uri": uri}),
         libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_THRESHOLD: ("block-threshold", lambda dev, path, threshold, excess: {
             "dev": dev, "path": path, "threshold": threshold, "excess": excess}),
     }

@@ -8,6 +8,7 @@ those are imported when a change is made, not on the way to ``dominfo``.
 
 from __future__ import annotations
 
+from vsh.core import journal
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported
 
 
@@ -44,6 +45,7 @@ class LocalDomainSettings:
                 store.write_config(cfg)
             if ref.active and not config:
                 self._update_live_xml(lambda dom: setattr(dom, attr, text or None))
+        journal.record(store.run_root, ref.name, "metadata-change", attr, "")
 
     def _update_live_xml(self, change) -> None:
         from vsh.api.local.changes import update_live_xml
@@ -206,6 +208,7 @@ class LocalDomainSettings:
         if do_live:
             with self.store.lock(ref.name):
                 self._update_live_xml(change)
+        journal.record(self.store.run_root, ref.name, "metadata-change", "element", uri)
         return {"live": do_live, "config": do_config}
 
     # -- lifecycle actions -------------------------------------------------------------------------

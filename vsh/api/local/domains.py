@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from vsh.api.domains import ConnectionDomains, DomainConfig
+from vsh.core import journal
 from vsh.core.errors import VshError
 from vsh.core.store import DomainRef
 
@@ -234,7 +235,8 @@ class LocalConnectionDomains(ConnectionDomains):
         if validate is True or (validate == "if-installed" and os.path.exists(SCHEMA)):
             check_schema(dom)
         as_defined(dom)
-        self.store.define(dom)
+        added = self.store.define(dom)
+        journal.record(self.store.run_root, dom.name, "lifecycle", "Defined", "Added" if added else "Updated")
         return self.lookup_domain(dom.name)
 
 
@@ -314,6 +316,7 @@ class LocalDomainConfig(DomainConfig):
                                    "Requested operation is not valid: cannot undefine domain with nvram",
                                    hint="add --nvram to remove it too, or --keep-nvram")
         store.undefine(ref)
+        journal.record(store.run_root, ref.name, "lifecycle", "Undefined", "Removed")
         if nvram and nvram_file and os.path.exists(nvram_file):
             os.unlink(nvram_file)
         if snapshots_metadata:
@@ -342,7 +345,10 @@ class LocalDomainConfig(DomainConfig):
         self.store.set_autostart(ref.name, enabled)
 
     def rename(self, new_name: str) -> None:
+        old = self.ref.name
         self.store.rename(self.ref, new_name)
+        journal.record(self.store.run_root, old, "lifecycle", "Undefined", "Renamed")
+        journal.record(self.store.run_root, new_name, "lifecycle", "Defined", "Renamed")
         self.name = new_name
         self.refresh()
 

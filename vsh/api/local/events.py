@@ -1,5 +1,6 @@
-"""The local driver: libvirt's domain events from what a running domain's supervisor
-publishes: its own state changes (``VSH_LIFECYCLE``) become ``lifecycle`` events, a device it
+"""The local driver: libvirt's domain events from the store's journal (definitions added,
+changed, renamed, removed; metadata changed: :mod:`vsh.core.journal`) and from what a running
+domain's supervisor publishes: its own state changes (``VSH_LIFECYCLE``) become ``lifecycle`` events, a device it
 hot-plugged (``VSH_DEVICE_ADDED``) ``device-added``, QEMU's QMP events the others, as libvirt's
 QEMU driver derives them (the guest agent's port opening or closing: ``agent-lifecycle``)."""
 
@@ -271,6 +272,9 @@ def connection_events(conn, name: str | None, timeout: float | None):
             q.put((dom_name, done))
 
     since = _process_start()
+    from vsh.core.journal import Follower
+
+    journal = Follower(conn.store.run_root)        # definitions and metadata: no supervisor tells
 
     def scan(first: bool) -> None:
         refs = [conn.store.get(name)] if name is not None else conn.store.refs()
@@ -290,6 +294,10 @@ def connection_events(conn, name: str | None, timeout: float | None):
         if now - scanned >= _SCAN:
             scan(False)
             scanned = now
+            for stamp, dom_name, kind, fields in journal.poll():
+                ev = _journal_event(kind, fields)
+                if ev is not None and (name is None or dom_name == name):
+                    yield dom_name, {**ev, "timestamp": stamp}
         wait = _SCAN if deadline is None else min(_SCAN, deadline - now)
         if wait <= 0:
             return
@@ -301,6 +309,15 @@ def connection_events(conn, name: str | None, timeout: float | None):
             following.discard(dom_name)
             continue
         yield dom_name, ev
+
+
+def _journal_event(kind: str, fields: list) -> dict | None:
+    """The event of one line of the store's journal (:mod:`vsh.core.journal`)."""
+    if kind == "lifecycle" and len(fields) == 2:
+        return {"event": "lifecycle", "type": fields[0], "detail": fields[1]}
+    if kind == "metadata-change" and len(fields) == 2:
+        return {"event": "metadata-change", "type": fields[0], "uri": fields[1] or None}
+    return None
 
 
 def _process_start() -> float:

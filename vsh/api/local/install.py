@@ -202,6 +202,9 @@ def carry_out(store, plan, autostart: bool = False, define: bool = True) -> list
         as_defined(dom)                 # what define writes: the canonical machine, PS/2, addresses
         store.define(dom)
         defined = True
+        from vsh.core import journal
+
+        journal.record(store.run_root, name, "lifecycle", "Defined", "Added")
         if autostart:
             store.set_autostart(name, True)
     except BaseException as err:
@@ -218,6 +221,9 @@ def _remove(store, name: str, defined: bool, created: list[str]) -> None:
         try:
             store.set_autostart(name, False)
             store.undefine(store.get(name))
+            from vsh.core import journal
+
+            journal.record(store.run_root, name, "lifecycle", "Undefined", "Removed")
         except VshError:
             pass
     for path in reversed(created):

@@ -1,0 +1,112 @@
+"""The store's event journal: the domain events no supervisor sees, for ``vsh event``.
+
+libvirtd tells its event listeners when a definition is added, changed, renamed or removed and
+when a domain's metadata changes, running or not. vsh has no daemon: the command that makes the
+change appends the event to ``events.log`` in the store's runtime directory, and each listener
+reads what was appended since it began (:class:`Follower`), beside the events of the running
+domains' supervisors.
+
+One line per event, written with one ``write`` on an ``O_APPEND`` descriptor (whole lines, in
+order, whatever the number of writers)::
+
+    TIME <TAB> DOMAIN <TAB> EVENT <TAB> FIELD1 <TAB> FIELD2
+
+the text fields in Python's ``unicode_escape`` (no tab or newline inside them). Past 1 MiB the
+writer that finds the file too long renames it to ``events.log.old`` (under ``flock``) and
+starts a new one; a listener finishes the old file first. The runtime directory is a tmpfs:
+like libvirt's, the events do not outlive a boot. Recording is best effort: a journal that
+cannot be written never fails the change itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+FILE = "events.log"
+LIMIT = 1 << 20
+
+
+def _esc(text: str) -> str:
+    return text.encode("unicode_escape").decode("ascii")
+
+
+def _unesc(text: str) -> str:
+    return text.encode("ascii").decode("unicode_escape")
+
+
+def record(run_root: str, domain: str, event: str, *fields: str) -> None:
+    """Append one event of ``domain`` to the journal of the store whose runtime directory is
+    ``run_root``; ``fields`` are the event's own (strings)."""
+    import fcntl
+
+    line = "\t".join((repr(time.time()), _esc(domain), event, *map(_esc, fields))) + "\n"
+    path = os.path.join(run_root, FILE)
+    try:
+        os.makedirs(run_root, mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(fd).st_size > LIMIT:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:      # no other writer moved it yet
+                    os.replace(path, path + ".old")
+                os.close(fd)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.write(fd, line.encode("ascii"))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def parse(line: str) -> tuple[float, str, str, list[str]] | None:
+    """(time, domain, event, fields) of one journal line; None for one that is not whole."""
+    parts = line.rstrip("\n").split("\t")
+    if len(parts) < 3 or not line.endswith("\n"):
+        return None
+    try:
+        return float(parts[0]), _unesc(parts[1]), parts[2], [_unesc(p) for p in parts[3:]]
+    except (ValueError, UnicodeError):
+        return None
+
+
+class Follower:
+    """Reads the events appended to a store's journal after it was made."""
+
+    def __init__(self, run_root: str):
+        self.path = os.path.join(run_root, FILE)
+        try:
+            st = os.stat(self.path)
+            self.ino, self.pos = st.st_ino, st.st_size
+        except OSError:
+            self.ino, self.pos = None, 0
+
+    def poll(self) -> list[tuple[float, str, str, list[str]]]:
+        """The events appended since the last call, oldest first."""
+        try:
+            ino = os.stat(self.path).st_ino
+        except OSError:
+            ino = None
+        out = []
+        if self.ino is not None and ino != self.ino:           # rotated: the rest of the old file
+            out += self._read(self.path + ".old")
+            self.ino, self.pos = ino, 0
+        elif self.ino is None and ino is not None:
+            self.ino, self.pos = ino, 0
+        if ino is not None:
+            out += self._read(self.path)
+        return out
+
+    def _read(self, path: str) -> list:
+        try:
+            with open(path, "rb") as fh:
+                if os.fstat(fh.fileno()).st_ino != self.ino:
+                    return []
+                fh.seek(self.pos)
+                data = fh.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n") + 1                 # a line still being written waits for the next poll
+        self.pos += end
+        events = (parse(line) for line in data[:end].decode("ascii", "replace").splitlines(keepends=True))
+        return [ev for ev in events if ev is not None]
