@@ -122,7 +122,6 @@ class _Live:
                 return inserted.get("file", ""), qdev
         return "", ""
 
-
     def port_name(self, port_id: str) -> str | None:
         """The name of the virtio-serial port with QEMU id ``port_id``."""
         from vsh.kvm import client
@@ -133,14 +132,14 @@ class _Live:
             return None
 
 
-def _translate(msg: dict, disks: _Live) -> list[dict]:
+def _translate(msg: dict, live: _Live) -> list[dict]:
     name, data = msg.get("event"), msg.get("data") or {}
     if name == "VSH_LIFECYCLE":
         return [{"event": "lifecycle", "type": t, "detail": d} for t, d in lifecycle_events(data)]
     if name == "VSH_DEVICE_ADDED":
         return [{"event": "device-added", "alias": data["device"]}] if data.get("device") else []
     if name == "VSERPORT_CHANGE":
-        if not data.get("id") or disks.port_name(data["id"]) != AGENT_PORT:
+        if not data.get("id") or live.port_name(data["id"]) != AGENT_PORT:
             return []
         return [{"event": "agent-lifecycle", "state": "connected" if data.get("open") else "disconnected",
                  "reason": "channel event"}]
@@ -171,11 +170,11 @@ def _translate(msg: dict, disks: _Live) -> list[dict]:
     if name == "WAKEUP":
         return [{"event": "pm-wakeup"}]
     if name == "BLOCK_WRITE_THRESHOLD":
-        dev, path = disks.node_dev(data.get("node-name", ""))
+        dev, path = live.node_dev(data.get("node-name", ""))
         return [{"event": "block-threshold", "dev": dev, "path": path, "threshold": data.get("write-threshold", 0),
                  "excess": data.get("amount-exceeded", 0)}]
     if name == "BLOCK_IO_ERROR":
-        path, alias = disks.backend(data.get("node-name") or "", data.get("device") or "")
+        path, alias = live.backend(data.get("node-name") or "", data.get("device") or "")
         action = IO_ERROR_ACTIONS.get(data.get("action"), "none")
         reason = "enospc" if data.get("nospace") else ""
         return [{"event": "io-error", "path": path, "alias": alias, "action": action},
@@ -184,7 +183,7 @@ def _translate(msg: dict, disks: _Live) -> list[dict]:
         target = str(data.get("device", "")).removeprefix("vsh-block-")
         status = "failed" if data.get("error") else JOB_STATUS[name]
         job = JOB_TYPES.get(data.get("type"), "Block Commit")
-        top = (disks.targets().get(target) or [target])[0]
+        top = (live.targets().get(target) or [target])[0]
         return [{"event": "block-job", "job": job, "disk": top, "status": status},
                 {"event": "block-job-2", "job": job, "disk": target, "status": status}]
     return []
@@ -212,7 +211,7 @@ def domain_events(dom, timeout: float | None, seen_start=None):
 
     rundir = running_rundir(dom)
     stream = client.events(rundir, [*OWN_EVENTS, *QMP_EVENTS], timeout=timeout)
-    disks = _Live(dom, rundir)
+    live = _Live(dom, rundir)
 
     def gen():
         for msg in stream:
@@ -222,7 +221,7 @@ def domain_events(dom, timeout: float | None, seen_start=None):
             stamp = msg.get("timestamp")
             if isinstance(stamp, dict):
                 stamp = stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6
-            for ev in _translate(msg, disks):
+            for ev in _translate(msg, live):
                 ev["timestamp"] = stamp if isinstance(stamp, (int, float)) else time.time()
                 yield ev
     return gen()
