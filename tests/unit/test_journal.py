@@ -15,6 +15,10 @@ from vsh.core import journal
 def test_a_follower_sees_what_is_appended_after_it_began_in_order(tmp_path):
     run = str(tmp_path / "jrun")
     journal.record(run, "before", "lifecycle", "Defined", "Added")
+    assert not os.path.exists(run)                  # nobody listens: nothing written, nothing made
+    follower = journal.Follower(run)
+    assert oct(os.stat(run).st_mode & 0o777) == "0o700"
+    journal.record(run, "before", "lifecycle", "Defined", "Added")
     follower = journal.Follower(run)
     assert follower.poll() == []
     journal.record(run, "vm1", "lifecycle", "Defined", "Added")
@@ -54,6 +58,23 @@ def test_rotation_loses_nothing_a_follower_had_not_read(tmp_path, monkeypatch):
     assert os.path.exists(os.path.join(run, journal.FILE + ".old"))
     assert os.path.getsize(os.path.join(run, journal.FILE)) <= 200 + 100
     assert seen == names                  # nothing lost across the rotations, in order
+
+
+def test_a_runtime_directory_another_user_planted_gets_no_journal(tmp_path):
+    import pytest
+
+    from vsh.core.errors import VshError
+
+    other = tmp_path / "theirs"
+    other.mkdir()
+    os.chown(other, 65534, 65534)
+    planted = tmp_path / "vsh-run"
+    os.symlink(other, planted)
+    os.lchown(planted, 65534, 65534)
+    journal.record(str(planted), "vm1", "lifecycle", "Defined", "Added")
+    assert os.listdir(other) == []
+    with pytest.raises(VshError, match="belongs to another user"):
+        journal.Follower(str(planted))
 
 
 def test_an_unwritable_journal_never_fails_the_change(tmp_path):

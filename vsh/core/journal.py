@@ -14,8 +14,10 @@ order, whatever the number of writers)::
 the text fields in Python's ``unicode_escape`` (no tab or newline inside them). Past 1 MiB the
 writer that finds the file too long renames it to ``events.log.old`` (under ``flock``) and
 starts a new one; a listener finishes the old file first. The runtime directory is a tmpfs:
-like libvirt's, the events do not outlive a boot. Recording is best effort: a journal that
-cannot be written never fails the change itself.
+like libvirt's, the events do not outlive a boot. A listener makes the runtime directory (as
+vsh makes it: 0700, refused when another user planted it); a writer finds none when nobody
+listens and writes nothing then. Recording is best effort: a journal that cannot be written
+never fails the change itself.
 """
 
 from __future__ import annotations
@@ -40,10 +42,15 @@ def record(run_root: str, domain: str, event: str, *fields: str) -> None:
     ``run_root``; ``fields`` are the event's own (strings)."""
     import fcntl
 
+    from vsh.core.errors import VshError
+    from vsh.core.files import ensure_private_dir
+
+    if not os.path.lexists(run_root):
+        return              # no runtime directory yet: no listener (it makes the directory)
     line = "\t".join((repr(time.time()), _esc(domain), event, *map(_esc, fields))) + "\n"
     path = os.path.join(run_root, FILE)
     try:
-        os.makedirs(run_root, mode=0o700, exist_ok=True)
+        ensure_private_dir(run_root)        # never into a directory or link another user planted
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             if os.fstat(fd).st_size > LIMIT:
@@ -55,7 +62,7 @@ def record(run_root: str, domain: str, event: str, *fields: str) -> None:
             os.write(fd, line.encode("ascii"))
         finally:
             os.close(fd)
-    except OSError:
+    except (OSError, VshError):
         pass
 
 
@@ -74,6 +81,9 @@ class Follower:
     """Reads the events appended to a store's journal after it was made."""
 
     def __init__(self, run_root: str):
+        from vsh.core.files import ensure_private_dir
+
+        ensure_private_dir(run_root)        # where writers look for listeners (VshError: not ours)
         self.path = os.path.join(run_root, FILE)
         try:
             st = os.stat(self.path)
