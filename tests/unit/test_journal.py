@@ -128,3 +128,14 @@ def test_event_reports_definitions_and_metadata_as_libvirtd(vsh_env, vsh_proc, t
         "event 'lifecycle' for domain 'vm2': Defined Renamed",
         "event 'lifecycle' for domain 'vm2': Undefined Removed"], (lines, err)
     assert lines[8] == "event loop interrupted"
+
+
+def test_the_runtime_directory_keeps_its_mode(tmp_path):
+    # a confined QEMU's user may have been granted search on it: neither side may take that back
+    run = tmp_path / "jrun"
+    run.mkdir(mode=0o711)
+    os.chmod(run, 0o711)
+    follower = journal.Follower(str(run))
+    journal.record(str(run), "vm1", "lifecycle", "Defined", "Added")
+    assert len(follower.poll()) == 1
+    assert oct(os.stat(run).st_mode & 0o777) == "0o711"

@@ -42,15 +42,11 @@ def record(run_root: str, domain: str, event: str, *fields: str) -> None:
     ``run_root``; ``fields`` are the event's own (strings)."""
     import fcntl
 
-    from vsh.core.errors import VshError
-    from vsh.core.files import ensure_private_dir
-
-    if not os.path.lexists(run_root):
-        return              # no runtime directory yet: no listener (it makes the directory)
+    if not _ours(run_root):
+        return      # no runtime directory yet (no listener: it makes one), or another user planted it
     line = "\t".join((repr(time.time()), _esc(domain), event, *map(_esc, fields))) + "\n"
     path = os.path.join(run_root, FILE)
     try:
-        ensure_private_dir(run_root)        # never into a directory or link another user planted
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             if os.fstat(fd).st_size > LIMIT:
@@ -62,8 +58,18 @@ def record(run_root: str, domain: str, event: str, *fields: str) -> None:
             os.write(fd, line.encode("ascii"))
         finally:
             os.close(fd)
-    except (OSError, VshError):
+    except OSError:
         pass
+
+
+def _ours(path: str) -> bool:
+    """Whether ``path`` is a directory of this user's, through links of this user's only. Its
+    mode is left as it is: a running QEMU's user may have been granted search on it (ACL)."""
+    try:
+        return os.lstat(path).st_uid == os.geteuid() and os.stat(path).st_uid == os.geteuid() and \
+            os.path.isdir(path)
+    except OSError:
+        return False
 
 
 def parse(line: str) -> tuple[float, str, str, list[str]] | None:
@@ -81,9 +87,13 @@ class Follower:
     """Reads the events appended to a store's journal after it was made."""
 
     def __init__(self, run_root: str):
+        from vsh.core.errors import VshError
         from vsh.core.files import ensure_private_dir
 
-        ensure_private_dir(run_root)        # where writers look for listeners (VshError: not ours)
+        if not os.path.lexists(run_root):
+            ensure_private_dir(run_root)    # where writers look for listeners: made as vsh makes it
+        elif not _ours(run_root):
+            raise VshError(f"directory '{run_root}' belongs to another user")
         self.path = os.path.join(run_root, FILE)
         try:
             st = os.stat(self.path)
