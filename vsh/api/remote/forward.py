@@ -23,6 +23,27 @@ READY_WAIT = 20.0
 HOLD = "cat >/dev/null"
 
 
+#: /proc/net/unix's flag of a socket that listens (the kernel's __SO_ACCEPTCON)
+_ACCEPTING = 0x10000
+
+
+def _listening(path: str) -> bool:
+    """Whether a unix socket listens on ``path``: ssh binds the path before it listens, and a
+    connection in between would be refused (without /proc: whether the path exists)."""
+    if not os.path.exists(path):
+        return False
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="replace") as fh:
+            next(fh, None)
+            for line in fh:
+                fields = line.rstrip("\n").split(None, 7)
+                if len(fields) == 8 and fields[7] == path and int(fields[3], 16) & _ACCEPTING:
+                    return True
+    except (OSError, ValueError):
+        return True
+    return False
+
+
 class SshForward(SocketForward):
     """``local_path`` here → ``remote_path`` on the host ``protocol_argv`` (the channel's ssh
     command line) reaches; ``target`` names that host in errors."""
@@ -60,7 +81,7 @@ class SshForward(SocketForward):
     def _wait_ready(self) -> None:
         """Wait until ssh listens on :attr:`path` (it binds it once logged in) or gives up."""
         deadline = time.monotonic() + READY_WAIT
-        while not os.path.exists(self.path):
+        while not _listening(self.path):
             status = self.proc.wait(0.02)
             if status is not None:
                 said = _read_all(self.proc.stderr).strip().replace("\n", "; ")
