@@ -17,6 +17,11 @@ PORT_ID = re.compile(r"channel(\d+)$")
 CHARDEV_ID = re.compile(r"charchannel(\d+)$")
 
 
+def alias(n: int) -> str:
+    """QEMU's id for the port of channel ``n`` (its chardev is ``"char" + alias(n)``)."""
+    return f"channel{n}"
+
+
 def from_chardevs(chardevs) -> dict[int, bool]:
     """{channel index: open} from ``query-chardev``."""
     out: dict[int, bool] = {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import platform
 import struct
@@ -54,12 +55,19 @@ def _attr(kind: int, config: int) -> ctypes.Array:
     return (ctypes.c_char * _ATTR_SIZE).from_buffer(buf)
 
 
+@functools.lru_cache(maxsize=None)
+def _libc():
+    """The C library, for syscall(2) (loaded once: one counter per thread and event)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
 def _open(kind: int, config: int, tid: int) -> int:
     number = SYSCALL.get(platform.machine())
     if number is None:
         raise PerfError(errno.ENOSYS, f"perf_event_open: not known on {platform.machine()}")
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
+    libc = _libc()
     attr = _attr(kind, config)
     fd = libc.syscall(ctypes.c_long(number), ctypes.byref(attr), ctypes.c_int(tid), ctypes.c_int(-1),
                       ctypes.c_int(-1), ctypes.c_ulong(_FD_CLOEXEC))

@@ -41,8 +41,11 @@ class LocalDomainAgent(DomainAgent):
         for n, el in enumerate(channels):
             ch = device_for(el)
             if ch.target_type == "virtio" and ch.target_name == CHANNEL_NAME and ch.type == "unix":
-                path = ch.source_path or os.path.join(rundir, f"channel{n}.sock")
-                return ref, live, path, f"charchannel{n}"
+                from vsh.kvm.argv import RuntimePaths
+                from vsh.kvm.channels import alias
+
+                path = ch.source_path or RuntimePaths.for_rundir(rundir).socket_for(alias(n))
+                return ref, live, path, "char" + alias(n)
         raise Unsupported("argument unsupported: QEMU guest agent is not configured")
 
     def _timeout(self, ref) -> int:

@@ -143,8 +143,9 @@ def _translate(msg: dict, live: _Live) -> list[dict]:
             return []
         return [{"event": "agent-lifecycle", "state": "connected" if data.get("open") else "disconnected",
                  "reason": "channel event"}]
-    if name.startswith(("VNC_", "SPICE_")) and name.split("_", 1)[1] in GRAPHICS_PHASES:
-        return [_graphics(GRAPHICS_PHASES[name.split("_", 1)[1]], data)]
+    proto, _, phase = (name or "").partition("_")
+    if proto in ("VNC", "SPICE") and phase in GRAPHICS_PHASES:
+        return [_graphics(GRAPHICS_PHASES[phase], data)]
     if name == "SHUTDOWN":
         if data.get("reason") in ("guest-reset", "host-qmp-system-reset"):
             return []                   # a reset: the RESET event follows

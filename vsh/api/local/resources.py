@@ -15,8 +15,6 @@ which holds them (:mod:`vsh.kvm.perf`); an event the host cannot count is refuse
 
 from __future__ import annotations
 
-import os
-
 from vsh.api.tuning import BLKIO_DEVICE_PARAMS, MEMTUNE_PARAMS, NUMA_MODES, PERF_EVENTS
 from vsh.core.errors import InvalidArgument, OperationInvalid, Unsupported, VshError
 
@@ -38,11 +36,6 @@ def parse_device_list(name: str, text: str) -> list[tuple[str, int]]:
     return out
 
 
-def _read(path: str) -> str:
-    with open(path) as fh:
-        return fh.read().strip()
-
-
 def _setting(do) -> None:
     """Run ``do()``, a change of cgroup files: a refusal is libvirt's error, naming the file."""
     from vsh.kvm.cgtune import CgroupError
@@ -53,18 +46,6 @@ def _setting(do) -> None:
         if exc.filename:
             raise VshError(f"Unable to write to '{exc.filename}': {exc.strerror}") from None
         raise OperationInvalid(f"Requested operation is not valid: {exc.strerror}") from None
-
-
-def major_minor(path: str) -> str:
-    import stat
-
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise InvalidArgument(f"invalid argument: cannot stat '{path}': {exc.strerror}") from None
-    if not stat.S_ISBLK(st.st_mode):
-        raise InvalidArgument(f"invalid argument: path '{path}' must be a block device")
-    return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
 
 
 class LocalResources:
@@ -176,6 +157,8 @@ class LocalResources:
             from vsh.kvm import cgtune
 
             group = self._cgroup(ref, "blkio", _BLKIO_NOT_MOUNTED)
+            from vsh.api.local.starttune import major_minor
+
             devices = {name: [(major_minor(dev), value) for dev, value in items] for name, items in lists.items()}
             weight = int(params["weight"]) if "weight" in params else None
             _setting(lambda: cgtune.set_blkio(group, weight, devices))
@@ -226,15 +209,6 @@ class LocalResources:
                 out["numa_nodeset"] = cgtune.mems(group) or out["numa_nodeset"]
         return out
 
-    @staticmethod
-    def _host_nodes() -> set[int]:
-        from vsh.core.domain import parse_cpuset
-
-        try:
-            return set(parse_cpuset(_read("/sys/devices/system/node/online")))
-        except (OSError, VshError):
-            return {0}
-
     def set_numa_parameters(self, mode=None, nodeset=None, live=False, config=False, current=False):
         from vsh.core.domain import format_cpuset, parse_cpuset
         from vsh.core.xmlobject import ensure
@@ -244,7 +218,9 @@ class LocalResources:
             raise InvalidArgument(f"invalid argument: unsupported numatune mode: '{mode}'")
         if nodeset is not None:
             nodes = parse_cpuset(nodeset)
-            missing = sorted(nodes - self._host_nodes())
+            from vsh.api.local.starttune import host_nodes
+
+            missing = sorted(nodes - host_nodes())
             if missing:
                 raise InvalidArgument(f"unsupported configuration: NUMA node {missing[0]} is unavailable")
             nodeset = format_cpuset(nodes)

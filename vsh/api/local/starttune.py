@@ -27,6 +27,8 @@ Nothing is dropped: what vsh applies, it applies; what it cannot, it refuses, sa
 
 from __future__ import annotations
 
+import os
+
 from vsh.core.errors import InvalidArgument, Unsupported, VshError
 
 #: libvirt's "unlimited" memory parameter (2**53 - 1 KiB): no limit
@@ -52,6 +54,19 @@ def host_nodes() -> set[int]:
             return set(parse_cpuset(fh.read().strip()))
     except (OSError, ValueError, VshError):
         return {0}
+
+
+def major_minor(path: str) -> str:
+    """``MAJOR:MINOR`` of block device ``path`` (a <blkiotune> device, as cgroups name it)."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InvalidArgument(f"invalid argument: cannot stat '{path}': {exc.strerror}") from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise InvalidArgument(f"invalid argument: path '{path}' must be a block device")
+    return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
 
 
 def check_nodeset(nodes: set[int]) -> None:
@@ -143,7 +158,6 @@ def _memtune(dom) -> dict:
 
 
 def _blkiotune(dom) -> dict:
-    from vsh.api.local.resources import major_minor
 
     tune = dom.node.find("blkiotune")
     if tune is None:

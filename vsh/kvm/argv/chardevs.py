@@ -194,7 +194,9 @@ def channel(b: Builder, ch, n: int) -> None:
     if ch.target_type != "virtio":
         raise Unsupported("%s: only virtio channels are supported" % what)
     name = ch.target_name
-    alias = "channel%d" % n
+    from vsh.kvm.channels import alias as channel_alias
+
+    alias = channel_alias(n)
     b.add("-chardev", chardev(b, ch, "char" + alias, alias, what, log=False))
     pairs: list[tuple[str, object]] = [("chardev", "char" + alias), ("id", alias)]
     if name:
